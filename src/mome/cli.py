@@ -1,0 +1,56 @@
+"""`mome` command line: parses arguments and calls one function per subcommand.
+
+Each subcommand lives in `mome/commands/<name>.py` and exposes `add_arguments(parser)` and
+`run(args) -> int`. Modules are imported lazily, so `mome --help` stays fast and a subcommand's
+heavy imports (torch, transformers, PyAV) are paid only when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from mome.errors import UserError
+
+# name -> (module, one-line help). Adding a subcommand = one line here + one module.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "params": ("mome.commands.params", "count total, trainable and active adapter parameters of a config"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mome", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        sub_parser.set_defaults(_module=module_name)
+        # Arguments are declared by the module; importing it here keeps --help complete.
+        importlib.import_module(module_name).add_arguments(sub_parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    # Build only the requested subcommand's parser when possible (fast start-up).
+    if argv and argv[0] in COMMANDS:
+        module_name, help_text = COMMANDS[argv[0]]
+        parser = argparse.ArgumentParser(prog=f"mome {argv[0]}", description=help_text)
+        module = importlib.import_module(module_name)
+        module.add_arguments(parser)
+        args = parser.parse_args(argv[1:])
+    else:
+        args = build_parser().parse_args(argv)
+        module = importlib.import_module(args._module)
+    try:
+        return int(module.run(args) or 0)
+    except UserError as err:
+        print(f"mome: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mome: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,465 @@
+"""The single config tree of mome: dataclasses with defaults, loaded from and saved to YAML.
+
+Every experiment is one `Config`. YAML files only serialise it: unknown keys, wrong types and invalid
+values fail at load time with a message that names the dotted field (`model.adapter.mome.top_k`).
+Presets live in `mome/presets/*.yaml`; a preset may `extends:` another and override a few fields.
+Where the paper is silent (paper.md §8), the choice is a field here and documented on the field.
+
+    Config
+    ├── model: ModelConfig
+    │   ├── encoders: audio (Whisper) / video (AV-HuBERT-style lip encoder)
+    │   ├── compression: task, mode, audio_rates, video_rates        (the only place rates are defined)
+    │   ├── projector, llm
+    │   └── adapter: kind + mome / lora hyper-parameters
+    ├── data, train, decode
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mome.errors import ConfigError
+
+TASKS = ("asr", "vsr", "avsr")
+COMPRESSION_MODES = ("avg-pool", "stack")
+ADAPTER_KINDS = ("none", "lora", "mtsk-ms", "mtsk-ss", "mtsk-mss", "mome")
+PLACEMENTS = ("mhsa", "ffn", "layer")
+AUDIO_ENCODERS = ("whisper", "none")
+VIDEO_ENCODERS = ("avhubert", "none")
+DTYPES = ("float32", "bfloat16", "float16")
+
+# Prompts of the reference code (reference_code.md §2.4); the MoME paper does not give its own.
+DEFAULT_PROMPTS = {
+    "asr": "Transcribe speech to text.",
+    "vsr": "Transcribe video to text.",
+    "avsr": "Transcribe speech and video to text.",
+}
+
+
+# --------------------------------------------------------------------------------------------- model
+@dataclass
+class AudioEncoderConfig:
+    kind: str = "whisper"
+    """`whisper` (the encoder of any local Hugging Face Whisper directory) or `none` (VSR)."""
+    path: str | None = None
+    """Local HF Whisper directory. `None`: built from `arch` (random weights; tests and `mome params`)."""
+    arch: dict[str, Any] | None = None
+    """`WhisperConfig` fields, so the encoder can be built without weights."""
+
+
+@dataclass
+class VideoEncoderConfig:
+    kind: str = "avhubert"
+    """`avhubert` (AV-HuBERT or the compact lip encoder that shares its architecture) or `none` (ASR)."""
+    path: str | None = None
+    """Checkpoint of the video encoder (official fairseq `.pt` or a mome lip-encoder checkpoint)."""
+    arch: dict[str, Any] | None = None
+    """Architecture fields of the video encoder (layers, widths), to build it without weights."""
+
+
+@dataclass
+class EncodersConfig:
+    audio: AudioEncoderConfig = field(default_factory=AudioEncoderConfig)
+    video: VideoEncoderConfig = field(default_factory=VideoEncoderConfig)
+
+
+@dataclass
+class CompressionConfig:
+    task: str = "avsr"
+    """`asr` (audio only), `vsr` (video only) or `avsr` (both, concatenated in the LLM input)."""
+    mode: str = "avg-pool"
+    """`avg-pool` (AvgPool1d, kernel = stride = rate; MoME, MTSK) or `stack` (concatenate `rate` frames)."""
+    audio_rates: list[int] = field(default_factory=lambda: [4, 16])
+    """Matryoshka audio compression rates (encoder frames per LLM token). MoME AVSR: {4, 16}."""
+    video_rates: list[int] = field(default_factory=lambda: [2, 5])
+    """Matryoshka video compression rates. MoME AVSR: {2, 5}."""
+
+    @property
+    def uses_audio(self) -> bool:
+        return self.task in ("asr", "avsr")
+
+    @property
+    def uses_video(self) -> bool:
+        return self.task in ("vsr", "avsr")
+
+
+@dataclass
+class ProjectorConfig:
+    hidden_size: int = 2048
+    """Width of Linear -> ReLU -> Linear (reference code default 2048)."""
+    per_rate: bool = True
+    """One projector per (modality, rate) as in Llama-MTSK; `false` shares one per modality."""
+    layer_norm: bool = True
+    """LayerNorm on the projector output (the released Omni-AVSR checkpoints have none; see §2.3)."""
+
+
+@dataclass
+class LLMConfig:
+    path: str | None = None
+    """Local Hugging Face causal-LM directory (Llama 3.x, Qwen2.5, SmolLM2 ...)."""
+    arch: dict[str, Any] | None = None
+    """HF config fields (with `model_type`) to build the LLM without weights (`mome params`, tests)."""
+    num_layers: int | None = None
+    """Keep only the first N decoder layers (the CPU demo); `null` keeps all."""
+    hidden_size: int | None = None
+    """Expected LLM width; checked against the loaded LLM so a wrong checkpoint fails early."""
+    dtype: str = "float32"
+    """Dtype of the frozen LLM weights (`bfloat16` on GPUs)."""
+
+
+@dataclass
+class MoMEConfig:
+    num_routed_experts: int = 23
+    """N_r routed experts per MoME module (MoME-23/4)."""
+    top_k: int = 4
+    """Routed experts active per token."""
+    num_shared_experts: int = 1
+    """N_s always-on experts (paper Table 3: 1 is best)."""
+    bottleneck: int = 12
+    """Expert width b: Linear(d, b) -> GELU -> Linear(b, d)."""
+    placement: str = "mhsa"
+    """Parallel to `mhsa`, `ffn` or the whole `layer`."""
+    shared_router: bool = True
+    """One router for all granularities (MoME); `false`: one router per rate combination (ablation)."""
+    renormalize_gates: bool = True
+    """Divide the top-k gates by their sum (Mixtral, the authors' SMoP code) or keep raw softmax values
+    (DeepSeekMoE). The paper does not say; paper.md §2.3."""
+    load_balance_coef: float = 0.01
+    """Weight of the Switch-style load-balancing loss (paper: 0.01)."""
+    z_loss_coef: float = 0.0
+    """Weight of the router z-loss (SMoP used 0.001; MoME unknown, so off by default)."""
+
+
+@dataclass
+class LoRAConfig:
+    rank_factor: int = 32
+    """Bottleneck = d_LLM / rank_factor (the reference's "rank" is a reduction factor)."""
+    alpha: float = 4.0
+    """Scaling = alpha / rank_factor (reference: 4 / 32 = 0.125)."""
+
+
+@dataclass
+class AdapterConfig:
+    kind: str = "mome"
+    """`none`, `lora` (Llama-AVSR), `mtsk-ms` | `mtsk-ss` | `mtsk-mss` (Llama-MTSK) or `mome`."""
+    mome: MoMEConfig = field(default_factory=MoMEConfig)
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
+
+
+@dataclass
+class ModelConfig:
+    encoders: EncodersConfig = field(default_factory=EncodersConfig)
+    compression: CompressionConfig = field(default_factory=CompressionConfig)
+    projector: ProjectorConfig = field(default_factory=ProjectorConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    prompt: str | None = None
+    """Instruction placed after the A/V blocks; `null` uses the reference prompt of the task."""
+    combination_weights: dict[str, float] | None = None
+    """c_ij of the Matryoshka loss, keyed like `a4_v2`; `null` is uniform (paper). Missing keys = 1."""
+
+    @property
+    def prompt_text(self) -> str:
+        return self.prompt if self.prompt is not None else DEFAULT_PROMPTS[self.compression.task]
+
+
+# ---------------------------------------------------------------------------------------------- data
+@dataclass
+class DataConfig:
+    root: str | None = None
+    """Corpus root: holds the label CSVs and the media they point to (auto_avsr / LRS3 layout)."""
+    train_labels: str = "labels/train.csv"
+    val_labels: str = "labels/val.csv"
+    test_labels: str = "labels/test.csv"
+    noise_path: str | None = "noise/babble.wav"
+    """Babble noise (relative to `root` unless absolute); `null` disables noise."""
+    train_snrs: list[float | None] = field(default_factory=lambda: [-5, 0, 5, 10, 15, 20, None])
+    """SNRs (dB) drawn uniformly per training utterance; `null` = clean (reference code)."""
+    max_frames: int = 1500
+    """Frame budget of a training batch, in video frames (reference: 1000-1500 per GPU)."""
+    crop_size: int = 88
+    """Mouth crop fed to the video encoder (random in training, centre at evaluation)."""
+    num_workers: int = 2
+
+
+# ------------------------------------------------------------------------------------ train / decode
+@dataclass
+class TrainConfig:
+    seed: int = 7
+    lr: float = 1e-3
+    """AdamW peak learning rate (paper: 1e-3 ASR/AVSR, 5e-4 VSR)."""
+    weight_decay: float = 0.1
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    warmup_steps: int = 0
+    epochs: int = 10
+    max_steps: int | None = None
+    """Stop after this many optimiser steps (overrides `epochs` when set); the cosine spans it."""
+    grad_clip: float = 10.0
+    precision: str = "fp32"
+    """`fp32` on CPUs, `bf16` on GPUs."""
+    output_dir: str = "runs/experiment"
+    save_every_steps: int = 200
+    log_every_steps: int = 10
+
+
+@dataclass
+class DecodeConfig:
+    num_beams: int = 15
+    """Beam search width (reference: 15). Sampling is always off."""
+    max_new_tokens: int = 32
+    length_penalty: float = 1.0
+    batch_size: int = 8
+
+
+@dataclass
+class Config:
+    name: str = "experiment"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+    def validate(self) -> "Config":
+        validate(self)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ------------------------------------------------------------------------------------- validation
+def _check(cond: bool, path: str, message: str) -> None:
+    if not cond:
+        raise ConfigError(f"{path}: {message}")
+
+
+def _check_choice(value: str, choices: tuple[str, ...], path: str) -> None:
+    _check(value in choices, path, f"unknown value {value!r}; expected one of {', '.join(choices)}")
+
+
+def validate(cfg: Config) -> None:
+    """Check the values that a type check cannot (choices, ranges, cross-field rules)."""
+    m = cfg.model
+    comp = m.compression
+    _check_choice(comp.task, TASKS, "model.compression.task")
+    _check_choice(comp.mode, COMPRESSION_MODES, "model.compression.mode")
+    for name, rates, used in (
+        ("audio_rates", comp.audio_rates, comp.uses_audio),
+        ("video_rates", comp.video_rates, comp.uses_video),
+    ):
+        path = f"model.compression.{name}"
+        if used:
+            _check(len(rates) > 0, path, f"empty rate list; task {comp.task!r} needs at least one rate")
+        _check(all(r >= 1 for r in rates), path, f"rates must be positive integers, got {rates}")
+        _check(len(set(rates)) == len(rates), path, f"duplicate rates in {rates}")
+    _check_choice(m.encoders.audio.kind, AUDIO_ENCODERS, "model.encoders.audio.kind")
+    _check_choice(m.encoders.video.kind, VIDEO_ENCODERS, "model.encoders.video.kind")
+    _check(m.projector.hidden_size > 0, "model.projector.hidden_size", "must be positive")
+    _check(
+        m.llm.path is not None or m.llm.arch is not None,
+        "model.llm.path",
+        "missing: give a local Hugging Face model directory (or `arch` to build one without weights)",
+    )
+    if m.llm.path is not None and not str(m.llm.path).startswith("embedded:"):
+        _check(Path(m.llm.path).expanduser().is_dir(), "model.llm.path", f"no such directory: {m.llm.path}")
+    _check_choice(m.llm.dtype, DTYPES, "model.llm.dtype")
+    if m.llm.num_layers is not None:
+        _check(m.llm.num_layers >= 1, "model.llm.num_layers", "must be >= 1")
+
+    a = m.adapter
+    _check_choice(a.kind, ADAPTER_KINDS, "model.adapter.kind")
+    mo = a.mome
+    _check_choice(mo.placement, PLACEMENTS, "model.adapter.mome.placement")
+    _check(mo.num_routed_experts >= 0, "model.adapter.mome.num_routed_experts", "must be >= 0")
+    _check(mo.num_shared_experts >= 0, "model.adapter.mome.num_shared_experts", "must be >= 0")
+    _check(
+        mo.num_routed_experts + mo.num_shared_experts >= 1,
+        "model.adapter.mome.num_routed_experts",
+        "MoME needs at least one routed or shared expert",
+    )
+    if mo.num_routed_experts > 0:
+        _check(
+            1 <= mo.top_k <= mo.num_routed_experts,
+            "model.adapter.mome.top_k",
+            f"top_k={mo.top_k} must be between 1 and num_routed_experts={mo.num_routed_experts}",
+        )
+    _check(mo.bottleneck >= 1, "model.adapter.mome.bottleneck", "must be >= 1")
+    _check(a.lora.rank_factor >= 1, "model.adapter.lora.rank_factor", "must be >= 1")
+
+    if m.combination_weights is not None:
+        valid = {combination_key(c) for c in combinations(comp)}
+        for key, w in m.combination_weights.items():
+            _check(key in valid, f"model.combination_weights.{key}", f"not a rate combination; expected {sorted(valid)}")
+            _check(w >= 0, f"model.combination_weights.{key}", "weights must be >= 0")
+
+    for i, snr in enumerate(cfg.data.train_snrs):
+        _check(snr is None or -30 <= snr <= 60, f"data.train_snrs[{i}]", f"implausible SNR {snr} dB")
+    _check(cfg.data.max_frames > 0, "data.max_frames", "must be positive")
+    _check(cfg.train.lr > 0, "train.lr", "must be positive")
+    _check(len(cfg.train.betas) == 2, "train.betas", "needs two values")
+    _check(cfg.train.precision in ("fp32", "bf16", "fp16"), "train.precision", "expected fp32, bf16 or fp16")
+    _check(cfg.decode.num_beams >= 1, "decode.num_beams", "must be >= 1")
+    _check(cfg.decode.max_new_tokens >= 1, "decode.max_new_tokens", "must be >= 1")
+
+
+# ---------------------------------------------------------------------- rate combinations (one place)
+Combination = tuple[int | None, int | None]
+"""(audio_rate, video_rate); `None` for a modality the task does not use."""
+
+
+def combinations(comp: CompressionConfig) -> list[Combination]:
+    """All Matryoshka granularities trained together, audio-major: (4,2), (4,5), (16,2), (16,5)."""
+    audio = comp.audio_rates if comp.uses_audio else [None]
+    video = comp.video_rates if comp.uses_video else [None]
+    return [(a, v) for a in audio for v in video]
+
+
+def combination_key(combo: Combination) -> str:
+    """Stable name of a combination for logs, weights and state dicts: `a4_v2`, `a4`, `v5`."""
+    a, v = combo
+    return "_".join(p for p in (f"a{a}" if a else "", f"v{v}" if v else "") if p)
+
+
+def parse_combination(text: str, comp: CompressionConfig) -> Combination:
+    """Parse a user's `16,5` (AVSR), `16` (ASR) or `5` (VSR) into a configured combination."""
+    try:
+        numbers = [int(p) for p in text.replace(" ", "").split(",") if p]
+    except ValueError:
+        raise ConfigError(f"rates {text!r}: expected integers such as '16,5'") from None
+    if comp.task == "avsr":
+        if len(numbers) != 2:
+            raise ConfigError(f"rates {text!r}: AVSR needs 'AUDIO,VIDEO', e.g. '16,5'")
+        combo: Combination = (numbers[0], numbers[1])
+    elif len(numbers) != 1:
+        raise ConfigError(f"rates {text!r}: task {comp.task} needs a single rate")
+    else:
+        combo = (numbers[0], None) if comp.task == "asr" else (None, numbers[0])
+    if combo not in combinations(comp):
+        known = ", ".join(combination_key(c) for c in combinations(comp))
+        raise ConfigError(f"rates {text!r}: not a trained combination (trained: {known})")
+    return combo
+
+
+# --------------------------------------------------------------------------------- YAML <-> dataclass
+PRESET_DIR = Path(__file__).parent / "presets"
+
+
+def _is_optional(tp: Any) -> tuple[bool, Any]:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) < len(typing.get_args(tp)):
+            return True, args[0] if len(args) == 1 else typing.Union[tuple(args)]
+    return False, tp
+
+
+def _coerce(value: Any, tp: Any, path: str) -> Any:
+    optional, inner = _is_optional(tp)
+    if value is None:
+        _check(optional, path, "may not be null")
+        return None
+    if dataclasses.is_dataclass(inner):
+        _check(isinstance(value, dict), path, f"expected a mapping, got {type(value).__name__}")
+        return _from_dict(inner, value, path)
+    origin = typing.get_origin(inner)
+    if origin is list:
+        _check(isinstance(value, (list, tuple)), path, f"expected a list, got {value!r}")
+        (item_tp,) = typing.get_args(inner)
+        return [_coerce(v, item_tp, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        _check(isinstance(value, dict), path, f"expected a mapping, got {value!r}")
+        _, val_tp = typing.get_args(inner)
+        return {str(k): (v if val_tp is Any else _coerce(v, val_tp, f"{path}.{k}")) for k, v in value.items()}
+    if inner is bool:
+        _check(isinstance(value, bool), path, f"expected true or false, got {value!r}")
+        return value
+    if inner is int:
+        _check(isinstance(value, int) and not isinstance(value, bool), path, f"expected an integer, got {value!r}")
+        return value
+    if inner is float:
+        _check(isinstance(value, (int, float)) and not isinstance(value, bool), path, f"expected a number, got {value!r}")
+        return float(value)
+    if inner is str:
+        _check(isinstance(value, str), path, f"expected a string, got {value!r}")
+        return value
+    if typing.get_origin(inner) in (typing.Union, types.UnionType):  # e.g. float | None inside a list
+        return value
+    return value
+
+
+def _from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in names:
+            where = f"{prefix}.{key}" if prefix else key
+            raise ConfigError(f"{where}: unknown field; expected one of {', '.join(sorted(names))}")
+    kwargs = {k: _coerce(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in override.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ("arch",):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _read_yaml(source: str | Path, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    path = Path(source)
+    if not path.suffix and not path.exists():
+        path = PRESET_DIR / f"{source}.yaml"
+    if not path.is_file():
+        known = ", ".join(list_presets())
+        raise ConfigError(f"config {source!r}: no such file or preset (presets: {known})")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file must be a mapping")
+    parent = data.pop("extends", None)
+    if parent is not None:
+        if str(parent) in seen:
+            raise ConfigError(f"{path}: circular `extends` through {parent!r}")
+        data = _deep_merge(_read_yaml(parent, seen + (str(parent),)), data)
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `a.b.c=value` overrides; values are parsed as YAML (`16`, `[4,16]`, `null`, `true`)."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. train.lr=5e-4")
+        node = data
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {p} is not a section")
+        node[parts[-1]] = yaml.safe_load(raw)
+    return data
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    return _from_dict(Config, data).validate()
+
+
+def load_config(source: str | Path, overrides: list[str] | None = None) -> Config:
+    """Load a preset name or a YAML path, apply `key=value` overrides, type-check and validate."""
+    return config_from_dict(apply_overrides(_read_yaml(source), list(overrides or [])))
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
