@@ -1,0 +1,144 @@
+"""The MoME module: a sparse mixture of tiny bottleneck experts, parallel to a frozen LLM sublayer.
+
+    x ──► sublayer (frozen: MHSA, FFN or the whole layer) ──► + ──► y
+    │                                                          ▲
+    └─► u ─► router (fp32 softmax, top-k) ─► Σ g_e E_e(u) ─────┤   routed experts (N_r, K active)
+         └─────────────────────────────────► Σ E_s(u) ─────────┘   shared experts (N_s, always on)
+
+    E(u) = Linear(b -> d)(GELU(Linear(d -> b)(u)))            (paper.md §2.2, biases on both)
+
+u is the sublayer's normalised input (the reference code's choice, reference_code.md §3.1): the attention
+input for `mhsa`, the MLP input for `ffn`, and `input_layernorm(x)` for `layer`. One router serves every
+Matryoshka granularity (the paper's "shared router"); `shared_router: false` gives one router per
+granularity for the ablation. Experts are always shared across granularities.
+
+Experts are stored stacked ([n, d, b]) and evaluated densely: every expert runs on every token, and the
+gates (zero for experts outside the top-k) weight their outputs. With b = 12 the n*b = 288 columns cost less
+than one LLM projection, gradients are exactly those of sparse dispatch (unchosen experts get none), and
+there is no Python loop over experts. `tests/adapters/test_mome.py` checks it against a per-token loop.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mome.adapters import context
+from mome.adapters.context import RouterRecord
+from mome.adapters.hooks import AdapterHandle, add_parallel_hook, decoder_layers
+from mome.adapters.routing import top_k_gates
+from mome.config import MoMEConfig
+
+
+class MoMEAdapter(nn.Module):
+    """Routed + shared bottleneck experts of one LLM layer.
+
+    Args:
+        dim: LLM width d.
+        cfg: MoME hyper-parameters (experts, top-k, bottleneck, router sharing, gate normalisation).
+        num_combinations: Matryoshka granularities C (routers when `shared_router` is off).
+        layer_index: position in the LLM, recorded with the router statistics.
+    """
+
+    def __init__(self, dim: int, cfg: MoMEConfig, num_combinations: int, layer_index: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.layer_index = layer_index
+        self.num_routed = cfg.num_routed_experts
+        self.num_shared = cfg.num_shared_experts
+        n, b = self.num_shared + self.num_routed, cfg.bottleneck
+        # Shared experts first, then routed ones (DeepSeekMoE indexing, paper.md §2.3).
+        self.down = nn.Parameter(torch.empty(n, dim, b))
+        self.down_bias = nn.Parameter(torch.zeros(n, b))
+        self.up = nn.Parameter(torch.zeros(n, b, dim))
+        self.up_bias = nn.Parameter(torch.zeros(n, dim))
+        num_routers = 1 if cfg.shared_router else num_combinations
+        self.router = nn.Parameter(torch.empty(num_routers, self.num_routed, dim)) if self.num_routed else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Down projections and router random, up projections zero: the output starts at exactly zero,
+        yet every weight is trained (the reference zero-initialised both projections, so its experts
+        never learned: reference_code.md §3.2)."""
+        if self.down.is_meta:
+            return
+        dim = self.down.shape[1]
+        bound = 1 / math.sqrt(dim)  # nn.Linear's default (kaiming_uniform with a=sqrt(5))
+        nn.init.uniform_(self.down, -bound, bound)
+        nn.init.zeros_(self.down_bias)
+        nn.init.zeros_(self.up)
+        nn.init.zeros_(self.up_bias)
+        if self.router is not None:
+            nn.init.uniform_(self.router, -bound, bound)
+
+    def router_logits(self, x: torch.Tensor, combination: torch.Tensor) -> torch.Tensor:
+        """x: [N, d], combination: [N] -> logits [N, E] from each token's granularity's router (fp32)."""
+        assert self.router is not None
+        num_routers, num_experts, dim = self.router.shape
+        if num_routers == 1:
+            return x.float() @ self.router[0].float().t()
+        # Every router on every token ([N, R*E]), then keep each token's own: cheaper than gathering weights.
+        all_logits = (x.float() @ self.router.reshape(-1, dim).float().t()).view(-1, num_routers, num_experts)
+        return all_logits.gather(1, combination.view(-1, 1, 1).expand(-1, 1, num_experts)).squeeze(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, L, d] sublayer input -> [B, L, d] MoME output (added to the sublayer output by the hook)."""
+        ctx = context.current()
+        batch, length, dim = x.shape
+        flat = x.reshape(-1, dim).to(self.down.dtype)  # [N, d], N = B*L
+        gates = flat.new_ones(flat.shape[0], self.num_shared + self.num_routed)  # [N, n]
+        if self.num_routed:
+            combo = ctx.combination_per_row(batch, x.device).repeat_interleave(length)  # [N]
+            logits = self.router_logits(flat, combo)
+            _, top_gates, top_index = top_k_gates(logits, self.cfg.top_k, self.cfg.renormalize_gates)
+            routed = torch.zeros_like(logits).scatter(1, top_index, top_gates)  # [N, E], zero off the top-k
+            gates = torch.cat([gates[:, : self.num_shared], routed.to(gates.dtype)], dim=1)
+            if ctx.collect:
+                self._record(ctx, logits, top_index, combo, batch, length)
+        n, _, b = self.down.shape
+        hidden = flat @ self.down.permute(1, 0, 2).reshape(dim, n * b)  # [N, n*b]: every expert's Linear(d, b)
+        hidden = F.gelu(hidden.view(-1, n, b) + self.down_bias)  # [N, n, b]
+        hidden = hidden * gates.unsqueeze(-1)  # weight each expert by its gate (0 = not chosen)
+        out = hidden.reshape(-1, n * b) @ self.up.reshape(n * b, dim) + gates @ self.up_bias  # [N, d]
+        return out.view(batch, length, dim)
+
+    def _record(self, ctx: context.AdapterContext, logits, top_index, combo, batch: int, length: int) -> None:
+        valid = ctx.token_mask.reshape(-1) if ctx.token_mask is not None else None
+        segment = ctx.segments.reshape(-1) if ctx.segments is not None else None
+        if valid is not None and valid.numel() == logits.shape[0]:
+            logits, top_index, combo = logits[valid], top_index[valid], combo[valid]
+            segment = segment[valid] if segment is not None else None
+        ctx.records.append(RouterRecord(self.layer_index, logits, top_index, combo, segment))
+
+    def active_parameters(self) -> int:
+        """Parameters used per token: K routed + all shared experts, and one router (paper.md §2.6)."""
+        n, dim, b = self.down.shape
+        per_expert = 2 * dim * b + b + dim
+        router = self.num_routed * dim
+        active_experts = self.num_shared + (self.cfg.top_k if self.num_routed else 0)
+        return active_experts * per_expert + router
+
+
+def _layer_input_norm(layer: nn.Module):
+    return lambda x: layer.input_layernorm(x)
+
+
+def attach_mome(llm: nn.Module, cfg: MoMEConfig, num_combinations: int) -> AdapterHandle:
+    """Put one MoME module in parallel to the chosen sublayer of every decoder layer."""
+    layers = decoder_layers(llm)
+    dim = llm.config.hidden_size
+    modules = nn.ModuleList(MoMEAdapter(dim, cfg, num_combinations, i) for i in range(len(layers)))
+    handle = AdapterHandle(modules)
+    for layer, adapter in zip(layers, modules):
+        if cfg.placement == "mhsa":  # attention input is input_layernorm(x)
+            add_parallel_hook(handle, layer.self_attn, adapter)
+        elif cfg.placement == "ffn":  # MLP input is post_attention_layernorm(x')
+            add_parallel_hook(handle, layer.mlp, adapter)
+        elif cfg.placement == "layer":  # layer input is the raw residual stream: normalise it as MHSA does
+            add_parallel_hook(handle, layer, adapter, input_fn=_layer_input_norm(layer))
+        else:
+            raise ValueError(f"unknown MoME placement {cfg.placement!r}")
+    return handle

@@ -1,0 +1,61 @@
+"""Pure functions of MoE routing: gates, load-balancing loss, z-loss, expert usage.
+
+Shapes: N tokens, E routed experts, K experts chosen per token, C granularities.
+Router softmax runs in fp32 whatever the model dtype (numerically fragile, as in Mixtral and SMoP).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def top_k_gates(logits: torch.Tensor, k: int, renormalize: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Softmax over all experts, keep the top-k.
+
+    Args:
+        logits: [..., E] router logits.
+        k: experts kept per token.
+        renormalize: divide the kept probabilities by their sum (Mixtral / the authors' SMoP code) or keep the
+            raw softmax values (DeepSeekMoE). The MoME paper does not say which (paper.md §2.3).
+
+    Returns:
+        probs [..., E] fp32 softmax, gates [..., K] fp32, index [..., K] expert ids.
+    """
+    probs = torch.softmax(logits.float(), dim=-1)
+    gates, index = probs.topk(k, dim=-1)
+    if renormalize:
+        gates = gates / gates.sum(dim=-1, keepdim=True)
+    return probs, gates, index
+
+
+def load_balance_loss(probs: torch.Tensor, index: torch.Tensor, num_experts: int) -> torch.Tensor:
+    """Switch/Mixtral load-balancing loss as in the authors' SMoP code: E * sum_e f_e * P_e.
+
+    f_e is the fraction of tokens whose top-k includes expert e (so sum_e f_e = K) and P_e the mean router
+    probability. Perfectly uniform routing gives the minimum, K; a router that always picks the same K experts
+    with all its probability on them gives E. Padding must already be removed from `probs` / `index`.
+
+    Args:
+        probs: [N, E] fp32 router probabilities of valid tokens.
+        index: [N, K] chosen experts.
+    """
+    if probs.shape[0] == 0:
+        return probs.new_zeros(())
+    counts = torch.zeros(num_experts, device=probs.device, dtype=probs.dtype)
+    counts.scatter_add_(0, index.reshape(-1), torch.ones(index.numel(), device=probs.device, dtype=probs.dtype))
+    fraction = counts / probs.shape[0]  # [E], sums to K
+    mean_prob = probs.mean(dim=0)  # [E], sums to 1
+    return num_experts * (fraction * mean_prob).sum()
+
+
+def z_loss(logits: torch.Tensor) -> torch.Tensor:
+    """Router z-loss (ST-MoE): mean squared log-partition, keeps logits small. logits: [N, E]."""
+    if logits.shape[0] == 0:
+        return logits.new_zeros(())
+    return torch.logsumexp(logits.float(), dim=-1).pow(2).mean()
+
+
+def expert_usage(index: torch.Tensor, num_experts: int) -> torch.Tensor:
+    """Fraction of routing assignments that went to each expert. index: [N, K] -> [E] summing to 1."""
+    counts = torch.bincount(index.reshape(-1), minlength=num_experts).float()
+    return counts / counts.sum().clamp_min(1)

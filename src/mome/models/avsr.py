@@ -1,0 +1,228 @@
+"""AVSRModel: encoder features -> Matryoshka tokens -> frozen LLM with adapters -> transcripts.
+
+    audio feats [B, T_a, D_a] ─► pool at each audio rate ─► projector(rate) ─┐
+    video feats [B, T_v, D_v] ─► pool at each video rate ─► projector(rate) ─┤  one row per (sample, granularity)
+                                                                              ▼
+                    SequenceBuilder ─► frozen LLM (+ MoME / LoRA hooks) ─► CE per granularity (+ router losses)
+
+Training puts every granularity of every sample into one batched LLM forward (rows = C x B), instead of the
+reference's one forward per granularity; `forward(..., combinations=[c])` runs a single one. Generation runs
+one chosen granularity with beam search. Only projectors and adapters train; LLM and encoders are frozen and
+stay in eval mode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from transformers import GenerationConfig
+
+from mome.adapters import active_adapter_parameters, attach_adapters
+from mome.adapters.context import AdapterContext, adapter_context
+from mome.config import Combination, DecodeConfig, ModelConfig, combination_key, combinations
+from mome.models.llm import LoadedLLM, freeze, load_llm
+from mome.models.losses import per_combination_ce, router_losses
+from mome.models.pooling import MatryoshkaPooler, Pooled
+from mome.models.projector import ModalityProjectors
+from mome.models.sequence import SequenceBatch, SequenceBuilder
+
+
+@dataclass
+class Features:
+    """Encoder outputs of a batch; a modality the task does not use may be None."""
+
+    audio: torch.Tensor | None = None  # [B, T_a, D_a]
+    audio_lengths: torch.Tensor | None = None  # [B]
+    video: torch.Tensor | None = None  # [B, T_v, D_v]
+    video_lengths: torch.Tensor | None = None  # [B]
+
+    @property
+    def batch_size(self) -> int:
+        return (self.audio if self.audio is not None else self.video).shape[0]
+
+
+@dataclass
+class AVSROutput:
+    loss: torch.Tensor  # the objective that is back-propagated
+    lm_loss: torch.Tensor  # weighted CE over granularities
+    ce: dict[str, torch.Tensor]  # CE per granularity, keyed `a4_v2`
+    aux: dict[str, torch.Tensor] = field(default_factory=dict)  # load_balance, z_loss (MoME)
+
+
+class AVSRModel(nn.Module):
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        llm: LoadedLLM,
+        audio_dim: int | None,
+        video_dim: int | None,
+        audio_encoder: nn.Module | None = None,
+        video_encoder: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        self.cfg = cfg
+        comp = cfg.compression
+        self.combinations: list[Combination] = combinations(comp)
+        self.llm = llm.model
+        self.tokenizer = llm.tokenizer
+        self.audio_encoder = freeze(audio_encoder) if audio_encoder is not None else None
+        self.video_encoder = freeze(video_encoder) if video_encoder is not None else None
+        width = self.llm.config.hidden_size
+        self.audio_pooler = self.audio_projectors = self.video_pooler = self.video_projectors = None
+        if comp.uses_audio:
+            assert audio_dim is not None, "audio task without an audio feature width"
+            self.audio_pooler = MatryoshkaPooler(comp.audio_rates, comp.mode)
+            dims = {r: self.audio_pooler.output_dim(audio_dim, r) for r in comp.audio_rates}
+            self.audio_projectors = ModalityProjectors(dims, width, cfg.projector)
+        if comp.uses_video:
+            assert video_dim is not None, "video task without a video feature width"
+            self.video_pooler = MatryoshkaPooler(comp.video_rates, comp.mode)
+            dims = {r: self.video_pooler.output_dim(video_dim, r) for r in comp.video_rates}
+            self.video_projectors = ModalityProjectors(dims, width, cfg.projector)
+        self.adapter_handle = attach_adapters(self.llm, cfg.adapter, len(self.combinations))
+        self.adapters = self.adapter_handle.modules  # registered here, so the LLM's own state dict is unchanged
+        self.builder = SequenceBuilder(self.tokenizer, self.llm.get_input_embeddings(), cfg.prompt_text)
+        weights = cfg.combination_weights or {}
+        self.register_buffer(
+            "combination_weights",
+            torch.tensor([weights.get(combination_key(c), 1.0) for c in self.combinations]),
+            persistent=False,
+        )
+
+    @classmethod
+    def from_config(
+        cls,
+        cfg: ModelConfig,
+        audio_dim: int | None = None,
+        video_dim: int | None = None,
+        audio_encoder: nn.Module | None = None,
+        video_encoder: nn.Module | None = None,
+        device: str | torch.device | None = None,
+    ) -> "AVSRModel":
+        """Load the LLM named by `cfg.llm` and assemble the model (encoder widths from the encoders if given)."""
+        audio_dim = getattr(audio_encoder, "output_dim", audio_dim)
+        video_dim = getattr(video_encoder, "output_dim", video_dim)
+        return cls(cfg, load_llm(cfg.llm, device=device), audio_dim, video_dim, audio_encoder, video_encoder)
+
+    # ------------------------------------------------------------------------------------ trainability
+    def train(self, mode: bool = True) -> "AVSRModel":
+        super().train(mode)
+        for frozen in (self.llm, self.audio_encoder, self.video_encoder):
+            if frozen is not None:
+                frozen.eval()  # no dropout / layerdrop in frozen parts, ever (reference_code.md §2.2)
+        return self
+
+    def trainable_modules(self) -> dict[str, nn.Module]:
+        mods = {"adapters": self.adapters}
+        if self.audio_projectors is not None:
+            mods["audio_projectors"] = self.audio_projectors
+        if self.video_projectors is not None:
+            mods["video_projectors"] = self.video_projectors
+        return mods
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for m in self.trainable_modules().values() for p in m.parameters()]
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """What a checkpoint holds: projectors and adapters, nothing frozen."""
+        return {f"{n}.{k}": v for n, m in self.trainable_modules().items() for k, v in m.state_dict().items()}
+
+    def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for name, module in self.trainable_modules().items():
+            prefix = f"{name}."
+            sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            module.load_state_dict(sub, strict=True)
+        known = tuple(f"{n}." for n in self.trainable_modules())
+        unknown = [k for k in state if not k.startswith(known)]
+        if unknown:
+            raise KeyError(f"unexpected keys in trainable state: {unknown[:5]}")
+
+    def active_adapter_parameters(self) -> int:
+        return active_adapter_parameters(self.adapter_handle)
+
+    # ------------------------------------------------------------------------------------ sequences
+    def _project(self, features: Features, combos: list[Combination]) -> tuple[dict, dict]:
+        """Pool and project each modality once per rate that `combos` need: {rate: (tokens [B,T',D], lengths)}."""
+        audio, video = {}, {}
+        if self.audio_pooler is not None:
+            rates = sorted({a for a, _ in combos})
+            for rate, p in self.audio_pooler(features.audio, features.audio_lengths, rates).items():
+                audio[rate] = (self.audio_projectors(rate, p.features), p.lengths)
+        if self.video_pooler is not None:
+            rates = sorted({v for _, v in combos})
+            for rate, p in self.video_pooler(features.video, features.video_lengths, rates).items():
+                video[rate] = (self.video_projectors(rate, p.features), p.lengths)
+        return audio, video
+
+    def build_sequences(
+        self, features: Features, combos: list[Combination], texts: list[str] | None, padding_side: str
+    ) -> SequenceBatch:
+        """Rows ordered granularity-major: row c*B + b is sample b at granularity combos[c]."""
+        audio, video = self._project(features, combos)
+        rows_a: list[torch.Tensor] | None = [] if audio else None
+        rows_v: list[torch.Tensor] | None = [] if video else None
+        for a_rate, v_rate in combos:
+            for b in range(features.batch_size):
+                if rows_a is not None:
+                    tokens, lengths = audio[a_rate]
+                    rows_a.append(tokens[b, : int(lengths[b])])
+                if rows_v is not None:
+                    tokens, lengths = video[v_rate]
+                    rows_v.append(tokens[b, : int(lengths[b])])
+        targets = None
+        if texts is not None:
+            targets = self.builder.encode_targets(texts) * len(combos)
+        return self.builder.build(rows_a, rows_v, targets, padding_side)
+
+    # ------------------------------------------------------------------------------------ training
+    def forward(self, features: Features, texts: list[str], combos: list[Combination] | None = None) -> AVSROutput:
+        """Matryoshka loss over `combos` (default: all configured granularities) in one LLM forward."""
+        combos = list(combos or self.combinations)
+        index = torch.tensor([self.combinations.index(c) for c in combos])
+        batch = features.batch_size
+        seq = self.build_sequences(features, combos, texts, padding_side="right")
+        row_combination = index.repeat_interleave(batch).to(seq.embeds.device)  # [R]
+        ctx = AdapterContext(row_combination, seq.attention_mask.bool(), seq.segments, collect=True)
+        base = getattr(self.llm, self.llm.base_model_prefix)
+        with adapter_context(ctx):
+            hidden = base(inputs_embeds=seq.embeds, attention_mask=seq.attention_mask, use_cache=False).last_hidden_state
+        ce_all = per_combination_ce(hidden, seq.labels, self.llm.get_output_embeddings(), row_combination, len(self.combinations))
+        ce = ce_all[index.to(ce_all.device)]  # [len(combos)]
+        weights = self.combination_weights.to(ce.device)[index.to(ce.device)]
+        lm_loss = (weights * ce).sum() / len(combos)
+        loss, aux = lm_loss, {}
+        if self.cfg.adapter.kind == "mome" and self.cfg.adapter.mome.num_routed_experts > 0:
+            mcfg = self.cfg.adapter.mome
+            aux = router_losses(ctx.records, mcfg.num_routed_experts, len(self.combinations))
+            loss = loss + mcfg.load_balance_coef * aux["load_balance"] + mcfg.z_loss_coef * aux["z_loss"]
+        return AVSROutput(loss, lm_loss, {combination_key(c): ce[i] for i, c in enumerate(combos)}, aux)
+
+    # ------------------------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def generate(self, features: Features, combo: Combination, decode: DecodeConfig) -> list[str]:
+        """Beam-search transcripts at one granularity. Sampling is off and every setting is explicit,
+        so the checkpoint's own generation_config (sampling at temperature 0.6 for Llama 3) never applies."""
+        seq = self.build_sequences(features, [combo], None, padding_side="left")
+        gen = GenerationConfig(
+            num_beams=decode.num_beams,
+            max_new_tokens=decode.max_new_tokens,
+            length_penalty=decode.length_penalty,
+            do_sample=False,
+            early_stopping=True,
+            num_return_sequences=1,
+            eos_token_id=self.builder.eos,
+            pad_token_id=self.builder.pad,
+            bos_token_id=self.builder.bos,
+        )
+        ctx = AdapterContext(self.combinations.index(combo), collect=False)
+        # HF fills every unset field from the model's generation_config (repetition penalties, suppressed
+        # tokens ...): swap in a blank one for this call so that nothing is inherited.
+        model_defaults, self.llm.generation_config = self.llm.generation_config, GenerationConfig()
+        try:
+            with adapter_context(ctx):
+                out = self.llm.generate(inputs_embeds=seq.embeds, attention_mask=seq.attention_mask, generation_config=gen)
+        finally:
+            self.llm.generation_config = model_defaults
+        return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]

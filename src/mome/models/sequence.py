@@ -1,0 +1,133 @@
+"""The one sequence builder: LLM input embeddings, attention mask, labels and token kinds per row.
+
+Each row is one sample at one Matryoshka granularity:
+
+    [BOS] <audio> A_1..A_Na </audio> <video> V_1..V_Nv </video> prompt  y_1..y_M [EOS]
+    labels: -100 ........................................................ y_1..y_M  EOS
+
+BOS is left out for tokenizers without one (Qwen2); a block is left out when its modality is unused (ASR, VSR).
+Only each clip's real tokens enter the row (its pooled length), then the row is padded: on the right for
+training, on the left for generation (so that every row ends where decoding starts). Labels are aligned with
+the inputs (HF convention); the loss shifts them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from mome.adapters.context import Segment
+from mome.models.llm import AUDIO_CLOSE, AUDIO_OPEN, VIDEO_CLOSE, VIDEO_OPEN
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class SequenceBatch:
+    embeds: torch.Tensor  # [R, L, D]
+    attention_mask: torch.Tensor  # [R, L] 1 = real token
+    labels: torch.Tensor | None  # [R, L] target ids, IGNORE_INDEX elsewhere
+    segments: torch.Tensor  # [R, L] Segment of each position
+
+
+class SequenceBuilder:
+    """Builds LLM inputs from projected A/V tokens, a prompt and (for training) transcripts."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, embeddings: nn.Embedding, prompt: str) -> None:
+        self.tokenizer = tokenizer
+        self.embeddings = embeddings
+        ids = tokenizer.convert_tokens_to_ids([AUDIO_OPEN, AUDIO_CLOSE, VIDEO_OPEN, VIDEO_CLOSE])
+        self.audio_open, self.audio_close, self.video_open, self.video_close = ids
+        self.bos = tokenizer.bos_token_id  # None for Qwen2
+        self.eos = tokenizer.eos_token_id
+        self.pad = tokenizer.pad_token_id
+        self.prompt_ids = self.encode(prompt)
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of plain text, without any special token the tokenizer's template would add."""
+        return self.tokenizer(text, add_special_tokens=False).input_ids
+
+    def encode_targets(self, texts: list[str]) -> list[list[int]]:
+        """Transcript ids followed by EOS."""
+        return [self.encode(t) + [self.eos] for t in texts]
+
+    def _embed(self, ids: list[int], like: torch.Tensor) -> torch.Tensor:
+        weight = self.embeddings.weight
+        return self.embeddings(torch.tensor(ids, dtype=torch.long, device=weight.device)).to(like.dtype)
+
+    def _row(
+        self, audio: torch.Tensor | None, video: torch.Tensor | None, target: list[int] | None, dtype_like: torch.Tensor
+    ) -> tuple[torch.Tensor, list[int], list[int]]:
+        """One row: embeddings [L, D], labels (length L) and segments (length L)."""
+        pieces: list[torch.Tensor] = []
+        labels: list[int] = []
+        segments: list[int] = []
+
+        def text(ids: list[int], learn: bool = False) -> None:
+            if ids:
+                pieces.append(self._embed(ids, dtype_like))
+                labels.extend(ids if learn else [IGNORE_INDEX] * len(ids))
+                segments.extend([Segment.TEXT] * len(ids))
+
+        def features(x: torch.Tensor, kind: Segment) -> None:
+            pieces.append(x.to(dtype_like.dtype))
+            labels.extend([IGNORE_INDEX] * x.shape[0])
+            segments.extend([kind] * x.shape[0])
+
+        text([self.bos] if self.bos is not None else [])
+        if audio is not None:
+            text([self.audio_open])
+            features(audio, Segment.AUDIO)
+            text([self.audio_close])
+        if video is not None:
+            text([self.video_open])
+            features(video, Segment.VIDEO)
+            text([self.video_close])
+        text(self.prompt_ids)
+        if target is not None:
+            text(target, learn=True)
+        return torch.cat(pieces), labels, segments
+
+    def build(
+        self,
+        audio: list[torch.Tensor] | None,
+        video: list[torch.Tensor] | None,
+        targets: list[list[int]] | None,
+        padding_side: str = "right",
+    ) -> SequenceBatch:
+        """Rows from per-row token lists.
+
+        Args:
+            audio: R tensors [Na_r, D] of real (unpadded) projected audio tokens, or None (VSR).
+            video: R tensors [Nv_r, D], or None (ASR).
+            targets: R lists of transcript ids + EOS (training), or None (generation).
+            padding_side: "right" for training, "left" for generation.
+        """
+        first = audio if audio is not None else video
+        assert first is not None, "at least one modality is needed"
+        rows = [
+            self._row(
+                audio[r] if audio is not None else None,
+                video[r] if video is not None else None,
+                targets[r] if targets is not None else None,
+                first[r],
+            )
+            for r in range(len(first))
+        ]
+        length = max(e.shape[0] for e, _, _ in rows)
+        dim, dtype, device = first[0].shape[-1], first[0].dtype, first[0].device
+        embeds = self._embed([self.pad], first[0]).expand(len(rows), length, dim).clone()
+        mask = torch.zeros(len(rows), length, dtype=torch.long, device=device)
+        labels = torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long, device=device)
+        segments = torch.full((len(rows), length), int(Segment.PAD), dtype=torch.long, device=device)
+        for r, (emb, lab, seg) in enumerate(rows):
+            n = emb.shape[0]
+            span = slice(0, n) if padding_side == "right" else slice(length - n, length)
+            embeds[r, span] = emb.to(dtype)
+            mask[r, span] = 1
+            labels[r, span] = torch.tensor(lab, device=device)
+            segments[r, span] = torch.tensor(seg, device=device)
+        return SequenceBatch(embeds, mask, labels if targets is not None else None, segments)

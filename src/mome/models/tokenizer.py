@@ -1,0 +1,29 @@
+"""A character-level tokenizer for LLMs built from an architecture alone (tests, `tiny` preset).
+
+A real LLM directory brings its own tokenizer; a randomly initialised LLM built from `llm.arch` needs one
+that exists offline. Characters are enough: any transcript can be encoded and decoded exactly.
+"""
+
+from __future__ import annotations
+
+import string
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
+CHARACTERS = string.ascii_lowercase + string.digits + " '.,?!-" + string.ascii_uppercase
+
+
+def build_char_tokenizer(with_bos: bool = True) -> PreTrainedTokenizerFast:
+    """Character tokenizer with <unk>, </s> (EOS) and, unless `with_bos` is False (like Qwen2), <s> (BOS)."""
+    specials = ["<unk>", "</s>"] + (["<s>"] if with_bos else [])
+    vocab = {tok: i for i, tok in enumerate(specials + list(CHARACTERS))}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
+    core.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        unk_token="<unk>",
+        eos_token="</s>",
+        bos_token="<s>" if with_bos else None,
+    )
