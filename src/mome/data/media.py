@@ -1,0 +1,99 @@
+"""Reading and writing the media of one utterance: `<stem>.mp4` (PyAV) and `<stem>.wav` (soundfile).
+
+Every failure raises `MediaError` whose message names the file and the reason (missing, empty, truncated,
+undecodable, wrong sample rate), so that the dataset can log it and skip the item instead of crashing.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import soundfile as sf
+
+from mome.errors import UserError
+
+SAMPLE_RATE = 16_000
+FPS = 25
+SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640
+
+
+class MediaError(UserError):
+    """A media file cannot be used; the message is `<path>: <reason>`."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = str(path), reason
+
+
+def _check_file(path: Path) -> None:
+    if not path.is_file():
+        raise MediaError(path, "missing file")
+    if path.stat().st_size == 0:
+        raise MediaError(path, "empty file")
+
+
+def write_video(path: str | Path, frames: np.ndarray, fps: int = FPS, crf: int = 20) -> None:
+    """Encode uint8 RGB frames [T, H, W, 3] as H.264 yuv420p mp4. One encoder thread, so that the
+    bitstream does not depend on thread scheduling."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = Fraction(1, fps)
+        stream.codec_context.thread_count = 1
+        stream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+        container.mux(stream.encode(None))
+
+
+def read_video(path: str | Path) -> np.ndarray:
+    """Decode all frames of an mp4 as uint8 RGB [T, H, W, 3]."""
+    path = Path(path)
+    _check_file(path)
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise MediaError(path, "no video stream")
+            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    except MediaError:
+        raise
+    except (av.error.FFmpegError, ValueError, OSError) as err:
+        raise MediaError(path, f"undecodable video ({type(err).__name__}: {err})") from err
+    if not frames:
+        raise MediaError(path, "no decodable video frames (truncated?)")
+    return np.stack(frames)
+
+
+def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
+    """16-bit PCM wav (what LRS3 preprocessing writes); float input in [-1, 1]."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16")
+
+
+def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Mono float32 [S] in [-1, 1]; multi-channel files are averaged to mono (as auto_avsr does)."""
+    path = Path(path)
+    _check_file(path)
+    try:
+        audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, ValueError) as err:
+        raise MediaError(path, f"undecodable audio ({err})") from err
+    if sr != sample_rate:
+        raise MediaError(path, f"sample rate {sr} Hz, expected {sample_rate}")
+    if audio.shape[0] == 0:
+        raise MediaError(path, "no audio samples (truncated?)")
+    return audio.mean(axis=1)
+
+
+def cut_or_pad(audio: np.ndarray, length: int) -> np.ndarray:
+    """Truncate or zero-pad `audio` [S] to `length` samples (auto_avsr's `cut_or_pad`)."""
+    if len(audio) >= length:
+        return audio[:length]
+    return np.pad(audio, (0, length - len(audio)))

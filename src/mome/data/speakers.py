@@ -1,0 +1,61 @@
+"""Synthetic speakers: a voice (engine, voice name, rate, pitch) plus a face (`render.Appearance`).
+
+Speakers are split-specific, as in LRS3: `make_speakers` draws a disjoint set for train, val, test and
+`noise` (the talkers of the babble file, in no split). Each split mixes flite and espeak-ng speakers.
+flite has only 4 voices, so a flite speaker is one of them with its own rate, pitch and face; espeak-ng
+speakers also differ in accent and voice variant, and no espeak voice+variant is used in two splits.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from mome.data.render import Appearance, random_appearance
+from mome.data.tts import ESPEAK_ACCENTS, ESPEAK_VARIANTS, FLITE_VOICES, Voice
+
+SPLITS = ("train", "val", "test")
+DEFAULT_SPEAKERS = {"train": 32, "val": 6, "test": 8, "noise": 8}
+
+
+@dataclass
+class Speaker:
+    id: str
+    split: str
+    voice: Voice
+    appearance: Appearance
+
+    def to_dict(self) -> dict:
+        v = self.voice
+        return {"id": self.id, "split": self.split, "engine": v.engine, "voice": v.name,
+                "rate": v.rate, "pitch": v.pitch, "appearance": self.appearance.to_dict()}
+
+
+def make_speakers(seed: int, counts: dict[str, int] | None = None, engines: tuple[str, ...] = ("flite", "espeak"),
+                  flite_fraction: float = 0.5) -> list[Speaker]:
+    """Disjoint speakers per split; about `flite_fraction` of each split uses flite (at least one if the
+    engine is enabled and the split has two or more speakers)."""
+    counts = counts or DEFAULT_SPEAKERS
+    rng = random.Random(f"speakers:{seed}")
+    espeak_pool = [f"{a}+{v}" for a in ESPEAK_ACCENTS for v in ESPEAK_VARIANTS]
+    rng.shuffle(espeak_pool)
+    speakers: list[Speaker] = []
+    flite_index = rng.randrange(len(FLITE_VOICES))
+    for split, n in counts.items():
+        if "flite" not in engines:
+            n_flite = 0
+        elif "espeak" not in engines:
+            n_flite = n
+        else:
+            n_flite = min(n, max(1 if n >= 2 else 0, round(n * flite_fraction)))
+        for i in range(n):
+            if i < n_flite:
+                name = FLITE_VOICES[flite_index % len(FLITE_VOICES)]
+                flite_index += 1
+                voice = Voice("flite", name, round(rng.uniform(0.85, 1.15), 3), round(rng.uniform(0.8, 1.25), 3))
+            else:
+                voice = Voice("espeak", espeak_pool.pop(), round(rng.uniform(0.85, 1.2), 3),
+                              round(rng.uniform(0.7, 1.3), 3))
+            sid = f"{split}{i:03d}"
+            speakers.append(Speaker(sid, split, voice, random_appearance(random.Random(f"face:{seed}:{sid}"))))
+    return speakers
