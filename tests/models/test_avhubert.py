@@ -82,7 +82,8 @@ def test_missing_audio_is_zero_after_its_front_end_and_goes_through_the_layer_no
     normed = torch.cat([(0 - mu).expand_as(x), x - mu], -1) / torch.sqrt(var + ln.eps) * ln.weight + ln.bias
     torch.testing.assert_close(got, model.post_extract_proj(normed), atol=1e-5, rtol=1e-4)
     # Dropping the audio half (a tempting shortcut) changes every feature.
-    wrong = F.linear(F.layer_norm(x, (d,), ln.weight[d:], ln.bias[d:]), model.post_extract_proj.weight[:, d:], model.post_extract_proj.bias)
+    proj = model.post_extract_proj
+    wrong = F.linear(F.layer_norm(x, (d,), ln.weight[d:], ln.bias[d:]), proj.weight[:, d:], proj.bias)
     assert (got - wrong).abs().max() > 1e-2
 
 

@@ -87,7 +87,8 @@ class AVHubertArch:
         names = {f.name for f in dataclasses.fields(cls)}
         for key in data:
             if key not in names:
-                raise ConfigError(f"model.encoders.video.arch.{key}: unknown field; expected name or {', '.join(sorted(names))}")
+                expected = ", ".join(["name", *sorted(names)])
+                raise ConfigError(f"model.encoders.video.arch.{key}: unknown field; expected one of {expected}")
         return dataclasses.replace(ARCHS[name], **data)
 
     def to_dict(self) -> dict[str, Any]:
@@ -144,7 +145,8 @@ class ResNetTrunk(nn.Module):
     def __init__(self, inplanes: int, channels: list[int], blocks: list[int]) -> None:
         super().__init__()
         for i, (planes, n) in enumerate(zip(channels, blocks)):
-            stage = [BasicBlock(inplanes if j == 0 else planes, planes, (1 if i == 0 else 2) if j == 0 else 1) for j in range(n)]
+            stride = 1 if i == 0 else 2  # only the first block of a stage strides (and maybe downsamples)
+            stage = [BasicBlock(inplanes if j == 0 else planes, planes, stride if j == 0 else 1) for j in range(n)]
             self.add_module(f"layer{i + 1}", nn.Sequential(*stage))
             inplanes = planes
         self.num_stages = len(channels)
@@ -219,8 +221,10 @@ class SelfAttention(nn.Module):
         d = arch.embed_dim
         self.heads = arch.heads
         self.dropout = arch.attention_dropout
-        qv = (lambda: LoRALinear(d, d, arch.lora_rank, arch.lora_scale)) if arch.lora_rank else (lambda: nn.Linear(d, d))
-        self.q_proj, self.k_proj, self.v_proj = qv(), nn.Linear(d, d), qv()
+        lora = arch.lora_rank > 0
+        self.q_proj = LoRALinear(d, d, arch.lora_rank, arch.lora_scale) if lora else nn.Linear(d, d)
+        self.k_proj = nn.Linear(d, d)
+        self.v_proj = LoRALinear(d, d, arch.lora_rank, arch.lora_scale) if lora else nn.Linear(d, d)
         self.out_proj = nn.Linear(d, d)
 
     def forward(self, x: torch.Tensor, pad: torch.Tensor | None) -> torch.Tensor:
