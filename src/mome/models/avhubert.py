@@ -324,6 +324,11 @@ class AVHubertEncoder(nn.Module):
     def embed_dim(self) -> int:
         return self.arch.embed_dim
 
+    @property
+    def output_dim(self) -> int:
+        """Width of the features (the encoders' common interface, models/encoders.py)."""
+        return self.arch.embed_dim
+
     def freeze(self) -> None:
         """Stop gradients to every weight except the LoRA ones, and go to eval mode for good."""
         self.arch.frozen = True
