@@ -187,6 +187,13 @@ class DataConfig:
     crop_size: int = 88
     """Mouth crop fed to the video encoder (random in training, centre at evaluation)."""
     num_workers: int = 2
+    """DataLoader worker processes."""
+    num_buckets: int = 10
+    """Equal-width length buckets of the frame-budget sampler (batches mix lengths of one bucket only)."""
+    av_tolerance_frames: int = 3
+    """Largest accepted |audio samples / 640 - video frames|; beyond it an utterance is skipped as broken."""
+    eval_noise_seed: int = 0
+    """Seed of the evaluation noise; with the SNR and utterance id it fixes the babble exactly."""
 
 
 # ------------------------------------------------------------------------------------ train / decode

@@ -1,0 +1,59 @@
+"""`mome synth OUT`: generate the synthetic audio-visual corpus (see `mome.data.synthetic`)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from mome.errors import UserError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("out", help="output corpus root (labels/, meta/, noise/, synth/)")
+    parser.add_argument("--utterances", type=int, default=2000, help="number of utterances over all splits")
+    parser.add_argument("--seed", type=int, default=0, help="the corpus is a function of this seed")
+    parser.add_argument("--grid-fraction", type=float, default=0.5, help="share of GRID sentences (rest: open grammar)")
+    parser.add_argument("--engines", default="flite,espeak", help="comma-separated TTS engines: flite, espeak")
+    parser.add_argument("--splits", default="train=0.8,val=0.1,test=0.1", help="share of utterances per split")
+    parser.add_argument("--babble-seconds", type=float, default=60.0, help="length of noise/babble.wav (0: none)")
+    parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    parser.add_argument("--preview", action="store_true", help="also write meta/preview.png (contact sheet)")
+
+
+def _parse_splits(text: str) -> dict[str, float]:
+    try:
+        out = {k.strip(): float(v) for k, v in (part.split("=") for part in text.split(","))}
+    except ValueError:
+        raise UserError(f"--splits {text!r}: expected e.g. train=0.8,val=0.1,test=0.1") from None
+    if set(out) - {"train", "val", "test"} or abs(sum(out.values()) - 1) > 1e-6:
+        raise UserError(f"--splits {text!r}: splits are train/val/test and the shares must sum to 1")
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from mome.data.synthetic import synthesize_corpus
+
+    engines = tuple(e.strip() for e in args.engines.split(",") if e.strip())
+    if not engines or set(engines) - {"flite", "espeak"}:
+        raise UserError(f"--engines {args.engines!r}: choose from flite, espeak")
+    if args.utterances < 1:
+        raise UserError("--utterances must be at least 1")
+    if not 0.0 <= args.grid_fraction <= 1.0:
+        raise UserError("--grid-fraction must be in [0, 1]")
+    start = time.perf_counter()
+    report = synthesize_corpus(args.out, args.utterances, args.seed, grid_fraction=args.grid_fraction,
+                               engines=engines, split_fractions=_parse_splits(args.splits),
+                               babble_seconds=args.babble_seconds, workers=args.workers)
+    seconds = time.perf_counter() - start
+    print(f"wrote {report['written']}/{report['requested']} utterances ({report['hours'] * 60:.1f} min of speech) "
+          f"to {args.out} in {seconds:.1f} s: {report['per_split']}")
+    if report["skipped"]:
+        print(f"skipped {len(report['skipped'])} (see {Path(args.out) / 'meta' / 'report.json'}):")
+        for item in report["skipped"][:10]:
+            print(f"  {item['rel_path']}: {item['reason']}")
+    if args.preview:
+        from mome.data.preview import write_preview
+
+        print(f"preview: {write_preview(args.out, Path(args.out) / 'meta' / 'preview.png')}")
+    return 0

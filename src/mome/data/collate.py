@@ -1,0 +1,28 @@
+"""Batching of `AVDataset` items: zero padding plus lengths; items that failed to load (None) are dropped.
+
+Output (B = valid items, S = audio samples, T = video frames):
+    ids [B] list, texts [B] list, metas [B] list,
+    audio [B, S_max] + audio_lengths [B] (samples)          when the items have audio
+    video [B, T_max, 1, 88, 88] + video_lengths [B] (frames) when the items have video
+Tokenisation happens later, in the LLM's sequence builder.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn.utils.rnn import pad_sequence
+
+
+def collate(items: list[dict | None]) -> dict | None:
+    """Pad a list of items into a batch; returns None if every item was bad."""
+    items = [it for it in items if it is not None]
+    if not items:
+        return None
+    batch: dict = {"ids": [it["id"] for it in items], "texts": [it["text"] for it in items],
+                   "metas": [it.get("meta", {}) for it in items]}
+    for key in ("audio", "video"):
+        if all(key in it for it in items):
+            seqs = [it[key] for it in items]
+            batch[key] = pad_sequence(seqs, batch_first=True)  # [B, S_max] or [B, T_max, 1, H, W]
+            batch[f"{key}_lengths"] = torch.tensor([len(s) for s in seqs], dtype=torch.long)
+    return batch

@@ -1,0 +1,109 @@
+"""`AVDataset`: one label row -> audio and video tensors, for the synthetic corpus and preprocessed LRS2/LRS3 alike.
+
+    item = {"id": rel_path, "audio": [S] float32 (16 kHz, S = 640 * T_v), "video": [T_v, 1, 88, 88] float32,
+            "text": lowercase transcript, "meta": dict}
+
+A broken utterance (missing, empty, truncated or undecodable file; audio and video lengths that disagree
+by more than `DataConfig.av_tolerance_frames`) is logged with its file and reason, recorded in
+`dataset.bad`, and returned as None, which `collate` drops, so one bad file never stops an epoch.
+Malformed label rows are skipped when the labels are read (`labels.read_labels`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from mome.config import DataConfig
+from mome.data.labels import LabelRow, read_labels, read_metadata
+from mome.data.media import SAMPLES_PER_FRAME, MediaError, cut_or_pad, read_audio, read_video
+from mome.data.noise import Babble, eval_rng
+from mome.data.transforms import audio_transform, video_transform
+
+log = logging.getLogger(__name__)
+MODALITIES = ("audio", "video")
+
+
+class AVDataset(Dataset):
+    """Utterances of one label file.
+
+    Args:
+        labels_path: label CSV (absolute, or relative to `root`).
+        root: corpus root; media at `<root>/<rel_path>.{mp4,wav}`.
+        train: random crop, time masks and babble at an SNR drawn from `cfg.train_snrs`.
+        modalities: which streams to load; an audio-only item has no "video" key and vice versa.
+        eval_snr: (evaluation) babble at this SNR in dB; None = clean.
+        noise_seed: (evaluation) with the utterance id and SNR, fixes the noise exactly.
+    """
+
+    def __init__(self, labels_path: str | Path, root: str | Path, cfg: DataConfig, train: bool,
+                 modalities: tuple[str, ...] = MODALITIES, eval_snr: float | None = None,
+                 noise_seed: int = 0) -> None:
+        unknown = set(modalities) - set(MODALITIES)
+        if unknown or not modalities:
+            raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}, got {modalities}")
+        self.root = Path(root)
+        labels_path = Path(labels_path)
+        self.rows, self.label_problems = read_labels(labels_path if labels_path.is_absolute() else self.root / labels_path)
+        self.meta = read_metadata(self.root)
+        self.cfg, self.train, self.modalities = cfg, train, tuple(modalities)
+        self.eval_snr, self.noise_seed = eval_snr, noise_seed
+        self.bad: dict[str, str] = {}
+        self.babble = None
+        needs_noise = "audio" in modalities and (eval_snr is not None or (train and any(
+            s is not None for s in cfg.train_snrs)))
+        if needs_noise and cfg.noise_path:
+            noise = Path(cfg.noise_path)
+            self.babble = Babble(noise if noise.is_absolute() else self.root / noise)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def lengths(self) -> list[int]:
+        """Video frames per utterance (the label column), for the frame-budget sampler."""
+        return [r.input_length for r in self.rows]
+
+    def __getitem__(self, index: int) -> dict | None:
+        row = self.rows[index]
+        try:
+            return self._load(row)
+        except (MediaError, ValueError) as err:
+            log.warning("skipping %s: %s", row.rel_path, err)
+            self.bad[row.rel_path] = str(err)
+            return None
+
+    def _rng(self, row: LabelRow) -> np.random.Generator:
+        if self.train:  # drawn from torch's RNG, which the DataLoader seeds per worker and epoch
+            return np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
+        return eval_rng(row.rel_path, self.eval_snr, self.noise_seed)
+
+    def _load(self, row: LabelRow) -> dict:
+        rng = self._rng(row)
+        stem = self.root / row.rel_path
+        item: dict = {"id": row.rel_path, "text": row.transcript.lower(),
+                      "meta": {"dataset": row.dataset, **self.meta.get(row.rel_path, {})}}
+        num_frames = row.input_length
+        if "video" in self.modalities:
+            frames = read_video(stem.with_suffix(".mp4"))
+            num_frames = len(frames)
+            item["video"] = video_transform(frames, self.train, rng, self.cfg.crop_size)
+        if "audio" in self.modalities:
+            path = stem.with_suffix(".wav")
+            audio = read_audio(path)
+            mismatch = abs(len(audio) / SAMPLES_PER_FRAME - num_frames)
+            if mismatch > self.cfg.av_tolerance_frames:
+                raise MediaError(path, f"audio is {len(audio) / SAMPLES_PER_FRAME:.1f} frames long, video "
+                                       f"{num_frames} frames (tolerance {self.cfg.av_tolerance_frames})")
+            audio = cut_or_pad(audio, SAMPLES_PER_FRAME * num_frames)
+            if self.train:
+                snr = self.cfg.train_snrs[int(rng.integers(len(self.cfg.train_snrs)))] if self.cfg.train_snrs else None
+            else:
+                snr = self.eval_snr
+            item["audio"] = audio_transform(audio, self.train, rng, self.babble, snr)
+            item["meta"]["snr"] = snr
+        return item
