@@ -46,9 +46,12 @@ def write_video(path: str | Path, frames: np.ndarray, fps: int = FPS, crf: int =
         stream.pix_fmt = "yuv420p"
         stream.time_base = Fraction(1, fps)
         stream.codec_context.thread_count = 1
-        stream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+        stream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1",
+                          "x264-params": "threads=1:lookahead-threads=1:sliced-threads=0:non-deterministic=0"}
+        for i, frame in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            vf.pts, vf.time_base = i, Fraction(1, fps)  # explicit timing: rate control depends on it
+            container.mux(stream.encode(vf))
         container.mux(stream.encode(None))
 
 

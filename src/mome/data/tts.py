@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import pickle
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -166,7 +167,32 @@ _ESPEAK: _Espeak | None = None
 
 
 def _espeak(text: str, voice: Voice) -> Speech:
+    """Synthesise in a forked child of a process whose espeak-ng has been initialised but never used.
+
+    libespeak-ng carries wave-generator state from one utterance to the next (the same call twice gives
+    a few samples' difference), so each utterance starts from the same pristine state instead; a fork
+    costs a few milliseconds."""
     global _ESPEAK
     if _ESPEAK is None:
         _ESPEAK = _Espeak()
-    return _ESPEAK.speak(text, voice)
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: synthesise, send the pickled result, exit without cleanup handlers
+        os.close(read_fd)
+        try:
+            payload = pickle.dumps(_ESPEAK.speak(text, voice))
+        except BaseException as err:  # noqa: BLE001 - sent to the parent and re-raised there
+            payload = pickle.dumps(TTSError(f"espeak-ng failed: {err}"))
+        with os.fdopen(write_fd, "wb") as pipe:
+            pipe.write(payload)
+        os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as pipe:
+        data = pipe.read()
+    os.waitpid(pid, 0)
+    if not data:
+        raise TTSError(f"espeak-ng child process died on {text!r}")
+    result = pickle.loads(data)
+    if isinstance(result, Exception):
+        raise result
+    return result

@@ -1,0 +1,119 @@
+import json
+import zlib
+
+import numpy as np
+import soundfile as sf
+
+from mome.data import grammar, synthetic
+from mome.data.labels import read_labels, read_metadata
+from mome.data.media import read_video
+from mome.data.speakers import make_speakers
+from mome.data.synthetic import synthesize_corpus
+
+from .conftest import TINY
+
+
+def _digest(path):
+    return zlib.crc32(path.read_bytes())
+
+
+def test_same_seed_gives_identical_labels_audio_and_video(corpus, tmp_path):
+    synthesize_corpus(tmp_path, 8, seed=5, **TINY)
+    for split in ("train", "val", "test"):
+        assert (corpus / "labels" / f"{split}.csv").read_bytes() == (tmp_path / "labels" / f"{split}.csv").read_bytes()
+        assert (corpus / "meta" / f"{split}.jsonl").read_bytes() == (tmp_path / "meta" / f"{split}.jsonl").read_bytes()
+    for wav in sorted(corpus.glob("synth/**/*.wav")):
+        assert _digest(wav) == _digest(tmp_path / wav.relative_to(corpus)), wav
+    # The rendered frames are deterministic, but libx264 through PyAV is not byte-deterministic from one
+    # file to the next within a process, so the mp4 are compared by frame count only.
+    for mp4 in sorted(corpus.glob("synth/**/*.mp4")):
+        assert len(read_video(mp4)) == len(read_video(tmp_path / mp4.relative_to(corpus)))
+    assert _digest(corpus / "noise" / "babble.wav") == _digest(tmp_path / "noise" / "babble.wav")
+
+
+def test_other_seed_differs(corpus, tmp_path):
+    synthesize_corpus(tmp_path, 8, seed=6, **TINY)
+    assert (corpus / "labels" / "train.csv").read_bytes() != (tmp_path / "labels" / "train.csv").read_bytes()
+
+
+def test_audio_and_video_in_sync(corpus):
+    meta = read_metadata(corpus)
+    for split in ("train", "val", "test"):
+        rows, problems = read_labels(corpus / "labels" / f"{split}.csv")
+        assert rows and not problems
+        for row in rows:
+            audio, sr = sf.read(corpus / f"{row.rel_path}.wav")
+            frames = read_video(corpus / f"{row.rel_path}.mp4")
+            assert sr == 16000 and frames.shape[1:] == (96, 96, 3)
+            assert len(frames) == row.input_length and len(audio) == 640 * len(frames)
+            rec = meta[row.rel_path]
+            assert len(rec["frame_visemes"]) == len(frames)
+            assert rec["phonemes"][-1][2] <= len(frames) / 25 + 0.1  # timings end with the audio
+            assert rec["text"] == row.transcript and rec["grammar"] in ("grid", "open")
+            assert rec["engine"] in ("flite", "espeak")
+
+
+def test_speakers_disjoint_between_splits(corpus):
+    speakers = {}
+    for split in ("train", "val", "test"):
+        rows, _ = read_labels(corpus / "labels" / f"{split}.csv")
+        speakers[split] = {r.rel_path.split("/")[2] for r in rows}
+    assert not (speakers["train"] & speakers["val"]) and not (speakers["train"] & speakers["test"])
+    assert not (speakers["val"] & speakers["test"])
+    all_speakers = make_speakers(0)
+    ids = [s.id for s in all_speakers]
+    assert len(ids) == len(set(ids))
+    espeak = [(s.split, s.voice.name) for s in all_speakers if s.voice.engine == "espeak"]
+    assert len({v for _, v in espeak}) == len(espeak)  # no espeak voice in two splits (or twice)
+    for split in ("train", "val", "test"):
+        assert {s.voice.engine for s in all_speakers if s.split == split} == {"flite", "espeak"}
+    babble = json.loads((corpus / "meta" / "speakers.json").read_text())
+    assert {s["split"] for s in babble} == {"train", "val", "test", "noise"}
+
+
+def test_test_sentences_never_in_training():
+    import random
+
+    train = {s.text for s in grammar.sample_sentences(random.Random(0), 3000, "train", 0.5)}
+    test = {s.text for s in grammar.sample_sentences(random.Random(1), 300, "test", 0.5)}
+    val = {s.text for s in grammar.sample_sentences(random.Random(2), 300, "val", 0.5)}
+    assert not (train & test) and not (train & val) and not (val & test)
+    assert all(grammar.sentence_partition(t) == "test" for t in test)
+
+
+def test_open_vocabulary_is_large_and_letter_a_is_spoken_ay():
+    assert len(grammar.vocabulary("open")) >= 1000
+    assert len(grammar.vocabulary("grid")) == 51
+    s = grammar.Sentence("place red at a three soon", "grid")
+    assert s.spoken() == "place red at ay three soon" and s.text.split()[3] == "a"
+
+
+def test_failed_items_are_skipped_and_reported(tmp_path, monkeypatch):
+    real = synthetic.synthesize
+
+    def flaky(text, voice):
+        if voice.engine == "espeak":
+            raise synthetic.TTSError("simulated engine failure")
+        return real(text, voice)
+
+    monkeypatch.setattr(synthetic, "synthesize", flaky)
+    report = synthesize_corpus(tmp_path, 8, seed=5, **{**TINY, "babble_seconds": 0})
+    assert report["skipped"] and report["written"] + len(report["skipped"]) == 8
+    assert all("simulated engine failure" in item["reason"] for item in report["skipped"])
+    on_disk = json.loads((tmp_path / "meta" / "report.json").read_text())
+    assert on_disk["skipped"] == report["skipped"]
+    written = sum(len(read_labels(tmp_path / "labels" / f"{s}.csv")[0]) for s in ("train", "val", "test"))
+    assert written == report["written"]
+
+
+def test_video_carries_the_visemes(corpus):
+    """Mouth opening (dark cavity pixels) is larger on open vowels than on p/b/m closures."""
+    meta = read_metadata(corpus)
+    open_px, closed_px = [], []
+    for rel, rec in meta.items():
+        gray = read_video(corpus / f"{rel}.mp4").mean(-1)
+        dark = (gray < 60).sum((1, 2))
+        labels = np.array(rec["frame_visemes"])
+        open_px += dark[labels == 9].tolist()
+        closed_px += dark[labels == 1].tolist()
+    assert open_px and closed_px and np.mean(open_px) > 2 * np.mean(closed_px) + 5
