@@ -210,7 +210,6 @@ class AVSRModel(nn.Module):
             max_new_tokens=decode.max_new_tokens,
             length_penalty=decode.length_penalty,
             do_sample=False,
-            early_stopping=True,
             num_return_sequences=1,
             eos_token_id=self.builder.eos,
             pad_token_id=self.builder.pad,

@@ -1,0 +1,42 @@
+"""Tiny random models and configs shared by the tests (importable as `tiny` thanks to pytest's pythonpath)."""
+
+from __future__ import annotations
+
+import copy
+
+from mome.config import Config, LLMConfig, ModelConfig, load_config
+
+TINY_LLAMA = dict(
+    model_type="llama", hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+    num_key_value_heads=2, vocab_size=80, max_position_embeddings=256, bos_token_id=2, eos_token_id=1,
+    initializer_range=0.5,  # a random LLM with the default 0.02 cannot make a confident prediction
+)  # fmt: skip
+TINY_QWEN2 = dict(
+    model_type="qwen2", hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+    num_key_value_heads=2, vocab_size=80, max_position_embeddings=256, bos_token_id=None, eos_token_id=1,
+    initializer_range=0.5,
+)  # fmt: skip
+ADAPTER_KINDS = ["mome", "lora", "mtsk-ms", "mtsk-ss", "mtsk-mss"]
+
+
+
+def tiny_model_config(kind: str = "mome", arch: dict | None = None, **mome) -> ModelConfig:
+    """A ModelConfig on a tiny random LLM; `lora` gets a single combination (Llama-AVSR is one-rate)."""
+    cfg = ModelConfig(llm=LLMConfig(arch=copy.deepcopy(arch or TINY_LLAMA)))
+    cfg.projector.hidden_size = 16
+    cfg.adapter.kind = kind
+    cfg.adapter.mome.num_routed_experts = 5
+    cfg.adapter.mome.top_k = 2
+    cfg.adapter.mome.bottleneck = 4
+    cfg.adapter.lora.rank_factor = 4
+    for k, v in mome.items():
+        setattr(cfg.adapter.mome, k, v)
+    if kind == "lora":
+        cfg.compression.audio_rates, cfg.compression.video_rates = [4], [2]
+    return cfg
+
+
+def tiny_config(kind: str = "mome") -> Config:
+    cfg = load_config("tiny")
+    cfg.model = tiny_model_config(kind)
+    return cfg
