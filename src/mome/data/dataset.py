@@ -12,6 +12,7 @@ Malformed label rows are skipped when the labels are read (`labels.read_labels`)
 from __future__ import annotations
 
 import logging
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -38,11 +39,12 @@ class AVDataset(Dataset):
         modalities: which streams to load; an audio-only item has no "video" key and vice versa.
         eval_snr: (evaluation) babble at this SNR in dB; None = clean.
         noise_seed: (evaluation) with the utterance id and SNR, fixes the noise exactly.
+        augment_seed: (training) with the epoch and the utterance id, fixes the augmentation (`set_epoch`).
     """
 
     def __init__(self, labels_path: str | Path, root: str | Path, cfg: DataConfig, train: bool,
                  modalities: tuple[str, ...] = MODALITIES, eval_snr: float | None = None,
-                 noise_seed: int = 0) -> None:
+                 noise_seed: int = 0, augment_seed: int = 0) -> None:
         unknown = set(modalities) - set(MODALITIES)
         if unknown or not modalities:
             raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}, got {modalities}")
@@ -52,6 +54,7 @@ class AVDataset(Dataset):
         self.meta = read_metadata(self.root)
         self.cfg, self.train, self.modalities = cfg, train, tuple(modalities)
         self.eval_snr, self.noise_seed = eval_snr, noise_seed
+        self.augment_seed, self.epoch = augment_seed, 0
         self.bad: dict[str, str] = {}
         self.babble = None
         needs_noise = "audio" in modalities and (eval_snr is not None or (train and any(
@@ -77,9 +80,14 @@ class AVDataset(Dataset):
             self.bad[row.rel_path] = str(err)
             return None
 
+    def set_epoch(self, epoch: int) -> None:
+        """Training augmentation is a function of (seed, epoch, utterance): identical whatever the worker
+        count, the batch order or a resume in mid-epoch."""
+        self.epoch = epoch
+
     def _rng(self, row: LabelRow) -> np.random.Generator:
-        if self.train:  # drawn from torch's RNG, which the DataLoader seeds per worker and epoch
-            return np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
+        if self.train:
+            return np.random.default_rng([zlib.crc32(row.rel_path.encode()), self.augment_seed & 0xFFFFFFFF, self.epoch])
         return eval_rng(row.rel_path, self.eval_snr, self.noise_seed)
 
     def _load(self, row: LabelRow) -> dict:
