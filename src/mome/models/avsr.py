@@ -22,7 +22,7 @@ from transformers import GenerationConfig
 from mome.adapters import active_adapter_parameters, attach_adapters
 from mome.adapters.context import AdapterContext, adapter_context
 from mome.config import Combination, DecodeConfig, ModelConfig, combination_key, combinations
-from mome.models.llm import LoadedLLM, freeze, load_llm
+from mome.models.llm import LoadedLLM, load_llm
 from mome.models.losses import per_combination_ce, router_losses
 from mome.models.pooling import MatryoshkaPooler, Pooled
 from mome.models.projector import ModalityProjectors
@@ -51,6 +51,19 @@ class AVSROutput:
     aux: dict[str, torch.Tensor] = field(default_factory=dict)  # load_balance, z_loss (MoME)
 
 
+def _freeze_encoder(encoder: nn.Module | None) -> nn.Module | None:
+    """Frozen and in eval mode, except LoRA weights an encoder may carry (AV-HuBERT LoRA, Omni-AVSR)."""
+    if encoder is None:
+        return None
+    for name, p in encoder.named_parameters():
+        p.requires_grad_(".lora_" in name)
+    return encoder.eval()
+
+
+def _has_trainable(module: nn.Module) -> bool:
+    return any(p.requires_grad for p in module.parameters())
+
+
 class AVSRModel(nn.Module):
     def __init__(
         self,
@@ -67,8 +80,8 @@ class AVSRModel(nn.Module):
         self.combinations: list[Combination] = combinations(comp)
         self.llm = llm.model
         self.tokenizer = llm.tokenizer
-        self.audio_encoder = freeze(audio_encoder) if audio_encoder is not None else None
-        self.video_encoder = freeze(video_encoder) if video_encoder is not None else None
+        self.audio_encoder = _freeze_encoder(audio_encoder)
+        self.video_encoder = _freeze_encoder(video_encoder)
         width = self.llm.config.hidden_size
         self.audio_pooler = self.audio_projectors = self.video_pooler = self.video_projectors = None
         if comp.uses_audio:
@@ -114,33 +127,44 @@ class AVSRModel(nn.Module):
                 frozen.eval()  # no dropout / layerdrop in frozen parts, ever (reference_code.md §2.2)
         return self
 
-    def trainable_modules(self) -> dict[str, nn.Module]:
-        mods = {"adapters": self.adapters}
-        if self.audio_projectors is not None:
-            mods["audio_projectors"] = self.audio_projectors
-        if self.video_projectors is not None:
-            mods["video_projectors"] = self.video_projectors
-        return mods
-
     def trainable_parameters(self) -> list[nn.Parameter]:
-        return [p for m in self.trainable_modules().values() for p in m.parameters()]
+        """Projectors, adapters (and LoRA inside AV-HuBERT when configured); everything else is frozen."""
+        return [p for p in self.parameters() if p.requires_grad]
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """What a checkpoint holds: projectors and adapters, nothing frozen."""
-        return {f"{n}.{k}": v for n, m in self.trainable_modules().items() for k, v in m.state_dict().items()}
+        """What a checkpoint holds: the trainable parameters, nothing frozen."""
+        return {n: p.detach() for n, p in self.named_parameters() if p.requires_grad}
 
     def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        for name, module in self.trainable_modules().items():
-            prefix = f"{name}."
-            sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-            module.load_state_dict(sub, strict=True)
-        known = tuple(f"{n}." for n in self.trainable_modules())
-        unknown = [k for k in state if not k.startswith(known)]
-        if unknown:
-            raise KeyError(f"unexpected keys in trainable state: {unknown[:5]}")
+        """Load weights saved by `trainable_state_dict`; every key must match in name and shape."""
+        own = {n: p for n, p in self.named_parameters() if p.requires_grad}
+        missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+        if missing or unexpected:
+            raise KeyError(f"trainable weights do not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        with torch.no_grad():
+            for name, p in own.items():
+                if p.shape != state[name].shape:
+                    raise KeyError(f"{name}: checkpoint shape {tuple(state[name].shape)} != model {tuple(p.shape)}")
+                p.copy_(state[name])
 
     def active_adapter_parameters(self) -> int:
         return active_adapter_parameters(self.adapter_handle)
+
+    # ------------------------------------------------------------------------------------ encoders
+    def encode(self, batch: dict) -> Features:
+        """Run the frozen encoders on a collated batch (`audio`, `audio_lengths`, `video`, `video_lengths`)."""
+        features = Features()
+        if self.audio_pooler is not None:
+            if self.audio_encoder is None or "audio" not in batch:
+                raise ValueError("this model needs audio: the batch has none or the model has no audio encoder")
+            with torch.set_grad_enabled(_has_trainable(self.audio_encoder) and torch.is_grad_enabled()):
+                features.audio, features.audio_lengths = self.audio_encoder(batch["audio"], batch["audio_lengths"])
+        if self.video_pooler is not None:
+            if self.video_encoder is None or "video" not in batch:
+                raise ValueError("this model needs video: the batch has none or the model has no video encoder")
+            with torch.set_grad_enabled(_has_trainable(self.video_encoder) and torch.is_grad_enabled()):
+                features.video, features.video_lengths = self.video_encoder(batch["video"], batch["video_lengths"])
+        return features
 
     # ------------------------------------------------------------------------------------ sequences
     def _project(self, features: Features, combos: list[Combination]) -> tuple[dict, dict]:
@@ -225,3 +249,22 @@ class AVSRModel(nn.Module):
         finally:
             self.llm.generation_config = model_defaults
         return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
+
+
+def build_model(cfg: ModelConfig, device: str | torch.device | None = None, trusted: bool = False) -> AVSRModel:
+    """Encoders (from their paths, or architectures), the LLM, projectors and adapters, as `cfg` says.
+
+    `trusted` allows executing the pickle of an official AV-HuBERT checkpoint (see avhubert_checkpoint.py).
+    """
+    from mome.models.encoders import build_audio_encoder, build_video_encoder, encoder_output_dim
+
+    audio = build_audio_encoder(cfg)
+    video = build_video_encoder(cfg, trusted=trusted)
+    model = AVSRModel.from_config(
+        cfg,
+        audio_dim=encoder_output_dim(audio) if audio is not None else None,
+        video_dim=encoder_output_dim(video) if video is not None else None,
+        audio_encoder=audio,
+        video_encoder=video,
+    )
+    return model.to(device) if device is not None else model

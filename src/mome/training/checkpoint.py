@@ -1,0 +1,105 @@
+"""Checkpoints: the trainable weights, the resolved config and the training state, written atomically.
+
+A checkpoint never holds the frozen LLM or encoders (gigabytes that the user already has): it holds what
+`AVSRModel.trainable_state_dict()` returns, plus the config that rebuilds everything else from its paths.
+
+    <run>/checkpoints/step-00000400.pt   {"format", "config", "model", "train_state"}
+    <run>/checkpoints/latest             name of the newest complete checkpoint
+
+Each file is written to a temporary name and renamed, so a kill -9 at any moment leaves the previous
+checkpoint intact and `latest` always names a complete file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mome.config import Config, apply_overrides, config_from_dict
+from mome.errors import UserError
+
+FORMAT = "mome-checkpoint-1"
+LATEST = "latest"
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_checkpoint(
+    directory: str | Path, step: int, model_state: dict[str, torch.Tensor], cfg: Config, train_state: dict[str, Any], keep: int = 3
+) -> Path:
+    """Write `step-XXXXXXXX.pt`, point `latest` at it, and keep only the newest `keep` checkpoints."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"step-{step:08d}.pt"
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    payload = {"format": FORMAT, "config": cfg.to_dict(), "model": model_state, "train_state": train_state}
+    torch.save(payload, tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _atomic_write_bytes(directory / LATEST, path.name.encode())
+    for old in sorted(directory.glob("step-*.pt"))[:-keep]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, or a run / checkpoints directory (its newest checkpoint)."""
+    path = Path(path)
+    for directory in (path, path / "checkpoints"):
+        if (directory / LATEST).is_file():
+            name = (directory / LATEST).read_text().strip()
+            if (directory / name).is_file():
+                return directory / name
+    if path.is_file():
+        return path
+    raise UserError(f"no checkpoint at {path} (expected a .pt file or a run directory with checkpoints/latest)")
+
+
+def latest_checkpoint(directory: str | Path) -> Path | None:
+    try:
+        return resolve_checkpoint(directory)
+    except UserError:
+        return None
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint safely (tensors and plain containers only: no code runs)."""
+    path = resolve_checkpoint(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated, not a torch file, or foreign pickle
+        raise UserError(f"{path}: not a readable mome checkpoint ({type(err).__name__}: {err})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise UserError(f"{path}: not a mome checkpoint (format {payload.get('format') if isinstance(payload, dict) else '?'})")
+    payload["path"] = str(path)
+    return payload
+
+
+def checkpoint_config(payload: dict[str, Any], overrides: list[str] | None = None) -> Config:
+    """The config stored in a checkpoint, with optional `key=value` overrides (e.g. a new data.root)."""
+    return config_from_dict(apply_overrides(payload["config"], list(overrides or [])))
+
+
+def model_from_checkpoint(path: str | Path, overrides: list[str] | None = None, device: str | torch.device | None = None):
+    """Rebuild (model, config) from a checkpoint: frozen parts from their paths, trained weights from the file."""
+    from mome.models.avsr import build_model
+
+    payload = load_checkpoint(path)
+    cfg = checkpoint_config(payload, overrides)
+    model = build_model(cfg.model, device=device)
+    try:
+        model.load_trainable_state_dict(payload["model"])
+    except KeyError as err:
+        raise UserError(f"{payload['path']}: weights do not fit its config: {err}") from None
+    return model.eval(), cfg
