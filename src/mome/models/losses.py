@@ -21,8 +21,10 @@ from mome.models.sequence import IGNORE_INDEX
 
 def per_combination_ce(
     hidden: torch.Tensor, labels: torch.Tensor, lm_head: nn.Module, row_combination: torch.Tensor, num: int
-) -> torch.Tensor:
-    """Mean next-token CE of each granularity; the LM head runs only where a label exists.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed next-token CE and token count of each granularity; the LM head runs only where a label exists.
+
+    Sums and counts rather than means, so that data-parallel training can normalise by the global count.
 
     Args:
         hidden: [R, L, D] last hidden states.
@@ -31,7 +33,7 @@ def per_combination_ce(
         num: number of granularities C.
 
     Returns:
-        [C] CE per granularity (NaN-free: a granularity without rows gets 0).
+        sums [C] (differentiable) and counts [C] (labelled tokens) per granularity.
     """
     targets = labels[:, 1:]  # [R, L-1]
     where = targets != IGNORE_INDEX
@@ -39,8 +41,8 @@ def per_combination_ce(
     token_loss = F.cross_entropy(logits.float(), targets[where], reduction="none")  # [N]
     token_combination = row_combination.unsqueeze(1).expand_as(targets)[where]  # [N]
     sums = torch.zeros(num, device=hidden.device).index_add(0, token_combination, token_loss)
-    counts = torch.bincount(token_combination, minlength=num).clamp_min(1)
-    return sums / counts
+    counts = torch.bincount(token_combination, minlength=num)
+    return sums, counts
 
 
 def router_losses(records: list[RouterRecord], num_experts: int, num_combinations: int) -> dict[str, torch.Tensor]:

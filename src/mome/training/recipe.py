@@ -1,0 +1,296 @@
+"""`mome train`: the training recipe, top to bottom (torchtune style), on Hugging Face Accelerate.
+
+    setup: seed -> model (frozen encoders + LLM, trainable projectors + adapters) -> data -> optimiser
+    loop:  batch -> encode (frozen) -> all granularities in one LLM forward -> loss -> step -> log / save
+    end:   final checkpoint + validation
+
+The same command runs on a CPU (fp32), on a GPU (bf16 with `train.precision=bf16`) and data-parallel:
+`torchrun --nproc-per-node N $(which mome) train CONFIG ...` (DDP: gloo on CPUs, NCCL on GPUs).
+
+Resuming is exact: a run directory with a checkpoint resumes from it (weights, optimiser, schedule, epoch and
+position inside the epoch); batches are a function of (seed, epoch) and augmentation of (seed, epoch,
+utterance), so the resumed run sees the same data as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+import torch.distributed as dist
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader, Sampler
+from tqdm import tqdm
+
+from mome.config import Config, save_config
+from mome.data.bucketing import FrameBudgetBatchSampler
+from mome.data.collate import collate
+from mome.data.dataset import AVDataset
+from mome.errors import UserError
+from mome.models.avsr import AVSRModel, AVSROutput, build_model
+from mome.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from mome.training.metrics import MetricsLogger
+from mome.training.optim import build_optimizer, build_scheduler
+
+
+@dataclass
+class TrainState:
+    step: int = 0  # optimiser steps done
+    epoch: int = 0
+    batch_in_epoch: int = 0  # batches of `epoch` already consumed
+
+    def to_dict(self) -> dict[str, int]:
+        return {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch}
+
+
+class SkipFirst(Sampler[list[int]]):
+    """The epoch's batches minus those already consumed before a resume."""
+
+    def __init__(self, sampler: FrameBudgetBatchSampler, skip: int) -> None:
+        self.sampler, self.skip = sampler, skip
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for i, batch in enumerate(self.sampler):
+            if i >= self.skip:
+                yield batch
+
+    def __len__(self) -> int:
+        return max(0, len(self.sampler) - self.skip)
+
+
+def modalities(cfg: Config) -> tuple[str, ...]:
+    comp = cfg.model.compression
+    return tuple(m for m, used in (("audio", comp.uses_audio), ("video", comp.uses_video)) if used)
+
+
+def _data_root(cfg: Config) -> Path:
+    if cfg.data.root is None:
+        raise UserError("data.root: not set; point it at a corpus (e.g. data.root=corpus from `mome synth corpus`)")
+    root = Path(cfg.data.root).expanduser()
+    if not root.is_dir():
+        raise UserError(f"data.root: no such directory: {root}")
+    return root
+
+
+def _dataset(cfg: Config, labels: str, train: bool) -> AVDataset:
+    root = _data_root(cfg)
+    path = Path(labels) if Path(labels).is_absolute() else root / labels
+    if not path.is_file():
+        raise UserError(f"label file not found: {path}")
+    ds = AVDataset(path, root, cfg.data, train=train, modalities=modalities(cfg), augment_seed=cfg.train.seed)
+    if len(ds) == 0:
+        raise UserError(f"{path}: no usable rows ({len(ds.label_problems)} malformed)")
+    return ds
+
+
+def _loader(ds: AVDataset, sampler: Sampler, cfg: Config) -> DataLoader:
+    workers = cfg.data.num_workers
+    return DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=workers, persistent_workers=False)
+
+
+def _to(batch: dict, device: torch.device) -> dict:
+    return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+
+
+def _all_sum(x: torch.Tensor, world: int) -> torch.Tensor:
+    x = x.detach().float().clone()
+    if world > 1:
+        dist.all_reduce(x)
+    return x
+
+
+def _distributed_lm_loss(out: AVSROutput, world: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(loss to back-propagate, global LM loss, global CE per granularity).
+
+    Token CE is normalised by the *global* token count of each granularity, so that DDP's gradient averaging
+    gives exactly the gradient of the loss over the global batch, and the logged loss is the global one."""
+    counts = _all_sum(out.ce_counts, world).clamp_min(1)
+    local = (out.weights * out.ce_sums / counts).sum() / out.ce_sums.numel()
+    return local * world, _all_sum(local, world), _all_sum(out.ce_sums, world) / counts
+
+
+class Trainer:
+    def __init__(self, cfg: Config, resume: bool = True) -> None:
+        self.cfg = cfg
+        if cfg.train.num_threads:
+            torch.set_num_threads(cfg.train.num_threads)
+        precision = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[cfg.train.precision]
+        self.accel = Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available())
+        self.main = self.accel.is_main_process
+        self.run_dir = Path(cfg.train.output_dir)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        set_seed(cfg.train.seed)
+        self.model: AVSRModel = build_model(cfg.model)
+        self.train_set = _dataset(cfg, cfg.data.train_labels, train=True)
+        self.sampler = FrameBudgetBatchSampler(
+            self.train_set.lengths, cfg.data.max_frames, shuffle=True, seed=cfg.train.seed,
+            num_buckets=cfg.data.num_buckets, rank=self.accel.process_index, world_size=self.accel.num_processes,
+        )  # fmt: skip
+        steps_per_epoch = len(self.sampler)
+        self.total_steps = cfg.train.max_steps or cfg.train.epochs * steps_per_epoch
+        self.optimizer = build_optimizer(self.model.trainable_parameters(), cfg.train)
+        self.scheduler = build_scheduler(self.optimizer, cfg.train, self.total_steps)
+        self.state = TrainState()
+        if resume:
+            self._maybe_resume()
+        self.ddp_model = self.accel.prepare_model(self.model)
+        self.logger = MetricsLogger(self.run_dir, enabled=self.main)
+        self._stop = False
+
+    # -------------------------------------------------------------------------------------- state
+    def _maybe_resume(self) -> None:
+        path = latest_checkpoint(self.ckpt_dir)
+        if path is None:
+            return
+        payload = load_checkpoint(path)
+        self.model.load_trainable_state_dict(payload["model"])
+        ts = payload["train_state"]
+        self.optimizer.load_state_dict(ts["optimizer"])
+        self.scheduler.load_state_dict(ts["scheduler"])
+        self.state = TrainState(**ts["progress"])
+        if self.main:
+            print(f"resuming from {path} (step {self.state.step}, epoch {self.state.epoch})")
+
+    def save(self) -> None:
+        if self.main:
+            train_state: dict[str, Any] = {
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "progress": self.state.to_dict(),
+            }
+            save_checkpoint(self.ckpt_dir, self.state.step, self.model.trainable_state_dict(), self.cfg, train_state,
+                            keep=self.cfg.train.keep_checkpoints)  # fmt: skip
+        self.accel.wait_for_everyone()
+
+    # -------------------------------------------------------------------------------------- steps
+    def train_step(self, batch: dict) -> dict[str, float]:
+        self.model.train()
+        batch = _to(batch, self.accel.device)
+        with self.accel.autocast():
+            features = self.model.encode(batch)
+            out: AVSROutput = self.ddp_model(features, batch["texts"])
+            world = self.accel.num_processes
+            loss, lm_loss, ce = _distributed_lm_loss(out, world)
+            aux_loss = out.loss - out.lm_loss  # MoME router terms, weighted already (per rank, averaged by DDP)
+            loss = loss + aux_loss
+        self.optimizer.zero_grad(set_to_none=True)
+        self.accel.backward(loss)
+        if self.cfg.train.grad_clip:
+            self.accel.clip_grad_norm_(self.model.trainable_parameters(), self.cfg.train.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        aux_mean = _all_sum(aux_loss, world) / world
+        values = {"loss": (lm_loss + aux_mean).item(), "lm_loss": lm_loss.item(), "lr": self.scheduler.get_last_lr()[0]}
+        values.update({f"ce/{k}": ce[i].item() for i, k in enumerate(out.ce)})
+        values.update({f"router/{k}": (_all_sum(v, world) / world).item() for k, v in out.aux.items()})
+        return values
+
+    def check_replicas(self) -> str:
+        """Fail loudly if data-parallel replicas drifted apart; returns this rank's weight checksum."""
+        flat = torch.cat([p.detach().float().reshape(-1) for p in self.model.trainable_parameters()])
+        checksum = torch.stack([flat.sum(), (flat * torch.arange(flat.numel(), dtype=flat.dtype) % 7919).sum()])
+        if self.accel.num_processes > 1:
+            gathered = [torch.zeros_like(checksum) for _ in range(self.accel.num_processes)]
+            dist.all_gather(gathered, checksum)
+            if any(not torch.equal(g, gathered[0]) for g in gathered):
+                raise RuntimeError(f"data-parallel replicas differ after training: {[g.tolist() for g in gathered]}")
+        return f"{checksum[0].item():.10e}/{checksum[1].item():.10e}"
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Teacher-forced loss per granularity on the validation split (never the test split)."""
+        cfg = self.cfg
+        if not cfg.data.val_labels:
+            return {}
+        ds = _dataset(cfg, cfg.data.val_labels, train=False)
+        sampler = FrameBudgetBatchSampler(ds.lengths, cfg.data.max_frames, shuffle=False,
+                                          rank=self.accel.process_index, world_size=self.accel.num_processes)  # fmt: skip
+        self.model.eval()
+        sums: dict[str, float] = {}
+        n = 0
+        for i, batch in enumerate(_loader(ds, sampler, cfg)):
+            if batch is None:
+                continue
+            if cfg.train.val_max_batches is not None and i >= cfg.train.val_max_batches:
+                break
+            batch = _to(batch, self.accel.device)
+            with self.accel.autocast():
+                out = self.model(self.model.encode(batch), batch["texts"])
+            for k, v in out.ce.items():
+                sums[f"val/ce/{k}"] = sums.get(f"val/ce/{k}", 0.0) + v.item()
+            sums["val/lm_loss"] = sums.get("val/lm_loss", 0.0) + out.lm_loss.item()
+            n += 1
+        return {k: v / max(1, n) for k, v in sums.items()}
+
+    # -------------------------------------------------------------------------------------- loop
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self._stop = True  # finish the current step, save, exit
+
+    def fit(self) -> dict[str, float]:
+        cfg = self.cfg
+        if self.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.run_dir / "config.yaml")
+        previous = signal.signal(signal.SIGTERM, self._on_signal)
+        bar = tqdm(total=self.total_steps, initial=self.state.step, disable=not self.main, desc="train", unit="step")
+        last: dict[str, float] = {}
+        every = cfg.train.log_every_steps
+        try:
+            while self.state.step < self.total_steps and not self._stop:
+                self.sampler.set_epoch(self.state.epoch)
+                self.train_set.set_epoch(self.state.epoch)
+                loader = _loader(self.train_set, SkipFirst(self.sampler, self.state.batch_in_epoch), cfg)
+                for batch in loader:
+                    if batch is None:  # every item of this batch failed to load: already reported
+                        self.state.batch_in_epoch += 1
+                        continue
+                    t0 = time.perf_counter()
+                    last = self.train_step(batch)
+                    last["s_per_step"] = time.perf_counter() - t0
+                    self.state.step += 1
+                    self.state.batch_in_epoch += 1
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{last['loss']:.3f}", lr=f"{last['lr']:.1e}")
+                    if self.state.step % every == 0 or self.state.step == 1:
+                        self.logger.log(self.state.step, {**last, "epoch": self.state.epoch})
+                    if cfg.train.val_every_steps and self.state.step % cfg.train.val_every_steps == 0:
+                        self.logger.log(self.state.step, self.validate())
+                    if self.state.step % cfg.train.save_every_steps == 0:
+                        self.save()
+                    if self.state.step >= self.total_steps or self._stop:
+                        break
+                else:  # epoch finished
+                    self.state.epoch += 1
+                    self.state.batch_in_epoch = 0
+                    if not cfg.train.val_every_steps:
+                        self.logger.log(self.state.step, self.validate())
+                    self.save()
+        except KeyboardInterrupt:
+            self._stop = True
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            bar.close()
+        self.save()
+        checksum = self.check_replicas()
+        if self.accel.num_processes > 1:
+            print(f"[rank {self.accel.process_index}] trainable weights checksum {checksum}", flush=True)
+        if self._stop and self.main:
+            print(f"stopped at step {self.state.step}; checkpoint saved, rerun the same command to resume")
+        self.logger.close()
+        return last if self.main else {}
+
+
+def train(cfg: Config, resume: bool = True) -> dict[str, float]:
+    """Train `cfg` in its output directory (resuming if it holds a checkpoint); returns the last metrics."""
+    if cfg.model.llm.path is None and not cfg.name.startswith("tiny"):
+        raise UserError(
+            "model.llm.path: not set; this preset describes the LLM's architecture only. Point it at a local "
+            "Hugging Face directory (or `embedded:smollm2-135m`) to train"
+        )
+    return Trainer(cfg, resume=resume).fit()

@@ -1,0 +1,104 @@
+"""`mome train`: exact resume after kill -9, and DDP over 2 CPU processes (gloo)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from mome.config import load_config
+from mome.data.collate import collate
+from mome.data.dataset import AVDataset
+from mome.data.bucketing import FrameBudgetBatchSampler
+from mome.models.avsr import build_model
+from mome.training.checkpoint import load_checkpoint
+from mome.training.recipe import modalities, train
+from accelerate.utils import set_seed
+
+pytestmark = pytest.mark.slow
+
+
+def _overrides(root: Path, out: Path, steps: int) -> list[str]:
+    return [
+        f"data.root={root}", f"train.output_dir={out}", f"train.max_steps={steps}", "train.save_every_steps=2",
+        "data.max_frames=120", "data.num_workers=0", "train.num_threads=1", "train.log_every_steps=1",
+        "train.val_max_batches=1",
+    ]  # fmt: skip
+
+
+def _mome(*args: str, **kw) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "mome.cli", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **kw)  # fmt: skip
+
+
+def test_resume_after_kill_matches_an_uninterrupted_run(train_corpus: Path, tmp_path: Path) -> None:
+    steps = 12
+    # Uninterrupted reference run.
+    train(load_config("tiny", _overrides(train_corpus, tmp_path / "a", steps)))
+    reference = load_checkpoint(tmp_path / "a")
+    assert reference["train_state"]["progress"]["step"] == steps
+
+    # The same run, killed with SIGKILL right after its first checkpoint ...
+    proc = _mome("train", "tiny", *_overrides(train_corpus, tmp_path / "b", steps))
+    deadline = time.time() + 120
+    while not list((tmp_path / "b" / "checkpoints").glob("step-*.pt")):
+        assert proc.poll() is None and time.time() < deadline, proc.stdout.read() if proc.stdout else ""
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = load_checkpoint(tmp_path / "b")["train_state"]["progress"]["step"]
+    assert killed_at < steps, "the run finished before it could be killed; make it longer"
+    # ... then resumed by rerunning the same command.
+    train(load_config("tiny", _overrides(train_corpus, tmp_path / "b", steps)))
+    resumed = load_checkpoint(tmp_path / "b")
+    assert resumed["train_state"]["progress"] == reference["train_state"]["progress"]
+    for name, value in reference["model"].items():
+        torch.testing.assert_close(resumed["model"][name], value, rtol=0, atol=0, msg=name)
+    opt_ref, opt_res = reference["train_state"]["optimizer"]["state"], resumed["train_state"]["optimizer"]["state"]
+    for k in opt_ref:
+        torch.testing.assert_close(opt_res[k]["exp_avg_sq"], opt_ref[k]["exp_avg_sq"], rtol=0, atol=0)
+    # Logged metrics cover every step once the resume is done.
+    with open(tmp_path / "b" / "metrics.csv") as f:
+        assert {int(r["step"]) for r in csv.DictReader(f) if r.get("loss")} >= set(range(killed_at + 1, steps + 1))
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(),
+                    reason="torchrun not installed")  # fmt: skip
+def test_ddp_two_cpu_processes(train_corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ddp"
+    overrides = _overrides(train_corpus, out, 2)
+    torchrun = str(Path(sys.executable).with_name("torchrun"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [torchrun, "--nproc-per-node", "2", "--master-port", "29533", "-m", "mome.cli", "train", "tiny", *overrides],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    sums = re.findall(r"\[rank (\d)\] trainable weights checksum (\S+)", result.stdout)
+    assert sorted(r for r, _ in sums) == ["0", "1"] and sums[0][1] == sums[1][1], result.stdout
+
+    # The first step's (global) loss equals one process on the union of both ranks' first batches.
+    with open(out / "metrics.csv") as f:
+        first = next(r for r in csv.DictReader(f) if r["step"] == "1" and r.get("lm_loss"))
+    cfg = load_config("tiny", overrides)
+    set_seed(cfg.train.seed)
+    model = build_model(cfg.model).train()
+    ds = AVDataset(train_corpus / cfg.data.train_labels, train_corpus, cfg.data, train=True,
+                   modalities=modalities(cfg), augment_seed=cfg.train.seed)  # fmt: skip
+    ds.set_epoch(0)
+    batches = [next(iter(FrameBudgetBatchSampler(ds.lengths, cfg.data.max_frames, seed=cfg.train.seed,
+                                                 num_buckets=cfg.data.num_buckets, rank=r, world_size=2)))
+               for r in range(2)]  # fmt: skip
+    batch = collate([ds[i] for b in batches for i in b])
+    out_single = model(model.encode(batch), batch["texts"])
+    assert float(first["lm_loss"]) == pytest.approx(out_single.lm_loss.item(), abs=2e-5)
