@@ -1,0 +1,86 @@
+"""`mome eval CHECKPOINT --labels FILE`: WER at every rate combination x SNR (see `mome.evaluation.evaluate`).
+
+Writes results.json, results.md, wer_vs_tokens.png and hypotheses.jsonl to `--out`
+(default `<run>/eval/<labels stem>`) and prints the Markdown table of the whole set plus the decoding speed.
+KEY=VALUE overrides of the checkpoint's config may go anywhere except right after `--rates` / `--snr`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="checkpoint file or run directory (its newest checkpoint)")
+    parser.add_argument("overrides", nargs="*", help="KEY=VALUE config overrides, e.g. data.num_workers=0")
+    parser.add_argument("--labels", required=True, help="label CSV (a path, or relative to the corpus root)")
+    parser.add_argument("--root", help="corpus root (default: the checkpoint config's data.root)")
+    parser.add_argument("--rates", nargs="+", metavar="A,V", help="rate combinations, e.g. 4,2 16,5 (default: all)")
+    parser.add_argument("--snr", nargs="+", default=["clean"], help="SNRs in dB or 'clean', e.g. clean 0 -5")
+    parser.add_argument("--out", help="output directory (default: <run>/eval/<labels stem>)")
+    parser.add_argument("--batch-size", type=int, help="utterances per batch (default: decode.batch_size)")
+    parser.add_argument("--beams", type=int, help="beam width (default: decode.num_beams)")
+    parser.add_argument("--limit", type=int, help="evaluate only the first N utterances")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="leave out unreadable utterances (listed in results.json) instead of failing")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    # Let overrides follow the options too (`--labels f data.num_workers=0`).
+    parser.parse_args = parser.parse_intermixed_args  # type: ignore[method-assign]
+
+
+def default_out(checkpoint: Path, labels: Path) -> Path:
+    """`<run>/eval/<labels stem>`, where the run directory holds `checkpoints/`."""
+    run = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
+    return run / "eval" / labels.stem
+
+
+def _resolve_labels(labels: str, root: Path) -> Path:
+    """A path that exists as given wins; otherwise it is relative to the corpus root (like data.*_labels)."""
+    path = Path(labels)
+    return path.resolve() if path.is_file() else root / path
+
+
+def run(args: argparse.Namespace) -> int:
+    from mome.config import combinations, parse_combination
+    from mome.errors import UserError
+    from mome.evaluation.evaluate import evaluate, load_model, markdown, parse_snr
+    from mome.training.checkpoint import checkpoint_config, load_checkpoint, resolve_checkpoint
+
+    for name in ("batch_size", "beams", "limit"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+    # Every input is checked against the checkpoint's config before the (slow) model build.
+    snrs = [parse_snr(s) for s in args.snr]
+    checkpoint = resolve_checkpoint(args.checkpoint)
+    cfg = checkpoint_config(load_checkpoint(checkpoint), args.overrides)
+    comp = cfg.model.compression
+    combos = [parse_combination(r, comp) for r in args.rates] if args.rates else combinations(comp)
+    if args.root is None and cfg.data.root is None:
+        raise UserError("no corpus root: pass --root DIR (the checkpoint's config has no data.root)")
+    root = Path(args.root or cfg.data.root)
+    labels = _resolve_labels(args.labels, root)
+    if not labels.is_file():
+        raise UserError(f"{args.labels}: label file not found (also looked in {root})")
+
+    start = time.perf_counter()
+    model, cfg = load_model(checkpoint, args.overrides, device=args.device)
+    load_s = time.perf_counter() - start
+    if args.beams is not None:
+        cfg.decode.num_beams = args.beams
+    out = Path(args.out) if args.out else default_out(checkpoint, labels)
+    info = {"checkpoint": str(checkpoint), "overrides": list(args.overrides)}
+    start = time.perf_counter()
+    results = evaluate(model, cfg, labels, root, combos, snrs, batch_size=args.batch_size, out_dir=out,
+                       limit=args.limit, skip_bad=args.skip_bad, progress=not args.quiet, info=info)
+    seconds = time.perf_counter() - start
+    print(markdown({**results, "groups": ["all"]}))
+    decoded = sum(c["utterances"] for cells in results["wer"]["all"].values() for c in cells.values())
+    print(f"{decoded} decodes ({len(combos)} combinations x {len(results['snrs'])} SNRs) in {seconds:.1f} s "
+          f"({1000 * seconds / max(decoded, 1):.0f} ms per utterance and combination; model load {load_s:.1f} s)")
+    if results["skipped"]:
+        print(f"skipped {len(results['skipped'])} unreadable utterance(s): see results.json")
+    print(f"wrote {out}/results.json, results.md, wer_vs_tokens.png, hypotheses.jsonl")
+    return 0

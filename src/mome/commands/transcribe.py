@@ -1,0 +1,116 @@
+"""`mome transcribe CHECKPOINT --video clip.mp4 [--audio clip.wav] [--rates 16,5]`: one clip -> text.
+
+The clip is a mouth crop (at least `data.crop_size` pixels square, 25 fps) read and transformed exactly like
+an evaluation utterance (centre crop, grayscale, normalisation; audio at 16 kHz, per-utterance norm, no noise).
+Audio comes from `--audio`, or else from the mp4's own audio track (resampled to 16 kHz mono). The default
+rates are the finest trained combination (smallest rates: most tokens, usually the lowest WER).
+Prints the text on stdout and the time of each stage (load, read, encode, decode) on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="checkpoint file or run directory (its newest checkpoint)")
+    parser.add_argument("overrides", nargs="*", help="KEY=VALUE config overrides")
+    parser.add_argument("--video", required=True, help="mouth-crop clip (.mp4, 25 fps)")
+    parser.add_argument("--audio", help="16 kHz wav (default: the audio track of --video)")
+    parser.add_argument("--rates", help="rate combination, e.g. 16,5 (default: the smallest trained rates)")
+    parser.add_argument("--beams", type=int, help="beam width (default: decode.num_beams)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    parser.parse_args = parser.parse_intermixed_args  # type: ignore[method-assign]
+
+
+def read_audio_track(path: Path, sample_rate: int) -> np.ndarray:
+    """The audio track of a media file as mono float32 [S] at `sample_rate`; `MediaError` if it has none."""
+    import av
+
+    from mome.data.media import MediaError
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise MediaError(path, "no audio track (give the audio with --audio FILE.wav)")
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+            chunks = [out.to_ndarray().reshape(-1) for frame in container.decode(audio=0)
+                      for out in resampler.resample(frame)]
+            chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]  # flush
+    except MediaError:
+        raise
+    except (av.error.FFmpegError, ValueError, OSError) as err:
+        raise MediaError(path, f"undecodable audio track ({type(err).__name__}: {err})") from err
+    if not chunks or sum(len(c) for c in chunks) == 0:
+        raise MediaError(path, "empty audio track")
+    return np.concatenate(chunks).astype(np.float32)
+
+
+def read_clip(video: Path, audio: Path | None, modalities: tuple[str, ...], crop: int) -> dict:
+    """One clip as a collated batch of size 1, transformed like an evaluation utterance."""
+    from mome.data.collate import collate
+    from mome.data.media import SAMPLE_RATE, SAMPLES_PER_FRAME, MediaError, cut_or_pad, read_audio, read_video
+    from mome.data.transforms import audio_transform, video_transform
+
+    rng = np.random.default_rng(0)  # unused by the evaluation transforms; they take one
+    frames = read_video(video)
+    item: dict = {"id": video.stem, "text": ""}
+    if "video" in modalities:
+        try:
+            item["video"] = video_transform(frames, False, rng, crop)
+        except ValueError as err:
+            raise MediaError(video, str(err)) from None
+    if "audio" in modalities:
+        samples = read_audio(audio) if audio is not None else read_audio_track(video, SAMPLE_RATE)
+        # The model sees audio aligned to the video: 640 samples per frame (as in the dataset).
+        item["audio"] = audio_transform(cut_or_pad(samples, SAMPLES_PER_FRAME * len(frames)), False, rng)
+    return collate([item])
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from mome.config import parse_combination
+    from mome.errors import UserError
+    from mome.evaluation.evaluate import load_model, task_modalities
+    from mome.training.checkpoint import checkpoint_config, load_checkpoint, resolve_checkpoint
+
+    if args.beams is not None and args.beams < 1:
+        raise UserError("--beams must be at least 1")
+    times = {}
+    # The rates and the clip are checked against the checkpoint's config before the (slow) model build.
+    checkpoint = resolve_checkpoint(args.checkpoint)
+    cfg = checkpoint_config(load_checkpoint(checkpoint), args.overrides)
+    comp = cfg.model.compression
+    combo = parse_combination(args.rates, comp) if args.rates else (
+        min(comp.audio_rates) if comp.uses_audio else None, min(comp.video_rates) if comp.uses_video else None)
+    start = time.perf_counter()
+    batch = read_clip(Path(args.video), Path(args.audio) if args.audio else None, task_modalities(cfg),
+                      cfg.data.crop_size)
+    times["read"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    model, cfg = load_model(checkpoint, args.overrides, device=args.device)
+    if args.beams is not None:
+        cfg.decode.num_beams = args.beams
+    batch = {k: v.to(args.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    times["load"] = time.perf_counter() - start
+
+    with torch.no_grad():
+        start = time.perf_counter()
+        features = model.encode(batch)
+        times["encode"] = time.perf_counter() - start
+        start = time.perf_counter()
+        (text,) = model.generate(features, combo, cfg.decode)
+        times["decode"] = time.perf_counter() - start
+    print(text)
+    seconds = len(batch["video"][0]) / 25 if "video" in batch else len(batch["audio"][0]) / 16000
+    stages = ", ".join(f"{k} {times[k]:.2f} s" for k in ("load", "read", "encode", "decode"))
+    rates = ",".join(str(r) for r in combo if r)
+    print(f"rates {rates}; clip {seconds:.2f} s; {stages}", file=sys.stderr)
+    return 0

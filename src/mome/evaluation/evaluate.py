@@ -1,0 +1,337 @@
+"""Evaluation: decode a label file at every rate combination x SNR and write WER tables, a plot and hypotheses.
+
+    for SNR in snrs:                      dataset with babble at SNR (seeded per utterance: data/noise.py)
+        for batch in DataLoader:          fixed order, `cfg.data.num_workers` workers
+            features = model.encode(batch)            encoders run once per batch and SNR
+            for combination in combos:    model.generate(features, combination) -> hypotheses
+
+Outputs in `out_dir`:
+    results.json      counts and WER per group x combination x SNR, plus everything needed to read them;
+                      no timings or dates, so two runs of the same checkpoint give identical bytes
+    results.md        one table per group (rows: combinations, columns: SNR), WER in %
+    wer_vs_tokens.png WER against LLM input tokens per second of speech, one line per SNR (group "all")
+    hypotheses.jsonl  one line per (SNR, combination, utterance): reference, hypothesis, edit counts
+
+Groups: `all`, plus `grammar=<g>` and `engine=<e>` when the corpus metadata has them (the synthetic corpus).
+
+LLM input tokens per second of speech (`tokens_per_second`): the audio and video tokens that one second of
+speech puts into the LLM at a combination, `audio_frame_rate / audio_rate + video_frame_rate / video_rate`,
+with the encoders' frame rates (Whisper 50 Hz, video 25 fps): 50/16 + 25/5 = 8.125 for (16, 5). The prompt
+and the transcript are not counted: they do not grow with the length of the speech.
+
+Bad utterances (a label row that cannot be parsed, media that is missing, empty or undecodable) make the
+evaluation fail with a `UserError` naming the first one, because a WER over a silently smaller test set is
+not comparable with other results. With `skip_bad=True` they are left out instead, and listed with their
+reason under `skipped` in results.json; the WER is then over the utterances that could be read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from mome.config import Combination, Config, DecodeConfig, combination_key
+from mome.data.collate import collate
+from mome.data.dataset import AVDataset
+from mome.errors import UserError
+from mome.evaluation.wer import ErrorCounts, normalize, total, utterance_errors
+from mome.models.avsr import AVSRModel
+
+log = logging.getLogger(__name__)
+AUDIO_FRAME_RATE = 50  # Whisper encoder frames per second, if the encoder does not say
+VIDEO_FRAME_RATE = 25  # video frames per second (media.FPS), if the encoder does not say
+GROUP_KEYS = ("grammar", "engine")  # metadata fields that split the results
+
+
+# ------------------------------------------------------------------------------------------ SNR / rates
+def snr_label(snr: float | None) -> str:
+    """`clean`, `0`, `-5`, `2.5`: the column name of an SNR."""
+    if snr is None:
+        return "clean"
+    return str(int(snr)) if float(snr).is_integer() else str(snr)
+
+
+def parse_snr(text: str) -> float | None:
+    """`clean` (or `none`) -> None, else a number of dB."""
+    if text.strip().lower() in ("clean", "none", "inf"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise UserError(f"SNR {text!r}: expected a number of dB or 'clean'") from None
+
+
+def tokens_per_second(model: AVSRModel, combo: Combination) -> float:
+    """LLM input (A/V) tokens per second of speech at `combo` (definition in the module docstring)."""
+    audio_rate, video_rate = combo
+    out = 0.0
+    if audio_rate:
+        out += getattr(model.audio_encoder, "frame_rate", AUDIO_FRAME_RATE) / audio_rate
+    if video_rate:
+        out += getattr(model.video_encoder, "frame_rate", VIDEO_FRAME_RATE) / video_rate
+    return out
+
+
+def task_modalities(cfg: Config) -> tuple[str, ...]:
+    """The streams the dataset loads: those the model's task uses."""
+    comp = cfg.model.compression
+    return tuple(m for m, used in (("audio", comp.uses_audio), ("video", comp.uses_video)) if used)
+
+
+# ------------------------------------------------------------------------------------------ model
+def load_model(checkpoint: str | Path, overrides: list[str] | None = None,
+               device: str | torch.device | None = None) -> tuple[AVSRModel, Config]:
+    """`model_from_checkpoint`, with torch seeded by `train.seed` first, as the training recipe does before
+    `build_model`: the frozen parts of a model built from `arch` (random weights, e.g. the tiny preset) are
+    then the very ones it was trained with, and every load gives the same model."""
+    from mome.training.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint
+
+    torch.manual_seed(checkpoint_config(load_checkpoint(checkpoint), overrides).train.seed)
+    return model_from_checkpoint(checkpoint, overrides, device=device)
+
+
+# ------------------------------------------------------------------------------------------ data
+class _Tracked(Dataset):
+    """`AVDataset` items in label order, with a failed item turned into {"id", "error"} instead of None.
+
+    The dataset records failures in `dataset.bad`, but inside a worker process; the marker carries the
+    reason back to the main process through the batch."""
+
+    def __init__(self, dataset: AVDataset, limit: int | None) -> None:
+        self.dataset = dataset
+        self.size = len(dataset) if limit is None else min(limit, len(dataset))
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.dataset[index]
+        if item is None:
+            rel = self.dataset.rows[index].rel_path
+            return {"id": rel, "error": self.dataset.bad.get(rel, "unreadable")}
+        return item
+
+
+def collate_tracked(items: list[dict]) -> dict:
+    """`collate` of the good items (None if there are none) plus the failed ones as {id: reason}."""
+    failed = {it["id"]: it["error"] for it in items if "error" in it}
+    return {"batch": collate([it for it in items if "error" not in it]), "failed": failed}
+
+
+def _missing_media(dataset: AVDataset, modalities: tuple[str, ...], limit: int | None) -> dict[str, str]:
+    """Media files that are absent or empty, found before any decoding starts (a cheap stat per file)."""
+    out = {}
+    for row in dataset.rows[:limit]:
+        for modality, ext in (("video", ".mp4"), ("audio", ".wav")):
+            path = (dataset.root / row.rel_path).with_suffix(ext)
+            if modality in modalities and (not path.is_file() or path.stat().st_size == 0):
+                out[row.rel_path] = f"{path}: {'missing' if not path.is_file() else 'empty'} file"
+    return out
+
+
+def _check_inputs(dataset: AVDataset, modalities: tuple[str, ...], limit: int | None, skip_bad: bool) -> None:
+    if len(dataset) == 0:
+        raise UserError(f"no usable rows in the label file ({len(dataset.label_problems)} malformed)")
+    if skip_bad:
+        return
+    problems = dataset.label_problems + list(_missing_media(dataset, modalities, limit).values())
+    if problems:
+        raise UserError(f"{len(problems)} bad utterance(s), first: {problems[0]} (--skip-bad evaluates the rest)")
+
+
+# ------------------------------------------------------------------------------------------ decoding
+@dataclass
+class _Record:
+    snr: str
+    combo: str
+    id: str
+    reference: str
+    hypothesis: str
+    groups: list[str]
+    counts: ErrorCounts
+
+    def to_json(self) -> dict[str, Any]:
+        c = self.counts
+        return {"snr": self.snr, "rates": self.combo, "id": self.id, "ref": self.reference, "hyp": self.hypothesis,
+                "ref_norm": normalize(self.reference), "hyp_norm": normalize(self.hypothesis),
+                "groups": self.groups, "sub": c.substitutions, "del": c.deletions, "ins": c.insertions,
+                "ref_words": c.ref_words}
+
+
+def _groups(meta: dict) -> list[str]:
+    return ["all"] + [f"{k}={meta[k]}" for k in GROUP_KEYS if meta.get(k)]
+
+
+def _decode_snr(model: AVSRModel, loader: DataLoader, combos: list[Combination], decode: DecodeConfig,
+                snr: str, skip_bad: bool, skipped: dict[str, str], progress: bool) -> list[_Record]:
+    records = []
+    bar = tqdm(total=len(loader.dataset), desc=f"eval snr={snr}", unit="utt", disable=not progress)
+    for item in loader:
+        if item["failed"] and not skip_bad:
+            rel, reason = next(iter(item["failed"].items()))
+            raise UserError(f"bad utterance {rel}: {reason} (--skip-bad evaluates the rest)")
+        skipped.update(item["failed"])
+        batch = item["batch"]
+        bar.update(len(item["failed"]))
+        if batch is None:
+            continue
+        features = model.encode(_to_device(batch, model))
+        for combo in combos:
+            hyps = model.generate(features, combo, decode)
+            for rel, ref, hyp, meta in zip(batch["ids"], batch["texts"], hyps, batch["metas"]):
+                records.append(_Record(snr, combination_key(combo), rel, ref, hyp, _groups(meta),
+                                       utterance_errors(ref, hyp)))
+        bar.update(len(batch["ids"]))
+    bar.close()
+    return records
+
+
+def _to_device(batch: dict, model: AVSRModel) -> dict:
+    device = next(model.parameters()).device
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+@torch.no_grad()
+def evaluate(model: AVSRModel, cfg: Config, labels: str | Path, root: str | Path, combos: list[Combination],
+             snrs: list[float | None], batch_size: int | None = None, decode: DecodeConfig | None = None,
+             out_dir: str | Path | None = None, limit: int | None = None, skip_bad: bool = False,
+             progress: bool = True, info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Decode `labels` at every combination x SNR; return the results dict (written to `out_dir` if given).
+
+    Args:
+        labels: label CSV, absolute or relative to `root`.
+        combos: rate combinations the model was trained with (`config.parse_combination`).
+        snrs: babble SNRs in dB, None = clean. A VSR model ignores them (no audio): only `clean` is run.
+        batch_size / decode: default `cfg.decode`; `batch_size` overrides `decode.batch_size`.
+        limit: the first N utterances of the label file only.
+        skip_bad: leave out unreadable utterances instead of failing (module docstring).
+        info: extra fields for results.json (checkpoint path, overrides ...).
+    """
+    decode = decode or cfg.decode
+    modalities = task_modalities(cfg)
+    if "audio" not in modalities and any(s is not None for s in snrs):
+        log.warning("task %s uses no audio: noise has no effect, evaluating clean only", cfg.model.compression.task)
+        snrs = [None]
+    model.eval()
+    records: list[_Record] = []
+    skipped: dict[str, str] = {}
+    label_problems: list[str] = []
+    for snr in snrs:
+        dataset = AVDataset(labels, root, cfg.data, train=False, modalities=modalities, eval_snr=snr,
+                            noise_seed=cfg.data.eval_noise_seed)
+        _check_inputs(dataset, modalities, limit, skip_bad)
+        label_problems = dataset.label_problems
+        loader = DataLoader(_Tracked(dataset, limit), batch_size=batch_size or decode.batch_size, shuffle=False,
+                            num_workers=cfg.data.num_workers, collate_fn=collate_tracked)
+        records += _decode_snr(model, loader, combos, decode, snr_label(snr), skip_bad, skipped, progress)
+    if not records:
+        raise UserError(f"{labels}: none of the utterances could be read (first: {next(iter(skipped.items()), '')})")
+    results = _summarise(model, cfg, records, combos, [snr_label(s) for s in snrs], decode, info or {})
+    results["skipped"] = dict(sorted(skipped.items()))
+    results["label_problems"] = label_problems
+    results["labels"], results["root"] = str(labels), str(root)
+    if out_dir is not None:
+        write_outputs(results, records, Path(out_dir))
+    return results
+
+
+# ------------------------------------------------------------------------------------------ summaries
+def _summarise(model: AVSRModel, cfg: Config, records: list[_Record], combos: list[Combination], snrs: list[str],
+               decode: DecodeConfig, info: dict[str, Any]) -> dict[str, Any]:
+    sums: dict[tuple[str, str, str], list[ErrorCounts]] = defaultdict(list)
+    for r in records:
+        for g in r.groups:
+            sums[(g, r.combo, r.snr)].append(r.counts)
+    groups = sorted({g for g, _, _ in sums}, key=lambda g: (g != "all", g))
+    table: dict[str, dict] = {}
+    for g in groups:
+        table[g] = {}
+        for combo in combos:
+            key = combination_key(combo)
+            table[g][key] = {}
+            for snr in snrs:
+                counts = sums.get((g, key, snr), [])
+                c = total(counts)
+                table[g][key][snr] = {"wer": round(c.wer, 6), "errors": c.errors, "ref_words": c.ref_words,
+                                      "sub": c.substitutions, "del": c.deletions, "ins": c.insertions,
+                                      "utterances": len(counts)}
+    return {
+        **info,
+        "name": cfg.name,
+        "task": cfg.model.compression.task,
+        "normaliser": "mome.evaluation.wer.normalize: NFKC, lowercase, punctuation -> space, apostrophes "
+                      "only inside words, whitespace collapsed, digits unchanged",
+        "decode": {"num_beams": decode.num_beams, "max_new_tokens": decode.max_new_tokens,
+                   "length_penalty": decode.length_penalty},
+        "eval_noise_seed": cfg.data.eval_noise_seed,
+        "snrs": snrs,
+        "combinations": [{"key": combination_key(c), "audio_rate": c[0], "video_rate": c[1],
+                          "tokens_per_second": tokens_per_second(model, c)} for c in combos],
+        "groups": groups,
+        "wer": table,
+    }
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """One table per group: rows = rate combinations, columns = SNR; WER in %."""
+    snrs = results["snrs"]
+    lines = [f"# WER (%) of {results['name']} on {results['labels']}", "",
+             f"Task {results['task']}, beams {results['decode']['num_beams']}; tokens/s = LLM input (A/V) tokens "
+             f"per second of speech. Skipped utterances: {len(results['skipped'])}.", ""]
+    for group in results["groups"]:
+        lines += [f"## {group}", "", "| rates | tokens/s | " + " | ".join(_column(s) for s in snrs) + " |",
+                  "|---|---:|" + "---:|" * len(snrs)]
+        for combo in results["combinations"]:
+            cells = results["wer"][group][combo["key"]]
+            wers = [f"{100 * cells[s]['wer']:.2f}" if cells[s]["utterances"] else "-" for s in snrs]
+            lines.append(f"| {combo['key']} | {combo['tokens_per_second']:.3g} | " + " | ".join(wers) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _column(snr: str) -> str:
+    return snr if snr == "clean" else f"{snr} dB"
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    """WER (%) of group `all` against LLM input tokens per second, one line per SNR."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    combos = sorted(results["combinations"], key=lambda c: c["tokens_per_second"])
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for snr in results["snrs"]:
+        xs = [c["tokens_per_second"] for c in combos]
+        ys = [100 * results["wer"]["all"][c["key"]][snr]["wer"] for c in combos]
+        ax.plot(xs, ys, marker="o", label=_column(snr))
+    for c in combos:
+        ax.annotate(c["key"], (c["tokens_per_second"], 100 * results["wer"]["all"][c["key"]][results["snrs"][0]]["wer"]),
+                    textcoords="offset points", xytext=(3, 3), fontsize=7)
+    ax.set_xlabel("LLM input tokens per second of speech")
+    ax.set_ylabel("WER (%)")
+    ax.set_title(results["name"])
+    ax.grid(alpha=0.3)
+    ax.legend(title="SNR")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, metadata={"Software": None})  # no version stamp: stable bytes
+    plt.close(fig)
+
+
+def write_outputs(results: dict[str, Any], records: list[_Record], out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out_dir / "results.md").write_text(markdown(results))
+    plot(results, out_dir / "wer_vs_tokens.png")
+    with open(out_dir / "hypotheses.jsonl", "w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r.to_json(), ensure_ascii=False) + "\n")

@@ -1,0 +1,91 @@
+"""The one text normaliser of mome, and word error rate (WER) counted with jiwer.
+
+Normalisation (`normalize`), applied to references and hypotheses alike before counting:
+
+    1. Unicode NFKC, then lowercase               "Café"          -> "café"
+    2. every character that is not a letter, a digit, an apostrophe or whitespace becomes a space
+                                                  "well-known, ok." -> "well known  ok "
+    3. apostrophes are kept only inside a word (between two letters or digits)
+                                                  "'don't' rock 'n' roll" -> "don't rock n roll"
+    4. whitespace is collapsed and trimmed        "a   b " -> "a b"
+
+Digits stay as they are: no number is spelled out or converted (the synthetic corpus spells GRID digits as
+words, and LRS2/LRS3 transcripts are written in words too, so rewriting numbers would only hide errors).
+Punctuation becomes a space rather than vanishing, so a hyphen or slash never glues two words into one.
+
+Corpus WER = (substitutions + deletions + insertions) / reference words, summed over the corpus (not a mean
+of per-utterance WERs). Counts come from jiwer's Levenshtein alignment on the normalised words.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import jiwer
+
+_NOT_WORD = re.compile(r"[^\w\s']|_")  # `\w` is letters, digits and `_`; `_` is punctuation here
+_LOOSE_APOSTROPHE = re.compile(r"(?<!\w)'|'(?!\w)")  # an apostrophe not between two word characters
+_SPACES = re.compile(r"\s+")
+
+
+def normalize(text: str) -> str:
+    """Normalise a transcript for WER (see the module docstring for the exact rules)."""
+    text = unicodedata.normalize("NFKC", text).lower().replace("\u2019", "'")  # typographic apostrophe
+    text = _NOT_WORD.sub(" ", text)
+    text = _LOOSE_APOSTROPHE.sub("", text)
+    return _SPACES.sub(" ", text).strip()
+
+
+@dataclass(frozen=True)
+class ErrorCounts:
+    """Word-level edit counts of one utterance (or a sum of utterances)."""
+
+    substitutions: int = 0
+    deletions: int = 0
+    insertions: int = 0
+    ref_words: int = 0
+
+    @property
+    def errors(self) -> int:
+        return self.substitutions + self.deletions + self.insertions
+
+    @property
+    def wer(self) -> float:
+        """Errors per reference word; `inf` with errors but no reference words, 0 for an empty pair."""
+        if self.ref_words == 0:
+            return 0.0 if self.errors == 0 else float("inf")
+        return self.errors / self.ref_words
+
+    def __add__(self, other: ErrorCounts) -> ErrorCounts:
+        return ErrorCounts(self.substitutions + other.substitutions, self.deletions + other.deletions,
+                           self.insertions + other.insertions, self.ref_words + other.ref_words)
+
+
+def utterance_errors(reference: str, hypothesis: str) -> ErrorCounts:
+    """Edit counts between one reference and one hypothesis, both normalised here first."""
+    ref, hyp = normalize(reference), normalize(hypothesis)
+    if not ref:  # jiwer refuses an empty reference: every hypothesis word is an insertion
+        return ErrorCounts(insertions=len(hyp.split()))
+    if not hyp:
+        n = len(ref.split())
+        return ErrorCounts(deletions=n, ref_words=n)
+    out = jiwer.process_words(ref, hyp)
+    return ErrorCounts(out.substitutions, out.deletions, out.insertions, len(ref.split()))
+
+
+def total(counts: Iterable[ErrorCounts]) -> ErrorCounts:
+    """Sum of edit counts; `total(...).wer` is the corpus WER."""
+    out = ErrorCounts()
+    for c in counts:
+        out = out + c
+    return out
+
+
+def corpus_wer(references: list[str], hypotheses: list[str]) -> float:
+    """Corpus WER: all edits over all reference words, after `normalize`."""
+    if len(references) != len(hypotheses):
+        raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
+    return total(utterance_errors(r, h) for r, h in zip(references, hypotheses)).wer

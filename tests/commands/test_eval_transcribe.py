@@ -1,0 +1,121 @@
+"""`mome eval` and `mome transcribe` end to end, in-process, and their one-line errors for bad input."""
+
+import json
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from mome.cli import main
+from mome.config import load_config
+from mome.data.labels import read_labels, write_labels
+from mome.data.media import read_audio, read_video
+from mome.data.synthetic import synthesize_corpus
+from mome.models.avsr import build_model
+from mome.training.checkpoint import save_checkpoint
+
+TINY_CORPUS = dict(split_fractions={"train": 0.5, "val": 0.25, "test": 0.25},
+                   speakers_per_split={"train": 3, "val": 2, "test": 2, "noise": 2},
+                   babble_seconds=6.0, babble_talkers=3, workers=1, progress=False)
+FAST = ["decode.num_beams=1", "decode.max_new_tokens=3", "data.num_workers=0"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """(corpus root, run directory) holding an untrained tiny checkpoint whose config points at the corpus."""
+    root = tmp_path_factory.mktemp("corpus")
+    assert synthesize_corpus(root, 8, seed=5, **TINY_CORPUS)["written"] == 8
+    cfg = load_config("tiny", [f"data.root={root}"])
+    torch.manual_seed(cfg.train.seed)
+    run_dir = tmp_path_factory.mktemp("run")
+    save_checkpoint(run_dir / "checkpoints", 0, build_model(cfg.model).trainable_state_dict(), cfg, {})
+    return root, run_dir
+
+
+def _one_error_line(capsys, *needles):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("mome: error: "), err
+    assert "Traceback" not in err[0]
+    for needle in needles:
+        assert needle in err[0], err[0]
+    return err[0]
+
+
+def test_eval_defaults_to_run_eval_dir(run, capsys):
+    root, run_dir = run
+    assert main(["eval", str(run_dir), "--labels", "labels/test.csv", "--rates", "16,5", "--limit", "1",
+                 "--quiet", *FAST]) == 0
+    out = run_dir / "eval" / "test"
+    results = json.loads((out / "results.json").read_text())
+    assert [c["key"] for c in results["combinations"]] == ["a16_v5"]
+    assert results["wer"]["all"]["a16_v5"]["clean"]["utterances"] == 1
+    assert "| a16_v5 |" in capsys.readouterr().out
+
+
+def test_missing_checkpoint(tmp_path, capsys):
+    assert main(["eval", str(tmp_path / "nope"), "--labels", "x.csv"]) == 2
+    _one_error_line(capsys, "no checkpoint", "nope")
+
+
+def test_unknown_rate(run, capsys):
+    _, run_dir = run
+    assert main(["eval", str(run_dir), "--labels", "labels/test.csv", "--rates", "8,3"]) == 2
+    _one_error_line(capsys, "'8,3'", "not a trained combination")
+    assert main(["transcribe", str(run_dir), "--video", "x.mp4", "--rates", "8,3"]) == 2
+    _one_error_line(capsys, "'8,3'")
+
+
+def test_labels_with_missing_media(run, tmp_path, capsys):
+    """Default: fail naming the file (a WER over fewer utterances is not comparable); --skip-bad: skip, list."""
+    root, run_dir = run
+    rows = read_labels(root / "labels" / "test.csv")[0]
+    (root / rows[1].rel_path).with_suffix(".mp4").rename(tmp_path / "hidden.mp4")
+    try:
+        labels = tmp_path / "bad.csv"
+        write_labels(labels, rows)
+        assert main(["eval", str(run_dir), "--labels", str(labels), "--quiet", "--out", str(tmp_path / "o"), *FAST]) == 2
+        _one_error_line(capsys, f"{rows[1].rel_path}.mp4", "missing file")
+        assert main(["eval", str(run_dir), "--labels", str(labels), "--quiet", "--skip-bad", "--rates", "16,5",
+                     "--out", str(tmp_path / "o"), *FAST]) == 0
+        results = json.loads((tmp_path / "o" / "results.json").read_text())
+        assert list(results["skipped"]) == [rows[1].rel_path] and "missing file" in results["skipped"][rows[1].rel_path]
+        assert results["wer"]["all"]["a16_v5"]["clean"]["utterances"] == len(rows) - 1
+    finally:
+        (tmp_path / "hidden.mp4").rename((root / rows[1].rel_path).with_suffix(".mp4"))
+
+
+def _mux_with_audio(video_path, audio_path, out):
+    """The mouth clip with its wav as an AAC track: what a camera recording would look like."""
+    frames, audio = read_video(video_path), read_audio(audio_path)
+    with av.open(str(out), "w") as c:
+        vs = c.add_stream("libx264", rate=25)
+        vs.width, vs.height, vs.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        aus = c.add_stream("aac", rate=16000, layout="mono")
+        for i, f in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(f, format="rgb24")
+            vf.pts, vf.time_base = i, Fraction(1, 25)
+            c.mux(vs.encode(vf))
+        c.mux(vs.encode(None))
+        af = av.AudioFrame.from_ndarray((audio * 32767).astype(np.int16)[None], format="s16", layout="mono")
+        af.sample_rate, af.pts = 16000, 0
+        c.mux(aus.encode(af))
+        c.mux(aus.encode(None))
+
+
+def test_transcribe(run, tmp_path, capsys):
+    root, run_dir = run
+    stem = root / read_labels(root / "labels" / "test.csv")[0][0].rel_path
+    args = ["transcribe", str(run_dir), "--video", str(stem.with_suffix(".mp4")), "--beams", "1", *FAST]
+    assert main([*args, "--audio", str(stem.with_suffix(".wav")), "--rates", "16,5"]) == 0
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == 1
+    assert all(f"{stage} " in err for stage in ("load", "read", "encode", "decode")) and "rates 16,5" in err
+    # The synthetic mp4 has no audio track: an AVSR model cannot run on it without --audio.
+    assert main(args) == 2
+    _one_error_line(capsys, f"{stem.name}.mp4", "no audio track")
+    # A clip with its own audio track needs no --audio.
+    _mux_with_audio(stem.with_suffix(".mp4"), stem.with_suffix(".wav"), tmp_path / "clip.mp4")
+    assert main([*args[:3], str(tmp_path / "clip.mp4"), *args[4:]]) == 0
+    assert "rates 4,2" in capsys.readouterr().err  # default: the finest trained rates

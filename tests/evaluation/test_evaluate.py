@@ -1,0 +1,79 @@
+"""`evaluate` on a tiny synthetic corpus with an untrained tiny checkpoint: files, table shape, determinism."""
+
+import json
+
+import pytest
+import torch
+
+from mome.config import load_config
+from mome.data.synthetic import synthesize_corpus
+from mome.evaluation.evaluate import evaluate, load_model, tokens_per_second
+from mome.models.avsr import build_model
+from mome.training.checkpoint import save_checkpoint
+
+TINY_CORPUS = dict(split_fractions={"train": 0.5, "val": 0.25, "test": 0.25},
+                   speakers_per_split={"train": 3, "val": 2, "test": 2, "noise": 2},
+                   babble_seconds=6.0, babble_talkers=3, workers=1, progress=False)
+FAST = ["data.num_workers=0", "decode.num_beams=1", "decode.max_new_tokens=4", "train.seed=3"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """(corpus root, checkpoint path) of a random tiny model, saved as training would (seed, then build)."""
+    root = tmp_path_factory.mktemp("corpus")
+    assert synthesize_corpus(root, 8, seed=5, **TINY_CORPUS)["written"] == 8
+    cfg = load_config("tiny", [f"data.root={root}", *FAST])
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(cfg.model)
+    path = save_checkpoint(tmp_path_factory.mktemp("run") / "checkpoints", 0, model.trainable_state_dict(), cfg, {})
+    return root, path
+
+
+def _evaluate(run, out, overrides=()):
+    root, path = run
+    model, cfg = load_model(path, [*FAST, *overrides])
+    return evaluate(model, cfg, "labels/train.csv", root, model.combinations, [None, 0.0], out_dir=out,
+                    batch_size=3, progress=False, info={"checkpoint": "ckpt"})
+
+
+def test_writes_tables_plot_and_hypotheses(run, tmp_path):
+    results = _evaluate(run, tmp_path)
+    names = {p.name for p in tmp_path.iterdir()}
+    assert names == {"results.json", "results.md", "wer_vs_tokens.png", "hypotheses.jsonl"}
+    keys = ["a4_v2", "a4_v5", "a16_v2", "a16_v5"]
+    assert [c["key"] for c in results["combinations"]] == keys
+    assert results["snrs"] == ["clean", "0"]
+    # groups from the corpus metadata: every utterance is in `all` and in one grammar and one engine group
+    assert results["groups"][0] == "all" and any(g.startswith("grammar=") for g in results["groups"])
+    assert any(g.startswith("engine=") for g in results["groups"])
+    n = results["wer"]["all"]["a4_v2"]["clean"]["utterances"]
+    assert n == 4 and not results["skipped"]
+    for kind in ("grammar", "engine"):
+        assert sum(results["wer"][g]["a4_v2"]["0"]["utterances"] for g in results["groups"]
+                   if g.startswith(kind + "=")) == n
+    md = (tmp_path / "results.md").read_text().splitlines()
+    for group in results["groups"]:
+        at = md.index(f"## {group}")
+        assert md[at + 2] == "| rates | tokens/s | clean | 0 dB |"
+        rows = [line for line in md[at + 4: at + 4 + len(keys)]]
+        assert [r.split(" | ")[0].strip("| ") for r in rows] == keys
+    hyps = [json.loads(line) for line in (tmp_path / "hypotheses.jsonl").read_text().splitlines()]
+    assert len(hyps) == 2 * len(keys) * n
+    assert {"id", "ref", "hyp", "sub", "del", "ins", "ref_words", "snr", "rates"} <= set(hyps[0])
+    assert (tmp_path / "wer_vs_tokens.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_tokens_per_second_definition(run):
+    model, _ = load_model(run[1], FAST)
+    assert tokens_per_second(model, (16, 5)) == 50 / 16 + 25 / 5
+    assert tokens_per_second(model, (4, None)) == 12.5
+
+
+def test_two_runs_give_identical_results(run, tmp_path):
+    """Same checkpoint twice, the second time with two DataLoader workers: identical bytes, noisy SNR included."""
+    _evaluate(run, tmp_path / "a")
+    _evaluate(run, tmp_path / "b", ["data.num_workers=2"])
+    for name in ("results.json", "hypotheses.jsonl", "results.md"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    a = [json.loads(x) for x in (tmp_path / "a" / "hypotheses.jsonl").read_text().splitlines()]
+    assert {h["snr"] for h in a} == {"clean", "0"}

@@ -1,0 +1,38 @@
+"""The normaliser's documented rules, and corpus WER = all edits / all reference words."""
+
+import pytest
+
+from mome.evaluation.wer import ErrorCounts, corpus_wer, normalize, total, utterance_errors
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("PLACE Red at A three", "place red at a three"),          # lowercase
+    ("Hello, world!  How are   you?", "hello world how are you"),  # punctuation out, spaces collapsed
+    ("well-known/path", "well known path"),                    # never glues two words together
+    ("don't 'quote' rock 'n' roll", "don't quote rock n roll"),  # apostrophes only inside words
+    ("IT\u2019S", "it's"),                                     # typographic apostrophe
+    ("room 101, 3.5", "room 101 3 5"),                         # digits as they are
+    ("Caf\u00e9", "caf\u00e9"),                                # letters beyond ASCII kept
+    ("  \t\n", ""),
+])  # fmt: skip
+def test_normalize(text, expected):
+    assert normalize(text) == expected
+
+
+def test_utterance_errors_after_normalisation():
+    assert utterance_errors("Bin blue at F two now.", "bin blue at f two now") == ErrorCounts(0, 0, 0, 6)
+    c = utterance_errors("a b c d", "a x c d e")  # one substitution, one insertion
+    assert (c.substitutions, c.deletions, c.insertions, c.ref_words) == (1, 0, 1, 4)
+    assert utterance_errors("a b c", "a") == ErrorCounts(0, 2, 0, 3)
+    assert utterance_errors("a b", "") == ErrorCounts(0, 2, 0, 2)
+    assert utterance_errors("?!", "one two") == ErrorCounts(0, 0, 2, 0)  # empty after normalising
+    assert utterance_errors("", "").wer == 0.0
+
+
+def test_corpus_wer_sums_edits_not_rates():
+    refs, hyps = ["a b c d e f g h i j", "x"], ["a b c d e f g h i j", "y"]
+    # per-utterance mean would be (0 + 1) / 2 = 0.5; the corpus WER is 1 edit / 11 words
+    assert corpus_wer(refs, hyps) == pytest.approx(1 / 11)
+    assert total([utterance_errors(r, h) for r, h in zip(refs, hyps)]).errors == 1
+    with pytest.raises(ValueError):
+        corpus_wer(["a"], [])
