@@ -45,10 +45,12 @@ def _one_error_line(capsys, *needles):
 
 def test_eval_defaults_to_run_eval_dir(run, capsys):
     root, run_dir = run
-    assert main(["eval", str(run_dir), "--labels", "labels/test.csv", "--rates", "16,5", "--limit", "1",
-                 "--quiet", *FAST]) == 0
+    # overrides may follow the options, even --snr / --rates that take several values
+    assert main(["eval", str(run_dir), "--labels", "labels/test.csv", "--limit", "1", "--quiet", "--rates", "16,5",
+                 "--snr", "clean", *FAST]) == 0
     out = run_dir / "eval" / "test"
     results = json.loads((out / "results.json").read_text())
+    assert results["overrides"] == FAST and results["snrs"] == ["clean"]
     assert [c["key"] for c in results["combinations"]] == ["a16_v5"]
     assert results["wer"]["all"]["a16_v5"]["clean"]["utterances"] == 1
     assert "| a16_v5 |" in capsys.readouterr().out

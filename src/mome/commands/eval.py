@@ -2,7 +2,7 @@
 
 Writes results.json, results.md, wer_vs_tokens.png and hypotheses.jsonl to `--out`
 (default `<run>/eval/<labels stem>`) and prints the Markdown table of the whole set plus the decoding speed.
-KEY=VALUE overrides of the checkpoint's config may go anywhere except right after `--rates` / `--snr`.
+KEY=VALUE overrides of the checkpoint's config may go anywhere on the command line.
 """
 
 from __future__ import annotations
@@ -43,12 +43,22 @@ def _resolve_labels(labels: str, root: Path) -> Path:
     return path.resolve() if path.is_file() else root / path
 
 
+def _collect_overrides(args: argparse.Namespace) -> None:
+    """Move KEY=VALUE items that `--rates` / `--snr` swallowed (they take several values) to the overrides."""
+    for name in ("rates", "snr"):
+        values = getattr(args, name) or []
+        args.overrides += [v for v in values if "=" in v]
+        setattr(args, name, [v for v in values if "=" not in v] or None)
+    args.snr = args.snr or ["clean"]
+
+
 def run(args: argparse.Namespace) -> int:
     from mome.config import combinations, parse_combination
     from mome.errors import UserError
     from mome.evaluation.evaluate import evaluate, load_model, markdown, parse_snr
     from mome.training.checkpoint import checkpoint_config, load_checkpoint, resolve_checkpoint
 
+    _collect_overrides(args)
     for name in ("batch_size", "beams", "limit"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")

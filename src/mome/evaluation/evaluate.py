@@ -30,6 +30,8 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,6 +168,20 @@ class _Record:
                 "ref_words": c.ref_words}
 
 
+@contextmanager
+def _quiet(loggers: list[str]) -> Iterator[None]:
+    """Silence the data loggers' per-utterance warnings: evaluation reports each bad utterance itself,
+    once (as the error, or under `skipped` in results.json)."""
+    saved = [(logging.getLogger(n), logging.getLogger(n).level) for n in loggers]
+    for logger, _ in saved:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in saved:
+            logger.setLevel(level)
+
+
 def _groups(meta: dict) -> list[str]:
     return ["all"] + [f"{k}={meta[k]}" for k in GROUP_KEYS if meta.get(k)]
 
@@ -176,6 +192,8 @@ def _decode_snr(model: AVSRModel, loader: DataLoader, combos: list[Combination],
     bar = tqdm(total=len(loader.dataset), desc=f"eval snr={snr}", unit="utt", disable=not progress)
     for item in loader:
         if item["failed"] and not skip_bad:
+            bar.leave = False  # erase the bar: the error is the one line the user sees
+            bar.close()
             rel, reason = next(iter(item["failed"].items()))
             raise UserError(f"bad utterance {rel}: {reason} (--skip-bad evaluates the rest)")
         skipped.update(item["failed"])
@@ -224,14 +242,15 @@ def evaluate(model: AVSRModel, cfg: Config, labels: str | Path, root: str | Path
     records: list[_Record] = []
     skipped: dict[str, str] = {}
     label_problems: list[str] = []
-    for snr in snrs:
-        dataset = AVDataset(labels, root, cfg.data, train=False, modalities=modalities, eval_snr=snr,
-                            noise_seed=cfg.data.eval_noise_seed)
-        _check_inputs(dataset, modalities, limit, skip_bad)
-        label_problems = dataset.label_problems
-        loader = DataLoader(_Tracked(dataset, limit), batch_size=batch_size or decode.batch_size, shuffle=False,
-                            num_workers=cfg.data.num_workers, collate_fn=collate_tracked)
-        records += _decode_snr(model, loader, combos, decode, snr_label(snr), skip_bad, skipped, progress)
+    with _quiet(["mome.data.dataset", "mome.data.labels"]):
+        for snr in snrs:
+            dataset = AVDataset(labels, root, cfg.data, train=False, modalities=modalities, eval_snr=snr,
+                                noise_seed=cfg.data.eval_noise_seed)
+            _check_inputs(dataset, modalities, limit, skip_bad)
+            label_problems = dataset.label_problems
+            loader = DataLoader(_Tracked(dataset, limit), batch_size=batch_size or decode.batch_size,
+                                shuffle=False, num_workers=cfg.data.num_workers, collate_fn=collate_tracked)
+            records += _decode_snr(model, loader, combos, decode, snr_label(snr), skip_bad, skipped, progress)
     if not records:
         raise UserError(f"{labels}: none of the utterances could be read (first: {next(iter(skipped.items()), '')})")
     results = _summarise(model, cfg, records, combos, [snr_label(s) for s in snrs], decode, info or {})
