@@ -97,6 +97,7 @@ def model_from_checkpoint(path: str | Path, overrides: list[str] | None = None, 
 
     payload = load_checkpoint(path)
     cfg = checkpoint_config(payload, overrides)
+    torch.manual_seed(cfg.train.seed)  # frozen parts built from an `arch` (tests) get the weights training had
     model = build_model(cfg.model, device=device)
     try:
         model.load_trainable_state_dict(payload["model"])
