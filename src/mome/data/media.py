@@ -18,6 +18,8 @@ from mome.errors import UserError
 SAMPLE_RATE = 16_000
 FPS = 25
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640
+X264_PARAMS = "threads=1:lookahead-threads=1:sliced-threads=0:non-deterministic=0:mbtree=0"
+"""libx264 settings that make the bitstream a function of the frames alone (see `write_video`)."""
 
 
 class MediaError(UserError):
@@ -36,8 +38,13 @@ def _check_file(path: Path) -> None:
 
 
 def write_video(path: str | Path, frames: np.ndarray, fps: int = FPS, crf: int = 20) -> None:
-    """Encode uint8 RGB frames [T, H, W, 3] as H.264 yuv420p mp4. One encoder thread, so that the
-    bitstream does not depend on thread scheduling."""
+    """Encode uint8 RGB frames [T, H, W, 3] as H.264 yuv420p mp4, byte-identical for identical frames.
+
+    One encoder thread, so that the bitstream does not depend on thread scheduling, and no macroblock-tree
+    rate control (`mbtree=0`): with it, x264's SIMD code made about one encode in three differ from the
+    next for identical input (decoded pixels off by up to ~60 grey levels), even single-threaded.
+    `tests/data/test_media_determinism.py` checks this.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w", format="mp4") as container:
@@ -47,7 +54,7 @@ def write_video(path: str | Path, frames: np.ndarray, fps: int = FPS, crf: int =
         stream.time_base = Fraction(1, fps)
         stream.codec_context.thread_count = 1
         stream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1",
-                          "x264-params": "threads=1:lookahead-threads=1:sliced-threads=0:non-deterministic=0"}
+                          "x264-params": X264_PARAMS}
         for i, frame in enumerate(frames):
             vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
             vf.pts, vf.time_base = i, Fraction(1, fps)  # explicit timing: rate control depends on it
