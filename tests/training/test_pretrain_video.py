@@ -1,0 +1,47 @@
+"""`mome pretrain-video`: a few steps of the tiny arch on the tiny corpus learn, and the file loads back frozen."""
+
+import torch
+
+from mome.cli import main
+from mome.config import VideoEncoderConfig
+from mome.models.avhubert_checkpoint import build_video_encoder
+from mome.training.pretrain_video import char_targets, greedy_ctc, save_atomic, train_lip_encoder
+
+FAST = dict(arch="tiny", max_frames=150, lr=5e-3, warmup=0.0, num_workers=0, threads=1, progress=False)
+
+
+def test_loss_goes_down_and_checkpoint_loads_back_frozen(train_corpus, tmp_path):
+    encoder, metrics = train_lip_encoder(train_corpus, steps=12, seed=0, objective="both", **FAST)
+    history = metrics["loss_history"]
+    assert len(history) == 12 and sum(history[-3:]) < sum(history[:3])
+    assert 0.0 <= metrics["val_viseme_acc"] <= 1.0 and metrics["val_cer"] >= 0.0
+    assert encoder.arch.frozen and not any(p.requires_grad for p in encoder.parameters())
+
+    path = tmp_path / "lip.pt"
+    save_atomic(encoder, path)
+    assert [p.name for p in tmp_path.iterdir()] == ["lip.pt"]  # no temporary file left behind
+    loaded = build_video_encoder(VideoEncoderConfig(path=str(path)))
+    assert not loaded.training and not any(p.requires_grad for p in loaded.parameters())
+    loaded.train()  # a frozen encoder stays in eval mode
+    assert not loaded.training
+    video, lengths = torch.randn(2, 12, 1, 88, 88), torch.tensor([12, 9])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(video, lengths)[0], encoder(video, lengths)[0], rtol=0, atol=0)
+
+
+def test_command_writes_the_encoder(train_corpus, tmp_path, capsys):
+    out = tmp_path / "enc" / "lip_encoder.pt"
+    code = main(["pretrain-video", str(train_corpus), "--out", str(out), "--arch", "tiny", "--steps", "2",
+                 "--objective", "visemes", "--workers", "0", "--no-progress"])
+    assert code == 0 and out.is_file()
+    assert "val viseme accuracy" in capsys.readouterr().out
+    assert main(["pretrain-video", str(train_corpus), "--out", str(out), "--objective", "nope"]) == 2
+
+
+def test_ctc_helpers():
+    targets, lengths = char_targets(["Bin  blue", "a2"])
+    assert lengths.tolist() == [8, 1] and targets.min() >= 1
+    log_probs = torch.full((5, 1, 29), -10.0)
+    for t, i in enumerate([3, 3, 0, 3, 1]):  # "bb_b " -> "bb "
+        log_probs[t, 0, i] = 0.0
+    assert greedy_ctc(log_probs, torch.tensor([5])) == ["bb "]
