@@ -2,15 +2,18 @@
 
 A frame is drawn at twice the output size and reduced with area averaging (anti-aliasing), then blurred and
 given sensor noise. What varies per speaker (`Appearance`): skin tone, lip colour and thickness, mouth width,
-scale and position in the crop, head-motion amplitude, lighting direction and strength, blur and noise level.
-What varies per frame: the six articulation parameters (`visemes.PARAMS`) and a smooth head motion.
+scale and position in the crop, head-motion amplitude, lighting direction and strength, blur and noise level,
+how far the jaw opens. What varies per frame: the nine articulation parameters (`visemes.PARAMS`) and a
+smooth head motion. Each viseme class has cues of its own: p/b/m thin pressed lips with a dark seam and a
+bunched chin; f/v the upper teeth on the lower lip; th the tongue tip between the teeth; sh/ch and the
+rounded vowels protruded lips (a highlight on the lower lip, a shadow under it); open vowels a wide jaw drop.
 The speech content is only in the lip shape, teeth and tongue, so a model must learn those, not pixels.
 
     nostrils                (move with the head)
     upper lip  ~~~v~~~      (cupid's bow, thickness per speaker)
-    cavity     [teeth]      (opening, width and rounding from the articulation; teeth, tongue)
-    lower lip  ~~~~~~~      (tucked under the teeth for f/v)
-    chin crease             (moves down with the jaw)
+    cavity     [teeth]      (opening, width and rounding from the articulation; teeth, lower teeth, tongue)
+    lower lip  ~~~~~~~      (tucked under the teeth for f/v; pressed for p/b/m; pushed forward when rounded)
+    chin crease             (moves down with the jaw, darker when the lips press)
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ class Appearance:
     light_strength: float
     blur: float
     noise: float
+    jaw: float = 1.0
+    """Articulation strength: how far this speaker opens the jaw (hypo- to hyper-articulation)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -55,7 +60,7 @@ def random_appearance(rng: random.Random) -> Appearance:
         lip_thickness=rng.uniform(0.6, 1.4), mouth_width=rng.uniform(0.85, 1.15), scale=rng.uniform(0.85, 1.15),
         offset=(rng.uniform(-5, 5), rng.uniform(-4, 4)), head_motion=rng.uniform(0.3, 1.5),
         light_angle=rng.uniform(0, 2 * np.pi), light_strength=rng.uniform(0.0, 0.35),
-        blur=rng.uniform(0.0, 1.2), noise=rng.uniform(1.0, 6.0),
+        blur=rng.uniform(0.0, 1.2), noise=rng.uniform(1.0, 6.0), jaw=rng.uniform(0.8, 1.2),
     )
 
 
@@ -85,14 +90,18 @@ def _poly(img: np.ndarray, pts: np.ndarray, colour) -> None:
 
 
 def _draw_frame(p: np.ndarray, app: Appearance, motion: np.ndarray, base: np.ndarray) -> np.ndarray:
-    opening, width, rnd, teeth, tongue, tuck = p
+    opening, width, rnd, teeth, tongue, tuck, press, protrude, lower = p
     k = 1.2 * _UP * app.scale
     centre = np.array([_S / 2 + app.offset[0] * _UP, _S / 2 + 6 * _UP + app.offset[1] * _UP])
     shift, angle = motion[:2] * _UP, motion[2]
     img = base.copy()
-    half_w = k * app.mouth_width * (17 + 13 * width - 7 * rnd)  # corner-to-centre distance
-    gap = k * 17 * opening  # inner opening height
-    thick_u, thick_l = k * app.lip_thickness * (4 + 3 * rnd), k * app.lip_thickness * (5.5 + 3 * rnd - 2.5 * tuck)
+    skin, lip = np.array(app.skin), np.array(app.lip)
+    half_w = k * app.mouth_width * (17 + 13 * width - 7 * rnd - 2 * protrude)  # corner-to-centre distance
+    gap = k * 18 * opening * app.jaw  # inner opening height (the jaw drop)
+    # Pressed lips (p b m) roll in and thin out; protruded lips (rounded, sh) get fuller.
+    fuller = 3 * rnd + 2.5 * protrude - 2.8 * press
+    thick_u = k * app.lip_thickness * max(1.0, 4 + fuller)
+    thick_l = k * app.lip_thickness * max(1.2, 5.5 + fuller - 2.5 * tuck)
     x = np.linspace(-1, 1, 41)
     # Rounding makes the outline more circular (higher exponent = fuller sides).
     prof = (1 - np.abs(x) ** (2 + 2 * rnd)) ** (0.5 + 0.3 * rnd)
@@ -102,17 +111,28 @@ def _draw_frame(p: np.ndarray, app: Appearance, motion: np.ndarray, base: np.nda
     outer_u = np.stack([x * half_w, -0.5 * gap * prof - thick_u * prof ** 0.6 * bow], 1)
     outer_l = np.stack([x * half_w, 0.5 * gap * prof + thick_l * prof ** 0.6], 1)
     T = lambda a: _transform(a + centre, centre, angle, shift)  # noqa: E731
-    # chin crease and nostrils move with the jaw and the head
-    chin_y = 0.5 * gap + thick_l + k * 9
+    # The chin crease follows the jaw; pressing the lips bunches the chin (a darker, higher crease).
+    chin_y = 0.5 * gap + thick_l + k * (9 - 3 * press)
     chin = np.stack([x * half_w * 0.7, chin_y + k * 2.5 * (1 - x ** 2)], 1)
-    cv2.polylines(img, [np.round(T(chin) * 8).astype(np.int32)], False, (app.skin[0] * 0.75,) * 0 or
-                  tuple(c * 0.78 for c in app.skin), 3 * _UP, cv2.LINE_AA, shift=3)
+    cv2.polylines(img, [np.round(T(chin) * 8).astype(np.int32)], False, tuple(skin * (0.78 - 0.18 * press)),
+                  int(round((3 + 2 * press) * _UP)), cv2.LINE_AA, shift=3)
     for side in (-1, 1):
         nose = T(np.array([[side * k * 9, -k * 30]]))[0]
         cv2.ellipse(img, tuple(np.round(nose).astype(int)), (int(4 * k), int(2.5 * k)), np.degrees(angle), 0, 360,
-                    tuple(c * 0.45 for c in app.skin), -1, cv2.LINE_AA)
-    _poly(img, T(np.concatenate([outer_u, outer_l[::-1]])), app.lip)
-    _poly(img, T(np.concatenate([outer_u, inner_u[::-1]])), tuple(c * 0.92 for c in app.lip))  # upper lip shade
+                    tuple(skin * 0.45), -1, cv2.LINE_AA)
+    if protrude > 0.1:  # forward lips cast a shadow on the skin below them
+        shadow = np.stack([x * half_w * 0.8, 0.5 * gap * prof + thick_l * prof ** 0.6 + k * 2.5 * protrude], 1)
+        _poly(img, T(np.concatenate([outer_l, shadow[::-1]])), tuple(skin * (1 - 0.3 * protrude)))
+    _poly(img, T(np.concatenate([outer_u, outer_l[::-1]])), tuple(lip * (1 - 0.15 * press)))
+    _poly(img, T(np.concatenate([outer_u, inner_u[::-1]])), tuple(lip * (0.92 - 0.1 * press)))  # upper lip shade
+    if protrude > 0.1:  # ... and catch the light on the lower lip
+        glint = np.stack([x * half_w * 0.45, 0.5 * gap * prof + thick_l * (0.35 + 0.25 * (1 - np.abs(x)))], 1)
+        top = np.stack([x * half_w * 0.45, 0.5 * gap * prof + thick_l * 0.3], 1)
+        _poly(img, T(np.concatenate([top, glint[::-1]])), tuple(np.minimum(255, lip * (1 + 0.35 * protrude))))
+    if press > 0.3:  # the pressed seam: a dark straight line between the lips
+        seam = np.stack([x * half_w * 0.85, 0 * x], 1)
+        cv2.polylines(img, [np.round(T(seam) * 8).astype(np.int32)], False, tuple(lip * 0.45),
+                      int(round(1.5 * _UP * press)), cv2.LINE_AA, shift=3)
     if gap > 0.6 * _UP or teeth * tuck > 0.3:
         cavity = T(np.concatenate([inner_u, inner_l[::-1]]))
         _poly(img, cavity, (35, 18, 20))
@@ -124,7 +144,12 @@ def _draw_frame(p: np.ndarray, app: Appearance, motion: np.ndarray, base: np.nda
             top = np.stack([x * half_w * 0.6, -0.5 * gap * prof - 1], 1)
             bottom = np.stack([x * half_w * 0.6, -0.5 * gap * prof + teeth_h], 1)
             _poly(layer, T(np.concatenate([top, bottom[::-1]])), (225, 220, 205))
-        if tongue > 0.1:
+        if lower * teeth > 0.1:  # lower teeth, close under the upper ones
+            low_h = k * 3.5 * lower * teeth
+            top = np.stack([x * half_w * 0.5, 0.5 * gap * prof - low_h], 1)
+            bottom = np.stack([x * half_w * 0.5, 0.5 * gap * prof + 1], 1)
+            _poly(layer, T(np.concatenate([top, bottom[::-1]])), (205, 200, 188))
+        if 0.1 < tongue <= 0.5:  # tongue body at the floor of the mouth
             tip = T(np.array([[0.0, 0.5 * gap - k * 3 * tongue]]))[0]
             cv2.ellipse(layer, tuple(np.round(tip).astype(int)), (int(half_w * 0.45), int(k * 4 * tongue + 1)),
                         np.degrees(angle), 0, 360, (190, 80, 90), -1, cv2.LINE_AA)
@@ -133,11 +158,16 @@ def _draw_frame(p: np.ndarray, app: Appearance, motion: np.ndarray, base: np.nda
             strip = np.stack([x * half_w * 0.45, 0.5 * gap * prof + k * 2.5 * tuck], 1)
             top = np.stack([x * half_w * 0.45, -0.5 * gap * prof], 1)
             _poly(img, T(np.concatenate([top, strip[::-1]])), (225, 220, 205))
+    if tongue > 0.5:  # th: the tongue tip pokes out between the teeth, over the lower lip
+        s = (tongue - 0.5) * 2
+        tip = T(np.array([[0.0, 0.5 * gap + k * 1.5 * s]]))[0]
+        cv2.ellipse(img, tuple(np.round(tip).astype(int)), (int(half_w * 0.38 * s + 1), int(k * 3.5 * s + 1)),
+                    np.degrees(angle), 0, 360, (205, 95, 105), -1, cv2.LINE_AA)
     return img
 
 
 def render_clip(params: np.ndarray, app: Appearance, seed: int) -> np.ndarray:
-    """Frames for articulation `params` [T, 6]: uint8 [T, 96, 96, 3] (RGB). Deterministic for `seed`."""
+    """Frames for articulation `params` [T, 9]: uint8 [T, 96, 96, 3] (RGB). Deterministic for `seed`."""
     rng = np.random.default_rng(seed)
     motion = _head_motion(len(params), app.head_motion, rng)
     base = np.empty((_S, _S, 3), np.float32)

@@ -10,7 +10,7 @@ consonants (t, k) barely constrain the lips and take their shape from neighbouri
 targets are smoothed with a Gaussian in time and the lips lead the sound by a few tens of milliseconds.
 
     phonemes (engine alphabet, start, end) -> viseme segments -> 200 Hz targets -> dominance-weighted
-    Gaussian smoothing -> sampled at the 25 fps frame centres -> params [T, 6], labels [T]
+    Gaussian smoothing -> sampled at the 25 fps frame centres -> params [T, 9], labels [T]
 """
 
 from __future__ import annotations
@@ -18,27 +18,39 @@ from __future__ import annotations
 import numpy as np
 
 FPS = 25
+LEAD_S = 0.03
+"""How far the lips move ahead of the sound (anticipatory co-articulation), in seconds."""
+SMOOTH_S = 0.035
+"""Standard deviation of the Gaussian co-articulation window, in seconds."""
 VISEMES = ("sil", "pbm", "fv", "th", "alveolar", "velar", "postalveolar",
            "round_close", "round_open", "open", "mid", "spread")
-PARAMS = ("open", "width", "round", "teeth", "tongue", "tuck")
+PARAMS = ("open", "width", "round", "teeth", "tongue", "tuck", "press", "protrude", "lower")
 
-# Target articulation per viseme: open, width, round, teeth, tongue, lower-lip tuck (all in [0, 1]),
-# and its dominance (how strongly it resists co-articulation).
+# Target articulation per viseme (all in [0, 1]) and its dominance (how strongly it resists co-articulation):
+#   open      jaw drop / inner opening          width     lip-corner spread
+#   round     circular outline                  teeth     upper teeth shown
+#   tongue    tongue shown (>0.5: tip between the teeth, th)
+#   tuck      lower lip under the upper teeth (f v)
+#   press     lips pressed together: thin, rolled in, a dark seam, chin dimple (p b m)
+#   protrude  lips pushed forward: fuller, a highlight on the lower lip and a shadow under it
+#   lower     lower teeth shown (teeth close together: s z, sh ch, ee)
+# The classes differ in more than one parameter, so each stays recognisable when co-articulation blends it.
 _TARGETS = {
-    "sil":          ((0.02, 0.50, 0.10, 0.0, 0.0, 0.0), 0.6),
-    "pbm":          ((0.00, 0.48, 0.05, 0.0, 0.0, 0.0), 4.0),
-    "fv":           ((0.12, 0.52, 0.00, 1.0, 0.0, 1.0), 3.0),
-    "th":           ((0.25, 0.55, 0.00, 0.9, 1.0, 0.0), 2.0),
-    "alveolar":     ((0.22, 0.55, 0.05, 0.7, 0.3, 0.0), 0.5),
-    "velar":        ((0.35, 0.50, 0.05, 0.3, 0.0, 0.0), 0.4),
-    "postalveolar": ((0.20, 0.32, 0.80, 0.8, 0.0, 0.0), 2.0),
-    "round_close":  ((0.15, 0.18, 1.00, 0.0, 0.0, 0.0), 2.0),
-    "round_open":   ((0.55, 0.32, 0.75, 0.2, 0.0, 0.0), 1.2),
-    "open":         ((0.95, 0.62, 0.05, 0.6, 0.2, 0.0), 1.0),
-    "mid":          ((0.55, 0.70, 0.00, 0.8, 0.1, 0.0), 1.0),
-    "spread":       ((0.28, 0.95, 0.00, 1.0, 0.0, 0.0), 1.0),
+    #                open  width round teeth tongue tuck press protr lower
+    "sil":          ((0.03, 0.50, 0.10, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0), 0.6),
+    "pbm":          ((0.00, 0.44, 0.10, 0.0, 0.0, 0.0, 1.0, 0.4, 0.0), 4.0),
+    "fv":           ((0.10, 0.52, 0.00, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0), 3.0),
+    "th":           ((0.24, 0.55, 0.00, 0.9, 1.0, 0.0, 0.0, 0.0, 0.3), 2.0),
+    "alveolar":     ((0.16, 0.58, 0.05, 0.8, 0.3, 0.0, 0.0, 0.0, 0.6), 0.5),
+    "velar":        ((0.38, 0.50, 0.05, 0.3, 0.0, 0.0, 0.0, 0.0, 0.0), 0.4),
+    "postalveolar": ((0.22, 0.34, 0.60, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0), 2.0),
+    "round_close":  ((0.10, 0.12, 1.00, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0), 2.0),
+    "round_open":   ((0.50, 0.26, 0.90, 0.2, 0.0, 0.0, 0.0, 0.6, 0.0), 1.2),
+    "open":         ((1.00, 0.62, 0.00, 0.5, 0.2, 0.0, 0.0, 0.0, 0.0), 1.0),
+    "mid":          ((0.50, 0.74, 0.00, 0.8, 0.1, 0.0, 0.0, 0.0, 0.0), 1.0),
+    "spread":       ((0.20, 1.00, 0.00, 1.0, 0.0, 0.0, 0.0, 0.0, 0.6), 1.0),
 }
-TARGETS = np.array([_TARGETS[v][0] for v in VISEMES], np.float32)  # [12, 6]
+TARGETS = np.array([_TARGETS[v][0] for v in VISEMES], np.float32)  # [12, 9]
 DOMINANCE = np.array([_TARGETS[v][1] for v in VISEMES], np.float32)  # [12]
 
 _ARPABET = {
@@ -95,9 +107,14 @@ def viseme_segments(phonemes: list[tuple[str, float, float]], engine: str) -> li
     return out
 
 
-def frame_labels(segments: list[tuple[str, float, float]], num_frames: int, fps: int = FPS) -> np.ndarray:
-    """Viseme index active at each frame centre: int64 [T] (for classifiers and the preview)."""
-    centres = (np.arange(num_frames) + 0.5) / fps
+def frame_labels(segments: list[tuple[str, float, float]], num_frames: int, fps: int = FPS,
+                 lead_s: float = LEAD_S) -> np.ndarray:
+    """Viseme index the mouth shows at each frame: int64 [T] (for classifiers and the preview).
+
+    That is the viseme active `lead_s` after the frame centre, since the lips lead the sound by as much
+    (`articulation`); with `lead_s=0` it is the viseme of the audio at the frame centre.
+    """
+    centres = (np.arange(num_frames) + 0.5) / fps + lead_s
     labels = np.zeros(num_frames, np.int64)
     for v, start, end in segments:
         labels[(centres >= start) & (centres < end)] = VISEMES.index(v)
@@ -105,8 +122,8 @@ def frame_labels(segments: list[tuple[str, float, float]], num_frames: int, fps:
 
 
 def articulation(segments: list[tuple[str, float, float]], num_frames: int, fps: int = FPS,
-                 smooth_s: float = 0.035, lead_s: float = 0.03) -> np.ndarray:
-    """Co-articulated mouth parameters at the frame centres: float32 [T, 6] (columns = `PARAMS`).
+                 smooth_s: float = SMOOTH_S, lead_s: float = LEAD_S) -> np.ndarray:
+    """Co-articulated mouth parameters at the frame centres: float32 [T, 9] (columns = `PARAMS`).
 
     Args:
         smooth_s: standard deviation of the Gaussian co-articulation window.
@@ -123,6 +140,6 @@ def articulation(segments: list[tuple[str, float, float]], num_frames: int, fps:
     kernel = np.exp(-0.5 * (np.arange(-half, half + 1) / (smooth_s * rate)) ** 2)
     num = np.stack([np.convolve(TARGETS[idx, k] * weight, kernel, "same") for k in range(len(PARAMS))], 1)
     den = np.convolve(weight, kernel, "same")[:, None]
-    smooth = num / den  # [n, 6]
+    smooth = num / den  # [n, 9]
     centres = ((np.arange(num_frames) + 0.5) / fps * rate).astype(np.int64)
     return smooth[np.clip(centres, 0, n - 1)].astype(np.float32)
