@@ -149,7 +149,7 @@ def _draw_frame(p: np.ndarray, app: Appearance, motion: np.ndarray, base: np.nda
             top = np.stack([x * half_w * 0.5, 0.5 * gap * prof - low_h], 1)
             bottom = np.stack([x * half_w * 0.5, 0.5 * gap * prof + 1], 1)
             _poly(layer, T(np.concatenate([top, bottom[::-1]])), (205, 200, 188))
-        if 0.1 < tongue <= 0.5:  # tongue body at the floor of the mouth
+        if 0.1 < tongue <= 0.3:  # tongue body at the floor of the mouth
             tip = T(np.array([[0.0, 0.5 * gap - k * 3 * tongue]]))[0]
             cv2.ellipse(layer, tuple(np.round(tip).astype(int)), (int(half_w * 0.45), int(k * 4 * tongue + 1)),
                         np.degrees(angle), 0, 360, (190, 80, 90), -1, cv2.LINE_AA)
@@ -158,8 +158,8 @@ def _draw_frame(p: np.ndarray, app: Appearance, motion: np.ndarray, base: np.nda
             strip = np.stack([x * half_w * 0.45, 0.5 * gap * prof + k * 2.5 * tuck], 1)
             top = np.stack([x * half_w * 0.45, -0.5 * gap * prof], 1)
             _poly(img, T(np.concatenate([top, strip[::-1]])), (225, 220, 205))
-    if tongue > 0.5:  # th: the tongue tip pokes out between the teeth, over the lower lip
-        s = (tongue - 0.5) * 2
+    if tongue > 0.3:  # th: the tongue tip pokes out between the teeth, over the lower lip
+        s = (tongue - 0.3) / 0.7
         tip = T(np.array([[0.0, 0.5 * gap + k * 1.5 * s]]))[0]
         cv2.ellipse(img, tuple(np.round(tip).astype(int)), (int(half_w * 0.38 * s + 1), int(k * 3.5 * s + 1)),
                     np.degrees(angle), 0, 360, (205, 95, 105), -1, cv2.LINE_AA)

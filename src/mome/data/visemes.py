@@ -29,7 +29,7 @@ PARAMS = ("open", "width", "round", "teeth", "tongue", "tuck", "press", "protrud
 # Target articulation per viseme (all in [0, 1]) and its dominance (how strongly it resists co-articulation):
 #   open      jaw drop / inner opening          width     lip-corner spread
 #   round     circular outline                  teeth     upper teeth shown
-#   tongue    tongue shown (>0.5: tip between the teeth, th)
+#   tongue    tongue shown (>0.3: its tip between the teeth, th)
 #   tuck      lower lip under the upper teeth (f v)
 #   press     lips pressed together: thin, rolled in, a dark seam, chin dimple (p b m)
 #   protrude  lips pushed forward: fuller, a highlight on the lower lip and a shadow under it
@@ -40,12 +40,12 @@ _TARGETS = {
     "sil":          ((0.03, 0.50, 0.10, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0), 0.6),
     "pbm":          ((0.00, 0.44, 0.10, 0.0, 0.0, 0.0, 1.0, 0.4, 0.0), 4.0),
     "fv":           ((0.10, 0.52, 0.00, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0), 3.0),
-    "th":           ((0.24, 0.55, 0.00, 0.9, 1.0, 0.0, 0.0, 0.0, 0.3), 2.0),
-    "alveolar":     ((0.16, 0.58, 0.05, 0.8, 0.3, 0.0, 0.0, 0.0, 0.6), 0.5),
+    "th":           ((0.24, 0.55, 0.00, 0.9, 1.0, 0.0, 0.0, 0.0, 0.3), 3.0),
+    "alveolar":     ((0.16, 0.58, 0.05, 0.8, 0.2, 0.0, 0.0, 0.0, 0.6), 0.5),
     "velar":        ((0.38, 0.50, 0.05, 0.3, 0.0, 0.0, 0.0, 0.0, 0.0), 0.4),
     "postalveolar": ((0.22, 0.34, 0.60, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0), 2.0),
     "round_close":  ((0.10, 0.12, 1.00, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0), 2.0),
-    "round_open":   ((0.50, 0.26, 0.90, 0.2, 0.0, 0.0, 0.0, 0.6, 0.0), 1.2),
+    "round_open":   ((0.62, 0.30, 1.00, 0.0, 0.0, 0.0, 0.0, 0.5, 0.0), 1.5),
     "open":         ((1.00, 0.62, 0.00, 0.5, 0.2, 0.0, 0.0, 0.0, 0.0), 1.0),
     "mid":          ((0.50, 0.74, 0.00, 0.8, 0.1, 0.0, 0.0, 0.0, 0.0), 1.0),
     "spread":       ((0.20, 1.00, 0.00, 1.0, 0.0, 0.0, 0.0, 0.0, 0.6), 1.0),
