@@ -3,29 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 
-from mome.errors import UserError
-
-
-@pytest.fixture(scope="session")
-def smollm2_dir(tmp_path_factory) -> Path:
-    """embedded:smollm2-135m converted once per test run (~20-30 s) into the session's shared cache."""
-    from mome.convert.embedded import EMBEDDED, ensure_embedded, package_dirs
-
-    try:
-        package_dirs(EMBEDDED["smollm2-135m"])
-    except UserError as err:
-        pytest.skip(f"SmolLM2 wheel not installed: {err}")
-    old = os.environ.get("MOME_CACHE")
-    os.environ["MOME_CACHE"] = str(tmp_path_factory.getbasetemp() / "mome-cache")
-    try:
-        return ensure_embedded("smollm2-135m")
-    finally:
-        os.environ.pop("MOME_CACHE") if old is None else os.environ.__setitem__("MOME_CACHE", old)
 
 
 @pytest.mark.integration

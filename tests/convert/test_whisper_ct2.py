@@ -3,17 +3,14 @@ transcribes a flite sentence."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import struct
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mome.convert.whisper_ct2 import read_ct2
-from mome.errors import UserError
 
 
 def _string(s: str) -> bytes:
@@ -46,23 +43,6 @@ def test_read_ct2_dtypes_shapes_and_aliases():
 def test_read_ct2_rejects_other_models():
     with pytest.raises(ValueError, match="TransformerSpec"):
         read_ct2(struct.pack("<I", 6) + _string("TransformerSpec") + struct.pack("<I", 1))
-
-
-@pytest.fixture(scope="session")
-def whisper_tiny_dir(tmp_path_factory) -> Path:
-    """embedded:whisper-tiny.en converted once per test run into the session's shared cache."""
-    from mome.convert.embedded import EMBEDDED, ensure_embedded, package_dirs
-
-    try:
-        package_dirs(EMBEDDED["whisper-tiny.en"])
-    except UserError as err:
-        pytest.skip(f"Whisper tiny.en wheel not installed: {err}")
-    old = os.environ.get("MOME_CACHE")
-    os.environ["MOME_CACHE"] = str(tmp_path_factory.getbasetemp() / "mome-cache")
-    try:
-        return ensure_embedded("whisper-tiny.en")
-    finally:
-        os.environ.pop("MOME_CACHE") if old is None else os.environ.__setitem__("MOME_CACHE", old)
 
 
 @pytest.mark.integration

