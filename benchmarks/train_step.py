@@ -29,7 +29,6 @@ import os
 import random
 import statistics
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -38,11 +37,11 @@ from mome.config import LLMConfig, ModelConfig
 from mome.models.avsr import AVSRModel, Features
 from mome.models.llm import LoadedLLM, load_llm
 
-TINY_LLAMA = dict(
-    model_type="llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-    num_key_value_heads=2, vocab_size=96, max_position_embeddings=512, bos_token_id=2, eos_token_id=1,
-    tie_word_embeddings=True,
-)  # fmt: skip  (the `tiny` preset's LLM)
+TINY_LLAMA = {  # the `tiny` preset's LLM
+    "model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+    "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 96, "max_position_embeddings": 512,
+    "bos_token_id": 2, "eos_token_id": 1, "tie_word_embeddings": True,
+}  # fmt: skip
 
 # name -> (LLMConfig, audio feature width, video feature width, projector hidden width)
 MODELS: dict[str, tuple[LLMConfig, int, int, int]] = {
@@ -175,11 +174,11 @@ def bench_model(name: str, args) -> dict:
 
 def profile(v: Variant, features: Features, texts: list[str], rows: int) -> None:
     """Operator table of one step of `v` (self CPU time), forward and backward together."""
-    from torch.profiler import ProfilerActivity, profile as torch_profile, record_function
+    from torch.profiler import ProfilerActivity, record_function
+    from torch.profiler import profile as torch_profile
 
-    with torch_profile(activities=[ProfilerActivity.CPU], record_shapes=False) as prof:
-        with record_function("## step"):
-            train_step(v, features, texts)
+    with torch_profile(activities=[ProfilerActivity.CPU], record_shapes=False) as prof, record_function("## step"):
+        train_step(v, features, texts)
     print(f"\n--- profile: {v.name}, one step ---")
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
 
@@ -225,7 +224,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     if args.experimental:
-        from _train_step_patches import apply  # noqa: PLC0415 (benchmarks/ is on sys.path when run as a script)
+        from _train_step_patches import apply
 
         apply()
     results = []

@@ -11,7 +11,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mome.config import ADAPTER_KINDS, DecodeConfig, LLMConfig, ModelConfig, combination_key
+from mome.config import (
+    ADAPTER_KINDS,
+    DecodeConfig,
+    LLMConfig,
+    ModelConfig,
+    combination_key,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -88,6 +94,7 @@ def test_initial_adapters_leave_smollm2_logits_unchanged(smollm2, inputs, kind: 
 
     _, reference, tokenizer, loaded = smollm2
     vocab = reference.config.vocab_size
+    assert inputs["ids"].tolist() == tokenizer(SENTENCE, return_tensors="pt").input_ids.tolist()
     model = AVSRModel(_model_config(kind), loaded, audio_dim=32, video_dim=24)  # hooks onto the shared LLM
     try:
         llm = model.llm
