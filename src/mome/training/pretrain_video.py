@@ -11,11 +11,21 @@ split is never read.
 The heads are thrown away; `save_lip_encoder` writes only the (frozen) encoder, which
 `avhubert_checkpoint.build_video_encoder` loads from `model.encoders.video.path`.
 
-Why `visemes` is the default: per-frame viseme labels give every frame a target, so the front end learns
-mouth shapes within a few hundred steps, while CTC on characters from scratch spends a short budget learning
-to emit blanks. On the 2,000-utterance corpus (1,600 train) with the demo budget, viseme supervision reaches
-a much higher held-out-speaker viseme accuracy and, with a linear probe, a lower CER than CTC alone; `both`
-costs the same per step and lands in between (numbers in `mome pretrain-video --help` and the PR notes).
+Why `both` is the default (2,000-utterance corpus, 1,600 train / 200 val utterances of unseen speakers,
+200 steps of 320 frames, seed 0; "probe" = a linear viseme classifier and a linear CTC head trained on the
+frozen features of 300 train utterances, scored on val):
+
+    objective   val viseme acc (own head)  val CER (own head)  probe viseme acc  probe CER
+    visemes     70.2%                      -                   72.9%             61.2%
+    both        63.7%                      78.6%               69.7%             58.9%
+    ctc-chars   -                          87.1%               47.5%             79.0%
+
+CTC on characters alone, from scratch and in this budget, barely gets past emitting blanks, and its
+features hardly separate the visemes (p/b/m 8%). Per-frame viseme labels give every frame a target, so the
+front end learns mouth shapes within a few hundred steps; adding the CTC term costs nothing per step, keeps
+most of that, and gives the best character probe, which is closest to what the LLM has to read off.
+Speed: ~1.1 ms per frame forward+backward on 2 idle cores (~0.4 s per 320-frame step), so the demo's
+200 steps take ~1.5-2 minutes with validation.
 """
 
 from __future__ import annotations
@@ -55,7 +65,7 @@ class PretrainVideoOptions:
 
     arch: str = "compact"
     """Named AV-HuBERT arch (`models/avhubert.py` ARCHS); `tiny` for tests."""
-    objective: str = "visemes"
+    objective: str = "both"
     """`visemes` (per-frame CE), `ctc-chars` (CTC on characters) or `both` (sum of the two)."""
     steps: int = 200
     """Optimiser steps (the cosine schedule spans them); epochs repeat with fresh augmentation."""
