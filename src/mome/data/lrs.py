@@ -1,0 +1,449 @@
+"""LRS2 / LRS3 preparation: the original release -> the layout and label files of the synthetic corpus.
+
+    ROOT (LRS3)  {pretrain,trainval,test}/<speaker>/<id>.mp4 + .txt
+    ROOT (LRS2)  {main,pretrain}/<video>/<id>.mp4 + .txt, and the lists {pretrain,train,val,test}.txt
+
+    OUT/<dataset>/<subset>/<speaker>/<id>[_NN].mp4   96x96 RGB mouth crops, 25 fps, H.264 (`mouth_crop`)
+    OUT/<dataset>/<subset>/<speaker>/<id>[_NN].wav   16 kHz mono PCM, exactly 640 samples per video frame
+    OUT/labels/{train,val,test}.csv                  dataset,rel_path,input_length,transcript (labels.py)
+    OUT/labels/<dataset>_<subset>.csv                the same rows per release subset (e.g. LRS3's 30 h trainval)
+    OUT/meta/report.json                             counts, and every skipped clip or segment with its reason
+    OUT/meta/lrs_done/<subset>/<speaker>/<id>.json   one done-marker per source clip (its rows or its skip)
+
+Splits: LRS3 pretrain + trainval -> train (minus `val_fraction` of the trainval speakers, chosen by a hash of
+the speaker id, -> val), test -> test; LRS2 pretrain + train -> train, val -> val, test -> test. Transcripts
+are lower-cased and the release's `{LG}`/`{NS}`-style annotations dropped. `pretrain` clips longer than
+`max_seconds` are cut at word boundaries into segments of at most `max_seconds` (`segment_words`), named
+`<id>_00`, `<id>_01`...; other subsets are kept whole, as in auto_avsr.
+
+Stages, each safe to rerun:
+  1. scan     list the clips of the release (cheap; the same list for every shard);
+  2. crop     this shard's clips without a done-marker: read (PyAV, resampled to 25 fps by timestamp),
+              dlib landmarks (`face`), mouth crops (`mouth_crop`), cut into segments, write media, then the
+              marker (media are renamed into place first, so an interrupted clip is simply redone);
+  3. labels   label files and report from all markers present (`labels_only=True` runs just this stage,
+              e.g. once after the last job of a cluster array; the report counts clips still `pending`).
+
+Differences from the public pipelines (`shared/research/avhubert_and_mouth_crop.md` section 5): no clip is
+dropped silently (5.2.5: every skip is in the report, with "unreadable file", "no face", "too few frames",
+"crop out of bounds" or "no words"); segmentation cannot crash on a first word past the limit and pads the
+cuts into the silence around words instead of starting every first segment at 0 (5.2.6); the frame rate is
+normalised by timestamp (5.2.7); audio is always resampled to 16 kHz mono (5.3.8); segments never exceed
+`max_seconds` (5.3.9); the largest face is used (5.3.1); nothing depends on container frame counts (5.3.4).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing as mp
+import os
+import re
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from mome.data.face import FaceLandmarker, detect_landmarks
+from mome.data.labels import LabelRow, write_labels
+from mome.data.media import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, MediaError, cut_or_pad, write_audio, write_video
+from mome.data.mouth_crop import MIN_FRAMES, CropError, MouthCrops, crop_mouths
+from mome.errors import UserError
+
+log = logging.getLogger(__name__)
+DATASETS = ("lrs3", "lrs2")
+SPLITS = ("train", "val", "test")
+MAX_SECONDS = 16.0
+"""Longest pretrain segment (auto_avsr's `seg_duration`)."""
+PAD_SECONDS = 0.2
+"""Context kept around a segment's words, never past the middle of the gap to the next word."""
+_ANNOTATION = re.compile(r"\{[^}]*\}")
+
+
+# ------------------------------------------------------------------------------------------------ stage 1: scan
+@dataclass(frozen=True)
+class Clip:
+    dataset: str
+    subset: str
+    """Release folder: pretrain, trainval, test (LRS3); pretrain, main (LRS2)."""
+    clip_id: str
+    """`<speaker or video>/<id>`."""
+    split: str
+    source: Path
+    """The mp4; the transcript is beside it with the suffix .txt."""
+
+    @property
+    def rel_stem(self) -> str:
+        return f"{self.dataset}/{self.subset}/{self.clip_id}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.subset}/{self.clip_id}"
+
+
+def _is_val_speaker(speaker: str, val_fraction: float) -> bool:
+    return zlib.crc32(speaker.encode()) % 10_000 < val_fraction * 10_000
+
+
+def scan_release(root: str | Path, dataset: str, val_fraction: float = 0.01) -> list[Clip]:
+    """Every clip of the release, sorted by (subset, id). Listed clips whose files are missing are kept
+    (they are reported as unreadable)."""
+    root = Path(root)
+    if dataset not in DATASETS:
+        raise UserError(f"--dataset {dataset!r}: choose from {', '.join(DATASETS)}")
+    if not root.is_dir():
+        raise UserError(f"{root}: not a directory")
+    clips = []
+    if dataset == "lrs3":
+        for subset in ("pretrain", "trainval", "test"):
+            for mp4 in sorted((root / subset).glob("*/*.mp4")):
+                clip_id = f"{mp4.parent.name}/{mp4.stem}"
+                split = {"pretrain": "train", "test": "test"}.get(subset) or (
+                    "val" if _is_val_speaker(mp4.parent.name, val_fraction) else "train")
+                clips.append(Clip(dataset, subset, clip_id, split, mp4))
+    else:
+        for listed, subset, split in (("pretrain", "pretrain", "train"), ("train", "main", "train"),
+                                      ("val", "main", "val"), ("test", "main", "test")):
+            list_file = root / f"{listed}.txt"
+            if not list_file.is_file():
+                continue
+            for line in list_file.read_text().splitlines():
+                if line.strip():  # test.txt lines carry a flag after the id ("<video>/<id> NF")
+                    clip_id = line.split()[0]
+                    clips.append(Clip(dataset, subset, clip_id, split, root / subset / f"{clip_id}.mp4"))
+    if not clips:
+        expected = ("pretrain/, trainval/, test/ with <speaker>/<id>.mp4" if dataset == "lrs3"
+                    else "pretrain.txt, train.txt, val.txt, test.txt beside main/ and pretrain/")
+        raise UserError(f"{root}: no {dataset} clips found (expected {expected})")
+    return clips
+
+
+def shard(clips: list[Clip], index: int, count: int) -> list[Clip]:
+    """Clips `index`, `index + count`, ... of the sorted list (disjoint, and together complete)."""
+    if count < 1 or not 0 <= index < count:
+        raise UserError(f"--shard {index}/{count}: expected I/N with 0 <= I < N")
+    return clips[index::count]
+
+
+# ------------------------------------------------------------------------------------------ transcripts, segments
+@dataclass(frozen=True)
+class Word:
+    text: str
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class Segment:
+    start: float
+    end: float
+    text: str
+
+
+def _clean(text: str) -> str:
+    return " ".join(_ANNOTATION.sub(" ", text).lower().split())
+
+
+def read_transcript(path: str | Path) -> tuple[str, list[Word]]:
+    """(lower-cased text of the `Text:` line, word timings under `WORD START END ASDSCORE`)."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as err:
+        raise MediaError(path, f"unreadable transcript ({err.strerror or err})") from None
+    text, words, in_table = "", [], False
+    for line in lines:
+        fields = line.split()
+        if line.startswith("Text:"):
+            text = _clean(line[len("Text:"):])
+        elif fields[:3] == ["WORD", "START", "END"]:
+            in_table = True
+        elif in_table and len(fields) >= 3:
+            try:
+                word = Word(_clean(fields[0]), float(fields[1]), float(fields[2]))
+            except ValueError:
+                raise MediaError(path, f"bad word timing line {line!r}") from None
+            if word.text:
+                words.append(word)
+    return text, words
+
+
+def segment_words(words: list[Word], clip_seconds: float, max_seconds: float = MAX_SECONDS,
+                  pad: float = PAD_SECONDS) -> list[Segment]:
+    """Cut a long clip at word boundaries into segments of at most `max_seconds`.
+
+    A clip no longer than `max_seconds` is one segment, [0, clip_seconds]. Otherwise words are added
+    greedily while the segment fits; each segment extends `pad` seconds into the silence around its words,
+    but never past the middle of the gap to a neighbouring word nor past the clip. A single word longer than
+    `max_seconds` (not seen in LRS) is cut at `max_seconds` rather than crashing (auto_avsr 5.2.6).
+    """
+    if clip_seconds <= max_seconds:
+        return [Segment(0.0, clip_seconds, " ".join(w.text for w in words))]
+    n = len(words)
+    before = [max(0.0, w.start - pad, (words[i - 1].end + w.start) / 2 if i else 0.0) for i, w in enumerate(words)]
+    after = [min(clip_seconds, w.end + pad, (w.end + words[i + 1].start) / 2 if i + 1 < n else clip_seconds)
+             for i, w in enumerate(words)]
+    segments, i = [], 0
+    while i < n:
+        start, j = before[i], i
+        while j + 1 < n and after[j + 1] - start <= max_seconds:
+            j += 1
+        end = min(after[j], start + max_seconds)
+        segments.append(Segment(start, end, " ".join(w.text for w in words[i:j + 1])))
+        i = j + 1
+    return segments
+
+
+# --------------------------------------------------------------------------------------------------- media
+def read_media(path: str | Path, need_audio: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """(uint8 RGB frames [T, H, W, 3] at 25 fps, float32 mono audio [S] at 16 kHz or None) of a media file.
+
+    Frames are picked by timestamp (the last frame shown at each 1/25 s tick), so a 30 fps or variable-rate
+    recording becomes 25 fps with the right duration; a 25 fps file comes back frame for frame. Raises
+    `MediaError` for a missing, empty or undecodable file, no video stream, or (with `need_audio`) no audio.
+    """
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(path, "missing file")
+    if path.stat().st_size == 0:
+        raise MediaError(path, "empty file")
+    frames, times, chunks = [], [], []
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise MediaError(path, "no video stream")
+            if need_audio and not container.streams.audio:
+                raise MediaError(path, "no audio track")
+            streams = [container.streams.video[0], *container.streams.audio[:1]]
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+            for packet in container.demux(*streams):
+                for frame in packet.decode():
+                    if isinstance(frame, av.VideoFrame):
+                        frames.append(frame.to_ndarray(format="rgb24"))
+                        times.append(frame.time)
+                    else:
+                        chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(frame)]
+            if len(streams) > 1:
+                chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
+    except MediaError:
+        raise
+    except (av.error.FFmpegError, ValueError, OSError) as err:
+        raise MediaError(path, f"undecodable ({type(err).__name__}: {err})") from err
+    if not frames:
+        raise MediaError(path, "no decodable video frames (truncated?)")
+    video = np.stack(frames)
+    if all(t is not None for t in times) and len(times) > 1:
+        t = np.asarray(times, dtype=np.float64) - times[0]
+        step = float(np.median(np.diff(t))) or 1 / FPS
+        num = max(1, int(round((t[-1] + step) * FPS)))
+        pick = np.clip(np.searchsorted(t, np.arange(num) / FPS + 1e-4, side="right") - 1, 0, len(t) - 1)
+        if num != len(video) or np.any(pick != np.arange(num)):
+            video = video[pick]
+    audio = None
+    if chunks:
+        audio = np.concatenate(chunks).astype(np.float32)
+        if not len(audio):
+            audio = None
+    if need_audio and audio is None:
+        raise MediaError(path, "empty audio track")
+    return video, audio
+
+
+def mouth_clip(frames: np.ndarray, landmarker: FaceLandmarker, **crop_options) -> MouthCrops:
+    """Mouth crops of 25 fps RGB frames (raises `CropError`)."""
+    return crop_mouths(frames, detect_landmarks(frames, landmarker), **crop_options)
+
+
+# -------------------------------------------------------------------------------------------- stage 2: crop
+@dataclass(frozen=True)
+class Options:
+    max_seconds: float = MAX_SECONDS
+    pad: float = PAD_SECONDS
+    crf: int = 20
+    detect_size: int = 640
+    cnn_fallback: bool = False
+
+
+def _skip(rel: str, reason: str, detail: str) -> dict:
+    return {"rel_path": rel, "reason": reason, "detail": detail}
+
+
+def process_clip(clip: Clip, out: Path, options: Options, landmarker: FaceLandmarker) -> dict:
+    """Crop, cut and write one source clip; returns its done-marker record (rows and skips)."""
+    record = {"clip": clip.key, "split": clip.split, "subset": clip.subset, "rows": [], "skipped": [],
+              "frames": 0, "detected": 0}
+    try:
+        text, words = read_transcript(clip.source.with_suffix(".txt"))
+        frames, audio = read_media(clip.source)
+        record["frames"] = len(frames)
+        crops = mouth_clip(frames, landmarker)
+    except MediaError as err:
+        record["skipped"].append(_skip(clip.rel_stem, "unreadable file", str(err)))
+        return record
+    except CropError as err:
+        record["skipped"].append(_skip(clip.rel_stem, err.reason, str(err)))
+        return record
+    record["detected"] = crops.detected
+    audio = cut_or_pad(audio, len(frames) * SAMPLES_PER_FRAME)
+    seconds = len(frames) / FPS
+    if clip.subset == "pretrain":
+        parts = [(f"{clip.rel_stem}_{i:02d}", s) for i, s in
+                 enumerate(segment_words(words, seconds, options.max_seconds, options.pad))]
+    else:
+        parts = [(clip.rel_stem, Segment(0.0, seconds, text or " ".join(w.text for w in words)))]
+    for rel, seg in parts:
+        f0, f1 = int(round(seg.start * FPS)), min(len(frames), int(round(seg.end * FPS)))
+        if not seg.text:
+            record["skipped"].append(_skip(rel, "no words", "empty transcript"))
+            continue
+        if f1 - f0 < MIN_FRAMES:
+            record["skipped"].append(_skip(rel, "too few frames", f"{f1 - f0} frames, at least {MIN_FRAMES} needed"))
+            continue
+        stem = out / rel
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        tmp_video, tmp_audio = stem.with_name(stem.name + ".tmp.mp4"), stem.with_name(stem.name + ".tmp.wav")
+        write_video(tmp_video, crops.crops[f0:f1], crf=options.crf)
+        write_audio(tmp_audio, audio[f0 * SAMPLES_PER_FRAME:f1 * SAMPLES_PER_FRAME])
+        os.replace(tmp_video, stem.with_suffix(".mp4"))
+        os.replace(tmp_audio, stem.with_suffix(".wav"))
+        record["rows"].append({"rel_path": rel, "frames": f1 - f0, "text": seg.text,
+                               "start": round(seg.start, 3), "end": round(seg.end, 3)})
+    return record
+
+
+def _marker(out: Path, clip: Clip) -> Path:
+    return out / "meta" / "lrs_done" / f"{clip.key}.json"
+
+
+def _write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(options: Options) -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # one process per core; OpenCV's own threads would only compete
+    _WORKER["landmarker"] = FaceLandmarker(detect_size=options.detect_size, cnn_fallback=options.cnn_fallback)
+    _WORKER["options"] = options
+
+
+def _work(args: tuple[Clip, Path]) -> dict:
+    clip, out = args
+    start = time.perf_counter()
+    try:
+        record = process_clip(clip, out, _WORKER["options"], _WORKER["landmarker"])
+    except Exception as err:  # noqa: BLE001 - one clip's failure is reported, never fatal to the job
+        log.exception("failed on %s", clip.source)
+        record = {"clip": clip.key, "split": clip.split, "subset": clip.subset, "rows": [], "frames": 0,
+                  "detected": 0, "skipped": [_skip(clip.rel_stem, "error", f"{type(err).__name__}: {err}")]}
+    record["seconds"] = round(time.perf_counter() - start, 3)
+    _write_json(_marker(out, clip), record)
+    return record
+
+
+# ------------------------------------------------------------------------------------------ stage 3: labels
+def write_labels_and_report(out: Path, clips: list[Clip], this_run: dict) -> dict:
+    """Label files and `meta/report.json` from the markers of every clip of the release that has one."""
+    rows: dict[str, list[LabelRow]] = {s: [] for s in SPLITS}
+    by_subset: dict[str, list[LabelRow]] = {}
+    skipped, pending, done = [], 0, 0
+    for clip in clips:
+        marker = _marker(out, clip)
+        if not marker.is_file():
+            pending += 1
+            continue
+        done += 1
+        record = json.loads(marker.read_text())
+        for r in record["rows"]:
+            row = LabelRow(clip.dataset, r["rel_path"], r["frames"], r["text"])
+            rows[clip.split].append(row)
+            by_subset.setdefault(f"{clip.dataset}_{clip.subset}", []).append(row)
+        skipped += [{"clip": clip.key, **s} for s in record["skipped"]]
+    for name, split_rows in [*rows.items(), *by_subset.items()]:
+        path = out / "labels" / f"{name}.csv"
+        tmp = path.with_name(path.name + ".tmp")
+        write_labels(tmp, split_rows)
+        os.replace(tmp, path)
+    frames = sum(r.input_length for split_rows in rows.values() for r in split_rows)
+    reasons: dict[str, int] = {}
+    for s in skipped:
+        reasons[s["reason"]] = reasons.get(s["reason"], 0) + 1
+    report = {
+        "dataset": clips[0].dataset, "clips": len(clips), "done": done, "pending": pending,
+        "written": sum(len(r) for r in rows.values()), "per_split": {s: len(r) for s, r in rows.items()},
+        "hours": round(frames / FPS / 3600, 4), "skipped_reasons": reasons, "skipped": skipped,
+        "this_run": this_run,
+    }
+    _write_json(out / "meta" / "report.json", report)
+    return report
+
+
+# -------------------------------------------------------------------------------------------------- driver
+def prepare_lrs(root: str | Path, out: str | Path, dataset: str, *, shard_index: int = 0, shard_count: int = 1,
+                workers: int | None = None, options: Options | None = None, val_fraction: float = 0.01,
+                labels_only: bool = False, redo_skipped: bool = False, progress: bool = True) -> dict:
+    """Prepare this shard of an LRS2/LRS3 release into `out`; returns the report (also `meta/report.json`).
+
+    Args:
+        shard_index, shard_count: process clips `shard_index::shard_count` of the sorted release (a job array).
+        workers: processes (default: all cores).
+        val_fraction: share of LRS3 trainval speakers held out as the val split (0: none, as in the papers).
+        labels_only: skip stage 2; rebuild labels and report from the markers present.
+        redo_skipped: process again the clips whose marker records a skip (e.g. after installing a better
+            detector); finished clips are never redone.
+    """
+    out = Path(out)
+    options = options or Options()
+    clips = scan_release(root, dataset, val_fraction)
+    info_path = out / "meta" / "lrs.json"
+    if info_path.is_file() and json.loads(info_path.read_text()).get("dataset") != dataset:
+        raise UserError(f"{out} already holds {json.loads(info_path.read_text())['dataset']}; use another OUT")
+    _write_json(info_path, {"dataset": dataset, "root": str(Path(root).resolve()), "val_fraction": val_fraction,
+                            "options": options.__dict__})
+    todo = []
+    for clip in shard(clips, shard_index, shard_count):
+        marker = _marker(out, clip)
+        if marker.is_file():
+            if not redo_skipped or json.loads(marker.read_text())["rows"]:
+                continue
+        todo.append(clip)
+    this_run = {"shard": f"{shard_index}/{shard_count}", "processed": 0, "frames": 0, "seconds": 0.0}
+    if todo and not labels_only:
+        workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
+        start = time.perf_counter()
+        jobs = [(c, out) for c in todo]
+        # Not "fork": a parent that has used OpenCV (or any threaded library) can hand a held lock to the
+        # children, which then hang. The fork server is a fresh process that forks the workers.
+        context = mp.get_context("forkserver")
+        context.set_forkserver_preload(["mome.data.lrs"])
+        pool = context.Pool(workers, _init_worker, (options,)) if workers > 1 else None
+        if pool is None:
+            _init_worker(options)
+        try:
+            results = pool.imap_unordered(_work, jobs) if pool else map(_work, jobs)
+            bar = tqdm(results, total=len(jobs), desc=f"prepare {dataset}", unit="clip", disable=not progress)
+            for record in bar:
+                this_run["processed"] += 1
+                this_run["frames"] += record["frames"]
+                bar.set_postfix(fps=f"{this_run['frames'] / (time.perf_counter() - start):.0f}", refresh=False)
+                for s in record["skipped"]:
+                    log.warning("skipped %s: %s", s["rel_path"], s["detail"])
+        finally:
+            if pool:
+                pool.close()
+                pool.join()
+        this_run["seconds"] = round(time.perf_counter() - start, 2)
+        this_run["frames_per_second"] = round(this_run["frames"] / max(this_run["seconds"], 1e-9), 1)
+        this_run["workers"] = workers
+    return write_labels_and_report(out, clips, this_run)
