@@ -70,7 +70,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         root, out = Path(tmp) / "lrs3", Path(tmp) / "out"
-        n = int(round(args.seconds * 25))
+        n = round(args.seconds * 25)
         for i in range(args.clips):
             write_clip(root / "trainval" / f"spk{i % 3}" / f"{i:05d}", astronaut_frames(n, seed=i), args.seconds)
         start = time.perf_counter()

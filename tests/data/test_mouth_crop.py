@@ -7,8 +7,14 @@ import cv2
 import numpy as np
 import pytest
 
-from mome.data.mouth_crop import (MEAN_FACE, CropError, apply_transform, crop_mouths, interpolate_landmarks,
-                                  smooth_landmarks)
+from mome.data.mouth_crop import (
+    MEAN_FACE,
+    CropError,
+    apply_transform,
+    crop_mouths,
+    interpolate_landmarks,
+    smooth_landmarks,
+)
 
 SHARED_MEAN_FACE = Path("/work/shared/research/mean_face_68.npy")
 
@@ -73,7 +79,7 @@ def test_direct_warp_equals_warp_then_cut():
                                        MEAN_FACE[[28, 33, 36, 39, 42, 45, 48, 54]], method=cv2.LMEDS)
     full = cv2.warpAffine(frame, m, (256, 256), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     cx, cy = apply_transform(m, lm[0][48:68]).mean(axis=0)
-    y0, x0 = int(round(cy - 48)), int(round(cx - 48))
+    y0, x0 = round(cy - 48), round(cx - 48)
     diff = np.abs(full[y0:y0 + 96, x0:x0 + 96].astype(int) - result.crops[0].astype(int))
     assert diff.max() <= 1, diff.max()
 

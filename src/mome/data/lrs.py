@@ -240,7 +240,7 @@ def read_media(path: str | Path, need_audio: bool = True) -> tuple[np.ndarray, n
     if all(t is not None for t in times) and len(times) > 1:
         t = np.asarray(times, dtype=np.float64) - times[0]
         step = float(np.median(np.diff(t))) or 1 / FPS
-        num = max(1, int(round((t[-1] + step) * FPS)))
+        num = max(1, round((t[-1] + step) * FPS))
         pick = np.clip(np.searchsorted(t, np.arange(num) / FPS + 1e-4, side="right") - 1, 0, len(t) - 1)
         if num != len(video) or np.any(pick != np.arange(num)):
             video = video[pick]
@@ -297,7 +297,7 @@ def process_clip(clip: Clip, out: Path, options: Options, landmarker: FaceLandma
     else:
         parts = [(clip.rel_stem, Segment(0.0, seconds, text or " ".join(w.text for w in words)))]
     for rel, seg in parts:
-        f0, f1 = int(round(seg.start * FPS)), min(len(frames), int(round(seg.end * FPS)))
+        f0, f1 = round(seg.start * FPS), min(len(frames), round(seg.end * FPS))
         if not seg.text:
             record["skipped"].append(_skip(rel, "no words", "empty transcript"))
             continue
@@ -343,7 +343,7 @@ def _work(args: tuple[Clip, Path]) -> dict:
     start = time.perf_counter()
     try:
         record = process_clip(clip, out, _WORKER["options"], _WORKER["landmarker"])
-    except Exception as err:  # noqa: BLE001 - one clip's failure is reported, never fatal to the job
+    except Exception as err:  # one clip's failure is reported in its marker, never fatal to the job
         log.exception("failed on %s", clip.source)
         record = {"clip": clip.key, "split": clip.split, "subset": clip.subset, "rows": [], "frames": 0,
                   "detected": 0, "skipped": [_skip(clip.rel_stem, "error", f"{type(err).__name__}: {err}")]}
@@ -414,9 +414,8 @@ def prepare_lrs(root: str | Path, out: str | Path, dataset: str, *, shard_index:
     todo = []
     for clip in shard(clips, shard_index, shard_count):
         marker = _marker(out, clip)
-        if marker.is_file():
-            if not redo_skipped or json.loads(marker.read_text())["rows"]:
-                continue
+        if marker.is_file() and (not redo_skipped or json.loads(marker.read_text())["rows"]):
+            continue
         todo.append(clip)
     this_run = {"shard": f"{shard_index}/{shard_count}", "processed": 0, "frames": 0, "seconds": 0.0}
     if todo and not labels_only:
