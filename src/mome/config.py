@@ -98,6 +98,10 @@ class ProjectorConfig:
     """One projector per (modality, rate) as in Llama-MTSK; `false` shares one per modality."""
     layer_norm: bool = True
     """LayerNorm on the projector output (the released Omni-AVSR checkpoints have none; see §2.3)."""
+    match_embedding_scale: bool = True
+    """Start the LayerNorm's gain at the RMS of the LLM's token embeddings, so that A/V tokens enter the LLM
+    at the scale of its own tokens (a unit-variance LayerNorm output is ~7x larger than SmolLM2's embeddings,
+    which slowed early training in the CPU demo). `false`: gain 1, as in the reference code."""
 
 
 @dataclass

@@ -86,17 +86,19 @@ class AVSRModel(nn.Module):
         self.audio_encoder = _freeze_encoder(audio_encoder)
         self.video_encoder = _freeze_encoder(video_encoder)
         width = self.llm.config.hidden_size
+        embeddings = self.llm.get_input_embeddings().weight
+        embedding_rms = None if embeddings.is_meta else embeddings.detach().float().pow(2).mean().sqrt().item()
         self.audio_pooler = self.audio_projectors = self.video_pooler = self.video_projectors = None
         if comp.uses_audio:
             assert audio_dim is not None, "audio task without an audio feature width"
             self.audio_pooler = MatryoshkaPooler(comp.audio_rates, comp.mode)
             dims = {r: self.audio_pooler.output_dim(audio_dim, r) for r in comp.audio_rates}
-            self.audio_projectors = ModalityProjectors(dims, width, cfg.projector)
+            self.audio_projectors = ModalityProjectors(dims, width, cfg.projector, embedding_rms)
         if comp.uses_video:
             assert video_dim is not None, "video task without a video feature width"
             self.video_pooler = MatryoshkaPooler(comp.video_rates, comp.mode)
             dims = {r: self.video_pooler.output_dim(video_dim, r) for r in comp.video_rates}
-            self.video_projectors = ModalityProjectors(dims, width, cfg.projector)
+            self.video_projectors = ModalityProjectors(dims, width, cfg.projector, embedding_rms)
         self.adapter_handle = attach_adapters(self.llm, cfg.adapter, len(self.combinations))
         self.adapters = self.adapter_handle.modules  # registered here, so the LLM's own state dict is unchanged
         self.builder = SequenceBuilder(self.tokenizer, self.llm.get_input_embeddings(), cfg.prompt_text)

@@ -24,7 +24,7 @@ class Projector(nn.Sequential):
 class ModalityProjectors(nn.Module):
     """The projectors of one modality, addressed by rate: `projectors(rate, x)`."""
 
-    def __init__(self, in_dims: dict[int, int], out_dim: int, cfg: ProjectorConfig) -> None:
+    def __init__(self, in_dims: dict[int, int], out_dim: int, cfg: ProjectorConfig, embedding_rms: float | None = None) -> None:
         super().__init__()
         self.per_rate = cfg.per_rate
         if not cfg.per_rate and len(set(in_dims.values())) > 1:
@@ -34,6 +34,9 @@ class ModalityProjectors(nn.Module):
         self.layers = nn.ModuleDict(
             {key: Projector(in_dims[rate], cfg.hidden_size, out_dim, cfg.layer_norm) for rate, key in keys.items()}
         )
+        if cfg.layer_norm and cfg.match_embedding_scale and embedding_rms is not None:
+            for projector in self.layers.values():
+                nn.init.constant_(projector[-1].weight, embedding_rms)
 
     def forward(self, rate: int, x: torch.Tensor) -> torch.Tensor:
         """x: [B, T', D_in] pooled features at `rate` -> [B, T', D_llm]."""
