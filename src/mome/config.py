@@ -403,6 +403,11 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
         _check(isinstance(value, int) and not isinstance(value, bool), path, f"expected an integer, got {value!r}")
         return value
     if inner is float:
+        if isinstance(value, str):  # YAML 1.1 reads `5e-3` (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         _check(isinstance(value, (int, float)) and not isinstance(value, bool), path, f"expected a number, got {value!r}")
         return float(value)
     if inner is str:

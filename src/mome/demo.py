@@ -25,11 +25,11 @@ from mome.config import Config, load_config
 @dataclass
 class DemoOptions:
     out: Path = Path("demo_out")
-    utterances: int = 1200
+    utterances: int = 1000
     seed: int = 0
-    lip_steps: int = 300
-    avsr_steps: int = 300
-    asr_steps: int = 300
+    lip_steps: int = 200
+    avsr_steps: int = 200
+    asr_steps: int = 200
     snrs: list[float | None] = field(default_factory=lambda: [None, 0.0])
     eval_limit: int | None = None
     asr_baseline: bool = True

@@ -61,7 +61,8 @@ def write_report(opts: Any, results: dict[str, dict[str, Any]], times: dict[str,
         "",
     ]
     if lip.is_file():
-        lines += ["## Lip encoder pretraining", "", "```json", lip.read_text().strip(), "```", ""]
+        metrics = {k: v for k, v in json.loads(lip.read_text()).items() if k != "loss_history"}
+        lines += ["## Lip encoder pretraining", "", "```json", json.dumps(metrics, indent=2), "```", ""]
     comparison = noise_comparison(results)
     if comparison:
         lines += ["## Babble noise at 0 dB: AVSR vs ASR trained with the same budget", "", *comparison, ""]
