@@ -2,7 +2,6 @@
 
     .venv/bin/python benchmarks/train_step.py --threads 2 --steps 5 --warmup 1 --json train_step.json
     .venv/bin/python benchmarks/train_step.py --models smollm2-8 --profile      # where the time goes
-    .venv/bin/python benchmarks/train_step.py --experimental                    # with the proposed patches
 
 One step = zero_grad, forward, backward and an AdamW step on the trainable parameters (projectors, adapters),
 from random encoder features (audio 50 Hz, video 25 Hz, clips of --min-seconds..--max-seconds) and GRID-like
@@ -187,8 +186,7 @@ def print_table(results: list[dict], args) -> None:
     load = os.getloadavg()
     print(f"\ntrain step, batch {args.batch} clips of {args.min_seconds}-{args.max_seconds} s, "
           f"4 granularities, threads {args.threads}, median of {args.steps} steps (warmup {args.warmup}), "
-          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
-          + (", EXPERIMENTAL patches on" if args.experimental else ""))  # fmt: skip
+          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     head = f"{'model':<10} {'L':>3} {'tokens real/batched/seq':>24} {'batched mome':>13} {'seq mome':>10} {'batched none':>13}"
     head += f" {'seq/batched':>12} {'':4} {'mome/none-1':>11} {'':4}"
     print(head)
@@ -219,14 +217,9 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="also write the results here")
     parser.add_argument("--profile", action="store_true", help="print an operator profile of one step of each variant")
     parser.add_argument("--profile-rows", type=int, default=25)
-    parser.add_argument("--experimental", action="store_true", help="apply the patches of benchmarks/_train_step_patches.py")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    if args.experimental:
-        from _train_step_patches import apply
-
-        apply()
     results = []
     for name in args.models.split(","):
         results.append(bench_model(name, args))
@@ -234,7 +227,7 @@ def main() -> None:
     print_table(results, args)
     if args.json:
         meta = {"threads": args.threads, "batch": args.batch, "steps": args.steps, "warmup": args.warmup,
-                "experimental": args.experimental, "loadavg": os.getloadavg(), "torch": torch.__version__}  # fmt: skip
+                "loadavg": os.getloadavg(), "torch": torch.__version__}  # fmt: skip
         with open(args.json, "w") as f:
             json.dump({"meta": meta, "results": results}, f, indent=2)
 
