@@ -15,12 +15,12 @@ import json
 import os
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
+
+from mome.data.media import write_video
 
 
 def astronaut_frames(n: int, size: int = 224, seed: int = 0) -> np.ndarray:
@@ -41,19 +41,7 @@ def write_clip(stem: Path, frames: np.ndarray, seconds: float) -> None:
     stem.parent.mkdir(parents=True, exist_ok=True)
     t = np.arange(int(seconds * 16000)) / 16000
     audio = (0.3 * np.sin(2 * np.pi * 220 * t) * 32767).astype(np.int16)
-    with av.open(str(stem.with_suffix(".mp4")), "w") as c:
-        vs = c.add_stream("libx264", rate=25)
-        vs.width, vs.height, vs.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        aus = c.add_stream("aac", rate=16000, layout="mono")
-        for i, f in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(f, format="rgb24")
-            vf.pts, vf.time_base = i, Fraction(1, 25)
-            c.mux(vs.encode(vf))
-        c.mux(vs.encode(None))
-        af = av.AudioFrame.from_ndarray(audio[None], format="s16", layout="mono")
-        af.sample_rate, af.pts = 16000, 0
-        c.mux(aus.encode(af))
-        c.mux(aus.encode(None))
+    write_video(stem.with_suffix(".mp4"), frames, audio=audio.astype(np.float32) / 32767)
     stem.with_suffix(".txt").write_text("Text:  HELLO THERE\nConf:  3\n\nWORD START END ASDSCORE\n"
                                         "HELLO 0.20 0.60 5.0\nTHERE 0.70 1.10 5.0\n")
 

@@ -1,17 +1,14 @@
 """`mome eval` and `mome transcribe` end to end, in-process, and their one-line errors for bad input."""
 
 import json
-from fractions import Fraction
 
-import av
-import numpy as np
 import pytest
 import torch
 
 from mome.cli import main
 from mome.config import load_config
 from mome.data.labels import read_labels, write_labels
-from mome.data.media import read_audio, read_video
+from mome.data.media import read_audio, read_video, write_video
 from mome.data.synthetic import synthesize_corpus
 from mome.models.avsr import build_model
 from mome.training.checkpoint import save_checkpoint
@@ -90,20 +87,7 @@ def test_labels_with_missing_media(run, tmp_path, capsys):
 
 def _mux_with_audio(video_path, audio_path, out):
     """The mouth clip with its wav as an AAC track: what a camera recording would look like."""
-    frames, audio = read_video(video_path), read_audio(audio_path)
-    with av.open(str(out), "w") as c:
-        vs = c.add_stream("libx264", rate=25)
-        vs.width, vs.height, vs.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        aus = c.add_stream("aac", rate=16000, layout="mono")
-        for i, f in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(f, format="rgb24")
-            vf.pts, vf.time_base = i, Fraction(1, 25)
-            c.mux(vs.encode(vf))
-        c.mux(vs.encode(None))
-        af = av.AudioFrame.from_ndarray((audio * 32767).astype(np.int16)[None], format="s16", layout="mono")
-        af.sample_rate, af.pts = 16000, 0
-        c.mux(aus.encode(af))
-        c.mux(aus.encode(None))
+    write_video(out, read_video(video_path), audio=read_audio(audio_path))
 
 
 def test_transcribe(run, tmp_path, capsys):

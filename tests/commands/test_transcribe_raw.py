@@ -16,6 +16,7 @@ import soundfile as sf
 import torch
 
 from mome.cli import main
+from mome.data.media import write_video
 from mome.config import load_config
 from mome.models.avsr import build_model
 from mome.training.checkpoint import save_checkpoint
@@ -46,19 +47,7 @@ def raw_clip(tmp_path_factory):
     assert rate == 16000
     frames = astronaut_frames(int(np.ceil(len(speech) / rate * 30)))  # a 30 fps camera
     path = folder / "speaker.mp4"
-    with av.open(str(path), "w") as c:
-        vs = c.add_stream("libx264", rate=30)
-        vs.width, vs.height, vs.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        aus = c.add_stream("aac", rate=16000, layout="mono")
-        for i, f in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(f, format="rgb24")
-            vf.pts, vf.time_base = i, Fraction(1, 30)
-            c.mux(vs.encode(vf))
-        c.mux(vs.encode(None))
-        af = av.AudioFrame.from_ndarray((speech * 32767).astype(np.int16)[None], format="s16", layout="mono")
-        af.sample_rate, af.pts = 16000, 0
-        c.mux(aus.encode(af))
-        c.mux(aus.encode(None))
+    write_video(path, frames, fps=30, audio=speech)
     return path, len(speech) / rate
 
 

@@ -2,7 +2,6 @@
 (scikit-image's astronaut), with an AAC audio track and LRS3 transcripts with word timings."""
 
 import json
-from fractions import Fraction
 
 import av
 import cv2
@@ -13,7 +12,7 @@ from mome.cli import main
 from mome.data.face import FaceLandmarker
 from mome.data.labels import read_labels
 from mome.data.lrs import Word, read_media, scan_release, segment_words, shard
-from mome.data.media import read_audio, read_video
+from mome.data.media import read_audio, read_video, write_video
 from mome.data.mouth_crop import apply_transform, crop_mouths
 
 skimage_data = pytest.importorskip("skimage.data")
@@ -36,20 +35,7 @@ def astronaut_frames(n: int) -> np.ndarray:
 
 def write_av(path, frames, audio, fps=25):
     """mp4 with H.264 video and a 16 kHz mono AAC track, like the LRS release."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as c:
-        vs = c.add_stream("libx264", rate=fps)
-        vs.width, vs.height, vs.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        aus = c.add_stream("aac", rate=16000, layout="mono")
-        for i, f in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(f, format="rgb24")
-            vf.pts, vf.time_base = i, Fraction(1, fps)
-            c.mux(vs.encode(vf))
-        c.mux(vs.encode(None))
-        af = av.AudioFrame.from_ndarray((audio * 32767).astype(np.int16)[None], format="s16", layout="mono")
-        af.sample_rate, af.pts = 16000, 0
-        c.mux(aus.encode(af))
-        c.mux(aus.encode(None))
+    write_video(path, frames, fps=fps, audio=audio)
 
 
 def write_txt(path, words):

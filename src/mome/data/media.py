@@ -37,8 +37,12 @@ def _check_file(path: Path) -> None:
         raise MediaError(path, "empty file")
 
 
-def write_video(path: str | Path, frames: np.ndarray, fps: int = FPS, crf: int = 20) -> None:
+def write_video(path: str | Path, frames: np.ndarray, fps: int = FPS, crf: int = 20,
+                audio: np.ndarray | None = None, sample_rate: int = SAMPLE_RATE) -> None:
     """Encode uint8 RGB frames [T, H, W, 3] as H.264 yuv420p mp4, byte-identical for identical frames.
+
+    `audio` (float [S] in [-1, 1], mono) adds an AAC track, as a camera recording has (raw-video tests,
+    `mome transcribe` on ordinary videos); the corpus itself keeps audio in its wav files.
 
     One encoder thread, so that the bitstream does not depend on thread scheduling, and no macroblock-tree
     rate control (`mbtree=0`): with it, x264's SIMD code made about one encode in three differ from the
@@ -55,11 +59,18 @@ def write_video(path: str | Path, frames: np.ndarray, fps: int = FPS, crf: int =
         stream.codec_context.thread_count = 1
         stream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1",
                           "x264-params": X264_PARAMS}
+        audio_stream = container.add_stream("aac", rate=sample_rate, layout="mono") if audio is not None else None
         for i, frame in enumerate(frames):
             vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
             vf.pts, vf.time_base = i, Fraction(1, fps)  # explicit timing: rate control depends on it
             container.mux(stream.encode(vf))
         container.mux(stream.encode(None))
+        if audio_stream is not None:
+            pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)[None]  # [1, S]
+            af = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+            af.sample_rate, af.pts = sample_rate, 0
+            container.mux(audio_stream.encode(af))
+            container.mux(audio_stream.encode(None))
 
 
 def read_video(path: str | Path) -> np.ndarray:
