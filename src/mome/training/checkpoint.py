@@ -54,13 +54,21 @@ def save_checkpoint(
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file, or a run / checkpoints directory (its newest checkpoint)."""
+    """A checkpoint file, or a run / checkpoints directory (its newest checkpoint).
+
+    `latest` is written right after its checkpoint; a kill between the two leaves a complete `step-*.pt`
+    without a pointer, so the newest such file is used when `latest` is missing or stale.
+    """
     path = Path(path)
     for directory in (path, path / "checkpoints"):
         if (directory / LATEST).is_file():
             name = (directory / LATEST).read_text().strip()
             if (directory / name).is_file():
-                return directory / name
+                newest = sorted(directory.glob("step-*.pt"))[-1]
+                return newest if newest.name > name else directory / name
+        steps = sorted(directory.glob("step-*.pt")) if directory.is_dir() else []
+        if steps:
+            return steps[-1]
     if path.is_file():
         return path
     raise UserError(f"no checkpoint at {path} (expected a .pt file or a run directory with checkpoints/latest)")
