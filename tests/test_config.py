@@ -82,3 +82,12 @@ def test_cli_reports_user_errors_in_one_line(capsys: pytest.CaptureFixture[str])
     assert len(err) == 1 and err[0].startswith("mome: error: model.adapter.kind")
     assert main(["params", "no-such-preset"]) == 2
     assert "no such file or preset" in capsys.readouterr().err
+
+
+def test_training_refuses_a_random_llm_unless_allowed() -> None:
+    from mome.errors import UserError
+    from mome.training.recipe import train
+
+    with pytest.raises(UserError, match=r"model\.llm\.path"):
+        train(load_config("paper-mome-23-4-mhsa"))  # architecture only: no weights to train on
+    assert load_config("tiny").model.llm.allow_random_weights

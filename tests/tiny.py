@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from mome.config import Config, LLMConfig, ModelConfig, load_config
+from mome.config import LLMConfig, ModelConfig
 
 TINY_LLAMA = dict(
     model_type="llama", hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
@@ -35,8 +35,3 @@ def tiny_model_config(kind: str = "mome", arch: dict | None = None, **mome) -> M
         cfg.compression.audio_rates, cfg.compression.video_rates = [4], [2]
     return cfg
 
-
-def tiny_config(kind: str = "mome") -> Config:
-    cfg = load_config("tiny")
-    cfg.model = tiny_model_config(kind)
-    return cfg

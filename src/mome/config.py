@@ -116,6 +116,9 @@ class LLMConfig:
     """Expected LLM width; checked against the loaded LLM so a wrong checkpoint fails early."""
     dtype: str = "float32"
     """Dtype of the frozen LLM weights (`bfloat16` on GPUs)."""
+    allow_random_weights: bool = False
+    """Let `mome train` run on an LLM built from `arch` alone (random weights: tests, the `tiny` preset). Off,
+    so that a paper preset started without `path` fails instead of training on a random LLM."""
 
 
 @dataclass

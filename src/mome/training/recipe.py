@@ -287,7 +287,7 @@ class Trainer:
 
 def train(cfg: Config, resume: bool = True) -> dict[str, float]:
     """Train `cfg` in its output directory (resuming if it holds a checkpoint); returns the last metrics."""
-    if cfg.model.llm.path is None and not cfg.name.startswith("tiny"):
+    if cfg.model.llm.path is None and not cfg.model.llm.allow_random_weights:
         raise UserError(
             "model.llm.path: not set; this preset describes the LLM's architecture only. Point it at a local "
             "Hugging Face directory (or `embedded:smollm2-135m`) to train"
