@@ -89,6 +89,11 @@ class CompressionConfig:
     def uses_video(self) -> bool:
         return self.task in ("vsr", "avsr")
 
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The streams a dataset must load for this task: ("audio",), ("video",) or both."""
+        return tuple(m for m, used in (("audio", self.uses_audio), ("video", self.uses_video)) if used)
+
 
 @dataclass
 class ProjectorConfig:

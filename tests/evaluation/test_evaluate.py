@@ -7,7 +7,8 @@ import torch
 
 from mome.config import load_config
 from mome.data.synthetic import synthesize_corpus
-from mome.evaluation.evaluate import evaluate, load_model, tokens_per_second
+from mome.evaluation.evaluate import evaluate, tokens_per_second
+from mome.training.checkpoint import model_from_checkpoint
 from mome.models.avsr import build_model
 from mome.training.checkpoint import save_checkpoint
 
@@ -31,7 +32,7 @@ def run(tmp_path_factory):
 
 def _evaluate(run, out, overrides=()):
     root, path = run
-    model, cfg = load_model(path, [*FAST, *overrides])
+    model, cfg = model_from_checkpoint(path, [*FAST, *overrides])
     return evaluate(model, cfg, "labels/train.csv", root, model.combinations, [None, 0.0], out_dir=out,
                     batch_size=3, progress=False, info={"checkpoint": "ckpt"})
 
@@ -64,7 +65,7 @@ def test_writes_tables_plot_and_hypotheses(run, tmp_path):
 
 
 def test_tokens_per_second_definition(run):
-    model, _ = load_model(run[1], FAST)
+    model, _ = model_from_checkpoint(run[1], FAST)
     assert tokens_per_second(model, (16, 5)) == 50 / 16 + 25 / 5
     assert tokens_per_second(model, (4, None)) == 12.5
 

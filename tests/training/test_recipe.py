@@ -21,7 +21,7 @@ from mome.data.dataset import AVDataset
 from mome.data.bucketing import FrameBudgetBatchSampler
 from mome.models.avsr import build_model
 from mome.training.checkpoint import load_checkpoint
-from mome.training.recipe import modalities, train
+from mome.training.recipe import train
 from accelerate.utils import set_seed
 
 pytestmark = pytest.mark.slow
@@ -95,7 +95,7 @@ def test_ddp_two_cpu_processes(train_corpus: Path, tmp_path: Path) -> None:
     set_seed(cfg.train.seed)
     model = build_model(cfg.model).train()
     ds = AVDataset(train_corpus / cfg.data.train_labels, train_corpus, cfg.data, train=True,
-                   modalities=modalities(cfg), augment_seed=cfg.train.seed)  # fmt: skip
+                   modalities=cfg.model.compression.modalities, augment_seed=cfg.train.seed)  # fmt: skip
     ds.set_epoch(0)
     batches = [next(iter(FrameBudgetBatchSampler(ds.lengths, cfg.data.max_frames, seed=cfg.train.seed,
                                                  num_buckets=cfg.data.num_buckets, rank=r, world_size=2)))

@@ -55,7 +55,8 @@ def _collect_overrides(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     from mome.config import combinations, parse_combination
     from mome.errors import UserError
-    from mome.evaluation.evaluate import evaluate, load_model, markdown, parse_snr
+    from mome.evaluation.evaluate import evaluate, markdown, parse_snr
+    from mome.training.checkpoint import model_from_checkpoint
     from mome.training.checkpoint import checkpoint_config, load_checkpoint, resolve_checkpoint
 
     _collect_overrides(args)
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{args.labels}: label file not found (also looked in {root})")
 
     start = time.perf_counter()
-    model, cfg = load_model(checkpoint, args.overrides, device=args.device)
+    model, cfg = model_from_checkpoint(checkpoint, args.overrides, device=args.device)
     load_s = time.perf_counter() - start
     if args.beams is not None:
         cfg.decode.num_beams = args.beams

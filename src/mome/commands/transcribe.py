@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
 
     from mome.config import parse_combination
     from mome.errors import UserError
-    from mome.evaluation.evaluate import load_model, task_modalities
+    from mome.training.checkpoint import model_from_checkpoint
     from mome.training.checkpoint import checkpoint_config, load_checkpoint, resolve_checkpoint
 
     if args.beams is not None and args.beams < 1:
@@ -136,12 +136,12 @@ def run(args: argparse.Namespace) -> int:
     combo = parse_combination(args.rates, comp) if args.rates else (
         min(comp.audio_rates) if comp.uses_audio else None, min(comp.video_rates) if comp.uses_video else None)
     start = time.perf_counter()
-    batch = read_clip(Path(args.video), Path(args.audio) if args.audio else None, task_modalities(cfg),
+    batch = read_clip(Path(args.video), Path(args.audio) if args.audio else None, cfg.model.compression.modalities,
                       cfg.data.crop_size, args.input, times)
     times["read"] = time.perf_counter() - start - times.get("face", 0.0)
 
     start = time.perf_counter()
-    model, cfg = load_model(checkpoint, args.overrides, device=args.device)
+    model, cfg = model_from_checkpoint(checkpoint, args.overrides, device=args.device)
     if args.beams is not None:
         cfg.decode.num_beams = args.beams
     batch = {k: v.to(args.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}

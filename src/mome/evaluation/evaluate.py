@@ -82,24 +82,7 @@ def tokens_per_second(model: AVSRModel, combo: Combination) -> float:
     return out
 
 
-def task_modalities(cfg: Config) -> tuple[str, ...]:
-    """The streams the dataset loads: those the model's task uses."""
-    comp = cfg.model.compression
-    return tuple(m for m, used in (("audio", comp.uses_audio), ("video", comp.uses_video)) if used)
-
-
 # ------------------------------------------------------------------------------------------ model
-def load_model(checkpoint: str | Path, overrides: list[str] | None = None,
-               device: str | torch.device | None = None) -> tuple[AVSRModel, Config]:
-    """`model_from_checkpoint`, with torch seeded by `train.seed` first, as the training recipe does before
-    `build_model`: the frozen parts of a model built from `arch` (random weights, e.g. the tiny preset) are
-    then the very ones it was trained with, and every load gives the same model."""
-    from mome.training.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint
-
-    torch.manual_seed(checkpoint_config(load_checkpoint(checkpoint), overrides).train.seed)
-    return model_from_checkpoint(checkpoint, overrides, device=device)
-
-
 # ------------------------------------------------------------------------------------------ data
 class _Tracked(Dataset):
     """`AVDataset` items in label order, with a failed item turned into {"id", "error"} instead of None.
@@ -234,7 +217,7 @@ def evaluate(model: AVSRModel, cfg: Config, labels: str | Path, root: str | Path
         info: extra fields for results.json (checkpoint path, overrides ...).
     """
     decode = decode or cfg.decode
-    modalities = task_modalities(cfg)
+    modalities = cfg.model.compression.modalities
     if "audio" not in modalities and any(s is not None for s in snrs):
         log.warning("task %s uses no audio: noise has no effect, evaluating clean only", cfg.model.compression.task)
         snrs = [None]

@@ -63,11 +63,6 @@ class SkipFirst(Sampler[list[int]]):
         return max(0, len(self.sampler) - self.skip)
 
 
-def modalities(cfg: Config) -> tuple[str, ...]:
-    comp = cfg.model.compression
-    return tuple(m for m, used in (("audio", comp.uses_audio), ("video", comp.uses_video)) if used)
-
-
 def _data_root(cfg: Config) -> Path:
     if cfg.data.root is None:
         raise UserError("data.root: not set; point it at a corpus (e.g. data.root=corpus from `mome synth corpus`)")
@@ -82,7 +77,7 @@ def _dataset(cfg: Config, labels: str, train: bool) -> AVDataset:
     path = Path(labels) if Path(labels).is_absolute() else root / labels
     if not path.is_file():
         raise UserError(f"label file not found: {path}")
-    ds = AVDataset(path, root, cfg.data, train=train, modalities=modalities(cfg), augment_seed=cfg.train.seed)
+    ds = AVDataset(path, root, cfg.data, train=train, modalities=cfg.model.compression.modalities, augment_seed=cfg.train.seed)
     if len(ds) == 0:
         raise UserError(f"{path}: no usable rows ({len(ds.label_problems)} malformed)")
     return ds
@@ -127,6 +122,7 @@ class Trainer:
         set_seed(cfg.train.seed)
         self.model: AVSRModel = build_model(cfg.model)
         self.train_set = _dataset(cfg, cfg.data.train_labels, train=True)
+        self.val_set: AVDataset | None = None
         self.sampler = FrameBudgetBatchSampler(
             self.train_set.lengths, cfg.data.max_frames, shuffle=True, seed=cfg.train.seed,
             num_buckets=cfg.data.num_buckets, rank=self.accel.process_index, world_size=self.accel.num_processes,
@@ -207,7 +203,9 @@ class Trainer:
         cfg = self.cfg
         if not cfg.data.val_labels:
             return {}
-        ds = _dataset(cfg, cfg.data.val_labels, train=False)
+        if self.val_set is None:  # read the label file and corpus metadata once, not at every validation
+            self.val_set = _dataset(cfg, cfg.data.val_labels, train=False)
+        ds = self.val_set
         sampler = FrameBudgetBatchSampler(ds.lengths, cfg.data.max_frames, shuffle=False,
                                           rank=self.accel.process_index, world_size=self.accel.num_processes)  # fmt: skip
         self.model.eval()
