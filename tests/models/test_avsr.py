@@ -56,6 +56,44 @@ def test_initial_adapters_leave_the_llm_unchanged(kind: str, arch: dict) -> None
     torch.testing.assert_close(model.llm(inputs_embeds=x, attention_mask=mask).logits, want, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("kind", ADAPTER_KINDS + ["none"])
+def test_model_moves_with_to(kind: str) -> None:
+    """`model.to(device)` is how a GPU run starts: no adapter module may shadow nn.Module's own methods
+    (a LoRA method once named `_apply` broke `.to()` for every LoRA baseline)."""
+    model = _model(kind).to(torch.float64)
+    assert {p.dtype for p in model.parameters()} == {torch.float64}
+    out = model(_double(_features()), TEXTS[:3])
+    assert torch.isfinite(out.loss)
+
+
+def _double(f: Features) -> Features:
+    return Features(f.audio.double(), f.audio_lengths, f.video.double(), f.video_lengths)
+
+
+@pytest.mark.parametrize("kind", ADAPTER_KINDS)
+def test_trains_under_bf16_autocast_with_a_bf16_llm(kind: str) -> None:
+    """The paper presets train in bf16 (`train.precision`): a bf16 LLM under autocast. MoME's router must
+    still decide in fp32, and gradients must reach every trainable tensor."""
+    cfg = tiny_model_config(kind)
+    cfg.llm.dtype = "bfloat16"
+    model = AVSRModel.from_config(cfg, audio_dim=12, video_dim=10).train()
+    with torch.no_grad():
+        for p in model.adapters.parameters():
+            p.add_(0.01)  # zero-initialised up projections would leave the routers without gradient
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(_features(), TEXTS[:3])
+    assert torch.isfinite(out.loss)
+    out.loss.backward()
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    for m in model.adapters.modules():
+        if getattr(m, "router", None) is not None:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                logits = m.router_logits(torch.randn(5, m.router.shape[-1], dtype=torch.bfloat16), torch.zeros(5, dtype=torch.long))
+            assert logits.dtype == torch.float32
+
+
 @pytest.mark.parametrize("kind", ADAPTER_KINDS)
 def test_batched_loss_equals_sequential_loss(kind: str) -> None:
     model = _model(kind, shared_router=(kind != "mome"))  # MoME with per-granularity routers: the hard case

@@ -48,24 +48,24 @@ class LoRABank(nn.Module):
                 bound = 1 / math.sqrt(rank)
                 nn.init.uniform_(self.up[i], -bound, bound)
 
-    def _apply(self, x: torch.Tensor, bank: int) -> torch.Tensor:
+    def _bank_delta(self, x: torch.Tensor, bank: int) -> torch.Tensor:
         return (x @ self.down[bank]) @ self.up[bank]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [B, L, in] -> scaled delta [B, L, out] for each row's granularity."""
         x = x.to(self.down.dtype)
-        delta = self._apply(x, 0) if self.has_shared else None
+        delta = self._bank_delta(x, 0) if self.has_shared else None
         if self.num_specific:
             offset = int(self.has_shared)
             ctx = context.current()
             if isinstance(ctx.combination, int):
-                specific = self._apply(x, offset + ctx.combination)
+                specific = self._bank_delta(x, offset + ctx.combination)
             else:  # rows of several granularities in one batch: apply each bank to its own rows
                 combo = ctx.combination_per_row(x.shape[0], x.device)
                 specific = x.new_zeros(*x.shape[:-1], self.up.shape[-1])
                 for c in combo.unique().tolist():
                     rows = (combo == c).nonzero().squeeze(1)
-                    specific = specific.index_copy(0, rows, self._apply(x[rows], offset + c))
+                    specific = specific.index_copy(0, rows, self._bank_delta(x[rows], offset + c).to(specific.dtype))
             delta = specific if delta is None else delta + specific
         return self.scaling * delta
 

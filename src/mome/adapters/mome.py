@@ -78,10 +78,13 @@ class MoMEAdapter(nn.Module):
         """x: [N, d], combination: [N] -> logits [N, E] from each token's granularity's router (fp32)."""
         assert self.router is not None
         num_routers, num_experts, dim = self.router.shape
-        if num_routers == 1:
-            return x.float() @ self.router[0].float().t()
-        # Every router on every token ([N, R*E]), then keep each token's own: cheaper than gathering weights.
-        all_logits = (x.float() @ self.router.reshape(-1, dim).float().t()).view(-1, num_routers, num_experts)
+        # Under bf16 autocast a matmul runs in bf16 whatever its inputs: switch autocast off so that the
+        # routing decision (top-k of nearly tied logits) is made in fp32.
+        with torch.autocast(x.device.type, enabled=False):
+            if num_routers == 1:
+                return x.float() @ self.router[0].float().t()
+            # Every router on every token ([N, R*E]), then keep each token's own: cheaper than gathering weights.
+            all_logits = (x.float() @ self.router.reshape(-1, dim).float().t()).view(-1, num_routers, num_experts)
         return all_logits.gather(1, combination.view(-1, 1, 1).expand(-1, 1, num_experts)).squeeze(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

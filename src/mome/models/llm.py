@@ -109,7 +109,9 @@ def load_llm(cfg: LLMConfig, device: str | torch.device | None = None) -> Loaded
     if cfg.path is not None and not meta:
         model = AutoModelForCausalLM.from_pretrained(resolve_path(cfg.path), config=config, dtype=dtype)
     else:
-        with torch.device(device or "cpu"):
+        # The caller's device context (`with torch.device("cuda")`) is kept: a 3B LLM initialised on the
+        # host and then moved takes minutes.
+        with torch.device(device if device is not None else torch.get_default_device()):
             model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         # New rows stay frozen, like the rest of the LLM (as in the reference code).
