@@ -7,8 +7,9 @@ Stages (each skipped when its output exists, so an interrupted demo continues wh
     3 lip        compact AV-HuBERT-style lip encoder pretrained on the train split, frozen   <out>/lip_encoder.pt
     4 avsr       MoME on audio {4,16} x video {2,5} (preset `demo`)                        <out>/runs/avsr
     5 asr        the same budget on audio only {4,16}: the baseline for the noise claim     <out>/runs/asr
-    6 eval       test split (unseen speakers and sentences), clean and babble at 0 dB      <out>/eval/*
-    7 report     <out>/README.md: what ran, timings, WER tables, plots
+    6 vsr        the same budget on video only {2,5}: lip reading alone                     <out>/runs/vsr
+    7 eval       test split (unseen speakers and sentences), clean and babble at 0 dB      <out>/eval/*
+    8 report     <out>/README.md: what ran, timings, WER tables, plots
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ class DemoOptions:
     lip_steps: int = 200
     avsr_steps: int = 200
     asr_steps: int = 200
+    vsr_steps: int = 200
+    """0 skips the video-only model (VSR)."""
     snrs: list[float | None] = field(default_factory=lambda: [None, 0.0])
     eval_limit: int | None = None
     asr_baseline: bool = True
@@ -62,11 +65,14 @@ def _corpus(opts: DemoOptions) -> Path:
     return root
 
 
-def _models() -> None:
+def _models(cfg: Config) -> None:
+    """Convert the shipped models that the preset names (`embedded:<name>`), once; later runs reuse the cache."""
     from mome.convert.embedded import ensure_embedded
 
-    for name in ("smollm2-135m", "whisper-tiny.en"):
-        print(f"{name}: {ensure_embedded(name)}")
+    for path in (cfg.model.llm.path, cfg.model.encoders.audio.path):
+        if path and path.startswith("embedded:"):
+            name = path.split(":", 1)[1]
+            print(f"{name}: {ensure_embedded(name)}")
 
 
 def _lip_encoder(opts: DemoOptions, corpus: Path) -> Path:
@@ -74,7 +80,8 @@ def _lip_encoder(opts: DemoOptions, corpus: Path) -> Path:
 
     path = opts.out / "lip_encoder.pt"
     if not path.is_file():
-        metrics = pretrain_video(corpus, path, steps=opts.lip_steps, seed=opts.seed)
+        arch = load_config(opts.preset).model.encoders.video.arch or {}
+        metrics = pretrain_video(corpus, path, steps=opts.lip_steps, seed=opts.seed, arch=arch.get("name", "compact"))
         (opts.out / "lip_encoder.json").write_text(json.dumps(metrics, indent=2, default=str))
     return path
 
@@ -89,6 +96,8 @@ def run_config(opts: DemoOptions, corpus: Path, lip: Path, task: str, steps: int
     ]
     if task == "asr":
         overrides += ["model.compression.task=asr", "model.encoders.video.kind=none", "name=demo-asr"]
+    elif task == "vsr":
+        overrides += ["model.compression.task=vsr", "model.encoders.audio.kind=none", "name=demo-vsr"]
     return load_config(opts.preset, overrides + opts.overrides)
 
 
@@ -106,7 +115,8 @@ def _evaluate(opts: DemoOptions, task: str) -> dict[str, Any]:
     if (out_dir / "results.json").is_file():
         return json.loads((out_dir / "results.json").read_text())
     model, cfg = model_from_checkpoint(opts.out / "runs" / task)
-    return evaluate(model, cfg, cfg.data.test_labels, cfg.data.root, model.combinations, opts.snrs,
+    snrs = [None] if task == "vsr" else opts.snrs  # babble is added to the audio, which VSR never hears
+    return evaluate(model, cfg, cfg.data.test_labels, cfg.data.root, model.combinations, snrs,
                     out_dir=out_dir, limit=opts.eval_limit)  # fmt: skip
 
 
@@ -117,11 +127,12 @@ def run_demo(opts: DemoOptions) -> Path:
     opts.out.mkdir(parents=True, exist_ok=True)
     timer = Timer(opts.out / "timings.json")
     corpus = timer.run("corpus", lambda: _corpus(opts))
-    timer.run("models", _models)
+    timer.run("models", lambda: _models(load_config(opts.preset)))
     lip = timer.run("lip encoder", lambda: _lip_encoder(opts, corpus))
-    tasks = ["avsr"] + (["asr"] if opts.asr_baseline else [])
+    steps = {"avsr": opts.avsr_steps, "asr": opts.asr_steps if opts.asr_baseline else 0, "vsr": opts.vsr_steps}
+    tasks = [task for task, n in steps.items() if n > 0]
     for task in tasks:
-        cfg = run_config(opts, corpus, lip, task, opts.avsr_steps if task == "avsr" else opts.asr_steps)
+        cfg = run_config(opts, corpus, lip, task, steps[task])
         timer.run(f"train {task}", lambda cfg=cfg: _train(cfg))
     results = {task: timer.run(f"eval {task}", lambda task=task: _evaluate(opts, task)) for task in tasks}
     return write_report(opts, results, timer.times)

@@ -1,5 +1,5 @@
-"""`mome demo`: synthesise a corpus, convert the shipped models, pretrain the lip encoder, train MoME and an
-audio-only baseline, evaluate both on unseen speakers, and write a report. Rerun to continue after a stop."""
+"""`mome demo`: synthesise a corpus, convert the shipped models, pretrain the lip encoder, train MoME, an
+audio-only baseline and a video-only model, evaluate them on unseen speakers, and write a report. Rerun to continue after a stop."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=d.avsr_steps, help="training steps of each model")
     parser.add_argument("--eval-limit", type=int, default=None, help="evaluate on the first N test utterances only")
     parser.add_argument("--no-asr-baseline", action="store_true", help="skip the audio-only baseline")
+    parser.add_argument("--no-vsr", action="store_true", help="skip the video-only model")
     parser.add_argument("--preset", default=d.preset, help="training preset (default: demo)")
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE overrides for the training runs")
 
@@ -27,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
 
     opts = DemoOptions(
         out=args.out, utterances=args.utterances, seed=args.seed, lip_steps=args.lip_steps,
-        avsr_steps=args.steps, asr_steps=args.steps, eval_limit=args.eval_limit,
+        avsr_steps=args.steps, asr_steps=args.steps, vsr_steps=0 if args.no_vsr else args.steps, eval_limit=args.eval_limit,
         asr_baseline=not args.no_asr_baseline, preset=args.preset, overrides=list(args.overrides),
     )  # fmt: skip
     report = run_demo(opts)

@@ -27,7 +27,7 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from mome.config import Config, save_config
+from mome.config import Config, combination_key, save_config
 from mome.data.bucketing import FrameBudgetBatchSampler
 from mome.data.collate import collate
 from mome.data.dataset import AVDataset
@@ -167,24 +167,57 @@ class Trainer:
     def train_step(self, batch: dict) -> dict[str, float]:
         self.model.train()
         batch = _to(batch, self.accel.device)
-        with self.accel.autocast():
-            features = self.model.encode(batch)
-            out: AVSROutput = self.ddp_model(features, batch["texts"])
-            world = self.accel.num_processes
-            loss, lm_loss, ce = _distributed_lm_loss(out, world)
-            aux_loss = out.loss - out.lm_loss  # MoME router terms, weighted already (per rank, averaged by DDP)
-            loss = loss + aux_loss
+        world = self.accel.num_processes
         self.optimizer.zero_grad(set_to_none=True)
-        self.accel.backward(loss)
+        if self.cfg.train.granularity_loop:
+            lm_loss, ce, aux_loss, keys, aux = self._looped_backward(batch)
+        else:
+            with self.accel.autocast():
+                features = self.model.encode(batch)
+                out: AVSROutput = self.ddp_model(features, batch["texts"])
+                loss, lm_loss, ce = _distributed_lm_loss(out, world)
+                aux_loss = out.loss - out.lm_loss  # MoME router terms, weighted already (per rank, averaged by DDP)
+                loss = loss + aux_loss
+            self.accel.backward(loss)
+            keys, aux = list(out.ce), out.aux
         if self.cfg.train.grad_clip:
             self.accel.clip_grad_norm_(self.model.trainable_parameters(), self.cfg.train.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         aux_mean = _all_sum(aux_loss, world) / world
         values = {"loss": (lm_loss + aux_mean).item(), "lm_loss": lm_loss.item(), "lr": self.scheduler.get_last_lr()[0]}
-        values.update({f"ce/{k}": ce[i].item() for i, k in enumerate(out.ce)})
-        values.update({f"router/{k}": (_all_sum(v, world) / world).item() for k, v in out.aux.items()})
+        values.update({f"ce/{k}": ce[i].item() for i, k in enumerate(keys)})
+        values.update({f"router/{k}": (_all_sum(v, world) / world).item() for k, v in aux.items()})
         return values
+
+    def _looped_backward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str], dict]:
+        """`train.granularity_loop`: one forward + backward per granularity on the plain model, then one
+        all-reduce of the gradients (DDP's hooks would wait for the projectors a granularity does not use).
+        Each term is the batched loss's term for that granularity, so the gradient is the same."""
+        world, model = self.accel.num_processes, self.model
+        n = len(model.combinations)
+        with self.accel.autocast(), torch.no_grad():
+            features = model.encode(batch)
+        lm_losses, ces, auxes, router = [], [], [], []
+        for combo in model.combinations:
+            with self.accel.autocast():
+                out: AVSROutput = model(features, batch["texts"], [combo])
+                loss, lm_loss, ce = _distributed_lm_loss(out, world)
+                aux = out.loss - out.lm_loss
+            self.accel.backward((loss + aux) / n)
+            lm_losses.append(lm_loss)
+            ces.append(ce)
+            auxes.append(aux.detach())
+            router.append(out.aux)
+        if world > 1:
+            for p in model.trainable_parameters():
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+                dist.all_reduce(p.grad)
+                p.grad /= world
+        keys = [combination_key(c) for c in model.combinations]
+        router_mean = {k: torch.stack([r[k].detach() for r in router]).mean() for k in (router[0] if router else {})}
+        return torch.stack(lm_losses).mean(), torch.cat(ces), torch.stack(auxes).mean(), keys, router_mean
 
     def check_replicas(self) -> str:
         """Fail loudly if data-parallel replicas drifted apart; returns this rank's weight checksum."""
@@ -231,6 +264,10 @@ class Trainer:
 
     def fit(self) -> dict[str, float]:
         cfg = self.cfg
+        if self.state.step >= self.total_steps:  # a finished run: leave its checkpoint and logs untouched
+            if self.main:
+                print(f"{self.run_dir}: already trained for {self.state.step} steps; nothing to do")
+            return {}
         if self.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.run_dir / "config.yaml")
