@@ -238,8 +238,8 @@ class TrainConfig:
     granularity_loop: bool = False
     """`false`: all granularities in one LLM forward (rows = granularities x batch). `true`: one forward and
     backward per granularity, gradients accumulated (the reference's loop): the same gradient, less padding
-    and 2.5x less peak memory, but more, smaller kernels. benchmarks/ measured the loop 1.23-2.26x slower
-    on an H200 and 8-19% faster on the 2-core CPU, so only the CPU demo turns it on."""
+    and 2.5x less peak memory, but more, smaller kernels. Measured: 1.23-2.26x slower on an H200
+    (benchmarks/preset_step.py), and no faster in `mome train` on the 2-core CPU (2.12 vs 2.06 s/step)."""
 
 
 @dataclass

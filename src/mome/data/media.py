@@ -81,6 +81,9 @@ def read_video(path: str | Path) -> np.ndarray:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise MediaError(path, "no video stream")
+            # One decoder thread: loader workers already run one clip each, and FFmpeg's default (a thread
+            # per core) oversubscribes the cores that training needs.
+            container.streams.video[0].thread_count = 1
             frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     except MediaError:
         raise
