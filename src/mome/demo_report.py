@@ -44,9 +44,9 @@ def write_report(opts: Any, results: dict[str, dict[str, Any]], times: dict[str,
         "",
         "What ran: `mome demo` (stages in `mome/demo.py`). Frozen pretrained Whisper tiny.en and SmolLM2-135M "
         "(truncated to the layers the `demo` preset keeps), a frozen lip encoder pretrained on the train split, "
-        "trainable projectors and MoME adapters, audio {4,16} x video {2,5} trained together; an audio-only "
-        "model (ASR, the noise baseline) and a video-only model (VSR) with the same number of steps. "
-        "Test split = unseen speakers and sentences.",
+        "trainable projectors and MoME adapters, audio {4,16} x video {2,5} trained together "
+        f"({opts.avsr_steps} steps); an audio-only model with the same steps (ASR, the noise baseline) and a "
+        f"video-only model (VSR, {opts.vsr_steps} steps). Test split = unseen speakers and sentences.",
         "",
         f"Options: `{json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in vars(opts).items()})}`",
         "",
