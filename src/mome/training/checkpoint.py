@@ -54,24 +54,20 @@ def save_checkpoint(
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file, or a run / checkpoints directory (its newest checkpoint).
+    """A checkpoint file, or a run / checkpoints directory (its newest `step-*.pt`).
 
-    `latest` is written right after its checkpoint; a kill between the two leaves a complete `step-*.pt`
-    without a pointer, so the newest such file is used when `latest` is missing or stale.
+    The newest step file is always the one `latest` names, or newer: a kill between writing a checkpoint
+    and its `latest` pointer leaves a complete step file without a pointer. So the step files decide, and
+    `latest` is only a pointer for people and scripts.
     """
     path = Path(path)
     for directory in (path, path / "checkpoints"):
-        if (directory / LATEST).is_file():
-            name = (directory / LATEST).read_text().strip()
-            if (directory / name).is_file():
-                newest = sorted(directory.glob("step-*.pt"))[-1]
-                return newest if newest.name > name else directory / name
         steps = sorted(directory.glob("step-*.pt")) if directory.is_dir() else []
         if steps:
             return steps[-1]
     if path.is_file():
         return path
-    raise UserError(f"no checkpoint at {path} (expected a .pt file or a run directory with checkpoints/latest)")
+    raise UserError(f"no checkpoint at {path} (expected a .pt file or a run directory with checkpoints/step-*.pt)")
 
 
 def latest_checkpoint(directory: str | Path) -> Path | None:
