@@ -49,7 +49,8 @@ from tqdm import tqdm
 
 from mome.data.face import FaceLandmarker, detect_landmarks
 from mome.data.labels import LabelRow, write_labels
-from mome.data.media import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, MediaError, cut_or_pad, write_audio, write_video
+from mome.data.media import (FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, MediaError, check_file, cut_or_pad, video_stream,
+                             write_audio, write_video)
 from mome.data.mouth_crop import MIN_FRAMES, CropError, MouthCrops, crop_mouths
 from mome.errors import UserError
 
@@ -208,18 +209,14 @@ def read_media(path: str | Path, need_audio: bool = True) -> tuple[np.ndarray, n
     import av
 
     path = Path(path)
-    if not path.is_file():
-        raise MediaError(path, "missing file")
-    if path.stat().st_size == 0:
-        raise MediaError(path, "empty file")
+    check_file(path)
     frames, times, chunks = [], [], []
     try:
         with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise MediaError(path, "no video stream")
+            vstream = video_stream(container, path)
             if need_audio and not container.streams.audio:
                 raise MediaError(path, "no audio track")
-            streams = [container.streams.video[0], *container.streams.audio[:1]]
+            streams = [vstream, *container.streams.audio[:1]]
             resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
             for packet in container.demux(*streams):
                 for frame in packet.decode():

@@ -30,7 +30,7 @@ class MediaError(UserError):
         self.path, self.reason = str(path), reason
 
 
-def _check_file(path: Path) -> None:
+def check_file(path: Path) -> None:
     if not path.is_file():
         raise MediaError(path, "missing file")
     if path.stat().st_size == 0:
@@ -73,18 +73,24 @@ def write_video(path: str | Path, frames: np.ndarray, fps: int = FPS, crf: int =
             container.mux(audio_stream.encode(None))
 
 
+def video_stream(container: "av.container.InputContainer", path: Path) -> "av.VideoStream":
+    """The first video stream of an open file, set to decode on one thread: every reader here runs one
+    clip per process (loader workers, `prepare-lrs` workers), and FFmpeg's default of a thread per core
+    oversubscribes the cores that the other processes need."""
+    if not container.streams.video:
+        raise MediaError(path, "no video stream")
+    stream = container.streams.video[0]
+    stream.thread_count = 1
+    return stream
+
+
 def read_video(path: str | Path) -> np.ndarray:
     """Decode all frames of an mp4 as uint8 RGB [T, H, W, 3]."""
     path = Path(path)
-    _check_file(path)
+    check_file(path)
     try:
         with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise MediaError(path, "no video stream")
-            # One decoder thread: loader workers already run one clip each, and FFmpeg's default (a thread
-            # per core) oversubscribes the cores that training needs.
-            container.streams.video[0].thread_count = 1
-            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video_stream(container, path))]
     except MediaError:
         raise
     except (av.error.FFmpegError, ValueError, OSError) as err:
@@ -104,7 +110,7 @@ def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int = SAMPLE_R
 def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Mono float32 [S] in [-1, 1]; multi-channel files are averaged to mono (as auto_avsr does)."""
     path = Path(path)
-    _check_file(path)
+    check_file(path)
     try:
         audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, ValueError) as err:
