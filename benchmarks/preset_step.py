@@ -62,7 +62,6 @@ def sync(device: torch.device) -> None:
 
 def build(cfg: Config, device: torch.device) -> AVSRModel:
     """Weights are created on the device itself: random init of a 3B LLM on the host would take minutes."""
-    cfg.model.llm.allow_random_weights = True
     with torch.device(device):
         model = build_model(cfg.model)
     return model.to(device).train()

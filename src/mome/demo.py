@@ -7,7 +7,7 @@ Stages (each skipped when its output exists, so an interrupted demo continues wh
     3 lip        compact AV-HuBERT-style lip encoder pretrained on the train split, frozen   <out>/lip_encoder.pt
     4 avsr       MoME on audio {4,16} x video {2,5} (preset `demo`)                        <out>/runs/avsr
     5 asr        the same budget on audio only {4,16}: the baseline for the noise claim     <out>/runs/asr
-    6 vsr        the same budget on video only {2,5}: lip reading alone                     <out>/runs/vsr
+    6 vsr        video only {2,5}, fewer steps: lip reading alone                           <out>/runs/vsr
     7 eval       test split (unseen speakers and sentences), clean and babble at 0 dB      <out>/eval/*
     8 report     <out>/README.md: what ran, timings, WER tables, plots
 """
@@ -82,12 +82,12 @@ def _models(cfg: Config) -> None:
             print(f"{name}: {ensure_embedded(name)}")
 
 
-def _lip_encoder(opts: DemoOptions, corpus: Path) -> Path:
+def _lip_encoder(opts: DemoOptions, corpus: Path, preset: Config) -> Path:
     from mome.training.pretrain_video import pretrain_video
 
     path = opts.out / "lip_encoder.pt"
     if not path.is_file():
-        arch = load_config(opts.preset).model.encoders.video.arch or {}
+        arch = preset.model.encoders.video.arch or {}
         metrics = pretrain_video(corpus, path, steps=opts.lip_steps, seed=opts.seed, arch=arch.get("name", "compact"))
         (opts.out / "lip_encoder.json").write_text(json.dumps(metrics, indent=2, default=str))
     return path
@@ -134,8 +134,9 @@ def run_demo(opts: DemoOptions) -> Path:
     opts.out.mkdir(parents=True, exist_ok=True)
     timer = Timer(opts.out / "timings.json")
     corpus = timer.run("corpus", lambda: _corpus(opts))
-    timer.run("models", lambda: _models(load_config(opts.preset)))
-    lip = timer.run("lip encoder", lambda: _lip_encoder(opts, corpus))
+    preset = load_config(opts.preset)
+    timer.run("models", lambda: _models(preset))
+    lip = timer.run("lip encoder", lambda: _lip_encoder(opts, corpus, preset))
     steps = {"avsr": opts.avsr_steps, "asr": opts.asr_steps if opts.asr_baseline else 0, "vsr": opts.vsr_steps}
     tasks = [task for task, n in steps.items() if n > 0]
     for task in tasks:

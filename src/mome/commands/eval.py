@@ -56,8 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from mome.config import combinations, parse_combination
     from mome.errors import UserError
     from mome.evaluation.evaluate import evaluate, markdown, parse_snr
-    from mome.training.checkpoint import model_from_checkpoint
-    from mome.training.checkpoint import checkpoint_config, load_checkpoint, resolve_checkpoint
+    from mome.training.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint, resolve_checkpoint
 
     _collect_overrides(args)
     for name in ("batch_size", "beams", "limit"):

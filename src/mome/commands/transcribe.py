@@ -123,8 +123,7 @@ def run(args: argparse.Namespace) -> int:
 
     from mome.config import parse_combination
     from mome.errors import UserError
-    from mome.training.checkpoint import model_from_checkpoint
-    from mome.training.checkpoint import checkpoint_config, load_checkpoint, resolve_checkpoint
+    from mome.training.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint, resolve_checkpoint
 
     if args.beams is not None and args.beams < 1:
         raise UserError("--beams must be at least 1")
