@@ -198,6 +198,9 @@ class DataConfig:
     """Frame budget of a training batch, in video frames (reference: 1000-1500 per GPU)."""
     crop_size: int = 88
     """Mouth crop fed to the video encoder (random in training, centre at evaluation)."""
+    time_mask: bool = True
+    """Training time masks (auto_avsr): up to 0.4 s of audio zeroed per second, up to 10 of every 25 video
+    frames. A regulariser for many epochs of real data; a short run on a small corpus loses whole words to it."""
     num_workers: int = 2
     """DataLoader worker processes."""
     num_buckets: int = 10

@@ -80,3 +80,24 @@ def test_training_items_vary_between_epochs_but_not_between_runs(corpus):
     assert torch.equal(a, ds[0]["audio"])
     ds.set_epoch(1)
     assert not torch.equal(a, ds[0]["audio"])
+
+
+
+
+def test_time_mask_switch(corpus):
+    """`data.time_mask: false` leaves training audio equal to the clean eval audio and masks no video frame."""
+    def items(time_mask: bool, train: bool) -> list[dict]:
+        cfg = DataConfig(root=str(corpus), time_mask=time_mask, train_snrs=[None])
+        ds = AVDataset("labels/train.csv", corpus, cfg, train=train)
+        return [ds[i] for i in range(len(ds))]
+
+    def masked_frames(batch: list[dict]) -> int:  # frames that were all zero before normalisation
+        return sum(int((it["video"].flatten(1) == (0 - VIDEO_MEAN) / VIDEO_STD).all(1).sum()) for it in batch)
+
+    def audio_as_eval(batch: list[dict]) -> list[bool]:
+        return [torch.equal(it["audio"], ref["audio"]) for it, ref in zip(batch, clean)]
+
+    clean = items(False, train=False)
+    off, on = items(False, train=True), items(True, train=True)
+    assert all(audio_as_eval(off)) and masked_frames(off) == 0
+    assert not all(audio_as_eval(on)) and masked_frames(on) > 0

@@ -98,7 +98,7 @@ class AVDataset(Dataset):
         if "video" in self.modalities:
             frames = read_video(stem.with_suffix(".mp4"))
             num_frames = len(frames)
-            item["video"] = video_transform(frames, self.train, rng, self.cfg.crop_size)
+            item["video"] = video_transform(frames, self.train, rng, self.cfg.crop_size, self.cfg.time_mask)
         if "audio" in self.modalities:
             path = stem.with_suffix(".wav")
             audio = read_audio(path)
@@ -111,6 +111,6 @@ class AVDataset(Dataset):
                 snr = self.cfg.train_snrs[int(rng.integers(len(self.cfg.train_snrs)))] if self.cfg.train_snrs else None
             else:
                 snr = self.eval_snr
-            item["audio"] = audio_transform(audio, self.train, rng, self.babble, snr)
+            item["audio"] = audio_transform(audio, self.train, rng, self.babble, snr, self.cfg.time_mask)
             item["meta"]["snr"] = snr
         return item

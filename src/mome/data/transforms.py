@@ -1,8 +1,8 @@
 """Audio and video transforms of auto_avsr (reference_code.md §4.4), on numpy input, returning torch tensors.
 
-    video train: x/255 -> random crop 88 -> grayscale -> time mask (<10 frames per 25) -> normalise
+    video train: x/255 -> random crop 88 -> grayscale -> time mask (<10 frames per 25; `data.time_mask`) -> normalise
     video eval:  x/255 -> centre crop 88 -> grayscale -> normalise
-    audio train: time mask (<0.4 s per second) -> babble at a random SNR (or clean) -> per-utterance norm
+    audio train: time mask (<0.4 s per second; `data.time_mask`) -> babble at a random SNR (or clean) -> per-utterance norm
     audio eval:  babble at a fixed SNR with a seeded generator (optional) -> per-utterance norm
 
 The time masks zero the signal before normalisation, as in the reference. Randomness comes from the
@@ -34,8 +34,9 @@ def time_mask(x: np.ndarray, window: int, stride: int, rng: np.random.Generator)
     return x
 
 
-def video_transform(frames: np.ndarray, train: bool, rng: np.random.Generator, crop: int = 88) -> torch.Tensor:
-    """uint8 RGB [T, H, W, 3] -> normalised grayscale float32 [T, 1, crop, crop]."""
+def video_transform(frames: np.ndarray, train: bool, rng: np.random.Generator, crop: int = 88,
+                    mask: bool = True) -> torch.Tensor:
+    """uint8 RGB [T, H, W, 3] -> normalised grayscale float32 [T, 1, crop, crop]; `mask`: time masks in training."""
     t, h, w, _ = frames.shape
     if h < crop or w < crop:
         raise ValueError(f"frames are {h}x{w}, smaller than the {crop} crop")
@@ -44,17 +45,17 @@ def video_transform(frames: np.ndarray, train: bool, rng: np.random.Generator, c
     else:
         top, left = (h - crop) // 2, (w - crop) // 2
     x = frames[:, top:top + crop, left:left + crop].astype(np.float32) / 255.0 @ _GRAY  # [T, crop, crop]
-    if train:
+    if train and mask:
         x = time_mask(x, window=10, stride=25, rng=rng)
     x = (x - VIDEO_MEAN) / VIDEO_STD
     return torch.from_numpy(np.ascontiguousarray(x[:, None], dtype=np.float32))
 
 
 def audio_transform(audio: np.ndarray, train: bool, rng: np.random.Generator, babble: Babble | None = None,
-                    snr: float | None = None) -> torch.Tensor:
-    """float32 [S] at 16 kHz -> [S]: (train) time mask, babble at `snr` (None = clean), layer norm."""
+                    snr: float | None = None, mask: bool = True) -> torch.Tensor:
+    """float32 [S] at 16 kHz -> [S]: (train, `mask`) time mask, babble at `snr` (None = clean), layer norm."""
     x = audio.astype(np.float32)
-    if train:
+    if train and mask:
         x = time_mask(x, window=6400, stride=16000, rng=rng)
     if babble is not None and snr is not None:
         x = babble.add(x, snr, rng)
