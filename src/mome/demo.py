@@ -36,9 +36,9 @@ class DemoOptions:
     # lip 0.6 s/step, AVSR 2.45-2.6, ASR 0.9-1.0, VSR 1.1-1.3; corpus, model conversion and evaluation take
     # 4-4.5 of the 15 minutes.
     lip_steps: int = 110
-    avsr_steps: int = 110
-    asr_steps: int = 110
-    vsr_steps: int = 60
+    avsr_steps: int = 400
+    asr_steps: int = 400
+    vsr_steps: int = 250
     """0 skips the video-only model (VSR)."""
     snrs: list[float | None] = field(default_factory=lambda: [None, 0.0])
     eval_limit: int | None = None
