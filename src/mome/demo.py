@@ -32,9 +32,9 @@ class DemoOptions:
     steps than 15 CPU minutes give (README, "Status"), so the demo spends most of its data where the
     budget can show the method working; `mome synth` alone defaults to 0.5."""
     seed: int = 0
-    # Steps fit the 15-minute budget on 2 cores with a margin for the VM's speed swings (README, "Status"):
-    # lip 0.6 s/step, AVSR 2.45-2.6, ASR 0.9-1.0, VSR 1.1-1.3; corpus, model conversion and evaluation take
-    # 4-4.5 of the 15 minutes.
+    # Steps fit the 15-minute budget on 2 cores with a margin for the VM's speed swings (~15%; README, "Status").
+    # Measured per step: lip 0.46 s, AVSR 0.70, ASR 0.26, VSR 0.40; corpus, model conversion and evaluation
+    # take ~3 of the 15 minutes.
     lip_steps: int = 110
     avsr_steps: int = 400
     asr_steps: int = 400
