@@ -82,8 +82,6 @@ def test_training_items_vary_between_epochs_but_not_between_runs(corpus):
     assert not torch.equal(a, ds[0]["audio"])
 
 
-
-
 def test_time_mask_switch(corpus):
     """`data.time_mask: false` leaves training audio equal to the clean eval audio and masks no video frame."""
     def items(time_mask: bool, train: bool) -> list[dict]:

@@ -25,7 +25,7 @@ features hardly separate the visemes (p/b/m 8%). Per-frame viseme labels give ev
 front end learns mouth shapes within a few hundred steps; adding the CTC term costs nothing per step, keeps
 most of that, and gives the best character probe, which is closest to what the LLM has to read off.
 Speed: ~1.1 ms per frame forward+backward on 2 idle cores (~0.4 s per 320-frame step); the demo's 110
-steps took 69 s with validation (`mome demo`, timings.json).
+steps took 54-69 s with validation over four `mome demo` runs (timings.json).
 """
 
 from __future__ import annotations
