@@ -71,6 +71,24 @@ def test_speakers_disjoint_between_splits(corpus):
     assert {s["split"] for s in babble} == {"train", "val", "test", "noise"}
 
 
+def test_fixed_voices_change_only_rate_and_pitch():
+    varied, fixed = make_speakers(0), make_speakers(0, fixed_voices=True)
+    assert len({(s.voice.rate, s.voice.pitch) for s in varied}) > 10  # default: every speaker its own
+    assert {(s.voice.rate, s.voice.pitch) for s in fixed} == {(1.0, 1.0)}
+    assert [(s.id, s.split, s.voice.engine, s.voice.name, s.appearance) for s in fixed] == \
+        [(s.id, s.split, s.voice.engine, s.voice.name, s.appearance) for s in varied]
+
+
+def test_synth_fixed_voices_flag(tmp_path):
+    from mome.cli import main
+
+    out = tmp_path / "corpus"
+    assert main(["synth", str(out), "--utterances", "10", "--engines", "flite", "--grid-fraction", "1",
+                 "--fixed-voices", "--babble-seconds", "0", "--workers", "1"]) == 0  # fmt: skip
+    speakers = json.loads((out / "meta" / "speakers.json").read_text())
+    assert {(s["engine"], s["rate"], s["pitch"]) for s in speakers} == {("flite", 1.0, 1.0)}
+
+
 def test_test_sentences_never_in_training():
     import random
 

@@ -9,7 +9,7 @@ speakers also differ in accent and voice variant, and no espeak voice+variant is
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mome.data.render import Appearance, random_appearance
 from mome.data.tts import ESPEAK_ACCENTS, ESPEAK_VARIANTS, FLITE_VOICES, Voice
@@ -32,9 +32,14 @@ class Speaker:
 
 
 def make_speakers(seed: int, counts: dict[str, int] | None = None, engines: tuple[str, ...] = ("flite", "espeak"),
-                  flite_fraction: float = 0.5) -> list[Speaker]:
+                  flite_fraction: float = 0.5, fixed_voices: bool = False) -> list[Speaker]:
     """Disjoint speakers per split; about `flite_fraction` of each split uses flite (at least one if the
-    engine is enabled and the split has two or more speakers)."""
+    engine is enabled and the split has two or more speakers).
+
+    `fixed_voices` keeps every voice at its default rate and pitch, so that speakers of one flite voice sound
+    alike across splits (the setting of the feasibility prototype, demo_feasibility.md); faces still differ.
+    The same random draws are made either way, so nothing else about the speakers changes.
+    """
     counts = counts or DEFAULT_SPEAKERS
     rng = random.Random(f"speakers:{seed}")
     espeak_pool = [f"{a}+{v}" for a in ESPEAK_ACCENTS for v in ESPEAK_VARIANTS]
@@ -56,6 +61,8 @@ def make_speakers(seed: int, counts: dict[str, int] | None = None, engines: tupl
             else:
                 voice = Voice("espeak", espeak_pool.pop(), round(rng.uniform(0.85, 1.2), 3),
                               round(rng.uniform(0.7, 1.3), 3))
+            if fixed_voices:
+                voice = replace(voice, rate=1.0, pitch=1.0)
             sid = f"{split}{i:03d}"
             speakers.append(Speaker(sid, split, voice, random_appearance(random.Random(f"face:{seed}:{sid}"))))
     return speakers

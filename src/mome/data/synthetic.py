@@ -135,7 +135,7 @@ def synthesize_corpus(out_dir: str | Path, num_utterances: int, seed: int = 0, *
                       grid_fraction: float = 0.5, engines: tuple[str, ...] = ("flite", "espeak"),
                       split_fractions: dict[str, float] | None = None,
                       speakers_per_split: dict[str, int] | None = None,
-                      babble_seconds: float = 60.0, babble_talkers: int = 6,
+                      babble_seconds: float = 60.0, babble_talkers: int = 6, fixed_voices: bool = False,
                       workers: int | None = None, progress: bool = True) -> dict:
     """Write a corpus of `num_utterances` utterances to `out_dir`; returns the report (also in meta/report.json).
 
@@ -144,12 +144,13 @@ def synthesize_corpus(out_dir: str | Path, num_utterances: int, seed: int = 0, *
         engines: TTS engines to use, `("flite",)`, `("espeak",)` or both.
         split_fractions: share of utterances per split (default train 0.8, val 0.1, test 0.1).
         speakers_per_split: number of distinct speakers per split and for the babble (`noise`).
+        fixed_voices: every voice at its default rate and pitch (see `make_speakers`).
         workers: processes (default: all cores); the output is the same for any value.
     """
     root = Path(out_dir)
     split_fractions = split_fractions or {"train": 0.8, "val": 0.1, "test": 0.1}
     counts = {**DEFAULT_SPEAKERS, **(speakers_per_split or {})}
-    speakers = make_speakers(seed, counts, engines)
+    speakers = make_speakers(seed, counts, engines, fixed_voices=fixed_voices)
     jobs = plan(num_utterances, seed, split_fractions, grid_fraction, speakers)
     workers = workers or os.cpu_count() or 1
     records, skipped = [], []
