@@ -232,6 +232,8 @@ class TrainConfig:
     """Checkpoint period; a kill -9 loses at most this many steps. Also saved at each epoch end and on Ctrl-C."""
     keep_checkpoints: int = 3
     log_every_steps: int = 10
+    """Period of metrics.csv / TensorBoard rows; each row is the mean over the steps since the previous one
+    (lr: its latest value). Step 1 is always logged."""
     val_every_steps: int | None = None
     """Validation-loss period in steps; `null`: at the end of every epoch."""
     val_max_batches: int | None = None

@@ -72,6 +72,23 @@ def test_resume_after_kill_matches_an_uninterrupted_run(train_corpus: Path, tmp_
         assert {int(r["step"]) for r in csv.DictReader(f) if r.get("loss")} >= set(range(killed_at + 1, steps + 1))
 
 
+def test_logged_rows_average_the_steps_since_the_previous_row(train_corpus: Path, tmp_path: Path) -> None:
+    rows = {}
+    for every in (1, 3):
+        out = tmp_path / f"every-{every}"
+        train(load_config("tiny", _overrides(train_corpus, out, 6) + [f"train.log_every_steps={every}"]))
+        with open(out / "metrics.csv") as f:
+            rows[every] = {int(r["step"]): r for r in csv.DictReader(f) if r.get("loss")}
+    per_step, windowed = rows[1], rows[3]
+    assert sorted(windowed) == [1, 3, 6]
+    assert len({per_step[s]["loss"] for s in (4, 5, 6)}) == 3, "equal losses would not test the mean"
+    for step, window in ((1, [1]), (3, [2, 3]), (6, [4, 5, 6])):
+        for key in ("loss", "lm_loss"):
+            mean = sum(float(per_step[s][key]) for s in window) / len(window)
+            assert float(windowed[step][key]) == pytest.approx(mean, abs=2e-6), (step, key)
+        assert windowed[step]["lr"] == per_step[step]["lr"]
+
+
 def test_granularity_loop_trains_like_the_batched_forward(train_corpus: Path, tmp_path: Path) -> None:
     """`train.granularity_loop` changes the schedule of the computation, not the gradient."""
     runs = {}

@@ -99,6 +99,12 @@ def _all_sum(x: torch.Tensor, world: int) -> torch.Tensor:
     return x
 
 
+def _window_means(window: dict[str, list[float]]) -> dict[str, float]:
+    """A logged row: the mean of each value over the steps since the previous row, so that no step's loss is
+    dropped from the curve (one step's loss swings with what its length bucket holds); lr is the latest."""
+    return {key: values[-1] if key == "lr" else sum(values) / len(values) for key, values in window.items()}
+
+
 def _distributed_lm_loss(out: AVSROutput, world: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(loss to back-propagate, global LM loss, global CE per granularity).
 
@@ -274,6 +280,7 @@ class Trainer:
         previous = signal.signal(signal.SIGTERM, self._on_signal)
         bar = tqdm(total=self.total_steps, initial=self.state.step, disable=not self.main, desc="train", unit="step")
         last: dict[str, float] = {}
+        window: dict[str, list[float]] = {}  # values of the steps since the last logged row
         every = cfg.train.log_every_steps
         try:
             while self.state.step < self.total_steps and not self._stop:
@@ -290,9 +297,12 @@ class Trainer:
                     self.state.step += 1
                     self.state.batch_in_epoch += 1
                     bar.update(1)
+                    for key, value in last.items():
+                        window.setdefault(key, []).append(value)
                     bar.set_postfix(loss=f"{last['loss']:.3f}", lr=f"{last['lr']:.1e}")
                     if self.state.step % every == 0 or self.state.step == 1:
-                        self.logger.log(self.state.step, {**last, "epoch": self.state.epoch})
+                        self.logger.log(self.state.step, {**_window_means(window), "epoch": self.state.epoch})
+                        window.clear()
                     if cfg.train.val_every_steps and self.state.step % cfg.train.val_every_steps == 0:
                         self.logger.log(self.state.step, self.validate())
                     if self.state.step % cfg.train.save_every_steps == 0:
