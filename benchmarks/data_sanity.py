@@ -21,7 +21,7 @@ import torch
 
 from mome.data.labels import read_metadata
 from mome.data.media import read_audio, read_video
-from mome.data.visemes import VISEMES
+from mome.synthetic.visemes import VISEMES
 
 _DIGITS = "zero one two three four five six seven eight nine".split()
 

@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("--out", help="write the result as JSON here")
     args = parser.parse_args()
 
-    from mome.data.lrs import prepare_lrs
+    from mome.lrs.prepare import prepare_lrs
 
     with tempfile.TemporaryDirectory() as tmp:
         root, out = Path(tmp) / "lrs3", Path(tmp) / "out"

@@ -11,7 +11,7 @@ import os
 import shutil
 import time
 
-from mome.data.synthetic import synthesize_corpus
+from mome.synthetic.corpus import synthesize_corpus
 
 
 def main() -> None:

@@ -41,6 +41,18 @@ def embedded(tmp_path_factory) -> Callable[[str], Path]:
 
 
 @pytest.fixture(scope="session")
+def corpus(tmp_path_factory) -> Path:
+    """A tiny synthetic corpus shared by the data and synthetic tests (built once per session, about 2 s)."""
+    from mome.synthetic.corpus import synthesize_corpus
+    from tiny import TINY_CORPUS
+
+    root = tmp_path_factory.mktemp("corpus")
+    report = synthesize_corpus(root, 8, seed=5, **TINY_CORPUS)
+    assert report["written"] == 8, report
+    return root
+
+
+@pytest.fixture(scope="session")
 def smollm2_dir(embedded) -> Path:
     return embedded("smollm2-135m")
 

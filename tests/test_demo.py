@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mome.data.synthetic import synthesize_corpus
+from mome.synthetic.corpus import synthesize_corpus
 from mome.demo import DemoOptions, run_demo
 
 pytestmark = pytest.mark.slow

@@ -17,6 +17,10 @@ TINY_QWEN2 = dict(
     initializer_range=0.5,
 )  # fmt: skip
 ADAPTER_KINDS = ["mome", "lora", "mtsk-ms", "mtsk-ss", "mtsk-mss"]
+# synthesize_corpus keyword arguments for the tiny corpus the data and synthetic tests share (about 2 s)
+TINY_CORPUS = dict(split_fractions={"train": 0.5, "val": 0.25, "test": 0.25},
+                   speakers_per_split={"train": 3, "val": 2, "test": 2, "noise": 2},
+                   babble_seconds=6.0, babble_talkers=3, workers=1, progress=False)
 
 
 

@@ -64,7 +64,7 @@ class Timer:
 
 
 def _corpus(opts: DemoOptions) -> Path:
-    from mome.data.synthetic import synthesize_corpus
+    from mome.synthetic.corpus import synthesize_corpus
 
     root = opts.out / "corpus"
     if not (root / "labels" / "test.csv").is_file():

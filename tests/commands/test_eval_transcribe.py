@@ -9,7 +9,7 @@ from mome.cli import main
 from mome.config import load_config
 from mome.data.labels import read_labels, write_labels
 from mome.data.media import read_audio, read_video, write_video
-from mome.data.synthetic import synthesize_corpus
+from mome.synthetic.corpus import synthesize_corpus
 from mome.models.avsr import build_model
 from mome.training.checkpoint import save_checkpoint
 

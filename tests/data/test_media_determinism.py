@@ -5,8 +5,8 @@ import random
 import numpy as np
 
 from mome.data.media import read_video, write_video
-from mome.data.render import random_appearance, render_clip
-from mome.data.visemes import TARGETS
+from mome.synthetic.render import random_appearance, render_clip
+from mome.synthetic.visemes import TARGETS
 
 
 def test_same_frames_give_identical_mp4_bytes(tmp_path):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mome.config import load_config
-from mome.data.synthetic import synthesize_corpus
+from mome.synthetic.corpus import synthesize_corpus
 from mome.evaluation.evaluate import evaluate, tokens_per_second
 from mome.training.checkpoint import model_from_checkpoint
 from mome.models.avsr import build_model

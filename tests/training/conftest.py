@@ -2,7 +2,7 @@
 
 import pytest
 
-from mome.data.synthetic import synthesize_corpus
+from mome.synthetic.corpus import synthesize_corpus
 
 
 @pytest.fixture(scope="session")

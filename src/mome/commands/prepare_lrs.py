@@ -1,6 +1,6 @@
 """`mome prepare-lrs ROOT OUT --dataset lrs3|lrs2 [--shard I/N]`: the LRS2/LRS3 release -> mouth crops + labels.
 
-See `mome.data.lrs` for the layout and stages. Rerunning skips finished clips, so an interrupted job just
+See `mome.lrs.prepare` for the layout and stages. Rerunning skips finished clips, so an interrupted job just
 continues. On a cluster, give each job of an array its own `--shard I/N` (I from 0) and the same OUT, then
 run once with `--labels-only` after the last job to write the final label files.
 """
@@ -41,7 +41,7 @@ def _parse_shard(text: str) -> tuple[int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mome.data.lrs import Options, prepare_lrs
+    from mome.lrs.prepare import Options, prepare_lrs
 
     index, count = _parse_shard(args.shard)
     if args.max_seconds <= 1:

@@ -1,4 +1,4 @@
-"""`mome synth OUT`: generate the synthetic audio-visual corpus (see `mome.data.synthetic`)."""
+"""`mome synth OUT`: generate the synthetic audio-visual corpus (see `mome.synthetic.corpus`)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def _parse_splits(text: str) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mome.data.synthetic import synthesize_corpus
+    from mome.synthetic.corpus import synthesize_corpus
 
     engines = tuple(e.strip() for e in args.engines.split(",") if e.strip())
     if not engines or set(engines) - {"flite", "espeak"}:
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         for item in report["skipped"][:10]:
             print(f"  {item['rel_path']}: {item['reason']}")
     if args.preview:
-        from mome.data.preview import write_preview
+        from mome.synthetic.preview import write_preview
 
         print(f"preview: {write_preview(args.out, Path(args.out) / 'meta' / 'preview.png')}")
     return 0

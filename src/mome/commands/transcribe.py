@@ -4,7 +4,7 @@ The clip is either a prepared mouth crop (96x96, 25 fps: what `mome synth` and `
 a raw video of a person speaking. `--input auto` (the default) treats exactly-96x96 frames as a mouth crop
 and anything else as raw; `--input crop` / `--input raw` force one. A raw video is resampled to 25 fps by
 timestamp and goes through the preparation pipeline (dlib face + 68 landmarks, smoothing, alignment to the
-mean face, 96x96 mouth crop: `mome.data.lrs.mouth_clip`). Then the crop is transformed exactly like an
+mean face, 96x96 mouth crop: `mome.lrs.prepare.mouth_clip`). Then the crop is transformed exactly like an
 evaluation utterance (centre crop, grayscale, normalisation; audio at 16 kHz, per-utterance norm, no noise).
 Audio comes from `--audio`, or else from the file's own audio track (resampled to 16 kHz mono). The default
 rates are the finest trained combination (smallest rates: most tokens, usually the lowest WER).
@@ -63,10 +63,10 @@ MOUTH_CROP_SIZE = 96
 
 def read_raw(video: Path, need_audio: bool, times: dict) -> tuple[np.ndarray, np.ndarray | None]:
     """A raw video -> (96x96 mouth crops at 25 fps [T, 96, 96, 3], its audio track at 16 kHz or None)."""
-    from mome.data.face import FaceLandmarker
-    from mome.data.lrs import mouth_clip, read_media
+    from mome.lrs.face import FaceLandmarker
+    from mome.lrs.prepare import mouth_clip, read_media
     from mome.data.media import MediaError
-    from mome.data.mouth_crop import CropError
+    from mome.lrs.mouth_crop import CropError
 
     frames, track = read_media(video, need_audio=need_audio)
     start = time.perf_counter()
@@ -99,7 +99,7 @@ def read_clip(video: Path, audio: Path | None, modalities: tuple[str, ...], crop
         if "video" in modalities:
             frames, track = read_raw(video, need_track, {} if times is None else times)
         else:  # audio-only model: the frames only give the clip's length
-            from mome.data.lrs import read_media
+            from mome.lrs.prepare import read_media
 
             frames, track = read_media(video, need_audio=need_track)
     item: dict = {"id": video.stem, "text": ""}

@@ -48,7 +48,7 @@ from mome.config import DataConfig
 from mome.data.bucketing import FrameBudgetBatchSampler
 from mome.data.collate import collate
 from mome.data.dataset import AVDataset
-from mome.data.visemes import VISEMES
+from mome.synthetic.visemes import VISEMES
 from mome.errors import UserError
 from mome.models.avhubert import AVHubertEncoder, FrameCTCHead, build_avhubert
 from mome.models.avhubert_checkpoint import save_lip_encoder

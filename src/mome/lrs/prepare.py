@@ -47,12 +47,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from mome.data.face import FaceLandmarker, detect_landmarks
 from mome.data.labels import LabelRow, write_labels
 from mome.data.media import (FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, MediaError, check_file, cut_or_pad, video_stream,
                              write_audio, write_video)
-from mome.data.mouth_crop import MIN_FRAMES, CropError, MouthCrops, crop_mouths
 from mome.errors import UserError
+from mome.lrs.face import FaceLandmarker, detect_landmarks
+from mome.lrs.mouth_crop import MIN_FRAMES, CropError, MouthCrops, crop_mouths
 
 log = logging.getLogger(__name__)
 DATASETS = ("lrs3", "lrs2")
@@ -422,7 +422,7 @@ def prepare_lrs(root: str | Path, out: str | Path, dataset: str, *, shard_index:
         # Not "fork": a parent that has used OpenCV (or any threaded library) can hand a held lock to the
         # children, which then hang. The fork server is a fresh process that forks the workers.
         context = mp.get_context("forkserver")
-        context.set_forkserver_preload(["mome.data.lrs"])
+        context.set_forkserver_preload(["mome.lrs.prepare"])
         pool = context.Pool(workers, _init_worker, (options,)) if workers > 1 else None
         if pool is None:
             _init_worker(options)

@@ -17,7 +17,7 @@ import random
 import zlib
 from dataclasses import dataclass
 
-from mome.data import vocabulary as V
+from mome.synthetic import vocabulary as V
 
 GRAMMARS = ("grid", "open")
 

@@ -27,13 +27,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from mome.data import grammar
 from mome.data.labels import LabelRow, write_labels, write_metadata
 from mome.data.media import SAMPLES_PER_FRAME, write_audio, write_video
-from mome.data.render import render_clip
-from mome.data.speakers import DEFAULT_SPEAKERS, SPLITS, Speaker, make_speakers
-from mome.data.tts import TTSError, synthesize
-from mome.data.visemes import FPS, articulation, frame_labels, viseme_segments
+from mome.synthetic import grammar
+from mome.synthetic.render import render_clip
+from mome.synthetic.speakers import DEFAULT_SPEAKERS, SPLITS, Speaker, make_speakers
+from mome.synthetic.tts import TTSError, synthesize
+from mome.synthetic.visemes import FPS, articulation, frame_labels, viseme_segments
 
 log = logging.getLogger(__name__)
 DATASET = "synth"

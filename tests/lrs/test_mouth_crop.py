@@ -1,4 +1,4 @@
-"""Gap filling, smoothing, alignment to the mean face and the 96x96 crop (`mome.data.mouth_crop`)."""
+"""Gap filling, smoothing, alignment to the mean face and the 96x96 crop (`mome.lrs.mouth_crop`)."""
 
 import hashlib
 from pathlib import Path
@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from mome.data.mouth_crop import (
+from mome.lrs.mouth_crop import (
     MEAN_FACE,
     CropError,
     apply_transform,

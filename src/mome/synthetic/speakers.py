@@ -11,8 +11,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, replace
 
-from mome.data.render import Appearance, random_appearance
-from mome.data.tts import ESPEAK_ACCENTS, ESPEAK_VARIANTS, FLITE_VOICES, Voice
+from mome.synthetic.render import Appearance, random_appearance
+from mome.synthetic.tts import ESPEAK_ACCENTS, ESPEAK_VARIANTS, FLITE_VOICES, Voice
 
 SPLITS = ("train", "val", "test")
 DEFAULT_SPEAKERS = {"train": 32, "val": 6, "test": 8, "noise": 8}

@@ -4,13 +4,13 @@ import zlib
 import numpy as np
 import soundfile as sf
 
-from mome.data import grammar, synthetic
 from mome.data.labels import read_labels, read_metadata
 from mome.data.media import read_video
-from mome.data.speakers import make_speakers
-from mome.data.synthetic import synthesize_corpus
-
-from .conftest import TINY
+from mome.synthetic import corpus as synthetic
+from mome.synthetic import grammar
+from mome.synthetic.corpus import synthesize_corpus
+from mome.synthetic.speakers import make_speakers
+from tiny import TINY_CORPUS as TINY
 
 
 def _digest(path):

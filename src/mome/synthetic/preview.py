@@ -29,7 +29,7 @@ def write_preview(root: str | Path, out_png: str | Path, num_utterances: int = 6
     meta = read_metadata(root, split)
     if not meta:
         raise FileNotFoundError(f"{root}/meta/{split}.jsonl: no utterances to preview")
-    from mome.data.visemes import FPS, VISEMES
+    from mome.synthetic.visemes import FPS, VISEMES
 
     rows = []
     items = sorted(meta.items())
