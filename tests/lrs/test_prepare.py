@@ -10,10 +10,10 @@ import pytest
 
 from mome.cli import main
 from mome.data.labels import read_labels
-from mome.data.media import read_audio, read_video, write_video
+from mome.data.media import read_audio, read_media, read_video, write_video
 from mome.lrs.face import FaceLandmarker
 from mome.lrs.mouth_crop import apply_transform, crop_mouths
-from mome.lrs.prepare import Word, read_media, scan_release, segment_words, shard
+from mome.lrs.prepare import Word, scan_release, segment_words, shard
 
 skimage_data = pytest.importorskip("skimage.data")
 FACE_CENTRE = (220.0, 125.0)  # of the astronaut's face in the 512x512 photograph

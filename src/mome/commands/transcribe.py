@@ -34,39 +34,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.parse_args = parser.parse_intermixed_args  # type: ignore[method-assign]
 
 
-def read_audio_track(path: Path, sample_rate: int) -> np.ndarray:
-    """The audio track of a media file as mono float32 [S] at `sample_rate`; `MediaError` if it has none."""
-    import av
-
-    from mome.data.media import MediaError
-
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.audio:
-                raise MediaError(path, "no audio track (give the audio with --audio FILE.wav)")
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-            chunks = [out.to_ndarray().reshape(-1) for frame in container.decode(audio=0)
-                      for out in resampler.resample(frame)]
-            chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]  # flush
-    except MediaError:
-        raise
-    except (av.error.FFmpegError, ValueError, OSError) as err:
-        raise MediaError(path, f"undecodable audio track ({type(err).__name__}: {err})") from err
-    if not chunks or sum(len(c) for c in chunks) == 0:
-        raise MediaError(path, "empty audio track")
-    return np.concatenate(chunks).astype(np.float32)
-
-
 MOUTH_CROP_SIZE = 96
 """Frames of exactly this size are taken for a prepared mouth crop by `--input auto`."""
 
 
 def read_raw(video: Path, need_audio: bool, times: dict) -> tuple[np.ndarray, np.ndarray | None]:
     """A raw video -> (96x96 mouth crops at 25 fps [T, 96, 96, 3], its audio track at 16 kHz or None)."""
+    from mome.data.media import MediaError, read_media
     from mome.lrs.face import FaceLandmarker
-    from mome.lrs.prepare import mouth_clip, read_media
-    from mome.data.media import MediaError
     from mome.lrs.mouth_crop import CropError
+    from mome.lrs.prepare import mouth_clip
 
     frames, track = read_media(video, need_audio=need_audio)
     start = time.perf_counter()
@@ -76,6 +53,18 @@ def read_raw(video: Path, need_audio: bool, times: dict) -> tuple[np.ndarray, np
         raise MediaError(video, f"cannot crop the mouth: {err}") from None
     times["face"] = time.perf_counter() - start
     return crops, track
+
+
+def _audio_track(video: Path) -> np.ndarray:
+    """The clip's own audio track; without one, the error says how to give the audio instead."""
+    from mome.data.media import MediaError, read_audio_track
+
+    try:
+        return read_audio_track(video)
+    except MediaError as err:
+        if err.reason != "no audio track":
+            raise
+        raise MediaError(video, "no audio track (give the audio with --audio FILE.wav)") from None
 
 
 def read_clip(video: Path, audio: Path | None, modalities: tuple[str, ...], crop: int, input_kind: str = "auto",
@@ -88,7 +77,7 @@ def read_clip(video: Path, audio: Path | None, modalities: tuple[str, ...], crop
         times: receives the time of the "face" stage for raw videos.
     """
     from mome.data.collate import collate
-    from mome.data.media import SAMPLE_RATE, SAMPLES_PER_FRAME, MediaError, cut_or_pad, read_audio, read_video
+    from mome.data.media import SAMPLES_PER_FRAME, MediaError, cut_or_pad, read_audio, read_media, read_video
     from mome.data.transforms import audio_transform, video_transform
 
     rng = np.random.default_rng(0)  # unused by the evaluation transforms; they take one
@@ -99,8 +88,6 @@ def read_clip(video: Path, audio: Path | None, modalities: tuple[str, ...], crop
         if "video" in modalities:
             frames, track = read_raw(video, need_track, {} if times is None else times)
         else:  # audio-only model: the frames only give the clip's length
-            from mome.lrs.prepare import read_media
-
             frames, track = read_media(video, need_audio=need_track)
     item: dict = {"id": video.stem, "text": ""}
     if "video" in modalities:
@@ -112,7 +99,7 @@ def read_clip(video: Path, audio: Path | None, modalities: tuple[str, ...], crop
         if audio is not None:
             samples = read_audio(audio)
         else:
-            samples = track if track is not None else read_audio_track(video, SAMPLE_RATE)
+            samples = track if track is not None else _audio_track(video)
         # The model sees audio aligned to the video: 640 samples per frame (as in the dataset).
         item["audio"] = audio_transform(cut_or_pad(samples, SAMPLES_PER_FRAME * len(frames)), False, rng)
     return collate([item])

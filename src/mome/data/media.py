@@ -1,4 +1,6 @@
-"""Reading and writing the media of one utterance: `<stem>.mp4` (PyAV) and `<stem>.wav` (soundfile).
+"""Every decoder and encoder of media in mome: an utterance's `<stem>.mp4` (PyAV) and `<stem>.wav`
+(soundfile), and ordinary recordings (`read_media`: frames resampled to 25 fps by timestamp, the audio track
+resampled to 16 kHz mono; `read_audio_track`: the audio track alone).
 
 Every failure raises `MediaError` whose message names the file and the reason (missing, empty, truncated,
 undecodable, wrong sample rate), so that the dataset can log it and skip the item instead of crashing.
@@ -120,6 +122,85 @@ def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     if audio.shape[0] == 0:
         raise MediaError(path, "no audio samples (truncated?)")
     return audio.mean(axis=1)
+
+
+def _mono_resampler(sample_rate: int) -> "av.AudioResampler":
+    return av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+
+
+def _resampled(resampler: "av.AudioResampler", frame: "av.AudioFrame | None") -> list[np.ndarray]:
+    """The mono float chunks one decoded frame gives (`None` flushes the resampler)."""
+    return [out.to_ndarray().reshape(-1) for out in resampler.resample(frame)]
+
+
+def read_audio_track(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """The audio track of a media file as mono float32 [S] at `sample_rate`; `MediaError` if it has none."""
+    path = Path(path)
+    check_file(path)
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise MediaError(path, "no audio track")
+            resampler = _mono_resampler(sample_rate)
+            chunks = [c for frame in container.decode(audio=0) for c in _resampled(resampler, frame)]
+            chunks += _resampled(resampler, None)  # flush
+    except MediaError:
+        raise
+    except (av.error.FFmpegError, ValueError, OSError) as err:
+        raise MediaError(path, f"undecodable audio track ({type(err).__name__}: {err})") from err
+    if not chunks or sum(len(c) for c in chunks) == 0:
+        raise MediaError(path, "empty audio track")
+    return np.concatenate(chunks).astype(np.float32)
+
+
+def read_media(path: str | Path, need_audio: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """(uint8 RGB frames [T, H, W, 3] at 25 fps, float32 mono audio [S] at 16 kHz or None) of a media file.
+
+    Frames are picked by timestamp (the last frame shown at each 1/25 s tick), so a 30 fps or variable-rate
+    recording becomes 25 fps with the right duration; a 25 fps file comes back frame for frame. Raises
+    `MediaError` for a missing, empty or undecodable file, no video stream, or (with `need_audio`) no audio.
+    """
+    path = Path(path)
+    check_file(path)
+    frames, times, chunks = [], [], []
+    try:
+        with av.open(str(path)) as container:
+            vstream = video_stream(container, path)
+            if need_audio and not container.streams.audio:
+                raise MediaError(path, "no audio track")
+            streams = [vstream, *container.streams.audio[:1]]
+            resampler = _mono_resampler(SAMPLE_RATE)
+            for packet in container.demux(*streams):
+                for frame in packet.decode():
+                    if isinstance(frame, av.VideoFrame):
+                        frames.append(frame.to_ndarray(format="rgb24"))
+                        times.append(frame.time)
+                    else:
+                        chunks += _resampled(resampler, frame)
+            if len(streams) > 1:
+                chunks += _resampled(resampler, None)
+    except MediaError:
+        raise
+    except (av.error.FFmpegError, ValueError, OSError) as err:
+        raise MediaError(path, f"undecodable ({type(err).__name__}: {err})") from err
+    if not frames:
+        raise MediaError(path, "no decodable video frames (truncated?)")
+    video = np.stack(frames)
+    if all(t is not None for t in times) and len(times) > 1:
+        t = np.asarray(times, dtype=np.float64) - times[0]
+        step = float(np.median(np.diff(t))) or 1 / FPS
+        num = max(1, round((t[-1] + step) * FPS))
+        pick = np.clip(np.searchsorted(t, np.arange(num) / FPS + 1e-4, side="right") - 1, 0, len(t) - 1)
+        if num != len(video) or np.any(pick != np.arange(num)):
+            video = video[pick]
+    audio = None
+    if chunks:
+        audio = np.concatenate(chunks).astype(np.float32)
+        if not len(audio):
+            audio = None
+    if need_audio and audio is None:
+        raise MediaError(path, "empty audio track")
+    return video, audio
 
 
 def cut_or_pad(audio: np.ndarray, length: int) -> np.ndarray:

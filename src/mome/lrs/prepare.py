@@ -48,8 +48,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mome.data.labels import LabelRow, write_labels
-from mome.data.media import (FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, MediaError, check_file, cut_or_pad, video_stream,
-                             write_audio, write_video)
+from mome.data.media import FPS, SAMPLES_PER_FRAME, MediaError, cut_or_pad, read_media, write_audio, write_video
 from mome.errors import UserError
 from mome.lrs.face import FaceLandmarker, detect_landmarks
 from mome.lrs.mouth_crop import MIN_FRAMES, CropError, MouthCrops, crop_mouths
@@ -198,59 +197,7 @@ def segment_words(words: list[Word], clip_seconds: float, max_seconds: float = M
     return segments
 
 
-# --------------------------------------------------------------------------------------------------- media
-def read_media(path: str | Path, need_audio: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
-    """(uint8 RGB frames [T, H, W, 3] at 25 fps, float32 mono audio [S] at 16 kHz or None) of a media file.
-
-    Frames are picked by timestamp (the last frame shown at each 1/25 s tick), so a 30 fps or variable-rate
-    recording becomes 25 fps with the right duration; a 25 fps file comes back frame for frame. Raises
-    `MediaError` for a missing, empty or undecodable file, no video stream, or (with `need_audio`) no audio.
-    """
-    import av
-
-    path = Path(path)
-    check_file(path)
-    frames, times, chunks = [], [], []
-    try:
-        with av.open(str(path)) as container:
-            vstream = video_stream(container, path)
-            if need_audio and not container.streams.audio:
-                raise MediaError(path, "no audio track")
-            streams = [vstream, *container.streams.audio[:1]]
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
-            for packet in container.demux(*streams):
-                for frame in packet.decode():
-                    if isinstance(frame, av.VideoFrame):
-                        frames.append(frame.to_ndarray(format="rgb24"))
-                        times.append(frame.time)
-                    else:
-                        chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(frame)]
-            if len(streams) > 1:
-                chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
-    except MediaError:
-        raise
-    except (av.error.FFmpegError, ValueError, OSError) as err:
-        raise MediaError(path, f"undecodable ({type(err).__name__}: {err})") from err
-    if not frames:
-        raise MediaError(path, "no decodable video frames (truncated?)")
-    video = np.stack(frames)
-    if all(t is not None for t in times) and len(times) > 1:
-        t = np.asarray(times, dtype=np.float64) - times[0]
-        step = float(np.median(np.diff(t))) or 1 / FPS
-        num = max(1, round((t[-1] + step) * FPS))
-        pick = np.clip(np.searchsorted(t, np.arange(num) / FPS + 1e-4, side="right") - 1, 0, len(t) - 1)
-        if num != len(video) or np.any(pick != np.arange(num)):
-            video = video[pick]
-    audio = None
-    if chunks:
-        audio = np.concatenate(chunks).astype(np.float32)
-        if not len(audio):
-            audio = None
-    if need_audio and audio is None:
-        raise MediaError(path, "empty audio track")
-    return video, audio
-
-
+# --------------------------------------------------------------------------------------------------- crops
 def mouth_clip(frames: np.ndarray, landmarker: FaceLandmarker, **crop_options) -> MouthCrops:
     """Mouth crops of 25 fps RGB frames (raises `CropError`)."""
     return crop_mouths(frames, detect_landmarks(frames, landmarker), **crop_options)
