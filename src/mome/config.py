@@ -3,7 +3,7 @@
 Every experiment is one `Config`. YAML files only serialise it: unknown keys, wrong types and invalid
 values fail at load time with a message that names the dotted field (`model.adapter.mome.top_k`).
 Presets live in `mome/presets/*.yaml`; a preset may `extends:` another and override a few fields.
-Where the paper is silent (paper.md §8), the choice is a field here and documented on the field.
+Where the paper is silent, the choice is a field here, documented on the field and listed in docs/design.md.
 
     Config
     ├── model: ModelConfig
@@ -35,7 +35,7 @@ AUDIO_ENCODERS = ("whisper", "none")
 VIDEO_ENCODERS = ("avhubert", "none")
 DTYPES = ("float32", "bfloat16", "float16")
 
-# Prompts of the reference code (reference_code.md §2.4); the MoME paper does not give its own.
+# Prompts of the Llama-AVSR / Llama-MTSK reference code; the MoME paper does not give its own.
 DEFAULT_PROMPTS = {
     "asr": "Transcribe speech to text.",
     "vsr": "Transcribe video to text.",
@@ -102,11 +102,12 @@ class ProjectorConfig:
     per_rate: bool = True
     """One projector per (modality, rate) as in Llama-MTSK; `false` shares one per modality."""
     layer_norm: bool = True
-    """LayerNorm on the projector output (the released Omni-AVSR checkpoints have none; see §2.3)."""
+    """LayerNorm on the projector output (the released Omni-AVSR Matryoshka checkpoints have none)."""
     match_embedding_scale: bool = True
     """Start the LayerNorm's gain at the RMS of the LLM's token embeddings, so that A/V tokens enter the LLM
-    at the scale of its own tokens (a unit-variance LayerNorm output is ~7x larger than SmolLM2's embeddings,
-    which slowed early training in the CPU demo). `false`: gain 1, as in the reference code."""
+    at the scale of its own tokens (a unit-variance LayerNorm output is several times larger than SmolLM2's
+    embeddings, which slowed early training in the CPU demo; docs/experiments.md). `false`: gain 1, as in the
+    reference code and the paper presets."""
 
 
 @dataclass
@@ -142,7 +143,7 @@ class MoMEConfig:
     """One router for all granularities (MoME); `false`: one router per rate combination (ablation)."""
     renormalize_gates: bool = True
     """Divide the top-k gates by their sum (Mixtral, the authors' SMoP code) or keep raw softmax values
-    (DeepSeekMoE). The paper does not say; paper.md §2.3."""
+    (DeepSeekMoE). The paper does not say (docs/design.md)."""
     load_balance_coef: float = 0.01
     """Weight of the Switch-style load-balancing loss (paper: 0.01)."""
     z_loss_coef: float = 0.0
@@ -243,8 +244,8 @@ class TrainConfig:
     granularity_loop: bool = False
     """`false`: all granularities in one LLM forward (rows = granularities x batch). `true`: one forward and
     backward per granularity, gradients accumulated (the reference's loop): the same gradient, less padding
-    and 2.5x less peak memory, but more, smaller kernels. Measured: 1.23-2.26x slower on an H200
-    (benchmarks/preset_step.py), and no faster in `mome train` on the 2-core CPU (2.12 vs 2.06 s/step)."""
+    and less peak memory, but more, smaller kernels: slower on a GPU and no faster on the CPU demo
+    (docs/experiments.md)."""
 
 
 @dataclass
