@@ -3,16 +3,34 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import torch
+from torch import nn
 
 from mome.config import TrainConfig
 
+ELEMENTWISE = (nn.LayerNorm, nn.RMSNorm, nn.GroupNorm, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.PReLU)
+"""Modules whose parameters scale or shift elementwise (norm gains, PReLU slopes): never decayed."""
 
-def build_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW (paper: lr 1e-3 ASR/AVSR, 5e-4 VSR; wd 0.1; betas 0.9/0.98). No decay on biases and norms."""
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
+
+def no_decay_parameters(model: nn.Module) -> Iterator[nn.Parameter]:
+    """Biases (`bias`, `*_bias`, whatever their shape: MoME's are [experts, width]) and the parameters of
+    normalisation layers and PReLUs; decaying them only pulls shifts and gains towards zero."""
+    for module in model.modules():
+        elementwise = isinstance(module, ELEMENTWISE) or type(module).__name__.endswith("RMSNorm")  # HF norms
+        for name, p in module.named_parameters(recurse=False):
+            if elementwise or name == "bias" or name.endswith("_bias"):
+                yield p
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW over `model`'s trainable parameters (paper: lr 1e-3 ASR/AVSR, 5e-4 VSR; wd 0.1; betas 0.9/0.98),
+    with weight decay on weights only (`no_decay_parameters` by role)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    exempt = {id(p) for p in no_decay_parameters(model)}
+    decay = [p for p in params if id(p) not in exempt]
+    no_decay = [p for p in params if id(p) in exempt]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr, betas=tuple(cfg.betas))
 

@@ -136,7 +136,7 @@ class Trainer:
         )  # fmt: skip
         steps_per_epoch = len(self.sampler)
         self.total_steps = cfg.train.max_steps or cfg.train.epochs * steps_per_epoch
-        self.optimizer = build_optimizer(self.model.trainable_parameters(), cfg.train)
+        self.optimizer = build_optimizer(self.model, cfg.train)
         self.scheduler = build_scheduler(self.optimizer, cfg.train, self.total_steps)
         self.state = TrainState()
         if resume:
