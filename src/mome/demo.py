@@ -29,12 +29,11 @@ class DemoOptions:
     utterances: int = 1000
     grid_fraction: float = 0.75
     """Share of GRID-like sentences in the corpus (the rest: open grammar). The open grammar needs far more
-    steps than 15 CPU minutes give (README, "Status"), so the demo spends most of its data where the
+    steps than 15 CPU minutes give (docs/experiments.md), so the demo spends most of its data where the
     budget can show the method working; `mome synth` alone defaults to 0.5."""
     seed: int = 0
-    # Steps fit the 15-minute budget on 2 cores with a margin for the VM's speed swings (~15%; README, "Status").
-    # Measured per step: lip 0.46 s, AVSR 0.70, ASR 0.26, VSR 0.40; corpus, model conversion and evaluation
-    # take ~3 of the 15 minutes.
+    # Steps fit the 15-minute budget on 2 cores, with a margin for the VM's speed swings (the per-step times
+    # they were sized with: docs/experiments.md, section 1.5).
     lip_steps: int = 110
     avsr_steps: int = 400
     asr_steps: int = 400

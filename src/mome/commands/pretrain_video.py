@@ -10,7 +10,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("corpus", help="corpus root with labels/ and meta/ (`mome synth`); trains on train, scores on val")
     parser.add_argument("--out", default="lip_encoder.pt", help="encoder file to write (model.encoders.video.path)")
     parser.add_argument("--arch", default="compact", help="named AV-HuBERT arch: compact (demo) or tiny (tests)")
-    parser.add_argument("--steps", type=int, default=200, help="optimiser steps (~0.5 s each on 2 cores, compact)")
+    parser.add_argument("--steps", type=int, default=200, help="optimiser steps (the cosine schedule spans them)")
     parser.add_argument("--objective", default="both",
                         help="visemes (per-frame CE on frame_visemes), ctc-chars (CTC on characters) or both")
     parser.add_argument("--seed", type=int, default=0, help="fixes initialisation, batch order and augmentation")

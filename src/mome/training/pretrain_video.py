@@ -11,21 +11,11 @@ split is never read.
 The heads are thrown away; `save_lip_encoder` writes only the (frozen) encoder, which
 `avhubert_checkpoint.build_video_encoder` loads from `model.encoders.video.path`.
 
-Why `both` is the default (2,000-utterance corpus, 1,600 train / 200 val utterances of unseen speakers,
-200 steps of 320 frames, seed 0; "probe" = a linear viseme classifier and a linear CTC head trained on the
-frozen features of 300 train utterances, scored on val):
-
-    objective   val viseme acc (own head)  val CER (own head)  probe viseme acc  probe CER
-    visemes     70.2%                      -                   72.9%             61.2%
-    both        63.7%                      78.6%               69.7%             58.9%
-    ctc-chars   -                          87.1%               47.5%             79.0%
-
-CTC on characters alone, from scratch and in this budget, barely gets past emitting blanks, and its
-features hardly separate the visemes (p/b/m 8%). Per-frame viseme labels give every frame a target, so the
-front end learns mouth shapes within a few hundred steps; adding the CTC term costs nothing per step, keeps
-most of that, and gives the best character probe, which is closest to what the LLM has to read off.
-Speed: ~1.1 ms per frame forward+backward on 2 idle cores (~0.4 s per 320-frame step); the demo's 110
-steps took 54-69 s with validation over four `mome demo` runs (timings.json).
+Why `both` is the default: CTC on characters alone, from scratch and in a CPU budget, barely gets past
+emitting blanks. Per-frame viseme labels give every frame a target, so the front end learns mouth shapes
+within a few hundred steps; adding the CTC term costs nothing per step, keeps most of that, and gives the best
+linear character probe, which is closest to what the LLM has to read off (the comparison and the speed:
+docs/experiments.md, section 3).
 """
 
 from __future__ import annotations
@@ -70,7 +60,7 @@ class PretrainVideoOptions:
     steps: int = 200
     """Optimiser steps (the cosine schedule spans them); epochs repeat with fresh augmentation."""
     max_frames: int = 320
-    """Frame budget of a batch (padded frames, `FrameBudgetBatchSampler`); ~1.1 ms/frame fwd+bwd on 2 cores."""
+    """Frame budget of a batch (padded frames, `FrameBudgetBatchSampler`)."""
     lr: float = 2e-3
     """AdamW peak learning rate, after a linear warmup over `warmup` of the steps."""
     warmup: float = 0.1
@@ -84,9 +74,8 @@ class PretrainVideoOptions:
     max_val: int | None = None
     """Validation utterances to score (None: the whole val split)."""
     time_mask: bool = True
-    """auto_avsr's video time masks in training (`data.time_mask`). Off: 66.3 vs 61.5 % val viseme accuracy
-    after the demo's 110 steps (demo corpus, seed 0), yet the demo's AVSR on top of it was not better (GRID
-    clean 45-53 vs 40-46 % WER, one run each), so the demo keeps them."""
+    """auto_avsr's video time masks in training (`data.time_mask`). Off gives a better val viseme accuracy but
+    not a better AVSR demo on top of it (docs/experiments.md), so the demo keeps them."""
     progress: bool = True
 
 

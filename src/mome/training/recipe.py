@@ -101,8 +101,8 @@ def _all_sum(x: torch.Tensor, world: int) -> torch.Tensor:
 
 def _window_means(window: dict[str, list[float]]) -> dict[str, float]:
     """A logged row: the mean of each value over the steps since the previous row, so that no step's loss is
-    dropped from the curve (single-step losses swung between 0.3 and 7 late in a 2,400-step demo run); lr
-    is the latest."""
+    dropped from the curve (single-step losses swing widely late in a long demo run; docs/experiments.md);
+    lr is the latest."""
     return {key: values[-1] if key == "lr" else sum(values) / len(values) for key, values in window.items()}
 
 
