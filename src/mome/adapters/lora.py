@@ -1,12 +1,12 @@
 """LoRA on the query and value projections: Llama-AVSR and the three Llama-MTSK variants.
 
-    q = W_q x + s * U_q D_q x        v = W_v x + s * U_v D_v x       (reference_code.md §2.6)
+    q = W_q x + s * U_q D_q x        v = W_v x + s * U_v D_v x       (the Llama-AVSR reference code)
 
 The reference's "rank" is a reduction factor: the bottleneck is r = d / rank_factor and the scaling is
 s = alpha / rank_factor. D starts at zero and U kaiming-uniform, as in the reference, so the LoRA output
 starts at zero (the reverse of the usual LoRA init, same effect).
 
-Variants (Llama-MTSK, paper.md §7.2), as banks of LoRAs per projection:
+Variants (Llama-MTSK, arXiv 2503.06362), as banks of LoRAs per projection:
     lora      one LoRA, one fixed rate combination (Llama-AVSR: one model per combination)
     mtsk-ms   one LoRA shared by all granularities
     mtsk-ss   one LoRA per granularity
@@ -70,7 +70,7 @@ class LoRABank(nn.Module):
         return self.scaling * delta
 
     def active_parameters(self) -> int:
-        """One LoRA per granularity is used at a time, plus the shared one (paper.md §2.6)."""
+        """One LoRA per granularity is used at a time, plus the shared one (as counted in MoME's Table 1)."""
         per_lora = self.down[0].numel() + self.up[0].numel()
         return per_lora * (int(self.has_shared) + int(self.num_specific > 0))
 

@@ -5,9 +5,9 @@
     └─► u ─► router (fp32 softmax, top-k) ─► Σ g_e E_e(u) ─────┤   routed experts (N_r, K active)
          └─────────────────────────────────► Σ E_s(u) ─────────┘   shared experts (N_s, always on)
 
-    E(u) = Linear(b -> d)(GELU(Linear(d -> b)(u)))            (paper.md §2.2, biases on both)
+    E(u) = Linear(b -> d)(GELU(Linear(d -> b)(u)))            (arXiv 2510.04136; biases on both)
 
-u is the sublayer's normalised input (the reference code's choice, reference_code.md §3.1): the attention
+u is the sublayer's normalised input (the choice of the MoE adapter in the authors' Omni-AVSR code): the attention
 input for `mhsa`, the MLP input for `ffn`, and `input_layernorm(x)` for `layer`. One router serves every
 Matryoshka granularity (the paper's "shared router"); `shared_router: false` gives one router per
 granularity for the ablation. Experts are always shared across granularities.
@@ -50,7 +50,7 @@ class MoMEAdapter(nn.Module):
         self.num_routed = cfg.num_routed_experts
         self.num_shared = cfg.num_shared_experts
         n, b = self.num_shared + self.num_routed, cfg.bottleneck
-        # Shared experts first, then routed ones (DeepSeekMoE indexing, paper.md §2.3).
+        # Shared experts first, then routed ones (DeepSeekMoE indexing, as in the paper's equation).
         self.down = nn.Parameter(torch.empty(n, dim, b))
         self.down_bias = nn.Parameter(torch.zeros(n, b))
         self.up = nn.Parameter(torch.zeros(n, b, dim))
@@ -61,8 +61,8 @@ class MoMEAdapter(nn.Module):
 
     def reset_parameters(self) -> None:
         """Down projections and router random, up projections zero: the output starts at exactly zero,
-        yet every weight is trained (the reference zero-initialised both projections, so its experts
-        never learned: reference_code.md §3.2)."""
+        yet every weight is trained (the authors' Matryoshka MoE adapter code zero-initialised both
+        projections, so its expert weights never learned)."""
         if self.down.is_meta:
             return
         dim = self.down.shape[1]
@@ -128,7 +128,7 @@ class MoMEAdapter(nn.Module):
         ctx.records.append(RouterRecord(self.layer_index, logits, top_index, combo, segment))
 
     def active_parameters(self) -> int:
-        """Parameters used per token: K routed + all shared experts, and one router (paper.md §2.6)."""
+        """Parameters used per token: K routed + all shared experts, and one router (as counted in MoME's Table 1)."""
         n, dim, b = self.down.shape
         per_expert = 2 * dim * b + b + dim
         router = self.num_routed * dim

@@ -16,7 +16,7 @@ def top_k_gates(logits: torch.Tensor, k: int, renormalize: bool) -> tuple[torch.
         logits: [..., E] router logits.
         k: experts kept per token.
         renormalize: divide the kept probabilities by their sum (Mixtral / the authors' SMoP code) or keep the
-            raw softmax values (DeepSeekMoE). The MoME paper does not say which (paper.md §2.3).
+            raw softmax values (DeepSeekMoE). The MoME paper does not say which (docs/design.md).
 
     Returns:
         probs [..., E] fp32 softmax, gates [..., K] fp32, index [..., K] expert ids.

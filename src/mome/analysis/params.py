@@ -1,4 +1,4 @@
-"""Parameter accounting: total, trainable, and active adapter parameters per token (paper.md §2.6).
+"""Parameter accounting: total, trainable, and active adapter parameters per token (MoME, arXiv 2510.04136, Table 1).
 
 The model is built on the meta device, so Llama 3.2-3B + Whisper-medium + AV-HuBERT Large are counted
 without a byte of weights. "Active" follows the paper's table: the adapter parameters one token uses at one

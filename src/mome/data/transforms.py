@@ -1,4 +1,4 @@
-"""Audio and video transforms of auto_avsr (reference_code.md §4.4), on numpy input, returning torch tensors.
+"""Audio and video transforms of auto_avsr (as reused by the Llama-AVSR code), on numpy input, returning torch tensors.
 
     video train: x/255 -> random crop 88 -> grayscale -> time mask (<10 frames per 25; `data.time_mask`) -> normalise
     video eval:  x/255 -> centre crop 88 -> grayscale -> normalise

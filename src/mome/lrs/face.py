@@ -5,11 +5,11 @@ its `__init__` needs `pkg_resources`, which recent setuptools no longer ship. dl
 same indexing as FAN and as auto_avsr's mean face (0-16 jaw, 17-26 brows, 27-35 nose, 36-47 eyes,
 48-67 lips), so `mouth_crop` works on them unchanged.
 
-Choices (`shared/research/avhubert_and_mouth_crop.md` 4.4, 5.3.1): the detector runs on grayscale without
+Choices: the detector runs on grayscale without
 upsampling and retries once with one upsampling step when it finds nothing (faces under ~80 px); of
 several faces the **largest** is kept (AV-HuBERT keeps the last one); frames wider than `detect_size` are
 detected on a downscaled copy and the landmarks are fitted on the full-resolution frame. The CNN (mmod)
-detector is opt-in: it finds more faces but takes about half a second per frame on a CPU.
+detector is opt-in: it finds more faces but is far slower on a CPU (docs/experiments.md).
 """
 
 from __future__ import annotations

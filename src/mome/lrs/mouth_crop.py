@@ -7,12 +7,12 @@
       -> crop             96x96 centred on the mean of the aligned mouth points 48..67; a centre more than
                           48 + 5 px from the middle of the 256x256 frame is an error (auto_avsr's OverflowError)
 
-This is the pipeline of auto_avsr's `preparation/` (the crops Llama-AVSR and MoME were trained on;
-`shared/research/avhubert_and_mouth_crop.md` section 4), written so that the public pipelines' known bugs
-(section 5) cannot happen here: a failed similarity estimate reuses the nearest good transform instead of
-crashing (auto_avsr 5.2.4), clips without any face or with fewer than `MIN_FRAMES` frames raise `CropError`
-with a reason instead of being dropped silently or resized whole (5.2.5, 5.3.3), and the bounds check runs
-before anything is clamped (5.3.2). The warp goes straight to the 96x96 box (the same pixels as warping the
+This is the pipeline of auto_avsr's `preparation/` (the crops Llama-AVSR and MoME were trained on), written
+so that the known bugs of the public pipelines (auto_avsr's and AV-HuBERT's preparation scripts) cannot happen
+here: a failed similarity estimate reuses the nearest good transform instead of crashing the job (auto_avsr),
+clips without any face or with fewer than `MIN_FRAMES` frames raise `CropError` with a reason instead of being
+dropped silently (auto_avsr) or resized whole (AV-HuBERT), and the bounds check runs before anything is
+clamped (AV-HuBERT clamps first, so its check never fires). The warp goes straight to the 96x96 box (the same pixels as warping the
 whole 256x256 frame and cutting the box out, about 7x less work).
 """
 

@@ -24,12 +24,14 @@ Stages, each safe to rerun:
   3. labels   label files and report from all markers present (`labels_only=True` runs just this stage,
               e.g. once after the last job of a cluster array; the report counts clips still `pending`).
 
-Differences from the public pipelines (`shared/research/avhubert_and_mouth_crop.md` section 5): no clip is
-dropped silently (5.2.5: every skip is in the report, with "unreadable file", "no face", "too few frames",
-"crop out of bounds" or "no words"); segmentation cannot crash on a first word past the limit and pads the
-cuts into the silence around words instead of starting every first segment at 0 (5.2.6); the frame rate is
-normalised by timestamp (5.2.7); audio is always resampled to 16 kHz mono (5.3.8); segments never exceed
-`max_seconds` (5.3.9); the largest face is used (5.3.1); nothing depends on container frame counts (5.3.4).
+Differences from the public pipelines (auto_avsr's and AV-HuBERT's preparation scripts): no clip is dropped
+silently (auto_avsr drops them; here every skip is in the report, with "unreadable file", "no face", "too few
+frames", "crop out of bounds" or "no words"); segmentation cannot crash on a first word past the limit and pads
+the cuts into the silence around words instead of starting every first segment at 0 (auto_avsr's
+`split_file`); the frame rate is normalised by timestamp (auto_avsr has no fps normalisation); audio is always
+resampled to 16 kHz mono and segments never exceed `max_seconds` (AV-HuBERT relies on the source and has no
+maximum); the largest face is used (AV-HuBERT keeps the last); nothing depends on container frame counts
+(AV-HuBERT's smoothing does).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """AV-HuBERT's encoder in plain PyTorch, used video-only and (by default) frozen.
 
-Follows avhubert_and_mouth_crop.md §1 exactly, with the official attribute names so that a fairseq
+Follows the official AV-HuBERT code (facebookresearch/av_hubert) exactly, with the official attribute names so that a fairseq
 state dict loads key for key (avhubert_checkpoint.py):
 
     video [B,T,1,H,W] ──permute──> [B,1,T,H,W]
@@ -338,7 +338,7 @@ class AVHubertEncoder(nn.Module):
 
     def train(self, mode: bool = True) -> "AVHubertEncoder":
         # A frozen encoder keeps BN statistics, dropout and LayerDrop off whatever its parent does
-        # (the reference code's pitfall, avhubert_and_mouth_crop.md §5.1).
+        # (the Llama-AVSR reference code left the frozen AV-HuBERT in train mode: stochastic features).
         return super().train(mode and not self.arch.frozen)
 
     def forward(

@@ -1,6 +1,6 @@
 """Load the official AV-HuBERT fairseq checkpoints (and mome's own lip-encoder files) without fairseq.
 
-avhubert_and_mouth_crop.md §2. The official `.pt` is a fairseq trainer pickle: `cfg` (a plain dict, maybe a
+The official `.pt` is a fairseq trainer pickle: `cfg` (a plain dict, maybe a
 DictConfig), `model` (the state dict) and `task_state` holding fairseq `Dictionary` objects. By default it is
 read with `torch.load(weights_only=True)`: every fairseq / omegaconf / hydra / sentencepiece class it names is
 replaced by an inert stub that only stores its state, so no code from the file runs. Any other unknown
@@ -34,11 +34,11 @@ FINETUNED_PREFIX = "encoder.w2v_model."
 DROPPED_KEYS = ("mask_emb", "label_embs_concat")
 DROPPED_PREFIXES = ("final_proj.", "feature_extractor_audio.")  # pretraining heads; the unused audio front end
 STUB_NAMESPACES = ("fairseq", "omegaconf", "hydra", "sentencepiece")
-HEADS_BY_WIDTH = {768: 12, 1024: 16}  # the head count is not in any tensor shape (§2.3)
+HEADS_BY_WIDTH = {768: 12, 1024: 16}  # the head count is not in any tensor shape
 POS_CONV = "encoder.pos_conv.0."
 PRETRAIN_LABELS = 2004
 """Rows of `label_embs_concat` in the released pretrained files (dict.km.txt: 2000 clusters + 4 specials).
-Only used to describe the official layout (§1.5 counts); never needed to load."""
+Only used to describe the official layout; never needed to load."""
 
 
 class CheckpointError(UserError):
@@ -197,7 +197,7 @@ def _heads(cfg: dict[str, Any], width: int, where: str) -> int:
 def infer_arch(
     state: dict[str, torch.Tensor], cfg: dict[str, Any] | None = None, where: str = "checkpoint"
 ) -> dict[str, Any]:
-    """The structural arch fields, read from tensor shapes (§2.3); only the head count comes from cfg."""
+    """The structural arch fields, read from tensor shapes; only the head count comes from cfg."""
     try:
         d = state["encoder.layer_norm.weight"].numel()
         v = state[POS_CONV + "parametrizations.weight.original1"]
@@ -280,7 +280,7 @@ def build_video_encoder(cfg: VideoEncoderConfig, trusted: bool = False) -> AVHub
 
 
 def official_layout(arch: AVHubertArch, labels: int = PRETRAIN_LABELS) -> dict[str, torch.Size]:
-    """Key -> shape of an official pretrained state dict for `arch` (§2.2), pretraining-only keys included."""
+    """Key -> shape of an official pretrained state dict for `arch`, pretraining-only keys included."""
     with torch.device("meta"):
         model = AVHubertEncoder(dataclasses.replace(arch, lora_rank=0))
     layout = {k: v.shape for k, v in model.state_dict().items()}

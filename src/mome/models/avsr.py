@@ -129,7 +129,7 @@ class AVSRModel(nn.Module):
         super().train(mode)
         for frozen in (self.llm, self.audio_encoder, self.video_encoder):
             if frozen is not None:
-                frozen.eval()  # no dropout / layerdrop in frozen parts, ever (reference_code.md §2.2)
+                frozen.eval()  # no dropout / layerdrop in frozen parts, ever (unlike the reference code)
         return self
 
     def trainable_parameters(self) -> list[nn.Parameter]:

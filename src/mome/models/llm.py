@@ -17,7 +17,7 @@ from mome.config import LLMConfig
 from mome.errors import ConfigError, UserError
 from mome.models.tokenizer import build_char_tokenizer
 
-# Added to the tokenizer (reference_code.md §2.4); <pad> only when the tokenizer has no pad token.
+# Added to the tokenizer, as in the Llama-AVSR reference code; <pad> only when the tokenizer has no pad token.
 AUDIO_OPEN, AUDIO_CLOSE, VIDEO_OPEN, VIDEO_CLOSE, PAD = "<audio>", "</audio>", "<video>", "</video>", "<pad>"
 MODALITY_TOKENS = [AUDIO_OPEN, AUDIO_CLOSE, VIDEO_OPEN, VIDEO_CLOSE]
 

@@ -3,7 +3,7 @@
     L = (1 / C) * sum_c c_c * CE_c  +  lambda_B * mean_{layers, c} L_B  +  lambda_z * mean_{layers, c} L_z
 
 CE_c is the mean over the transcript + EOS tokens of the rows of granularity c, exactly what a separate
-forward of that granularity would give (paper.md §2.5). The router losses are computed per layer and per
+forward of that granularity would give (the Matryoshka loss of arXiv 2510.04136). The router losses are computed per layer and per
 granularity over real tokens only (no padding), then averaged (paper.md §2.4; the aggregation is not given
 in the paper).
 """

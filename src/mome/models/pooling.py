@@ -5,7 +5,7 @@ MoME); `stack` concatenates them on the feature axis (Llama-AVSR). Both keep flo
 reference, but never fewer than one: a clip shorter than the rate becomes a single token averaging the frames
 it has. Padding frames are excluded from every average and every pooled position past a clip's length is
 zero, and the pooled lengths travel with the features so that the sequence builder takes only real tokens
-(the reference let padded frames into the LLM input, reference_code.md §2.4).
+(the Llama-AVSR / Llama-MTSK reference code let padded frames into the LLM input).
 """
 
 from __future__ import annotations

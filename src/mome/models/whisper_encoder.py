@@ -1,9 +1,9 @@
 """Frozen Whisper encoder run on the real clip length: waveform [B, S] -> features [B, T_a, D] at 50 Hz.
 
-The reference code pads every clip to 30 s and truncates the output (reference_code.md §2.1), paying for
+The reference code pads every clip to 30 s and truncates the output, paying for
 1500 encoder frames whatever the clip length. Here the batch is padded only to its longest clip (plus one
 STFT window, rounded to the 320-sample encoder stride) and the encoder's positional table is sliced to
-that many frames for the duration of the call (offline_ecosystem.md §4):
+that many frames for the duration of the call:
 
     audio [B, S] 16 kHz --log-mel (torch, batched)--> [B, n_mels, 2 T_a] --conv1, conv2 (stride 2)-->
     [B, T_a, D] + embed_positions[:T_a] --> encoder layers --> [B, T_a, D], padding frames zeroed

@@ -37,7 +37,7 @@ def make_speakers(seed: int, counts: dict[str, int] | None = None, engines: tupl
     engine is enabled and the split has two or more speakers).
 
     `fixed_voices` keeps every voice at its default rate and pitch, so that speakers of one flite voice sound
-    alike across splits (the setting of the feasibility prototype, demo_feasibility.md); faces still differ.
+    alike across splits (the setting of the feasibility prototype, docs/experiments.md); faces still differ.
     The same random draws are made either way, so nothing else about the speakers changes.
     """
     counts = counts or DEFAULT_SPEAKERS
