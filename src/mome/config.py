@@ -43,6 +43,21 @@ DEFAULT_PROMPTS = {
 }
 
 
+EMBEDDED_PREFIX = "embedded:"
+"""Model paths such as `embedded:smollm2-135m` name a model shipped in a PyPI wheel, not a file."""
+
+
+def absolute_path(path: str | None, base: str | Path | None = None) -> str | None:
+    """`path` made absolute once, where it enters the config: `~` expanded, relative paths taken from `base`
+    (default: the working directory), `..` folded. `None` and `embedded:` names pass through."""
+    if path is None or str(path).startswith(EMBEDDED_PREFIX):
+        return path
+    resolved = Path(path).expanduser()
+    if not resolved.is_absolute():
+        resolved = Path(base if base is not None else Path.cwd()).expanduser() / resolved
+    return os.path.abspath(resolved)
+
+
 # --------------------------------------------------------------------------------------------- model
 @dataclass
 class AudioEncoderConfig:
@@ -53,6 +68,9 @@ class AudioEncoderConfig:
     arch: dict[str, Any] | None = None
     """`WhisperConfig` fields, so the encoder can be built without weights."""
 
+    def __post_init__(self) -> None:
+        self.path = absolute_path(self.path)
+
 
 @dataclass
 class VideoEncoderConfig:
@@ -62,6 +80,9 @@ class VideoEncoderConfig:
     """Checkpoint of the video encoder (official fairseq `.pt` or a mome lip-encoder checkpoint)."""
     arch: dict[str, Any] | None = None
     """Architecture fields of the video encoder (layers, widths), to build it without weights."""
+
+    def __post_init__(self) -> None:
+        self.path = absolute_path(self.path)
 
 
 @dataclass
@@ -126,6 +147,9 @@ class LLMConfig:
     """Let `mome train` run on an LLM built from `arch` alone (random weights: tests, the `tiny` preset). Off,
     so that a paper preset started without `path` fails instead of training on a random LLM."""
 
+    def __post_init__(self) -> None:
+        self.path = absolute_path(self.path)
+
 
 @dataclass
 class MoMEConfig:
@@ -189,6 +213,7 @@ class DataConfig:
     root: str | None = None
     """Corpus root: holds the label CSVs and the media they point to (auto_avsr / LRS3 layout)."""
     train_labels: str = "labels/train.csv"
+    """Label CSV of the training split, relative to `root` unless absolute (likewise `val_labels`, `test_labels`)."""
     val_labels: str = "labels/val.csv"
     test_labels: str = "labels/test.csv"
     noise_path: str | None = "noise/babble.wav"
@@ -211,6 +236,14 @@ class DataConfig:
     eval_noise_seed: int = 0
     """Seed of the evaluation noise; with the SNR and utterance id it fixes the babble exactly."""
 
+    def __post_init__(self) -> None:
+        """Every path becomes absolute here, once: the root from the working directory, the files from the root."""
+        if self.root is None:
+            return
+        self.root = absolute_path(self.root)
+        for name in ("train_labels", "val_labels", "test_labels", "noise_path"):
+            setattr(self, name, absolute_path(getattr(self, name), self.root))
+
 
 # ------------------------------------------------------------------------------------ train / decode
 @dataclass
@@ -228,7 +261,7 @@ class TrainConfig:
     precision: str = "fp32"
     """`fp32` on CPUs, `bf16` on GPUs."""
     output_dir: str = "runs/experiment"
-    """Run directory: checkpoints/, metrics.csv, tensorboard/, config.yaml."""
+    """Run directory: checkpoints/, metrics.csv, tensorboard/, config.yaml (relative to the working directory)."""
     save_every_steps: int = 200
     """Checkpoint period; a kill -9 loses at most this many steps. Also saved at each epoch end and on Ctrl-C."""
     keep_checkpoints: int = 3
@@ -246,6 +279,9 @@ class TrainConfig:
     backward per granularity, gradients accumulated (the reference's loop): the same gradient, less padding
     and less peak memory, but more, smaller kernels: slower on a GPU and no faster on the CPU demo
     (docs/experiments.md)."""
+
+    def __post_init__(self) -> None:
+        self.output_dir = absolute_path(self.output_dir)
 
 
 @dataclass

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from mome.config import Config, load_config
+from mome.config import Config, absolute_path, load_config
 
 
 @dataclass
@@ -45,6 +45,9 @@ class DemoOptions:
     preset: str = "demo"
     overrides: list[str] = field(default_factory=list)
     """Extra KEY=VALUE overrides for both training runs (e.g. model.llm.num_layers=6)."""
+
+    def __post_init__(self) -> None:
+        self.out = Path(absolute_path(str(self.out)))  # the stages below pass it on; none depends on the cwd
 
 
 class Timer:

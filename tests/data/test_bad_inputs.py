@@ -71,7 +71,7 @@ def test_commas_and_quotes_in_transcripts_round_trip(tmp_path):
 
 def test_epoch_survives_bad_files(broken, caplog):
     root, expected = broken
-    ds = AVDataset("labels/broken.csv", root, DataConfig(root=str(root)), train=True)
+    ds = AVDataset(root / "labels/broken.csv", root, DataConfig(root=str(root)), train=True)
     sampler = FrameBudgetBatchSampler(ds.lengths, 400, seed=0)
     loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate)
     ids = [i for batch in loader if batch is not None for i in batch["ids"]]

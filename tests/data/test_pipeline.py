@@ -14,7 +14,7 @@ def _cfg(root):
 
 
 def test_item_shapes_and_collate(corpus):
-    ds = AVDataset("labels/train.csv", corpus, _cfg(corpus), train=True)
+    ds = AVDataset(corpus / "labels/train.csv", corpus, _cfg(corpus), train=True)
     items = [ds[i] for i in range(len(ds))]
     for it in items:
         t = it["video"].shape[0]
@@ -29,17 +29,17 @@ def test_item_shapes_and_collate(corpus):
 
 
 def test_audio_only_and_video_only(corpus):
-    a = AVDataset("labels/test.csv", corpus, _cfg(corpus), train=False, modalities=("audio",))[0]
-    v = AVDataset("labels/test.csv", corpus, _cfg(corpus), train=False, modalities=("video",))[0]
+    a = AVDataset(corpus / "labels/test.csv", corpus, _cfg(corpus), train=False, modalities=("audio",))[0]
+    v = AVDataset(corpus / "labels/test.csv", corpus, _cfg(corpus), train=False, modalities=("video",))[0]
     assert "video" not in a and "audio" not in v and len(a["audio"]) == 640 * len(v["video"])
 
 
 def test_eval_noise_is_reproducible_and_seeded(corpus):
     cfg = _cfg(corpus)
-    first = AVDataset("labels/test.csv", corpus, cfg, train=False, eval_snr=0, noise_seed=3)
-    again = AVDataset("labels/test.csv", corpus, cfg, train=False, eval_snr=0, noise_seed=3)
-    other = AVDataset("labels/test.csv", corpus, cfg, train=False, eval_snr=0, noise_seed=4)
-    clean = AVDataset("labels/test.csv", corpus, cfg, train=False)
+    first = AVDataset(corpus / "labels/test.csv", corpus, cfg, train=False, eval_snr=0, noise_seed=3)
+    again = AVDataset(corpus / "labels/test.csv", corpus, cfg, train=False, eval_snr=0, noise_seed=3)
+    other = AVDataset(corpus / "labels/test.csv", corpus, cfg, train=False, eval_snr=0, noise_seed=4)
+    clean = AVDataset(corpus / "labels/test.csv", corpus, cfg, train=False)
     backwards = {i: first[i]["audio"] for i in reversed(range(len(first)))}  # access order must not matter
     for i in range(len(again)):
         assert torch.equal(backwards[i], again[i]["audio"])
@@ -73,7 +73,7 @@ def test_time_mask_bounds():
 
 
 def test_training_items_vary_between_epochs_but_not_between_runs(corpus):
-    ds = AVDataset("labels/train.csv", corpus, _cfg(corpus), train=True)
+    ds = AVDataset(corpus / "labels/train.csv", corpus, _cfg(corpus), train=True)
     ds.set_epoch(0)
     a = ds[0]["audio"]
     torch.manual_seed(123)  # global RNG state plays no part: resuming mid-epoch reproduces the batch
@@ -86,7 +86,7 @@ def test_time_mask_switch(corpus):
     """`data.time_mask: false` leaves training audio equal to the clean eval audio and masks no video frame."""
     def items(time_mask: bool, train: bool) -> list[dict]:
         cfg = DataConfig(root=str(corpus), time_mask=time_mask, train_snrs=[None])
-        ds = AVDataset("labels/train.csv", corpus, cfg, train=train)
+        ds = AVDataset(corpus / "labels/train.csv", corpus, cfg, train=train)
         return [ds[i] for i in range(len(ds))]
 
     def masked_frames(batch: list[dict]) -> int:  # frames that were all zero before normalisation

@@ -39,8 +39,9 @@ def default_out(checkpoint: Path, labels: Path) -> Path:
 
 def _resolve_labels(labels: str, root: Path) -> Path:
     """A path that exists as given wins; otherwise it is relative to the corpus root (like data.*_labels)."""
-    path = Path(labels)
-    return path.resolve() if path.is_file() else root / path
+    from mome.config import absolute_path
+
+    return Path(absolute_path(labels) if Path(labels).is_file() else absolute_path(labels, root))
 
 
 def _collect_overrides(args: argparse.Namespace) -> None:
@@ -53,7 +54,7 @@ def _collect_overrides(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mome.config import combinations, parse_combination
+    from mome.config import absolute_path, combinations, parse_combination
     from mome.errors import UserError
     from mome.evaluation.evaluate import evaluate, markdown, parse_snr
     from mome.training.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint, resolve_checkpoint
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     combos = [parse_combination(r, comp) for r in args.rates] if args.rates else combinations(comp)
     if args.root is None and cfg.data.root is None:
         raise UserError("no corpus root: pass --root DIR (the checkpoint's config has no data.root)")
-    root = Path(args.root or cfg.data.root)
+    root = Path(absolute_path(args.root or cfg.data.root))
     labels = _resolve_labels(args.labels, root)
     if not labels.is_file():
         raise UserError(f"{args.labels}: label file not found (also looked in {root})")

@@ -32,7 +32,7 @@ class AVDataset(Dataset):
     """Utterances of one label file.
 
     Args:
-        labels_path: label CSV (absolute, or relative to `root`).
+        labels_path: label CSV (the absolute path `DataConfig` resolved).
         root: corpus root; media at `<root>/<rel_path>.{mp4,wav}`.
         train: random crop, time masks and babble at an SNR drawn from `cfg.train_snrs`.
         modalities: which streams to load; an audio-only item has no "video" key and vice versa.
@@ -48,8 +48,7 @@ class AVDataset(Dataset):
         if unknown or not modalities:
             raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}, got {modalities}")
         self.root = Path(root)
-        labels_path = Path(labels_path)
-        self.rows, self.label_problems = read_labels(labels_path if labels_path.is_absolute() else self.root / labels_path)
+        self.rows, self.label_problems = read_labels(labels_path)
         self.meta = read_metadata(self.root)
         self.cfg, self.train, self.modalities = cfg, train, tuple(modalities)
         self.eval_snr, self.noise_seed = eval_snr, noise_seed
@@ -59,8 +58,7 @@ class AVDataset(Dataset):
         needs_noise = "audio" in modalities and (eval_snr is not None or (train and any(
             s is not None for s in cfg.train_snrs)))
         if needs_noise and cfg.noise_path:
-            noise = Path(cfg.noise_path)
-            self.babble = Babble(noise if noise.is_absolute() else self.root / noise)
+            self.babble = Babble(Path(cfg.noise_path))
 
     def __len__(self) -> int:
         return len(self.rows)

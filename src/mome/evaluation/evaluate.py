@@ -40,7 +40,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from mome.config import Combination, Config, DecodeConfig, combination_key
+from mome.config import Combination, Config, DecodeConfig, absolute_path, combination_key
 from mome.data.collate import collate
 from mome.data.dataset import AVDataset
 from mome.errors import UserError
@@ -208,7 +208,7 @@ def evaluate(model: AVSRModel, cfg: Config, labels: str | Path, root: str | Path
     """Decode `labels` at every combination x SNR; return the results dict (written to `out_dir` if given).
 
     Args:
-        labels: label CSV, absolute or relative to `root`.
+        labels: label CSV, absolute or relative to `root` (resolved here, once).
         combos: rate combinations the model was trained with (`config.parse_combination`).
         snrs: babble SNRs in dB, None = clean. A VSR model ignores them (no audio): only `clean` is run.
         batch_size / decode: default `cfg.decode`; `batch_size` overrides `decode.batch_size`.
@@ -216,6 +216,8 @@ def evaluate(model: AVSRModel, cfg: Config, labels: str | Path, root: str | Path
         skip_bad: leave out unreadable utterances instead of failing (module docstring).
         info: extra fields for results.json (checkpoint path, overrides ...).
     """
+    root = Path(absolute_path(str(root)))
+    labels = Path(absolute_path(str(labels), root))
     decode = decode or cfg.decode
     modalities = cfg.model.compression.modalities
     if "audio" not in modalities and any(s is not None for s in snrs):

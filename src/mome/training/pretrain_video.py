@@ -223,10 +223,10 @@ def train_lip_encoder(corpus_root: str | Path, steps: int = 200, seed: int = 0,
         raise UserError(f"--objective {opts.objective!r}: choose from {', '.join(OBJECTIVES)}")
     if opts.steps < 1:
         raise UserError("--steps must be at least 1")
-    root = Path(corpus_root)
-    cfg = DataConfig(root=str(root), time_mask=opts.time_mask)
-    if not (root / cfg.train_labels).is_file():
-        raise UserError(f"{root / cfg.train_labels}: no training labels (make a corpus with `mome synth`)")
+    cfg = DataConfig(root=str(corpus_root), time_mask=opts.time_mask)  # resolves the root and label paths
+    root = Path(cfg.root)
+    if not Path(cfg.train_labels).is_file():
+        raise UserError(f"{cfg.train_labels}: no training labels (make a corpus with `mome synth`)")
     threads = torch.get_num_threads()
     if opts.threads:
         torch.set_num_threads(opts.threads)

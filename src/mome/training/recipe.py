@@ -74,7 +74,7 @@ def _data_root(cfg: Config) -> Path:
 
 def _dataset(cfg: Config, labels: str, train: bool) -> AVDataset:
     root = _data_root(cfg)
-    path = Path(labels) if Path(labels).is_absolute() else root / labels
+    path = Path(labels)  # absolute: DataConfig resolved it against the root
     if not path.is_file():
         raise UserError(f"label file not found: {path}")
     ds = AVDataset(path, root, cfg.data, train=train, modalities=cfg.model.compression.modalities, augment_seed=cfg.train.seed)

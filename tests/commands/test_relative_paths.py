@@ -1,0 +1,84 @@
+"""Every command as a user types it: run from a fresh working directory with relative paths only.
+
+The README's main command once died on its default relative `--out` (the corpus root was joined onto a label
+path twice) while every test, all with absolute paths, passed. These tests use nothing but relative paths.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mome.cli import main
+
+pytestmark = pytest.mark.slow
+
+FAST = ["data.num_workers=0", "data.max_frames=120", "train.num_threads=1", "decode.num_beams=1",
+        "decode.max_new_tokens=3"]  # fmt: skip
+SYNTH = ["--utterances", "16", "--splits", "train=0.5,val=0.25,test=0.25", "--seed", "3", "--babble-seconds", "6",
+         "--workers", "1"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A working directory holding `corpus/` made by `mome synth corpus` run inside it."""
+    cwd = tmp_path_factory.mktemp("cwd")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(cwd)
+        assert main(["synth", "corpus", *SYNTH]) == 0
+    assert (cwd / "corpus" / "labels" / "train.csv").is_file()
+    return cwd
+
+
+def _first_test_clip(corpus: Path) -> str:
+    rel = (corpus / "labels" / "test.csv").read_text().splitlines()[0].split(",")[1]
+    return f"corpus/{rel}"
+
+
+def test_pretrain_train_eval_transcribe_with_relative_paths(workdir: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(workdir)
+    assert main(["pretrain-video", "corpus", "--out", "lip.pt", "--arch", "tiny", "--steps", "2", "--workers", "0",
+                 "--no-progress"]) == 0  # fmt: skip
+    assert Path("lip.pt").is_file()
+
+    assert main(["train", "tiny", "data.root=corpus", "train.output_dir=runs/tiny", "train.max_steps=2",
+                 "model.encoders.video.path=lip.pt", *FAST]) == 0  # fmt: skip
+    assert Path("runs/tiny/checkpoints/latest").is_file()
+    saved = Path("runs/tiny/config.yaml").read_text()
+    assert f"root: {workdir / 'corpus'}" in saved  # the run records where its data is, wherever it is read from
+
+    assert main(["eval", "runs/tiny", "--labels", "labels/test.csv", "--limit", "2", "--quiet", *FAST]) == 0
+    results = json.loads(Path("runs/tiny/eval/test/results.json").read_text())
+    assert results["wer"]["all"]["a4_v2"]["clean"]["utterances"] == 2
+
+    clip = _first_test_clip(Path("corpus"))
+    capsys.readouterr()
+    assert main(["transcribe", "runs/tiny", "--video", f"{clip}.mp4", "--audio", f"{clip}.wav", *FAST]) == 0
+    assert "rates 4,2" in capsys.readouterr().err
+
+
+def test_run_moved_elsewhere_still_finds_its_data(workdir: Path, monkeypatch) -> None:
+    """A run trained from one directory evaluates from another: the paths it saved do not depend on the cwd."""
+    monkeypatch.chdir(workdir)
+    assert main(["train", "tiny", "data.root=corpus", "train.output_dir=runs/moved", "train.max_steps=1", *FAST]) == 0
+    elsewhere = workdir / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["eval", "../runs/moved", "--labels", "labels/val.csv", "--limit", "1", "--quiet", "--out", "ev",
+                 *FAST]) == 0  # fmt: skip
+    assert (elsewhere / "ev" / "results.json").is_file()
+
+
+def test_demo_with_its_default_relative_out(workdir: Path, tmp_path: Path, monkeypatch) -> None:
+    """`mome demo` with no --out writes `demo_out/` in the working directory and completes every stage."""
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(workdir / "corpus", tmp_path / "demo_out" / "corpus")  # a corpus in place is reused: fast
+    args = ["demo", "--preset", "tiny", "--lip-steps", "2", "--steps", "2", "--vsr-steps", "2", "--eval-limit", "1",
+            *FAST]  # fmt: skip
+    assert main(args) == 0
+    assert Path("demo_out/README.md").is_file()
+    for task in ("avsr", "asr", "vsr"):
+        assert Path(f"demo_out/eval/{task}/results.json").is_file(), task
