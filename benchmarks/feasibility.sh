@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# Does mome learn as fast as the feasibility prototype? Its task and recipe, end to end, then its numbers
-# beside ours (../shared/research/demo_feasibility.md: 500 steps, WER 0.33 % at rate 4 and 2.00 % at rate 16
-# for seed 1; 1.50 % / 6.67 % for seed 2 at 350 steps). 5 min 37 s on the 2-core CPU machine (one run).
+# Does mome learn as fast as the feasibility prototype (an independent script that preceded mome)? Its task
+# and recipe, end to end, then its numbers beside ours. Results so far: docs/benchmarks.md, docs/experiments.md.
 #
 #   bash benchmarks/feasibility.sh [OUT_DIR] [extra `mome train` overrides...]
 set -euo pipefail

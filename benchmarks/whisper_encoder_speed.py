@@ -4,7 +4,7 @@
         --threads 2 --json out.json
 
 Both paths include the log-mel features: mome's batched torch log-mel on the padded batch, and the
-reference's WhisperFeatureExtractor padding every clip to 30 s (reference_code.md §2.1) followed by the full
+reference's WhisperFeatureExtractor padding every clip to 30 s (as the Llama-AVSR code does) followed by the full
 1500-frame encoder. Prints the median of `--repeats` runs in ms and the speed-up ratio.
 """
 

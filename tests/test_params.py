@@ -1,4 +1,4 @@
-"""`mome params` must reproduce the paper's active-parameter column (paper.md §2.6) on Llama 3.2-3B."""
+"""`mome params` must reproduce the paper's active-parameter column (MoME, arXiv 2510.04136, Tables 1 and 3) on Llama 3.2-3B."""
 
 from __future__ import annotations
 

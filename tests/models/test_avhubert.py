@@ -73,7 +73,7 @@ def test_missing_audio_is_zero_after_its_front_end_and_goes_through_the_layer_no
     model = tiny()
     v = torch.randn(2, model.embed_dim, 6)  # [B, D, T] video front-end output
     got = model.fuse_missing_audio(v)
-    # Closed form of LN over [0, v] (§1.3): statistics over 2D channels, the zero half included.
+    # Closed form of LN over [0, v]: statistics over 2D channels, the zero half included.
     x = v.transpose(1, 2)
     mu = x.sum(-1, keepdim=True) / (2 * model.embed_dim)
     var = (x * x).sum(-1, keepdim=True) / (2 * model.embed_dim) - mu**2
@@ -146,7 +146,7 @@ def count(model: nn.Module) -> int:
 def test_video_path_sizes(name, millions, keys):
     with torch.device("meta"):
         model = build_avhubert(name)
-    assert round(count(model) / 1e6, 1) == millions  # §1.5, video path only
+    assert round(count(model) / 1e6, 1) == millions  # video path only
     assert len(model.state_dict()) == keys
 
 

@@ -1,7 +1,7 @@
 """Loading official-layout AV-HuBERT checkpoints without fairseq, through the weights-only path.
 
-The fake checkpoints reproduce the trainer pickle of avhubert_and_mouth_crop.md §2.1 at tiny size: real key
-names (§2.2), `weight_g`/`weight_v`, a fairseq `Dictionary` object in `task_state` (its class comes from a
+The fake checkpoints reproduce the official fairseq trainer pickle at tiny size: real key
+names, `weight_g`/`weight_v`, a fairseq `Dictionary` object in `task_state` (its class comes from a
 throw-away `fairseq` module that is removed again before loading, as on a machine without fairseq).
 """
 
@@ -199,7 +199,7 @@ def test_mome_lip_encoder_round_trip(tmp_path):
 @pytest.mark.parametrize("name, millions, keys", [("large", 325.4, 538), ("base", 103.3, 346)])
 def test_official_layout_sizes(name, millions, keys):
     layout = official_layout(ARCHS[name])
-    assert len(layout) == keys  # §1.5
+    assert len(layout) == keys  # keys of the released pretrained files
     floats = sum(s.numel() for k, s in layout.items() if not k.endswith("num_batches_tracked"))
     assert round(floats / 1e6, 1) == millions
 

@@ -80,7 +80,7 @@ def test_front_end_equals_30s_padding_on_valid_frames(encoder):
 
 
 def test_equals_hf_encoder_built_for_the_same_length(encoder):
-    """The per-call slice is the offline_ecosystem §4 trick: same as an HF encoder with max_source_positions=T."""
+    """The per-call slice of the positional table equals an HF encoder built with max_source_positions=T."""
     from transformers import WhisperConfig
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
 

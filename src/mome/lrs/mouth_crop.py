@@ -37,7 +37,7 @@ MAX_OFFSET = CROP_SIZE // 2 + 5
 
 # `20words_mean_face.npy` (auto_avsr / Lipreading_using_TCN): x, y of the 68 iBUG points in a 256x256 frame.
 # Its 1088 data bytes (`MEAN_FACE.tobytes()`) are those of the released file (sha256 dbf68b20...81422, whose
-# header is padded the old way); sha256 of the data: fa55fe4a...c2c10 (checked in tests/data/test_mouth_crop.py).
+# header is padded the old way); sha256 of the data: fa55fe4a...c2c10 (checked in tests/lrs/test_mouth_crop.py).
 MEAN_FACE = np.array([
     (70.92383848116445, 97.13757949462641), (72.62515288351078, 114.90361188285254),  # 0, 1
     (75.98941827444136, 131.07402472829844), (79.2695931821559, 146.2116595997759),  # 2, 3
