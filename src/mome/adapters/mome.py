@@ -92,7 +92,7 @@ class MoMEAdapter(nn.Module):
 
         With a token mask in the context (the training forward), experts run on real tokens only and the
         output is zero on padding: right padding is never attended to nor scored, so this is exact, and
-        it skips the ~30 % of positions that pad the 4 granularities' rows to one length.
+        it skips the positions that pad the granularities' rows to one length (docs/benchmarks.md).
         """
         ctx = context.current()
         batch, length, dim = x.shape
