@@ -17,6 +17,7 @@ Where the paper is silent, the choice is a field here, documented on the field a
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import dataclass, field
