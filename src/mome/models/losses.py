@@ -4,8 +4,8 @@
 
 CE_c is the mean over the transcript + EOS tokens of the rows of granularity c, exactly what a separate
 forward of that granularity would give (the Matryoshka loss of arXiv 2510.04136). The router losses are computed per layer and per
-granularity over real tokens only (no padding), then averaged (paper.md §2.4; the aggregation is not given
-in the paper).
+granularity over real tokens only (no padding), then averaged (the paper does not give the aggregation;
+docs/design.md).
 """
 
 from __future__ import annotations
