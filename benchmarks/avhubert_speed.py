@@ -15,9 +15,8 @@ import time
 
 import torch
 
+from mome.constants import FPS, MODEL_CROP_SIZE as SIZE
 from mome.models.avhubert import build_avhubert
-
-FPS, SIZE = 25, 88
 
 
 def time_encoder(arch: str, seconds: float, repeats: int) -> dict[str, float]:

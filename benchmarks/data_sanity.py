@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mome.constants import SAMPLE_RATE
 from mome.data.labels import read_metadata
 from mome.data.media import read_audio, read_video
 from mome.synthetic.visemes import VISEMES
@@ -47,7 +48,7 @@ def whisper_wer(root: Path, max_utts: int) -> dict:
     for i in range(0, len(items), 8):
         chunk = items[i:i + 8]
         audio = [read_audio(root / f"{r['rel_path']}.wav") for r in chunk]
-        feats = processor(audio, sampling_rate=16000, return_tensors="pt").input_features
+        feats = processor(audio, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
         with torch.inference_mode():
             out = model.generate(feats, num_beams=1, do_sample=False, max_new_tokens=48)
         hyps += [normalise(t) for t in processor.batch_decode(out, skip_special_tokens=True)]

@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mome.constants import FPS, SAMPLE_RATE
 from mome.data.media import write_video
 
 
@@ -39,7 +40,7 @@ def astronaut_frames(n: int, size: int = 224, seed: int = 0) -> np.ndarray:
 
 def write_clip(stem: Path, frames: np.ndarray, seconds: float) -> None:
     stem.parent.mkdir(parents=True, exist_ok=True)
-    t = np.arange(int(seconds * 16000)) / 16000
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
     audio = (0.3 * np.sin(2 * np.pi * 220 * t) * 32767).astype(np.int16)
     write_video(stem.with_suffix(".mp4"), frames, audio=audio.astype(np.float32) / 32767)
     stem.with_suffix(".txt").write_text("Text:  HELLO THERE\nConf:  3\n\nWORD START END ASDSCORE\n"
@@ -58,7 +59,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         root, out = Path(tmp) / "lrs3", Path(tmp) / "out"
-        n = round(args.seconds * 25)
+        n = round(args.seconds * FPS)
         for i in range(args.clips):
             write_clip(root / "trainval" / f"spk{i % 3}" / f"{i:05d}", astronaut_frames(n, seed=i), args.seconds)
         start = time.perf_counter()
@@ -68,7 +69,7 @@ def main() -> None:
     result = {
         "clips": args.clips, "seconds_per_clip": args.seconds, "workers": args.workers, "frames": frames,
         "wall_s": round(wall, 2), "frames_per_second": round(frames / wall, 1),
-        "real_time_factor": round(frames / wall / 25, 2), "written": report["written"],
+        "real_time_factor": round(frames / wall / FPS, 2), "written": report["written"],
         "skipped": len(report["skipped"]), "load_average": [round(x, 2) for x in os.getloadavg()],
         "cpu_count": os.cpu_count(),
     }

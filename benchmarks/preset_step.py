@@ -33,6 +33,7 @@ import traceback
 import torch
 
 from mome.config import Config, load_config
+from mome.constants import FPS, SAMPLES_PER_FRAME
 from mome.models.avsr import AVSRModel, build_model
 
 DEFAULT_PRESETS = "paper-mome-23-4-mhsa,paper-mome-23-4-ffn,paper-mome-23-4-layer,paper-llama-avsr,paper-mtsk-mss"
@@ -44,11 +45,11 @@ def make_batch(batch: int, min_s: float, max_s: float, crop: int, device: torch.
     """Random raw clips shaped like the collated batch of `AVDataset` (audio 640 samples per video frame)."""
     rng = random.Random(seed)
     gen = torch.Generator().manual_seed(seed)
-    frames = torch.tensor([round(rng.uniform(min_s, max_s) * 25) for _ in range(batch)])
+    frames = torch.tensor([round(rng.uniform(min_s, max_s) * FPS) for _ in range(batch)])
     t = int(frames.max())
     return {
-        "audio": (0.1 * torch.randn(batch, 640 * t, generator=gen)).to(device),
-        "audio_lengths": (640 * frames).to(device),
+        "audio": (0.1 * torch.randn(batch, SAMPLES_PER_FRAME * t, generator=gen)).to(device),
+        "audio_lengths": (SAMPLES_PER_FRAME * frames).to(device),
         "video": torch.randn(batch, t, 1, crop, crop, generator=gen).to(device),
         "video_lengths": frames.to(device),
         "texts": [" ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 20))) for _ in range(batch)],

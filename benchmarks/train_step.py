@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import torch
 
 from mome.config import LLMConfig, ModelConfig
+from mome.constants import AVHUBERT_FRAME_RATE, WHISPER_FRAME_RATE, exact_div
 from mome.models.avsr import AVSRModel, Features
 from mome.models.llm import LoadedLLM, load_llm
 
@@ -70,8 +71,8 @@ def make_inputs(batch: int, audio_dim: int, video_dim: int, min_s: float, max_s:
     """Random encoder features [B, T_a, D_a] at 50 Hz and [B, T_v, D_v] at 25 Hz, plus transcripts."""
     rng = random.Random(seed)
     gen = torch.Generator().manual_seed(seed)
-    video_lengths = torch.tensor([round(rng.uniform(min_s, max_s) * 25) for _ in range(batch)])
-    audio_lengths = 2 * video_lengths
+    video_lengths = torch.tensor([round(rng.uniform(min_s, max_s) * AVHUBERT_FRAME_RATE) for _ in range(batch)])
+    audio_lengths = exact_div(WHISPER_FRAME_RATE, AVHUBERT_FRAME_RATE) * video_lengths
     features = Features(
         torch.randn(batch, int(audio_lengths.max()), audio_dim, generator=gen), audio_lengths,
         torch.randn(batch, int(video_lengths.max()), video_dim, generator=gen), video_lengths,

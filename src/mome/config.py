@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from mome.constants import MODEL_CROP_SIZE
 from mome.errors import ConfigError
 
 TASKS = ("asr", "vsr", "avsr")
@@ -223,7 +224,7 @@ class DataConfig:
     """SNRs (dB) drawn uniformly per training utterance; `null` = clean (reference code)."""
     max_frames: int = 1500
     """Frame budget of a training batch, in video frames (reference: 1000-1500 per GPU)."""
-    crop_size: int = 88
+    crop_size: int = MODEL_CROP_SIZE
     """Mouth crop fed to the video encoder (random in training, centre at evaluation)."""
     time_mask: bool = True
     """Training time masks (auto_avsr): up to 0.4 s of audio zeroed per second, up to 10 of every 25 video

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mome.constants import FPS, MOUTH_CROP_SIZE, SAMPLE_RATE
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="checkpoint file or run directory (its newest checkpoint)")
@@ -32,10 +34,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--beams", type=int, help="beam width (default: decode.num_beams)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     parser.parse_args = parser.parse_intermixed_args  # type: ignore[method-assign]
-
-
-MOUTH_CROP_SIZE = 96
-"""Frames of exactly this size are taken for a prepared mouth crop by `--input auto`."""
 
 
 def read_raw(video: Path, need_audio: bool, times: dict) -> tuple[np.ndarray, np.ndarray | None]:
@@ -77,7 +75,8 @@ def read_clip(video: Path, audio: Path | None, modalities: tuple[str, ...], crop
         times: receives the time of the "face" stage for raw videos.
     """
     from mome.data.collate import collate
-    from mome.data.media import SAMPLES_PER_FRAME, MediaError, cut_or_pad, read_audio, read_media, read_video
+    from mome.constants import SAMPLES_PER_FRAME
+    from mome.data.media import MediaError, cut_or_pad, read_audio, read_media, read_video
     from mome.data.transforms import audio_transform, video_transform
 
     rng = np.random.default_rng(0)  # unused by the evaluation transforms; they take one
@@ -141,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         (text,) = model.generate(features, combo, cfg.decode)
         times["decode"] = time.perf_counter() - start
     print(text)
-    seconds = len(batch["video"][0]) / 25 if "video" in batch else len(batch["audio"][0]) / 16000
+    seconds = len(batch["video"][0]) / FPS if "video" in batch else len(batch["audio"][0]) / SAMPLE_RATE
     stages = ", ".join(f"{k} {times[k]:.2f} s" for k in ("load", "read", "face", "encode", "decode") if k in times)
     rates = ",".join(str(r) for r in combo if r)
     print(f"rates {rates}; clip {seconds:.2f} s; {stages}", file=sys.stderr)

@@ -19,8 +19,9 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from mome.config import DataConfig
+from mome.constants import SAMPLES_PER_FRAME
 from mome.data.labels import LabelRow, read_labels, read_metadata
-from mome.data.media import SAMPLES_PER_FRAME, MediaError, cut_or_pad, read_audio, read_video
+from mome.data.media import MediaError, cut_or_pad, read_audio, read_video
 from mome.data.noise import Babble, eval_rng
 from mome.data.transforms import audio_transform, video_transform
 

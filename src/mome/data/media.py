@@ -15,11 +15,9 @@ import av
 import numpy as np
 import soundfile as sf
 
+from mome.constants import FPS, SAMPLE_RATE
 from mome.errors import UserError
 
-SAMPLE_RATE = 16_000
-FPS = 25
-SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640
 X264_PARAMS = "threads=1:lookahead-threads=1:sliced-threads=0:non-deterministic=0:mbtree=0"
 """libx264 settings that make the bitstream a function of the frames alone (see `write_video`)."""
 

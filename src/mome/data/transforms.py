@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from mome.constants import FPS, MODEL_CROP_SIZE, SAMPLE_RATE
 from mome.data.noise import Babble
 
 VIDEO_MEAN, VIDEO_STD = 0.421, 0.165  # LRS3 grayscale statistics (auto_avsr)
@@ -34,7 +35,7 @@ def time_mask(x: np.ndarray, window: int, stride: int, rng: np.random.Generator)
     return x
 
 
-def video_transform(frames: np.ndarray, train: bool, rng: np.random.Generator, crop: int = 88,
+def video_transform(frames: np.ndarray, train: bool, rng: np.random.Generator, crop: int = MODEL_CROP_SIZE,
                     mask: bool = True) -> torch.Tensor:
     """uint8 RGB [T, H, W, 3] -> normalised grayscale float32 [T, 1, crop, crop]; `mask`: time masks in training."""
     t, h, w, _ = frames.shape
@@ -46,7 +47,7 @@ def video_transform(frames: np.ndarray, train: bool, rng: np.random.Generator, c
         top, left = (h - crop) // 2, (w - crop) // 2
     x = frames[:, top:top + crop, left:left + crop].astype(np.float32) / 255.0 @ _GRAY  # [T, crop, crop]
     if train and mask:
-        x = time_mask(x, window=10, stride=25, rng=rng)
+        x = time_mask(x, window=FPS * 2 // 5, stride=FPS, rng=rng)  # < 0.4 s (10 frames) per second
     x = (x - VIDEO_MEAN) / VIDEO_STD
     return torch.from_numpy(np.ascontiguousarray(x[:, None], dtype=np.float32))
 
@@ -56,7 +57,7 @@ def audio_transform(audio: np.ndarray, train: bool, rng: np.random.Generator, ba
     """float32 [S] at 16 kHz -> [S]: (train, `mask`) time mask, babble at `snr` (None = clean), layer norm."""
     x = audio.astype(np.float32)
     if train and mask:
-        x = time_mask(x, window=6400, stride=16000, rng=rng)
+        x = time_mask(x, window=SAMPLE_RATE * 2 // 5, stride=SAMPLE_RATE, rng=rng)  # < 0.4 s per second
     if babble is not None and snr is not None:
         x = babble.add(x, snr, rng)
     x = (x - x.mean()) / np.sqrt(x.var() + 1e-8)  # per-utterance layer norm, eps 1e-8 (reference)

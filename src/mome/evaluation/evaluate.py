@@ -41,6 +41,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from mome.config import Combination, Config, DecodeConfig, absolute_path, combination_key
+from mome.constants import AVHUBERT_FRAME_RATE, WHISPER_FRAME_RATE
 from mome.data.collate import collate
 from mome.data.dataset import AVDataset
 from mome.errors import UserError
@@ -48,8 +49,8 @@ from mome.evaluation.wer import ErrorCounts, normalize, total, utterance_errors
 from mome.models.avsr import AVSRModel
 
 log = logging.getLogger(__name__)
-AUDIO_FRAME_RATE = 50  # Whisper encoder frames per second, if the encoder does not say
-VIDEO_FRAME_RATE = 25  # video frames per second (media.FPS), if the encoder does not say
+AUDIO_FRAME_RATE = WHISPER_FRAME_RATE  # if the encoder does not say
+VIDEO_FRAME_RATE = AVHUBERT_FRAME_RATE  # if the encoder does not say
 GROUP_KEYS = ("grammar", "engine")  # metadata fields that split the results
 
 

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from mome.constants import MOUTH_CROP_SIZE
+
 MIN_FRAMES = 12
 """Clips shorter than this are skipped (auto_avsr)."""
 SMOOTH_MARGIN = 6
@@ -31,7 +33,7 @@ STABLE_POINTS = (28, 33, 36, 39, 42, 45, 48, 54)
 """Nose bridge and tip, eye corners, mouth corners: the points aligned onto the mean face."""
 MOUTH = slice(48, 68)
 REFERENCE_SIZE = 256
-CROP_SIZE = 96
+CROP_SIZE = MOUTH_CROP_SIZE
 MAX_OFFSET = CROP_SIZE // 2 + 5
 """Largest distance (px, per axis) of the aligned mouth centre from the middle of the 256x256 frame."""
 

@@ -50,7 +50,8 @@ import numpy as np
 from tqdm import tqdm
 
 from mome.data.labels import LabelRow, write_labels
-from mome.data.media import FPS, SAMPLES_PER_FRAME, MediaError, cut_or_pad, read_media, write_audio, write_video
+from mome.constants import FPS, SAMPLES_PER_FRAME
+from mome.data.media import MediaError, cut_or_pad, read_media, write_audio, write_video
 from mome.errors import UserError
 from mome.lrs.face import FaceLandmarker, detect_landmarks
 from mome.lrs.mouth_crop import MIN_FRAMES, CropError, MouthCrops, crop_mouths

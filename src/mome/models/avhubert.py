@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mome.constants import AVHUBERT_FRAME_RATE
 from mome.errors import ConfigError
 
 # Fields that define tensor shapes; everything else in AVHubertArch is a run-time knob.
@@ -308,6 +309,8 @@ class TransformerEncoder(nn.Module):
 # ----------------------------------------------------------------------------------------- the encoder
 class AVHubertEncoder(nn.Module):
     """Video-only AV-HuBERT: `[B, T, 1, H, W]` normalised grey frames -> `[B, T, D]` features at 25 Hz."""
+
+    frame_rate = AVHUBERT_FRAME_RATE
 
     def __init__(self, arch: AVHubertArch | None = None) -> None:
         super().__init__()

@@ -24,10 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from mome.constants import SAMPLE_RATE, WHISPER_FRAME_RATE
 from mome.errors import UserError
-
-SAMPLE_RATE = 16_000
-FRAME_RATE = 50  # encoder frames per second: hop 160 samples (100 Hz mel) x conv2 stride 2
 
 
 def log_mel(audio: torch.Tensor, window: torch.Tensor, filters: torch.Tensor, hop_length: int) -> torch.Tensor:
@@ -95,7 +93,7 @@ def load_whisper_encoder(path_or_arch: str | Path | dict[str, Any]) -> tuple[nn.
 class WhisperAudioEncoder(nn.Module):
     """Frozen Whisper encoder (always in eval mode, no gradients) with its log-mel front end."""
 
-    frame_rate = FRAME_RATE
+    frame_rate = WHISPER_FRAME_RATE
 
     def __init__(self, path_or_arch: str | Path | dict[str, Any]) -> None:
         super().__init__()

@@ -27,13 +27,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from mome.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from mome.data.labels import LabelRow, write_labels, write_metadata
-from mome.data.media import SAMPLES_PER_FRAME, write_audio, write_video
+from mome.data.media import write_audio, write_video
 from mome.synthetic import grammar
 from mome.synthetic.render import render_clip
 from mome.synthetic.speakers import DEFAULT_SPEAKERS, SPLITS, Speaker, make_speakers
 from mome.synthetic.tts import TTSError, synthesize
-from mome.synthetic.visemes import FPS, articulation, frame_labels, viseme_segments
+from mome.synthetic.visemes import articulation, frame_labels, viseme_segments
 
 log = logging.getLogger(__name__)
 DATASET = "synth"
@@ -121,7 +122,7 @@ def make_babble(speakers: list[Speaker], seed: int, seconds: float, talkers: int
     per_stream = int(seconds / 1.6) + 2
     texts = [(rng.choice(speakers), grammar.open_sentence(rng)) for _ in range(talkers * per_stream)]
     clips = [c for c in (pool.map(_babble_audio, texts) if pool else map(_babble_audio, texts)) if c is not None]
-    length = int(seconds * 16_000)
+    length = int(seconds * SAMPLE_RATE)
     mix = np.zeros(length, np.float64)
     for k in range(talkers):
         stream = np.concatenate(clips[k::talkers])

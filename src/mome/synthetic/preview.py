@@ -8,10 +8,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mome.constants import FPS, MOUTH_CROP_SIZE
 from mome.data.labels import read_metadata
 from mome.data.media import read_video
 
-_TILE = 96
+_TILE = MOUTH_CROP_SIZE
 _LABEL_H = 26
 
 
@@ -29,7 +30,7 @@ def write_preview(root: str | Path, out_png: str | Path, num_utterances: int = 6
     meta = read_metadata(root, split)
     if not meta:
         raise FileNotFoundError(f"{root}/meta/{split}.jsonl: no utterances to preview")
-    from mome.synthetic.visemes import FPS, VISEMES
+    from mome.synthetic.visemes import VISEMES
 
     rows = []
     items = sorted(meta.items())

@@ -24,7 +24,9 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
-SIZE = 96
+from mome.constants import FPS, MOUTH_CROP_SIZE
+
+SIZE = MOUTH_CROP_SIZE
 _UP = 2  # supersampling factor
 _S = SIZE * _UP
 
@@ -66,7 +68,7 @@ def random_appearance(rng: random.Random) -> Appearance:
 
 def _head_motion(num_frames: int, amplitude: float, rng: np.random.Generator) -> np.ndarray:
     """Smooth per-frame (dx, dy, angle) from a few random sinusoids: [T, 3]."""
-    t = np.arange(num_frames)[:, None] / 25.0
+    t = np.arange(num_frames)[:, None] / FPS
     freq = rng.uniform(0.2, 1.2, size=(1, 3, 2))
     phase = rng.uniform(0, 2 * np.pi, size=(1, 3, 2))
     waves = np.sin(2 * np.pi * freq * t[..., None] + phase).sum(-1)  # [T, 3]

@@ -23,7 +23,8 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-SAMPLE_RATE = 16_000
+from mome.constants import SAMPLE_RATE
+
 FLITE_VOICES = ("kal16", "awb", "rms", "slt")
 # Approximate mean f0 (Hz) of each flite voice; a speaker's pitch factor scales it.
 FLITE_F0 = {"kal16": 105.0, "awb": 110.0, "rms": 100.0, "slt": 170.0}

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-FPS = 25
+from mome.constants import FPS
+
 LEAD_S = 0.03
 """How far the lips move ahead of the sound (anticipatory co-articulation), in seconds."""
 SMOOTH_S = 0.035
