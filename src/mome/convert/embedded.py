@@ -24,14 +24,13 @@ import importlib.metadata
 import importlib.util
 import json
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from mome.errors import UserError
+from mome.io import atomic_directory
 
 PREFIX = "embedded:"
 FORMAT = 1
@@ -112,19 +111,14 @@ def _source_record(model: EmbeddedModel, seconds: float) -> dict:
 def convert_into(model: EmbeddedModel, target: Path) -> Path:
     """Convert into a temporary sibling of `target`, then rename: `target` exists only when complete."""
     pkg_dirs = package_dirs(model)  # fail before creating anything
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; a cache is shared like any other model directory
-    try:
+
+    def build(tmp: Path) -> None:
         start = time.perf_counter()
         model.convert(pkg_dirs, tmp)
         record = _source_record(model, time.perf_counter() - start)
         (tmp / "mome_source.json").write_text(json.dumps(record, indent=2) + "\n")
-        os.rename(tmp, target)  # atomic on one file system; fails if target appeared meanwhile
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+
+    return atomic_directory(target, build)  # 0o755: a cache is shared like any other model directory
 
 
 @contextlib.contextmanager

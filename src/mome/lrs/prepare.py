@@ -53,6 +53,7 @@ from mome.data.labels import LabelRow, write_labels
 from mome.constants import FPS, SAMPLES_PER_FRAME
 from mome.data.media import MediaError, cut_or_pad, read_media, write_audio, write_video
 from mome.errors import UserError
+from mome.io import atomic_write, atomic_write_text
 from mome.lrs.face import FaceLandmarker, detect_landmarks
 from mome.lrs.mouth_crop import MIN_FRAMES, CropError, MouthCrops, crop_mouths
 
@@ -252,12 +253,9 @@ def process_clip(clip: Clip, out: Path, options: Options, landmarker: FaceLandma
             record["skipped"].append(_skip(rel, "too few frames", f"{f1 - f0} frames, at least {MIN_FRAMES} needed"))
             continue
         stem = out / rel
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        tmp_video, tmp_audio = stem.with_name(stem.name + ".tmp.mp4"), stem.with_name(stem.name + ".tmp.wav")
-        write_video(tmp_video, crops.crops[f0:f1], crf=options.crf)
-        write_audio(tmp_audio, audio[f0 * SAMPLES_PER_FRAME:f1 * SAMPLES_PER_FRAME])
-        os.replace(tmp_video, stem.with_suffix(".mp4"))
-        os.replace(tmp_audio, stem.with_suffix(".wav"))
+        atomic_write(stem.with_suffix(".mp4"), lambda tmp: write_video(tmp, crops.crops[f0:f1], crf=options.crf))
+        atomic_write(stem.with_suffix(".wav"),
+                     lambda tmp: write_audio(tmp, audio[f0 * SAMPLES_PER_FRAME:f1 * SAMPLES_PER_FRAME]))
         record["rows"].append({"rel_path": rel, "frames": f1 - f0, "text": seg.text,
                                "start": round(seg.start, 3), "end": round(seg.end, 3)})
     return record
@@ -268,10 +266,7 @@ def _marker(out: Path, clip: Clip) -> Path:
 
 
 def _write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=1) + "\n")
 
 
 _WORKER: dict = {}
@@ -318,10 +313,7 @@ def write_labels_and_report(out: Path, clips: list[Clip], this_run: dict) -> dic
             by_subset.setdefault(f"{clip.dataset}_{clip.subset}", []).append(row)
         skipped += [{"clip": clip.key, **s} for s in record["skipped"]]
     for name, split_rows in [*rows.items(), *by_subset.items()]:
-        path = out / "labels" / f"{name}.csv"
-        tmp = path.with_name(path.name + ".tmp")
-        write_labels(tmp, split_rows)
-        os.replace(tmp, path)
+        atomic_write(out / "labels" / f"{name}.csv", lambda tmp: write_labels(tmp, split_rows))
     frames = sum(r.input_length for split_rows in rows.values() for r in split_rows)
     reasons: dict[str, int] = {}
     for s in skipped:

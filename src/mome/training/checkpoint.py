@@ -12,7 +12,6 @@ checkpoint intact and `latest` always names a complete file.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +19,10 @@ import torch
 
 from mome.config import Config, apply_overrides, config_from_dict
 from mome.errors import UserError
+from mome.io import atomic_write, atomic_write_bytes
 
 FORMAT = "mome-checkpoint-1"
 LATEST = "latest"
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def save_checkpoint(
@@ -41,13 +32,9 @@ def save_checkpoint(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"step-{step:08d}.pt"
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     payload = {"format": FORMAT, "config": cfg.to_dict(), "model": model_state, "train_state": train_state}
-    torch.save(payload, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _atomic_write_bytes(directory / LATEST, path.name.encode())
+    atomic_write(path, lambda tmp: torch.save(payload, tmp), fsync=True)
+    atomic_write_bytes(directory / LATEST, path.name.encode(), fsync=True)
     for old in sorted(directory.glob("step-*.pt"))[:-keep]:
         old.unlink(missing_ok=True)
     return path

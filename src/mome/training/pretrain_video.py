@@ -21,8 +21,6 @@ docs/experiments.md, section 3).
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,10 +36,11 @@ from mome.config import DataConfig
 from mome.data.bucketing import FrameBudgetBatchSampler
 from mome.data.collate import collate
 from mome.data.dataset import AVDataset
-from mome.synthetic.visemes import VISEMES
 from mome.errors import UserError
+from mome.io import atomic_write
 from mome.models.avhubert import AVHubertEncoder, FrameCTCHead, build_avhubert
 from mome.models.avhubert_checkpoint import save_lip_encoder
+from mome.synthetic.visemes import VISEMES
 
 OBJECTIVES = ("visemes", "ctc-chars", "both")
 CHARS = " abcdefghijklmnopqrstuvwxyz'"
@@ -200,16 +199,7 @@ def evaluate(model: LipPretrainModel, root: Path, cfg: DataConfig, opts: Pretrai
 
 def save_atomic(encoder: nn.Module, out_path: str | Path) -> None:
     """`save_lip_encoder` through a temporary file in the same folder, so `out_path` is never half-written."""
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=out_path.name + ".", suffix=".tmp", dir=out_path.parent)
-    os.close(fd)
-    try:
-        save_lip_encoder(encoder, tmp)
-        os.replace(tmp, out_path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(out_path, lambda tmp: save_lip_encoder(encoder, tmp))
 
 
 def train_lip_encoder(corpus_root: str | Path, steps: int = 200, seed: int = 0,
