@@ -78,3 +78,20 @@ def test_two_runs_give_identical_results(run, tmp_path):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     a = [json.loads(x) for x in (tmp_path / "a" / "hypotheses.jsonl").read_text().splitlines()]
     assert {h["snr"] for h in a} == {"clean", "0"}
+
+
+def test_hypotheses_do_not_depend_on_the_batch_size(run, tmp_path):
+    """The same clips decoded one at a time and eight at a time give the same hypotheses, in the same order
+    (batch-invariant encoders, left-padded decoding)."""
+    root, path = run
+    hypotheses = {}
+    for batch_size in (1, 8):
+        # a random LLM with wide weights makes confident, input-dependent predictions (tests/tiny.py)
+        model, cfg = model_from_checkpoint(path, [*FAST, "model.llm.arch.initializer_range=0.5"])
+        out = tmp_path / f"b{batch_size}"
+        evaluate(model, cfg, "labels/train.csv", root, model.combinations, [None, 0.0], out_dir=out,
+                 batch_size=batch_size, progress=False)
+        hypotheses[batch_size] = [json.loads(line) for line in (out / "hypotheses.jsonl").read_text().splitlines()]
+    assert len(hypotheses[1]) == 4 * 2 * 4  # 4 utterances x 2 SNRs x 4 combinations
+    assert len({h["hyp"] for h in hypotheses[1]}) > 4, "a near-constant output would prove nothing"
+    assert hypotheses[8] == hypotheses[1]

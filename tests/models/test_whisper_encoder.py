@@ -55,6 +55,17 @@ def test_log_mel_equals_feature_extractor_on_valid_frames(encoder):
         torch.testing.assert_close(mel[i, :, :valid], ref[0, :, :valid], atol=1e-5, rtol=0)
 
 
+def test_features_do_not_depend_on_the_rest_of_the_batch(encoder):
+    """A short clip beside a long one gets exactly the features it gets alone (no attention to padding)."""
+    audio, lengths = _batch([6_000, 40_000])
+    alone, alone_lengths = encoder(audio[:1, :6_000], lengths[:1])
+    together, together_lengths = encoder(audio, lengths)
+    n = int(alone_lengths[0])
+    assert n == int(together_lengths[0]) and together.shape[1] > n
+    torch.testing.assert_close(together[0, :n], alone[0, :n], atol=0, rtol=0)
+    assert together[0, n:].abs().sum() == 0
+
+
 def test_shapes_lengths_and_padding_mask(encoder):
     audio, lengths = _batch([32_000, 16_000, 5_000])
     features, out_lengths = encoder(audio, lengths)

@@ -193,7 +193,8 @@ def _decode_snr(model: AVSRModel, loader: DataLoader, combos: list[Combination],
                                        utterance_errors(ref, hyp)))
         bar.update(len(batch["ids"]))
     bar.close()
-    return records
+    order = [combination_key(c) for c in combos]
+    return sorted(records, key=lambda r: order.index(r.combo))  # stable: label order within a combination
 
 
 def _to_device(batch: dict, model: AVSRModel) -> dict:

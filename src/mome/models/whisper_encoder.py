@@ -1,16 +1,17 @@
 """Frozen Whisper encoder run on the real clip length: waveform [B, S] -> features [B, T_a, D] at 50 Hz.
 
-The reference code pads every clip to 30 s and truncates the output, paying for
-1500 encoder frames whatever the clip length. Here the batch is padded only to its longest clip (plus one
-STFT window, rounded to the 320-sample encoder stride) and the encoder's positional table is sliced to
-that many frames for the duration of the call:
+The reference code pads every clip to 30 s and truncates the output, paying for 1500 encoder frames whatever
+the clip length. Here each clip is encoded on its own, padded only to its own length (plus one STFT window,
+rounded to the 320-sample encoder stride), and the encoder's positional table is sliced to that many frames
+for the duration of the call:
 
-    audio [B, S] 16 kHz --log-mel (torch, batched)--> [B, n_mels, 2 T_a] --conv1, conv2 (stride 2)-->
-    [B, T_a, D] + embed_positions[:T_a] --> encoder layers --> [B, T_a, D], padding frames zeroed
+    clip [S] 16 kHz --log-mel (torch)--> [1, n_mels, 2 T_a] --conv1, conv2 (stride 2)-->
+    [1, T_a, D] + embed_positions[:T_a] --> encoder layers --> [T_a, D], placed in a zero-padded [B, T_max, D]
 
 The log-mel features equal `WhisperFeatureExtractor`'s on every frame of a clip, and so do the conv
-outputs. The encoder's self-attention has no padding mask (HF ignores `attention_mask`), so a clip attends
-to the batch's padding frames instead of 30 s of padding: its features differ slightly from the 30 s ones.
+outputs. The encoder's self-attention has no padding mask (HF ignores `attention_mask`): encoding clips
+one by one keeps a clip's features independent of the rest of its batch (evaluation results do not depend
+on the batch size), and they differ slightly from the 30 s-padded ones.
 tests/models/test_whisper_encoder.py and benchmarks/whisper_encoder_speed.py quantify both cost and drift.
 """
 
@@ -137,7 +138,10 @@ class WhisperAudioEncoder(nn.Module):
         return min(needed, self.encoder.config.max_source_positions)
 
     def forward(self, audio: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encode a zero-padded batch of 16 kHz waveforms.
+        """Encode a zero-padded batch of 16 kHz waveforms, each clip on its own.
+
+        Whisper's self-attention has no padding mask, so a clip encoded beside a longer one would attend to
+        the padding: one clip at a time makes its features independent of the rest of the batch.
 
         Args:
             audio: [B, S] waveform (per-utterance normalised by the dataset), zeros after each clip.
@@ -149,19 +153,19 @@ class WhisperAudioEncoder(nn.Module):
         longest = int(lengths.max())
         if longest > self.max_samples:
             raise UserError(f"audio clip of {longest / SAMPLE_RATE:.1f} s is longer than Whisper's 30 s")
-        n_frames = self.padded_frames(longest)
-        n_samples = n_frames * self.samples_per_frame
-        audio = audio[:, :n_samples]
-        audio = nn.functional.pad(audio, (0, n_samples - audio.shape[1]))  # [B, n_samples]
-        valid = torch.arange(n_samples, device=audio.device) < lengths[:, None]
-        audio = audio * valid  # whatever lies past a clip's length is padding
+        out_lengths = encoder_lengths(lengths, self.samples_per_frame).clamp(max=self.padded_frames(longest))
+        dtype = self.encoder.conv1.weight.dtype
+        features = audio.new_zeros(len(audio), self.padded_frames(longest), self.output_dim, dtype=dtype)
+        for i, (samples, frames) in enumerate(zip(lengths.tolist(), out_lengths.tolist())):
+            features[i, :frames] = self._encode_clip(audio[i, :samples])[:frames]
+        return features, out_lengths
 
+    def _encode_clip(self, clip: torch.Tensor) -> torch.Tensor:
+        """[S] waveform -> [padded_frames(S), D] features, the clip padded only by the front end's margin."""
+        n_frames = self.padded_frames(len(clip))
+        clip = nn.functional.pad(clip, (0, n_frames * self.samples_per_frame - len(clip)))[None]  # [1, n_samples]
         with torch.no_grad():
-            mel = log_mel(audio, self.window, self.mel_filters, self.hop_length)  # [B, n_mels, 2 T_a]
+            mel = log_mel(clip, self.window, self.mel_filters, self.hop_length)  # [1, n_mels, 2 T_a]
             with short_positions(self.encoder, n_frames):
-                dtype = self.encoder.conv1.weight.dtype
-                features = self.encoder(input_features=mel.to(dtype)).last_hidden_state  # [B, T_a, D]
-
-        out_lengths = encoder_lengths(lengths, self.samples_per_frame).clamp(max=n_frames)
-        frame_mask = torch.arange(n_frames, device=features.device) < out_lengths[:, None]  # [B, T_a]
-        return features * frame_mask[..., None].to(features.dtype), out_lengths
+                mel = mel.to(self.encoder.conv1.weight.dtype)
+                return self.encoder(input_features=mel).last_hidden_state[0]  # [T_a, D]
