@@ -21,9 +21,9 @@ from torch.utils.data import Dataset
 from mome.config import DataConfig
 from mome.constants import SAMPLES_PER_FRAME
 from mome.data.labels import LabelRow, read_labels, read_metadata
-from mome.data.media import MediaError, cut_or_pad, read_audio, read_video
+from mome.data.media import MediaError, read_audio, read_video
 from mome.data.noise import Babble, eval_rng
-from mome.data.transforms import audio_transform, video_transform
+from mome.data.transforms import utterance_inputs
 
 log = logging.getLogger(__name__)
 MODALITIES = ("audio", "video")
@@ -93,11 +93,10 @@ class AVDataset(Dataset):
         stem = self.root / row.rel_path
         item: dict = {"id": row.rel_path, "text": row.transcript.lower(),
                       "meta": {"dataset": row.dataset, **self.meta.get(row.rel_path, {})}}
-        num_frames = row.input_length
+        frames, audio, num_frames = None, None, row.input_length
         if "video" in self.modalities:
             frames = read_video(stem.with_suffix(".mp4"))
             num_frames = len(frames)
-            item["video"] = video_transform(frames, self.train, rng, self.cfg.crop_size, self.cfg.time_mask)
         if "audio" in self.modalities:
             path = stem.with_suffix(".wav")
             audio = read_audio(path)
@@ -105,11 +104,10 @@ class AVDataset(Dataset):
             if mismatch > self.cfg.av_tolerance_frames:
                 raise MediaError(path, f"audio is {len(audio) / SAMPLES_PER_FRAME:.1f} frames long, video "
                                        f"{num_frames} frames (tolerance {self.cfg.av_tolerance_frames})")
-            audio = cut_or_pad(audio, SAMPLES_PER_FRAME * num_frames)
-            if self.train:
-                snr = self.cfg.train_snrs[int(rng.integers(len(self.cfg.train_snrs)))] if self.cfg.train_snrs else None
-            else:
-                snr = self.eval_snr
-            item["audio"] = audio_transform(audio, self.train, rng, self.babble, snr, self.cfg.time_mask)
+        snrs = self.cfg.train_snrs if self.train else (self.eval_snr,)
+        inputs, snr = utterance_inputs(frames, audio, num_frames, self.train, rng, self.cfg.crop_size,
+                                       self.cfg.time_mask, self.babble, snrs)
+        item.update(inputs)
+        if audio is not None:
             item["meta"]["snr"] = snr
         return item
