@@ -22,7 +22,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -31,7 +31,9 @@ from mome.errors import ConfigError
 
 TASKS = ("asr", "vsr", "avsr")
 COMPRESSION_MODES = ("avg-pool", "stack")
-ADAPTER_KINDS = ("none", "lora", "mtsk-ms", "mtsk-ss", "mtsk-mss", "mome")
+AdapterKind = Literal["none", "lora", "mtsk-ms", "mtsk-ss", "mtsk-mss", "mome"]
+ADAPTER_KINDS: tuple[str, ...] = typing.get_args(AdapterKind)
+"""The one list of adapter kinds; `mome.adapters.ADAPTERS` is keyed by it."""
 PLACEMENTS = ("mhsa", "ffn", "layer")
 AUDIO_ENCODERS = ("whisper", "none")
 VIDEO_ENCODERS = ("avhubert", "none")
@@ -186,7 +188,7 @@ class LoRAConfig:
 
 @dataclass
 class AdapterConfig:
-    kind: str = "mome"
+    kind: AdapterKind = "mome"
     """`none`, `lora` (Llama-AVSR), `mtsk-ms` | `mtsk-ss` | `mtsk-mss` (Llama-MTSK) or `mome`."""
     mome: MoMEConfig = field(default_factory=MoMEConfig)
     lora: LoRAConfig = field(default_factory=LoRAConfig)

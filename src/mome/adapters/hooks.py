@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 import torch
 from torch import nn
+
+from mome.adapters.context import RouterRecord
 
 
 def decoder_layers(llm: nn.Module) -> nn.ModuleList:
@@ -49,13 +51,35 @@ def add_to_output(output: Any, delta: torch.Tensor) -> Any:
     return output + delta.to(output.dtype)
 
 
+class AuxLoss(NamedTuple):
+    """One auxiliary loss term of an adapter kind: the objective adds `weight * value`."""
+
+    weight: float
+    value: torch.Tensor
+
+
 @dataclass
 class AdapterHandle:
-    """What attaching adapters returns: the trainable modules plus a way to switch them off or remove them."""
+    """What attaching adapters returns, and all the model knows of an adapter kind: its trainable modules,
+    its auxiliary losses, and a way to switch them off or remove them."""
 
     modules: nn.ModuleList
     hooks: list[torch.utils.hooks.RemovableHandle] = field(default_factory=list)
     enabled: bool = True
+    aux_loss_fn: Callable[[list[RouterRecord]], dict[str, AuxLoss]] | None = None
+    """The kind's auxiliary losses from the router records of one forward (MoME's router losses); None: none."""
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """The parameters this kind trains: all of its modules' (the LLM they hook onto stays frozen)."""
+        return list(self.modules.parameters())
+
+    def aux_losses(self, records: list[RouterRecord]) -> dict[str, AuxLoss]:
+        """Named auxiliary loss terms of one forward, in the order they are added to the objective."""
+        return self.aux_loss_fn(records) if self.aux_loss_fn is not None else {}
+
+    def active_parameters(self) -> int:
+        """Adapter parameters used for one token at one granularity (the paper's "active params")."""
+        return sum(m.active_parameters() for m in self.modules.modules() if hasattr(m, "active_parameters"))
 
     def remove(self) -> None:
         for h in self.hooks:

@@ -21,6 +21,7 @@ there is no Python loop over experts. `tests/adapters/test_mome.py` checks it ag
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -28,8 +29,8 @@ from torch import nn
 
 from mome.adapters import context
 from mome.adapters.context import RouterRecord
-from mome.adapters.hooks import AdapterHandle, add_parallel_hook, decoder_layers
-from mome.adapters.routing import top_k_gates
+from mome.adapters.hooks import AdapterHandle, AuxLoss, add_parallel_hook, decoder_layers
+from mome.adapters.routing import router_losses, top_k_gates
 from mome.config import MoMEConfig
 
 
@@ -136,6 +137,17 @@ class MoMEAdapter(nn.Module):
         return active_experts * per_expert + router
 
 
+def _router_loss_fn(cfg: MoMEConfig, num_combinations: int) -> Callable[[list[RouterRecord]], dict[str, AuxLoss]]:
+    """MoME's auxiliary losses: load balance and z-loss of the routed experts, weighted by their coefficients."""
+
+    def losses(records: list[RouterRecord]) -> dict[str, AuxLoss]:
+        weights = {"load_balance": cfg.load_balance_coef, "z_loss": cfg.z_loss_coef}
+        terms = router_losses(records, cfg.num_routed_experts, num_combinations)
+        return {name: AuxLoss(weights[name], value) for name, value in terms.items()}
+
+    return losses
+
+
 def _layer_input_norm(layer: nn.Module):
     return lambda x: layer.input_layernorm(x)
 
@@ -145,7 +157,7 @@ def attach_mome(llm: nn.Module, cfg: MoMEConfig, num_combinations: int) -> Adapt
     layers = decoder_layers(llm)
     dim = llm.config.hidden_size
     modules = nn.ModuleList(MoMEAdapter(dim, cfg, num_combinations, i) for i in range(len(layers)))
-    handle = AdapterHandle(modules)
+    handle = AdapterHandle(modules, aux_loss_fn=_router_loss_fn(cfg, num_combinations) if cfg.num_routed_experts else None)
     for layer, adapter in zip(layers, modules):
         if cfg.placement == "mhsa":  # attention input is input_layernorm(x)
             add_parallel_hook(handle, layer.self_attn, adapter)

@@ -1,4 +1,5 @@
-"""Pure functions of MoE routing: gates, load-balancing loss, z-loss, expert usage.
+"""Pure functions of MoE routing: gates, load-balancing loss, z-loss, expert usage, and their mean over a
+forward's records.
 
 Shapes: N tokens, E routed experts, K experts chosen per token, C granularities.
 Router softmax runs in fp32 whatever the model dtype (numerically fragile, as in Mixtral and SMoP).
@@ -7,6 +8,8 @@ Router softmax runs in fp32 whatever the model dtype (numerically fragile, as in
 from __future__ import annotations
 
 import torch
+
+from mome.adapters.context import RouterRecord
 
 
 def top_k_gates(logits: torch.Tensor, k: int, renormalize: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -53,6 +56,24 @@ def z_loss(logits: torch.Tensor) -> torch.Tensor:
     if logits.shape[0] == 0:
         return logits.new_zeros(())
     return torch.logsumexp(logits.float(), dim=-1).pow(2).mean()
+
+
+def router_losses(records: list[RouterRecord], num_experts: int, num_combinations: int) -> dict[str, torch.Tensor]:
+    """Load-balance and z-loss per layer and granularity over real tokens, averaged (the paper does not say
+    how it aggregates them over layers and granularities)."""
+    balance: list[torch.Tensor] = []
+    zloss: list[torch.Tensor] = []
+    for rec in records:
+        for c in range(num_combinations):
+            sel = rec.combination == c
+            if not bool(sel.any()):
+                continue
+            logits = rec.logits[sel]
+            balance.append(load_balance_loss(torch.softmax(logits, dim=-1), rec.topk_index[sel], num_experts))
+            zloss.append(z_loss(logits))
+    if not balance:
+        return {}
+    return {"load_balance": torch.stack(balance).mean(), "z_loss": torch.stack(zloss).mean()}
 
 
 def expert_usage(index: torch.Tensor, num_experts: int) -> torch.Tensor:

@@ -19,11 +19,11 @@ import torch
 from torch import nn
 from transformers import GenerationConfig
 
-from mome.adapters import active_adapter_parameters, attach_adapters
+from mome.adapters import attach_adapters
 from mome.adapters.context import AdapterContext, adapter_context
 from mome.config import Combination, DecodeConfig, ModelConfig, combination_key, combinations
 from mome.models.llm import LoadedLLM, load_llm
-from mome.models.losses import per_combination_ce, router_losses
+from mome.models.losses import per_combination_ce
 from mome.models.pooling import MatryoshkaPooler
 from mome.models.projector import ModalityProjectors
 from mome.models.sequence import SequenceBatch, SequenceBuilder
@@ -101,6 +101,9 @@ class AVSRModel(nn.Module):
             self.video_projectors = ModalityProjectors(dims, width, cfg.projector, embedding_rms)
         self.adapter_handle = attach_adapters(self.llm, cfg.adapter, len(self.combinations))
         self.adapters = self.adapter_handle.modules  # registered here, so the LLM's own state dict is unchanged
+        declared = {id(p) for p in self.adapter_handle.trainable_parameters()}
+        for p in self.adapters.parameters():  # the adapter kind says what trains
+            p.requires_grad_(id(p) in declared)
         self.builder = SequenceBuilder(self.tokenizer, self.llm.get_input_embeddings(), cfg.prompt_text)
         weights = cfg.combination_weights or {}
         self.register_buffer(
@@ -153,7 +156,8 @@ class AVSRModel(nn.Module):
                 p.copy_(state[name])
 
     def active_adapter_parameters(self) -> int:
-        return active_adapter_parameters(self.adapter_handle)
+        """Adapter parameters one token uses at one granularity (the paper's "active params")."""
+        return self.adapter_handle.active_parameters()
 
     # ------------------------------------------------------------------------------------ encoders
     def encode(self, batch: dict) -> Features:
@@ -224,10 +228,9 @@ class AVSRModel(nn.Module):
         weights = self.combination_weights.to(ce.device)[index]
         lm_loss = (weights * ce).sum() / len(combos)
         loss, aux = lm_loss, {}
-        if self.cfg.adapter.kind == "mome" and self.cfg.adapter.mome.num_routed_experts > 0:
-            mcfg = self.cfg.adapter.mome
-            aux = router_losses(ctx.records, mcfg.num_routed_experts, len(self.combinations))
-            loss = loss + mcfg.load_balance_coef * aux["load_balance"] + mcfg.z_loss_coef * aux["z_loss"]
+        for name, term in self.adapter_handle.aux_losses(ctx.records).items():  # MoME's router losses
+            aux[name] = term.value
+            loss = loss + term.weight * term.value
         ce_by_key = {combination_key(c): ce[i] for i, c in enumerate(combos)}
         return AVSROutput(loss, lm_loss, ce_by_key, aux, sums, counts, weights)
 
