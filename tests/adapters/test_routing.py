@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import torch
 
-from mome.adapters.routing import expert_usage, load_balance_loss, top_k_gates, z_loss
+from mome.adapters.routing import load_balance_loss, top_k_gates, z_loss
 
 
 def test_gates_renormalised_or_not() -> None:
@@ -29,7 +29,5 @@ def test_load_balance_minimum_is_k_for_uniform_routing() -> None:
     torch.testing.assert_close(load_balance_loss(collapsed, index, num_experts), torch.tensor(float(num_experts)))
 
 
-def test_z_loss_and_usage() -> None:
+def test_z_loss() -> None:
     assert z_loss(torch.zeros(4, 3)).item() == torch.log(torch.tensor(3.0)).pow(2).item()
-    usage = expert_usage(torch.tensor([[0, 1], [0, 2]]), 4)
-    torch.testing.assert_close(usage, torch.tensor([0.5, 0.25, 0.25, 0.0]))

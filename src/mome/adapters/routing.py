@@ -1,5 +1,4 @@
-"""Pure functions of MoE routing: gates, load-balancing loss, z-loss, expert usage, and their mean over a
-forward's records.
+"""Pure functions of MoE routing: gates, load-balancing loss, z-loss, and their mean over a forward's records.
 
 Shapes: N tokens, E routed experts, K experts chosen per token, C granularities.
 Router softmax runs in fp32 whatever the model dtype (numerically fragile, as in Mixtral and SMoP).
@@ -74,9 +73,3 @@ def router_losses(records: list[RouterRecord], num_experts: int, num_combination
     if not balance:
         return {}
     return {"load_balance": torch.stack(balance).mean(), "z_loss": torch.stack(zloss).mean()}
-
-
-def expert_usage(index: torch.Tensor, num_experts: int) -> torch.Tensor:
-    """Fraction of routing assignments that went to each expert. index: [N, K] -> [E] summing to 1."""
-    counts = torch.bincount(index.reshape(-1), minlength=num_experts).float()
-    return counts / counts.sum().clamp_min(1)
