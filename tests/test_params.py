@@ -10,6 +10,8 @@ import pytest
 from mome.analysis.params import parameter_report
 from mome.cli import main
 from mome.config import load_config
+from mome.models.avsr import AVSRModel
+from tiny import tiny_model_config
 
 
 @pytest.mark.parametrize(
@@ -52,3 +54,41 @@ def test_cli_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["params", "paper-mtsk-mss", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["active adapter params per token"] == 2 * 27_525_120
+
+
+
+@pytest.mark.parametrize("shared_router", [True, False])
+@pytest.mark.parametrize("num_shared", [0, 1, 2])
+def test_mome_active_parameters_count_what_one_token_uses(shared_router: bool, num_shared: int) -> None:
+    """Counted from the built tensors: every shared expert, top_k / N_r of the routed ones, one router."""
+    cfg = tiny_model_config("mome", num_routed_experts=5, top_k=2, num_shared_experts=num_shared,
+                            shared_router=shared_router)  # fmt: skip
+    model = AVSRModel.from_config(cfg, audio_dim=12, video_dim=10)
+    active = 0
+    for layer in model.adapters:
+        def expert(e: int) -> int:  # one expert's Linear(d, b) and Linear(b, d), weights and biases
+            return layer.down[e].numel() + layer.down_bias[e].numel() + layer.up[e].numel() + layer.up_bias[e].numel()
+
+        shared = sum(expert(e) for e in range(num_shared))
+        routed = sum(expert(e) for e in range(num_shared, num_shared + 5))
+        router = layer.router[0].numel()  # a token's granularity uses one of the routers
+        assert layer.router.shape[0] == (1 if shared_router else len(model.combinations))
+        assert shared + routed + layer.router.numel() == sum(p.numel() for p in layer.parameters())
+        active += shared + routed * 2 // 5 + router
+    assert model.active_adapter_parameters() == active
+
+
+@pytest.mark.parametrize(("kind", "shared", "specific"),
+                         [("lora", 1, 0), ("mtsk-ms", 1, 0), ("mtsk-ss", 0, 1), ("mtsk-mss", 1, 1)])  # fmt: skip
+def test_lora_active_parameters_count_what_one_token_uses(kind: str, shared: int, specific: int) -> None:
+    """Counted from the built banks: the shared LoRA and one granularity's LoRA of each projection."""
+    model = AVSRModel.from_config(tiny_model_config(kind), audio_dim=12, video_dim=10)
+    num_banks = shared + specific * len(model.combinations)
+    active = 0
+    for pair in model.adapters:
+        for bank in pair.values():
+            assert bank.down.shape[0] == bank.up.shape[0] == num_banks
+            one_lora = bank.down[0].numel() + bank.up[0].numel()
+            assert one_lora * num_banks == sum(p.numel() for p in bank.parameters())
+            active += one_lora * (shared + specific)
+    assert model.active_adapter_parameters() == active

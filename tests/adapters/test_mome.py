@@ -84,9 +84,3 @@ def test_records_skip_padding() -> None:
     (rec,) = ctx.records
     assert rec.logits.shape == (10, 6) and rec.topk_index.shape == (10, 2)
     assert rec.combination.tolist() == [0] * 4 + [1] * 6
-
-
-def test_active_parameter_arithmetic() -> None:
-    with torch.device("meta"):
-        adapter = MoMEAdapter(3072, MoMEConfig(), 4, 0)
-    assert adapter.active_parameters() == 5 * (2 * 3072 * 12 + 12 + 3072) + 23 * 3072
