@@ -83,9 +83,3 @@ def total(counts: Iterable[ErrorCounts]) -> ErrorCounts:
         out = out + c
     return out
 
-
-def corpus_wer(references: list[str], hypotheses: list[str]) -> float:
-    """Corpus WER: all edits over all reference words, after `normalize`."""
-    if len(references) != len(hypotheses):
-        raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
-    return total(utterance_errors(r, h) for r, h in zip(references, hypotheses)).wer
