@@ -6,6 +6,7 @@ throw-away `fairseq` module that is removed again before loading, as on a machin
 """
 
 import contextlib
+import dataclasses
 import pathlib
 import sys
 import types
@@ -14,8 +15,9 @@ import pytest
 import torch
 
 from mome.config import VideoEncoderConfig
-from mome.models.avhubert import ARCHS, STRUCTURAL_FIELDS, build_avhubert
+from mome.models.avhubert import ARCHS, STRUCTURAL_FIELDS, AVHubertArch, AVHubertEncoder, build_avhubert
 from mome.models.avhubert_checkpoint import (
+    POS_CONV,
     CheckpointError,
     map_pos_conv_keys,
     build_video_encoder,
@@ -23,12 +25,34 @@ from mome.models.avhubert_checkpoint import (
     encoder_state,
     infer_arch,
     load_avhubert,
-    official_layout,
     read_checkpoint,
     save_lip_encoder,
 )
 
 TINY = ARCHS["tiny"]
+PRETRAIN_LABELS = 2004
+"""Rows of `label_embs_concat` in the released pretrained files (dict.km.txt: 2000 clusters + 4 specials)."""
+
+
+def official_layout(arch: AVHubertArch, labels: int = PRETRAIN_LABELS) -> dict[str, torch.Size]:
+    """Key -> shape of an official pretrained state dict for `arch`, pretraining-only keys included:
+    the format the loader must read, described here to make fake files of it."""
+    with torch.device("meta"):
+        model = AVHubertEncoder(dataclasses.replace(arch, lora_rank=0))
+    layout = {k: v.shape for k, v in model.state_dict().items()}
+    d = arch.embed_dim
+    v = layout.pop(POS_CONV + "parametrizations.weight.original1")
+    g = layout.pop(POS_CONV + "parametrizations.weight.original0")
+    layout |= {POS_CONV + "weight_g": g, POS_CONV + "weight_v": v}
+    layout |= {
+        "mask_emb": torch.Size([104]),
+        "label_embs_concat": torch.Size([labels, 256]),
+        "feature_extractor_audio.proj.weight": torch.Size([d, 104]),
+        "feature_extractor_audio.proj.bias": torch.Size([d]),
+        "final_proj.weight": torch.Size([256, d]),
+        "final_proj.bias": torch.Size([256]),
+    }
+    return layout
 
 
 @contextlib.contextmanager

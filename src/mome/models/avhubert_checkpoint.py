@@ -36,9 +36,6 @@ DROPPED_PREFIXES = ("final_proj.", "feature_extractor_audio.")  # pretraining he
 STUB_NAMESPACES = ("fairseq", "omegaconf", "hydra", "sentencepiece")
 HEADS_BY_WIDTH = {768: 12, 1024: 16}  # the head count is not in any tensor shape
 POS_CONV = "encoder.pos_conv.0."
-PRETRAIN_LABELS = 2004
-"""Rows of `label_embs_concat` in the released pretrained files (dict.km.txt: 2000 clusters + 4 specials).
-Only used to describe the official layout; never needed to load."""
 
 
 class CheckpointError(UserError):
@@ -277,23 +274,3 @@ def build_video_encoder(cfg: VideoEncoderConfig, trusted: bool = False) -> AVHub
     if cfg.path:
         return load_avhubert(cfg.path, cfg.arch, trusted=trusted)
     return build_avhubert(cfg.arch)
-
-
-def official_layout(arch: AVHubertArch, labels: int = PRETRAIN_LABELS) -> dict[str, torch.Size]:
-    """Key -> shape of an official pretrained state dict for `arch`, pretraining-only keys included."""
-    with torch.device("meta"):
-        model = AVHubertEncoder(dataclasses.replace(arch, lora_rank=0))
-    layout = {k: v.shape for k, v in model.state_dict().items()}
-    d = arch.embed_dim
-    v = layout.pop(POS_CONV + "parametrizations.weight.original1")
-    g = layout.pop(POS_CONV + "parametrizations.weight.original0")
-    layout |= {POS_CONV + "weight_g": g, POS_CONV + "weight_v": v}
-    layout |= {
-        "mask_emb": torch.Size([104]),
-        "label_embs_concat": torch.Size([labels, 256]),
-        "feature_extractor_audio.proj.weight": torch.Size([d, 104]),
-        "feature_extractor_audio.proj.bias": torch.Size([d]),
-        "final_proj.weight": torch.Size([256, d]),
-        "final_proj.bias": torch.Size([256]),
-    }
-    return layout
