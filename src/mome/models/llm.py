@@ -15,6 +15,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, Pretra
 
 from mome.config import LLMConfig
 from mome.errors import ConfigError, UserError
+from mome.models.hf_loading import check_loading_info, quiet_transformers
 from mome.models.tokenizer import build_char_tokenizer
 
 # Added to the tokenizer, as in the Llama-AVSR reference code; <pad> only when the tokenizer has no pad token.
@@ -107,7 +108,12 @@ def load_llm(cfg: LLMConfig, device: str | torch.device | None = None) -> Loaded
     dtype = DTYPES[cfg.dtype]
     meta = device is not None and torch.device(device).type == "meta"
     if cfg.path is not None and not meta:
-        model = AutoModelForCausalLM.from_pretrained(resolve_path(cfg.path), config=config, dtype=dtype)
+        path = resolve_path(cfg.path)
+        with quiet_transformers():  # the layers dropped by `num_layers` are reported below, not printed
+            model, info = AutoModelForCausalLM.from_pretrained(path, config=config, dtype=dtype,
+                                                               output_loading_info=True)
+        tied = ["lm_head.weight"] if getattr(config, "tie_word_embeddings", False) else []
+        check_loading_info(info, path, kept_layers=config.num_hidden_layers, allowed_missing=tied)
     else:
         # The caller's device context (`with torch.device("cuda")`) is kept: a 3B LLM initialised on the
         # host and then moved takes minutes.
@@ -115,7 +121,8 @@ def load_llm(cfg: LLMConfig, device: str | torch.device | None = None) -> Loaded
             model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         # New rows stay frozen, like the rest of the LLM (as in the reference code).
-        model.resize_token_embeddings(len(tokenizer), mean_resizing=not meta)
+        with quiet_transformers():  # mean resizing is chosen here; its notice is not for the user
+            model.resize_token_embeddings(len(tokenizer), mean_resizing=not meta)
     if device is not None and not meta:
         model = model.to(device)
     return LoadedLLM(freeze(model), tokenizer)

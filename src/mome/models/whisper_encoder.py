@@ -27,6 +27,7 @@ from torch import nn
 
 from mome.constants import SAMPLE_RATE, WHISPER_FRAME_RATE
 from mome.errors import UserError
+from mome.models.hf_loading import check_loading_info, quiet_transformers
 
 
 def log_mel(audio: torch.Tensor, window: torch.Tensor, filters: torch.Tensor, hop_length: int) -> torch.Tensor:
@@ -83,7 +84,11 @@ def load_whisper_encoder(path_or_arch: str | Path | dict[str, Any]) -> tuple[nn.
     from mome.convert.embedded import resolve_model_path
 
     path = resolve_model_path(str(path_or_arch))
-    encoder = WhisperModel.from_pretrained(path, local_files_only=True, dtype=torch.float32).encoder
+    with quiet_transformers():
+        model, info = WhisperModel.from_pretrained(path, local_files_only=True, dtype=torch.float32,
+                                                   output_loading_info=True)
+    check_loading_info(info, str(path))
+    encoder = model.encoder
     if (path / "preprocessor_config.json").is_file():
         extractor = WhisperFeatureExtractor.from_pretrained(path, local_files_only=True)
     else:
