@@ -11,6 +11,8 @@ Variants (Llama-MTSK, arXiv 2503.06362), as banks of LoRAs per projection:
     mtsk-ms   one LoRA shared by all granularities
     mtsk-ss   one LoRA per granularity
     mtsk-mss  a shared LoRA plus one per granularity, summed
+
+AV-HuBERT's optional LoRA is a separate, plain one (`models/avhubert.py:LoRALinear`, which says why).
 """
 
 from __future__ import annotations

@@ -197,6 +197,8 @@ class LoRALinear(nn.Linear):
 
     Subclassing Linear keeps the official `q_proj.weight`/`.bias` keys. Their init is reversed from the
     usual LoRA (down zero, up Kaiming); either way the delta starts at zero, so the encoder is unchanged.
+    Not `adapters/lora.py`'s LoRABank: that one must hook an unmodified HF LLM and holds per-granularity banks
+    (rank factor); this is one rank-r LoRA in our own module, whose `lora_*` keys checkpoints that train it hold.
     """
 
     def __init__(self, in_features: int, out_features: int, rank: int, scale: float) -> None:
