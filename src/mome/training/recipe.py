@@ -117,33 +117,54 @@ def _distributed_lm_loss(out: AVSROutput, world: int) -> tuple[torch.Tensor, tor
 
 
 class Trainer:
+    """The training recipe in torchtune's shape: the constructor stores, `setup` builds (`_setup_*`), `fit`
+    runs one loop of epochs, and `_after_step` does the periodic work (log, validate, save)."""
+
     def __init__(self, cfg: Config, resume: bool = True) -> None:
-        self.cfg = cfg
+        self.cfg, self.resume = cfg, resume
+        self.run_dir = Path(cfg.train.output_dir)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.state = TrainState()
+        self.val_set: AVDataset | None = None  # built at the first validation
+        self.window: dict[str, list[float]] = {}  # values of the steps since the last logged row
+        self._stop = False
+
+    def setup(self) -> Trainer:
+        """Build everything a run needs, in order; the random state is seeded first."""
+        self._setup_runtime()
+        self._setup_model()
+        self._setup_data()
+        self._setup_optimizer()
+        if self.resume:
+            self._maybe_resume()
+        self.ddp_model = self.accel.prepare_model(self.model)
+        self.logger = MetricsLogger(self.run_dir, enabled=self.main)
+        return self
+
+    def _setup_runtime(self) -> None:
+        cfg = self.cfg
         if cfg.train.num_threads:
             torch.set_num_threads(cfg.train.num_threads)
         precision = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[cfg.train.precision]
         self.accel = Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available())
         self.main = self.accel.is_main_process
-        self.run_dir = Path(cfg.train.output_dir)
-        self.ckpt_dir = self.run_dir / "checkpoints"
         set_seed(cfg.train.seed)
-        self.model: AVSRModel = build_model(cfg.model)
+
+    def _setup_model(self) -> None:
+        self.model: AVSRModel = build_model(self.cfg.model)
+
+    def _setup_data(self) -> None:
+        cfg = self.cfg
         self.train_set = _dataset(cfg, cfg.data.train_labels, train=True)
-        self.val_set: AVDataset | None = None
         self.sampler = FrameBudgetBatchSampler(
             self.train_set.lengths, cfg.data.max_frames, shuffle=True, seed=cfg.train.seed,
             num_buckets=cfg.data.num_buckets, rank=self.accel.process_index, world_size=self.accel.num_processes,
         )  # fmt: skip
-        steps_per_epoch = len(self.sampler)
-        self.total_steps = cfg.train.max_steps or cfg.train.epochs * steps_per_epoch
-        self.optimizer = build_optimizer(self.model, cfg.train)
-        self.scheduler = build_scheduler(self.optimizer, cfg.train, self.total_steps)
-        self.state = TrainState()
-        if resume:
-            self._maybe_resume()
-        self.ddp_model = self.accel.prepare_model(self.model)
-        self.logger = MetricsLogger(self.run_dir, enabled=self.main)
-        self._stop = False
+        self.total_steps = cfg.train.max_steps or cfg.train.epochs * len(self.sampler)
+
+    def _setup_optimizer(self) -> None:
+        self.optimizer = build_optimizer(self.model, self.cfg.train)
+        self.scheduler = build_scheduler(self.optimizer, self.cfg.train, self.total_steps)
 
     # -------------------------------------------------------------------------------------- state
     def _maybe_resume(self) -> None:
@@ -270,52 +291,20 @@ class Trainer:
         self._stop = True  # finish the current step, save, exit
 
     def fit(self) -> dict[str, float]:
-        cfg = self.cfg
+        """Train until `total_steps` (or a stop signal), then save, check replicas and close the logs."""
         if self.state.step >= self.total_steps:  # a finished run: leave its checkpoint and logs untouched
             if self.main:
                 print(f"{self.run_dir}: already trained for {self.state.step} steps; nothing to do")
             return {}
         if self.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, self.run_dir / "config.yaml")
+            save_config(self.cfg, self.run_dir / "config.yaml")
         previous = signal.signal(signal.SIGTERM, self._on_signal)
         bar = tqdm(total=self.total_steps, initial=self.state.step, disable=not self.main, desc="train", unit="step")
         last: dict[str, float] = {}
-        window: dict[str, list[float]] = {}  # values of the steps since the last logged row
-        every = cfg.train.log_every_steps
         try:
             while self.state.step < self.total_steps and not self._stop:
-                self.sampler.set_epoch(self.state.epoch)
-                self.train_set.set_epoch(self.state.epoch)
-                loader = _loader(self.train_set, SkipFirst(self.sampler, self.state.batch_in_epoch), cfg)
-                for batch in loader:
-                    if batch is None:  # every item of this batch failed to load: already reported
-                        self.state.batch_in_epoch += 1
-                        continue
-                    t0 = time.perf_counter()
-                    last = self.train_step(batch)
-                    last["s_per_step"] = time.perf_counter() - t0
-                    self.state.step += 1
-                    self.state.batch_in_epoch += 1
-                    bar.update(1)
-                    for key, value in last.items():
-                        window.setdefault(key, []).append(value)
-                    bar.set_postfix(loss=f"{last['loss']:.3f}", lr=f"{last['lr']:.1e}")
-                    if self.state.step % every == 0 or self.state.step == 1:
-                        self.logger.log(self.state.step, {**_window_means(window), "epoch": self.state.epoch})
-                        window.clear()
-                    if cfg.train.val_every_steps and self.state.step % cfg.train.val_every_steps == 0:
-                        self.logger.log(self.state.step, self.validate())
-                    if self.state.step % cfg.train.save_every_steps == 0:
-                        self.save()
-                    if self.state.step >= self.total_steps or self._stop:
-                        break
-                else:  # epoch finished
-                    self.state.epoch += 1
-                    self.state.batch_in_epoch = 0
-                    if not cfg.train.val_every_steps:
-                        self.logger.log(self.state.step, self.validate())
-                    self.save()
+                last = self._train_epoch(bar) or last
         except KeyboardInterrupt:
             self._stop = True
         finally:
@@ -330,6 +319,47 @@ class Trainer:
         self.logger.close()
         return last if self.main else {}
 
+    def _train_epoch(self, bar: tqdm) -> dict[str, float]:
+        """The rest of the current epoch (after a resume: from the next unseen batch); returns the last
+        step's metrics. A finished epoch advances the state, validates (unless by steps) and saves."""
+        cfg = self.cfg
+        self.sampler.set_epoch(self.state.epoch)
+        self.train_set.set_epoch(self.state.epoch)
+        last: dict[str, float] = {}
+        for batch in _loader(self.train_set, SkipFirst(self.sampler, self.state.batch_in_epoch), cfg):
+            if batch is None:  # every item of this batch failed to load: already reported
+                self.state.batch_in_epoch += 1
+                continue
+            t0 = time.perf_counter()
+            last = self.train_step(batch)
+            last["s_per_step"] = time.perf_counter() - t0
+            self.state.step += 1
+            self.state.batch_in_epoch += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{last['loss']:.3f}", lr=f"{last['lr']:.1e}")
+            self._after_step(last)
+            if self.state.step >= self.total_steps or self._stop:
+                return last
+        self.state.epoch += 1
+        self.state.batch_in_epoch = 0
+        if not cfg.train.val_every_steps:
+            self.logger.log(self.state.step, self.validate())
+        self.save()
+        return last
+
+    def _after_step(self, values: dict[str, float]) -> None:
+        """The periodic work: a metrics row (the mean since the last row), validation, a checkpoint."""
+        train_cfg, step = self.cfg.train, self.state.step
+        for key, value in values.items():
+            self.window.setdefault(key, []).append(value)
+        if step % train_cfg.log_every_steps == 0 or step == 1:
+            self.logger.log(step, {**_window_means(self.window), "epoch": self.state.epoch})
+            self.window.clear()
+        if train_cfg.val_every_steps and step % train_cfg.val_every_steps == 0:
+            self.logger.log(step, self.validate())
+        if step % train_cfg.save_every_steps == 0:
+            self.save()
+
 
 def train(cfg: Config, resume: bool = True) -> dict[str, float]:
     """Train `cfg` in its output directory (resuming if it holds a checkpoint); returns the last metrics."""
@@ -338,4 +368,4 @@ def train(cfg: Config, resume: bool = True) -> dict[str, float]:
             "model.llm.path: not set; this preset describes the LLM's architecture only. Point it at a local "
             "Hugging Face directory (or `embedded:smollm2-135m`) to train"
         )
-    return Trainer(cfg, resume=resume).fit()
+    return Trainer(cfg, resume=resume).setup().fit()
