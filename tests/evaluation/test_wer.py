@@ -2,7 +2,7 @@
 
 import pytest
 
-from mome.evaluation.wer import ErrorCounts, normalize, total, utterance_errors
+from mome.evaluation.wer import ErrorCounts, character_errors, normalize, total, utterance_errors
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -35,3 +35,11 @@ def test_corpus_wer_sums_edits_not_rates():
     counts = total([utterance_errors(r, h) for r, h in zip(refs, hyps)])
     assert counts.wer == pytest.approx(1 / 11)
     assert counts.errors == 1
+
+
+def test_character_errors_count_every_character_as_given():
+    assert character_errors("bin blue", "bin blue") == 0
+    assert character_errors("bin blue", " bn blue ") == 3  # spaces count, even leading and trailing ones
+    assert character_errors("ab", "") == 2 and character_errors("", "abc") == 3 and character_errors("", "") == 0
+    assert character_errors("Ab", "ab") == 1  # no normalisation
+    assert character_errors("kitten", "sitting") == 3

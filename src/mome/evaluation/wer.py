@@ -83,3 +83,14 @@ def total(counts: Iterable[ErrorCounts]) -> ErrorCounts:
         out = out + c
     return out
 
+
+_CHARACTERS = jiwer.ReduceToListOfListOfChars()
+
+
+def character_errors(reference: str, hypothesis: str) -> int:
+    """Character edits (S + D + I) between two strings taken as they are, spaces included, for CER: no
+    `normalize`, since a character vocabulary (CTC) defines its own text. Counted with jiwer, like the WER."""
+    if not reference or not hypothesis:  # jiwer refuses an empty reference
+        return len(reference) + len(hypothesis)
+    out = jiwer.process_characters(reference, hypothesis, reference_transform=_CHARACTERS, hypothesis_transform=_CHARACTERS)
+    return out.substitutions + out.deletions + out.insertions
