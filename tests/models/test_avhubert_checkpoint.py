@@ -26,8 +26,8 @@ from mome.models.avhubert_checkpoint import (
     infer_arch,
     load_avhubert,
     read_checkpoint,
-    save_lip_encoder,
 )
+from mome.training.pretrain_video import save_lip_encoder
 
 TINY = ARCHS["tiny"]
 PRETRAIN_LABELS = 2004

@@ -263,10 +263,11 @@ def load_avhubert(
     return model
 
 
-def save_lip_encoder(model: AVHubertEncoder, path: str | Path) -> None:
-    """Write a mome encoder file (`{"avhubert_arch", "model"}`) that `load_avhubert` reads back safely."""
+def lip_encoder_file(model: AVHubertEncoder) -> dict[str, Any]:
+    """The content of a mome encoder file (`{"avhubert_arch", "model"}`, LoRA left out) that `load_avhubert`
+    reads back safely; `training.pretrain_video.save_lip_encoder` writes it."""
     state = {k: v for k, v in model.state_dict().items() if ".lora_" not in k}
-    torch.save({"avhubert_arch": model.arch.to_dict(), "model": state}, Path(path))
+    return {"avhubert_arch": model.arch.to_dict(), "model": state}
 
 
 def build_video_encoder(cfg: VideoEncoderConfig, trusted: bool = False) -> AVHubertEncoder:

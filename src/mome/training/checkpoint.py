@@ -25,6 +25,12 @@ FORMAT = "mome-checkpoint-1"
 LATEST = "latest"
 
 
+def save_torch(path: str | Path, payload: Any) -> Path:
+    """The one writer of mome's torch files (checkpoints, lip encoders): atomic and flushed to disk, so a kill
+    or a power cut leaves the old file or the new one, never a truncated one."""
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp), fsync=True)
+
+
 def save_checkpoint(
     directory: str | Path, step: int, model_state: dict[str, torch.Tensor], cfg: Config, train_state: dict[str, Any], keep: int = 3
 ) -> Path:
@@ -33,7 +39,7 @@ def save_checkpoint(
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"step-{step:08d}.pt"
     payload = {"format": FORMAT, "config": cfg.to_dict(), "model": model_state, "train_state": train_state}
-    atomic_write(path, lambda tmp: torch.save(payload, tmp), fsync=True)
+    save_torch(path, payload)
     atomic_write_bytes(directory / LATEST, path.name.encode(), fsync=True)
     for old in sorted(directory.glob("step-*.pt"))[:-keep]:
         old.unlink(missing_ok=True)

@@ -20,7 +20,6 @@ docs/experiments.md, section 3).
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,15 +31,17 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from mome.config import DataConfig
+from mome.config import DataConfig, TrainConfig
 from mome.data.bucketing import FrameBudgetBatchSampler
 from mome.data.collate import collate
 from mome.data.dataset import AVDataset
 from mome.errors import UserError
-from mome.io import atomic_write
+from mome.evaluation.wer import character_errors
 from mome.models.avhubert import AVHubertEncoder, FrameCTCHead, build_avhubert
-from mome.models.avhubert_checkpoint import save_lip_encoder
+from mome.models.avhubert_checkpoint import lip_encoder_file
 from mome.synthetic.visemes import VISEMES
+from mome.training.checkpoint import save_torch
+from mome.training.optim import build_optimizer, build_scheduler
 
 OBJECTIVES = ("visemes", "ctc-chars", "both")
 CHARS = " abcdefghijklmnopqrstuvwxyz'"
@@ -111,15 +112,6 @@ def greedy_ctc(log_probs: torch.Tensor, lengths: torch.Tensor) -> list[str]:
     return out
 
 
-def edit_distance(a: str, b: str) -> int:
-    row = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        prev, row[0] = row[0], i
-        for j, cb in enumerate(b, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
-    return row[-1]
-
-
 # ------------------------------------------------------------------------------------------ model
 class LipPretrainModel(nn.Module):
     """The encoder plus the objective's heads; `losses(batch)` gives the named loss terms."""
@@ -158,11 +150,11 @@ def _loader(dataset: AVDataset, max_frames: int, seed: int, shuffle: bool, worke
     return loader, sampler
 
 
-def _lr_at(step: int, total: int, peak: float, warmup: float) -> float:
-    warm = max(1, int(warmup * total))
-    if step < warm:
-        return peak * (step + 1) / warm
-    return peak * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+def _train_config(opts: PretrainVideoOptions) -> TrainConfig:
+    """The optimiser settings in the recipe's terms, so that `build_optimizer` / `build_scheduler` serve here too
+    (AdamW's default betas; at least one warmup step)."""
+    return TrainConfig(lr=opts.lr, weight_decay=opts.weight_decay, betas=[0.9, 0.999],
+                       warmup_steps=max(1, int(opts.warmup * opts.steps)), max_steps=opts.steps)
 
 
 @torch.no_grad()
@@ -186,7 +178,7 @@ def evaluate(model: LipPretrainModel, root: Path, cfg: DataConfig, opts: Pretrai
         if "ctc_log_probs" in out:
             for hyp, ref in zip(greedy_ctc(out["ctc_log_probs"], batch["video_lengths"]), batch["texts"]):
                 ref = " ".join(ref.lower().split())
-                errors += edit_distance(hyp, ref)
+                errors += character_errors(ref, hyp)
                 chars += len(ref)
     model.train(was_training)
     metrics = {"val_utterances": len(dataset)}
@@ -197,9 +189,9 @@ def evaluate(model: LipPretrainModel, root: Path, cfg: DataConfig, opts: Pretrai
     return metrics
 
 
-def save_atomic(encoder: nn.Module, out_path: str | Path) -> None:
-    """`save_lip_encoder` through a temporary file in the same folder, so `out_path` is never half-written."""
-    atomic_write(out_path, lambda tmp: save_lip_encoder(encoder, tmp))
+def save_lip_encoder(encoder: AVHubertEncoder, out_path: str | Path) -> Path:
+    """Write the encoder file that `load_avhubert` reads, with the checkpoint writer (atomic, flushed)."""
+    return save_torch(out_path, lip_encoder_file(encoder))
 
 
 def train_lip_encoder(corpus_root: str | Path, steps: int = 200, seed: int = 0,
@@ -231,10 +223,9 @@ def _train(root: Path, cfg: DataConfig, opts: PretrainVideoOptions, seed: int) -
     start = time.perf_counter()
     model = LipPretrainModel(opts.arch, opts.objective, opts.ctc_weight)
     model.train()
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]  # norms, biases, PReLU slopes
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": opts.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=opts.lr)
+    train_cfg = _train_config(opts)
+    optimizer = build_optimizer(model, train_cfg)  # no decay on norms, biases, PReLU slopes
+    scheduler = build_scheduler(optimizer, train_cfg, opts.steps)
     train_set = AVDataset(cfg.train_labels, root, cfg, train=True, modalities=("video",), augment_seed=seed)
     loader, sampler = _loader(train_set, opts.max_frames, seed, True, opts.num_workers)
 
@@ -247,13 +238,12 @@ def _train(root: Path, cfg: DataConfig, opts: PretrainVideoOptions, seed: int) -
         for batch in loader:
             if batch is None:
                 continue
-            for group in optimizer.param_groups:
-                group["lr"] = _lr_at(step, opts.steps, opts.lr, opts.warmup)
             out = model(batch)
             optimizer.zero_grad(set_to_none=True)
             out["loss"].backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             optimizer.step()
+            scheduler.step()
             last = {k: float(v.detach()) for k, v in out.items() if k in ("loss", "ce", "ctc")}
             history.append(last["loss"])
             step += 1
@@ -291,6 +281,6 @@ def pretrain_video(corpus_root: str | Path, out_path: str | Path, steps: int = 2
         `loss_history` (per step) and the options used.
     """
     encoder, metrics = train_lip_encoder(corpus_root, steps, seed, **options)
-    save_atomic(encoder, out_path)
+    save_lip_encoder(encoder, out_path)
     metrics["out"] = str(out_path)
     return metrics
