@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+from mome import config
 from mome.config import LLMConfig, ModelConfig
 
 TINY_LLAMA = dict(
@@ -16,7 +17,7 @@ TINY_QWEN2 = dict(
     num_key_value_heads=2, vocab_size=80, max_position_embeddings=256, bos_token_id=None, eos_token_id=1,
     initializer_range=0.5,
 )  # fmt: skip
-ADAPTER_KINDS = ["mome", "lora", "mtsk-ms", "mtsk-ss", "mtsk-mss"]
+ADAPTER_KINDS = [kind for kind in config.ADAPTER_KINDS if kind != "none"]  # every kind that adds adapters
 # synthesize_corpus keyword arguments for the tiny corpus the data and synthetic tests share (about 2 s)
 TINY_CORPUS = dict(split_fractions={"train": 0.5, "val": 0.25, "test": 0.25},
                    speakers_per_split={"train": 3, "val": 2, "test": 2, "noise": 2},
