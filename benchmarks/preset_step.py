@@ -35,6 +35,7 @@ import torch
 from mome.config import Config, load_config
 from mome.constants import FPS, SAMPLES_PER_FRAME
 from mome.models.avsr import AVSRModel, build_model
+from mome.models.llm import TORCH_DTYPES
 
 DEFAULT_PRESETS = "paper-mome-23-4-mhsa,paper-mome-23-4-ffn,paper-mome-23-4-layer,paper-llama-avsr,paper-mtsk-mss"
 WORDS = ("bin lay place set blue green red white at by in with again now please soon the of and to a in that is "
@@ -90,7 +91,7 @@ def step(model: AVSRModel, opt: torch.optim.Optimizer, batch: dict, sequential: 
 
 def bench_preset(name: str, args, device: torch.device) -> dict:
     cfg = load_config(name)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[cfg.train.precision]
+    dtype = None if cfg.train.precision == "fp32" else TORCH_DTYPES[cfg.train.precision]
     if device.type == "cpu" and dtype is not None:
         dtype = torch.bfloat16
     variants = {}

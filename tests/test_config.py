@@ -91,3 +91,106 @@ def test_training_refuses_a_random_llm_unless_allowed() -> None:
     with pytest.raises(UserError, match=r"model\.llm\.path"):
         train(load_config("paper-mome-23-4-mhsa"))  # architecture only: no weights to train on
     assert load_config("tiny").model.llm.allow_random_weights
+
+
+# One bad value per numeric or enumerated field (issue: values that destroy or invert must fail at load time).
+BAD_VALUES = {
+    "model.encoders.audio.kind": "wav2vec",
+    "model.encoders.video.kind": "resnet",
+    "model.compression.task": "lipreading",
+    "model.compression.mode": "max-pool",
+    "model.compression.audio_rates": "[0, 4]",
+    "model.compression.video_rates": "[5, 5]",
+    "model.projector.hidden_size": "0",
+    "model.llm.num_layers": "0",
+    "model.llm.hidden_size": "-1",
+    "model.llm.dtype": "int8",
+    "model.adapter.kind": "moe",
+    "model.adapter.mome.num_routed_experts": "-1",
+    "model.adapter.mome.top_k": "0",
+    "model.adapter.mome.num_shared_experts": "-1",
+    "model.adapter.mome.bottleneck": "0",
+    "model.adapter.mome.placement": "attention",
+    "model.adapter.mome.load_balance_coef": "-0.01",
+    "model.adapter.mome.z_loss_coef": "-1",
+    "model.adapter.lora.rank_factor": "0",
+    "model.adapter.lora.alpha": "0",
+    "model.combination_weights": "{a4_v2: -1}",
+    "data.train_snrs": "[100]",
+    "data.max_frames": "0",
+    "data.crop_size": "200",
+    "data.num_workers": "-1",
+    "data.num_buckets": "0",
+    "data.av_tolerance_frames": "-1",
+    "data.eval_noise_seed": "-3",
+    "train.seed": "-1",
+    "train.lr": "0",
+    "train.weight_decay": "-0.1",
+    "train.betas": "[2, 3]",
+    "train.warmup_steps": "-5",
+    "train.epochs": "0",
+    "train.max_steps": "0",
+    "train.grad_clip": "-1",
+    "train.precision": "fp8",
+    "train.save_every_steps": "0",
+    "train.keep_checkpoints": "-1",
+    "train.log_every_steps": "0",
+    "train.val_every_steps": "0",
+    "train.val_max_batches": "0",
+    "train.num_threads": "-2",
+    "decode.num_beams": "0",
+    "decode.max_new_tokens": "0",
+    "decode.length_penalty": ".nan",
+    "decode.batch_size": "0",
+}
+
+
+@pytest.mark.parametrize("field", sorted(BAD_VALUES))
+def test_every_bad_value_fails_at_load_naming_its_field(field: str) -> None:
+    with pytest.raises(ConfigError, match="^" + field.replace(".", r"\.")):
+        load_config("tiny", [f"{field}={BAD_VALUES[field]}"])
+
+
+def _leaf_fields(cls: type, prefix: str = ""):
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        path = f"{prefix}.{f.name}" if prefix else f.name
+        if dataclasses.is_dataclass(hints[f.name]):
+            yield from _leaf_fields(hints[f.name], path)
+        else:
+            yield path, hints[f.name]
+
+
+def test_the_bad_value_table_covers_every_numeric_and_enumerated_field() -> None:
+    """A new int, float, list-of-numbers or Literal field must get a row above."""
+    from mome.config import Config
+
+    def checked(tp) -> bool:
+        return any(t in str(tp) for t in ("Literal", "int", "float"))
+
+    wanted = {path for path, tp in _leaf_fields(Config) if checked(tp)}
+    assert wanted <= set(BAD_VALUES), sorted(wanted - set(BAD_VALUES))
+
+
+def test_legacy_dtype_names_of_saved_runs_still_load() -> None:
+    cfg = config_from_dict({"model": {"llm": {"arch": {"model_type": "llama"}, "dtype": "bfloat16"}}})
+    assert cfg.model.llm.dtype == "bf16"
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [(b"a: [1,\n", r"bad\.yaml:2:1: YAML syntax error"), (b"name: \xff\xfe\n", r"bad\.yaml: not UTF-8 text")],
+)
+def test_yaml_errors_are_one_line_with_the_position(tmp_path, content: bytes, needle: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=needle):
+        load_config(str(path))
+
+
+def test_a_malformed_override_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"override 'train\.betas=\[0\.9,':1:6: YAML syntax error"):
+        load_config("tiny", ["train.betas=[0.9,"])

@@ -17,6 +17,7 @@ Where the paper is silent, the choice is a field here, documented on the field a
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -26,18 +27,20 @@ from typing import Any, Literal
 
 import yaml
 
-from mome.constants import MODEL_CROP_SIZE
+from mome.constants import MODEL_CROP_SIZE, MOUTH_CROP_SIZE
 from mome.errors import ConfigError
 
-TASKS = ("asr", "vsr", "avsr")
-COMPRESSION_MODES = ("avg-pool", "stack")
+# Enumerated fields are `Literal`s: the YAML loader checks a value against them, and each list exists once.
+Task = Literal["asr", "vsr", "avsr"]
+CompressionMode = Literal["avg-pool", "stack"]
 AdapterKind = Literal["none", "lora", "mtsk-ms", "mtsk-ss", "mtsk-mss", "mome"]
 ADAPTER_KINDS: tuple[str, ...] = typing.get_args(AdapterKind)
 """The one list of adapter kinds; `mome.adapters.ADAPTERS` is keyed by it."""
-PLACEMENTS = ("mhsa", "ffn", "layer")
-AUDIO_ENCODERS = ("whisper", "none")
-VIDEO_ENCODERS = ("avhubert", "none")
-DTYPES = ("float32", "bfloat16", "float16")
+Placement = Literal["mhsa", "ffn", "layer"]
+AudioEncoderKind = Literal["whisper", "none"]
+VideoEncoderKind = Literal["avhubert", "none"]
+Precision = Literal["fp32", "bf16", "fp16"]
+"""The one dtype vocabulary: frozen weights (`model.llm.dtype`) and autocast (`train.precision`)."""
 
 # Prompts of the Llama-AVSR / Llama-MTSK reference code; the MoME paper does not give its own.
 DEFAULT_PROMPTS = {
@@ -65,12 +68,12 @@ def absolute_path(path: str | None, base: str | Path | None = None) -> str | Non
 # --------------------------------------------------------------------------------------------- model
 @dataclass
 class AudioEncoderConfig:
-    kind: str = "whisper"
+    kind: AudioEncoderKind = "whisper"
     """`whisper` (the encoder of any local Hugging Face Whisper directory) or `none` (VSR)."""
     path: str | None = None
     """Local HF Whisper directory. `None`: built from `arch` (random weights; tests and `mome params`)."""
     arch: dict[str, Any] | None = None
-    """`WhisperConfig` fields, so the encoder can be built without weights."""
+    """`WhisperConfig` fields, so the encoder can be built without weights (transformers' schema, passed on)."""
 
     def __post_init__(self) -> None:
         self.path = absolute_path(self.path)
@@ -78,12 +81,13 @@ class AudioEncoderConfig:
 
 @dataclass
 class VideoEncoderConfig:
-    kind: str = "avhubert"
+    kind: VideoEncoderKind = "avhubert"
     """`avhubert` (AV-HuBERT or the compact lip encoder that shares its architecture) or `none` (ASR)."""
     path: str | None = None
     """Checkpoint of the video encoder (official fairseq `.pt` or a mome lip-encoder checkpoint)."""
     arch: dict[str, Any] | None = None
-    """Architecture fields of the video encoder (layers, widths), to build it without weights."""
+    """Architecture of the video encoder: `name` (a named size) plus fields of `AVHubertArch` to change; checked
+    against `AVHubertArch` when the encoder is built (`models/avhubert.py`)."""
 
     def __post_init__(self) -> None:
         self.path = absolute_path(self.path)
@@ -97,9 +101,9 @@ class EncodersConfig:
 
 @dataclass
 class CompressionConfig:
-    task: str = "avsr"
+    task: Task = "avsr"
     """`asr` (audio only), `vsr` (video only) or `avsr` (both, concatenated in the LLM input)."""
-    mode: str = "avg-pool"
+    mode: CompressionMode = "avg-pool"
     """`avg-pool` (AvgPool1d, kernel = stride = rate; MoME, MTSK) or `stack` (concatenate `rate` frames)."""
     audio_rates: list[int] = field(default_factory=lambda: [4, 16])
     """Matryoshka audio compression rates (encoder frames per LLM token). MoME AVSR: {4, 16}."""
@@ -119,6 +123,15 @@ class CompressionConfig:
         """The streams a dataset must load for this task: ("audio",), ("video",) or both."""
         return tuple(m for m, used in (("audio", self.uses_audio), ("video", self.uses_video)) if used)
 
+    def check(self, path: str) -> None:
+        for name, rates, used in (("audio_rates", self.audio_rates, self.uses_audio),
+                                  ("video_rates", self.video_rates, self.uses_video)):  # fmt: skip
+            where = f"{path}.{name}"
+            if used:
+                _check(len(rates) > 0, where, f"empty rate list; task {self.task!r} needs at least one rate")
+            _check(all(r >= 1 for r in rates), where, f"rates must be positive integers, got {rates}")
+            _check(len(set(rates)) == len(rates), where, f"duplicate rates in {rates}")
+
 
 @dataclass
 class ProjectorConfig:
@@ -134,6 +147,9 @@ class ProjectorConfig:
     embeddings, which slowed early training in the CPU demo; docs/experiments.md). `false`: gain 1, as in the
     reference code and the paper presets."""
 
+    def check(self, path: str) -> None:
+        _at_least(self, path, "hidden_size", 1)
+
 
 @dataclass
 class LLMConfig:
@@ -145,14 +161,22 @@ class LLMConfig:
     """Keep only the first N decoder layers (the CPU demo); `null` keeps all."""
     hidden_size: int | None = None
     """Expected LLM width; checked against the loaded LLM so a wrong checkpoint fails early."""
-    dtype: str = "float32"
-    """Dtype of the frozen LLM weights (`bfloat16` on GPUs)."""
+    dtype: Precision = "fp32"
+    """Dtype of the frozen LLM weights (`bf16` on GPUs)."""
     allow_random_weights: bool = False
     """Let `mome train` run on an LLM built from `arch` alone (random weights: tests, the `tiny` preset). Off,
     so that a paper preset started without `path` fails instead of training on a random LLM."""
 
     def __post_init__(self) -> None:
         self.path = absolute_path(self.path)
+
+    def check(self, path: str) -> None:
+        _check(self.path is not None or self.arch is not None, f"{path}.path",
+               "missing: give a local Hugging Face model directory (or `arch` to build one without weights)")
+        if self.path is not None and not self.path.startswith(EMBEDDED_PREFIX):
+            _check(Path(self.path).is_dir(), f"{path}.path", f"no such directory: {self.path}")
+        _at_least(self, path, "num_layers", 1)
+        _at_least(self, path, "hidden_size", 1)
 
 
 @dataclass
@@ -165,7 +189,7 @@ class MoMEConfig:
     """N_s always-on experts (paper Table 3: 1 is best)."""
     bottleneck: int = 12
     """Expert width b: Linear(d, b) -> GELU -> Linear(b, d)."""
-    placement: str = "mhsa"
+    placement: Placement = "mhsa"
     """Parallel to `mhsa`, `ffn` or the whole `layer`."""
     shared_router: bool = True
     """One router for all granularities (MoME); `false`: one router per rate combination (ablation)."""
@@ -177,6 +201,16 @@ class MoMEConfig:
     z_loss_coef: float = 0.0
     """Weight of the router z-loss (SMoP used 0.001; MoME unknown, so off by default)."""
 
+    def check(self, path: str) -> None:
+        for name in ("num_routed_experts", "num_shared_experts", "load_balance_coef", "z_loss_coef"):
+            _at_least(self, path, name, 0)
+        _check(self.num_routed_experts + self.num_shared_experts >= 1, f"{path}.num_routed_experts",
+               "MoME needs at least one routed or shared expert")
+        if self.num_routed_experts > 0:
+            _check(1 <= self.top_k <= self.num_routed_experts, f"{path}.top_k",
+                   f"top_k={self.top_k} must be between 1 and num_routed_experts={self.num_routed_experts}")
+        _at_least(self, path, "bottleneck", 1)
+
 
 @dataclass
 class LoRAConfig:
@@ -184,6 +218,10 @@ class LoRAConfig:
     """Bottleneck = d_LLM / rank_factor (the reference's "rank" is a reduction factor)."""
     alpha: float = 4.0
     """Scaling = alpha / rank_factor (reference: 4 / 32 = 0.125)."""
+
+    def check(self, path: str) -> None:
+        _at_least(self, path, "rank_factor", 1)
+        _check(self.alpha > 0, f"{path}.alpha", "must be positive")
 
 
 @dataclass
@@ -209,6 +247,14 @@ class ModelConfig:
     @property
     def prompt_text(self) -> str:
         return self.prompt if self.prompt is not None else DEFAULT_PROMPTS[self.compression.task]
+
+    def check(self, path: str) -> None:
+        if self.combination_weights is not None:
+            valid = {combination_key(c) for c in combinations(self.compression)}
+            for key, w in self.combination_weights.items():
+                where = f"{path}.combination_weights.{key}"
+                _check(key in valid, where, f"not a rate combination; expected {sorted(valid)}")
+                _check(w >= 0, where, "weights must be >= 0")
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -248,6 +294,16 @@ class DataConfig:
         for name in ("train_labels", "val_labels", "test_labels", "noise_path"):
             setattr(self, name, absolute_path(getattr(self, name), self.root))
 
+    def check(self, path: str) -> None:
+        for i, snr in enumerate(self.train_snrs):
+            _check(snr is None or -30 <= snr <= 60, f"{path}.train_snrs[{i}]", f"implausible SNR {snr} dB")
+        _check(len(self.train_snrs) > 0, f"{path}.train_snrs", "needs at least one value (null = clean)")
+        _check(1 <= self.crop_size <= MOUTH_CROP_SIZE, f"{path}.crop_size",
+               f"must be between 1 and the {MOUTH_CROP_SIZE}-pixel mouth crop, got {self.crop_size}")
+        for name, low in (("max_frames", 1), ("num_workers", 0), ("num_buckets", 1), ("av_tolerance_frames", 0),
+                          ("eval_noise_seed", 0)):  # fmt: skip
+            _at_least(self, path, name, low)
+
 
 # ------------------------------------------------------------------------------------ train / decode
 @dataclass
@@ -262,7 +318,8 @@ class TrainConfig:
     max_steps: int | None = None
     """Stop after this many optimiser steps (overrides `epochs` when set); the cosine spans it."""
     grad_clip: float = 10.0
-    precision: str = "fp32"
+    """Largest gradient norm; 0 turns clipping off."""
+    precision: Precision = "fp32"
     """`fp32` on CPUs, `bf16` on GPUs."""
     output_dir: str = "runs/experiment"
     """Run directory: checkpoints/, metrics.csv, tensorboard/, config.yaml (relative to the working directory)."""
@@ -287,6 +344,16 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.output_dir = absolute_path(self.output_dir)
 
+    def check(self, path: str) -> None:
+        _check(self.lr > 0, f"{path}.lr", "must be positive")
+        _check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), f"{path}.betas",
+               f"needs two values in [0, 1), got {self.betas}")
+        for name, low in (("seed", 0), ("weight_decay", 0), ("warmup_steps", 0), ("epochs", 1), ("max_steps", 1),
+                          ("grad_clip", 0), ("save_every_steps", 1), ("keep_checkpoints", 1),
+                          ("log_every_steps", 1), ("val_every_steps", 1), ("val_max_batches", 1),
+                          ("num_threads", 1)):  # fmt: skip
+            _at_least(self, path, name, low)
+
 
 @dataclass
 class DecodeConfig:
@@ -294,7 +361,13 @@ class DecodeConfig:
     """Beam search width (reference: 15). Sampling is always off."""
     max_new_tokens: int = 32
     length_penalty: float = 1.0
+    """Beam scores are divided by length ** length_penalty (Hugging Face's convention); any finite value."""
     batch_size: int = 8
+    """Utterances decoded together; results do not depend on it (features are encoded clip by clip)."""
+
+    def check(self, path: str) -> None:
+        for name in ("num_beams", "max_new_tokens", "batch_size"):
+            _at_least(self, path, name, 1)
 
 
 @dataclass
@@ -319,73 +392,21 @@ def _check(cond: bool, path: str, message: str) -> None:
         raise ConfigError(f"{path}: {message}")
 
 
-def _check_choice(value: str, choices: tuple[str, ...], path: str) -> None:
-    _check(value in choices, path, f"unknown value {value!r}; expected one of {', '.join(choices)}")
+def _at_least(section: Any, path: str, name: str, low: float) -> None:
+    """`section.name >= low` (a `None` value, where the field allows one, passes)."""
+    value = getattr(section, name)
+    _check(value is None or value >= low, f"{path}.{name}", f"must be >= {low}, got {value}")
 
 
-def validate(cfg: Config) -> None:
-    """Check the values that a type check cannot (choices, ranges, cross-field rules)."""
-    m = cfg.model
-    comp = m.compression
-    _check_choice(comp.task, TASKS, "model.compression.task")
-    _check_choice(comp.mode, COMPRESSION_MODES, "model.compression.mode")
-    for name, rates, used in (
-        ("audio_rates", comp.audio_rates, comp.uses_audio),
-        ("video_rates", comp.video_rates, comp.uses_video),
-    ):
-        path = f"model.compression.{name}"
-        if used:
-            _check(len(rates) > 0, path, f"empty rate list; task {comp.task!r} needs at least one rate")
-        _check(all(r >= 1 for r in rates), path, f"rates must be positive integers, got {rates}")
-        _check(len(set(rates)) == len(rates), path, f"duplicate rates in {rates}")
-    _check_choice(m.encoders.audio.kind, AUDIO_ENCODERS, "model.encoders.audio.kind")
-    _check_choice(m.encoders.video.kind, VIDEO_ENCODERS, "model.encoders.video.kind")
-    _check(m.projector.hidden_size > 0, "model.projector.hidden_size", "must be positive")
-    _check(
-        m.llm.path is not None or m.llm.arch is not None,
-        "model.llm.path",
-        "missing: give a local Hugging Face model directory (or `arch` to build one without weights)",
-    )
-    if m.llm.path is not None and not str(m.llm.path).startswith("embedded:"):
-        _check(Path(m.llm.path).expanduser().is_dir(), "model.llm.path", f"no such directory: {m.llm.path}")
-    _check_choice(m.llm.dtype, DTYPES, "model.llm.dtype")
-    if m.llm.num_layers is not None:
-        _check(m.llm.num_layers >= 1, "model.llm.num_layers", "must be >= 1")
-
-    a = m.adapter
-    _check_choice(a.kind, ADAPTER_KINDS, "model.adapter.kind")
-    mo = a.mome
-    _check_choice(mo.placement, PLACEMENTS, "model.adapter.mome.placement")
-    _check(mo.num_routed_experts >= 0, "model.adapter.mome.num_routed_experts", "must be >= 0")
-    _check(mo.num_shared_experts >= 0, "model.adapter.mome.num_shared_experts", "must be >= 0")
-    _check(
-        mo.num_routed_experts + mo.num_shared_experts >= 1,
-        "model.adapter.mome.num_routed_experts",
-        "MoME needs at least one routed or shared expert",
-    )
-    if mo.num_routed_experts > 0:
-        _check(
-            1 <= mo.top_k <= mo.num_routed_experts,
-            "model.adapter.mome.top_k",
-            f"top_k={mo.top_k} must be between 1 and num_routed_experts={mo.num_routed_experts}",
-        )
-    _check(mo.bottleneck >= 1, "model.adapter.mome.bottleneck", "must be >= 1")
-    _check(a.lora.rank_factor >= 1, "model.adapter.lora.rank_factor", "must be >= 1")
-
-    if m.combination_weights is not None:
-        valid = {combination_key(c) for c in combinations(comp)}
-        for key, w in m.combination_weights.items():
-            _check(key in valid, f"model.combination_weights.{key}", f"not a rate combination; expected {sorted(valid)}")
-            _check(w >= 0, f"model.combination_weights.{key}", "weights must be >= 0")
-
-    for i, snr in enumerate(cfg.data.train_snrs):
-        _check(snr is None or -30 <= snr <= 60, f"data.train_snrs[{i}]", f"implausible SNR {snr} dB")
-    _check(cfg.data.max_frames > 0, "data.max_frames", "must be positive")
-    _check(cfg.train.lr > 0, "train.lr", "must be positive")
-    _check(len(cfg.train.betas) == 2, "train.betas", "needs two values")
-    _check(cfg.train.precision in ("fp32", "bf16", "fp16"), "train.precision", "expected fp32, bf16 or fp16")
-    _check(cfg.decode.num_beams >= 1, "decode.num_beams", "must be >= 1")
-    _check(cfg.decode.max_new_tokens >= 1, "decode.max_new_tokens", "must be >= 1")
+def validate(cfg: Any, path: str = "") -> None:
+    """Run every section's own `check(path)` (ranges, cross-field rules), depth first; types and choices
+    were already checked while the YAML was read."""
+    if hasattr(cfg, "check"):
+        cfg.check(path)
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            validate(value, f"{path}.{f.name}" if path else f.name)
 
 
 # ---------------------------------------------------------------------- rate combinations (one place)
@@ -455,6 +476,10 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
         _check(isinstance(value, dict), path, f"expected a mapping, got {value!r}")
         _, val_tp = typing.get_args(inner)
         return {str(k): (v if val_tp is Any else _coerce(v, val_tp, f"{path}.{k}")) for k, v in value.items()}
+    if origin is Literal:
+        choices = typing.get_args(inner)
+        _check(value in choices, path, f"unknown value {value!r}; expected one of {', '.join(map(str, choices))}")
+        return value
     if inner is bool:
         _check(isinstance(value, bool), path, f"expected true or false, got {value!r}")
         return value
@@ -468,6 +493,7 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
             except ValueError:
                 pass
         _check(isinstance(value, (int, float)) and not isinstance(value, bool), path, f"expected a number, got {value!r}")
+        _check(math.isfinite(value), path, f"must be a finite number, got {value!r}")
         return float(value)
     if inner is str:
         _check(isinstance(value, str), path, f"expected a string, got {value!r}")
@@ -505,7 +531,10 @@ def _read_yaml(source: str | Path, seen: tuple[str, ...] = ()) -> dict[str, Any]
     if not path.is_file():
         known = ", ".join(list_presets())
         raise ConfigError(f"config {source!r}: no such file or preset (presets: {known})")
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = _parse_yaml(path.read_text(encoding="utf-8"), str(path)) or {}
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config file must be a mapping")
     parent = data.pop("extends", None)
@@ -528,11 +557,28 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {p} is not a section")
-        node[parts[-1]] = yaml.safe_load(raw)
+        node[parts[-1]] = _parse_yaml(raw, f"override {item!r}")
     return data
 
 
+def _parse_yaml(text: str, where: str) -> Any:
+    """YAML -> Python; a syntax error is one line with its position (line:column, from 1)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        position = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{where}{position}: YAML syntax error: {problem}") from None
+
+
+_LEGACY_DTYPES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+
+
 def config_from_dict(data: dict[str, Any]) -> Config:
+    llm = data.get("model", {}).get("llm") if isinstance(data.get("model"), dict) else None
+    if isinstance(llm, dict) and llm.get("dtype") in _LEGACY_DTYPES:  # runs saved before one dtype vocabulary
+        llm["dtype"] = _LEGACY_DTYPES[llm["dtype"]]
     return _from_dict(Config, data).validate()
 
 

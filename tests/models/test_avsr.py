@@ -75,7 +75,7 @@ def test_trains_under_bf16_autocast_with_a_bf16_llm(kind: str) -> None:
     """The paper presets train in bf16 (`train.precision`): a bf16 LLM under autocast. MoME's router must
     still decide in fp32, and gradients must reach every trainable tensor."""
     cfg = tiny_model_config(kind)
-    cfg.llm.dtype = "bfloat16"
+    cfg.llm.dtype = "bf16"
     model = AVSRModel.from_config(cfg, audio_dim=12, video_dim=10).train()
     with torch.no_grad():
         for p in model.adapters.parameters():

@@ -22,7 +22,8 @@ from mome.models.tokenizer import build_char_tokenizer
 AUDIO_OPEN, AUDIO_CLOSE, VIDEO_OPEN, VIDEO_CLOSE, PAD = "<audio>", "</audio>", "<video>", "</video>", "<pad>"
 MODALITY_TOKENS = [AUDIO_OPEN, AUDIO_CLOSE, VIDEO_OPEN, VIDEO_CLOSE]
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+"""`config.Precision` -> torch dtype: the one table."""
 
 
 @dataclass
@@ -105,7 +106,7 @@ def load_llm(cfg: LLMConfig, device: str | torch.device | None = None) -> Loaded
     """
     config = load_config(cfg)
     tokenizer = load_tokenizer(cfg, config)
-    dtype = DTYPES[cfg.dtype]
+    dtype = TORCH_DTYPES[cfg.dtype]
     meta = device is not None and torch.device(device).type == "meta"
     if cfg.path is not None and not meta:
         path = resolve_path(cfg.path)
