@@ -15,7 +15,7 @@ from mome.training.checkpoint import save_checkpoint
 TINY_CORPUS = dict(split_fractions={"train": 0.5, "val": 0.25, "test": 0.25},
                    speakers_per_split={"train": 3, "val": 2, "test": 2, "noise": 2},
                    babble_seconds=6.0, babble_talkers=3, workers=1, progress=False)
-FAST = ["data.num_workers=0", "decode.num_beams=1", "decode.max_new_tokens=4", "train.seed=3"]
+FAST = ["data.num_workers=0", "decode.num_beams=1", "decode.max_new_tokens=4", "train.seed=3", "decode.batch_size=3"]
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def _evaluate(run, out, overrides=()):
     root, path = run
     model, cfg = model_from_checkpoint(path, [*FAST, *overrides])
     return evaluate(model, cfg, "labels/train.csv", root, model.combinations, [None, 0.0], out_dir=out,
-                    batch_size=3, progress=False, info={"checkpoint": "ckpt"})
+                    progress=False, info={"checkpoint": "ckpt"})
 
 
 def test_writes_tables_plot_and_hypotheses(run, tmp_path):
@@ -87,10 +87,10 @@ def test_hypotheses_do_not_depend_on_the_batch_size(run, tmp_path):
     hypotheses = {}
     for batch_size in (1, 8):
         # a random LLM with wide weights makes confident, input-dependent predictions (tests/tiny.py)
-        model, cfg = model_from_checkpoint(path, [*FAST, "model.llm.arch.initializer_range=0.5"])
+        overrides = [*FAST, "model.llm.arch.initializer_range=0.5", f"decode.batch_size={batch_size}"]
+        model, cfg = model_from_checkpoint(path, overrides)
         out = tmp_path / f"b{batch_size}"
-        evaluate(model, cfg, "labels/train.csv", root, model.combinations, [None, 0.0], out_dir=out,
-                 batch_size=batch_size, progress=False)
+        evaluate(model, cfg, "labels/train.csv", root, model.combinations, [None, 0.0], out_dir=out, progress=False)
         hypotheses[batch_size] = [json.loads(line) for line in (out / "hypotheses.jsonl").read_text().splitlines()]
     assert len(hypotheses[1]) == 4 * 2 * 4  # 4 utterances x 2 SNRs x 4 combinations
     assert len({h["hyp"] for h in hypotheses[1]}) > 4, "a near-constant output would prove nothing"

@@ -14,14 +14,13 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="checkpoint file or run directory (its newest checkpoint)")
-    parser.add_argument("overrides", nargs="*", help="KEY=VALUE config overrides, e.g. data.num_workers=0")
+    parser.add_argument("overrides", nargs="*",
+                        help="KEY=VALUE config overrides, e.g. decode.num_beams=5 decode.batch_size=16")
     parser.add_argument("--labels", required=True, help="label CSV (a path, or relative to the corpus root)")
     parser.add_argument("--root", help="corpus root (default: the checkpoint config's data.root)")
     parser.add_argument("--rates", nargs="+", metavar="A,V", help="rate combinations, e.g. 4,2 16,5 (default: all)")
     parser.add_argument("--snr", nargs="+", default=["clean"], help="SNRs in dB or 'clean', e.g. clean 0 -5")
     parser.add_argument("--out", help="output directory (default: <run>/eval/<labels stem>)")
-    parser.add_argument("--batch-size", type=int, help="utterances per batch (default: decode.batch_size)")
-    parser.add_argument("--beams", type=int, help="beam width (default: decode.num_beams)")
     parser.add_argument("--limit", type=int, help="evaluate only the first N utterances")
     parser.add_argument("--skip-bad", action="store_true",
                         help="leave out unreadable utterances (listed in results.json) instead of failing")
@@ -60,9 +59,8 @@ def run(args: argparse.Namespace) -> int:
     from mome.training.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint, resolve_checkpoint
 
     _collect_overrides(args)
-    for name in ("batch_size", "beams", "limit"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.limit is not None and args.limit < 1:
+        raise UserError("--limit must be at least 1")
     # Every input is checked against the checkpoint's config before the (slow) model build.
     snrs = [parse_snr(s) for s in args.snr]
     checkpoint = resolve_checkpoint(args.checkpoint)
@@ -79,12 +77,10 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     model, cfg = model_from_checkpoint(checkpoint, args.overrides, device=args.device)
     load_s = time.perf_counter() - start
-    if args.beams is not None:
-        cfg.decode.num_beams = args.beams
     out = Path(args.out) if args.out else default_out(checkpoint, labels)
     info = {"checkpoint": str(checkpoint), "overrides": list(args.overrides)}
     start = time.perf_counter()
-    results = evaluate(model, cfg, labels, root, combos, snrs, batch_size=args.batch_size, out_dir=out,
+    results = evaluate(model, cfg, labels, root, combos, snrs, out_dir=out,
                        limit=args.limit, skip_bad=args.skip_bad, progress=not args.quiet, info=info)
     seconds = time.perf_counter() - start
     print(markdown({**results, "groups": ["all"]}))

@@ -18,25 +18,21 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="checkpoint file or run directory (its newest checkpoint)")
-    parser.add_argument("overrides", nargs="*", help="KEY=VALUE config overrides")
+    parser.add_argument("overrides", nargs="*", help="KEY=VALUE config overrides, e.g. decode.num_beams=5")
     parser.add_argument("--video", required=True, help="mouth-crop clip or raw video of a speaker (.mp4 ...)")
     parser.add_argument("--input", choices=("auto", "crop", "raw"), default="auto",
                         help="auto: 96x96 frames are a mouth crop, anything else a raw video (face detection)")
     parser.add_argument("--audio", help="16 kHz wav (default: the audio track of --video)")
     parser.add_argument("--rates", help="rate combination, e.g. 16,5 (default: the smallest trained rates)")
-    parser.add_argument("--beams", type=int, help="beam width (default: decode.num_beams)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     parser.parse_args = parser.parse_intermixed_args  # type: ignore[method-assign]
 
 
 def run(args: argparse.Namespace) -> int:
     from mome.config import parse_combination
-    from mome.errors import UserError
     from mome.inference import clip_seconds, finest_combination, load_clip, to_device, transcribe
     from mome.training.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint, resolve_checkpoint
 
-    if args.beams is not None and args.beams < 1:
-        raise UserError("--beams must be at least 1")
     times = {}
     # The rates and the clip are checked against the checkpoint's config before the (slow) model build.
     checkpoint = resolve_checkpoint(args.checkpoint)
@@ -50,8 +46,6 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     model, cfg = model_from_checkpoint(checkpoint, args.overrides, device=args.device)
-    if args.beams is not None:
-        cfg.decode.num_beams = args.beams
     batch = to_device(batch, args.device)
     times["load"] = time.perf_counter() - start
 

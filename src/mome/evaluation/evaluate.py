@@ -204,7 +204,7 @@ def _to_device(batch: dict, model: AVSRModel) -> dict:
 
 @torch.no_grad()
 def evaluate(model: AVSRModel, cfg: Config, labels: str | Path, root: str | Path, combos: list[Combination],
-             snrs: list[float | None], batch_size: int | None = None, decode: DecodeConfig | None = None,
+             snrs: list[float | None], decode: DecodeConfig | None = None,
              out_dir: str | Path | None = None, limit: int | None = None, skip_bad: bool = False,
              progress: bool = True, info: dict[str, Any] | None = None) -> dict[str, Any]:
     """Decode `labels` at every combination x SNR; return the results dict (written to `out_dir` if given).
@@ -213,7 +213,7 @@ def evaluate(model: AVSRModel, cfg: Config, labels: str | Path, root: str | Path
         labels: label CSV, absolute or relative to `root` (resolved here, once).
         combos: rate combinations the model was trained with (`config.parse_combination`).
         snrs: babble SNRs in dB, None = clean. A VSR model ignores them (no audio): only `clean` is run.
-        batch_size / decode: default `cfg.decode`; `batch_size` overrides `decode.batch_size`.
+        decode: beams, lengths and batch size; default `cfg.decode`.
         limit: the first N utterances of the label file only.
         skip_bad: leave out unreadable utterances instead of failing (module docstring).
         info: extra fields for results.json (checkpoint path, overrides ...).
@@ -235,7 +235,7 @@ def evaluate(model: AVSRModel, cfg: Config, labels: str | Path, root: str | Path
                                 noise_seed=cfg.data.eval_noise_seed)
             _check_inputs(dataset, modalities, limit, skip_bad)
             label_problems = dataset.label_problems
-            loader = DataLoader(_Tracked(dataset, limit), batch_size=batch_size or decode.batch_size,
+            loader = DataLoader(_Tracked(dataset, limit), batch_size=decode.batch_size,
                                 shuffle=False, num_workers=cfg.data.num_workers, collate_fn=collate_tracked)
             records += _decode_snr(model, loader, combos, decode, snr_label(snr), skip_bad, skipped, progress)
     if not records:
