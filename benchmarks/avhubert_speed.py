@@ -15,7 +15,8 @@ import time
 
 import torch
 
-from mome.constants import FPS, MODEL_CROP_SIZE as SIZE
+from mome.constants import FPS
+from mome.constants import MODEL_CROP_SIZE as SIZE
 from mome.models.avhubert import build_avhubert
 
 

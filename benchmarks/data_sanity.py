@@ -46,7 +46,7 @@ def whisper_wer(root: Path, max_utts: int) -> dict:
     refs, hyps, grammars = [], [], []
     start = time.perf_counter()
     for i in range(0, len(items), 8):
-        chunk = items[i:i + 8]
+        chunk = items[i : i + 8]
         audio = [read_audio(root / f"{r['rel_path']}.wav") for r in chunk]
         feats = processor(audio, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
         with torch.inference_mode():
@@ -83,10 +83,18 @@ def viseme_classifier(root: Path, max_train: int, epochs: int) -> dict:
     x_te, y_te, spk_te = _frames(root, "test", 10_000, 1)
     assert not set(spk_tr) & set(spk_te)
     net = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 16, 5, padding=2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Conv2d(16, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Conv2d(32, 64, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
-        torch.nn.Flatten(), torch.nn.Linear(64, len(VISEMES)))
+        torch.nn.Conv2d(1, 16, 5, padding=2),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(16, 32, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(32, 64, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(64, len(VISEMES)),
+    )
     opt = torch.optim.AdamW(net.parameters(), lr=3e-3)
     start = time.perf_counter()
     for _ in range(epochs):
@@ -99,13 +107,22 @@ def viseme_classifier(root: Path, max_train: int, epochs: int) -> dict:
         pred = torch.cat([net(b).argmax(1) for b in x_te.split(512)])
     acc = (pred == y_te).float().mean().item()
     majority = torch.bincount(y_tr, minlength=len(VISEMES)).argmax()
-    per_class = {VISEMES[c]: round((pred[y_te == c] == c).float().mean().item(), 3)
-                 for c in range(len(VISEMES)) if (y_te == c).any()}
-    return {"train_frames": len(x_tr), "test_frames": len(x_te), "train_speakers": len(set(spk_tr)),
-            "test_speakers": len(set(spk_te)), "accuracy": round(acc, 4),
-            "chance_majority": round((y_te == majority).float().mean().item(), 4),
-            "chance_uniform": round(1 / len(VISEMES), 4), "per_class_recall": per_class,
-            "seconds": round(time.perf_counter() - start, 1)}
+    per_class = {
+        VISEMES[c]: round((pred[y_te == c] == c).float().mean().item(), 3)
+        for c in range(len(VISEMES))
+        if (y_te == c).any()
+    }
+    return {
+        "train_frames": len(x_tr),
+        "test_frames": len(x_te),
+        "train_speakers": len(set(spk_tr)),
+        "test_speakers": len(set(spk_te)),
+        "accuracy": round(acc, 4),
+        "chance_majority": round((y_te == majority).float().mean().item(), 4),
+        "chance_uniform": round(1 / len(VISEMES), 4),
+        "per_class_recall": per_class,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
 
 
 def main() -> None:

@@ -43,8 +43,9 @@ def write_clip(stem: Path, frames: np.ndarray, seconds: float) -> None:
     t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
     audio = (0.3 * np.sin(2 * np.pi * 220 * t) * 32767).astype(np.int16)
     write_video(stem.with_suffix(".mp4"), frames, audio=audio.astype(np.float32) / 32767)
-    stem.with_suffix(".txt").write_text("Text:  HELLO THERE\nConf:  3\n\nWORD START END ASDSCORE\n"
-                                        "HELLO 0.20 0.60 5.0\nTHERE 0.70 1.10 5.0\n")
+    stem.with_suffix(".txt").write_text(
+        "Text:  HELLO THERE\nConf:  3\n\nWORD START END ASDSCORE\nHELLO 0.20 0.60 5.0\nTHERE 0.70 1.10 5.0\n"
+    )
 
 
 def main() -> None:
@@ -67,10 +68,16 @@ def main() -> None:
         wall = time.perf_counter() - start
     frames = report["this_run"]["frames"]
     result = {
-        "clips": args.clips, "seconds_per_clip": args.seconds, "workers": args.workers, "frames": frames,
-        "wall_s": round(wall, 2), "frames_per_second": round(frames / wall, 1),
-        "real_time_factor": round(frames / wall / FPS, 2), "written": report["written"],
-        "skipped": len(report["skipped"]), "load_average": [round(x, 2) for x in os.getloadavg()],
+        "clips": args.clips,
+        "seconds_per_clip": args.seconds,
+        "workers": args.workers,
+        "frames": frames,
+        "wall_s": round(wall, 2),
+        "frames_per_second": round(frames / wall, 1),
+        "real_time_factor": round(frames / wall / FPS, 2),
+        "written": report["written"],
+        "skipped": len(report["skipped"]),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "cpu_count": os.cpu_count(),
     }
     print(json.dumps(result, indent=1))

@@ -95,8 +95,11 @@ def bench_preset(name: str, args, device: torch.device) -> dict:
     if device.type == "cpu" and dtype is not None:
         dtype = torch.bfloat16
     variants = {}
-    kinds = {"batched": (cfg.model.adapter.kind, False), "sequential": (cfg.model.adapter.kind, True),
-             "none": ("none", False)}
+    kinds = {
+        "batched": (cfg.model.adapter.kind, False),
+        "sequential": (cfg.model.adapter.kind, True),
+        "none": ("none", False),
+    }
     for label in args.variants.split(","):
         kind, sequential = kinds[label]
         c = copy.deepcopy(cfg)
@@ -137,8 +140,16 @@ def bench_preset(name: str, args, device: torch.device) -> dict:
             traceback.print_exc()
             row = {"error": f"{type(exc).__name__}: {exc}"}
         result["variants"][label] = row
-        print(f"{name:<24} {label:<10} " + (f"{row['ms']:8.1f} ms  peak {row['peak_gib']:6.2f} GiB  encode "
-              f"{row['encode_ms']:6.1f} ms  build {row['build_s']:5.1f} s" if "ms" in row else row["error"]), flush=True)
+        print(
+            f"{name:<24} {label:<10} "
+            + (
+                f"{row['ms']:8.1f} ms  peak {row['peak_gib']:6.2f} GiB  encode "
+                f"{row['encode_ms']:6.1f} ms  build {row['build_s']:5.1f} s"
+                if "ms" in row
+                else row["error"]
+            ),
+            flush=True,
+        )
         model = opt = None
         gc.collect()
         if device.type == "cuda":
@@ -194,21 +205,29 @@ def main() -> None:
         torch.backends.cuda.matmul.allow_tf32 = True
         print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}", flush=True)
     results = [bench_preset(name, args, device) for name in args.presets.split(",")]
-    print(f"\nstep = encoders + all granularities + backward + AdamW; batch {args.batch} clips of "
-          f"{args.min_seconds}-{args.max_seconds} s; median of {args.steps} steps after {args.warmup}")
-    print(f"{'preset':<24} {'batched':>10} {'sequential':>11} {'none':>9} {'seq/batched':>12} {'overhead':>9} {'peak GiB':>9}")
+    print(
+        f"\nstep = encoders + all granularities + backward + AdamW; batch {args.batch} clips of "
+        f"{args.min_seconds}-{args.max_seconds} s; median of {args.steps} steps after {args.warmup}"
+    )
+    print(
+        f"{'preset':<24} {'batched':>10} {'sequential':>11} {'none':>9} {'seq/batched':>12} {'overhead':>9} {'peak GiB':>9}"
+    )
     for r in results:
         v = r["variants"]
         ms = {k: (f"{v[k]['ms']:.0f} ms" if "ms" in v.get(k, {}) else "-") for k in ("batched", "sequential", "none")}
         speed = f"{r['speedup_batched']:.2f}x" if "speedup_batched" in r else "-"
         over = f"{100 * r['adapter_overhead']:.1f}%" if "adapter_overhead" in r else "-"
         peak = f"{v['batched']['peak_gib']:.1f}" if "peak_gib" in v.get("batched", {}) else "-"
-        print(f"{r['preset']:<24} {ms['batched']:>10} {ms['sequential']:>11} {ms['none']:>9} {speed:>12} {over:>9} {peak:>9}")
+        print(
+            f"{r['preset']:<24} {ms['batched']:>10} {ms['sequential']:>11} {ms['none']:>9} {speed:>12} {over:>9} {peak:>9}"
+        )
     for r in results:
         decode = r["variants"].get("batched", {}).get("decode")
         if decode:
-            print(f"decode {r['preset']} ({args.batch} clips, 24 new tokens each, s): "
-                  + ", ".join(f"rates {k} {v:.3f}" for k, v in decode.items()))
+            print(
+                f"decode {r['preset']} ({args.batch} clips, 24 new tokens each, s): "
+                + ", ".join(f"rates {k} {v:.3f}" for k, v in decode.items())
+            )
     if args.json:
         meta = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__}
         with open(args.json, "w") as f:

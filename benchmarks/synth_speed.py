@@ -1,6 +1,6 @@
 """Time `mome synth` for N utterances and print utterances per second and the machine load.
 
-    python benchmarks/synth_speed.py --utterances 2000 --out /tmp/synth_bench
+python benchmarks/synth_speed.py --utterances 2000 --out /tmp/synth_bench
 """
 
 from __future__ import annotations
@@ -26,10 +26,16 @@ def main() -> None:
     start = time.perf_counter()
     report = synthesize_corpus(args.out, args.utterances, args.seed, workers=args.workers)
     seconds = time.perf_counter() - start
-    result = {"utterances": report["written"], "seconds": round(seconds, 1),
-              "utterances_per_s": round(report["written"] / seconds, 2), "cores": os.cpu_count(),
-              "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
-              "speech_minutes": round(report["hours"] * 60, 1), "skipped": len(report["skipped"])}
+    result = {
+        "utterances": report["written"],
+        "seconds": round(seconds, 1),
+        "utterances_per_s": round(report["written"] / seconds, 2),
+        "cores": os.cpu_count(),
+        "loadavg_before": load_before,
+        "loadavg_after": os.getloadavg(),
+        "speech_minutes": round(report["hours"] * 60, 1),
+        "skipped": len(report["skipped"]),
+    }
     print(json.dumps(result))
 
 

@@ -115,7 +115,7 @@ def build_variants(name: str, llm: LoadedLLM, audio_dim: int, video_dim: int, hi
         torch.manual_seed(0)
         loaded = LoadedLLM(copy.deepcopy(llm.model), llm.tokenizer)  # hooks must not reach the other variant
         model = AVSRModel(model_config(llm_cfg, kind, hidden), loaded, audio_dim, video_dim).train()
-        for sequential in ((False, True) if kind == "mome" else (False,)):
+        for sequential in (False, True) if kind == "mome" else (False,):
             opt = torch.optim.AdamW(model.trainable_parameters(), lr=1e-4)  # tiny lr: the model barely moves
             label = f"{'sequential' if sequential else 'batched'} {kind}"
             variants.append(Variant(label, model, opt, sequential, [], []))
@@ -185,9 +185,11 @@ def profile(v: Variant, features: Features, texts: list[str], rows: int) -> None
 
 def print_table(results: list[dict], args) -> None:
     load = os.getloadavg()
-    print(f"\ntrain step, batch {args.batch} clips of {args.min_seconds}-{args.max_seconds} s, "
-          f"4 granularities, threads {args.threads}, median of {args.steps} steps (warmup {args.warmup}), "
-          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(
+        f"\ntrain step, batch {args.batch} clips of {args.min_seconds}-{args.max_seconds} s, "
+        f"4 granularities, threads {args.threads}, median of {args.steps} steps (warmup {args.warmup}), "
+        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
     head = f"{'model':<10} {'L':>3} {'tokens real/batched/seq':>24} {'batched mome':>13} {'seq mome':>10} {'batched none':>13}"
     head += f" {'seq/batched':>12} {'':4} {'mome/none-1':>11} {'':4}"
     print(head)

@@ -58,12 +58,22 @@ def main() -> None:
 
     short_ms = median_ms(lambda: encoder(audio, lengths), args.repeats)
     full_ms = median_ms(padded_30s, args.repeats)
-    result = {"model": args.model, "batch": args.batch, "clip_s": args.seconds, "threads": args.threads,
-              "frames_short": encoder.padded_frames(n), "frames_30s": encoder.encoder.config.max_source_positions,
-              "short_ms": round(short_ms, 1), "padded_30s_ms": round(full_ms, 1), "ratio": round(full_ms / short_ms, 1)}
-    print(f"{args.batch} x {args.seconds:g} s clips, {args.threads} threads: short-clip {short_ms:.0f} ms "
-          f"({result['frames_short']} frames), 30 s padding {full_ms:.0f} ms (1500 frames), "
-          f"ratio {result['ratio']}x")
+    result = {
+        "model": args.model,
+        "batch": args.batch,
+        "clip_s": args.seconds,
+        "threads": args.threads,
+        "frames_short": encoder.padded_frames(n),
+        "frames_30s": encoder.encoder.config.max_source_positions,
+        "short_ms": round(short_ms, 1),
+        "padded_30s_ms": round(full_ms, 1),
+        "ratio": round(full_ms / short_ms, 1),
+    }
+    print(
+        f"{args.batch} x {args.seconds:g} s clips, {args.threads} threads: short-clip {short_ms:.0f} ms "
+        f"({result['frames_short']} frames), 30 s padding {full_ms:.0f} ms (1500 frames), "
+        f"ratio {result['ratio']}x"
+    )
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(result, handle, indent=2)

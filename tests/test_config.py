@@ -5,8 +5,8 @@ import pytest
 from mome.cli import main
 from mome.config import (
     ConfigError,
-    combinations,
     combination_key,
+    combinations,
     config_from_dict,
     list_presets,
     load_config,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mome.synthetic.corpus import synthesize_corpus
 from mome.demo import DemoOptions, run_demo
+from mome.synthetic.corpus import synthesize_corpus
 
 pytestmark = pytest.mark.slow
 

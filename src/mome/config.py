@@ -171,8 +171,11 @@ class LLMConfig:
         self.path = absolute_path(self.path)
 
     def check(self, path: str) -> None:
-        _check(self.path is not None or self.arch is not None, f"{path}.path",
-               "missing: give a local Hugging Face model directory (or `arch` to build one without weights)")
+        _check(
+            self.path is not None or self.arch is not None,
+            f"{path}.path",
+            "missing: give a local Hugging Face model directory (or `arch` to build one without weights)",
+        )
         if self.path is not None and not self.path.startswith(EMBEDDED_PREFIX):
             _check(Path(self.path).is_dir(), f"{path}.path", f"no such directory: {self.path}")
         _at_least(self, path, "num_layers", 1)
@@ -204,11 +207,17 @@ class MoMEConfig:
     def check(self, path: str) -> None:
         for name in ("num_routed_experts", "num_shared_experts", "load_balance_coef", "z_loss_coef"):
             _at_least(self, path, name, 0)
-        _check(self.num_routed_experts + self.num_shared_experts >= 1, f"{path}.num_routed_experts",
-               "MoME needs at least one routed or shared expert")
+        _check(
+            self.num_routed_experts + self.num_shared_experts >= 1,
+            f"{path}.num_routed_experts",
+            "MoME needs at least one routed or shared expert",
+        )
         if self.num_routed_experts > 0:
-            _check(1 <= self.top_k <= self.num_routed_experts, f"{path}.top_k",
-                   f"top_k={self.top_k} must be between 1 and num_routed_experts={self.num_routed_experts}")
+            _check(
+                1 <= self.top_k <= self.num_routed_experts,
+                f"{path}.top_k",
+                f"top_k={self.top_k} must be between 1 and num_routed_experts={self.num_routed_experts}",
+            )
         _at_least(self, path, "bottleneck", 1)
 
 
@@ -298,8 +307,11 @@ class DataConfig:
         for i, snr in enumerate(self.train_snrs):
             _check(snr is None or -30 <= snr <= 60, f"{path}.train_snrs[{i}]", f"implausible SNR {snr} dB")
         _check(len(self.train_snrs) > 0, f"{path}.train_snrs", "needs at least one value (null = clean)")
-        _check(1 <= self.crop_size <= MOUTH_CROP_SIZE, f"{path}.crop_size",
-               f"must be between 1 and the {MOUTH_CROP_SIZE}-pixel mouth crop, got {self.crop_size}")
+        _check(
+            1 <= self.crop_size <= MOUTH_CROP_SIZE,
+            f"{path}.crop_size",
+            f"must be between 1 and the {MOUTH_CROP_SIZE}-pixel mouth crop, got {self.crop_size}",
+        )
         for name, low in (("max_frames", 1), ("num_workers", 0), ("num_buckets", 1), ("av_tolerance_frames", 0),
                           ("eval_noise_seed", 0)):  # fmt: skip
             _at_least(self, path, name, low)
@@ -346,8 +358,11 @@ class TrainConfig:
 
     def check(self, path: str) -> None:
         _check(self.lr > 0, f"{path}.lr", "must be positive")
-        _check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), f"{path}.betas",
-               f"needs two values in [0, 1), got {self.betas}")
+        _check(
+            len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+            f"{path}.betas",
+            f"needs two values in [0, 1), got {self.betas}",
+        )
         for name, low in (("seed", 0), ("weight_decay", 0), ("warmup_steps", 0), ("epochs", 1), ("max_steps", 1),
                           ("grad_clip", 0), ("save_every_steps", 1), ("keep_checkpoints", 1),
                           ("log_every_steps", 1), ("val_every_steps", 1), ("val_max_batches", 1),
@@ -378,7 +393,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
 
-    def validate(self) -> "Config":
+    def validate(self) -> Config:
         validate(self)
         return self
 
@@ -455,7 +470,7 @@ def _is_optional(tp: Any) -> tuple[bool, Any]:
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if len(args) < len(typing.get_args(tp)):
-            return True, args[0] if len(args) == 1 else typing.Union[tuple(args)]
+            return True, args[0] if len(args) == 1 else typing.Union[tuple(args)]  # noqa: UP007 (built at run time)
     return False, tp
 
 
@@ -492,7 +507,9 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
                 value = float(value)
             except ValueError:
                 pass
-        _check(isinstance(value, (int, float)) and not isinstance(value, bool), path, f"expected a number, got {value!r}")
+        _check(
+            isinstance(value, (int, float)) and not isinstance(value, bool), path, f"expected a number, got {value!r}"
+        )
         _check(math.isfinite(value), path, f"must be a finite number, got {value!r}")
         return float(value)
     if inner is str:

@@ -22,8 +22,10 @@ def noise_comparison(results: dict[str, dict[str, Any]], snr: str = "0") -> list
     """AVSR vs the audio-only model trained with the same budget, at the same audio rate and SNR."""
     if "asr" not in results or "avsr" not in results:
         return []
-    lines = [f"| audio rate | group | ASR WER @ {snr} dB | AVSR WER @ {snr} dB (video rate) | relative reduction |",
-             "|---:|---|---:|---:|---:|"]
+    lines = [
+        f"| audio rate | group | ASR WER @ {snr} dB | AVSR WER @ {snr} dB (video rate) | relative reduction |",
+        "|---:|---|---:|---:|---:|",
+    ]
     for combo in results["avsr"]["combinations"]:
         a_rate, key = combo["audio_rate"], combo["key"]
         for group in results["avsr"]["groups"]:
@@ -70,8 +72,11 @@ def write_report(opts: Any, results: dict[str, dict[str, Any]], times: dict[str,
     for task, res in results.items():
         body = markdown(res).replace("# WER", "## WER", 1).replace("\n## ", "\n### ")
         lines += [body, "", f"![WER vs tokens per second, {task}](eval/{task}/wer_vs_tokens.png)", ""]
-    lines += ["Per-utterance hypotheses: `eval/<task>/hypotheses.jsonl`; training curves: `runs/<task>/metrics.csv` "
-              "and `runs/<task>/tensorboard`.", ""]
+    lines += [
+        "Per-utterance hypotheses: `eval/<task>/hypotheses.jsonl`; training curves: `runs/<task>/metrics.csv` "
+        "and `runs/<task>/tensorboard`.",
+        "",
+    ]
     path = out / "README.md"
     path.write_text("\n".join(lines))
     return path

@@ -63,8 +63,14 @@ def _audio_track(video: Path) -> np.ndarray:
         raise MediaError(video, "no audio track (give the audio with --audio FILE.wav)") from None
 
 
-def load_clip(video: Path, audio: Path | None, modalities: tuple[str, ...], crop: int = MODEL_CROP_SIZE,
-              input_kind: str = "auto", times: dict | None = None) -> dict:
+def load_clip(
+    video: Path,
+    audio: Path | None,
+    modalities: tuple[str, ...],
+    crop: int = MODEL_CROP_SIZE,
+    input_kind: str = "auto",
+    times: dict | None = None,
+) -> dict:
     """One clip as a collated batch of size 1, with the model inputs of an evaluation utterance.
 
     Args:
@@ -90,8 +96,7 @@ def load_clip(video: Path, audio: Path | None, modalities: tuple[str, ...], crop
             samples = track if track is not None else _audio_track(video)
     # The model sees audio aligned to the video: SAMPLES_PER_FRAME samples per frame (as in the dataset).
     try:
-        inputs, _ = utterance_inputs(frames if "video" in modalities else None, samples, len(frames), False, rng,
-                                     crop)
+        inputs, _ = utterance_inputs(frames if "video" in modalities else None, samples, len(frames), False, rng, crop)
     except ValueError as err:  # frames smaller than the crop
         raise MediaError(video, str(err)) from None
     return collate([{"id": video.stem, "text": "", **inputs}])
@@ -112,8 +117,14 @@ def to_device(batch: dict, device: str | torch.device) -> dict:
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
-def transcribe(model: AVSRModel, batch: dict, combo: Combination, decode: DecodeConfig,
-               device: str | torch.device = "cpu", times: dict | None = None) -> str:
+def transcribe(
+    model: AVSRModel,
+    batch: dict,
+    combo: Combination,
+    decode: DecodeConfig,
+    device: str | torch.device = "cpu",
+    times: dict | None = None,
+) -> str:
     """The transcript of a one-clip batch at rate combination `combo`; `times` receives "encode" and "decode"."""
     times = {} if times is None else times
     batch = to_device(batch, device)

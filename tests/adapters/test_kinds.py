@@ -51,8 +51,11 @@ def test_the_loss_adds_each_declared_aux_term_with_its_weight(kind: str) -> None
 
 def test_a_new_kind_needs_no_branch_in_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
     """Whatever a handle declares (here a constant aux term on a bias-only adapter) is what the model uses."""
+
     def attach(llm: nn.Module, cfg: AdapterConfig, num_combinations: int) -> AdapterHandle:
-        modules = nn.ModuleList([nn.ParameterDict({"trained": nn.Parameter(torch.zeros(3)), "fixed": nn.Parameter(torch.ones(2))})])
+        modules = nn.ModuleList(
+            [nn.ParameterDict({"trained": nn.Parameter(torch.zeros(3)), "fixed": nn.Parameter(torch.ones(2))})]
+        )
         handle = AdapterHandle(modules, aux_loss_fn=lambda records: {"const": AuxLoss(2.0, torch.tensor(0.25))})
         handle.trainable_parameters = lambda: [modules[0]["trained"]]  # type: ignore[method-assign]
         return handle

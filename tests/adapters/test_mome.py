@@ -33,7 +33,9 @@ def _loop_reference(adapter: MoMEAdapter, x: torch.Tensor, combination: torch.Te
             gates, index = probs.topk(cfg.top_k)
             if cfg.renormalize_gates:
                 gates = gates / gates.sum()
-            out[b, t] = sum(expert(e, h) for e in range(s)) + sum(g * expert(s + int(i), h) for g, i in zip(gates, index))
+            out[b, t] = sum(expert(e, h) for e in range(s)) + sum(
+                g * expert(s + int(i), h) for g, i in zip(gates, index)
+            )
     return out
 
 

@@ -9,13 +9,18 @@ from mome.cli import main
 from mome.config import load_config
 from mome.data.labels import read_labels, write_labels
 from mome.data.media import read_audio, read_video, write_video
-from mome.synthetic.corpus import synthesize_corpus
 from mome.models.avsr import build_model
+from mome.synthetic.corpus import synthesize_corpus
 from mome.training.checkpoint import save_checkpoint
 
-TINY_CORPUS = dict(split_fractions={"train": 0.5, "val": 0.25, "test": 0.25},
-                   speakers_per_split={"train": 3, "val": 2, "test": 2, "noise": 2},
-                   babble_seconds=6.0, babble_talkers=3, workers=1, progress=False)
+TINY_CORPUS = dict(
+    split_fractions={"train": 0.5, "val": 0.25, "test": 0.25},
+    speakers_per_split={"train": 3, "val": 2, "test": 2, "noise": 2},
+    babble_seconds=6.0,
+    babble_talkers=3,
+    workers=1,
+    progress=False,
+)
 FAST = ["decode.num_beams=1", "decode.max_new_tokens=3", "data.num_workers=0"]
 
 
@@ -43,8 +48,25 @@ def _one_error_line(capsys, *needles):
 def test_eval_defaults_to_run_eval_dir(run, capsys):
     root, run_dir = run
     # overrides may follow the options, even --snr / --rates that take several values
-    assert main(["eval", str(run_dir), "--labels", "labels/test.csv", "--limit", "1", "--quiet", "--rates", "16,5",
-                 "--snr", "clean", *FAST]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(run_dir),
+                "--labels",
+                "labels/test.csv",
+                "--limit",
+                "1",
+                "--quiet",
+                "--rates",
+                "16,5",
+                "--snr",
+                "clean",
+                *FAST,
+            ]
+        )
+        == 0
+    )
     out = run_dir / "eval" / "test"
     results = json.loads((out / "results.json").read_text())
     assert results["overrides"] == FAST and results["snrs"] == ["clean"]
@@ -74,10 +96,28 @@ def test_labels_with_missing_media(run, tmp_path, capsys):
     try:
         labels = tmp_path / "bad.csv"
         write_labels(labels, rows)
-        assert main(["eval", str(run_dir), "--labels", str(labels), "--quiet", "--out", str(tmp_path / "o"), *FAST]) == 2
+        assert (
+            main(["eval", str(run_dir), "--labels", str(labels), "--quiet", "--out", str(tmp_path / "o"), *FAST]) == 2
+        )
         _one_error_line(capsys, f"{rows[1].rel_path}.mp4", "missing file")
-        assert main(["eval", str(run_dir), "--labels", str(labels), "--quiet", "--skip-bad", "--rates", "16,5",
-                     "--out", str(tmp_path / "o"), *FAST]) == 0
+        assert (
+            main(
+                [
+                    "eval",
+                    str(run_dir),
+                    "--labels",
+                    str(labels),
+                    "--quiet",
+                    "--skip-bad",
+                    "--rates",
+                    "16,5",
+                    "--out",
+                    str(tmp_path / "o"),
+                    *FAST,
+                ]
+            )
+            == 0
+        )
         results = json.loads((tmp_path / "o" / "results.json").read_text())
         assert list(results["skipped"]) == [rows[1].rel_path] and "missing file" in results["skipped"][rows[1].rel_path]
         assert results["wer"]["all"]["a16_v5"]["clean"]["utterances"] == len(rows) - 1

@@ -16,8 +16,8 @@ import soundfile as sf
 import torch
 
 from mome.cli import main
-from mome.data.media import write_video
 from mome.config import load_config
+from mome.data.media import write_video
 from mome.models.avsr import build_model
 from mome.training.checkpoint import save_checkpoint
 

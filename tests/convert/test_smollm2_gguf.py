@@ -7,7 +7,6 @@ import json
 import pytest
 
 
-
 @pytest.mark.integration
 def test_plain_reload_and_factual_answer(smollm2_dir, monkeypatch):
     import sys
@@ -25,5 +24,5 @@ def test_plain_reload_and_factual_answer(smollm2_dir, monkeypatch):
     ids = tokenizer("The capital of France is", return_tensors="pt")
     with torch.no_grad():
         out = model.generate(**ids, max_new_tokens=8, do_sample=False, num_beams=1)
-    answer = tokenizer.decode(out[0, ids.input_ids.shape[1]:], skip_special_tokens=True)
+    answer = tokenizer.decode(out[0, ids.input_ids.shape[1] :], skip_special_tokens=True)
     assert "Paris" in answer, answer

@@ -29,10 +29,17 @@ def test_read_ct2_dtypes_shapes_and_aliases():
     heads = np.array(6, dtype=np.int32)
     bf16 = np.array([1.5, -2.0], dtype=np.float32)
     bf16_raw = (bf16.view(np.uint32) >> 16).astype(np.uint16).tobytes()
-    data = (struct.pack("<I", 6) + _string("WhisperSpec") + struct.pack("<II", 3, 3)
-            + _variable("encoder/conv1/weight", w, 4) + _variable("encoder/num_heads", heads, 3)
-            + _variable("x/bf16", bf16, 5, bf16_raw)
-            + struct.pack("<I", 1) + _string("alias/w") + _string("encoder/conv1/weight"))
+    data = (
+        struct.pack("<I", 6)
+        + _string("WhisperSpec")
+        + struct.pack("<II", 3, 3)
+        + _variable("encoder/conv1/weight", w, 4)
+        + _variable("encoder/num_heads", heads, 3)
+        + _variable("x/bf16", bf16, 5, bf16_raw)
+        + struct.pack("<I", 1)
+        + _string("alias/w")
+        + _string("encoder/conv1/weight")
+    )
     variables = read_ct2(data)
     np.testing.assert_array_equal(variables["encoder/conv1/weight"], w)
     assert int(variables["encoder/num_heads"]) == 6
@@ -53,12 +60,20 @@ def test_tiny_en_transcribes_flite_sentence(whisper_tiny_dir, tmp_path):
 
     if shutil.which("flite") is None:
         pytest.skip("flite is not installed")
-    for name in ("config.json", "model.safetensors", "tokenizer.json", "preprocessor_config.json",
-                 "generation_config.json", "mome_source.json"):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "preprocessor_config.json",
+        "generation_config.json",
+        "mome_source.json",
+    ):
         assert (whisper_tiny_dir / name).is_file(), name
     wav = tmp_path / "s.wav"
-    subprocess.run(["flite", "-voice", "slt", "-t", "Please call Stella and ask her to bring these things.",
-                    "-o", str(wav)], check=True)
+    subprocess.run(
+        ["flite", "-voice", "slt", "-t", "Please call Stella and ask her to bring these things.", "-o", str(wav)],
+        check=True,
+    )
     audio, rate = sf.read(wav, dtype="float32")
     model = WhisperForConditionalGeneration.from_pretrained(whisper_tiny_dir, local_files_only=True).eval()
     extractor = AutoFeatureExtractor.from_pretrained(whisper_tiny_dir, local_files_only=True)

@@ -23,20 +23,25 @@ def broken(corpus, tmp_path):
     rows, _ = read_labels(root / "labels" / "train.csv")
     rows += read_labels(root / "labels" / "test.csv")[0]
     stems = [root / r.rel_path for r in rows]
-    stems[1].with_suffix(".wav").unlink()                                     # missing
-    stems[2].with_suffix(".mp4").write_bytes(b"")                             # empty
+    stems[1].with_suffix(".wav").unlink()  # missing
+    stems[2].with_suffix(".mp4").write_bytes(b"")  # empty
     data = stems[3].with_suffix(".mp4").read_bytes()
-    stems[3].with_suffix(".mp4").write_bytes(data[: len(data) // 2])           # truncated
-    stems[4].with_suffix(".wav").write_bytes(b"RIFF not really a wav" * 20)   # undecodable
+    stems[3].with_suffix(".mp4").write_bytes(data[: len(data) // 2])  # truncated
+    stems[4].with_suffix(".wav").write_bytes(b"RIFF not really a wav" * 20)  # undecodable
     audio, sr = sf.read(stems[5].with_suffix(".wav"))
     sf.write(stems[5].with_suffix(".wav"), np.concatenate([audio, np.zeros(640 * 10)]), sr)  # A/V mismatch
     write_labels(root / "labels" / "broken.csv", rows)
     with open(root / "labels" / "broken.csv", "a") as f:
-        f.write("synth,only,three\n")                     # too few columns
-        f.write("synth,synth/x,notanumber,hello\n")       # bad length
-        f.write("synth,synth/x,12,\n")                    # empty transcript
-    expected = {rows[1].rel_path: "missing", rows[2].rel_path: "empty", rows[3].rel_path: "",
-                rows[4].rel_path: "undecodable", rows[5].rel_path: "frames long"}
+        f.write("synth,only,three\n")  # too few columns
+        f.write("synth,synth/x,notanumber,hello\n")  # bad length
+        f.write("synth,synth/x,12,\n")  # empty transcript
+    expected = {
+        rows[1].rel_path: "missing",
+        rows[2].rel_path: "empty",
+        rows[3].rel_path: "",
+        rows[4].rel_path: "undecodable",
+        rows[5].rel_path: "frames long",
+    }
     return root, expected
 
 

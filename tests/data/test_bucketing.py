@@ -10,8 +10,7 @@ LENGTHS = np.random.default_rng(0).integers(20, 160, size=257).tolist()
 
 @pytest.mark.parametrize("world_size", [1, 2, 3, 4])
 def test_every_sample_once_budget_and_disjoint_shards(world_size):
-    samplers = [FrameBudgetBatchSampler(LENGTHS, 600, seed=1, rank=r, world_size=world_size)
-                for r in range(world_size)]
+    samplers = [FrameBudgetBatchSampler(LENGTHS, 600, seed=1, rank=r, world_size=world_size) for r in range(world_size)]
     for epoch in range(3):
         shards = []
         for s in samplers:

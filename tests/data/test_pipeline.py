@@ -24,7 +24,9 @@ def test_item_shapes_and_collate(corpus):
     batch = collate(items + [None])
     assert batch["video"].shape[0] == len(items) == len(batch["ids"]) == len(batch["texts"])
     assert batch["audio_lengths"].tolist() == [640 * n for n in batch["video_lengths"].tolist()]
-    assert batch["audio"].shape[1] == max(batch["audio_lengths"]) and batch["video"].shape[1] == max(batch["video_lengths"])
+    assert batch["audio"].shape[1] == max(batch["audio_lengths"]) and batch["video"].shape[1] == max(
+        batch["video_lengths"]
+    )
     assert collate([None, None]) is None
 
 
@@ -84,6 +86,7 @@ def test_training_items_vary_between_epochs_but_not_between_runs(corpus):
 
 def test_time_mask_switch(corpus):
     """`data.time_mask: false` leaves training audio equal to the clean eval audio and masks no video frame."""
+
     def items(time_mask: bool, train: bool) -> list[dict]:
         cfg = DataConfig(root=str(corpus), time_mask=time_mask, train_snrs=[None])
         ds = AVDataset(corpus / "labels/train.csv", corpus, cfg, train=train)

@@ -6,15 +6,19 @@ import pytest
 import torch
 
 from mome.config import load_config
-from mome.synthetic.corpus import synthesize_corpus
 from mome.evaluation.evaluate import evaluate, tokens_per_second
-from mome.training.checkpoint import model_from_checkpoint
 from mome.models.avsr import build_model
-from mome.training.checkpoint import save_checkpoint
+from mome.synthetic.corpus import synthesize_corpus
+from mome.training.checkpoint import model_from_checkpoint, save_checkpoint
 
-TINY_CORPUS = dict(split_fractions={"train": 0.5, "val": 0.25, "test": 0.25},
-                   speakers_per_split={"train": 3, "val": 2, "test": 2, "noise": 2},
-                   babble_seconds=6.0, babble_talkers=3, workers=1, progress=False)
+TINY_CORPUS = dict(
+    split_fractions={"train": 0.5, "val": 0.25, "test": 0.25},
+    speakers_per_split={"train": 3, "val": 2, "test": 2, "noise": 2},
+    babble_seconds=6.0,
+    babble_talkers=3,
+    workers=1,
+    progress=False,
+)
 FAST = ["data.num_workers=0", "decode.num_beams=1", "decode.max_new_tokens=4", "train.seed=3", "decode.batch_size=3"]
 
 
@@ -33,8 +37,17 @@ def run(tmp_path_factory):
 def _evaluate(run, out, overrides=()):
     root, path = run
     model, cfg = model_from_checkpoint(path, [*FAST, *overrides])
-    return evaluate(model, cfg, "labels/train.csv", root, model.combinations, [None, 0.0], out_dir=out,
-                    progress=False, info={"checkpoint": "ckpt"})
+    return evaluate(
+        model,
+        cfg,
+        "labels/train.csv",
+        root,
+        model.combinations,
+        [None, 0.0],
+        out_dir=out,
+        progress=False,
+        info={"checkpoint": "ckpt"},
+    )
 
 
 def test_writes_tables_plot_and_hypotheses(run, tmp_path):
@@ -50,13 +63,15 @@ def test_writes_tables_plot_and_hypotheses(run, tmp_path):
     n = results["wer"]["all"]["a4_v2"]["clean"]["utterances"]
     assert n == 4 and not results["skipped"]
     for kind in ("grammar", "engine"):
-        assert sum(results["wer"][g]["a4_v2"]["0"]["utterances"] for g in results["groups"]
-                   if g.startswith(kind + "=")) == n
+        assert (
+            sum(results["wer"][g]["a4_v2"]["0"]["utterances"] for g in results["groups"] if g.startswith(kind + "="))
+            == n
+        )
     md = (tmp_path / "results.md").read_text().splitlines()
     for group in results["groups"]:
         at = md.index(f"## {group}")
         assert md[at + 2] == "| rates | tokens/s | clean | 0 dB |"
-        rows = [line for line in md[at + 4: at + 4 + len(keys)]]
+        rows = [line for line in md[at + 4 : at + 4 + len(keys)]]
         assert [r.split(" | ")[0].strip("| ") for r in rows] == keys
     hyps = [json.loads(line) for line in (tmp_path / "hypotheses.jsonl").read_text().splitlines()]
     assert len(hyps) == 2 * len(keys) * n

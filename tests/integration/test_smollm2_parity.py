@@ -84,7 +84,9 @@ def test_loaded_llm_is_the_checkpoint(smollm2) -> None:
     assert loaded.tokenizer.eos_token_id == tokenizer.eos_token_id == reference.config.eos_token_id == 2
     vocab = reference.config.vocab_size
     assert len(loaded.tokenizer) == vocab + 4  # <audio> </audio> <video> </video>; SmolLM2 has a pad token
-    torch.testing.assert_close(loaded.model.get_input_embeddings().weight[:vocab], reference.get_input_embeddings().weight)
+    torch.testing.assert_close(
+        loaded.model.get_input_embeddings().weight[:vocab], reference.get_input_embeddings().weight
+    )
 
 
 @pytest.mark.parametrize("kind", ADAPTER_KINDS)  # none, lora, mtsk-ms, mtsk-ss, mtsk-mss, mome

@@ -47,7 +47,7 @@ def test_smoothing_window_is_centred_and_shrinks_at_the_ends():
     out = smooth_landmarks(lm, margin=6)
     for t in (0, 3, 10, 19):
         half = min(6, t, 19 - t)
-        expected = lm[t - half:t + half + 1].mean(axis=0)
+        expected = lm[t - half : t + half + 1].mean(axis=0)
         expected += lm[t].mean(axis=0) - expected.mean(axis=0)  # re-anchored to the frame's own centroid
         np.testing.assert_allclose(out[t], expected, atol=1e-12)
     np.testing.assert_allclose(out[0], lm[0])  # window of one frame at the ends
@@ -73,12 +73,13 @@ def test_direct_warp_equals_warp_then_cut():
     frame = cv2.GaussianBlur(np.random.default_rng(2).integers(0, 255, (240, 260, 3), dtype=np.uint8), (5, 5), 2)
     lm = [_similar(MEAN_FACE, 0.9, -7.0, (12.3, 8.9))] * 12
     result = crop_mouths(np.stack([frame] * 12), lm)
-    m, _ = cv2.estimateAffinePartial2D(lm[0][[28, 33, 36, 39, 42, 45, 48, 54]],
-                                       MEAN_FACE[[28, 33, 36, 39, 42, 45, 48, 54]], method=cv2.LMEDS)
+    m, _ = cv2.estimateAffinePartial2D(
+        lm[0][[28, 33, 36, 39, 42, 45, 48, 54]], MEAN_FACE[[28, 33, 36, 39, 42, 45, 48, 54]], method=cv2.LMEDS
+    )
     full = cv2.warpAffine(frame, m, (256, 256), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     cx, cy = apply_transform(m, lm[0][48:68]).mean(axis=0)
     y0, x0 = round(cy - 48), round(cx - 48)
-    diff = np.abs(full[y0:y0 + 96, x0:x0 + 96].astype(int) - result.crops[0].astype(int))
+    diff = np.abs(full[y0 : y0 + 96, x0 : x0 + 96].astype(int) - result.crops[0].astype(int))
     assert diff.max() <= 1, diff.max()
 
 

@@ -29,8 +29,14 @@ def frame_transform(t: int, n: int) -> np.ndarray:
 
 def astronaut_frames(n: int) -> np.ndarray:
     img = skimage_data.astronaut()
-    return np.stack([cv2.warpAffine(img, frame_transform(t, n), (SIZE, SIZE), flags=cv2.INTER_LINEAR,
-                                    borderMode=cv2.BORDER_REFLECT) for t in range(n)])
+    return np.stack(
+        [
+            cv2.warpAffine(
+                img, frame_transform(t, n), (SIZE, SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+            )
+            for t in range(n)
+        ]
+    )
 
 
 def write_av(path, frames, audio, fps=25):
@@ -50,8 +56,14 @@ def tone(seconds):
     return 0.3 * np.sin(2 * np.pi * 220 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
 
 
-WORDS = [("hello", 0.10, 0.40), ("there", 0.50, 0.90), ("{LG}", 0.95, 1.00), ("space", 1.30, 1.80),
-         ("walk", 2.00, 2.40), ("today", 2.45, 2.90)]
+WORDS = [
+    ("hello", 0.10, 0.40),
+    ("there", 0.50, 0.90),
+    ("{LG}", 0.95, 1.00),
+    ("space", 1.30, 1.80),
+    ("walk", 2.00, 2.40),
+    ("today", 2.45, 2.90),
+]
 CLIPS = {  # rel stem: (seconds, fps, kind)
     "trainval/spk_a/00001": (2.0, 25, "face"),
     "trainval/spk_b/00002": (1.5, 30, "face"),  # 30 fps source: resampled to 25 by timestamp
@@ -75,8 +87,11 @@ def release(tmp_path_factory):
         if kind == "garbage":
             mp4.write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video" * 10)
             continue
-        frames = astronaut_frames(n) if kind == "face" else np.stack(
-            [np.full((SIZE, SIZE, 3), 90 + t, np.uint8) for t in range(n)])
+        frames = (
+            astronaut_frames(n)
+            if kind == "face"
+            else np.stack([np.full((SIZE, SIZE, 3), 90 + t, np.uint8) for t in range(n)])
+        )
         write_av(mp4, frames, tone(seconds), fps)
     return root
 
@@ -84,8 +99,20 @@ def release(tmp_path_factory):
 @pytest.fixture(scope="module")
 def prepared(release, tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
-    args = ["prepare-lrs", str(release), str(out), "--dataset", "lrs3", "--max-seconds", "1.2", "--workers", "2",
-            "--quiet", "--val-fraction", "0"]
+    args = [
+        "prepare-lrs",
+        str(release),
+        str(out),
+        "--dataset",
+        "lrs3",
+        "--max-seconds",
+        "1.2",
+        "--workers",
+        "2",
+        "--quiet",
+        "--val-fraction",
+        "0",
+    ]
     assert main(args) == 0
     return out, args
 
@@ -93,7 +120,9 @@ def prepared(release, tmp_path_factory):
 def test_outputs_sizes_rates_lengths_and_labels(release, prepared):
     out, _ = prepared
     report = json.loads((out / "meta" / "report.json").read_text())
-    rows = {r.rel_path: r for split in ("train", "val", "test") for r in read_labels(out / "labels" / f"{split}.csv")[0]}
+    rows = {
+        r.rel_path: r for split in ("train", "val", "test") for r in read_labels(out / "labels" / f"{split}.csv")[0]
+    }
     train = {r.rel_path for r in read_labels(out / "labels" / "train.csv")[0]}
     test = {r.rel_path for r in read_labels(out / "labels" / "test.csv")[0]}
     assert {"lrs3/trainval/spk_a/00001", "lrs3/trainval/spk_b/00002"} <= train
@@ -116,8 +145,11 @@ def test_outputs_sizes_rates_lengths_and_labels(release, prepared):
     assert rows["lrs3/test/spk_c/00003"].input_length == 25
     # Every skip is reported with its reason.
     reasons = {s["rel_path"]: s["reason"] for s in report["skipped"]}
-    assert reasons == {"lrs3/trainval/spk_b/00005": "no face", "lrs3/test/spk_c/00006": "unreadable file",
-                       "lrs3/trainval/spk_a/00007": "too few frames"}
+    assert reasons == {
+        "lrs3/trainval/spk_b/00005": "no face",
+        "lrs3/test/spk_c/00006": "unreadable file",
+        "lrs3/trainval/spk_a/00007": "too few frames",
+    }
     assert report["done"] == report["clips"] == len(CLIPS) and report["pending"] == 0
     assert report["written"] == len(rows) and report["this_run"]["processed"] == len(CLIPS)
     subset_rows = read_labels(out / "labels" / "lrs3_trainval.csv")[0]
@@ -164,8 +196,20 @@ def test_shards_are_disjoint_and_complete(release, tmp_path):
     assert len(keys) == len(set(keys)) == len(clips)
     # Through the command: shard 0/2, then 1/2, then the labels equal a single run's.
     out = tmp_path / "sharded"
-    base = ["prepare-lrs", str(release), str(out), "--dataset", "lrs3", "--max-seconds", "1.2", "--workers", "1",
-            "--quiet", "--val-fraction", "0"]
+    base = [
+        "prepare-lrs",
+        str(release),
+        str(out),
+        "--dataset",
+        "lrs3",
+        "--max-seconds",
+        "1.2",
+        "--workers",
+        "1",
+        "--quiet",
+        "--val-fraction",
+        "0",
+    ]
     assert main([*base, "--shard", "0/2"]) == 0
     first = json.loads((out / "meta" / "report.json").read_text())
     assert first["pending"] == len(shard(clips, 1, 2)) and first["this_run"]["processed"] == len(shard(clips, 0, 2))

@@ -19,12 +19,12 @@ from mome.models.avhubert import ARCHS, STRUCTURAL_FIELDS, AVHubertArch, AVHuber
 from mome.models.avhubert_checkpoint import (
     POS_CONV,
     CheckpointError,
-    map_pos_conv_keys,
     build_video_encoder,
     check_and_load,
     encoder_state,
     infer_arch,
     load_avhubert,
+    map_pos_conv_keys,
     read_checkpoint,
 )
 from mome.training.pretrain_video import save_lip_encoder

@@ -90,7 +90,9 @@ def test_trains_under_bf16_autocast_with_a_bf16_llm(kind: str) -> None:
     for m in model.adapters.modules():
         if getattr(m, "router", None) is not None:
             with torch.autocast("cpu", dtype=torch.bfloat16):
-                logits = m.router_logits(torch.randn(5, m.router.shape[-1], dtype=torch.bfloat16), torch.zeros(5, dtype=torch.long))
+                logits = m.router_logits(
+                    torch.randn(5, m.router.shape[-1], dtype=torch.bfloat16), torch.zeros(5, dtype=torch.long)
+                )
             assert logits.dtype == torch.float32
 
 

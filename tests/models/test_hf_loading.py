@@ -6,13 +6,13 @@ import copy
 
 import pytest
 from safetensors.torch import load_file, save_file
-from tiny import TINY_LLAMA
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from mome.config import LLMConfig
 from mome.errors import UserError
 from mome.models.hf_loading import check_loading_info
 from mome.models.llm import load_llm
+from tiny import TINY_LLAMA
 
 
 @pytest.fixture

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import torch
 
-from tiny import TINY_LLAMA, TINY_QWEN2
 from mome.adapters.context import Segment
 from mome.config import LLMConfig
 from mome.models.llm import load_llm
 from mome.models.sequence import IGNORE_INDEX, SequenceBuilder
+from tiny import TINY_LLAMA, TINY_QWEN2
 
 
 def _builder(arch: dict) -> SequenceBuilder:

@@ -15,8 +15,17 @@ from torch import nn
 from mome.errors import UserError
 from mome.models.whisper_encoder import WhisperAudioEncoder, log_mel
 
-TINY_ARCH = dict(d_model=32, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=64, decoder_layers=1,
-                 decoder_attention_heads=2, decoder_ffn_dim=64, num_mel_bins=80, vocab_size=128)
+TINY_ARCH = dict(
+    d_model=32,
+    encoder_layers=2,
+    encoder_attention_heads=2,
+    encoder_ffn_dim=64,
+    decoder_layers=1,
+    decoder_attention_heads=2,
+    decoder_ffn_dim=64,
+    num_mel_bins=80,
+    vocab_size=128,
+)
 
 
 @pytest.fixture
@@ -47,8 +56,12 @@ def _hf_30s(encoder: WhisperAudioEncoder, clip: np.ndarray) -> tuple[torch.Tenso
 def test_log_mel_equals_feature_extractor_on_valid_frames(encoder):
     audio, lengths = _batch([20_800, 11_111])
     n_samples = encoder.padded_frames(int(lengths.max())) * encoder.samples_per_frame
-    mel = log_mel(nn.functional.pad(audio, (0, n_samples - audio.shape[1])), encoder.window,
-                  encoder.mel_filters, encoder.hop_length)  # [B, 80, 2 T_a]
+    mel = log_mel(
+        nn.functional.pad(audio, (0, n_samples - audio.shape[1])),
+        encoder.window,
+        encoder.mel_filters,
+        encoder.hop_length,
+    )  # [B, 80, 2 T_a]
     for i, n in enumerate(lengths.tolist()):
         ref, _ = _hf_30s(encoder, audio[i, :n].numpy())
         valid = -(-n // encoder.hop_length)
@@ -103,8 +116,12 @@ def test_equals_hf_encoder_built_for_the_same_length(encoder):
     state["embed_positions.weight"] = state["embed_positions.weight"][:t_a]
     short.load_state_dict(state)
     n_samples = t_a * encoder.samples_per_frame
-    mel = log_mel(nn.functional.pad(audio, (0, n_samples - audio.shape[1])), encoder.window,
-                  encoder.mel_filters, encoder.hop_length)
+    mel = log_mel(
+        nn.functional.pad(audio, (0, n_samples - audio.shape[1])),
+        encoder.window,
+        encoder.mel_filters,
+        encoder.hop_length,
+    )
     with torch.no_grad():
         expected = short(input_features=mel).last_hidden_state
     torch.testing.assert_close(features[:, :n], expected[:, :n], atol=1e-5, rtol=1e-5)
@@ -176,7 +193,11 @@ def test_real_tiny_en_short_clip_drift_and_transcript(whisper_tiny_dir, tmp_path
 
     model = WhisperForConditionalGeneration.from_pretrained(whisper_tiny_dir).eval()
     tokenizer = AutoTokenizer.from_pretrained(whisper_tiny_dir)
-    out = model.generate(encoder_outputs=BaseModelOutput(last_hidden_state=features[:, :n]), max_new_tokens=20,
-                         do_sample=False, num_beams=1)
+    out = model.generate(
+        encoder_outputs=BaseModelOutput(last_hidden_state=features[:, :n]),
+        max_new_tokens=20,
+        do_sample=False,
+        num_beams=1,
+    )
     text = tokenizer.batch_decode(out, skip_special_tokens=True)[0].lower()
     assert "quick brown fox jumps over the lazy dog" in text

@@ -75,8 +75,9 @@ def test_fixed_voices_change_only_rate_and_pitch():
     varied, fixed = make_speakers(0), make_speakers(0, fixed_voices=True)
     assert len({(s.voice.rate, s.voice.pitch) for s in varied}) > 10  # default: every speaker its own
     assert {(s.voice.rate, s.voice.pitch) for s in fixed} == {(1.0, 1.0)}
-    assert [(s.id, s.split, s.voice.engine, s.voice.name, s.appearance) for s in fixed] == \
-        [(s.id, s.split, s.voice.engine, s.voice.name, s.appearance) for s in varied]
+    assert [(s.id, s.split, s.voice.engine, s.voice.name, s.appearance) for s in fixed] == [
+        (s.id, s.split, s.voice.engine, s.voice.name, s.appearance) for s in varied
+    ]
 
 
 def test_synth_fixed_voices_flag(tmp_path):

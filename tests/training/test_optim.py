@@ -21,7 +21,12 @@ def _groups(model: nn.Module) -> tuple[set[str], set[str]]:
 
 
 def _norm_parameters(model: nn.Module, types: tuple[type, ...]) -> set[str]:
-    return {f"{m}.{n}" for m, module in model.named_modules() if isinstance(module, types) for n, _ in module.named_parameters()}
+    return {
+        f"{m}.{n}"
+        for m, module in model.named_modules()
+        if isinstance(module, types)
+        for n, _ in module.named_parameters()
+    }
 
 
 def test_mome_biases_and_layer_norms_take_no_decay_and_every_weight_matrix_does() -> None:

@@ -44,9 +44,11 @@ def test_viseme_accuracy_on_unseen_speakers_beats_the_majority_class(train_corpu
 
 def test_time_mask_option_reaches_the_training_clips(train_corpus):
     """Same seed: masks off twice gives the same losses; masks on changes them (the clips differ)."""
+
     def losses(time_mask: bool) -> list[float]:
-        return train_lip_encoder(train_corpus, steps=3, seed=0, objective="visemes", time_mask=time_mask,
-                                 max_val=1, **FAST)[1]["loss_history"]
+        return train_lip_encoder(
+            train_corpus, steps=3, seed=0, objective="visemes", time_mask=time_mask, max_val=1, **FAST
+        )[1]["loss_history"]
 
     off = losses(False)
     assert losses(False) == off and losses(True) != off
@@ -54,8 +56,24 @@ def test_time_mask_option_reaches_the_training_clips(train_corpus):
 
 def test_command_writes_the_encoder(train_corpus, tmp_path, capsys):
     out = tmp_path / "enc" / "lip_encoder.pt"
-    code = main(["pretrain-video", str(train_corpus), "--out", str(out), "--arch", "tiny", "--steps", "2",
-                 "--objective", "visemes", "--workers", "0", "--no-time-mask", "--no-progress"])
+    code = main(
+        [
+            "pretrain-video",
+            str(train_corpus),
+            "--out",
+            str(out),
+            "--arch",
+            "tiny",
+            "--steps",
+            "2",
+            "--objective",
+            "visemes",
+            "--workers",
+            "0",
+            "--no-time-mask",
+            "--no-progress",
+        ]
+    )
     assert code == 0 and out.is_file()
     assert "val viseme accuracy" in capsys.readouterr().out
     assert main(["pretrain-video", str(train_corpus), "--out", str(out), "--objective", "nope"]) == 2

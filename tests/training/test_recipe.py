@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from accelerate.utils import set_seed
 
 from mome.config import load_config
+from mome.data.bucketing import FrameBudgetBatchSampler
 from mome.data.collate import collate
 from mome.data.dataset import AVDataset
-from mome.data.bucketing import FrameBudgetBatchSampler
 from mome.models.avsr import build_model
 from mome.training.checkpoint import load_checkpoint
 from mome.training.recipe import train
-from accelerate.utils import set_seed
 
 pytestmark = pytest.mark.slow
 

@@ -7,8 +7,8 @@ it returns says, so the model never asks which kind it holds.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 from torch import nn
 

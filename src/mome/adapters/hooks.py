@@ -9,8 +9,9 @@ restores the original model. Checked against Llama, Qwen2 and SmolLM2 (a Llama).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn

@@ -37,7 +37,9 @@ LORA_LAYOUT = {  # kind -> (has a shared LoRA, has one LoRA per granularity)
 class LoRABank(nn.Module):
     """The LoRA deltas of one frozen Linear: optionally a shared LoRA and one LoRA per granularity."""
 
-    def __init__(self, in_features: int, out_features: int, rank: int, scaling: float, shared: bool, per_combination: int) -> None:
+    def __init__(
+        self, in_features: int, out_features: int, rank: int, scaling: float, shared: bool, per_combination: int
+    ) -> None:
         super().__init__()
         self.scaling = scaling
         self.has_shared = shared
@@ -91,7 +93,9 @@ def attach_lora(llm: nn.Module, kind: str, cfg: LoRAConfig, num_combinations: in
         for name in ("q_proj", "v_proj"):
             proj: nn.Linear = getattr(layer.self_attn, name)
             # v_proj outputs num_key_value_heads * head_dim under GQA: read it off the module.
-            bank = LoRABank(proj.in_features, proj.out_features, rank, scaling, shared, num_combinations if specific else 0)
+            bank = LoRABank(
+                proj.in_features, proj.out_features, rank, scaling, shared, num_combinations if specific else 0
+            )
             pair[name] = bank
             add_parallel_hook(handle, proj, bank)
         modules.append(pair)

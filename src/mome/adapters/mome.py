@@ -21,7 +21,7 @@ there is no Python loop over experts. `tests/adapters/test_mome.py` checks it ag
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -157,7 +157,9 @@ def attach_mome(llm: nn.Module, cfg: MoMEConfig, num_combinations: int) -> Adapt
     layers = decoder_layers(llm)
     dim = llm.config.hidden_size
     modules = nn.ModuleList(MoMEAdapter(dim, cfg, num_combinations, i) for i in range(len(layers)))
-    handle = AdapterHandle(modules, aux_loss_fn=_router_loss_fn(cfg, num_combinations) if cfg.num_routed_experts else None)
+    handle = AdapterHandle(
+        modules, aux_loss_fn=_router_loss_fn(cfg, num_combinations) if cfg.num_routed_experts else None
+    )
     for layer, adapter in zip(layers, modules):
         if cfg.placement == "mhsa":  # attention input is input_layernorm(x)
             add_parallel_hook(handle, layer.self_attn, adapter)

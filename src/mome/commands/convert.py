@@ -17,8 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from mome.convert.embedded import EMBEDDED
 
     parser.add_argument("name", choices=list(EMBEDDED), help="embedded model to convert")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="output directory (default: the cache, $MOME_CACHE or ~/.cache/mome)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output directory (default: the cache, $MOME_CACHE or ~/.cache/mome)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

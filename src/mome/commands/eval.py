@@ -14,16 +14,20 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="checkpoint file or run directory (its newest checkpoint)")
-    parser.add_argument("overrides", nargs="*",
-                        help="KEY=VALUE config overrides, e.g. decode.num_beams=5 decode.batch_size=16")
+    parser.add_argument(
+        "overrides", nargs="*", help="KEY=VALUE config overrides, e.g. decode.num_beams=5 decode.batch_size=16"
+    )
     parser.add_argument("--labels", required=True, help="label CSV (a path, or relative to the corpus root)")
     parser.add_argument("--root", help="corpus root (default: the checkpoint config's data.root)")
     parser.add_argument("--rates", nargs="+", metavar="A,V", help="rate combinations, e.g. 4,2 16,5 (default: all)")
     parser.add_argument("--snr", nargs="+", default=["clean"], help="SNRs in dB or 'clean', e.g. clean 0 -5")
     parser.add_argument("--out", help="output directory (default: <run>/eval/<labels stem>)")
     parser.add_argument("--limit", type=int, help="evaluate only the first N utterances")
-    parser.add_argument("--skip-bad", action="store_true",
-                        help="leave out unreadable utterances (listed in results.json) instead of failing")
+    parser.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="leave out unreadable utterances (listed in results.json) instead of failing",
+    )
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     # Let overrides follow the options too (`--labels f data.num_workers=0`).
@@ -80,13 +84,26 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default_out(checkpoint, labels)
     info = {"checkpoint": str(checkpoint), "overrides": list(args.overrides)}
     start = time.perf_counter()
-    results = evaluate(model, cfg, labels, root, combos, snrs, out_dir=out,
-                       limit=args.limit, skip_bad=args.skip_bad, progress=not args.quiet, info=info)
+    results = evaluate(
+        model,
+        cfg,
+        labels,
+        root,
+        combos,
+        snrs,
+        out_dir=out,
+        limit=args.limit,
+        skip_bad=args.skip_bad,
+        progress=not args.quiet,
+        info=info,
+    )
     seconds = time.perf_counter() - start
     print(markdown({**results, "groups": ["all"]}))
     decoded = sum(c["utterances"] for cells in results["wer"]["all"].values() for c in cells.values())
-    print(f"{decoded} decodes ({len(combos)} combinations x {len(results['snrs'])} SNRs) in {seconds:.1f} s "
-          f"({1000 * seconds / max(decoded, 1):.0f} ms per utterance and combination; model load {load_s:.1f} s)")
+    print(
+        f"{decoded} decodes ({len(combos)} combinations x {len(results['snrs'])} SNRs) in {seconds:.1f} s "
+        f"({1000 * seconds / max(decoded, 1):.0f} ms per utterance and combination; model load {load_s:.1f} s)"
+    )
     if results["skipped"]:
         print(f"skipped {len(results['skipped'])} unreadable utterance(s): see results.json")
     print(f"wrote {out}/results.json, results.md, wer_vs_tokens.png, hypotheses.jsonl")

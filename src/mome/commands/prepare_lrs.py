@@ -20,8 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard", default="0/1", help="I/N: process clips I, I+N, I+2N... (I from 0)")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     parser.add_argument("--max-seconds", type=float, default=16.0, help="longest pretrain segment")
-    parser.add_argument("--val-fraction", type=float, default=0.01,
-                        help="LRS3: share of trainval speakers held out as val (0: none, as in the papers)")
+    parser.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.01,
+        help="LRS3: share of trainval speakers held out as val (0: none, as in the papers)",
+    )
     parser.add_argument("--crf", type=int, default=20, help="x264 quality of the crops (lower: larger, closer)")
     parser.add_argument("--detect-size", type=int, default=640, help="detect faces on frames downscaled to this")
     parser.add_argument("--cnn-fallback", action="store_true", help="also try dlib's CNN detector (slow)")
@@ -48,20 +52,37 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--max-seconds must be more than 1")
     if not 0 <= args.val_fraction < 1:
         raise UserError("--val-fraction must be in [0, 1)")
-    options = Options(max_seconds=args.max_seconds, crf=args.crf, detect_size=args.detect_size,
-                      cnn_fallback=args.cnn_fallback)
-    report = prepare_lrs(args.root, args.out, args.dataset, shard_index=index, shard_count=count,
-                         workers=args.workers, options=options, val_fraction=args.val_fraction,
-                         labels_only=args.labels_only, redo_skipped=args.redo_skipped, progress=not args.quiet)
+    options = Options(
+        max_seconds=args.max_seconds, crf=args.crf, detect_size=args.detect_size, cnn_fallback=args.cnn_fallback
+    )
+    report = prepare_lrs(
+        args.root,
+        args.out,
+        args.dataset,
+        shard_index=index,
+        shard_count=count,
+        workers=args.workers,
+        options=options,
+        val_fraction=args.val_fraction,
+        labels_only=args.labels_only,
+        redo_skipped=args.redo_skipped,
+        progress=not args.quiet,
+    )
     run_ = report["this_run"]
     if run_["processed"]:
-        print(f"shard {run_['shard']}: {run_['processed']} clips, {run_['frames']} frames in {run_['seconds']} s "
-              f"({run_['frames_per_second']} frames/s on {run_['workers']} processes)")
-    print(f"{report['done']}/{report['clips']} clips done ({report['pending']} pending): {report['written']} "
-          f"utterances, {report['hours']} h, per split {report['per_split']}")
+        print(
+            f"shard {run_['shard']}: {run_['processed']} clips, {run_['frames']} frames in {run_['seconds']} s "
+            f"({run_['frames_per_second']} frames/s on {run_['workers']} processes)"
+        )
+    print(
+        f"{report['done']}/{report['clips']} clips done ({report['pending']} pending): {report['written']} "
+        f"utterances, {report['hours']} h, per split {report['per_split']}"
+    )
     if report["skipped"]:
-        print(f"skipped {len(report['skipped'])} {report['skipped_reasons']} "
-              f"(see {Path(args.out) / 'meta' / 'report.json'}):")
+        print(
+            f"skipped {len(report['skipped'])} {report['skipped_reasons']} "
+            f"(see {Path(args.out) / 'meta' / 'report.json'}):"
+        )
         for item in report["skipped"][:10]:
             print(f"  {item['rel_path']}: {item['detail']}")
     return 0

@@ -17,8 +17,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engines", default="flite,espeak", help="comma-separated TTS engines: flite, espeak")
     parser.add_argument("--splits", default="train=0.8,val=0.1,test=0.1", help="share of utterances per split")
     parser.add_argument("--babble-seconds", type=float, default=60.0, help="length of noise/babble.wav (0: none)")
-    parser.add_argument("--fixed-voices", action="store_true",
-                        help="no per-speaker rate and pitch: speakers of one flite voice sound alike across splits")
+    parser.add_argument(
+        "--fixed-voices",
+        action="store_true",
+        help="no per-speaker rate and pitch: speakers of one flite voice sound alike across splits",
+    )
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     parser.add_argument("--preview", action="store_true", help="also write meta/preview.png (contact sheet)")
 
@@ -44,13 +47,22 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.grid_fraction <= 1.0:
         raise UserError("--grid-fraction must be in [0, 1]")
     start = time.perf_counter()
-    report = synthesize_corpus(args.out, args.utterances, args.seed, grid_fraction=args.grid_fraction,
-                               engines=engines, split_fractions=_parse_splits(args.splits),
-                               babble_seconds=args.babble_seconds, fixed_voices=args.fixed_voices,
-                               workers=args.workers)
+    report = synthesize_corpus(
+        args.out,
+        args.utterances,
+        args.seed,
+        grid_fraction=args.grid_fraction,
+        engines=engines,
+        split_fractions=_parse_splits(args.splits),
+        babble_seconds=args.babble_seconds,
+        fixed_voices=args.fixed_voices,
+        workers=args.workers,
+    )
     seconds = time.perf_counter() - start
-    print(f"wrote {report['written']}/{report['requested']} utterances ({report['hours'] * 60:.1f} min of speech) "
-          f"to {args.out} in {seconds:.1f} s: {report['per_split']}")
+    print(
+        f"wrote {report['written']}/{report['requested']} utterances ({report['hours'] * 60:.1f} min of speech) "
+        f"to {args.out} in {seconds:.1f} s: {report['per_split']}"
+    )
     if report["skipped"]:
         print(f"skipped {len(report['skipped'])} (see {Path(args.out) / 'meta' / 'report.json'}):")
         for item in report["skipped"][:10]:

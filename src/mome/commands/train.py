@@ -12,7 +12,9 @@ import argparse
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="preset name or YAML file")
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE overrides, e.g. data.root=corpus train.max_steps=400")
-    parser.add_argument("--fresh", action="store_true", help="fail instead of resuming if the run directory has a checkpoint")
+    parser.add_argument(
+        "--fresh", action="store_true", help="fail instead of resuming if the run directory has a checkpoint"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

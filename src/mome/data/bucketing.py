@@ -21,8 +21,16 @@ from torch.utils.data import Sampler
 
 
 class FrameBudgetBatchSampler(Sampler[list[int]]):
-    def __init__(self, lengths: Sequence[int], max_frames: int, shuffle: bool = True, seed: int = 0,
-                 num_buckets: int = 10, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        max_frames: int,
+        shuffle: bool = True,
+        seed: int = 0,
+        num_buckets: int = 10,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in [0, {world_size})")
         self.lengths = np.asarray(lengths, dtype=np.int64)
@@ -76,11 +84,11 @@ class FrameBudgetBatchSampler(Sampler[list[int]]):
             if sizes[j] < 2:  # nothing left to split: fewer utterances than ranks
                 break
             half = sizes[j] // 2
-            batches[j:j + 1] = [batches[j][:half], batches[j][half:]]
+            batches[j : j + 1] = [batches[j][:half], batches[j][half:]]
         return batches
 
     def __iter__(self) -> Iterator[list[int]]:
-        yield from self.all_batches()[self.rank::self.world_size]
+        yield from self.all_batches()[self.rank :: self.world_size]
 
     def __len__(self) -> int:
-        return len(self.all_batches()[self.rank::self.world_size])
+        return len(self.all_batches()[self.rank :: self.world_size])

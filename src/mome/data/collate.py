@@ -18,8 +18,11 @@ def collate(items: list[dict | None]) -> dict | None:
     items = [it for it in items if it is not None]
     if not items:
         return None
-    batch: dict = {"ids": [it["id"] for it in items], "texts": [it["text"] for it in items],
-                   "metas": [it.get("meta", {}) for it in items]}
+    batch: dict = {
+        "ids": [it["id"] for it in items],
+        "texts": [it["text"] for it in items],
+        "metas": [it.get("meta", {}) for it in items],
+    }
     for key in ("audio", "video"):
         if all(key in it for it in items):
             seqs = [it[key] for it in items]

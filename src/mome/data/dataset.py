@@ -42,9 +42,17 @@ class AVDataset(Dataset):
         augment_seed: (training) with the epoch and the utterance id, fixes the augmentation (`set_epoch`).
     """
 
-    def __init__(self, labels_path: str | Path, root: str | Path, cfg: DataConfig, train: bool,
-                 modalities: tuple[str, ...] = MODALITIES, eval_snr: float | None = None,
-                 noise_seed: int = 0, augment_seed: int = 0) -> None:
+    def __init__(
+        self,
+        labels_path: str | Path,
+        root: str | Path,
+        cfg: DataConfig,
+        train: bool,
+        modalities: tuple[str, ...] = MODALITIES,
+        eval_snr: float | None = None,
+        noise_seed: int = 0,
+        augment_seed: int = 0,
+    ) -> None:
         unknown = set(modalities) - set(MODALITIES)
         if unknown or not modalities:
             raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}, got {modalities}")
@@ -56,8 +64,9 @@ class AVDataset(Dataset):
         self.augment_seed, self.epoch = augment_seed, 0
         self.bad: dict[str, str] = {}
         self.babble = None
-        needs_noise = "audio" in modalities and (eval_snr is not None or (train and any(
-            s is not None for s in cfg.train_snrs)))
+        needs_noise = "audio" in modalities and (
+            eval_snr is not None or (train and any(s is not None for s in cfg.train_snrs))
+        )
         if needs_noise and cfg.noise_path:
             self.babble = Babble(Path(cfg.noise_path))
 
@@ -85,14 +94,19 @@ class AVDataset(Dataset):
 
     def _rng(self, row: LabelRow) -> np.random.Generator:
         if self.train:
-            return np.random.default_rng([zlib.crc32(row.rel_path.encode()), self.augment_seed & 0xFFFFFFFF, self.epoch])
+            return np.random.default_rng(
+                [zlib.crc32(row.rel_path.encode()), self.augment_seed & 0xFFFFFFFF, self.epoch]
+            )
         return eval_rng(row.rel_path, self.eval_snr, self.noise_seed)
 
     def _load(self, row: LabelRow) -> dict:
         rng = self._rng(row)
         stem = self.root / row.rel_path
-        item: dict = {"id": row.rel_path, "text": row.transcript.lower(),
-                      "meta": {"dataset": row.dataset, **self.meta.get(row.rel_path, {})}}
+        item: dict = {
+            "id": row.rel_path,
+            "text": row.transcript.lower(),
+            "meta": {"dataset": row.dataset, **self.meta.get(row.rel_path, {})},
+        }
         frames, audio, num_frames = None, None, row.input_length
         if "video" in self.modalities:
             frames = read_video(stem.with_suffix(".mp4"))
@@ -102,11 +116,15 @@ class AVDataset(Dataset):
             audio = read_audio(path)
             mismatch = abs(len(audio) / SAMPLES_PER_FRAME - num_frames)
             if mismatch > self.cfg.av_tolerance_frames:
-                raise MediaError(path, f"audio is {len(audio) / SAMPLES_PER_FRAME:.1f} frames long, video "
-                                       f"{num_frames} frames (tolerance {self.cfg.av_tolerance_frames})")
+                raise MediaError(
+                    path,
+                    f"audio is {len(audio) / SAMPLES_PER_FRAME:.1f} frames long, video "
+                    f"{num_frames} frames (tolerance {self.cfg.av_tolerance_frames})",
+                )
         snrs = self.cfg.train_snrs if self.train else (self.eval_snr,)
-        inputs, snr = utterance_inputs(frames, audio, num_frames, self.train, rng, self.cfg.crop_size,
-                                       self.cfg.time_mask, self.babble, snrs)
+        inputs, snr = utterance_inputs(
+            frames, audio, num_frames, self.train, rng, self.cfg.crop_size, self.cfg.time_mask, self.babble, snrs
+        )
         item.update(inputs)
         if audio is not None:
             item["meta"]["snr"] = snr

@@ -37,8 +37,14 @@ def check_file(path: Path) -> None:
         raise MediaError(path, "empty file")
 
 
-def write_video(path: str | Path, frames: np.ndarray, fps: int = FPS, crf: int = 20,
-                audio: np.ndarray | None = None, sample_rate: int = SAMPLE_RATE) -> None:
+def write_video(
+    path: str | Path,
+    frames: np.ndarray,
+    fps: int = FPS,
+    crf: int = 20,
+    audio: np.ndarray | None = None,
+    sample_rate: int = SAMPLE_RATE,
+) -> None:
     """Encode uint8 RGB frames [T, H, W, 3] as H.264 yuv420p mp4, byte-identical for identical frames.
 
     `audio` (float [S] in [-1, 1], mono) adds an AAC track, as a camera recording has (raw-video tests,
@@ -57,8 +63,7 @@ def write_video(path: str | Path, frames: np.ndarray, fps: int = FPS, crf: int =
         stream.pix_fmt = "yuv420p"
         stream.time_base = Fraction(1, fps)
         stream.codec_context.thread_count = 1
-        stream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1",
-                          "x264-params": X264_PARAMS}
+        stream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1", "x264-params": X264_PARAMS}
         audio_stream = container.add_stream("aac", rate=sample_rate, layout="mono") if audio is not None else None
         for i, frame in enumerate(frames):
             vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
@@ -73,7 +78,7 @@ def write_video(path: str | Path, frames: np.ndarray, fps: int = FPS, crf: int =
             container.mux(audio_stream.encode(None))
 
 
-def video_stream(container: "av.container.InputContainer", path: Path) -> "av.VideoStream":
+def video_stream(container: av.container.InputContainer, path: Path) -> av.VideoStream:
     """The first video stream of an open file, set to decode on one thread: every reader here runs one
     clip per process (loader workers, `prepare-lrs` workers), and FFmpeg's default of a thread per core
     oversubscribes the cores that the other processes need."""
@@ -122,11 +127,11 @@ def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     return audio.mean(axis=1)
 
 
-def _mono_resampler(sample_rate: int) -> "av.AudioResampler":
+def _mono_resampler(sample_rate: int) -> av.AudioResampler:
     return av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
 
 
-def _resampled(resampler: "av.AudioResampler", frame: "av.AudioFrame | None") -> list[np.ndarray]:
+def _resampled(resampler: av.AudioResampler, frame: av.AudioFrame | None) -> list[np.ndarray]:
     """The mono float chunks one decoded frame gives (`None` flushes the resampler)."""
     return [out.to_ndarray().reshape(-1) for out in resampler.resample(frame)]
 

@@ -49,7 +49,7 @@ class Babble:
         if len(source) < length + 1:
             source = np.tile(source, length // len(source) + 2)
         start = int(rng.integers(0, len(source) - length))
-        return source[start:start + length]
+        return source[start : start + length]
 
     def add(self, clean: np.ndarray, snr: float | None, rng: np.random.Generator) -> np.ndarray:
         """`clean` with babble at `snr` dB; `None` (clean condition) returns it unchanged."""

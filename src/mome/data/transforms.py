@@ -34,12 +34,13 @@ def time_mask(x: np.ndarray, window: int, stride: int, rng: np.random.Generator)
         if width == 0 or length - width <= 0:
             continue
         start = int(rng.integers(0, length - width))
-        x[start:start + width] = 0
+        x[start : start + width] = 0
     return x
 
 
-def video_transform(frames: np.ndarray, train: bool, rng: np.random.Generator, crop: int = MODEL_CROP_SIZE,
-                    mask: bool = True) -> torch.Tensor:
+def video_transform(
+    frames: np.ndarray, train: bool, rng: np.random.Generator, crop: int = MODEL_CROP_SIZE, mask: bool = True
+) -> torch.Tensor:
     """uint8 RGB [T, H, W, 3] -> normalised grayscale float32 [T, 1, crop, crop]; `mask`: time masks in training."""
     t, h, w, _ = frames.shape
     if h < crop or w < crop:
@@ -48,15 +49,21 @@ def video_transform(frames: np.ndarray, train: bool, rng: np.random.Generator, c
         top, left = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
     else:
         top, left = (h - crop) // 2, (w - crop) // 2
-    x = frames[:, top:top + crop, left:left + crop].astype(np.float32) / 255.0 @ _GRAY  # [T, crop, crop]
+    x = frames[:, top : top + crop, left : left + crop].astype(np.float32) / 255.0 @ _GRAY  # [T, crop, crop]
     if train and mask:
         x = time_mask(x, window=FPS * 2 // 5, stride=FPS, rng=rng)  # < 0.4 s (10 frames) per second
     x = (x - VIDEO_MEAN) / VIDEO_STD
     return torch.from_numpy(np.ascontiguousarray(x[:, None], dtype=np.float32))
 
 
-def audio_transform(audio: np.ndarray, train: bool, rng: np.random.Generator, babble: Babble | None = None,
-                    snr: float | None = None, mask: bool = True) -> torch.Tensor:
+def audio_transform(
+    audio: np.ndarray,
+    train: bool,
+    rng: np.random.Generator,
+    babble: Babble | None = None,
+    snr: float | None = None,
+    mask: bool = True,
+) -> torch.Tensor:
     """float32 [S] at 16 kHz -> [S]: (train, `mask`) time mask, babble at `snr` (None = clean), layer norm."""
     x = audio.astype(np.float32)
     if train and mask:
@@ -67,10 +74,17 @@ def audio_transform(audio: np.ndarray, train: bool, rng: np.random.Generator, ba
     return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
 
 
-def utterance_inputs(frames: np.ndarray | None, audio: np.ndarray | None, num_frames: int, train: bool,
-                     rng: np.random.Generator, crop: int = MODEL_CROP_SIZE, mask: bool = True,
-                     babble: Babble | None = None, snrs: Sequence[float | None] = (None,),
-                     ) -> tuple[dict[str, torch.Tensor], float | None]:
+def utterance_inputs(
+    frames: np.ndarray | None,
+    audio: np.ndarray | None,
+    num_frames: int,
+    train: bool,
+    rng: np.random.Generator,
+    crop: int = MODEL_CROP_SIZE,
+    mask: bool = True,
+    babble: Babble | None = None,
+    snrs: Sequence[float | None] = (None,),
+) -> tuple[dict[str, torch.Tensor], float | None]:
     """The model inputs of one utterance, built the same way for training, evaluation and `mome transcribe`.
 
     `frames` (uint8 RGB [T, H, W, 3]) -> "video"; `audio` (float32 [S] at 16 kHz) is cut or zero-padded to

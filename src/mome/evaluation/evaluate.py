@@ -146,10 +146,20 @@ class _Record:
 
     def to_json(self) -> dict[str, Any]:
         c = self.counts
-        return {"snr": self.snr, "rates": self.combo, "id": self.id, "ref": self.reference, "hyp": self.hypothesis,
-                "ref_norm": normalize(self.reference), "hyp_norm": normalize(self.hypothesis),
-                "groups": self.groups, "sub": c.substitutions, "del": c.deletions, "ins": c.insertions,
-                "ref_words": c.ref_words}
+        return {
+            "snr": self.snr,
+            "rates": self.combo,
+            "id": self.id,
+            "ref": self.reference,
+            "hyp": self.hypothesis,
+            "ref_norm": normalize(self.reference),
+            "hyp_norm": normalize(self.hypothesis),
+            "groups": self.groups,
+            "sub": c.substitutions,
+            "del": c.deletions,
+            "ins": c.insertions,
+            "ref_words": c.ref_words,
+        }
 
 
 @contextmanager
@@ -170,8 +180,16 @@ def _groups(meta: dict) -> list[str]:
     return ["all"] + [f"{k}={meta[k]}" for k in GROUP_KEYS if meta.get(k)]
 
 
-def _decode_snr(model: AVSRModel, loader: DataLoader, combos: list[Combination], decode: DecodeConfig,
-                snr: str, skip_bad: bool, skipped: dict[str, str], progress: bool) -> list[_Record]:
+def _decode_snr(
+    model: AVSRModel,
+    loader: DataLoader,
+    combos: list[Combination],
+    decode: DecodeConfig,
+    snr: str,
+    skip_bad: bool,
+    skipped: dict[str, str],
+    progress: bool,
+) -> list[_Record]:
     records = []
     bar = tqdm(total=len(loader.dataset), desc=f"eval snr={snr}", unit="utt", disable=not progress)
     for item in loader:
@@ -189,8 +207,9 @@ def _decode_snr(model: AVSRModel, loader: DataLoader, combos: list[Combination],
         for combo in combos:
             hyps = model.generate(features, combo, decode)
             for rel, ref, hyp, meta in zip(batch["ids"], batch["texts"], hyps, batch["metas"]):
-                records.append(_Record(snr, combination_key(combo), rel, ref, hyp, _groups(meta),
-                                       utterance_errors(ref, hyp)))
+                records.append(
+                    _Record(snr, combination_key(combo), rel, ref, hyp, _groups(meta), utterance_errors(ref, hyp))
+                )
         bar.update(len(batch["ids"]))
     bar.close()
     order = [combination_key(c) for c in combos]
@@ -203,10 +222,20 @@ def _to_device(batch: dict, model: AVSRModel) -> dict:
 
 
 @torch.no_grad()
-def evaluate(model: AVSRModel, cfg: Config, labels: str | Path, root: str | Path, combos: list[Combination],
-             snrs: list[float | None], decode: DecodeConfig | None = None,
-             out_dir: str | Path | None = None, limit: int | None = None, skip_bad: bool = False,
-             progress: bool = True, info: dict[str, Any] | None = None) -> dict[str, Any]:
+def evaluate(
+    model: AVSRModel,
+    cfg: Config,
+    labels: str | Path,
+    root: str | Path,
+    combos: list[Combination],
+    snrs: list[float | None],
+    decode: DecodeConfig | None = None,
+    out_dir: str | Path | None = None,
+    limit: int | None = None,
+    skip_bad: bool = False,
+    progress: bool = True,
+    info: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Decode `labels` at every combination x SNR; return the results dict (written to `out_dir` if given).
 
     Args:
@@ -231,12 +260,24 @@ def evaluate(model: AVSRModel, cfg: Config, labels: str | Path, root: str | Path
     label_problems: list[str] = []
     with _quiet(["mome.data.dataset", "mome.data.labels"]):
         for snr in snrs:
-            dataset = AVDataset(labels, root, cfg.data, train=False, modalities=modalities, eval_snr=snr,
-                                noise_seed=cfg.data.eval_noise_seed)
+            dataset = AVDataset(
+                labels,
+                root,
+                cfg.data,
+                train=False,
+                modalities=modalities,
+                eval_snr=snr,
+                noise_seed=cfg.data.eval_noise_seed,
+            )
             _check_inputs(dataset, modalities, limit, skip_bad)
             label_problems = dataset.label_problems
-            loader = DataLoader(_Tracked(dataset, limit), batch_size=decode.batch_size,
-                                shuffle=False, num_workers=cfg.data.num_workers, collate_fn=collate_tracked)
+            loader = DataLoader(
+                _Tracked(dataset, limit),
+                batch_size=decode.batch_size,
+                shuffle=False,
+                num_workers=cfg.data.num_workers,
+                collate_fn=collate_tracked,
+            )
             records += _decode_snr(model, loader, combos, decode, snr_label(snr), skip_bad, skipped, progress)
     if not records:
         raise UserError(f"{labels}: none of the utterances could be read (first: {next(iter(skipped.items()), '')})")
@@ -250,8 +291,15 @@ def evaluate(model: AVSRModel, cfg: Config, labels: str | Path, root: str | Path
 
 
 # ------------------------------------------------------------------------------------------ summaries
-def _summarise(model: AVSRModel, cfg: Config, records: list[_Record], combos: list[Combination], snrs: list[str],
-               decode: DecodeConfig, info: dict[str, Any]) -> dict[str, Any]:
+def _summarise(
+    model: AVSRModel,
+    cfg: Config,
+    records: list[_Record],
+    combos: list[Combination],
+    snrs: list[str],
+    decode: DecodeConfig,
+    info: dict[str, Any],
+) -> dict[str, Any]:
     sums: dict[tuple[str, str, str], list[ErrorCounts]] = defaultdict(list)
     for r in records:
         for g in r.groups:
@@ -266,21 +314,37 @@ def _summarise(model: AVSRModel, cfg: Config, records: list[_Record], combos: li
             for snr in snrs:
                 counts = sums.get((g, key, snr), [])
                 c = total(counts)
-                table[g][key][snr] = {"wer": round(c.wer, 6), "errors": c.errors, "ref_words": c.ref_words,
-                                      "sub": c.substitutions, "del": c.deletions, "ins": c.insertions,
-                                      "utterances": len(counts)}
+                table[g][key][snr] = {
+                    "wer": round(c.wer, 6),
+                    "errors": c.errors,
+                    "ref_words": c.ref_words,
+                    "sub": c.substitutions,
+                    "del": c.deletions,
+                    "ins": c.insertions,
+                    "utterances": len(counts),
+                }
     return {
         **info,
         "name": cfg.name,
         "task": cfg.model.compression.task,
         "normaliser": "mome.evaluation.wer.normalize: NFKC, lowercase, punctuation -> space, apostrophes "
-                      "only inside words, whitespace collapsed, digits unchanged",
-        "decode": {"num_beams": decode.num_beams, "max_new_tokens": decode.max_new_tokens,
-                   "length_penalty": decode.length_penalty},
+        "only inside words, whitespace collapsed, digits unchanged",
+        "decode": {
+            "num_beams": decode.num_beams,
+            "max_new_tokens": decode.max_new_tokens,
+            "length_penalty": decode.length_penalty,
+        },
         "eval_noise_seed": cfg.data.eval_noise_seed,
         "snrs": snrs,
-        "combinations": [{"key": combination_key(c), "audio_rate": c[0], "video_rate": c[1],
-                          "tokens_per_second": tokens_per_second(model, c)} for c in combos],
+        "combinations": [
+            {
+                "key": combination_key(c),
+                "audio_rate": c[0],
+                "video_rate": c[1],
+                "tokens_per_second": tokens_per_second(model, c),
+            }
+            for c in combos
+        ],
         "groups": groups,
         "wer": table,
     }
@@ -289,12 +353,20 @@ def _summarise(model: AVSRModel, cfg: Config, records: list[_Record], combos: li
 def markdown(results: dict[str, Any]) -> str:
     """One table per group: rows = rate combinations, columns = SNR; WER in %."""
     snrs = results["snrs"]
-    lines = [f"# WER (%) of {results['name']} on {results['labels']}", "",
-             f"Task {results['task']}, beams {results['decode']['num_beams']}; tokens/s = LLM input (A/V) tokens "
-             f"per second of speech. Skipped utterances: {len(results['skipped'])}.", ""]
+    lines = [
+        f"# WER (%) of {results['name']} on {results['labels']}",
+        "",
+        f"Task {results['task']}, beams {results['decode']['num_beams']}; tokens/s = LLM input (A/V) tokens "
+        f"per second of speech. Skipped utterances: {len(results['skipped'])}.",
+        "",
+    ]
     for group in results["groups"]:
-        lines += [f"## {group}", "", "| rates | tokens/s | " + " | ".join(_column(s) for s in snrs) + " |",
-                  "|---|---:|" + "---:|" * len(snrs)]
+        lines += [
+            f"## {group}",
+            "",
+            "| rates | tokens/s | " + " | ".join(_column(s) for s in snrs) + " |",
+            "|---|---:|" + "---:|" * len(snrs),
+        ]
         for combo in results["combinations"]:
             cells = results["wer"][group][combo["key"]]
             wers = [f"{100 * cells[s]['wer']:.2f}" if cells[s]["utterances"] else "-" for s in snrs]
@@ -321,8 +393,13 @@ def plot(results: dict[str, Any], path: Path) -> None:
         ys = [100 * results["wer"]["all"][c["key"]][snr]["wer"] for c in combos]
         ax.plot(xs, ys, marker="o", label=_column(snr))
     for c in combos:
-        ax.annotate(c["key"], (c["tokens_per_second"], 100 * results["wer"]["all"][c["key"]][results["snrs"][0]]["wer"]),
-                    textcoords="offset points", xytext=(3, 3), fontsize=7)
+        ax.annotate(
+            c["key"],
+            (c["tokens_per_second"], 100 * results["wer"]["all"][c["key"]][results["snrs"][0]]["wer"]),
+            textcoords="offset points",
+            xytext=(3, 3),
+            fontsize=7,
+        )
     ax.set_xlabel("LLM input tokens per second of speech")
     ax.set_ylabel("WER (%)")
     ax.set_title(results["name"])

@@ -60,8 +60,12 @@ class ErrorCounts:
         return self.errors / self.ref_words
 
     def __add__(self, other: ErrorCounts) -> ErrorCounts:
-        return ErrorCounts(self.substitutions + other.substitutions, self.deletions + other.deletions,
-                           self.insertions + other.insertions, self.ref_words + other.ref_words)
+        return ErrorCounts(
+            self.substitutions + other.substitutions,
+            self.deletions + other.deletions,
+            self.insertions + other.insertions,
+            self.ref_words + other.ref_words,
+        )
 
 
 def utterance_errors(reference: str, hypothesis: str) -> ErrorCounts:
@@ -92,5 +96,7 @@ def character_errors(reference: str, hypothesis: str) -> int:
     `normalize`, since a character vocabulary (CTC) defines its own text. Counted with jiwer, like the WER."""
     if not reference or not hypothesis:  # jiwer refuses an empty reference
         return len(reference) + len(hypothesis)
-    out = jiwer.process_characters(reference, hypothesis, reference_transform=_CHARACTERS, hypothesis_transform=_CHARACTERS)
+    out = jiwer.process_characters(
+        reference, hypothesis, reference_transform=_CHARACTERS, hypothesis_transform=_CHARACTERS
+    )
     return out.substitutions + out.deletions + out.insertions

@@ -49,8 +49,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from mome.data.labels import LabelRow, write_labels
 from mome.constants import FPS, SAMPLES_PER_FRAME
+from mome.data.labels import LabelRow, write_labels
 from mome.data.media import MediaError, cut_or_pad, read_media, write_audio, write_video
 from mome.errors import UserError
 from mome.io import atomic_write, atomic_write_text
@@ -106,11 +106,16 @@ def scan_release(root: str | Path, dataset: str, val_fraction: float = 0.01) -> 
             for mp4 in sorted((root / subset).glob("*/*.mp4")):
                 clip_id = f"{mp4.parent.name}/{mp4.stem}"
                 split = {"pretrain": "train", "test": "test"}.get(subset) or (
-                    "val" if _is_val_speaker(mp4.parent.name, val_fraction) else "train")
+                    "val" if _is_val_speaker(mp4.parent.name, val_fraction) else "train"
+                )
                 clips.append(Clip(dataset, subset, clip_id, split, mp4))
     else:
-        for listed, subset, split in (("pretrain", "pretrain", "train"), ("train", "main", "train"),
-                                      ("val", "main", "val"), ("test", "main", "test")):
+        for listed, subset, split in (
+            ("pretrain", "pretrain", "train"),
+            ("train", "main", "train"),
+            ("val", "main", "val"),
+            ("test", "main", "test"),
+        ):
             list_file = root / f"{listed}.txt"
             if not list_file.is_file():
                 continue
@@ -119,8 +124,11 @@ def scan_release(root: str | Path, dataset: str, val_fraction: float = 0.01) -> 
                     clip_id = line.split()[0]
                     clips.append(Clip(dataset, subset, clip_id, split, root / subset / f"{clip_id}.mp4"))
     if not clips:
-        expected = ("pretrain/, trainval/, test/ with <speaker>/<id>.mp4" if dataset == "lrs3"
-                    else "pretrain.txt, train.txt, val.txt, test.txt beside main/ and pretrain/")
+        expected = (
+            "pretrain/, trainval/, test/ with <speaker>/<id>.mp4"
+            if dataset == "lrs3"
+            else "pretrain.txt, train.txt, val.txt, test.txt beside main/ and pretrain/"
+        )
         raise UserError(f"{root}: no {dataset} clips found (expected {expected})")
     return clips
 
@@ -162,7 +170,7 @@ def read_transcript(path: str | Path) -> tuple[str, list[Word]]:
     for line in lines:
         fields = line.split()
         if line.startswith("Text:"):
-            text = _clean(line[len("Text:"):])
+            text = _clean(line[len("Text:") :])
         elif fields[:3] == ["WORD", "START", "END"]:
             in_table = True
         elif in_table and len(fields) >= 3:
@@ -175,8 +183,9 @@ def read_transcript(path: str | Path) -> tuple[str, list[Word]]:
     return text, words
 
 
-def segment_words(words: list[Word], clip_seconds: float, max_seconds: float = MAX_SECONDS,
-                  pad: float = PAD_SECONDS) -> list[Segment]:
+def segment_words(
+    words: list[Word], clip_seconds: float, max_seconds: float = MAX_SECONDS, pad: float = PAD_SECONDS
+) -> list[Segment]:
     """Cut a long clip at word boundaries into segments of at most `max_seconds`.
 
     A clip no longer than `max_seconds` is one segment, [0, clip_seconds]. Otherwise words are added
@@ -188,15 +197,17 @@ def segment_words(words: list[Word], clip_seconds: float, max_seconds: float = M
         return [Segment(0.0, clip_seconds, " ".join(w.text for w in words))]
     n = len(words)
     before = [max(0.0, w.start - pad, (words[i - 1].end + w.start) / 2 if i else 0.0) for i, w in enumerate(words)]
-    after = [min(clip_seconds, w.end + pad, (w.end + words[i + 1].start) / 2 if i + 1 < n else clip_seconds)
-             for i, w in enumerate(words)]
+    after = [
+        min(clip_seconds, w.end + pad, (w.end + words[i + 1].start) / 2 if i + 1 < n else clip_seconds)
+        for i, w in enumerate(words)
+    ]
     segments, i = [], 0
     while i < n:
         start, j = before[i], i
         while j + 1 < n and after[j + 1] - start <= max_seconds:
             j += 1
         end = min(after[j], start + max_seconds)
-        segments.append(Segment(start, end, " ".join(w.text for w in words[i:j + 1])))
+        segments.append(Segment(start, end, " ".join(w.text for w in words[i : j + 1])))
         i = j + 1
     return segments
 
@@ -223,8 +234,15 @@ def _skip(rel: str, reason: str, detail: str) -> dict:
 
 def process_clip(clip: Clip, out: Path, options: Options, landmarker: FaceLandmarker) -> dict:
     """Crop, cut and write one source clip; returns its done-marker record (rows and skips)."""
-    record = {"clip": clip.key, "split": clip.split, "subset": clip.subset, "rows": [], "skipped": [],
-              "frames": 0, "detected": 0}
+    record = {
+        "clip": clip.key,
+        "split": clip.split,
+        "subset": clip.subset,
+        "rows": [],
+        "skipped": [],
+        "frames": 0,
+        "detected": 0,
+    }
     try:
         text, words = read_transcript(clip.source.with_suffix(".txt"))
         frames, audio = read_media(clip.source)
@@ -240,8 +258,10 @@ def process_clip(clip: Clip, out: Path, options: Options, landmarker: FaceLandma
     audio = cut_or_pad(audio, len(frames) * SAMPLES_PER_FRAME)
     seconds = len(frames) / FPS
     if clip.subset == "pretrain":
-        parts = [(f"{clip.rel_stem}_{i:02d}", s) for i, s in
-                 enumerate(segment_words(words, seconds, options.max_seconds, options.pad))]
+        parts = [
+            (f"{clip.rel_stem}_{i:02d}", s)
+            for i, s in enumerate(segment_words(words, seconds, options.max_seconds, options.pad))
+        ]
     else:
         parts = [(clip.rel_stem, Segment(0.0, seconds, text or " ".join(w.text for w in words)))]
     for rel, seg in parts:
@@ -254,10 +274,19 @@ def process_clip(clip: Clip, out: Path, options: Options, landmarker: FaceLandma
             continue
         stem = out / rel
         atomic_write(stem.with_suffix(".mp4"), lambda tmp: write_video(tmp, crops.crops[f0:f1], crf=options.crf))
-        atomic_write(stem.with_suffix(".wav"),
-                     lambda tmp: write_audio(tmp, audio[f0 * SAMPLES_PER_FRAME:f1 * SAMPLES_PER_FRAME]))
-        record["rows"].append({"rel_path": rel, "frames": f1 - f0, "text": seg.text,
-                               "start": round(seg.start, 3), "end": round(seg.end, 3)})
+        atomic_write(
+            stem.with_suffix(".wav"),
+            lambda tmp: write_audio(tmp, audio[f0 * SAMPLES_PER_FRAME : f1 * SAMPLES_PER_FRAME]),
+        )
+        record["rows"].append(
+            {
+                "rel_path": rel,
+                "frames": f1 - f0,
+                "text": seg.text,
+                "start": round(seg.start, 3),
+                "end": round(seg.end, 3),
+            }
+        )
     return record
 
 
@@ -287,8 +316,15 @@ def _work(args: tuple[Clip, Path]) -> dict:
         record = process_clip(clip, out, _WORKER["options"], _WORKER["landmarker"])
     except Exception as err:  # one clip's failure is reported in its marker, never fatal to the job
         log.exception("failed on %s", clip.source)
-        record = {"clip": clip.key, "split": clip.split, "subset": clip.subset, "rows": [], "frames": 0,
-                  "detected": 0, "skipped": [_skip(clip.rel_stem, "error", f"{type(err).__name__}: {err}")]}
+        record = {
+            "clip": clip.key,
+            "split": clip.split,
+            "subset": clip.subset,
+            "rows": [],
+            "frames": 0,
+            "detected": 0,
+            "skipped": [_skip(clip.rel_stem, "error", f"{type(err).__name__}: {err}")],
+        }
     record["seconds"] = round(time.perf_counter() - start, 3)
     _write_json(_marker(out, clip), record)
     return record
@@ -319,9 +355,15 @@ def write_labels_and_report(out: Path, clips: list[Clip], this_run: dict) -> dic
     for s in skipped:
         reasons[s["reason"]] = reasons.get(s["reason"], 0) + 1
     report = {
-        "dataset": clips[0].dataset, "clips": len(clips), "done": done, "pending": pending,
-        "written": sum(len(r) for r in rows.values()), "per_split": {s: len(r) for s, r in rows.items()},
-        "hours": round(frames / FPS / 3600, 4), "skipped_reasons": reasons, "skipped": skipped,
+        "dataset": clips[0].dataset,
+        "clips": len(clips),
+        "done": done,
+        "pending": pending,
+        "written": sum(len(r) for r in rows.values()),
+        "per_split": {s: len(r) for s, r in rows.items()},
+        "hours": round(frames / FPS / 3600, 4),
+        "skipped_reasons": reasons,
+        "skipped": skipped,
         "this_run": this_run,
     }
     _write_json(out / "meta" / "report.json", report)
@@ -329,9 +371,20 @@ def write_labels_and_report(out: Path, clips: list[Clip], this_run: dict) -> dic
 
 
 # -------------------------------------------------------------------------------------------------- driver
-def prepare_lrs(root: str | Path, out: str | Path, dataset: str, *, shard_index: int = 0, shard_count: int = 1,
-                workers: int | None = None, options: Options | None = None, val_fraction: float = 0.01,
-                labels_only: bool = False, redo_skipped: bool = False, progress: bool = True) -> dict:
+def prepare_lrs(
+    root: str | Path,
+    out: str | Path,
+    dataset: str,
+    *,
+    shard_index: int = 0,
+    shard_count: int = 1,
+    workers: int | None = None,
+    options: Options | None = None,
+    val_fraction: float = 0.01,
+    labels_only: bool = False,
+    redo_skipped: bool = False,
+    progress: bool = True,
+) -> dict:
     """Prepare this shard of an LRS2/LRS3 release into `out`; returns the report (also `meta/report.json`).
 
     Args:
@@ -348,8 +401,15 @@ def prepare_lrs(root: str | Path, out: str | Path, dataset: str, *, shard_index:
     info_path = out / "meta" / "lrs.json"
     if info_path.is_file() and json.loads(info_path.read_text()).get("dataset") != dataset:
         raise UserError(f"{out} already holds {json.loads(info_path.read_text())['dataset']}; use another OUT")
-    _write_json(info_path, {"dataset": dataset, "root": str(Path(root).resolve()), "val_fraction": val_fraction,
-                            "options": options.__dict__})
+    _write_json(
+        info_path,
+        {
+            "dataset": dataset,
+            "root": str(Path(root).resolve()),
+            "val_fraction": val_fraction,
+            "options": options.__dict__,
+        },
+    )
     todo = []
     for clip in shard(clips, shard_index, shard_count):
         marker = _marker(out, clip)

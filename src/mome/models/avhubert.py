@@ -79,7 +79,7 @@ class AVHubertArch:
             raise ConfigError(f"{where}.lora_rank: must be >= 0")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> "AVHubertArch":
+    def from_dict(cls, data: dict[str, Any] | None) -> AVHubertArch:
         """Build from a config dict: an optional `name` (large, base, tiny, compact) plus fields that override it."""
         data = dict(data or {})
         name = data.pop("name", "large")
@@ -341,7 +341,7 @@ class AVHubertEncoder(nn.Module):
             p.requires_grad_(".lora_" in name)
         self.train(False)
 
-    def train(self, mode: bool = True) -> "AVHubertEncoder":
+    def train(self, mode: bool = True) -> AVHubertEncoder:
         # A frozen encoder keeps BN statistics, dropout and LayerDrop off whatever its parent does
         # (the Llama-AVSR reference code left the frozen AV-HuBERT in train mode: stochastic features).
         return super().train(mode and not self.arch.frozen)

@@ -232,9 +232,7 @@ def check_and_load(model: AVHubertEncoder, state: dict[str, torch.Tensor], where
 
 
 # ---------------------------------------------------------------------------------------- public API
-def load_avhubert(
-    path: str | Path, arch: dict[str, Any] | None = None, trusted: bool = False
-) -> AVHubertEncoder:
+def load_avhubert(path: str | Path, arch: dict[str, Any] | None = None, trusted: bool = False) -> AVHubertEncoder:
     """An encoder with the weights of an official AV-HuBERT `.pt` (pretrained or fine-tuned) or a mome file.
 
     Args:

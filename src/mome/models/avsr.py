@@ -121,14 +121,14 @@ class AVSRModel(nn.Module):
         audio_encoder: nn.Module | None = None,
         video_encoder: nn.Module | None = None,
         device: str | torch.device | None = None,
-    ) -> "AVSRModel":
+    ) -> AVSRModel:
         """Load the LLM named by `cfg.llm` and assemble the model (encoder widths from the encoders if given)."""
         audio_dim = getattr(audio_encoder, "output_dim", audio_dim)
         video_dim = getattr(video_encoder, "output_dim", video_dim)
         return cls(cfg, load_llm(cfg.llm, device=device), audio_dim, video_dim, audio_encoder, video_encoder)
 
     # ------------------------------------------------------------------------------------ trainability
-    def train(self, mode: bool = True) -> "AVSRModel":
+    def train(self, mode: bool = True) -> AVSRModel:
         super().train(mode)
         for frozen in (self.llm, self.audio_encoder, self.video_encoder):
             if frozen is not None:
@@ -148,7 +148,9 @@ class AVSRModel(nn.Module):
         own = {n: p for n, p in self.named_parameters() if p.requires_grad}
         missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
         if missing or unexpected:
-            raise KeyError(f"trainable weights do not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+            raise KeyError(
+                f"trainable weights do not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
+            )
         with torch.no_grad():
             for name, p in own.items():
                 if p.shape != state[name].shape:
@@ -220,8 +222,12 @@ class AVSRModel(nn.Module):
         ctx = AdapterContext(row_combination, seq.attention_mask.bool(), seq.segments, collect=True)
         base = getattr(self.llm, self.llm.base_model_prefix)
         with adapter_context(ctx):
-            hidden = base(inputs_embeds=seq.embeds, attention_mask=seq.attention_mask, use_cache=False).last_hidden_state
-        sums, counts = per_combination_ce(hidden, seq.labels, self.llm.get_output_embeddings(), row_combination, len(self.combinations))
+            hidden = base(
+                inputs_embeds=seq.embeds, attention_mask=seq.attention_mask, use_cache=False
+            ).last_hidden_state
+        sums, counts = per_combination_ce(
+            hidden, seq.labels, self.llm.get_output_embeddings(), row_combination, len(self.combinations)
+        )
         index = index.to(sums.device)
         sums, counts = sums[index], counts[index]  # [len(combos)]
         ce = sums / counts.clamp_min(1)
@@ -256,7 +262,9 @@ class AVSRModel(nn.Module):
         model_defaults, self.llm.generation_config = self.llm.generation_config, GenerationConfig()
         try:
             with adapter_context(ctx):
-                out = self.llm.generate(inputs_embeds=seq.embeds, attention_mask=seq.attention_mask, generation_config=gen)
+                out = self.llm.generate(
+                    inputs_embeds=seq.embeds, attention_mask=seq.attention_mask, generation_config=gen
+                )
         finally:
             self.llm.generation_config = model_defaults
         return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]

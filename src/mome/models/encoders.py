@@ -30,4 +30,4 @@ def build_video_encoder(cfg: ModelConfig, trusted: bool = False) -> nn.Module | 
 
 
 def encoder_output_dim(encoder: nn.Module) -> int:
-    return int(getattr(encoder, "output_dim", None) or getattr(encoder, "embed_dim"))
+    return int(getattr(encoder, "output_dim", None) or encoder.embed_dim)

@@ -32,8 +32,9 @@ def quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def check_loading_info(info: dict[str, Iterable], path: str, kept_layers: int | None = None,
-                       allowed_missing: Iterable[str] = ()) -> None:
+def check_loading_info(
+    info: dict[str, Iterable], path: str, kept_layers: int | None = None, allowed_missing: Iterable[str] = ()
+) -> None:
     """Raise a one-line `UserError` unless the only unexpected tensors are of layers >= `kept_layers` (the
     ones a truncated LLM drops) and nothing is missing but `allowed_missing` (e.g. a tied output head)."""
 

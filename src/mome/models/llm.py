@@ -45,9 +45,7 @@ def _truncate_config(config: PretrainedConfig, num_layers: int | None) -> None:
     if num_layers is None:
         return
     if num_layers > config.num_hidden_layers:
-        raise ConfigError(
-            f"model.llm.num_layers: {num_layers} exceeds the LLM's {config.num_hidden_layers} layers"
-        )
+        raise ConfigError(f"model.llm.num_layers: {num_layers} exceeds the LLM's {config.num_hidden_layers} layers")
     config.num_hidden_layers = num_layers
     if isinstance(getattr(config, "layer_types", None), list):  # Qwen2 and others list a type per layer
         config.layer_types = config.layer_types[:num_layers]
@@ -111,8 +109,9 @@ def load_llm(cfg: LLMConfig, device: str | torch.device | None = None) -> Loaded
     if cfg.path is not None and not meta:
         path = resolve_path(cfg.path)
         with quiet_transformers():  # the layers dropped by `num_layers` are reported below, not printed
-            model, info = AutoModelForCausalLM.from_pretrained(path, config=config, dtype=dtype,
-                                                               output_loading_info=True)
+            model, info = AutoModelForCausalLM.from_pretrained(
+                path, config=config, dtype=dtype, output_loading_info=True
+            )
         tied = ["lm_head.weight"] if getattr(config, "tie_word_embeddings", False) else []
         check_loading_info(info, path, kept_layers=config.num_hidden_layers, allowed_missing=tied)
     else:

@@ -39,7 +39,7 @@ def pool(features: torch.Tensor, lengths: torch.Tensor, rate: int, mode: str = "
     out_lengths = pooled_lengths(lengths, rate)
     windows = max(1, -(-time // rate))  # ceil, so a short clip's partial window exists
     pad = windows * rate - time
-    valid = (torch.arange(time, device=features.device).unsqueeze(0) < lengths.unsqueeze(1))  # [B, T]
+    valid = torch.arange(time, device=features.device).unsqueeze(0) < lengths.unsqueeze(1)  # [B, T]
     x = (features * valid.unsqueeze(-1)).to(features.dtype)
     x = nn.functional.pad(x, (0, 0, 0, pad)).view(batch, windows, rate, dim)  # [B, W, rate, D]
     if mode == "avg-pool":
@@ -66,5 +66,7 @@ class MatryoshkaPooler(nn.Module):
     def output_dim(self, input_dim: int, rate: int) -> int:
         return input_dim * rate if self.mode == "stack" else input_dim
 
-    def forward(self, features: torch.Tensor, lengths: torch.Tensor, rates: list[int] | None = None) -> dict[int, Pooled]:
+    def forward(
+        self, features: torch.Tensor, lengths: torch.Tensor, rates: list[int] | None = None
+    ) -> dict[int, Pooled]:
         return {r: pool(features, lengths, r, self.mode) for r in (rates or self.rates)}

@@ -24,7 +24,9 @@ class Projector(nn.Sequential):
 class ModalityProjectors(nn.Module):
     """The projectors of one modality, addressed by rate: `projectors(rate, x)`."""
 
-    def __init__(self, in_dims: dict[int, int], out_dim: int, cfg: ProjectorConfig, embedding_rms: float | None = None) -> None:
+    def __init__(
+        self, in_dims: dict[int, int], out_dim: int, cfg: ProjectorConfig, embedding_rms: float | None = None
+    ) -> None:
         super().__init__()
         self.per_rate = cfg.per_rate
         if not cfg.per_rate and len(set(in_dims.values())) > 1:

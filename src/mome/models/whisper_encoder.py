@@ -85,8 +85,9 @@ def load_whisper_encoder(path_or_arch: str | Path | dict[str, Any]) -> tuple[nn.
 
     path = resolve_model_path(str(path_or_arch))
     with quiet_transformers():
-        model, info = WhisperModel.from_pretrained(path, local_files_only=True, dtype=torch.float32,
-                                                   output_loading_info=True)
+        model, info = WhisperModel.from_pretrained(
+            path, local_files_only=True, dtype=torch.float32, output_loading_info=True
+        )
     check_loading_info(info, str(path))
     encoder = model.encoder
     if (path / "preprocessor_config.json").is_file():

@@ -54,8 +54,9 @@ def _seed(*parts) -> int:
     return zlib.crc32(":".join(map(str, parts)).encode())
 
 
-def plan(num_utterances: int, seed: int, split_fractions: dict[str, float], grid_fraction: float,
-         speakers: list[Speaker]) -> list[Job]:
+def plan(
+    num_utterances: int, seed: int, split_fractions: dict[str, float], grid_fraction: float, speakers: list[Speaker]
+) -> list[Job]:
     """The fixed list of utterances; sizes are rounded per split and the remainder goes to train."""
     sizes = {s: int(num_utterances * f) for s, f in split_fractions.items()}
     sizes["train"] = sizes.get("train", 0) + num_utterances - sum(sizes.values())
@@ -90,9 +91,17 @@ def make_utterance(job: Job, root: Path) -> dict:
     write_audio(root / f"{job.rel_path}.wav", audio)
     write_video(root / f"{job.rel_path}.mp4", frames)
     return {
-        "rel_path": job.rel_path, "split": job.split, "speaker": job.speaker.id, "engine": voice.engine,
-        "voice": voice.name, "rate": voice.rate, "pitch": voice.pitch, "grammar": job.sentence.grammar,
-        "text": job.sentence.text, "spoken": job.sentence.spoken(), "num_frames": num_frames,
+        "rel_path": job.rel_path,
+        "split": job.split,
+        "speaker": job.speaker.id,
+        "engine": voice.engine,
+        "voice": voice.name,
+        "rate": voice.rate,
+        "pitch": voice.pitch,
+        "grammar": job.sentence.grammar,
+        "text": job.sentence.text,
+        "spoken": job.sentence.spoken(),
+        "num_frames": num_frames,
         "phonemes": [[p, round(s, 4), round(e, 4)] for p, s, e in speech.phonemes],
         "visemes": [[v, round(s, 4), round(e, 4)] for v, s, e in segments],
         "frame_visemes": frame_labels(segments, num_frames).tolist(),
@@ -113,7 +122,7 @@ def _babble_audio(args: tuple[Speaker, str]) -> np.ndarray | None:
         audio = synthesize(text, speaker.voice).audio
     except TTSError:
         return None
-    return audio / max(1e-6, float(np.sqrt(np.mean(audio ** 2))))
+    return audio / max(1e-6, float(np.sqrt(np.mean(audio**2))))
 
 
 def make_babble(speakers: list[Speaker], seed: int, seconds: float, talkers: int, pool) -> np.ndarray:
@@ -128,16 +137,25 @@ def make_babble(speakers: list[Speaker], seed: int, seconds: float, talkers: int
         stream = np.concatenate(clips[k::talkers])
         stream = np.tile(stream, int(np.ceil(length / len(stream)) + 1))
         start = rng.randrange(len(stream) - length)
-        mix += stream[start:start + length]
+        mix += stream[start : start + length]
     return (mix / np.abs(mix).max() * 0.8).astype(np.float32)
 
 
-def synthesize_corpus(out_dir: str | Path, num_utterances: int, seed: int = 0, *,
-                      grid_fraction: float = 0.5, engines: tuple[str, ...] = ("flite", "espeak"),
-                      split_fractions: dict[str, float] | None = None,
-                      speakers_per_split: dict[str, int] | None = None,
-                      babble_seconds: float = 60.0, babble_talkers: int = 6, fixed_voices: bool = False,
-                      workers: int | None = None, progress: bool = True) -> dict:
+def synthesize_corpus(
+    out_dir: str | Path,
+    num_utterances: int,
+    seed: int = 0,
+    *,
+    grid_fraction: float = 0.5,
+    engines: tuple[str, ...] = ("flite", "espeak"),
+    split_fractions: dict[str, float] | None = None,
+    speakers_per_split: dict[str, int] | None = None,
+    babble_seconds: float = 60.0,
+    babble_talkers: int = 6,
+    fixed_voices: bool = False,
+    workers: int | None = None,
+    progress: bool = True,
+) -> dict:
     """Write a corpus of `num_utterances` utterances to `out_dir`; returns the report (also in meta/report.json).
 
     Args:
@@ -157,7 +175,9 @@ def synthesize_corpus(out_dir: str | Path, num_utterances: int, seed: int = 0, *
     records, skipped = [], []
     pool = mp.get_context("fork").Pool(workers) if workers > 1 else None
     try:
-        results = pool.imap(_work, [(j, root) for j in jobs], chunksize=4) if pool else map(_work, [(j, root) for j in jobs])
+        results = (
+            pool.imap(_work, [(j, root) for j in jobs], chunksize=4) if pool else map(_work, [(j, root) for j in jobs])
+        )
         for job, record, error in tqdm(results, total=len(jobs), desc="synth", unit="utt", disable=not progress):
             if error:
                 log.warning("skipped %s: %s", job.rel_path, error)
@@ -174,11 +194,16 @@ def synthesize_corpus(out_dir: str | Path, num_utterances: int, seed: int = 0, *
             pool.join()
     for split in SPLITS:
         rows = [r for r in records if r["split"] == split]
-        write_labels(root / "labels" / f"{split}.csv",
-                     [LabelRow(DATASET, r["rel_path"], r["num_frames"], r["text"]) for r in rows])
+        write_labels(
+            root / "labels" / f"{split}.csv",
+            [LabelRow(DATASET, r["rel_path"], r["num_frames"], r["text"]) for r in rows],
+        )
         write_metadata(root / "meta" / f"{split}.jsonl", rows)
     report = {
-        "seed": seed, "requested": num_utterances, "written": len(records), "skipped": skipped,
+        "seed": seed,
+        "requested": num_utterances,
+        "written": len(records),
+        "skipped": skipped,
         "per_split": {s: sum(r["split"] == s for r in records) for s in SPLITS},
         "per_engine": {e: sum(r["engine"] == e for r in records) for e in engines},
         "per_grammar": {g: sum(r["grammar"] == g for r in records) for g in grammar.GRAMMARS},

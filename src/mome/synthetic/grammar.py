@@ -77,12 +77,16 @@ OPEN_TEMPLATES = [
     lambda r: f"{r.choice(V.NAMES)} said that {_np(r)} was {r.choice(V.DEGREES)} {r.choice(V.ADJECTIVES)}",
     lambda r: f"my {r.choice(V.RELATIVES)} {_verb(r)[1]} {_np(r)} at the {r.choice(V.PLACES)}",
     lambda r: f"why did {r.choice(V.NAMES)} {_verb(r)[0]} {_np(r)}",
-    lambda r: f"{r.choice(V.NAMES)} and {r.choice(V.NAMES)} met {r.choice(V.PREPOSITIONS)} the "
-    f"{r.choice(V.PLACES)} {r.choice(V.TIMES)}",
+    lambda r: (
+        f"{r.choice(V.NAMES)} and {r.choice(V.NAMES)} met {r.choice(V.PREPOSITIONS)} the "
+        f"{r.choice(V.PLACES)} {r.choice(V.TIMES)}"
+    ),
     lambda r: f"i think {_np(r)} is {r.choice(V.DEGREES)} {r.choice(V.ADJECTIVES)}",
     lambda r: f"do not {_verb(r)[0]} {_np(r)} {r.choice(V.PREPOSITIONS)} {_np(r)}",
-    lambda r: f"the {r.choice(V.NOUNS)} {r.choice(V.PREPOSITIONS)} the {r.choice(V.PLACES)} looked "
-    f"{r.choice(V.ADJECTIVES)} {r.choice(V.TIMES)}",
+    lambda r: (
+        f"the {r.choice(V.NOUNS)} {r.choice(V.PREPOSITIONS)} the {r.choice(V.PLACES)} looked "
+        f"{r.choice(V.ADJECTIVES)} {r.choice(V.TIMES)}"
+    ),
     lambda r: f"{r.choice(V.NAMES)} wanted to {_verb(r)[0]} {_np(r)} and {_verb(r)[0]} {_np(r)}",
 ]
 
@@ -98,7 +102,7 @@ def sample_sentences(rng: random.Random, n: int, split: str, grid_fraction: floa
     """
     out: list[Sentence] = []
     seen: set[str] = set()
-    for i in range(n):
+    for _ in range(n):
         grammar = "grid" if rng.random() < grid_fraction else "open"
         make = grid_sentence if grammar == "grid" else open_sentence
         for attempt in range(10_000):
@@ -117,4 +121,6 @@ def vocabulary(grammar: str) -> set[str]:
     words = set(V.NOUNS) | set(V.ADJECTIVES) | {w for pair in V.VERBS for w in pair} | set(V.NAMES)
     words |= set(V.PLACES) | {w for t in V.TIMES for w in t.split()} | set(V.DEGREES)
     words |= set(V.PREPOSITIONS) | set(V.DETERMINERS) | set(V.RELATIVES)
-    return words | set("we will please before said that was my at why did and met i think is do not looked wanted to the".split())
+    return words | set(
+        "we will please before said that was my at why did and met i think is do not looked wanted to the".split()
+    )

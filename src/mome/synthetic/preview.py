@@ -23,8 +23,9 @@ def _phoneme_at(phonemes: list, t: float) -> str:
     return ""
 
 
-def write_preview(root: str | Path, out_png: str | Path, num_utterances: int = 6, frames_per_row: int = 14,
-                  split: str = "test") -> Path:
+def write_preview(
+    root: str | Path, out_png: str | Path, num_utterances: int = 6, frames_per_row: int = 14, split: str = "test"
+) -> Path:
     """Draw `num_utterances` utterances of `split` (one row each: transcript, then frames with the phoneme
     and viseme at the frame centre). Returns the PNG path."""
     meta = read_metadata(root, split)
@@ -48,7 +49,7 @@ def write_preview(root: str | Path, out_png: str | Path, num_utterances: int = 6
             cv2.putText(tile, vis[:12], (2, _TILE + 23), cv2.FONT_HERSHEY_SIMPLEX, 0.33, (160, 0, 0), 1, cv2.LINE_AA)
             tiles.append(tile)
         header = np.full((20, _TILE * frames_per_row, 3), 235, np.uint8)
-        title = f"{rel}  [{rec['engine']}:{rec['voice']}, {rec['grammar']}]  \"{rec['text']}\""
+        title = f'{rel}  [{rec["engine"]}:{rec["voice"]}, {rec["grammar"]}]  "{rec["text"]}"'
         cv2.putText(header, title, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
         rows += [header, np.concatenate(tiles, 1)]
     sheet = np.concatenate(rows, 0)

@@ -58,11 +58,18 @@ def random_appearance(rng: random.Random) -> Appearance:
     redness = rng.uniform(0.55, 0.9)
     lip = (skin[0] * redness + rng.uniform(10, 40), skin[1] * rng.uniform(0.45, 0.7), skin[2] * rng.uniform(0.5, 0.8))
     return Appearance(
-        skin=tuple(round(c, 2) for c in skin), lip=tuple(round(c, 2) for c in lip),
-        lip_thickness=rng.uniform(0.6, 1.4), mouth_width=rng.uniform(0.85, 1.15), scale=rng.uniform(0.85, 1.15),
-        offset=(rng.uniform(-5, 5), rng.uniform(-4, 4)), head_motion=rng.uniform(0.3, 1.5),
-        light_angle=rng.uniform(0, 2 * np.pi), light_strength=rng.uniform(0.0, 0.35),
-        blur=rng.uniform(0.0, 1.2), noise=rng.uniform(1.0, 6.0), jaw=rng.uniform(0.8, 1.2),
+        skin=tuple(round(c, 2) for c in skin),
+        lip=tuple(round(c, 2) for c in lip),
+        lip_thickness=rng.uniform(0.6, 1.4),
+        mouth_width=rng.uniform(0.85, 1.15),
+        scale=rng.uniform(0.85, 1.15),
+        offset=(rng.uniform(-5, 5), rng.uniform(-4, 4)),
+        head_motion=rng.uniform(0.3, 1.5),
+        light_angle=rng.uniform(0, 2 * np.pi),
+        light_strength=rng.uniform(0.0, 0.35),
+        blur=rng.uniform(0.0, 1.2),
+        noise=rng.uniform(1.0, 6.0),
+        jaw=rng.uniform(0.8, 1.2),
     )
 
 
@@ -84,7 +91,7 @@ def _lighting(app: Appearance) -> np.ndarray:
 def _transform(points: np.ndarray, centre: np.ndarray, angle: float, shift: np.ndarray) -> np.ndarray:
     c, s = np.cos(angle), np.sin(angle)
     rel = points - centre
-    return (np.stack([c * rel[:, 0] - s * rel[:, 1], s * rel[:, 0] + c * rel[:, 1]], 1) + centre + shift)
+    return np.stack([c * rel[:, 0] - s * rel[:, 1], s * rel[:, 0] + c * rel[:, 1]], 1) + centre + shift
 
 
 def _poly(img: np.ndarray, pts: np.ndarray, colour) -> None:
@@ -109,21 +116,37 @@ def _draw_frame(p: np.ndarray, app: Appearance, motion: np.ndarray, base: np.nda
     prof = (1 - np.abs(x) ** (2 + 2 * rnd)) ** (0.5 + 0.3 * rnd)
     inner_u = np.stack([x * half_w * (0.92 - 0.1 * rnd), -0.5 * gap * prof], 1)
     inner_l = np.stack([x * half_w * (0.92 - 0.1 * rnd), 0.5 * gap * prof + 0.2 * k * tuck], 1)
-    bow = 1 - 0.35 * np.exp(-(x / 0.12) ** 2)  # cupid's bow dip
-    outer_u = np.stack([x * half_w, -0.5 * gap * prof - thick_u * prof ** 0.6 * bow], 1)
-    outer_l = np.stack([x * half_w, 0.5 * gap * prof + thick_l * prof ** 0.6], 1)
+    bow = 1 - 0.35 * np.exp(-((x / 0.12) ** 2))  # cupid's bow dip
+    outer_u = np.stack([x * half_w, -0.5 * gap * prof - thick_u * prof**0.6 * bow], 1)
+    outer_l = np.stack([x * half_w, 0.5 * gap * prof + thick_l * prof**0.6], 1)
     T = lambda a: _transform(a + centre, centre, angle, shift)  # noqa: E731
     # The chin crease follows the jaw; pressing the lips bunches the chin (a darker, higher crease).
     chin_y = 0.5 * gap + thick_l + k * (9 - 3 * press)
-    chin = np.stack([x * half_w * 0.7, chin_y + k * 2.5 * (1 - x ** 2)], 1)
-    cv2.polylines(img, [np.round(T(chin) * 8).astype(np.int32)], False, tuple(skin * (0.78 - 0.18 * press)),
-                  int(round((3 + 2 * press) * _UP)), cv2.LINE_AA, shift=3)
+    chin = np.stack([x * half_w * 0.7, chin_y + k * 2.5 * (1 - x**2)], 1)
+    cv2.polylines(
+        img,
+        [np.round(T(chin) * 8).astype(np.int32)],
+        False,
+        tuple(skin * (0.78 - 0.18 * press)),
+        int(round((3 + 2 * press) * _UP)),
+        cv2.LINE_AA,
+        shift=3,
+    )
     for side in (-1, 1):
         nose = T(np.array([[side * k * 9, -k * 30]]))[0]
-        cv2.ellipse(img, tuple(np.round(nose).astype(int)), (int(4 * k), int(2.5 * k)), np.degrees(angle), 0, 360,
-                    tuple(skin * 0.45), -1, cv2.LINE_AA)
+        cv2.ellipse(
+            img,
+            tuple(np.round(nose).astype(int)),
+            (int(4 * k), int(2.5 * k)),
+            np.degrees(angle),
+            0,
+            360,
+            tuple(skin * 0.45),
+            -1,
+            cv2.LINE_AA,
+        )
     if protrude > 0.1:  # forward lips cast a shadow on the skin below them
-        shadow = np.stack([x * half_w * 0.8, 0.5 * gap * prof + thick_l * prof ** 0.6 + k * 2.5 * protrude], 1)
+        shadow = np.stack([x * half_w * 0.8, 0.5 * gap * prof + thick_l * prof**0.6 + k * 2.5 * protrude], 1)
         _poly(img, T(np.concatenate([outer_l, shadow[::-1]])), tuple(skin * (1 - 0.3 * protrude)))
     _poly(img, T(np.concatenate([outer_u, outer_l[::-1]])), tuple(lip * (1 - 0.15 * press)))
     _poly(img, T(np.concatenate([outer_u, inner_u[::-1]])), tuple(lip * (0.92 - 0.1 * press)))  # upper lip shade
@@ -133,8 +156,15 @@ def _draw_frame(p: np.ndarray, app: Appearance, motion: np.ndarray, base: np.nda
         _poly(img, T(np.concatenate([top, glint[::-1]])), tuple(np.minimum(255, lip * (1 + 0.35 * protrude))))
     if press > 0.3:  # the pressed seam: a dark straight line between the lips
         seam = np.stack([x * half_w * 0.85, 0 * x], 1)
-        cv2.polylines(img, [np.round(T(seam) * 8).astype(np.int32)], False, tuple(lip * 0.45),
-                      int(round(1.5 * _UP * press)), cv2.LINE_AA, shift=3)
+        cv2.polylines(
+            img,
+            [np.round(T(seam) * 8).astype(np.int32)],
+            False,
+            tuple(lip * 0.45),
+            int(round(1.5 * _UP * press)),
+            cv2.LINE_AA,
+            shift=3,
+        )
     if gap > 0.6 * _UP or teeth * tuck > 0.3:
         cavity = T(np.concatenate([inner_u, inner_l[::-1]]))
         _poly(img, cavity, (35, 18, 20))
@@ -153,8 +183,17 @@ def _draw_frame(p: np.ndarray, app: Appearance, motion: np.ndarray, base: np.nda
             _poly(layer, T(np.concatenate([top, bottom[::-1]])), (205, 200, 188))
         if 0.1 < tongue <= 0.3:  # tongue body at the floor of the mouth
             tip = T(np.array([[0.0, 0.5 * gap - k * 3 * tongue]]))[0]
-            cv2.ellipse(layer, tuple(np.round(tip).astype(int)), (int(half_w * 0.45), int(k * 4 * tongue + 1)),
-                        np.degrees(angle), 0, 360, (190, 80, 90), -1, cv2.LINE_AA)
+            cv2.ellipse(
+                layer,
+                tuple(np.round(tip).astype(int)),
+                (int(half_w * 0.45), int(k * 4 * tongue + 1)),
+                np.degrees(angle),
+                0,
+                360,
+                (190, 80, 90),
+                -1,
+                cv2.LINE_AA,
+            )
         np.copyto(img, layer, where=mask[..., None] > 0)
         if tuck > 0.3:  # f/v: the upper teeth rest on the lower lip, outside the cavity
             strip = np.stack([x * half_w * 0.45, 0.5 * gap * prof + k * 2.5 * tuck], 1)
@@ -163,8 +202,17 @@ def _draw_frame(p: np.ndarray, app: Appearance, motion: np.ndarray, base: np.nda
     if tongue > 0.3:  # th: the tongue tip pokes out between the teeth, over the lower lip
         s = (tongue - 0.3) / 0.7
         tip = T(np.array([[0.0, 0.5 * gap + k * 1.5 * s]]))[0]
-        cv2.ellipse(img, tuple(np.round(tip).astype(int)), (int(half_w * 0.38 * s + 1), int(k * 3.5 * s + 1)),
-                    np.degrees(angle), 0, 360, (205, 95, 105), -1, cv2.LINE_AA)
+        cv2.ellipse(
+            img,
+            tuple(np.round(tip).astype(int)),
+            (int(half_w * 0.38 * s + 1), int(k * 3.5 * s + 1)),
+            np.degrees(angle),
+            0,
+            360,
+            (205, 95, 105),
+            -1,
+            cv2.LINE_AA,
+        )
     return img
 
 

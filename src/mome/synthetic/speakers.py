@@ -27,12 +27,24 @@ class Speaker:
 
     def to_dict(self) -> dict:
         v = self.voice
-        return {"id": self.id, "split": self.split, "engine": v.engine, "voice": v.name,
-                "rate": v.rate, "pitch": v.pitch, "appearance": self.appearance.to_dict()}
+        return {
+            "id": self.id,
+            "split": self.split,
+            "engine": v.engine,
+            "voice": v.name,
+            "rate": v.rate,
+            "pitch": v.pitch,
+            "appearance": self.appearance.to_dict(),
+        }
 
 
-def make_speakers(seed: int, counts: dict[str, int] | None = None, engines: tuple[str, ...] = ("flite", "espeak"),
-                  flite_fraction: float = 0.5, fixed_voices: bool = False) -> list[Speaker]:
+def make_speakers(
+    seed: int,
+    counts: dict[str, int] | None = None,
+    engines: tuple[str, ...] = ("flite", "espeak"),
+    flite_fraction: float = 0.5,
+    fixed_voices: bool = False,
+) -> list[Speaker]:
     """Disjoint speakers per split; about `flite_fraction` of each split uses flite (at least one if the
     engine is enabled and the split has two or more speakers).
 
@@ -59,8 +71,9 @@ def make_speakers(seed: int, counts: dict[str, int] | None = None, engines: tupl
                 flite_index += 1
                 voice = Voice("flite", name, round(rng.uniform(0.85, 1.15), 3), round(rng.uniform(0.8, 1.25), 3))
             else:
-                voice = Voice("espeak", espeak_pool.pop(), round(rng.uniform(0.85, 1.2), 3),
-                              round(rng.uniform(0.7, 1.3), 3))
+                voice = Voice(
+                    "espeak", espeak_pool.pop(), round(rng.uniform(0.85, 1.2), 3), round(rng.uniform(0.7, 1.3), 3)
+                )
             if fixed_voices:
                 voice = replace(voice, rate=1.0, pitch=1.0)
             sid = f"{split}{i:03d}"

@@ -84,9 +84,20 @@ def _clip_trailing_silence(speech: Speech) -> Speech:
 def _flite(text: str, voice: Voice) -> Speech:
     with tempfile.TemporaryDirectory(prefix="mome-flite-") as tmp:
         wav_path = os.path.join(tmp, "out.wav")
-        cmd = ["flite", "-voice", voice.name, "-t", text, "-o", wav_path, "-psdur",
-               "--setf", f"duration_stretch={1.0 / voice.rate:.4f}",
-               "--setf", f"int_f0_target_mean={FLITE_F0.get(voice.name, 120.0) * voice.pitch:.2f}"]
+        cmd = [
+            "flite",
+            "-voice",
+            voice.name,
+            "-t",
+            text,
+            "-o",
+            wav_path,
+            "-psdur",
+            "--setf",
+            f"duration_stretch={1.0 / voice.rate:.4f}",
+            "--setf",
+            f"int_f0_target_mean={FLITE_F0.get(voice.name, 120.0) * voice.pitch:.2f}",
+        ]
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0 or not os.path.exists(wav_path):
             raise TTSError(f"flite failed ({result.returncode}): {result.stderr.strip()[:200]}")
@@ -107,9 +118,16 @@ class _EventId(ctypes.Union):
 
 
 class _Event(ctypes.Structure):
-    _fields_ = [("type", ctypes.c_int), ("unique_identifier", ctypes.c_uint), ("text_position", ctypes.c_int),
-                ("length", ctypes.c_int), ("audio_position", ctypes.c_int), ("sample", ctypes.c_int),
-                ("user_data", ctypes.c_void_p), ("id", _EventId)]
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),
+        ("sample", ctypes.c_int),
+        ("user_data", ctypes.c_void_p),
+        ("id", _EventId),
+    ]
 
 
 _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
@@ -157,8 +175,9 @@ class _Espeak:
         audio = resample_poly(raw, 320, 441).astype(np.float32)  # 22,050 -> 16,000 Hz
         duration = len(raw) / self.sample_rate
         starts = [(name, sample / self.sample_rate) for name, sample in self.events]
-        phonemes = [(name, t, starts[i + 1][1] if i + 1 < len(starts) else duration)
-                    for i, (name, t) in enumerate(starts)]
+        phonemes = [
+            (name, t, starts[i + 1][1] if i + 1 < len(starts) else duration) for i, (name, t) in enumerate(starts)
+        ]
         if phonemes and phonemes[0][1] > 0:  # leading silence before the first phoneme event
             phonemes.insert(0, ("_", 0.0, phonemes[0][1]))
         return Speech(audio, [p for p in phonemes if p[2] > p[1]])

@@ -23,8 +23,20 @@ LEAD_S = 0.03
 """How far the lips move ahead of the sound (anticipatory co-articulation), in seconds."""
 SMOOTH_S = 0.035
 """Standard deviation of the Gaussian co-articulation window, in seconds."""
-VISEMES = ("sil", "pbm", "fv", "th", "alveolar", "velar", "postalveolar",
-           "round_close", "round_open", "open", "mid", "spread")
+VISEMES = (
+    "sil",
+    "pbm",
+    "fv",
+    "th",
+    "alveolar",
+    "velar",
+    "postalveolar",
+    "round_close",
+    "round_open",
+    "open",
+    "mid",
+    "spread",
+)
 PARAMS = ("open", "width", "round", "teeth", "tongue", "tuck", "press", "protrude", "lower")
 
 # Target articulation per viseme (all in [0, 1]) and its dominance (how strongly it resists co-articulation):
@@ -38,44 +50,87 @@ PARAMS = ("open", "width", "round", "teeth", "tongue", "tuck", "press", "protrud
 # The classes differ in more than one parameter, so each stays recognisable when co-articulation blends it.
 _TARGETS = {
     #                open  width round teeth tongue tuck press protr lower
-    "sil":          ((0.03, 0.50, 0.10, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0), 0.6),
-    "pbm":          ((0.00, 0.44, 0.10, 0.0, 0.0, 0.0, 1.0, 0.4, 0.0), 4.0),
-    "fv":           ((0.10, 0.52, 0.00, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0), 3.0),
-    "th":           ((0.24, 0.55, 0.00, 0.9, 1.0, 0.0, 0.0, 0.0, 0.3), 3.0),
-    "alveolar":     ((0.16, 0.58, 0.05, 0.8, 0.2, 0.0, 0.0, 0.0, 0.6), 0.5),
-    "velar":        ((0.38, 0.50, 0.05, 0.3, 0.0, 0.0, 0.0, 0.0, 0.0), 0.4),
+    "sil": ((0.03, 0.50, 0.10, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0), 0.6),
+    "pbm": ((0.00, 0.44, 0.10, 0.0, 0.0, 0.0, 1.0, 0.4, 0.0), 4.0),
+    "fv": ((0.10, 0.52, 0.00, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0), 3.0),
+    "th": ((0.24, 0.55, 0.00, 0.9, 1.0, 0.0, 0.0, 0.0, 0.3), 3.0),
+    "alveolar": ((0.16, 0.58, 0.05, 0.8, 0.2, 0.0, 0.0, 0.0, 0.6), 0.5),
+    "velar": ((0.38, 0.50, 0.05, 0.3, 0.0, 0.0, 0.0, 0.0, 0.0), 0.4),
     "postalveolar": ((0.22, 0.34, 0.60, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0), 2.0),
-    "round_close":  ((0.10, 0.12, 1.00, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0), 2.0),
-    "round_open":   ((0.62, 0.30, 1.00, 0.0, 0.0, 0.0, 0.0, 0.5, 0.0), 1.5),
-    "open":         ((1.00, 0.62, 0.00, 0.5, 0.2, 0.0, 0.0, 0.0, 0.0), 1.0),
-    "mid":          ((0.50, 0.74, 0.00, 0.8, 0.1, 0.0, 0.0, 0.0, 0.0), 1.0),
-    "spread":       ((0.20, 1.00, 0.00, 1.0, 0.0, 0.0, 0.0, 0.0, 0.6), 1.0),
+    "round_close": ((0.10, 0.12, 1.00, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0), 2.0),
+    "round_open": ((0.62, 0.30, 1.00, 0.0, 0.0, 0.0, 0.0, 0.5, 0.0), 1.5),
+    "open": ((1.00, 0.62, 0.00, 0.5, 0.2, 0.0, 0.0, 0.0, 0.0), 1.0),
+    "mid": ((0.50, 0.74, 0.00, 0.8, 0.1, 0.0, 0.0, 0.0, 0.0), 1.0),
+    "spread": ((0.20, 1.00, 0.00, 1.0, 0.0, 0.0, 0.0, 0.0, 0.6), 1.0),
 }
 TARGETS = np.array([_TARGETS[v][0] for v in VISEMES], np.float32)  # [12, 9]
 DOMINANCE = np.array([_TARGETS[v][1] for v in VISEMES], np.float32)  # [12]
 
 _ARPABET = {
-    **dict.fromkeys(["pau", "sil", "h#", ""], "sil"), **dict.fromkeys("p b m em".split(), "pbm"),
-    **dict.fromkeys("f v".split(), "fv"), **dict.fromkeys("th dh".split(), "th"),
-    **dict.fromkeys("t d n l s z dx el en".split(), "alveolar"), **dict.fromkeys("k g ng hh".split(), "velar"),
-    **dict.fromkeys("sh zh ch jh".split(), "postalveolar"), **dict.fromkeys("w uw uh r".split(), "round_close"),
-    **dict.fromkeys("ao".split(), "round_open"), **dict.fromkeys("aa ah ae".split(), "open"),
-    **dict.fromkeys("eh er ax axr".split(), "mid"), **dict.fromkeys("iy ih y ix".split(), "spread"),
+    **dict.fromkeys(["pau", "sil", "h#", ""], "sil"),
+    **dict.fromkeys("p b m em".split(), "pbm"),
+    **dict.fromkeys("f v".split(), "fv"),
+    **dict.fromkeys("th dh".split(), "th"),
+    **dict.fromkeys("t d n l s z dx el en".split(), "alveolar"),
+    **dict.fromkeys("k g ng hh".split(), "velar"),
+    **dict.fromkeys("sh zh ch jh".split(), "postalveolar"),
+    **dict.fromkeys("w uw uh r".split(), "round_close"),
+    **dict.fromkeys("ao".split(), "round_open"),
+    **dict.fromkeys("aa ah ae".split(), "open"),
+    **dict.fromkeys("eh er ax axr".split(), "mid"),
+    **dict.fromkeys("iy ih y ix".split(), "spread"),
     # diphthongs: two visemes, each for half the phoneme
-    "ay": ("open", "spread"), "aw": ("open", "round_close"), "ey": ("mid", "spread"),
-    "ow": ("round_open", "round_close"), "oy": ("round_open", "spread"),
+    "ay": ("open", "spread"),
+    "aw": ("open", "round_close"),
+    "ey": ("mid", "spread"),
+    "ow": ("round_open", "round_close"),
+    "oy": ("round_open", "spread"),
 }
 
 _ESPEAK_CONSONANTS = {
-    "p": "pbm", "b": "pbm", "m": "pbm", "f": "fv", "v": "fv", "T": "th", "D": "th",
-    "t": "alveolar", "d": "alveolar", "n": "alveolar", "l": "alveolar", "s": "alveolar", "z": "alveolar",
-    "k": "velar", "g": "velar", "N": "velar", "h": "velar", "x": "velar", "?": "velar",
-    "S": "postalveolar", "Z": "postalveolar", "tS": "postalveolar", "dZ": "postalveolar",
-    "w": "round_close", "r": "round_close", "j": "spread",
+    "p": "pbm",
+    "b": "pbm",
+    "m": "pbm",
+    "f": "fv",
+    "v": "fv",
+    "T": "th",
+    "D": "th",
+    "t": "alveolar",
+    "d": "alveolar",
+    "n": "alveolar",
+    "l": "alveolar",
+    "s": "alveolar",
+    "z": "alveolar",
+    "k": "velar",
+    "g": "velar",
+    "N": "velar",
+    "h": "velar",
+    "x": "velar",
+    "?": "velar",
+    "S": "postalveolar",
+    "Z": "postalveolar",
+    "tS": "postalveolar",
+    "dZ": "postalveolar",
+    "w": "round_close",
+    "r": "round_close",
+    "j": "spread",
 }
-_ESPEAK_VOWEL_START = {"a": "open", "A": "open", "V": "open", "@": "mid", "3": "mid", "E": "mid", "e": "mid",
-                       "I": "spread", "i": "spread", "O": "round_open", "o": "round_open", "0": "round_open",
-                       "u": "round_close", "U": "round_close"}
+_ESPEAK_VOWEL_START = {
+    "a": "open",
+    "A": "open",
+    "V": "open",
+    "@": "mid",
+    "3": "mid",
+    "E": "mid",
+    "e": "mid",
+    "I": "spread",
+    "i": "spread",
+    "O": "round_open",
+    "o": "round_open",
+    "0": "round_open",
+    "u": "round_close",
+    "U": "round_close",
+}
 
 
 def espeak_viseme(name: str) -> str | tuple[str, str]:
@@ -108,8 +163,9 @@ def viseme_segments(phonemes: list[tuple[str, float, float]], engine: str) -> li
     return out
 
 
-def frame_labels(segments: list[tuple[str, float, float]], num_frames: int, fps: int = FPS,
-                 lead_s: float = LEAD_S) -> np.ndarray:
+def frame_labels(
+    segments: list[tuple[str, float, float]], num_frames: int, fps: int = FPS, lead_s: float = LEAD_S
+) -> np.ndarray:
     """Viseme index the mouth shows at each frame: int64 [T] (for classifiers and the preview).
 
     That is the viseme active `lead_s` after the frame centre, since the lips lead the sound by as much
@@ -122,8 +178,13 @@ def frame_labels(segments: list[tuple[str, float, float]], num_frames: int, fps:
     return labels
 
 
-def articulation(segments: list[tuple[str, float, float]], num_frames: int, fps: int = FPS,
-                 smooth_s: float = SMOOTH_S, lead_s: float = LEAD_S) -> np.ndarray:
+def articulation(
+    segments: list[tuple[str, float, float]],
+    num_frames: int,
+    fps: int = FPS,
+    smooth_s: float = SMOOTH_S,
+    lead_s: float = LEAD_S,
+) -> np.ndarray:
     """Co-articulated mouth parameters at the frame centres: float32 [T, 9] (columns = `PARAMS`).
 
     Args:

@@ -52,7 +52,9 @@ cheap precious valuable simple gentle nervous anxious eager excited bored patien
 """.split()
 
 # (base, past) pairs of transitive verbs; both forms are used by the templates.
-VERBS = [tuple(pair.split("/")) for pair in """
+VERBS = [
+    tuple(pair.split("/"))
+    for pair in """
 find/found paint/painted carry/carried open/opened close/closed clean/cleaned fix/fixed sell/sold buy/bought
 bring/brought take/took move/moved lift/lifted push/pushed pull/pulled wash/washed fill/filled drop/dropped
 catch/caught throw/threw hold/held keep/kept hide/hid show/showed watch/watched visit/visited follow/followed
@@ -71,7 +73,8 @@ hug/hugged inspect/inspected iron/ironed kiss/kissed knit/knitted lock/locked ma
 offer/offered peel/peeled pour/poured print/printed protect/protected punish/punished rescue/rescued
 scrub/scrubbed shake/shook sketch/sketched slice/sliced spill/spilled squeeze/squeezed stir/stirred
 study/studied sweep/swept tear/tore tie/tied trust/trusted unpack/unpacked wake/woke welcome/welcomed
-""".split()]
+""".split()
+]
 
 NAMES = """
 anna ben carol david emma frank grace henry isabel jack kate laura mark nina oliver paul rachel sam tom
@@ -88,11 +91,36 @@ mountain bridge tower cellar attic garage corridor hallway classroom laboratory 
 
 # Multi-word time expressions, used as a unit.
 TIMES = [
-    "today", "tonight", "yesterday", "tomorrow", "this morning", "this evening", "last night", "last week",
-    "next week", "next month", "on monday", "on tuesday", "on wednesday", "on thursday", "on friday",
-    "on saturday", "on sunday", "in the morning", "in the afternoon", "after lunch", "before dinner",
-    "at noon", "at midnight", "every day", "once again", "in the spring", "in the autumn", "in the winter",
-    "during the summer", "before breakfast",
+    "today",
+    "tonight",
+    "yesterday",
+    "tomorrow",
+    "this morning",
+    "this evening",
+    "last night",
+    "last week",
+    "next week",
+    "next month",
+    "on monday",
+    "on tuesday",
+    "on wednesday",
+    "on thursday",
+    "on friday",
+    "on saturday",
+    "on sunday",
+    "in the morning",
+    "in the afternoon",
+    "after lunch",
+    "before dinner",
+    "at noon",
+    "at midnight",
+    "every day",
+    "once again",
+    "in the spring",
+    "in the autumn",
+    "in the winter",
+    "during the summer",
+    "before breakfast",
 ]
 
 DEGREES = "very rather quite really almost always never sometimes often too".split()

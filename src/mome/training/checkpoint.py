@@ -32,7 +32,12 @@ def save_torch(path: str | Path, payload: Any) -> Path:
 
 
 def save_checkpoint(
-    directory: str | Path, step: int, model_state: dict[str, torch.Tensor], cfg: Config, train_state: dict[str, Any], keep: int = 3
+    directory: str | Path,
+    step: int,
+    model_state: dict[str, torch.Tensor],
+    cfg: Config,
+    train_state: dict[str, Any],
+    keep: int = 3,
 ) -> Path:
     """Write `step-XXXXXXXX.pt`, point `latest` at it, and keep only the newest `keep` checkpoints."""
     directory = Path(directory)
@@ -78,7 +83,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     except Exception as err:  # truncated, not a torch file, or foreign pickle
         raise UserError(f"{path}: not a readable mome checkpoint ({type(err).__name__}: {err})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise UserError(f"{path}: not a mome checkpoint (format {payload.get('format') if isinstance(payload, dict) else '?'})")
+        raise UserError(
+            f"{path}: not a mome checkpoint (format {payload.get('format') if isinstance(payload, dict) else '?'})"
+        )
     payload["path"] = str(path)
     return payload
 
@@ -88,7 +95,9 @@ def checkpoint_config(payload: dict[str, Any], overrides: list[str] | None = Non
     return config_from_dict(apply_overrides(payload["config"], list(overrides or [])))
 
 
-def model_from_checkpoint(path: str | Path, overrides: list[str] | None = None, device: str | torch.device | None = None):
+def model_from_checkpoint(
+    path: str | Path, overrides: list[str] | None = None, device: str | torch.device | None = None
+):
     """Rebuild (model, config) from a checkpoint: frozen parts from their paths, trained weights from the file."""
     from mome.models.avsr import build_model
 

@@ -153,8 +153,13 @@ def _loader(dataset: AVDataset, max_frames: int, seed: int, shuffle: bool, worke
 def _train_config(opts: PretrainVideoOptions) -> TrainConfig:
     """The optimiser settings in the recipe's terms, so that `build_optimizer` / `build_scheduler` serve here too
     (AdamW's default betas; at least one warmup step)."""
-    return TrainConfig(lr=opts.lr, weight_decay=opts.weight_decay, betas=[0.9, 0.999],
-                       warmup_steps=max(1, int(opts.warmup * opts.steps)), max_steps=opts.steps)
+    return TrainConfig(
+        lr=opts.lr,
+        weight_decay=opts.weight_decay,
+        betas=[0.9, 0.999],
+        warmup_steps=max(1, int(opts.warmup * opts.steps)),
+        max_steps=opts.steps,
+    )
 
 
 @torch.no_grad()
@@ -194,8 +199,9 @@ def save_lip_encoder(encoder: AVHubertEncoder, out_path: str | Path) -> Path:
     return save_torch(out_path, lip_encoder_file(encoder))
 
 
-def train_lip_encoder(corpus_root: str | Path, steps: int = 200, seed: int = 0,
-                      **options: Any) -> tuple[AVHubertEncoder, dict[str, Any]]:
+def train_lip_encoder(
+    corpus_root: str | Path, steps: int = 200, seed: int = 0, **options: Any
+) -> tuple[AVHubertEncoder, dict[str, Any]]:
     """Train on the corpus's train split and score on its val split; returns the frozen encoder and metrics.
 
     Args: as `pretrain_video`.
@@ -259,13 +265,20 @@ def _train(root: Path, cfg: DataConfig, opts: PretrainVideoOptions, seed: int) -
     metrics.update(evaluate(model, root, cfg, opts))
     model.encoder.freeze()
     metrics.update(asdict(opts))
-    metrics.update(steps=step, epochs=epoch, seed=seed, s_per_step=train_seconds / max(1, step),
-                   seconds=time.perf_counter() - start, loss_history=history)
+    metrics.update(
+        steps=step,
+        epochs=epoch,
+        seed=seed,
+        s_per_step=train_seconds / max(1, step),
+        seconds=time.perf_counter() - start,
+        loss_history=history,
+    )
     return model.encoder, metrics
 
 
-def pretrain_video(corpus_root: str | Path, out_path: str | Path, steps: int = 200, seed: int = 0,
-                   **options: Any) -> dict[str, Any]:
+def pretrain_video(
+    corpus_root: str | Path, out_path: str | Path, steps: int = 200, seed: int = 0, **options: Any
+) -> dict[str, Any]:
     """Train the lip encoder on the corpus's train split, freeze it, write it to `out_path`, return metrics.
 
     Args:

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -77,7 +78,9 @@ def _dataset(cfg: Config, labels: str, train: bool) -> AVDataset:
     path = Path(labels)  # absolute: DataConfig resolved it against the root
     if not path.is_file():
         raise UserError(f"label file not found: {path}")
-    ds = AVDataset(path, root, cfg.data, train=train, modalities=cfg.model.compression.modalities, augment_seed=cfg.train.seed)
+    ds = AVDataset(
+        path, root, cfg.data, train=train, modalities=cfg.model.compression.modalities, augment_seed=cfg.train.seed
+    )
     if len(ds) == 0:
         raise UserError(f"{path}: no usable rows ({len(ds.label_problems)} malformed)")
     return ds
