@@ -148,7 +148,7 @@ def test_overfits_a_handful_of_pairs_at_every_granularity(kind: str) -> None:
     torch.manual_seed(0)
     model = _model(kind)
     features = _features(batch=4)
-    steps = 300
+    steps = 400
     optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=2e-2, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     model.train()
