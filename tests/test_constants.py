@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from mome.constants import AVHUBERT_FRAME_RATE, FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, WHISPER_FRAME_RATE, exact_div
+from tiny import TINY_WHISPER
 
 
 def test_exact_div_refuses_a_remainder():
@@ -22,19 +23,7 @@ def test_whisper_frame_rate_is_the_encoders():
     from mome.models.whisper_encoder import WhisperAudioEncoder
 
     torch.manual_seed(0)
-    encoder = WhisperAudioEncoder(
-        dict(
-            d_model=32,
-            encoder_layers=1,
-            encoder_attention_heads=2,
-            encoder_ffn_dim=64,
-            decoder_layers=1,
-            decoder_attention_heads=2,
-            decoder_ffn_dim=64,
-            num_mel_bins=80,
-            vocab_size=128,
-        )
-    )
+    encoder = WhisperAudioEncoder(TINY_WHISPER)
     assert encoder.samples_per_frame * WHISPER_FRAME_RATE == SAMPLE_RATE
     assert encoder.frame_rate == WHISPER_FRAME_RATE
 

@@ -27,6 +27,18 @@ TINY_CORPUS = dict(
     workers=1,
     progress=False,
 )
+# A random Whisper encoder of the real design, small enough for unit tests
+TINY_WHISPER = dict(
+    d_model=32,
+    encoder_layers=2,
+    encoder_attention_heads=2,
+    encoder_ffn_dim=64,
+    decoder_layers=1,
+    decoder_attention_heads=2,
+    decoder_ffn_dim=64,
+    num_mel_bins=80,
+    vocab_size=128,
+)
 
 
 def tiny_model_config(kind: str = "mome", arch: dict | None = None, **mome) -> ModelConfig:

@@ -12,15 +12,8 @@ from mome.data.media import read_audio, read_video, write_video
 from mome.models.avsr import build_model
 from mome.synthetic.corpus import synthesize_corpus
 from mome.training.checkpoint import save_checkpoint
+from tiny import TINY_CORPUS
 
-TINY_CORPUS = dict(
-    split_fractions={"train": 0.5, "val": 0.25, "test": 0.25},
-    speakers_per_split={"train": 3, "val": 2, "test": 2, "noise": 2},
-    babble_seconds=6.0,
-    babble_talkers=3,
-    workers=1,
-    progress=False,
-)
 FAST = ["decode.num_beams=1", "decode.max_new_tokens=3", "data.num_workers=0"]
 
 

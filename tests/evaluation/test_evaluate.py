@@ -10,15 +10,8 @@ from mome.evaluation.evaluate import evaluate, tokens_per_second
 from mome.models.avsr import build_model
 from mome.synthetic.corpus import synthesize_corpus
 from mome.training.checkpoint import model_from_checkpoint, save_checkpoint
+from tiny import TINY_CORPUS
 
-TINY_CORPUS = dict(
-    split_fractions={"train": 0.5, "val": 0.25, "test": 0.25},
-    speakers_per_split={"train": 3, "val": 2, "test": 2, "noise": 2},
-    babble_seconds=6.0,
-    babble_talkers=3,
-    workers=1,
-    progress=False,
-)
 FAST = ["data.num_workers=0", "decode.num_beams=1", "decode.max_new_tokens=4", "train.seed=3", "decode.batch_size=3"]
 
 

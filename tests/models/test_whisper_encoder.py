@@ -14,18 +14,9 @@ from torch import nn
 
 from mome.errors import UserError
 from mome.models.whisper_encoder import WhisperAudioEncoder, log_mel
+from tiny import TINY_WHISPER
 
-TINY_ARCH = dict(
-    d_model=32,
-    encoder_layers=2,
-    encoder_attention_heads=2,
-    encoder_ffn_dim=64,
-    decoder_layers=1,
-    decoder_attention_heads=2,
-    decoder_ffn_dim=64,
-    num_mel_bins=80,
-    vocab_size=128,
-)
+TINY_ARCH = TINY_WHISPER
 
 
 @pytest.fixture
