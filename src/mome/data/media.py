@@ -51,8 +51,8 @@ def write_video(
     `mome transcribe` on ordinary videos); the corpus itself keeps audio in its wav files.
 
     One encoder thread, so that the bitstream does not depend on thread scheduling, and no macroblock-tree
-    rate control (`mbtree=0`): with it, x264's SIMD code made about one encode in three differ from the
-    next for identical input (decoded pixels off by up to ~60 grey levels), even single-threaded.
+    rate control (`mbtree=0`): with it, x264's SIMD code made some encodes of identical input differ,
+    even single-threaded (docs/experiments.md).
     `tests/data/test_media_determinism.py` checks this.
     """
     path = Path(path)

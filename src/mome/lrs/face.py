@@ -51,7 +51,7 @@ class FaceLandmarker:
     Args:
         detect_size: frames whose longer side exceeds this are downscaled to it for detection only.
         upsample_retry: retry with one upsampling step when the first pass finds no face.
-        cnn_fallback: then also try dlib's CNN detector (slow: ~0.5 s per frame on a CPU).
+        cnn_fallback: then also try dlib's CNN detector (far slower on a CPU; docs/experiments.md).
     """
 
     def __init__(self, detect_size: int = 640, upsample_retry: bool = True, cnn_fallback: bool = False) -> None:
