@@ -9,9 +9,10 @@ mome=${MOME:-.venv/bin/mome}
 start=$(date +%s)
 if [ ! -f "$out/corpus/labels/test.csv" ]; then
   # 1,700 flite GRID utterances, no babble; --fixed-voices: test speakers sound like training speakers, as in
-  # the prototype (its test sentences were held out, its voices were not).
+  # the prototype (its test sentences were held out, its voices were not). --overwrite: an interrupted synth
+  # (no test.csv yet) is redone in place.
   "$mome" synth "$out/corpus" --utterances 1700 --grid-fraction 1 --engines flite --fixed-voices \
-    --babble-seconds 0 --splits train=0.8823,val=0.05885,test=0.05885
+    --babble-seconds 0 --splits train=0.8823,val=0.05885,test=0.05885 --overwrite
 fi
 "$mome" train feasibility data.root="$out/corpus" train.output_dir="$out/run" "$@"
 "$mome" eval "$out/run" --labels labels/test.csv --snr clean --out "$out/eval" --quiet

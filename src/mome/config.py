@@ -17,8 +17,8 @@ Where the paper is silent, the choice is a field here, documented on the field a
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -59,9 +59,9 @@ def absolute_path(path: str | None, base: str | Path | None = None) -> str | Non
     (default: the working directory), `..` folded. `None` and `embedded:` names pass through."""
     if path is None or str(path).startswith(EMBEDDED_PREFIX):
         return path
-    resolved = Path(path).expanduser()
+    resolved = Path(os.path.expanduser(path))  # os.path: `~nosuchuser` stays as written (pathlib raises)
     if not resolved.is_absolute():
-        resolved = Path(base if base is not None else Path.cwd()).expanduser() / resolved
+        resolved = Path(os.path.expanduser(base if base is not None else Path.cwd())) / resolved
     return os.path.abspath(resolved)
 
 
@@ -510,7 +510,7 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
         _check(
             isinstance(value, (int, float)) and not isinstance(value, bool), path, f"expected a number, got {value!r}"
         )
-        _check(math.isfinite(value), path, f"must be a finite number, got {value!r}")
+        _check(abs(value) <= sys.float_info.max, path, f"must be a finite number, got {value!r}")  # ints too big too
         return float(value)
     if inner is str:
         _check(isinstance(value, str), path, f"expected a string, got {value!r}")

@@ -7,7 +7,8 @@ through the preparation pipeline (dlib face + 68 landmarks, smoothing, alignment
 mouth crop: `mome.lrs.prepare.mouth_clip`). Then the clip becomes model inputs exactly like an evaluation
 utterance (`mome.data.transforms.utterance_inputs`: centre crop, grayscale, normalisation; audio at 16 kHz,
 per-utterance norm, no noise). Audio comes from a separate file, or else from the video's own audio track
-(resampled to 16 kHz mono).
+(resampled to 16 kHz mono). Audio and video lengths that disagree by more than `data.av_tolerance_frames`
+are refused, as the dataset refuses such an utterance.
 
     batch = load_clip(Path("clip.mp4"), None, cfg.model.compression.modalities, cfg.data.crop_size)
     text = transcribe(model, batch, finest_combination(cfg.model.compression), cfg.decode)
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from mome.constants import FPS, MODEL_CROP_SIZE, MOUTH_CROP_SIZE, SAMPLE_RATE
+from mome.constants import FPS, MODEL_CROP_SIZE, MOUTH_CROP_SIZE, SAMPLE_RATE, SAMPLES_PER_FRAME
 from mome.data.collate import collate
 from mome.data.media import MediaError, read_audio, read_audio_track, read_media, read_video
 from mome.data.transforms import utterance_inputs
@@ -63,6 +64,17 @@ def _audio_track(video: Path) -> np.ndarray:
         raise MediaError(video, "no audio track (give the audio with --audio FILE.wav)") from None
 
 
+def _check_lengths(path: Path, samples: np.ndarray, frames: int, tolerance: int | None) -> None:
+    """The model sees audio cut or padded to the video's length: refuse to drop seconds of speech silently."""
+    audio_frames = len(samples) / SAMPLES_PER_FRAME
+    if tolerance is not None and abs(audio_frames - frames) > tolerance:
+        raise MediaError(
+            path,
+            f"audio is {audio_frames:.1f} frames long, video {frames} frames (tolerance {tolerance}; "
+            "data.av_tolerance_frames=N accepts more)",
+        )
+
+
 def load_clip(
     video: Path,
     audio: Path | None,
@@ -70,6 +82,7 @@ def load_clip(
     crop: int = MODEL_CROP_SIZE,
     input_kind: str = "auto",
     times: dict | None = None,
+    tolerance: int | None = None,
 ) -> dict:
     """One clip as a collated batch of size 1, with the model inputs of an evaluation utterance.
 
@@ -78,6 +91,8 @@ def load_clip(
         input_kind: "crop" (a prepared mouth crop), "raw" (face detection and mouth crop first) or "auto"
             (raw unless the frames are exactly 96x96).
         times: receives the time of the "face" stage for raw videos.
+        tolerance: largest accepted |audio frames - video frames| (`data.av_tolerance_frames`); beyond it a
+            `MediaError`, as the dataset refuses such an utterance. None: no check.
     """
     rng = np.random.default_rng(0)  # unused by the evaluation transforms; they take one
     track = None
@@ -94,6 +109,7 @@ def load_clip(
             samples = read_audio(audio)
         else:
             samples = track if track is not None else _audio_track(video)
+        _check_lengths(audio or video, samples, len(frames), tolerance)
     # The model sees audio aligned to the video: SAMPLES_PER_FRAME samples per frame (as in the dataset).
     try:
         inputs, _ = utterance_inputs(frames if "video" in modalities else None, samples, len(frames), False, rng, crop)

@@ -138,3 +138,36 @@ def test_transcribe(run, tmp_path, capsys):
     _mux_with_audio(stem.with_suffix(".mp4"), stem.with_suffix(".wav"), tmp_path / "clip.mp4")
     assert main([*args[:3], str(tmp_path / "clip.mp4"), *args[4:]]) == 0
     assert "rates 4,2" in capsys.readouterr().err  # default: the finest trained rates
+
+
+def test_label_rows_outside_the_root_are_refused(run, tmp_path, capsys):
+    """A `rel_path` that leaves the corpus root is never followed: eval names its file:line (--skip-bad: listed)."""
+    root, run_dir = run
+    rows = read_labels(root / "labels" / "test.csv")[0]
+    labels = tmp_path / "escape.csv"
+    write_labels(labels, [rows[0]])
+    with open(labels, "a") as f:
+        f.write("synth,../../../../../../etc/passwd,12,root\nsynth,/etc/passwd,12,root\n")
+    args = ["eval", str(run_dir), "--labels", str(labels), "--quiet", "--rates", "16,5", "--out", str(tmp_path / "o")]
+    assert main([*args, *FAST]) == 2
+    _one_error_line(capsys, "2 bad utterance(s)", f"{labels}:2: ", "leaves the root")
+    assert main([*args, "--skip-bad", *FAST]) == 0
+    results = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert [p.split(": ")[0] for p in results["label_problems"]] == [f"{labels}:2", f"{labels}:3"]
+    assert results["wer"]["all"]["a16_v5"]["clean"]["utterances"] == 1 and not results["skipped"]
+
+
+def test_transcribe_refuses_audio_longer_than_the_video(run, tmp_path, capsys):
+    """3x the audio of a clip: the model would see it cut to the video's length, so transcribe refuses, as
+    the dataset does, unless data.av_tolerance_frames allows it."""
+    import numpy as np
+
+    from mome.data.media import write_audio
+
+    root, run_dir = run
+    stem = root / read_labels(root / "labels" / "test.csv")[0][0].rel_path
+    write_audio(tmp_path / "long.wav", np.tile(read_audio(stem.with_suffix(".wav")), 3))
+    args = ["transcribe", str(run_dir), "--video", str(stem.with_suffix(".mp4")), "--audio", str(tmp_path / "long.wav")]
+    assert main([*args, *FAST]) == 2
+    _one_error_line(capsys, "long.wav", "frames long, video", "data.av_tolerance_frames")
+    assert main([*args, *FAST, "data.av_tolerance_frames=10000"]) == 0

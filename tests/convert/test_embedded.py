@@ -112,3 +112,32 @@ def test_convert_command_out_dir(cache, monkeypatch, tmp_path, capsys):
     assert (tmp_path / "out" / "config.json").is_file()
     assert "fake: " in capsys.readouterr().out
     assert main(["convert", "fake", "--out", str(tmp_path / "out")]) == 2  # not empty: one-line error
+
+
+def test_concurrent_converts_into_one_out_do_not_race(cache, monkeypatch, tmp_path, capsys):
+    """Two `mome convert NAME --out same` at once: one converts, the other waits, then says the directory is
+    taken (before the lock: `OSError: Directory not empty` from the second rename)."""
+    from mome.cli import main
+
+    def slow_convert(dirs, out):
+        time.sleep(0.3)
+        (out / "config.json").write_text("{}")
+        return out
+
+    _register(monkeypatch, slow_convert)
+    outcomes: list[object] = []
+
+    def convert_once() -> None:
+        try:
+            outcomes.append(main(["convert", "fake", "--out", str(tmp_path / "out")]))
+        except Exception as err:  # the race, as it was
+            outcomes.append(err)
+
+    threads = [threading.Thread(target=convert_once) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes, key=str) == [0, 2, 2], outcomes
+    assert capsys.readouterr().err.count("exists and is not an empty directory") == 2
+    assert (tmp_path / "out" / "config.json").is_file() and not list(tmp_path.glob(".out.tmp-*"))

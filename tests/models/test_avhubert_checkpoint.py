@@ -151,7 +151,7 @@ def test_finetuned_checkpoint_with_prefix_decoder_and_tokenizer(tmp_path):
 
 def test_unknown_globals_are_refused_unless_trusted(tmp_path):
     write_pretrained(tmp_path / "odd.pt", extra={"where": pathlib.PurePosixPath("/data")})
-    with pytest.raises(CheckpointError, match=r"PurePosixPath.*trusted=True"):
+    with pytest.raises(CheckpointError, match=r"PurePosixPath.*--trusted-checkpoint.*trusted=True"):
         load_avhubert(tmp_path / "odd.pt")
     model = load_avhubert(tmp_path / "odd.pt", trusted=True)  # full unpickling; fairseq classes still stubbed
     assert model.arch.embed_dim == TINY.embed_dim

@@ -136,3 +136,18 @@ def test_video_carries_the_visemes(corpus):
         open_px += dark[labels == 9].tolist()
         closed_px += dark[labels == 1].tolist()
     assert open_px and closed_px and np.mean(open_px) > 2 * np.mean(closed_px) + 5
+
+
+def test_synth_refuses_a_non_empty_out_unless_overwrite(tmp_path, capsys):
+    from mome.cli import main
+
+    out = tmp_path / "corpus"
+    (out / "labels").mkdir(parents=True)
+    (out / "labels" / "train.csv").write_text("synth,synth/train/old/00000,10,an older corpus\n")
+    tiny = ["--utterances", "2", "--engines", "flite", "--babble-seconds", "0", "--workers", "1"]
+    assert main(["synth", str(out), *tiny]) == 2
+    err = capsys.readouterr().err
+    assert "not empty" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
+    assert (out / "labels" / "train.csv").read_text().startswith("synth,synth/train/old")  # untouched
+    assert main(["synth", str(out), *tiny, "--overwrite"]) == 0
+    assert len(read_labels(out / "labels" / "train.csv")[0]) == 2

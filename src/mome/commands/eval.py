@@ -11,6 +11,8 @@ import argparse
 import time
 from pathlib import Path
 
+from mome.commands import add_trusted_checkpoint
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="checkpoint file or run directory (its newest checkpoint)")
@@ -30,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_trusted_checkpoint(parser)
     # Let overrides follow the options too (`--labels f data.num_workers=0`).
     parser.parse_args = parser.parse_intermixed_args  # type: ignore[method-assign]
 
@@ -57,6 +60,13 @@ def _collect_overrides(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mome.models.avhubert_checkpoint import trusted_checkpoints
+
+    with trusted_checkpoints(args.trusted_checkpoint):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from mome.config import absolute_path, combinations, parse_combination
     from mome.errors import UserError
     from mome.evaluation.evaluate import evaluate, markdown, parse_snr

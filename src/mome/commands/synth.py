@@ -1,4 +1,8 @@
-"""`mome synth OUT`: generate the synthetic audio-visual corpus (see `mome.synthetic.corpus`)."""
+"""`mome synth OUT`: generate the synthetic audio-visual corpus (see `mome.synthetic.corpus`).
+
+OUT must be new or empty unless `--overwrite` is given: writing into an existing corpus replaces its labels
+and leaves its other media unlisted.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +28,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     parser.add_argument("--preview", action="store_true", help="also write meta/preview.png (contact sheet)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into a non-empty OUT (its labels are replaced; media of an old corpus not rewritten stay)",
+    )
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse to write over an existing corpus by accident: its labels would be replaced, its media orphaned."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a directory")
+    if not overwrite and out.is_dir() and any(out.iterdir()):
+        raise UserError(f"{out}: not empty (an existing corpus?); choose another OUT or pass --overwrite")
 
 
 def _parse_splits(text: str) -> dict[str, float]:
@@ -46,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--utterances must be at least 1")
     if not 0.0 <= args.grid_fraction <= 1.0:
         raise UserError("--grid-fraction must be in [0, 1]")
+    _check_out(Path(args.out), args.overwrite)
     start = time.perf_counter()
     report = synthesize_corpus(
         args.out,

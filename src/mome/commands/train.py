@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from mome.commands import add_trusted_checkpoint
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="preset name or YAML file")
@@ -15,11 +17,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fresh", action="store_true", help="fail instead of resuming if the run directory has a checkpoint"
     )
+    add_trusted_checkpoint(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from mome.config import load_config
     from mome.errors import UserError
+    from mome.models.avhubert_checkpoint import trusted_checkpoints
     from mome.training.checkpoint import latest_checkpoint
     from mome.training.recipe import train
 
@@ -27,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
     existing = latest_checkpoint(f"{cfg.train.output_dir}/checkpoints")
     if args.fresh and existing is not None:
         raise UserError(f"train.output_dir: {cfg.train.output_dir} already holds {existing}; choose another directory")
-    metrics = train(cfg, resume=True)
+    with trusted_checkpoints(args.trusted_checkpoint):
+        metrics = train(cfg, resume=True)
     if metrics:
         print("final: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if not k.startswith("router/")))
     return 0

@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from mome.commands import add_trusted_checkpoint
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="checkpoint file or run directory (its newest checkpoint)")
@@ -29,10 +31,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--audio", help="16 kHz wav (default: the audio track of --video)")
     parser.add_argument("--rates", help="rate combination, e.g. 16,5 (default: the smallest trained rates)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    add_trusted_checkpoint(parser)
     parser.parse_args = parser.parse_intermixed_args  # type: ignore[method-assign]
 
 
 def run(args: argparse.Namespace) -> int:
+    from mome.models.avhubert_checkpoint import trusted_checkpoints
+
+    with trusted_checkpoints(args.trusted_checkpoint):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from mome.config import parse_combination
     from mome.inference import clip_seconds, finest_combination, load_clip, to_device, transcribe
     from mome.training.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint, resolve_checkpoint
@@ -51,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         cfg.data.crop_size,
         args.input,
         times,
+        tolerance=cfg.data.av_tolerance_frames,
     )
     times["read"] = time.perf_counter() - start - times.get("face", 0.0)
 

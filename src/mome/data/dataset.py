@@ -6,7 +6,9 @@
 A broken utterance (missing, empty, truncated or undecodable file; audio and video lengths that disagree
 by more than `DataConfig.av_tolerance_frames`) is logged with its file and reason, recorded in
 `dataset.bad`, and returned as None, which `collate` drops, so one bad file never stops an epoch.
-Malformed label rows are skipped when the labels are read (`labels.read_labels`).
+Malformed label rows, and rows whose media would resolve outside `root` (`..`, an absolute path, a symlink
+out), are skipped with their `file:line` when the labels are read (`labels.read_labels`), and listed in
+`dataset.label_problems`.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ class AVDataset(Dataset):
         if unknown or not modalities:
             raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}, got {modalities}")
         self.root = Path(root)
-        self.rows, self.label_problems = read_labels(labels_path)
+        self.rows, self.label_problems = read_labels(labels_path, root=self.root)
         self.meta = read_metadata(self.root)
         self.cfg, self.train, self.modalities = cfg, train, tuple(modalities)
         self.eval_snr, self.noise_seed = eval_snr, noise_seed

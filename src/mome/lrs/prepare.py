@@ -17,7 +17,9 @@ are lower-cased and the release's `{LG}`/`{NS}`-style annotations dropped. `pret
 `<id>_00`, `<id>_01`...; other subsets are kept whole, as in auto_avsr.
 
 Stages, each safe to rerun:
-  1. scan     list the clips of the release (cheap; the same list for every shard);
+  1. scan     list the clips of the release (cheap; the same list for every shard); an entry whose files lie
+              outside ROOT, or whose outputs would lie outside OUT (`..`, an absolute id, a symlink out), stops
+              the run with its list file and line before anything is written;
   2. crop     this shard's clips without a done-marker: read (PyAV, resampled to 25 fps by timestamp),
               dlib landmarks (`face`), mouth crops (`mouth_crop`), cut into segments, write media, then the
               marker (media are renamed into place first, so an interrupted clip is simply redone);
@@ -50,7 +52,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mome.constants import FPS, SAMPLES_PER_FRAME
-from mome.data.labels import LabelRow, write_labels
+from mome.data.labels import LabelRow, RootGuard, path_problem, write_labels
 from mome.data.media import MediaError, cut_or_pad, read_media, write_audio, write_video
 from mome.errors import UserError
 from mome.io import atomic_write, atomic_write_text
@@ -92,19 +94,36 @@ def _is_val_speaker(speaker: str, val_fraction: float) -> bool:
     return zlib.crc32(speaker.encode()) % 10_000 < val_fraction * 10_000
 
 
+def _list_lines(list_file: Path) -> list[str]:
+    try:
+        return list_file.read_bytes().decode("utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise UserError(f"{list_file}: not UTF-8 text (byte {err.start})") from None
+
+
+def _check_source(guard: RootGuard, subset: str, clip_id: str, where: str) -> None:
+    """A clip must lie inside the release (symlinks followed): its id also names the files written to OUT."""
+    reason = path_problem(clip_id) or guard.problem(f"{subset}/{clip_id}")
+    if reason:
+        raise UserError(f"{where}: {reason}; fix or remove this entry")
+
+
 def scan_release(root: str | Path, dataset: str, val_fraction: float = 0.01) -> list[Clip]:
     """Every clip of the release, sorted by (subset, id). Listed clips whose files are missing are kept
-    (they are reported as unreadable)."""
+    (they are reported as unreadable); a clip whose files would resolve outside `root` (`..`, an absolute
+    id, a symlink out) is a `UserError` naming its list file and line, before anything is written."""
     root = Path(root)
     if dataset not in DATASETS:
         raise UserError(f"--dataset {dataset!r}: choose from {', '.join(DATASETS)}")
     if not root.is_dir():
         raise UserError(f"{root}: not a directory")
+    guard = RootGuard(root, (".mp4", ".txt"))
     clips = []
     if dataset == "lrs3":
         for subset in ("pretrain", "trainval", "test"):
             for mp4 in sorted((root / subset).glob("*/*.mp4")):
                 clip_id = f"{mp4.parent.name}/{mp4.stem}"
+                _check_source(guard, subset, clip_id, str(mp4))
                 split = {"pretrain": "train", "test": "test"}.get(subset) or (
                     "val" if _is_val_speaker(mp4.parent.name, val_fraction) else "train"
                 )
@@ -119,9 +138,10 @@ def scan_release(root: str | Path, dataset: str, val_fraction: float = 0.01) -> 
             list_file = root / f"{listed}.txt"
             if not list_file.is_file():
                 continue
-            for line in list_file.read_text().splitlines():
+            for line_no, line in enumerate(_list_lines(list_file), start=1):
                 if line.strip():  # test.txt lines carry a flag after the id ("<video>/<id> NF")
                     clip_id = line.split()[0]
+                    _check_source(guard, subset, clip_id, f"{list_file}:{line_no}")
                     clips.append(Clip(dataset, subset, clip_id, split, root / subset / f"{clip_id}.mp4"))
     if not clips:
         expected = (
@@ -371,6 +391,26 @@ def write_labels_and_report(out: Path, clips: list[Clip], this_run: dict) -> dic
 
 
 # -------------------------------------------------------------------------------------------------- driver
+def _todo(out: Path, clips: list[Clip], redo_skipped: bool) -> list[Clip]:
+    """The clips without a done-marker (or with a skip, if `redo_skipped`), each checked to write inside OUT."""
+    media, markers = RootGuard(out), RootGuard(out, (".json",))
+    todo = []
+    for clip in clips:
+        _check_output(media, markers, clip)
+        marker = _marker(out, clip)
+        if marker.is_file() and (not redo_skipped or json.loads(marker.read_text())["rows"]):
+            continue
+        todo.append(clip)
+    return todo
+
+
+def _check_output(media: RootGuard, markers: RootGuard, clip: Clip) -> None:
+    """A clip's media and marker are written inside OUT, even where a folder there is a symlink."""
+    reason = media.problem(clip.rel_stem) or markers.problem(f"meta/lrs_done/{clip.key}")
+    if reason:
+        raise UserError(f"{clip.source}: refusing to write outside {media.root}: {reason}")
+
+
 def prepare_lrs(
     root: str | Path,
     out: str | Path,
@@ -401,6 +441,7 @@ def prepare_lrs(
     info_path = out / "meta" / "lrs.json"
     if info_path.is_file() and json.loads(info_path.read_text()).get("dataset") != dataset:
         raise UserError(f"{out} already holds {json.loads(info_path.read_text())['dataset']}; use another OUT")
+    todo = _todo(out, shard(clips, shard_index, shard_count), redo_skipped)  # checked before anything is written
     _write_json(
         info_path,
         {
@@ -410,12 +451,6 @@ def prepare_lrs(
             "options": options.__dict__,
         },
     )
-    todo = []
-    for clip in shard(clips, shard_index, shard_count):
-        marker = _marker(out, clip)
-        if marker.is_file() and (not redo_skipped or json.loads(marker.read_text())["rows"]):
-            continue
-        todo.append(clip)
     this_run = {"shard": f"{shard_index}/{shard_count}", "processed": 0, "frames": 0, "seconds": 0.0}
     if todo and not labels_only:
         workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))

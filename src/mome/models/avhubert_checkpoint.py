@@ -4,7 +4,8 @@ The official `.pt` is a fairseq trainer pickle: `cfg` (a plain dict, maybe a
 DictConfig), `model` (the state dict) and `task_state` holding fairseq `Dictionary` objects. By default it is
 read with `torch.load(weights_only=True)`: every fairseq / omegaconf / hydra / sentencepiece class it names is
 replaced by an inert stub that only stores its state, so no code from the file runs. Any other unknown
-global is refused with its name; executing the pickle needs `trusted=True`.
+global is refused with its name; executing the pickle needs `trusted=True` (Python) or, on the command line,
+`--trusted-checkpoint` (`mome train/eval/transcribe`, which sets `trusted_checkpoints()` for the command).
 
     ckpt["model"] ─strip "encoder.w2v_model."─> drop pretraining-only keys ─> weight_g/v -> parametrization
                   ─> exact key and shape check (errors name the key) ─> AVHubertEncoder.load_state_dict
@@ -13,12 +14,15 @@ global is refused with its name; executing the pickle needs `trusted=True`.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import contextvars
 import dataclasses
 import functools
 import logging
 import pickle
 import re
 import typing
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +40,21 @@ DROPPED_PREFIXES = ("final_proj.", "feature_extractor_audio.")  # pretraining he
 STUB_NAMESPACES = ("fairseq", "omegaconf", "hydra", "sentencepiece")
 HEADS_BY_WIDTH = {768: 12, 1024: 16}  # the head count is not in any tensor shape
 POS_CONV = "encoder.pos_conv.0."
+
+
+TRUST_HINT = "if you trust this file, pass --trusted-checkpoint (Python: trusted=True)"
+_TRUSTED: contextvars.ContextVar[bool] = contextvars.ContextVar("mome_trusted_checkpoints", default=False)
+
+
+@contextlib.contextmanager
+def trusted_checkpoints(enabled: bool = True) -> Iterator[None]:
+    """Inside the block every AV-HuBERT file is read as with `trusted=True`: how `--trusted-checkpoint`
+    reaches the loader deep inside training and evaluation without a flag on every function between."""
+    token = _TRUSTED.set(enabled)
+    try:
+        yield
+    finally:
+        _TRUSTED.reset(token)
 
 
 class CheckpointError(UserError):
@@ -87,14 +106,14 @@ def _safe_load(path: Path) -> Any:
     if refused:
         raise CheckpointError(
             f"{path}: refusing to unpickle {', '.join(refused)} with the safe loader; "
-            "if you trust this file, load it with trusted=True (this executes code from the pickle)"
+            f"{TRUST_HINT} (this executes code from the pickle)"
         )
     with torch.serialization.safe_globals(allowed):
         try:
             return _weights_only_load(path)
         except pickle.UnpicklingError as e:
             names = ", ".join(re.findall(r"GLOBAL ([\w.]+)", str(e))) or str(e).splitlines()[0]
-            message = f"{path}: the safe loader cannot read {names}; if you trust the file, use trusted=True"
+            message = f"{path}: the safe loader cannot read {names}; {TRUST_HINT} (this executes code from it)"
             raise CheckpointError(message) from None
 
 
@@ -123,11 +142,12 @@ class _StubbingPickle:
 
 
 def read_checkpoint(path: str | Path, trusted: bool = False) -> dict[str, Any]:
-    """The raw checkpoint dict. `trusted=True` executes the pickle (needed only for exotic files)."""
+    """The raw checkpoint dict. `trusted=True` (or `trusted_checkpoints()`) executes the pickle: only for
+    files you trust, needed only for exotic ones."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise CheckpointError(f"AV-HuBERT checkpoint not found: {path}")
-    if trusted:
+    if trusted or _TRUSTED.get():
         ckpt = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_StubbingPickle)
     else:
         ckpt = _safe_load(path)

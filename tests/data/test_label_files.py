@@ -1,0 +1,106 @@
+"""Label files: every bad line is one `file:line` error (or one skipped row), names keep their exact characters,
+and no row makes mome read media outside the corpus root."""
+
+import os
+import shutil
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mome.config import DataConfig
+from mome.data.dataset import AVDataset
+from mome.data.labels import LabelError, LabelRow, read_labels, write_labels
+
+GOOD = "synth,synth/a/00001,12,place red at a three soon\n"
+
+
+def _labels(tmp_path, content: bytes | str):
+    path = tmp_path / "l.csv"
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "reason"),
+    [
+        (b"synth,synth/a/00002,12,caf\xe9 au lait\n", "not UTF-8"),
+        (b"synth,synth/a/00002,12," + b"x" * 200_000 + b"\n", "longer than 131072 characters"),
+        (b'synth,synth/a/00002,12,"an open quote\n', "unterminated quote"),
+        (b'synth,synth/a/00002,12,"a line\rbreak"\n', "line break"),
+    ],
+)
+def test_bad_line_is_one_error_and_the_rest_is_read(tmp_path, bad_line, reason):
+    path = _labels(tmp_path, GOOD.encode() + bad_line + GOOD.replace("00001", "00003").encode())
+    rows, problems = read_labels(path)
+    assert [r.rel_path for r in rows] == ["synth/a/00001", "synth/a/00003"]  # the quote swallowed nothing
+    assert len(problems) == 1 and problems[0].startswith(f"{path}:2: ") and reason in problems[0]
+    assert len(problems[0]) < 300 and "\n" not in problems[0]
+    with pytest.raises(LabelError, match=f"l.csv:2: .*{reason}"):
+        read_labels(path, strict=True)
+
+
+def test_names_keep_their_exact_characters(tmp_path):
+    rows = [LabelRow("lrs3", "lrs3/spk /00001 ", 10, "hello"), LabelRow("lrs3", " x", 10, "a b")]
+    write_labels(tmp_path / "l.csv", rows)
+    assert read_labels(tmp_path / "l.csv", strict=True)[0] == rows
+    # The transcript is still stripped; a byte-order mark is not part of the first name.
+    path = _labels(tmp_path, "\ufeffsynth,a/b,12,  hello there \n")
+    assert read_labels(path, strict=True)[0] == [LabelRow("synth", "a/b", 12, "hello there")]
+
+
+def test_a_name_with_a_trailing_space_loads(corpus, tmp_path):
+    root = tmp_path / "c"
+    shutil.copytree(corpus, root)
+    row = read_labels(root / "labels" / "test.csv")[0][0]
+    for ext in (".mp4", ".wav"):
+        (root / f"{row.rel_path}{ext}").rename(root / f"{row.rel_path} {ext}")
+    write_labels(root / "labels" / "space.csv", [LabelRow(row.dataset, row.rel_path + " ", 12, row.transcript)])
+    ds = AVDataset(root / "labels" / "space.csv", root, DataConfig(root=str(root)), train=False)
+    assert ds[0] is not None and ds[0]["id"] == row.rel_path + " " and not ds.bad
+
+
+@pytest.mark.parametrize("rel", ["../../../etc/passwd", "/etc/passwd", "synth/../../x", "a/\x00b"])
+def test_paths_that_leave_the_root_are_refused(tmp_path, rel):
+    path = _labels(tmp_path, GOOD + f"synth,{rel},12,hello\n")
+    rows, problems = read_labels(path, root=tmp_path)
+    assert [r.rel_path for r in rows] == ["synth/a/00001"]
+    assert len(problems) == 1 and problems[0].startswith(f"{path}:2: ")
+    assert "leaves the root" in problems[0] or "NUL" in problems[0]
+
+
+def test_symlinks_out_of_the_root_are_refused(corpus, tmp_path):
+    """A symlinked file or folder that points outside the root is refused; one inside it is followed."""
+    root, outside = tmp_path / "c", tmp_path / "outside"
+    shutil.copytree(corpus, root)
+    rows = read_labels(root / "labels" / "test.csv")[0]
+    outside.mkdir()
+    (outside / "secret.mp4").write_bytes(b"secret")
+    first = root / rows[0].rel_path
+    first.with_suffix(".mp4").unlink()
+    os.symlink(outside / "secret.mp4", first.with_suffix(".mp4"))  # a file that points out
+    os.symlink(outside, root / "escape")  # a folder that points out
+    os.symlink(root / "synth", root / "inside")  # a folder that stays in
+    extra = [
+        LabelRow("synth", "escape/secret", 12, "one"),
+        LabelRow("synth", "inside/" + rows[1].rel_path.removeprefix("synth/"), rows[1].input_length, "two"),
+    ]
+    write_labels(root / "labels" / "links.csv", [rows[0], *extra])
+    ds = AVDataset(root / "labels" / "links.csv", root, DataConfig(root=str(root)), train=False)
+    assert [r.rel_path for r in ds.rows] == [extra[1].rel_path] and ds[0] is not None
+    assert len(ds.label_problems) == 2
+    assert all("links.csv:" in p and "outside" in p for p in ds.label_problems)
+
+
+@settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=st.binary(max_size=400) | st.lists(st.sampled_from([b",", b'"', b"\n", b"\r", b"a", b"1", b"\xff",
+                                                                    b"..", b"/", b" ", b"\x00"]), max_size=60).map(b"".join))  # fmt: skip
+def test_random_bytes_never_give_a_traceback(tmp_path, content):
+    path = _labels(tmp_path, content)
+    rows, problems = read_labels(path, root=tmp_path)
+    assert all(p.startswith(f"{path}:") and "\n" not in p for p in problems)
+    assert all(isinstance(r, LabelRow) and r.input_length > 0 and r.transcript for r in rows)
+    try:
+        assert read_labels(path, strict=True, root=tmp_path)[0] == rows
+    except LabelError as err:
+        assert str(err) == problems[0]
