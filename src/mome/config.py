@@ -16,6 +16,7 @@ Where the paper is silent, the choice is a field here, documented on the field a
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import sys
@@ -597,6 +598,21 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     if isinstance(llm, dict) and llm.get("dtype") in _LEGACY_DTYPES:  # runs saved before one dtype vocabulary
         llm["dtype"] = _LEGACY_DTYPES[llm["dtype"]]
     return _from_dict(Config, data).validate()
+
+
+def saved_config(saved: dict[str, Any], overrides: list[str] | None = None) -> Config:
+    """A config saved with a run, with `key=value` overrides. A new `data.root` takes along the label and noise
+    files that lay under the old root (they were saved as absolute paths), so a moved corpus just works."""
+    data = copy.deepcopy(saved)
+    old_root = (data.get("data") or {}).get("root")
+    data = apply_overrides(data, list(overrides or []))
+    section = data.get("data") if isinstance(data.get("data"), dict) else {}
+    if old_root and section.get("root") not in (None, old_root):
+        for name in ("train_labels", "val_labels", "test_labels", "noise_path"):
+            value = section.get(name)
+            if isinstance(value, str) and Path(value).is_relative_to(old_root):
+                section[name] = str(Path(value).relative_to(old_root))  # resolved against the new root
+    return config_from_dict(data)
 
 
 def load_config(source: str | Path, overrides: list[str] | None = None) -> Config:

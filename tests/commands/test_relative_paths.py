@@ -82,3 +82,15 @@ def test_demo_with_its_default_relative_out(workdir: Path, tmp_path: Path, monke
     assert Path("demo_out/README.md").is_file()
     for task in ("avsr", "asr", "vsr"):
         assert Path(f"demo_out/eval/{task}/results.json").is_file(), task
+
+
+def test_a_moved_corpus_is_found_through_root(workdir: Path, tmp_path: Path, monkeypatch) -> None:
+    """`--root` (= `data.root=`) on a run whose corpus moved takes the labels and the babble noise along."""
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(workdir / "corpus", "corpus")
+    assert main(["train", "tiny", "data.root=corpus", "train.output_dir=run", "train.max_steps=1", *FAST]) == 0
+    Path("corpus").rename("moved")
+    args = ["eval", "run", "--root", "moved", "--labels", "labels/val.csv", "--snr", "0", "--limit", "1", "--quiet"]
+    assert main([*args, *FAST]) == 0
+    results = json.loads(Path("run/eval/val/results.json").read_text())
+    assert results["root"] == str(tmp_path / "moved") and results["snrs"] == ["0"]

@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "overrides", nargs="*", help="KEY=VALUE config overrides, e.g. decode.num_beams=5 decode.batch_size=16"
     )
     parser.add_argument("--labels", required=True, help="label CSV (a path, or relative to the corpus root)")
-    parser.add_argument("--root", help="corpus root (default: the checkpoint config's data.root)")
+    parser.add_argument("--root", help="corpus root, the same as data.root=DIR (default: the checkpoint's)")
     parser.add_argument("--rates", nargs="+", metavar="A,V", help="rate combinations, e.g. 4,2 16,5 (default: all)")
     parser.add_argument("--snr", nargs="+", default=["clean"], help="SNRs in dB or 'clean', e.g. clean 0 -5")
     parser.add_argument("--out", help="output directory (default: <run>/eval/<labels stem>)")
@@ -67,12 +67,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from mome.config import absolute_path, combinations, parse_combination
+    from mome.config import combinations, parse_combination
     from mome.errors import UserError
     from mome.evaluation.evaluate import evaluate, markdown, parse_snr
     from mome.training.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint, resolve_checkpoint
 
     _collect_overrides(args)
+    if args.root is not None:  # the flag is a shorthand: data.root is the one place the corpus is named
+        args.overrides.append(f"data.root={args.root}")
     if args.limit is not None and args.limit < 1:
         raise UserError("--limit must be at least 1")
     # Every input is checked against the checkpoint's config before the (slow) model build.
@@ -81,9 +83,9 @@ def _run(args: argparse.Namespace) -> int:
     cfg = checkpoint_config(load_checkpoint(checkpoint), args.overrides)
     comp = cfg.model.compression
     combos = [parse_combination(r, comp) for r in args.rates] if args.rates else combinations(comp)
-    if args.root is None and cfg.data.root is None:
+    if cfg.data.root is None:
         raise UserError("no corpus root: pass --root DIR (the checkpoint's config has no data.root)")
-    root = Path(absolute_path(args.root or cfg.data.root))
+    root = Path(cfg.data.root)
     labels = _resolve_labels(args.labels, root)
     if not labels.is_file():
         raise UserError(f"{args.labels}: label file not found (also looked in {root})")

@@ -7,7 +7,7 @@ import json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="preset name (see `mome params --list`) or YAML file")
+    parser.add_argument("config", help="preset name (a file in src/mome/presets/) or YAML file")
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE overrides, e.g. model.adapter.mome.top_k=2")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 

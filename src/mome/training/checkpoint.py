@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from mome.config import Config, apply_overrides, config_from_dict
+from mome.config import Config, saved_config
 from mome.errors import UserError
 from mome.io import atomic_write, atomic_write_bytes
 
@@ -92,7 +92,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def checkpoint_config(payload: dict[str, Any], overrides: list[str] | None = None) -> Config:
     """The config stored in a checkpoint, with optional `key=value` overrides (e.g. a new data.root)."""
-    return config_from_dict(apply_overrides(payload["config"], list(overrides or [])))
+    return saved_config(payload["config"], overrides)
 
 
 def model_from_checkpoint(
