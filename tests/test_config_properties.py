@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from mome.config import Config, ConfigError, load_config
@@ -42,6 +42,9 @@ KEYS = st.one_of(st.sampled_from(FIELDS), st.sampled_from(FIELDS).map(lambda k: 
 
 @settings(max_examples=200, deadline=None, database=None)
 @given(key=KEYS, value=VALUES)
+@example(key="model.llm.dtype", value="{}")  # was a TypeError (an unhashable dtype looked up among legacy names)
+@example(key="train.lr", value="9" * 400)  # was an OverflowError (math.isfinite of a huge int)
+@example(key="data.root", value="~nosuchuser/x")  # was a RuntimeError (pathlib's expanduser)
 def test_random_overrides_never_give_a_traceback(key, value):
     override = f"{key}={value}"
     try:

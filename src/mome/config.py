@@ -595,8 +595,9 @@ _LEGACY_DTYPES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 
 def config_from_dict(data: dict[str, Any]) -> Config:
     llm = data.get("model", {}).get("llm") if isinstance(data.get("model"), dict) else None
-    if isinstance(llm, dict) and llm.get("dtype") in _LEGACY_DTYPES:  # runs saved before one dtype vocabulary
-        llm["dtype"] = _LEGACY_DTYPES[llm["dtype"]]
+    dtype = llm.get("dtype") if isinstance(llm, dict) else None
+    if isinstance(dtype, str) and dtype in _LEGACY_DTYPES:  # runs saved before one dtype vocabulary
+        llm["dtype"] = _LEGACY_DTYPES[dtype]
     return _from_dict(Config, data).validate()
 
 
