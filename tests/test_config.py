@@ -134,6 +134,7 @@ BAD_VALUES = {
     "train.precision": "fp8",
     "train.save_every_steps": "0",
     "train.keep_checkpoints": "-1",
+    "train.max_nonfinite_steps": "0",
     "train.log_every_steps": "0",
     "train.val_every_steps": "0",
     "train.val_max_batches": "0",

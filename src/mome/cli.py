@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-from mome.errors import UserError
+from mome.errors import Interrupted, UserError
 
 # name -> (module, one-line help). Adding a subcommand = one line here + one module.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(args._module)
     try:
         return int(module.run(args) or 0)
+    except Interrupted as err:  # saved, not finished: a nonzero code, so that scripts do not carry on
+        print(f"mome: {err}", file=sys.stderr)
+        return err.code
     except UserError as err:
         print(f"mome: error: {err}", file=sys.stderr)
         return 2

@@ -339,6 +339,9 @@ class TrainConfig:
     save_every_steps: int = 200
     """Checkpoint period; a kill -9 loses at most this many steps. Also saved at each epoch end and on Ctrl-C."""
     keep_checkpoints: int = 3
+    """Checkpoints kept: the newest this many intact ones (a damaged newer one never pushes them out)."""
+    max_nonfinite_steps: int = 5
+    """Steps with a non-finite loss or gradient are skipped; this many in a row stop the run (unsaved)."""
     log_every_steps: int = 10
     """Period of metrics.csv / TensorBoard rows; each row is the mean over the steps since the previous one
     (lr: its latest value). Step 1 is always logged."""
@@ -365,7 +368,7 @@ class TrainConfig:
             f"needs two values in [0, 1), got {self.betas}",
         )
         for name, low in (("seed", 0), ("weight_decay", 0), ("warmup_steps", 0), ("epochs", 1), ("max_steps", 1),
-                          ("grad_clip", 0), ("save_every_steps", 1), ("keep_checkpoints", 1),
+                          ("grad_clip", 0), ("save_every_steps", 1), ("keep_checkpoints", 1), ("max_nonfinite_steps", 1),
                           ("log_every_steps", 1), ("val_every_steps", 1), ("val_max_batches", 1),
                           ("num_threads", 1)):  # fmt: skip
             _at_least(self, path, name, low)

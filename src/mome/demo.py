@@ -10,11 +10,17 @@ Stages (each skipped when its output exists, so an interrupted demo continues wh
     6 vsr        video only {2,5}, fewer steps: lip reading alone                           <out>/runs/vsr
     7 eval       test split (unseen speakers and sentences), clean and babble at 0 dB      <out>/eval/*
     8 report     <out>/README.md: what ran, timings, WER tables, plots
+
+SIGINT / SIGTERM stop the demo at the running stage (a training stage saves its checkpoint first) with exit
+code 130 / 143 and a line saying to rerun the same command. An evaluation is reused only while its
+results.json names the checkpoint it was computed from (step and sha256): a run trained further is
+evaluated again.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from mome.config import Config, absolute_path, load_config
+from mome.errors import Interrupted
 
 
 @dataclass
@@ -117,33 +124,85 @@ def _train(cfg: Config) -> None:
     train(cfg)
 
 
+def _cached(path: Path, source: dict[str, Any]) -> dict[str, Any] | None:
+    """The results in `path` if they were computed from the same checkpoint (step and file hash)."""
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, ValueError):  # absent, or cut short by a kill
+        return None
+    old = results.get("source") or {}
+    same = all(old.get(k) == source[k] for k in ("step", "sha256"))
+    if not same:
+        print(f"{path}: computed from another checkpoint (step {old.get('step', '?')}); evaluating again")
+    return results if same else None
+
+
 def _evaluate(opts: DemoOptions, task: str) -> dict[str, Any]:
     from mome.evaluation.evaluate import evaluate
-    from mome.training.checkpoint import model_from_checkpoint
+    from mome.training.checkpoint import checkpoint_source, model_from_checkpoint, resolve_checkpoint
 
     out_dir = opts.out / "eval" / task
-    if (out_dir / "results.json").is_file():
-        return json.loads((out_dir / "results.json").read_text())
-    model, cfg = model_from_checkpoint(opts.out / "runs" / task)
+    checkpoint = resolve_checkpoint(opts.out / "runs" / task)
+    source = checkpoint_source(checkpoint)
+    cached = _cached(out_dir / "results.json", source)
+    if cached is not None:
+        return cached
+    model, cfg = model_from_checkpoint(checkpoint)
     snrs = [None] if task == "vsr" else opts.snrs  # babble is added to the audio, which VSR never hears
     return evaluate(model, cfg, cfg.data.test_labels, cfg.data.root, model.combinations, snrs,
-                    out_dir=out_dir, limit=opts.eval_limit)  # fmt: skip
+                    out_dir=out_dir, limit=opts.eval_limit, info={"source": source})  # fmt: skip
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM outside a training loop: unwinds like Ctrl-C (no `except Exception` can swallow it)."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise _Terminated
+
+
+def _stage(timer: Timer, name: str, fn: Callable[[], Any]) -> Any:
+    """`timer.run`, with a stop signal turned into one line that says how to continue."""
+    try:
+        return timer.run(name, fn)
+    except Interrupted as err:  # a training stage: saved
+        raise _stopped(name, err.code, f" ({err})") from None
+    except _Terminated:
+        raise _stopped(name, 128 + signal.SIGTERM) from None
+    except KeyboardInterrupt:
+        raise _stopped(name, 128 + signal.SIGINT) from None
+
+
+def _stopped(stage: str, code: int, detail: str = "") -> Interrupted:
+    return Interrupted(
+        f"demo stopped at stage {stage!r}{detail}; the finished stages are kept: rerun the same `mome demo` "
+        "command to continue",
+        code,
+    )
 
 
 def run_demo(opts: DemoOptions) -> Path:
-    """Run every stage; returns the report path."""
+    """Run every stage; returns the report path. A stop signal raises `Interrupted` naming the stage."""
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        return _run_stages(opts)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_stages(opts: DemoOptions) -> Path:
     from mome.demo_report import write_report
 
     opts.out.mkdir(parents=True, exist_ok=True)
     timer = Timer(opts.out / "timings.json")
-    corpus = timer.run("corpus", lambda: _corpus(opts))
+    corpus = _stage(timer, "corpus", lambda: _corpus(opts))
     preset = load_config(opts.preset)
-    timer.run("models", lambda: _models(preset))
-    lip = timer.run("lip encoder", lambda: _lip_encoder(opts, corpus, preset))
+    _stage(timer, "models", lambda: _models(preset))
+    lip = _stage(timer, "lip encoder", lambda: _lip_encoder(opts, corpus, preset))
     steps = {"avsr": opts.avsr_steps, "asr": opts.asr_steps if opts.asr_baseline else 0, "vsr": opts.vsr_steps}
     tasks = [task for task, n in steps.items() if n > 0]
     for task in tasks:
         cfg = run_config(opts, corpus, lip, task, steps[task])
-        timer.run(f"train {task}", lambda cfg=cfg: _train(cfg))
-    results = {task: timer.run(f"eval {task}", lambda task=task: _evaluate(opts, task)) for task in tasks}
+        _stage(timer, f"train {task}", lambda cfg=cfg: _train(cfg))
+    results = {task: _stage(timer, f"eval {task}", lambda task=task: _evaluate(opts, task)) for task in tasks}
     return write_report(opts, results, timer.times)

@@ -11,3 +11,11 @@ class UserError(Exception):
 
 class ConfigError(UserError, ValueError):
     """A config field has an invalid value; the message names the field (dotted path)."""
+
+
+class Interrupted(UserError):
+    """A run stopped by SIGINT or SIGTERM after saving; `mome` exits with `code` (130 or 143), never 0."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code

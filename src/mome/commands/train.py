@@ -1,7 +1,9 @@
 """`mome train CONFIG [KEY=VALUE ...]`: train on the train split, validate on the validation split.
 
-Rerunning the same command resumes from the run directory's newest checkpoint; `--fresh` refuses to
-reuse a directory that already has one.
+Rerunning the same command resumes from the run directory's newest intact checkpoint; `--fresh` refuses to
+reuse a directory that already has one. A resume may change lengths, periods and places (`recipe.RESUMABLE`,
+listed when it starts); any other config change is refused unless `--restart-optimizer` (keep the weights,
+fresh optimiser and schedule). SIGINT / SIGTERM save a checkpoint and exit with 130 / 143.
 """
 
 from __future__ import annotations
@@ -16,6 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE overrides, e.g. data.root=corpus train.max_steps=400")
     parser.add_argument(
         "--fresh", action="store_true", help="fail instead of resuming if the run directory has a checkpoint"
+    )
+    parser.add_argument(
+        "--restart-optimizer",
+        action="store_true",
+        help="resume the weights with a fresh optimiser and schedule (allows any config change, e.g. train.lr)",
     )
     add_trusted_checkpoint(parser)
 
@@ -32,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     if args.fresh and existing is not None:
         raise UserError(f"train.output_dir: {cfg.train.output_dir} already holds {existing}; choose another directory")
     with trusted_checkpoints(args.trusted_checkpoint):
-        metrics = train(cfg, resume=True)
+        metrics = train(cfg, resume=True, restart_optimizer=args.restart_optimizer)
     if metrics:
         print("final: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if not k.startswith("router/")))
     return 0

@@ -92,3 +92,18 @@ class FrameBudgetBatchSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return len(self.all_batches()[self.rank :: self.world_size])
+
+
+class SkipFirst(Sampler[list[int]]):
+    """The epoch's batches minus those already consumed before a resume."""
+
+    def __init__(self, sampler: FrameBudgetBatchSampler, skip: int) -> None:
+        self.sampler, self.skip = sampler, skip
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for i, batch in enumerate(self.sampler):
+            if i >= self.skip:
+                yield batch
+
+    def __len__(self) -> int:
+        return max(0, len(self.sampler) - self.skip)

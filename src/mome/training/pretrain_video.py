@@ -16,12 +16,16 @@ emitting blanks. Per-frame viseme labels give every frame a target, so the front
 within a few hundred steps; adding the CTC term costs nothing per step, keeps most of that, and gives the best
 linear character probe, which is closest to what the LLM has to read off (the comparison and the speed:
 docs/experiments.md, section 3).
+
+Faults as in `mome train` (`mome.training.faults`): SIGINT / SIGTERM save the run so far to `<out>.partial`
+and exit with 130 / 143 (rerunning the same command continues from it; the encoder file is written only at
+the end); non-finite steps are skipped (5 in a row stop it); an epoch without a single batch stops it.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +36,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from mome.config import DataConfig, TrainConfig
-from mome.data.bucketing import FrameBudgetBatchSampler
+from mome.data.bucketing import FrameBudgetBatchSampler, SkipFirst
 from mome.data.collate import collate
 from mome.data.dataset import AVDataset
 from mome.errors import UserError
@@ -41,12 +45,25 @@ from mome.models.avhubert import AVHubertEncoder, FrameCTCHead, build_avhubert
 from mome.models.avhubert_checkpoint import lip_encoder_file
 from mome.synthetic.visemes import VISEMES
 from mome.training.checkpoint import save_torch
+from mome.training.faults import (
+    Marked,
+    NonFiniteGuard,
+    SkipLog,
+    StopSignals,
+    collate_marked,
+    grad_norm,
+    quiet_dataset,
+)
 from mome.training.optim import build_optimizer, build_scheduler
 
 OBJECTIVES = ("visemes", "ctc-chars", "both")
 CHARS = " abcdefghijklmnopqrstuvwxyz'"
 """CTC vocabulary after the blank (index 0); other characters of a transcript are dropped."""
 IGNORE = -100
+PARTIAL_FORMAT = "mome-lip-partial-1"
+MAX_NONFINITE_STEPS = 5
+RUNTIME_OPTIONS = ("num_workers", "threads", "max_val", "progress")
+"""Options that an interrupted run may change when it continues: they do not change what a step computes."""
 
 
 @dataclass
@@ -150,6 +167,12 @@ def _loader(dataset: AVDataset, max_frames: int, seed: int, shuffle: bool, worke
     return loader, sampler
 
 
+def partial_path(out_path: str | Path) -> Path:
+    """Where an interrupted run keeps its state: `<out>.partial` (never mistaken for a finished encoder)."""
+    out_path = Path(out_path)
+    return out_path.with_name(out_path.name + ".partial")
+
+
 def _train_config(opts: PretrainVideoOptions) -> TrainConfig:
     """The optimiser settings in the recipe's terms, so that `build_optimizer` / `build_scheduler` serve here too
     (AdamW's default betas; at least one warmup step)."""
@@ -200,11 +223,11 @@ def save_lip_encoder(encoder: AVHubertEncoder, out_path: str | Path) -> Path:
 
 
 def train_lip_encoder(
-    corpus_root: str | Path, steps: int = 200, seed: int = 0, **options: Any
+    corpus_root: str | Path, steps: int = 200, seed: int = 0, partial: Path | None = None, **options: Any
 ) -> tuple[AVHubertEncoder, dict[str, Any]]:
     """Train on the corpus's train split and score on its val split; returns the frozen encoder and metrics.
 
-    Args: as `pretrain_video`.
+    Args: as `pretrain_video`; `partial`: where a stop signal saves the run (and where it continues from).
     """
     opts = PretrainVideoOptions(steps=steps, **options)
     if opts.objective not in OBJECTIVES:
@@ -219,47 +242,136 @@ def train_lip_encoder(
     if opts.threads:
         torch.set_num_threads(opts.threads)
     try:
-        return _train(root, cfg, opts, seed)
+        return _train(root, cfg, opts, seed, partial)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(root: Path, cfg: DataConfig, opts: PretrainVideoOptions, seed: int) -> tuple[AVHubertEncoder, dict]:
+@dataclass
+class _Run:
+    """The state of a pretraining run, as `<out>.partial` saves it."""
+
+    model: LipPretrainModel
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    history: list[float] = field(default_factory=list)
+    last: dict[str, float] = field(default_factory=dict)
+
+    def payload(self, opts: PretrainVideoOptions, seed: int) -> dict[str, Any]:
+        return {
+            "format": PARTIAL_FORMAT, "options": _fixed_options(opts, seed), "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "progress": [self.step, self.epoch, self.batch_in_epoch], "history": self.history,
+            "rng": torch.get_rng_state(),
+        }  # fmt: skip
+
+    def restore(self, path: Path, opts: PretrainVideoOptions, seed: int) -> None:
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise UserError(f"{path}: unreadable ({type(err).__name__}); delete it to start over") from None
+        if not isinstance(payload, dict) or payload.get("format") != PARTIAL_FORMAT:
+            raise UserError(f"{path}: not an interrupted pretrain-video run; delete it to start over")
+        if payload["options"] != _fixed_options(opts, seed):
+            changed = sorted(k for k, v in _fixed_options(opts, seed).items() if payload["options"].get(k) != v)
+            raise UserError(f"{path}: written with other options ({', '.join(changed)}); delete it to start over")
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scheduler.load_state_dict(payload["scheduler"])
+        self.step, self.epoch, self.batch_in_epoch = payload["progress"]
+        self.history = list(payload["history"])
+        torch.set_rng_state(payload["rng"])
+        print(f"continuing from {path} (step {self.step})")
+
+
+def _epochs(
+    run: _Run, train_set: AVDataset, sampler: FrameBudgetBatchSampler, opts: PretrainVideoOptions,
+    signals: StopSignals, skips: SkipLog,
+) -> None:  # fmt: skip
+    """Steps until `opts.steps` or a stop signal, each epoch from its next unseen batch."""
+    guard = NonFiniteGuard(MAX_NONFINITE_STEPS, "pretrain-video")
+    bar = tqdm(total=opts.steps, initial=run.step, desc="pretrain-video", disable=not opts.progress, dynamic_ncols=True)
+    try:
+        while run.step < opts.steps and not signals.stop:
+            _epoch(run, train_set, sampler, opts, signals, guard, skips, bar)
+    except Exception:
+        if not signals.stop:  # a loader whose workers the Ctrl-C also reached: stop as asked
+            raise
+    finally:
+        bar.close()
+
+
+def _epoch(run: _Run, train_set: AVDataset, sampler: FrameBudgetBatchSampler, opts: PretrainVideoOptions,
+           signals: StopSignals, guard: NonFiniteGuard, skips: SkipLog, bar: tqdm) -> None:  # fmt: skip
+    """The rest of the current epoch; one that yields no batch at all stops the run (`SkipLog.no_batch`)."""
+    sampler.set_epoch(run.epoch)
+    train_set.set_epoch(run.epoch)  # before iter(): workers copy the dataset when they start
+    whole, yielded = run.batch_in_epoch == 0, 0
+    loader = DataLoader(Marked(train_set), batch_sampler=SkipFirst(sampler, run.batch_in_epoch),
+                        collate_fn=collate_marked, num_workers=opts.num_workers)  # fmt: skip
+    for marked in loader:
+        skips.add(marked["failed"])
+        run.batch_in_epoch += 1
+        if marked["batch"] is None:
+            continue
+        yielded += 1
+        if _step(run, marked["batch"], guard):
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.3f}" for k, v in run.last.items()}, refresh=False)
+        if run.step >= opts.steps or signals.stop:
+            return
+    if whole and not yielded:
+        raise skips.no_batch(len(train_set), run.epoch)
+    run.epoch, run.batch_in_epoch = run.epoch + 1, 0
+
+
+def _step(run: _Run, batch: dict, guard: NonFiniteGuard) -> bool:
+    """One optimiser step; False (skipped) when the loss or the gradient is not finite."""
+    out = run.model(batch)
+    run.optimizer.zero_grad(set_to_none=True)
+    out["loss"].backward()
+    if not guard.ok(out["loss"].detach(), grad_norm(run.model.parameters()), step=run.step + 1):
+        run.optimizer.zero_grad(set_to_none=True)
+        return False
+    torch.nn.utils.clip_grad_norm_(run.model.parameters(), 5.0)
+    run.optimizer.step()
+    run.scheduler.step()
+    run.last = {k: float(v.detach()) for k, v in out.items() if k in ("loss", "ce", "ctc")}
+    run.history.append(run.last["loss"])
+    run.step += 1
+    return True
+
+
+def _fixed_options(opts: PretrainVideoOptions, seed: int) -> dict[str, Any]:
+    return {**{k: v for k, v in asdict(opts).items() if k not in RUNTIME_OPTIONS}, "seed": seed}
+
+
+def _train(
+    root: Path, cfg: DataConfig, opts: PretrainVideoOptions, seed: int, partial: Path | None = None
+) -> tuple[AVHubertEncoder, dict]:
     torch.manual_seed(seed)
     start = time.perf_counter()
     model = LipPretrainModel(opts.arch, opts.objective, opts.ctc_weight)
     model.train()
     train_cfg = _train_config(opts)
     optimizer = build_optimizer(model, train_cfg)  # no decay on norms, biases, PReLU slopes
-    scheduler = build_scheduler(optimizer, train_cfg, opts.steps)
+    run = _Run(model, optimizer, build_scheduler(optimizer, train_cfg, opts.steps))
+    if partial is not None and partial.is_file():
+        run.restore(partial, opts, seed)
     train_set = AVDataset(cfg.train_labels, root, cfg, train=True, modalities=("video",), augment_seed=seed)
-    loader, sampler = _loader(train_set, opts.max_frames, seed, True, opts.num_workers)
-
-    step, epoch, history, last = 0, 0, [], {}
+    sampler = FrameBudgetBatchSampler(train_set.lengths, opts.max_frames, shuffle=True, seed=seed)
     train_start = time.perf_counter()
-    bar = tqdm(total=opts.steps, desc="pretrain-video", disable=not opts.progress, dynamic_ncols=True)
-    while step < opts.steps:
-        sampler.set_epoch(epoch)
-        train_set.set_epoch(epoch)  # before iter(): workers copy the dataset when they start
-        for batch in loader:
-            if batch is None:
-                continue
-            out = model(batch)
-            optimizer.zero_grad(set_to_none=True)
-            out["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            optimizer.step()
-            scheduler.step()
-            last = {k: float(v.detach()) for k, v in out.items() if k in ("loss", "ce", "ctc")}
-            history.append(last["loss"])
-            step += 1
-            bar.update(1)
-            bar.set_postfix({k: f"{v:.3f}" for k, v in last.items()}, refresh=False)
-            if step >= opts.steps:
-                break
-        epoch += 1
-    bar.close()
+    signals = StopSignals()
+    with quiet_dataset(), signals:
+        _epochs(run, train_set, sampler, opts, signals, SkipLog(cfg.train_labels))
+    if signals.stop:
+        saved = save_torch(partial, run.payload(opts, seed)) if partial is not None else None
+        raise signals.interrupted(f"pretrain-video (step {run.step})", saved)
     train_seconds = time.perf_counter() - train_start
+    model, step, epoch, history, last = run.model, run.step, run.epoch, run.history, run.last
 
     metrics: dict[str, Any] = {f"train_{k}": v for k, v in last.items()}
     metrics.update(evaluate(model, root, cfg, opts))
@@ -267,7 +379,7 @@ def _train(root: Path, cfg: DataConfig, opts: PretrainVideoOptions, seed: int) -
     metrics.update(asdict(opts))
     metrics.update(
         steps=step,
-        epochs=epoch,
+        epochs=epoch + (run.batch_in_epoch > 0),  # epochs begun
         seed=seed,
         s_per_step=train_seconds / max(1, step),
         seconds=time.perf_counter() - start,
@@ -285,6 +397,7 @@ def pretrain_video(
         corpus_root: a corpus in the auto_avsr layout with `meta/*.jsonl` (`mome synth`); `labels/train.csv`
             trains, `labels/val.csv` scores; the test split is never read.
         out_path: the encoder file (written atomically with `save_lip_encoder`); `model.encoders.video.path`.
+            A stop signal saves the run to `partial_path(out_path)` instead, which the same call continues from.
         steps: optimiser steps.
         seed: fixes initialisation, batch order and augmentation.
         **options: fields of `PretrainVideoOptions` (objective, arch, max_frames, lr, ...).
@@ -293,7 +406,9 @@ def pretrain_video(
         metrics: final train loss terms, `val_viseme_acc` and/or `val_cer`, `s_per_step`, `seconds`,
         `loss_history` (per step) and the options used.
     """
-    encoder, metrics = train_lip_encoder(corpus_root, steps, seed, **options)
+    partial = partial_path(out_path)
+    encoder, metrics = train_lip_encoder(corpus_root, steps, seed, partial=partial, **options)
     save_lip_encoder(encoder, out_path)
+    partial.unlink(missing_ok=True)
     metrics["out"] = str(out_path)
     return metrics

@@ -9,14 +9,15 @@ The same command runs on a CPU (fp32), on a GPU (bf16 with `train.precision=bf16
 
 Resuming is exact: a run directory with a checkpoint resumes from it (weights, optimiser, schedule, epoch and
 position inside the epoch); batches are a function of (seed, epoch) and augmentation of (seed, epoch,
-utterance), so the resumed run sees the same data as an uninterrupted one.
+utterance), so the resumed run sees the same data as an uninterrupted one. A resume compares the
+checkpoint's config with the new one: the fields in `RESUMABLE` may change (and are listed), any other change
+is refused unless `restart_optimizer` (`mome train --restart-optimizer`: the weights, a fresh optimiser and
+schedule). Faults (signals, non-finite steps, unreadable data): `mome.training.faults`.
 """
 
 from __future__ import annotations
 
-import signal
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,15 +29,32 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from mome.config import Config, combination_key, save_config
-from mome.data.bucketing import FrameBudgetBatchSampler
-from mome.data.collate import collate
+from mome.config import Config, combination_key, config_from_dict, save_config
+from mome.data.bucketing import FrameBudgetBatchSampler, SkipFirst
 from mome.data.dataset import AVDataset
-from mome.errors import UserError
+from mome.errors import ConfigError, UserError
 from mome.models.avsr import AVSRModel, AVSROutput, build_model
-from mome.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from mome.training.checkpoint import load_checkpoint, save_checkpoint
+from mome.training.faults import (
+    Marked,
+    NonFiniteGuard,
+    SkipLog,
+    StopSignals,
+    check_finite,
+    collate_marked,
+    grad_norm,
+    quiet_dataset,
+)
 from mome.training.metrics import MetricsLogger
 from mome.training.optim import build_optimizer, build_scheduler
+
+RESUMABLE = (
+    "train.max_steps", "train.epochs", "train.log_every_steps", "train.save_every_steps", "train.val_every_steps",
+    "train.val_max_batches", "train.keep_checkpoints", "train.max_nonfinite_steps", "train.output_dir",
+    "train.num_threads", "data.num_workers", "decode.",
+)  # fmt: skip
+"""Config fields (or `section.` prefixes) that a resumed run may change: lengths, periods, places and speed,
+nothing that changes what a step computes."""
 
 
 @dataclass
@@ -47,21 +65,6 @@ class TrainState:
 
     def to_dict(self) -> dict[str, int]:
         return {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch}
-
-
-class SkipFirst(Sampler[list[int]]):
-    """The epoch's batches minus those already consumed before a resume."""
-
-    def __init__(self, sampler: FrameBudgetBatchSampler, skip: int) -> None:
-        self.sampler, self.skip = sampler, skip
-
-    def __iter__(self) -> Iterator[list[int]]:
-        for i, batch in enumerate(self.sampler):
-            if i >= self.skip:
-                yield batch
-
-    def __len__(self) -> int:
-        return max(0, len(self.sampler) - self.skip)
 
 
 def _data_root(cfg: Config) -> Path:
@@ -87,8 +90,31 @@ def _dataset(cfg: Config, labels: str, train: bool) -> AVDataset:
 
 
 def _loader(ds: AVDataset, sampler: Sampler, cfg: Config) -> DataLoader:
+    """Batches as {"batch": collated or None, "failed": {id: reason}} (`faults.Marked`)."""
     workers = cfg.data.num_workers
-    return DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=workers, persistent_workers=False)
+    return DataLoader(Marked(ds), batch_sampler=sampler, collate_fn=collate_marked, num_workers=workers,
+                      persistent_workers=False)  # fmt: skip
+
+
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        out.update(_flat(value, f"{path}.") if isinstance(value, dict) else {path: value})
+    return out
+
+
+def config_changes(saved: dict[str, Any], new: Config) -> tuple[list[str], list[str]]:
+    """(changes a resume may apply, changes it must refuse), each as `field: old -> new`."""
+    try:
+        saved = config_from_dict(saved).to_dict()  # the same normal form (old dtype names ...)
+    except ConfigError:
+        pass
+    old, cur = _flat(saved), _flat(new.to_dict())
+    changed = sorted(k for k in old.keys() | cur.keys() if old.get(k, "<unset>") != cur.get(k, "<unset>"))
+    lines = {k: f"{k}: {old.get(k, '<unset>')} -> {cur.get(k, '<unset>')}" for k in changed}
+    allowed = [lines[k] for k in changed if k.startswith(RESUMABLE)]
+    return allowed, [lines[k] for k in changed if not k.startswith(RESUMABLE)]
 
 
 def _to(batch: dict, device: torch.device) -> dict:
@@ -105,8 +131,9 @@ def _all_sum(x: torch.Tensor, world: int) -> torch.Tensor:
 def _window_means(window: dict[str, list[float]]) -> dict[str, float]:
     """A logged row: the mean of each value over the steps since the previous row, so that no step's loss is
     dropped from the curve (single-step losses swing widely late in a long demo run; docs/experiments.md);
-    lr is the latest."""
-    return {key: values[-1] if key == "lr" else sum(values) / len(values) for key, values in window.items()}
+    lr and the count of skipped steps are the latest."""
+    latest = ("lr", "skipped_steps")
+    return {key: values[-1] if key in latest else sum(values) / len(values) for key, values in window.items()}
 
 
 def _distributed_lm_loss(out: AVSROutput, world: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -123,14 +150,17 @@ class Trainer:
     """The training recipe in torchtune's shape: the constructor stores, `setup` builds (`_setup_*`), `fit`
     runs one loop of epochs, and `_after_step` does the periodic work (log, validate, save)."""
 
-    def __init__(self, cfg: Config, resume: bool = True) -> None:
-        self.cfg, self.resume = cfg, resume
+    def __init__(self, cfg: Config, resume: bool = True, restart_optimizer: bool = False) -> None:
+        self.cfg, self.resume, self.restart_optimizer = cfg, resume, restart_optimizer
         self.run_dir = Path(cfg.train.output_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.state = TrainState()
         self.val_set: AVDataset | None = None  # built at the first validation
         self.window: dict[str, list[float]] = {}  # values of the steps since the last logged row
-        self._stop = False
+        self.signals = StopSignals()
+        self.nonfinite = NonFiniteGuard(cfg.train.max_nonfinite_steps, f"train {self.run_dir}")
+        self.skips = SkipLog(cfg.data.train_labels)
+        self.val_skips = SkipLog(cfg.data.val_labels)
 
     def setup(self) -> Trainer:
         """Build everything a run needs, in order; the random state is seeded first."""
@@ -171,31 +201,54 @@ class Trainer:
 
     # -------------------------------------------------------------------------------------- state
     def _maybe_resume(self) -> None:
-        path = latest_checkpoint(self.ckpt_dir)
-        if path is None:
+        if not list(self.ckpt_dir.glob("step-*.pt")):
             return
-        payload = load_checkpoint(path)
-        self.model.load_trainable_state_dict(payload["model"])
+        payload = load_checkpoint(self.ckpt_dir)  # the newest intact one (a damaged one is reported)
+        path = payload["path"]
+        applied, refused = config_changes(payload["config"], self.cfg)
+        if refused and not self.restart_optimizer:
+            raise UserError(
+                f"{path}: the config differs from the run's in {'; '.join(refused)}; these cannot change on resume: "
+                "pass --restart-optimizer (keep the weights, fresh optimiser and schedule) or choose a fresh "
+                "train.output_dir"
+            )
+        try:
+            self.model.load_trainable_state_dict(payload["model"])
+        except KeyError as err:
+            raise UserError(f"{path}: weights do not fit the config ({err}); choose a fresh train.output_dir") from None
         ts = payload["train_state"]
-        self.optimizer.load_state_dict(ts["optimizer"])
-        self.scheduler.load_state_dict(ts["scheduler"])
         self.state = TrainState(**ts["progress"])
+        if self.restart_optimizer:  # a schedule of its own over the steps that remain
+            self.optimizer = build_optimizer(self.model, self.cfg.train)
+            self.scheduler = build_scheduler(self.optimizer, self.cfg.train, max(1, self.total_steps - self.state.step))
+        else:
+            self.optimizer.load_state_dict(ts["optimizer"])
+            self.scheduler.load_state_dict(ts["scheduler"])
         if self.main:
-            print(f"resuming from {path} (step {self.state.step}, epoch {self.state.epoch})")
+            fresh = "; fresh optimiser and schedule" if self.restart_optimizer else ""
+            changes = f"; applied {', '.join(sorted(applied + refused))}" if applied or refused else ""
+            print(f"resuming from {path} (step {self.state.step}, epoch {self.state.epoch}){fresh}{changes}")
 
-    def save(self) -> None:
+    def save(self) -> Path | None:
+        """Write a checkpoint (main process); never one of non-finite weights. Returns its path."""
+        path = None
         if self.main:
+            weights = self.model.trainable_state_dict()
+            if not check_finite(weights.values()):
+                raise UserError(f"{self.ckpt_dir}: non-finite weights at step {self.state.step}: no checkpoint written")
             train_state: dict[str, Any] = {
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "progress": self.state.to_dict(),
             }
-            save_checkpoint(self.ckpt_dir, self.state.step, self.model.trainable_state_dict(), self.cfg, train_state,
-                            keep=self.cfg.train.keep_checkpoints)  # fmt: skip
+            path = save_checkpoint(self.ckpt_dir, self.state.step, weights, self.cfg, train_state,
+                                   keep=self.cfg.train.keep_checkpoints)  # fmt: skip
         self.accel.wait_for_everyone()
+        return path
 
     # -------------------------------------------------------------------------------------- steps
-    def train_step(self, batch: dict) -> dict[str, float]:
+    def train_step(self, batch: dict) -> dict[str, float] | None:
+        """One optimiser step; None when the loss or the gradient is not finite (skipped, `NonFiniteGuard`)."""
         self.model.train()
         batch = _to(batch, self.accel.device)
         world = self.accel.num_processes
@@ -211,12 +264,18 @@ class Trainer:
                 loss = loss + aux_loss
             self.accel.backward(loss)
             keys, aux = list(out.ce), out.aux
+        aux_mean = _all_sum(aux_loss, world) / world  # the same on every rank, like the gradients
+        norm = grad_norm(self.model.trainable_parameters())
+        if not self.nonfinite.ok(lm_loss, aux_mean, norm, step=self.state.step + 1):
+            self.optimizer.zero_grad(set_to_none=True)
+            return None
         if self.cfg.train.grad_clip:
             self.accel.clip_grad_norm_(self.model.trainable_parameters(), self.cfg.train.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
-        aux_mean = _all_sum(aux_loss, world) / world
         values = {"loss": (lm_loss + aux_mean).item(), "lm_loss": lm_loss.item(), "lr": self.scheduler.get_last_lr()[0]}
+        if self.nonfinite.total:
+            values["skipped_steps"] = float(self.nonfinite.total)
         values.update({f"ce/{k}": ce[i].item() for i, k in enumerate(keys)})
         values.update({f"router/{k}": (_all_sum(v, world) / world).item() for k, v in aux.items()})
         return values
@@ -275,7 +334,9 @@ class Trainer:
         self.model.eval()
         sums: dict[str, float] = {}
         n = 0
-        for i, batch in enumerate(_loader(ds, sampler, cfg)):
+        for i, marked in enumerate(_loader(ds, sampler, cfg)):
+            self.val_skips.add(marked["failed"])
+            batch = marked["batch"]
             if batch is None:
                 continue
             if cfg.train.val_max_batches is not None and i >= cfg.train.val_max_batches:
@@ -290,11 +351,9 @@ class Trainer:
         return {k: v / max(1, n) for k, v in sums.items()}
 
     # -------------------------------------------------------------------------------------- loop
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        self._stop = True  # finish the current step, save, exit
-
     def fit(self) -> dict[str, float]:
-        """Train until `total_steps` (or a stop signal), then save, check replicas and close the logs."""
+        """Train until `total_steps`, then save, check replicas and close the logs. SIGINT / SIGTERM: finish the
+        step, save, raise `Interrupted` (exit 130 / 143); faults stop the run with a UserError."""
         if self.state.step >= self.total_steps:  # a finished run: leave its checkpoint and logs untouched
             if self.main:
                 print(f"{self.run_dir}: already trained for {self.state.step} steps; nothing to do")
@@ -302,47 +361,66 @@ class Trainer:
         if self.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.cfg, self.run_dir / "config.yaml")
-        previous = signal.signal(signal.SIGTERM, self._on_signal)
-        bar = tqdm(total=self.total_steps, initial=self.state.step, disable=not self.main, desc="train", unit="step")
-        last: dict[str, float] = {}
         try:
-            while self.state.step < self.total_steps and not self._stop:
-                last = self._train_epoch(bar) or last
-        except KeyboardInterrupt:
-            self._stop = True
+            last = self._fit_epochs()
+            saved = self.save()
+            checksum = self.check_replicas()
         finally:
-            signal.signal(signal.SIGTERM, previous)
-            bar.close()
-        self.save()
-        checksum = self.check_replicas()
+            self.logger.close()
         if self.accel.num_processes > 1:
             print(f"[rank {self.accel.process_index}] trainable weights checksum {checksum}", flush=True)
-        if self._stop and self.main:
-            print(f"stopped at step {self.state.step}; checkpoint saved, rerun the same command to resume")
-        self.logger.close()
+        if self.signals.stop:
+            raise self.signals.interrupted(f"train {self.run_dir} (step {self.state.step})", saved)
         return last if self.main else {}
+
+    def _fit_epochs(self) -> dict[str, float]:
+        """The epochs, with stop signals caught and per-utterance warnings given once (`faults`)."""
+        bar = tqdm(total=self.total_steps, initial=self.state.step, disable=not self.main, desc="train", unit="step")
+        last: dict[str, float] = {}
+        with quiet_dataset(), self.signals:
+            try:
+                while self.state.step < self.total_steps and not self._should_stop():
+                    last = self._train_epoch(bar) or last
+            except Exception:
+                if not self.signals.stop:  # a loader whose workers the Ctrl-C also reached: stop as asked
+                    raise
+            finally:
+                bar.close()
+        return last
+
+    def _should_stop(self) -> bool:
+        """A stop signal on any rank stops every rank at the same step (else DDP would wait forever)."""
+        if self.accel.num_processes > 1:
+            flag = torch.tensor([self.signals.signum or 0], device=self.accel.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            self.signals.signum = int(flag.item()) or None
+        return self.signals.stop
 
     def _train_epoch(self, bar: tqdm) -> dict[str, float]:
         """The rest of the current epoch (after a resume: from the next unseen batch); returns the last
-        step's metrics. A finished epoch advances the state, validates (unless by steps) and saves."""
+        step's metrics. A finished epoch advances the state, validates (unless by steps) and saves; an epoch
+        that yields no batch at all stops the run (`SkipLog.no_batch`)."""
         cfg = self.cfg
         self.sampler.set_epoch(self.state.epoch)
         self.train_set.set_epoch(self.state.epoch)
+        whole_epoch, yielded = self.state.batch_in_epoch == 0, 0
         last: dict[str, float] = {}
-        for batch in _loader(self.train_set, SkipFirst(self.sampler, self.state.batch_in_epoch), cfg):
-            if batch is None:  # every item of this batch failed to load: already reported
-                self.state.batch_in_epoch += 1
-                continue
+        for marked in _loader(self.train_set, SkipFirst(self.sampler, self.state.batch_in_epoch), cfg):
+            self.skips.add(marked["failed"])
+            yielded += marked["batch"] is not None
             t0 = time.perf_counter()
-            last = self.train_step(batch)
-            last["s_per_step"] = time.perf_counter() - t0
-            self.state.step += 1
-            self.state.batch_in_epoch += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{last['loss']:.3f}", lr=f"{last['lr']:.1e}")
-            self._after_step(last)
-            if self.state.step >= self.total_steps or self._stop:
+            values = self.train_step(marked["batch"]) if marked["batch"] is not None else None
+            self.state.batch_in_epoch += 1  # None: every item failed to load (reported), or a non-finite step
+            if values is not None:
+                last = {**values, "s_per_step": time.perf_counter() - t0}
+                self.state.step += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{last['loss']:.3f}", lr=f"{last['lr']:.1e}")
+                self._after_step(last)
+            if self.state.step >= self.total_steps or self._should_stop():
                 return last
+        if whole_epoch and not yielded:
+            raise self.skips.no_batch(len(self.train_set), self.state.epoch)
         self.state.epoch += 1
         self.state.batch_in_epoch = 0
         if not cfg.train.val_every_steps:
@@ -364,11 +442,12 @@ class Trainer:
             self.save()
 
 
-def train(cfg: Config, resume: bool = True) -> dict[str, float]:
-    """Train `cfg` in its output directory (resuming if it holds a checkpoint); returns the last metrics."""
+def train(cfg: Config, resume: bool = True, restart_optimizer: bool = False) -> dict[str, float]:
+    """Train `cfg` in its output directory (resuming if it holds a checkpoint); returns the last metrics.
+    `restart_optimizer`: resume the weights only, with a fresh optimiser and schedule (any config change)."""
     if cfg.model.llm.path is None and not cfg.model.llm.allow_random_weights:
         raise UserError(
             "model.llm.path: not set; this preset describes the LLM's architecture only. Point it at a local "
             "Hugging Face directory (or `embedded:smollm2-135m`) to train"
         )
-    return Trainer(cfg, resume=resume).setup().fit()
+    return Trainer(cfg, resume=resume, restart_optimizer=restart_optimizer).setup().fit()
