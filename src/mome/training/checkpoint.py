@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -31,6 +32,7 @@ from mome.io import atomic_write, atomic_write_bytes
 FORMAT = "mome-checkpoint-1"
 LATEST = "latest"
 CHECKSUM_SUFFIX = ".sha256"
+T = TypeVar("T")
 
 
 class CorruptCheckpoint(UserError):
@@ -170,10 +172,19 @@ def resolve_checkpoint(path: str | Path) -> Path:
         if path.is_file():
             return path
         raise UserError(f"no checkpoint at {path} (expected a .pt file or a run directory with checkpoints/step-*.pt)")
+    return _newest_good(path, steps, _verified)
+
+
+def _verified(step: Path) -> Path:
+    verify_checksum(step)
+    return step
+
+
+def _newest_good(path: Path, steps: list[Path], read: Callable[[Path], T]) -> T:
+    """`read` of the newest step file it succeeds on; each damaged one is reported with its fallback."""
     for i, step in enumerate(steps):
         try:
-            verify_checksum(step)
-            return step
+            return read(step)
         except CorruptCheckpoint as err:
             _report(step, err, steps[i + 1] if i + 1 < len(steps) else None)
     raise UserError(f"{path}: every checkpoint is corrupt ({', '.join(p.name for p in steps)})")
@@ -209,12 +220,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     steps = _candidates(path) if path.is_dir() else None
     if not steps:
         return _load_file(resolve_checkpoint(path))
-    for i, step in enumerate(steps):
-        try:
-            return _load_file(step)
-        except CorruptCheckpoint as err:
-            _report(step, err, steps[i + 1] if i + 1 < len(steps) else None)
-    raise UserError(f"{path}: every checkpoint is corrupt ({', '.join(p.name for p in steps)})")
+    return _newest_good(path, steps, _load_file)
 
 
 def checkpoint_config(payload: dict[str, Any], overrides: list[str] | None = None) -> Config:
