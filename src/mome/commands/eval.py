@@ -70,7 +70,7 @@ def _run(args: argparse.Namespace) -> int:
     from mome.config import combinations, parse_combination
     from mome.errors import UserError
     from mome.evaluation.evaluate import evaluate, markdown, parse_snr
-    from mome.training.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint, resolve_checkpoint
+    from mome.training.checkpoint import checkpoint_config, load_checkpoint, model_from_payload, resolve_checkpoint
 
     _collect_overrides(args)
     if args.root is not None:  # the flag is a shorthand: data.root is the one place the corpus is named
@@ -80,7 +80,8 @@ def _run(args: argparse.Namespace) -> int:
     # Every input is checked against the checkpoint's config before the (slow) model build.
     snrs = [parse_snr(s) for s in args.snr]
     checkpoint = resolve_checkpoint(args.checkpoint)
-    cfg = checkpoint_config(load_checkpoint(checkpoint), args.overrides)
+    payload = load_checkpoint(checkpoint)
+    cfg = checkpoint_config(payload, args.overrides)
     comp = cfg.model.compression
     combos = [parse_combination(r, comp) for r in args.rates] if args.rates else combinations(comp)
     if cfg.data.root is None:
@@ -91,7 +92,7 @@ def _run(args: argparse.Namespace) -> int:
         raise UserError(f"{args.labels}: label file not found (also looked in {root})")
 
     start = time.perf_counter()
-    model, cfg = model_from_checkpoint(checkpoint, args.overrides, device=args.device)
+    model, cfg = model_from_payload(payload, args.overrides, device=args.device)
     load_s = time.perf_counter() - start
     out = Path(args.out) if args.out else default_out(checkpoint, labels)
     info = {"checkpoint": str(checkpoint), "overrides": list(args.overrides)}

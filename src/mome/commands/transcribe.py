@@ -45,12 +45,13 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from mome.config import parse_combination
     from mome.inference import clip_seconds, finest_combination, load_clip, to_device, transcribe
-    from mome.training.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint, resolve_checkpoint
+    from mome.training.checkpoint import checkpoint_config, load_checkpoint, model_from_payload, resolve_checkpoint
 
     times = {}
     # The rates and the clip are checked against the checkpoint's config before the (slow) model build.
     checkpoint = resolve_checkpoint(args.checkpoint)
-    cfg = checkpoint_config(load_checkpoint(checkpoint), args.overrides)
+    payload = load_checkpoint(checkpoint)
+    cfg = checkpoint_config(payload, args.overrides)
     comp = cfg.model.compression
     combo = parse_combination(args.rates, comp) if args.rates else finest_combination(comp)
     start = time.perf_counter()
@@ -66,7 +67,7 @@ def _run(args: argparse.Namespace) -> int:
     times["read"] = time.perf_counter() - start - times.get("face", 0.0)
 
     start = time.perf_counter()
-    model, cfg = model_from_checkpoint(checkpoint, args.overrides, device=args.device)
+    model, cfg = model_from_payload(payload, args.overrides, device=args.device)
     batch = to_device(batch, args.device)
     times["load"] = time.perf_counter() - start
 

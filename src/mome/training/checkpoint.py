@@ -232,9 +232,15 @@ def model_from_checkpoint(
     path: str | Path, overrides: list[str] | None = None, device: str | torch.device | None = None
 ):
     """Rebuild (model, config) from a checkpoint: frozen parts from their paths, trained weights from the file."""
+    return model_from_payload(load_checkpoint(path), overrides, device)
+
+
+def model_from_payload(
+    payload: dict[str, Any], overrides: list[str] | None = None, device: str | torch.device | None = None
+):
+    """(model, config) from a checkpoint already read by `load_checkpoint` (the file is read and hashed once)."""
     from mome.models.avsr import build_model
 
-    payload = load_checkpoint(path)
     cfg = checkpoint_config(payload, overrides)
     torch.manual_seed(cfg.train.seed)  # frozen parts built from an `arch` (tests) get the weights training had
     model = build_model(cfg.model, device=device)
