@@ -123,6 +123,7 @@ BAD_VALUES = {
     "data.num_buckets": "0",
     "data.av_tolerance_frames": "-1",
     "data.eval_noise_seed": "-3",
+    "data.feature_noisy_versions": "0",
     "train.seed": "-1",
     "train.lr": "0",
     "train.weight_decay": "-0.1",

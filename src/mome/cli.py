@@ -28,6 +28,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "mome.commands.pretrain_video",
         "pretrain the compact lip encoder (AV-HuBERT arch) on a corpus's train split",
     ),
+    "features": (
+        "mome.commands.features",
+        "run the frozen encoders once over a corpus and cache their outputs (data.feature_cache)",
+    ),
     "eval": ("mome.commands.eval", "WER of a checkpoint at every rate combination x SNR: JSON, Markdown table, plot"),
     "transcribe": ("mome.commands.transcribe", "transcribe one mouth-crop clip (+ audio) and time each stage"),
 }

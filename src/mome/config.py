@@ -295,9 +295,19 @@ class DataConfig:
     """Largest accepted |audio samples / 640 - video frames|; beyond it an utterance is skipped as broken."""
     eval_noise_seed: int = 0
     """Seed of the evaluation noise; with the SNR and utterance id it fixes the babble exactly."""
+    feature_cache: str | None = None
+    """Directory of the frozen encoders' cached outputs (`mome features`; relative to the working directory).
+    Training and evaluation then read features instead of decoding media and running the encoders, and compute
+    what is missing on first use. `null`: no cache (encoders run at every step)."""
+    feature_noisy_versions: int = 4
+    """K: babble-noisy versions cached per training utterance, each with an SNR drawn from the non-clean
+    `train_snrs` and its own babble segment; each epoch draws clean (with the share of `null`s in
+    `train_snrs`) or one of the K (docs/design.md)."""
 
     def __post_init__(self) -> None:
-        """Every path becomes absolute here, once: the root from the working directory, the files from the root."""
+        """Every path becomes absolute here, once: the root and the cache from the working directory, the
+        label and noise files from the root."""
+        self.feature_cache = absolute_path(self.feature_cache)
         if self.root is None:
             return
         self.root = absolute_path(self.root)
@@ -314,7 +324,7 @@ class DataConfig:
             f"must be between 1 and the {MOUTH_CROP_SIZE}-pixel mouth crop, got {self.crop_size}",
         )
         for name, low in (("max_frames", 1), ("num_workers", 0), ("num_buckets", 1), ("av_tolerance_frames", 0),
-                          ("eval_noise_seed", 0)):  # fmt: skip
+                          ("eval_noise_seed", 0), ("feature_noisy_versions", 1)):  # fmt: skip
             _at_least(self, path, name, low)
 
 

@@ -4,6 +4,8 @@ Output (B = valid items, S = audio samples, T = video frames):
     ids [B] list, texts [B] list, metas [B] list,
     audio [B, S_max] + audio_lengths [B] (samples)          when the items have audio
     video [B, T_max, 1, 88, 88] + video_lengths [B] (frames) when the items have video
+    audio_features [B, T_a, D_a] + audio_features_lengths [B], likewise video_features: cached encoder
+    outputs (`mome.features`), which the model uses instead of running its encoders
 Tokenisation happens later, in the LLM's sequence builder.
 """
 
@@ -23,9 +25,9 @@ def collate(items: list[dict | None]) -> dict | None:
         "texts": [it["text"] for it in items],
         "metas": [it.get("meta", {}) for it in items],
     }
-    for key in ("audio", "video"):
+    for key in ("audio", "video", "audio_features", "video_features"):
         if all(key in it for it in items):
             seqs = [it[key] for it in items]
-            batch[key] = pad_sequence(seqs, batch_first=True)  # [B, S_max] or [B, T_max, 1, H, W]
+            batch[key] = pad_sequence(seqs, batch_first=True)  # [B, S_max], [B, T_max, 1, H, W] or [B, T_max, D]
             batch[f"{key}_lengths"] = torch.tensor([len(s) for s in seqs], dtype=torch.long)
     return batch

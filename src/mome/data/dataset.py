@@ -65,12 +65,15 @@ class AVDataset(Dataset):
         self.eval_snr, self.noise_seed = eval_snr, noise_seed
         self.augment_seed, self.epoch = augment_seed, 0
         self.bad: dict[str, str] = {}
-        self.babble = None
-        needs_noise = "audio" in modalities and (
-            eval_snr is not None or (train and any(s is not None for s in cfg.train_snrs))
+        self.babble = self._babble()
+
+    def _babble(self) -> Babble | None:
+        """The noise file, read once, when this split mixes noise into its audio."""
+        cfg = self.cfg
+        needs_noise = "audio" in self.modalities and (
+            self.eval_snr is not None or (self.train and any(s is not None for s in cfg.train_snrs))
         )
-        if needs_noise and cfg.noise_path:
-            self.babble = Babble(Path(cfg.noise_path))
+        return Babble(Path(cfg.noise_path)) if needs_noise and cfg.noise_path else None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -101,14 +104,18 @@ class AVDataset(Dataset):
             )
         return eval_rng(row.rel_path, self.eval_snr, self.noise_seed)
 
-    def _load(self, row: LabelRow) -> dict:
-        rng = self._rng(row)
-        stem = self.root / row.rel_path
-        item: dict = {
+    def _item(self, row: LabelRow) -> dict:
+        """The fields of an item that do not come from its media."""
+        return {
             "id": row.rel_path,
             "text": row.transcript.lower(),
             "meta": {"dataset": row.dataset, **self.meta.get(row.rel_path, {})},
         }
+
+    def _load(self, row: LabelRow) -> dict:
+        rng = self._rng(row)
+        stem = self.root / row.rel_path
+        item = self._item(row)
         frames, audio, num_frames = None, None, row.input_length
         if "video" in self.modalities:
             frames = read_video(stem.with_suffix(".mp4"))
@@ -116,13 +123,7 @@ class AVDataset(Dataset):
         if "audio" in self.modalities:
             path = stem.with_suffix(".wav")
             audio = read_audio(path)
-            mismatch = abs(len(audio) / SAMPLES_PER_FRAME - num_frames)
-            if mismatch > self.cfg.av_tolerance_frames:
-                raise MediaError(
-                    path,
-                    f"audio is {len(audio) / SAMPLES_PER_FRAME:.1f} frames long, video "
-                    f"{num_frames} frames (tolerance {self.cfg.av_tolerance_frames})",
-                )
+            self._check_lengths(path, len(audio), num_frames)
         snrs = self.cfg.train_snrs if self.train else (self.eval_snr,)
         inputs, snr = utterance_inputs(
             frames, audio, num_frames, self.train, rng, self.cfg.crop_size, self.cfg.time_mask, self.babble, snrs
@@ -131,3 +132,12 @@ class AVDataset(Dataset):
         if audio is not None:
             item["meta"]["snr"] = snr
         return item
+
+    def _check_lengths(self, path: Path, samples: int, frames: int) -> None:
+        """Audio and video of one utterance must agree within `av_tolerance_frames` (else it is broken)."""
+        if abs(samples / SAMPLES_PER_FRAME - frames) > self.cfg.av_tolerance_frames:
+            raise MediaError(
+                path,
+                f"audio is {samples / SAMPLES_PER_FRAME:.1f} frames long, video "
+                f"{frames} frames (tolerance {self.cfg.av_tolerance_frames})",
+            )

@@ -27,6 +27,7 @@ reason under `skipped` in results.json; the WER is then over the utterances that
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from collections import defaultdict
@@ -46,6 +47,8 @@ from mome.data.collate import collate
 from mome.data.dataset import AVDataset
 from mome.errors import UserError
 from mome.evaluation.wer import ErrorCounts, normalize, total, utterance_errors
+from mome.features.cache import FeatureCache
+from mome.features.dataset import CachedAVDataset
 from mome.models.avsr import AVSRModel
 
 log = logging.getLogger(__name__)
@@ -258,17 +261,10 @@ def evaluate(
     records: list[_Record] = []
     skipped: dict[str, str] = {}
     label_problems: list[str] = []
+    cache = _feature_cache(model, cfg, labels, root, snrs, limit, progress)
     with _quiet(["mome.data.dataset", "mome.data.labels"]):
         for snr in snrs:
-            dataset = AVDataset(
-                labels,
-                root,
-                cfg.data,
-                train=False,
-                modalities=modalities,
-                eval_snr=snr,
-                noise_seed=cfg.data.eval_noise_seed,
-            )
+            dataset = _dataset(cfg, labels, root, snr, cache)
             _check_inputs(dataset, modalities, limit, skip_bad)
             label_problems = dataset.label_problems
             loader = DataLoader(
@@ -288,6 +284,34 @@ def evaluate(
     if out_dir is not None:
         write_outputs(results, records, Path(out_dir))
     return results
+
+
+def _feature_cache(
+    model: AVSRModel,
+    cfg: Config,
+    labels: Path,
+    root: Path,
+    snrs: list[float | None],
+    limit: int | None,
+    progress: bool,
+) -> FeatureCache | None:
+    """With `data.feature_cache`: the cache of the model's encoders, filled for `labels` at every SNR."""
+    if cfg.data.feature_cache is None:
+        return None
+    cfg = copy.deepcopy(cfg)
+    cfg.data.root = str(root)  # the corpus being evaluated names the media, whatever the run trained on
+    cache = FeatureCache.for_model(cfg, model)
+    stats = cache.fill(labels, cache.conditions("eval", snrs), limit=limit, progress=progress)
+    if stats.utterances:
+        print(f"features {labels.name}: {stats.line()}")
+    return cache
+
+
+def _dataset(cfg: Config, labels: Path, root: Path, snr: float | None, cache: FeatureCache | None) -> AVDataset:
+    modalities, seed = cfg.model.compression.modalities, cfg.data.eval_noise_seed
+    if cache is not None:
+        return CachedAVDataset(labels, root, cfg.data, False, cache, modalities, eval_snr=snr, noise_seed=seed)
+    return AVDataset(labels, root, cfg.data, train=False, modalities=modalities, eval_snr=snr, noise_seed=seed)
 
 
 # ------------------------------------------------------------------------------------------ summaries

@@ -163,8 +163,17 @@ class AVSRModel(nn.Module):
 
     # ------------------------------------------------------------------------------------ encoders
     def encode(self, batch: dict) -> Features:
-        """Run the frozen encoders on a collated batch (`audio`, `audio_lengths`, `video`, `video_lengths`)."""
+        """Run the frozen encoders on a collated batch (`audio`, `audio_lengths`, `video`, `video_lengths`), or
+        pass on the features a cached batch carries (`audio_features`, ...: `mome.features`)."""
         features = Features()
+        if "audio_features" in batch or "video_features" in batch:
+            for modality, pooler in (("audio", self.audio_pooler), ("video", self.video_pooler)):
+                if pooler is not None and f"{modality}_features" not in batch:
+                    raise ValueError(f"this model needs {modality}: the cached batch has no {modality} features")
+            return Features(
+                batch.get("audio_features"), batch.get("audio_features_lengths"),
+                batch.get("video_features"), batch.get("video_features_lengths"),
+            )  # fmt: skip
         if self.audio_pooler is not None:
             if self.audio_encoder is None or "audio" not in batch:
                 raise ValueError("this model needs audio: the batch has none or the model has no audio encoder")

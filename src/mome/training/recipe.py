@@ -33,6 +33,8 @@ from mome.config import Config, combination_key, config_from_dict, save_config
 from mome.data.bucketing import FrameBudgetBatchSampler, SkipFirst
 from mome.data.dataset import AVDataset
 from mome.errors import ConfigError, UserError
+from mome.features.cache import FeatureCache
+from mome.features.dataset import CachedAVDataset
 from mome.models.avsr import AVSRModel, AVSROutput, build_model
 from mome.training.checkpoint import load_checkpoint, save_checkpoint
 from mome.training.faults import (
@@ -76,14 +78,17 @@ def _data_root(cfg: Config) -> Path:
     return root
 
 
-def _dataset(cfg: Config, labels: str, train: bool) -> AVDataset:
+def _dataset(cfg: Config, labels: str, train: bool, cache: FeatureCache | None = None) -> AVDataset:
+    """The utterances of a label file: media decoded and encoded at every step, or features from `cache`."""
     root = _data_root(cfg)
     path = Path(labels)  # absolute: DataConfig resolved it against the root
     if not path.is_file():
         raise UserError(f"label file not found: {path}")
-    ds = AVDataset(
-        path, root, cfg.data, train=train, modalities=cfg.model.compression.modalities, augment_seed=cfg.train.seed
-    )
+    modalities, seed = cfg.model.compression.modalities, cfg.train.seed
+    if cache is not None:
+        ds = CachedAVDataset(path, root, cfg.data, train, cache, modalities, augment_seed=seed)
+    else:
+        ds = AVDataset(path, root, cfg.data, train=train, modalities=modalities, augment_seed=seed)
     if len(ds) == 0:
         raise UserError(f"{path}: no usable rows ({len(ds.label_problems)} malformed)")
     return ds
@@ -155,6 +160,7 @@ class Trainer:
         self.run_dir = Path(cfg.train.output_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.state = TrainState()
+        self.cache: FeatureCache | None = None  # data.feature_cache, opened in setup
         self.val_set: AVDataset | None = None  # built at the first validation
         self.window: dict[str, list[float]] = {}  # values of the steps since the last logged row
         self.signals = StopSignals()
@@ -188,12 +194,31 @@ class Trainer:
 
     def _setup_data(self) -> None:
         cfg = self.cfg
-        self.train_set = _dataset(cfg, cfg.data.train_labels, train=True)
+        self.cache = self._setup_feature_cache() if cfg.data.feature_cache else None
+        self.train_set = _dataset(cfg, cfg.data.train_labels, train=True, cache=self.cache)
         self.sampler = FrameBudgetBatchSampler(
             self.train_set.lengths, cfg.data.max_frames, shuffle=True, seed=cfg.train.seed,
             num_buckets=cfg.data.num_buckets, rank=self.accel.process_index, world_size=self.accel.num_processes,
         )  # fmt: skip
         self.total_steps = cfg.train.max_steps or cfg.train.epochs * len(self.sampler)
+
+    def _setup_feature_cache(self) -> FeatureCache:
+        """The frozen encoders' outputs for the train and validation splits, computing what is missing (each
+        rank its share, then every rank reads them all)."""
+        cfg, accel = self.cfg, self.accel
+        _data_root(cfg)
+        cache = FeatureCache.for_model(cfg, self.model)
+        shard = (accel.process_index, accel.num_processes)
+        for labels, split in ((cfg.data.train_labels, "train"), (cfg.data.val_labels, "val")):
+            if labels and Path(labels).is_file():
+                stats = cache.fill(labels, cache.conditions(split), shard=shard, progress=self.main)
+                if stats.utterances and self.main:
+                    print(f"features {Path(labels).name}: {stats.line()}")
+        accel.wait_for_everyone()
+        cache.refresh()
+        if self.main:
+            print(cache.summary())
+        return cache
 
     def _setup_optimizer(self) -> None:
         self.optimizer = build_optimizer(self.model, self.cfg.train)
@@ -327,7 +352,7 @@ class Trainer:
         if not cfg.data.val_labels:
             return {}
         if self.val_set is None:  # read the label file and corpus metadata once, not at every validation
-            self.val_set = _dataset(cfg, cfg.data.val_labels, train=False)
+            self.val_set = _dataset(cfg, cfg.data.val_labels, train=False, cache=self.cache)
         ds = self.val_set
         sampler = FrameBudgetBatchSampler(ds.lengths, cfg.data.max_frames, shuffle=False,
                                           rank=self.accel.process_index, world_size=self.accel.num_processes)  # fmt: skip

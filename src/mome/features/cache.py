@@ -1,0 +1,258 @@
+"""`FeatureCache`: the frozen encoders' outputs for one config's corpus, computed once, read many times.
+
+    training utterance   video: centre crop          audio: clean + K noisy versions (keys.py)
+    validation           video: centre crop          audio: clean
+    evaluation           video: centre crop          audio: each SNR asked for, noise seeded per utterance
+
+Each clip is encoded on its own (batch of one), so a feature never depends on what else was computed with it,
+and the evaluation features equal those of the uncached path up to fp16 storage. A trainable encoder (LoRA in
+AV-HuBERT) cannot be cached: its features change with every step.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from mome.config import Config
+from mome.constants import SAMPLES_PER_FRAME
+from mome.data.labels import LabelRow, read_labels
+from mome.data.media import MediaError, cut_or_pad, read_audio, read_video
+from mome.data.noise import Babble
+from mome.data.transforms import audio_transform, video_transform
+from mome.errors import UserError
+from mome.features.keys import CLEAN, Condition, FeatureKeys, encoder_identity
+from mome.features.store import FeatureStore, ShardWriter
+
+
+@dataclass
+class FillStats:
+    """What one `fill` did, for the throughput line."""
+
+    utterances: int = 0
+    clips: dict[str, int] = field(default_factory=lambda: {"audio": 0, "video": 0})
+    failed: int = 0
+    seconds: float = 0.0
+    bytes_written: int = 0
+
+    def add(self, other: FillStats) -> None:
+        self.utterances += other.utterances
+        for k, v in other.clips.items():
+            self.clips[k] += v
+        self.failed += other.failed
+        self.seconds += other.seconds
+        self.bytes_written += other.bytes_written
+
+    def line(self) -> str:
+        clips = sum(self.clips.values())
+        rate = clips / self.seconds if self.seconds else 0.0
+        failed = f", {self.failed} failed" if self.failed else ""
+        return (
+            f"encoded {self.clips['audio']} audio + {self.clips['video']} video clips of {self.utterances} utterances "
+            f"in {self.seconds:.1f} s ({rate:.1f} clips/s){failed}; wrote {self.bytes_written / 2**20:.1f} MiB"
+        )
+
+
+class FeatureCache:
+    """The stores of a config's encoders under `data.feature_cache`, and the keys of its corpus.
+
+    Args:
+        cfg: the run's config (`data.feature_cache`, `data.root`, noise and SNR settings, the task).
+        encoders: {"audio": Whisper, "video": AV-HuBERT} for the modalities the task uses.
+    """
+
+    def __init__(self, cfg: Config, encoders: dict[str, nn.Module]) -> None:
+        if cfg.data.feature_cache is None:
+            raise UserError("data.feature_cache: not set; name a directory, e.g. data.feature_cache=features")
+        if cfg.data.root is None:
+            raise UserError("data.root: not set; point it at a corpus")
+        self.cfg = cfg
+        self.directory = Path(cfg.data.feature_cache)
+        self.encoders = encoders
+        self.keys = FeatureKeys.from_config(cfg.data)
+        self.stores: dict[str, FeatureStore] = {}
+        for modality, encoder in encoders.items():
+            if any(p.requires_grad for p in encoder.parameters()):
+                raise UserError(
+                    f"data.feature_cache: the {modality} encoder has trainable weights (LoRA), so its features "
+                    "change at every step and cannot be cached; set data.feature_cache=null"
+                )
+            identity = encoder_identity(encoder, modality)
+            store = FeatureStore(self.directory / f"{modality}-{identity}")
+            store.describe({"modality": modality, "encoder": type(encoder).__qualname__, "identity": identity})
+            self.stores[modality] = store
+        self._babble: Babble | None = None
+
+    @classmethod
+    def for_model(cls, cfg: Config, model: nn.Module) -> FeatureCache:
+        """The cache of an `AVSRModel`'s frozen encoders (those its task uses)."""
+        encoders = {m: getattr(model, f"{m}_encoder") for m in cfg.model.compression.modalities}
+        return cls(cfg, {m: e for m, e in encoders.items() if e is not None})
+
+    # -------------------------------------------------------------------------------------- what is needed
+    def conditions(self, split: str, snrs: Iterable[float | None] = (None,)) -> list[Condition]:
+        """The audio conditions a split needs: `train` (clean and the K versions), `val` (clean: validation
+        losses are clean) or, for any other split, the evaluation SNRs `snrs`."""
+        if split == "train":
+            return self.keys.train_conditions()
+        if split == "val":
+            return [CLEAN]
+        try:
+            return [self.keys.eval_condition(s, self.cfg.data.eval_noise_seed) for s in snrs]
+        except ValueError as err:
+            raise UserError(f"data.noise_path: {err}") from None
+
+    def _missing(self, row: LabelRow, conditions: list[Condition]) -> tuple[bool, list[Condition]] | None:
+        """(video missing?, audio conditions missing) for one utterance; None when nothing is."""
+        frames = row.input_length
+        video_missing = False
+        if "video" in self.stores:
+            key = self.keys.video(row)
+            video = self.stores["video"]
+            if key in video.failures:
+                return None  # known bad (a changed file gets a new key and is tried again)
+            if key in video.entries:
+                frames = video.entries[key][2]
+            else:
+                video_missing = True
+        audio: list[Condition] = []
+        if "audio" in self.stores:
+            if video_missing:  # the audio's length follows the video's, known once it is decoded
+                audio = conditions
+            else:
+                store = self.stores["audio"]
+                audio = [c for c in conditions if self.keys.audio(row, SAMPLES_PER_FRAME * frames, c) not in store]
+        return (video_missing, audio) if video_missing or audio else None
+
+    # -------------------------------------------------------------------------------------- computing
+    def fill(
+        self,
+        labels: str | Path,
+        conditions: list[Condition],
+        shard: tuple[int, int] = (0, 1),
+        limit: int | None = None,
+        progress: bool = True,
+        stop: object | None = None,
+    ) -> FillStats:
+        """Encode every utterance of `labels` (its share `shard` = (index, count)) that lacks an entry.
+
+        `stop`: an object whose `.stop` turns true to end after the current utterance (`StopSignals`).
+        """
+        rows, _ = read_labels(labels, root=self.keys.root)
+        rows = rows[:limit]
+        index, count = shard
+        todo = [
+            (row, need) for i, row in enumerate(rows) if i % count == index and (need := self._missing(row, conditions))
+        ]
+        stats = FillStats()
+        if not todo:
+            return stats
+        start = time.perf_counter()
+        writers = {m: s.writer() for m, s in self.stores.items()}
+        bar = tqdm(todo, desc=f"features {Path(labels).stem}", unit="utt", disable=not progress)
+        try:
+            for row, (video_missing, audio) in bar:
+                self._encode_row(row, video_missing, audio, writers, stats)
+                stats.utterances += 1
+                if stop is not None and getattr(stop, "stop", False):
+                    break
+        finally:
+            bar.close()
+            for writer in writers.values():
+                writer.close()
+                stats.bytes_written += writer.written_bytes
+            stats.seconds = time.perf_counter() - start
+        return stats
+
+    def _encode_row(
+        self, row: LabelRow, video_missing: bool, audio: list[Condition], writers: dict[str, ShardWriter], stats
+    ) -> None:
+        stem = self.keys.root / row.rel_path
+        frames = row.input_length
+        if "video" in self.stores:
+            key = self.keys.video(row)
+            if video_missing:
+                try:
+                    pixels = read_video(stem.with_suffix(".mp4"))
+                    clip = video_transform(pixels, False, np.random.default_rng(0), self.cfg.data.crop_size)
+                except (MediaError, ValueError) as err:
+                    writers["video"].fail(key, str(err))
+                    stats.failed += 1
+                    return
+                features = self._encode("video", clip)
+                writers["video"].add(key, features, {})
+                stats.clips["video"] += 1
+                frames = len(features)
+            else:
+                frames = self.stores["video"].entries[key][2]
+        if not audio:
+            return
+        samples = SAMPLES_PER_FRAME * frames
+        audio = [c for c in audio if self.keys.audio(row, samples, c) not in self.stores["audio"]]
+        if not audio:
+            return
+        keys = [self.keys.audio(row, samples, c) for c in audio]
+        try:
+            raw = read_audio(stem.with_suffix(".wav"))
+        except MediaError as err:
+            for key in keys:
+                writers["audio"].fail(key, str(err))
+            stats.failed += 1
+            return
+        wave = cut_or_pad(raw, samples)
+        for key, condition in zip(keys, audio):
+            snr, mixed = self._mix(row, wave, condition)
+            writers["audio"].add(key, self._encode("audio", mixed), {"samples": len(raw), "snr": snr})
+            stats.clips["audio"] += 1
+
+    def _mix(self, row: LabelRow, wave: np.ndarray, condition: Condition) -> tuple[float | None, torch.Tensor]:
+        """The normalised waveform of one condition, as `audio_transform` makes it (no time mask)."""
+        rng = condition.rng(row.rel_path)
+        snr = condition.snr
+        if condition.version is not None:
+            snr = self.keys.noisy_snrs[int(rng.integers(len(self.keys.noisy_snrs)))]
+        return snr, audio_transform(wave, False, rng, self.babble if snr is not None else None, snr, mask=False)
+
+    @property
+    def babble(self) -> Babble:
+        if self._babble is None:
+            self._babble = Babble(Path(self.cfg.data.noise_path))
+        return self._babble
+
+    @torch.no_grad()
+    def _encode(self, modality: str, clip: torch.Tensor) -> np.ndarray:
+        """One clip ([S] audio or [T, 1, H, W] video) -> [frames, D] features, a batch of one."""
+        encoder = self.encoders[modality]
+        device = next(encoder.parameters()).device
+        features, lengths = encoder(clip[None].to(device), torch.tensor([len(clip)], device=device))
+        return features[0, : int(lengths[0])].float().cpu().numpy()
+
+    # -------------------------------------------------------------------------------------- reading
+    def read(self, modality: str, key: str, media: Path) -> tuple[np.ndarray, dict]:
+        """An entry's features [frames, D] (float16, memory-mapped) and extras; MediaError if absent or failed."""
+        try:
+            return self.stores[modality].get(key)
+        except KeyError as err:
+            raise MediaError(media, f"no cached {modality} features ({err.args[0]})") from None
+
+    def refresh(self) -> None:
+        for store in self.stores.values():
+            store.refresh()
+
+    def summary(self) -> str:
+        sizes = {m: s.size_bytes() for m, s in self.stores.items()}
+        parts = ", ".join(f"{m} {len(s)} entries" for m, s in self.stores.items())
+        return f"feature cache {self.directory}: {parts}, {sum(sizes.values()) / 2**20:.1f} MiB"
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["encoders"] = {}  # DataLoader workers read features; they never encode
+        state["_babble"] = None
+        return state

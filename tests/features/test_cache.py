@@ -1,0 +1,185 @@
+"""FeatureCache: what is computed, when it is computed again, and that cached items equal the uncached ones."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mome.config import Config, load_config
+from mome.data.dataset import AVDataset
+from mome.errors import UserError
+from mome.features.cache import FeatureCache
+from mome.features.dataset import CachedAVDataset
+from mome.features.keys import CLEAN
+from mome.models.encoders import build_audio_encoder, build_video_encoder
+
+
+def _config(root: Path, cache: Path, *overrides: str) -> Config:
+    return load_config("tiny", [f"data.root={root}", f"data.feature_cache={cache}", *overrides])
+
+
+def _encoders(cfg: Config) -> dict:
+    torch.manual_seed(0)  # the same random encoders every time: the same store
+    return {"audio": build_audio_encoder(cfg.model), "video": build_video_encoder(cfg.model)}
+
+
+@pytest.fixture
+def own_corpus(corpus: Path, tmp_path: Path) -> Path:
+    """A private copy of the shared corpus, for tests that change its files."""
+    return Path(shutil.copytree(corpus, tmp_path / "corpus"))
+
+
+def _rows(labels: str) -> int:
+    return len(Path(labels).read_text().splitlines())
+
+
+def test_fill_encodes_each_missing_entry_once(corpus: Path, tmp_path: Path) -> None:
+    cfg = _config(corpus, tmp_path / "cache", "data.feature_noisy_versions=2")
+    cache = FeatureCache(cfg, _encoders(cfg))
+    conditions = cache.conditions("train")
+    assert [c.name.split(":")[0] for c in conditions] == ["clean", "train0", "train1"]
+    first = cache.fill(cfg.data.train_labels, conditions, progress=False)
+    rows = _rows(cfg.data.train_labels)
+    assert first.utterances == rows and first.clips == {"audio": 3 * rows, "video": rows}
+    assert cache.fill(cfg.data.train_labels, conditions, progress=False).utterances == 0
+    again = FeatureCache(cfg, _encoders(cfg))  # a new process sees the same entries
+    assert again.fill(cfg.data.train_labels, conditions, progress=False).utterances == 0
+    more = FeatureCache(_config(corpus, tmp_path / "cache", "data.feature_noisy_versions=3"), _encoders(cfg))
+    grown = more.fill(cfg.data.train_labels, more.conditions("train"), progress=False)
+    assert grown.clips == {"audio": rows, "video": 0}  # versions 0 and 1 are reused, only the third is new
+
+
+def test_cached_evaluation_items_equal_the_uncached_ones(corpus: Path, tmp_path: Path) -> None:
+    """At an evaluation SNR the cache mixes the same seeded babble as `AVDataset` and encodes each clip alone."""
+    cfg = _config(corpus, tmp_path / "cache")
+    encoders = _encoders(cfg)
+    cache = FeatureCache(cfg, encoders)
+    cache.fill(cfg.data.test_labels, cache.conditions("test", [0.0]), progress=False)
+    cached = CachedAVDataset(cfg.data.test_labels, corpus, cfg.data, False, cache, eval_snr=0.0)
+    plain = AVDataset(cfg.data.test_labels, corpus, cfg.data, train=False, eval_snr=0.0)
+    for i in range(len(plain)):
+        item, reference = cached[i], plain[i]
+        with torch.no_grad():
+            audio, frames = encoders["audio"](reference["audio"][None], torch.tensor([len(reference["audio"])]))
+            video, _ = encoders["video"](reference["video"][None])
+        audio = audio[0, : int(frames[0])]
+        torch.testing.assert_close(item["audio_features"], audio, atol=2e-2, rtol=1e-2)  # fp16 storage
+        torch.testing.assert_close(item["video_features"], video[0], atol=2e-2, rtol=1e-2)
+        assert item["meta"]["snr"] == reference["meta"]["snr"] == 0.0 and item["text"] == reference["text"]
+
+
+def test_a_changed_encoder_is_never_served_stale(corpus: Path, tmp_path: Path) -> None:
+    cfg = _config(corpus, tmp_path / "cache")
+    encoders = _encoders(cfg)
+    cache = FeatureCache(cfg, encoders)
+    cache.fill(cfg.data.val_labels, [CLEAN], progress=False)
+    with torch.no_grad():
+        next(encoders["video"].parameters()).add_(0.01)  # a retrained lip encoder
+    changed = FeatureCache(cfg, encoders)
+    assert changed.stores["video"].directory != cache.stores["video"].directory
+    assert changed.stores["audio"].directory == cache.stores["audio"].directory
+    stats = changed.fill(cfg.data.val_labels, [CLEAN], progress=False)
+    assert stats.clips == {"audio": 0, "video": _rows(cfg.data.val_labels)}
+
+
+def test_a_changed_media_file_is_encoded_again(own_corpus: Path, tmp_path: Path) -> None:
+    cfg = _config(own_corpus, tmp_path / "cache")
+    cache = FeatureCache(cfg, _encoders(cfg))
+    cache.fill(cfg.data.val_labels, [CLEAN], progress=False)
+    rel = Path(cfg.data.val_labels).read_text().splitlines()[0].split(",")[1]
+    wav = own_corpus / f"{rel}.wav"
+    stat = wav.stat()
+    os.utime(wav, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # rewritten (same size, new time)
+    stats = FeatureCache(cfg, _encoders(cfg)).fill(cfg.data.val_labels, [CLEAN], progress=False)
+    assert (stats.utterances, stats.clips) == (1, {"audio": 1, "video": 0})
+
+
+@pytest.mark.parametrize("change", ["data.train_snrs=[0, null]", "babble"])
+def test_a_changed_noise_setting_is_encoded_again(own_corpus: Path, tmp_path: Path, change: str) -> None:
+    cfg = _config(own_corpus, tmp_path / "cache", "data.feature_noisy_versions=1")
+    cache = FeatureCache(cfg, _encoders(cfg))
+    cache.fill(cfg.data.train_labels, cache.conditions("train"), progress=False)
+    if change == "babble":
+        babble = Path(cfg.data.noise_path)
+        babble.write_bytes(babble.read_bytes())  # a new noise file, same content: a new mtime
+        os.utime(babble, ns=(babble.stat().st_atime_ns, babble.stat().st_mtime_ns + 10**9))
+        cfg2 = cfg
+    else:
+        cfg2 = _config(own_corpus, tmp_path / "cache", "data.feature_noisy_versions=1", change)
+    again = FeatureCache(cfg2, _encoders(cfg2))
+    stats = again.fill(cfg2.data.train_labels, again.conditions("train"), progress=False)
+    assert stats.clips == {"audio": _rows(cfg.data.train_labels), "video": 0}  # the noisy version only
+
+
+def test_a_trainable_encoder_refuses_the_cache(corpus: Path, tmp_path: Path) -> None:
+    cfg = _config(corpus, tmp_path / "cache", "model.encoders.video.arch={name: tiny, lora_rank: 2}")
+    with pytest.raises(UserError, match="video encoder has trainable weights.*data.feature_cache=null"):
+        FeatureCache(cfg, _encoders(cfg))
+
+
+def test_shards_split_the_work_and_an_interrupted_fill_continues(corpus: Path, tmp_path: Path) -> None:
+    cfg = _config(corpus, tmp_path / "cache")
+    rows = _rows(cfg.data.train_labels)
+
+    class StopAfterOne:
+        stop = True
+
+    cache = FeatureCache(cfg, _encoders(cfg))
+    conditions = cache.conditions("train")
+    assert cache.fill(cfg.data.train_labels, conditions, progress=False, stop=StopAfterOne()).utterances == 1
+    done = [cache.fill(cfg.data.train_labels, conditions, shard=(i, 2), progress=False).utterances for i in (0, 1)]
+    assert sum(done) == rows - 1
+    assert len(FeatureCache(cfg, _encoders(cfg)).stores["video"]) == rows
+
+
+def test_training_draws_clean_or_a_noisy_version_per_epoch(corpus: Path, tmp_path: Path) -> None:
+    cfg = _config(corpus, tmp_path / "cache", "data.feature_noisy_versions=2", "data.train_snrs=[-5, 5, null]")
+    cache = FeatureCache(cfg, _encoders(cfg))
+    cache.fill(cfg.data.train_labels, cache.conditions("train"), progress=False)
+    ds = CachedAVDataset(cfg.data.train_labels, corpus, cfg.data, True, cache, augment_seed=3)
+    draws = []
+    for epoch in range(12):
+        ds.set_epoch(epoch)
+        draws += [ds[i]["meta"]["snr"] for i in range(len(ds))]
+    assert set(draws) <= {-5.0, 5.0, None} and None in draws and len(set(draws)) >= 2
+    ds.set_epoch(4)
+    first = [ds[i]["audio_features"] for i in range(len(ds))]
+    again = CachedAVDataset(cfg.data.train_labels, corpus, cfg.data, True, cache, augment_seed=3)
+    again.set_epoch(4)
+    for a, b in zip(first, (again[i]["audio_features"] for i in range(len(again)))):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)  # a function of (seed, epoch, utterance)
+
+
+def test_feature_time_masks_apply_in_training_only(corpus: Path, tmp_path: Path) -> None:
+    cfg = _config(corpus, tmp_path / "cache", "data.time_mask=true", "data.train_snrs=[null]")
+    cache = FeatureCache(cfg, _encoders(cfg))
+    cache.fill(cfg.data.train_labels, cache.conditions("train"), progress=False)
+    train = CachedAVDataset(cfg.data.train_labels, corpus, cfg.data, True, cache)
+    plain = CachedAVDataset(cfg.data.train_labels, corpus, cfg.data, False, cache)
+    zeroed = {"audio": 0, "video": 0}
+    for i in range(len(train)):
+        for m in zeroed:
+            masked, full = train[i][f"{m}_features"], plain[i][f"{m}_features"]
+            rows_zero = (masked == 0).all(dim=1)
+            zeroed[m] += int(rows_zero.sum())
+            torch.testing.assert_close(masked[~rows_zero], full[~rows_zero], rtol=0, atol=0)
+            assert not (full == 0).all(dim=1).any()
+    assert zeroed["audio"] > 0 and zeroed["video"] > 0
+
+
+def test_a_broken_file_is_reported_with_its_reason(own_corpus: Path, tmp_path: Path) -> None:
+    cfg = _config(own_corpus, tmp_path / "cache")
+    rel = Path(cfg.data.val_labels).read_text().splitlines()[0].split(",")[1]
+    (own_corpus / f"{rel}.mp4").write_bytes(b"not a video")
+    cache = FeatureCache(cfg, _encoders(cfg))
+    stats = cache.fill(cfg.data.val_labels, [CLEAN], progress=False)
+    assert stats.failed == 1
+    ds = CachedAVDataset(cfg.data.val_labels, own_corpus, cfg.data, False, cache)
+    assert ds[0] is None and "undecodable video" in ds.bad[rel] and ds[1] is not None
+    assert cache.fill(cfg.data.val_labels, [CLEAN], progress=False).utterances == 0  # known bad: not retried
+    np.testing.assert_equal(len(cache.stores["video"]), 1)
