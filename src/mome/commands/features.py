@@ -9,7 +9,6 @@ test split (each `--snr`). An interrupted run keeps every finished shard, and th
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from mome.commands import add_trusted_checkpoint
 
@@ -46,41 +45,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from accelerate.utils import set_seed
-
     from mome.config import load_config
     from mome.errors import UserError
     from mome.evaluation.evaluate import parse_snr
-    from mome.features.cache import FeatureCache, FillStats
-    from mome.models.encoders import build_audio_encoder, build_video_encoder
-    from mome.training.faults import StopSignals
+    from mome.features.cache import fill_splits
 
     cfg = load_config(args.config, args.overrides)
     shard = parse_shard(args.shard)
     snrs = [parse_snr(s) for s in args.snr]
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
-    labels = {"train": cfg.data.train_labels, "val": cfg.data.val_labels, "test": cfg.data.test_labels}
-    unknown = sorted(set(splits) - set(labels))
-    if unknown:
-        raise UserError(f"--splits: unknown {', '.join(unknown)}; expected train, val, test")
-    if cfg.data.root is None or not Path(cfg.data.root).is_dir():
-        raise UserError(f"data.root: not a directory: {cfg.data.root}; point it at a corpus")
-    set_seed(cfg.train.seed)  # encoders built from an arch alone get the weights `mome train` gives them
-    encoders = {"audio": build_audio_encoder(cfg.model), "video": build_video_encoder(cfg.model)}
-    encoders = {m: e.to(args.device) for m, e in encoders.items() if e is not None}
-    cache = FeatureCache(cfg, encoders)
-    total = FillStats()
-    with StopSignals() as signals:
-        for split in splits:
-            path = Path(labels[split])
-            if not path.is_file():
-                raise UserError(f"{path}: label file not found (data.{split}_labels)")
-            conditions = cache.conditions(split, snrs)
-            stats = cache.fill(path, conditions, shard=shard, progress=not args.quiet, stop=signals)
-            total.add(stats)
-            print(f"{split}: {stats.line()}", flush=True)
-            if signals.stop:
-                raise signals.interrupted(f"features {split}", None, "rerun the same command to continue")
-    print(f"total: {total.line()}")
-    print(cache.summary())
+    if not splits:
+        raise UserError("--splits: name at least one of train, val, test")
+    fill_splits(cfg, splits, snrs, shard, device=args.device, progress=not args.quiet)
     return 0

@@ -18,6 +18,7 @@ schedule). Faults (signals, non-finite steps, unreadable data): `mome.training.f
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -421,16 +422,20 @@ class Trainer:
             self.signals.signum = int(flag.item()) or None
         return self.signals.stop
 
+    def epoch_batches(self) -> Iterator[dict]:
+        """The current epoch's batches not yet trained on, as {"batch", "failed"} (`faults.Marked`)."""
+        self.sampler.set_epoch(self.state.epoch)
+        self.train_set.set_epoch(self.state.epoch)
+        return iter(_loader(self.train_set, SkipFirst(self.sampler, self.state.batch_in_epoch), self.cfg))
+
     def _train_epoch(self, bar: tqdm) -> dict[str, float]:
         """The rest of the current epoch (after a resume: from the next unseen batch); returns the last
         step's metrics. A finished epoch advances the state, validates (unless by steps) and saves; an epoch
         that yields no batch at all stops the run (`SkipLog.no_batch`)."""
         cfg = self.cfg
-        self.sampler.set_epoch(self.state.epoch)
-        self.train_set.set_epoch(self.state.epoch)
         whole_epoch, yielded = self.state.batch_in_epoch == 0, 0
         last: dict[str, float] = {}
-        for marked in _loader(self.train_set, SkipFirst(self.sampler, self.state.batch_in_epoch), cfg):
+        for marked in self.epoch_batches():
             self.skips.add(marked["failed"])
             yielded += marked["batch"] is not None
             t0 = time.perf_counter()
