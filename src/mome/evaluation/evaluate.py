@@ -368,11 +368,12 @@ def _summarise(
 def markdown(results: dict[str, Any]) -> str:
     """One table per group: rows = rate combinations, columns = SNR; WER in %."""
     snrs = results["snrs"]
+    settings = f"Task {results['task']}, beams {results['decode']['num_beams']}{_precision_note(results)}"
     lines = [
         f"# WER (%) of {results['name']} on {results['labels']}",
         "",
-        f"Task {results['task']}, beams {results['decode']['num_beams']}{_precision_note(results)}; tokens/s = LLM input (A/V) tokens "
-        f"per second of speech. Skipped utterances: {len(results['skipped'])}.",
+        f"{settings}; tokens/s = LLM input (A/V) tokens per second of speech. "
+        f"Skipped utterances: {len(results['skipped'])}.",
         "",
     ]
     for group in results["groups"]:

@@ -164,7 +164,8 @@ def record_precision(path: Path, resolved: Resolved, step: int) -> dict[str, Any
     except (OSError, ValueError):  # absent, or unreadable: start the record afresh
         old = {}
     old = old if isinstance(old, dict) else {}
-    earlier = old.pop("earlier", [])
+    earlier = old.pop("earlier", None)
+    earlier = earlier if isinstance(earlier, list) else []
     same = old.get("precision") == resolved.precision
     if old and not same:
         earlier.append(old)
