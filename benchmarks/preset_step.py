@@ -35,7 +35,7 @@ import torch
 from mome.config import Config, load_config
 from mome.constants import FPS, SAMPLES_PER_FRAME
 from mome.models.avsr import AVSRModel, build_model
-from mome.models.llm import TORCH_DTYPES
+from mome.precision import TORCH_DTYPES, resolve_precision
 
 DEFAULT_PRESETS = "paper-mome-23-4-mhsa,paper-mome-23-4-ffn,paper-mome-23-4-layer,paper-llama-avsr,paper-mtsk-mss"
 WORDS = ("bin lay place set blue green red white at by in with again now please soon the of and to a in that is "
@@ -91,7 +91,8 @@ def step(model: AVSRModel, opt: torch.optim.Optimizer, batch: dict, sequential: 
 
 def bench_preset(name: str, args, device: torch.device) -> dict:
     cfg = load_config(name)
-    dtype = None if cfg.train.precision == "fp32" else TORCH_DTYPES[cfg.train.precision]
+    precision = resolve_precision(cfg.train.precision, device).precision  # `auto` as `mome train` resolves it
+    dtype = None if precision == "fp32" else TORCH_DTYPES[precision]
     if device.type == "cpu" and dtype is not None:
         dtype = torch.bfloat16
     variants = {}
@@ -106,7 +107,7 @@ def bench_preset(name: str, args, device: torch.device) -> dict:
         c.model.adapter.kind = kind
         variants[label] = (c, sequential)
     batch = make_batch(args.batch, args.min_seconds, args.max_seconds, cfg.data.crop_size, device)
-    result: dict = {"preset": name, "precision": cfg.train.precision, "batch": args.batch, "variants": {}}
+    result: dict = {"preset": name, "precision": precision, "batch": args.batch, "variants": {}}
     for label, (c, sequential) in variants.items():  # one model at a time: a 3B LLM per variant would not fit
         try:
             torch.manual_seed(0)

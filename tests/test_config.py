@@ -43,6 +43,7 @@ def test_extends_and_overrides() -> None:
         ("model.adapter.mome.top_k=two", "model.adapter.mome.top_k"),
         ("model.compression.task=lipreading", "model.compression.task"),
         ("model.combination_weights={a3_v2: 1.0}", "model.combination_weights.a3_v2"),
+        ("model.llm.dtype=auto", "model.llm.dtype"),  # `auto` is an autocast choice, not a weight dtype
     ],
 )
 def test_bad_config_names_the_field(override: str, field: str) -> None:
@@ -144,6 +145,7 @@ BAD_VALUES = {
     "decode.max_new_tokens": "0",
     "decode.length_penalty": ".nan",
     "decode.batch_size": "0",
+    "decode.precision": "fp64",
 }
 
 
@@ -175,6 +177,20 @@ def test_the_bad_value_table_covers_every_numeric_and_enumerated_field() -> None
 
     wanted = {path for path, tp in _leaf_fields(Config) if checked(tp)}
     assert wanted <= set(BAD_VALUES), sorted(wanted - set(BAD_VALUES))
+
+
+def test_precision_defaults_to_auto_and_the_test_preset_pins_fp32() -> None:
+    """`auto` by default and in the CPU demo presets; `tiny` stays fp32 so tests give the same numbers everywhere."""
+    from mome.config import Config
+
+    assert Config().train.precision == Config().decode.precision == "auto"
+    for name in ("demo", "smol", "feasibility"):
+        cfg = load_config(name)
+        assert (cfg.train.precision, cfg.decode.precision) == ("auto", "auto"), name
+    tiny = load_config("tiny")
+    assert (tiny.train.precision, tiny.decode.precision) == ("fp32", "fp32")
+    assert load_config("paper-mome-23-4-mhsa").train.precision == "bf16"
+    assert load_config("tiny", ["train.precision=auto", "decode.precision=bf16"]).decode.precision == "bf16"
 
 
 def test_legacy_dtype_names_of_saved_runs_still_load() -> None:

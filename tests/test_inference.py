@@ -27,3 +27,26 @@ def test_a_mouth_crop_without_audio_track_names_the_option(corpus):
     mp4 = next(corpus.glob("synth/test/**/*.mp4"))
     with pytest.raises(MediaError, match="no audio track .give the audio with --audio"):
         load_clip(mp4, None, ("audio", "video"))
+
+
+@pytest.mark.parametrize(("precision", "dtype"), [("bf16", torch.bfloat16), ("fp32", None)])
+def test_transcribe_encodes_and_generates_under_the_decode_precision(corpus, monkeypatch, precision, dtype):
+    from mome.config import load_config
+    from mome.inference import transcribe
+    from mome.models.avsr import build_model
+
+    cfg = load_config("tiny", [f"decode.precision={precision}", "decode.num_beams=1", "decode.max_new_tokens=2"])
+    model = build_model(cfg.model).eval()
+    seen = []
+    for name in ("encode", "generate"):
+        method = getattr(model, name)
+
+        def spy(*args, method=method, **kwargs):
+            seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+            return method(*args, **kwargs)
+
+        monkeypatch.setattr(model, name, spy)
+    stem = next(corpus.glob("synth/test/**/*.mp4")).with_suffix("")
+    batch = load_clip(stem.with_suffix(".mp4"), stem.with_suffix(".wav"), ("audio", "video"), input_kind="crop")
+    assert isinstance(transcribe(model, batch, (16, 5), cfg.decode), str)
+    assert seen == [dtype, dtype]

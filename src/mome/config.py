@@ -42,6 +42,9 @@ AudioEncoderKind = Literal["whisper", "none"]
 VideoEncoderKind = Literal["avhubert", "none"]
 Precision = Literal["fp32", "bf16", "fp16"]
 """The one dtype vocabulary: frozen weights (`model.llm.dtype`) and autocast (`train.precision`)."""
+AutoPrecision = Literal["auto", Precision]
+"""An autocast precision, or `auto`: bf16 where the device multiplies bf16 natively, else fp32
+(`mome.precision.resolve_precision`)."""
 
 # Prompts of the Llama-AVSR / Llama-MTSK reference code; the MoME paper does not give its own.
 DEFAULT_PROMPTS = {
@@ -342,8 +345,10 @@ class TrainConfig:
     """Stop after this many optimiser steps (overrides `epochs` when set); the cosine spans it."""
     grad_clip: float = 10.0
     """Largest gradient norm; 0 turns clipping off."""
-    precision: Precision = "fp32"
-    """`fp32` on CPUs, `bf16` on GPUs."""
+    precision: AutoPrecision = "auto"
+    """Autocast of the training step. `auto`: bf16 where the device has native bf16 matmul (Ampere+ GPUs, CPUs
+    with AVX512-BF16 / AMX or Arm BF16), fp32 elsewhere; the choice is printed and saved in precision.json.
+    Trainable weights and optimiser state are fp32 whatever this says."""
     output_dir: str = "runs/experiment"
     """Run directory: checkpoints/, metrics.csv, tensorboard/, config.yaml (relative to the working directory)."""
     save_every_steps: int = 200
@@ -393,6 +398,9 @@ class DecodeConfig:
     """Beam scores are divided by length ** length_penalty (Hugging Face's convention); any finite value."""
     batch_size: int = 8
     """Utterances decoded together; results do not depend on it (features are encoded clip by clip)."""
+    precision: AutoPrecision = "auto"
+    """Autocast of encoding and generation (`mome eval`, `mome transcribe`, the demo's evaluation); `auto` as
+    `train.precision`. The resolved value is recorded in results.json."""
 
     def check(self, path: str) -> None:
         for name in ("num_beams", "max_new_tokens", "batch_size"):

@@ -8,7 +8,8 @@ mouth crop: `mome.lrs.prepare.mouth_clip`). Then the clip becomes model inputs e
 utterance (`mome.data.transforms.utterance_inputs`: centre crop, grayscale, normalisation; audio at 16 kHz,
 per-utterance norm, no noise). Audio comes from a separate file, or else from the video's own audio track
 (resampled to 16 kHz mono). Audio and video lengths that disagree by more than `data.av_tolerance_frames`
-are refused, as the dataset refuses such an utterance.
+are refused, as the dataset refuses such an utterance. Encoding and generation run under the autocast of
+`decode.precision` (`auto`: bf16 where the device has native bf16 matmul, else fp32; `mome.precision`).
 
     batch = load_clip(Path("clip.mp4"), None, cfg.model.compression.modalities, cfg.data.crop_size)
     text = transcribe(model, batch, finest_combination(cfg.model.compression), cfg.decode)
@@ -27,6 +28,7 @@ from mome.constants import FPS, MODEL_CROP_SIZE, MOUTH_CROP_SIZE, SAMPLE_RATE, S
 from mome.data.collate import collate
 from mome.data.media import MediaError, read_audio, read_audio_track, read_media, read_video
 from mome.data.transforms import utterance_inputs
+from mome.precision import Resolved, autocast, resolve_precision
 
 if TYPE_CHECKING:
     from mome.config import Combination, CompressionConfig, DecodeConfig
@@ -140,11 +142,16 @@ def transcribe(
     decode: DecodeConfig,
     device: str | torch.device = "cpu",
     times: dict | None = None,
+    precision: Resolved | None = None,
 ) -> str:
-    """The transcript of a one-clip batch at rate combination `combo`; `times` receives "encode" and "decode"."""
+    """The transcript of a one-clip batch at rate combination `combo`; `times` receives "encode" and "decode".
+
+    `precision`: the autocast to run under, resolved by the caller (to report it); default: `decode.precision`
+    resolved for `device`."""
     times = {} if times is None else times
     batch = to_device(batch, device)
-    with torch.no_grad():
+    precision = precision or resolve_precision(decode.precision, device)
+    with torch.no_grad(), autocast(precision.precision, device):
         start = time.perf_counter()
         features = model.encode(batch)
         times["encode"] = time.perf_counter() - start

@@ -65,7 +65,9 @@ def test_eval_defaults_to_run_eval_dir(run, capsys):
     assert results["overrides"] == FAST and results["snrs"] == ["clean"]
     assert [c["key"] for c in results["combinations"]] == ["a16_v5"]
     assert results["wer"]["all"]["a16_v5"]["clean"]["utterances"] == 1
-    assert "| a16_v5 |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| a16_v5 |" in printed and "decode precision fp32 (as requested)" in printed  # the tiny preset's
+    assert results["decode"]["precision"] == "fp32"
 
 
 def test_missing_checkpoint(tmp_path, capsys):
@@ -131,6 +133,7 @@ def test_transcribe(run, tmp_path, capsys):
     out, err = capsys.readouterr()
     assert len(out.splitlines()) == 1
     assert all(f"{stage} " in err for stage in ("load", "read", "encode", "decode")) and "rates 16,5" in err
+    assert "precision fp32 (as requested)" in err
     # The synthetic mp4 has no audio track: an AVSR model cannot run on it without --audio.
     assert main(args) == 2
     _one_error_line(capsys, f"{stem.name}.mp4", "no audio track")

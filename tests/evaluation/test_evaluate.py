@@ -103,3 +103,35 @@ def test_hypotheses_do_not_depend_on_the_batch_size(run, tmp_path):
     assert len(hypotheses[1]) == 4 * 2 * 4  # 4 utterances x 2 SNRs x 4 combinations
     assert len({h["hyp"] for h in hypotheses[1]}) > 4, "a near-constant output would prove nothing"
     assert hypotheses[8] == hypotheses[1]
+
+
+def _autocast_spy(model, monkeypatch) -> list:
+    """Record the CPU autocast dtype (None: off) at each encode and generate call of `model`."""
+    seen = []
+    for name in ("encode", "generate"):
+        method = getattr(model, name)
+
+        def spy(*args, method=method, **kwargs):
+            seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+            return method(*args, **kwargs)
+
+        monkeypatch.setattr(model, name, spy)
+    return seen
+
+
+@pytest.mark.parametrize(("flags", "expected"), [("avx2 avx512_bf16", "bf16"), ("avx2", "fp32")])
+def test_results_record_the_decode_precision_that_ran(run, tmp_path, monkeypatch, flags, expected):
+    """`decode.precision=auto` follows the CPU's bf16 support (replaced here); encoding and generation run under
+    that autocast, and results.json says which, with the reason."""
+    import mome.precision
+
+    monkeypatch.setattr(mome.precision, "read_cpuinfo", lambda: f"flags\t: {flags}\n")
+    root, path = run
+    model, cfg = model_from_checkpoint(path, [*FAST, "decode.precision=auto"])
+    seen = _autocast_spy(model, monkeypatch)
+    evaluate(model, cfg, "labels/train.csv", root, model.combinations[:2], [None], out_dir=tmp_path, limit=2,
+             progress=False)  # fmt: skip
+    decode = json.loads((tmp_path / "results.json").read_text())["decode"]
+    assert decode["precision"] == expected and decode["precision_reason"].startswith("auto: this CPU has ")
+    assert len(seen) == 3 and set(seen) == {torch.bfloat16 if expected == "bf16" else None}  # 1 encode, 2 generate
+    assert f"beams 1, precision {expected};" in (tmp_path / "results.md").read_text()

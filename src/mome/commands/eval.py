@@ -112,6 +112,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     seconds = time.perf_counter() - start
     print(markdown({**results, "groups": ["all"]}))
+    print(f"decode precision {results['decode']['precision']} ({results['decode']['precision_reason']})")
     decoded = sum(c["utterances"] for cells in results["wer"]["all"].values() for c in cells.values())
     print(
         f"{decoded} decodes ({len(combos)} combinations x {len(results['snrs'])} SNRs) in {seconds:.1f} s "

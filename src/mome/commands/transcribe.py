@@ -4,8 +4,8 @@ The clip is a prepared mouth crop (96x96, 25 fps) or a raw video of a person spe
 default) treats exactly-96x96 frames as a mouth crop and anything else as raw (face detection and mouth crop
 first), `--input crop` / `--input raw` force one. Audio comes from `--audio`, or else from the file's own
 audio track. The default rates are the finest trained combination. How a clip is read and transcribed:
-`mome.inference`. Prints the text on stdout and the time of each stage (load, read, face for raw videos,
-encode, decode) on stderr.
+`mome.inference`. Prints the text on stdout, and on stderr the time of each stage (load, read, face for raw
+videos, encode, decode) and the decode precision (`decode.precision`, `auto` resolved for `--device`).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from mome.config import parse_combination
     from mome.inference import clip_seconds, finest_combination, load_clip, to_device, transcribe
+    from mome.precision import resolve_precision
     from mome.training.checkpoint import checkpoint_config, load_checkpoint, model_from_payload, resolve_checkpoint
 
     times = {}
@@ -71,9 +72,10 @@ def _run(args: argparse.Namespace) -> int:
     batch = to_device(batch, args.device)
     times["load"] = time.perf_counter() - start
 
-    text = transcribe(model, batch, combo, cfg.decode, args.device, times)
+    precision = resolve_precision(cfg.decode.precision, args.device)
+    text = transcribe(model, batch, combo, cfg.decode, args.device, times, precision)
     print(text)
     stages = ", ".join(f"{k} {times[k]:.2f} s" for k in ("load", "read", "face", "encode", "decode") if k in times)
     rates = ",".join(str(r) for r in combo if r)
-    print(f"rates {rates}; clip {clip_seconds(batch):.2f} s; {stages}", file=sys.stderr)
+    print(f"rates {rates}; clip {clip_seconds(batch):.2f} s; {stages}; {precision.describe()}", file=sys.stderr)
     return 0

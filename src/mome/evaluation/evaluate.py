@@ -5,6 +5,9 @@
             features = model.encode(batch)            encoders run once per batch and SNR
             for combination in combos:    model.generate(features, combination) -> hypotheses
 
+Encoding and generation run under the autocast of `decode.precision` (`auto`: bf16 where the device has native
+bf16 matmul, else fp32; `mome.precision`), recorded in results.json under "decode".
+
 Outputs in `out_dir`:
     results.json      counts and WER per group x combination x SNR, plus everything needed to read them;
                       no timings or dates, so two runs of the same checkpoint give identical bytes
@@ -50,6 +53,7 @@ from mome.evaluation.wer import ErrorCounts, normalize, total, utterance_errors
 from mome.features.cache import FeatureCache
 from mome.features.dataset import CachedAVDataset
 from mome.models.avsr import AVSRModel
+from mome.precision import Resolved, autocast, resolve_precision
 
 log = logging.getLogger(__name__)
 AUDIO_FRAME_RATE = WHISPER_FRAME_RATE  # if the encoder does not say
@@ -188,6 +192,7 @@ def _decode_snr(
     loader: DataLoader,
     combos: list[Combination],
     decode: DecodeConfig,
+    precision: Resolved,
     snr: str,
     skip_bad: bool,
     skipped: dict[str, str],
@@ -206,9 +211,10 @@ def _decode_snr(
         bar.update(len(item["failed"]))
         if batch is None:
             continue
-        features = model.encode(_to_device(batch, model))
-        for combo in combos:
-            hyps = model.generate(features, combo, decode)
+        with autocast(precision.precision, precision.device):
+            features = model.encode(_to_device(batch, model))
+            hyps_by_combo = [model.generate(features, combo, decode) for combo in combos]
+        for combo, hyps in zip(combos, hyps_by_combo):
             for rel, ref, hyp, meta in zip(batch["ids"], batch["texts"], hyps, batch["metas"]):
                 records.append(
                     _Record(snr, combination_key(combo), rel, ref, hyp, _groups(meta), utterance_errors(ref, hyp))
@@ -219,8 +225,12 @@ def _decode_snr(
     return sorted(records, key=lambda r: order.index(r.combo))  # stable: label order within a combination
 
 
+def _device(model: AVSRModel) -> torch.device:
+    return next(model.parameters()).device
+
+
 def _to_device(batch: dict, model: AVSRModel) -> dict:
-    device = next(model.parameters()).device
+    device = _device(model)
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
@@ -245,7 +255,7 @@ def evaluate(
         labels: label CSV, absolute or relative to `root` (resolved here, once).
         combos: rate combinations the model was trained with (`config.parse_combination`).
         snrs: babble SNRs in dB, None = clean. A VSR model ignores them (no audio): only `clean` is run.
-        decode: beams, lengths and batch size; default `cfg.decode`.
+        decode: beams, lengths, batch size and precision; default `cfg.decode`.
         limit: the first N utterances of the label file only.
         skip_bad: leave out unreadable utterances instead of failing (module docstring).
         info: extra fields for results.json (checkpoint path, overrides ...).
@@ -253,6 +263,7 @@ def evaluate(
     root = Path(absolute_path(str(root)))
     labels = Path(absolute_path(str(labels), root))
     decode = decode or cfg.decode
+    precision = resolve_precision(decode.precision, _device(model))
     modalities = cfg.model.compression.modalities
     if "audio" not in modalities and any(s is not None for s in snrs):
         log.warning("task %s uses no audio: noise has no effect, evaluating clean only", cfg.model.compression.task)
@@ -274,10 +285,11 @@ def evaluate(
                 num_workers=cfg.data.num_workers,
                 collate_fn=collate_tracked,
             )
-            records += _decode_snr(model, loader, combos, decode, snr_label(snr), skip_bad, skipped, progress)
+            records += _decode_snr(model, loader, combos, decode, precision, snr_label(snr), skip_bad, skipped,
+                                   progress)  # fmt: skip
     if not records:
         raise UserError(f"{labels}: none of the utterances could be read (first: {next(iter(skipped.items()), '')})")
-    results = _summarise(model, cfg, records, combos, [snr_label(s) for s in snrs], decode, info or {})
+    results = _summarise(model, cfg, records, combos, [snr_label(s) for s in snrs], decode, precision, info or {})
     results["skipped"] = dict(sorted(skipped.items()))
     results["label_problems"] = label_problems
     results["labels"], results["root"] = str(labels), str(root)
@@ -322,6 +334,7 @@ def _summarise(
     combos: list[Combination],
     snrs: list[str],
     decode: DecodeConfig,
+    precision: Resolved,
     info: dict[str, Any],
 ) -> dict[str, Any]:
     sums: dict[tuple[str, str, str], list[ErrorCounts]] = defaultdict(list)
@@ -357,6 +370,8 @@ def _summarise(
             "num_beams": decode.num_beams,
             "max_new_tokens": decode.max_new_tokens,
             "length_penalty": decode.length_penalty,
+            "precision": precision.precision,  # what ran, not what was asked (`auto`)
+            "precision_reason": precision.reason,
         },
         "eval_noise_seed": cfg.data.eval_noise_seed,
         "snrs": snrs,
@@ -377,11 +392,12 @@ def _summarise(
 def markdown(results: dict[str, Any]) -> str:
     """One table per group: rows = rate combinations, columns = SNR; WER in %."""
     snrs = results["snrs"]
+    settings = f"Task {results['task']}, beams {results['decode']['num_beams']}{_precision_note(results)}"
     lines = [
         f"# WER (%) of {results['name']} on {results['labels']}",
         "",
-        f"Task {results['task']}, beams {results['decode']['num_beams']}; tokens/s = LLM input (A/V) tokens "
-        f"per second of speech. Skipped utterances: {len(results['skipped'])}.",
+        f"{settings}; tokens/s = LLM input (A/V) tokens per second of speech. "
+        f"Skipped utterances: {len(results['skipped'])}.",
         "",
     ]
     for group in results["groups"]:
@@ -397,6 +413,12 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(f"| {combo['key']} | {combo['tokens_per_second']:.3g} | " + " | ".join(wers) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _precision_note(results: dict[str, Any]) -> str:
+    """`, precision bf16`; nothing for results written before the precision was recorded (fp32 then)."""
+    precision = results["decode"].get("precision")
+    return f", precision {precision}" if precision else ""
 
 
 def _column(snr: str) -> str:

@@ -17,13 +17,11 @@ from mome.config import LLMConfig
 from mome.errors import ConfigError, UserError
 from mome.models.hf_loading import check_loading_info, quiet_transformers
 from mome.models.tokenizer import build_char_tokenizer
+from mome.precision import TORCH_DTYPES
 
 # Added to the tokenizer, as in the Llama-AVSR reference code; <pad> only when the tokenizer has no pad token.
 AUDIO_OPEN, AUDIO_CLOSE, VIDEO_OPEN, VIDEO_CLOSE, PAD = "<audio>", "</audio>", "<video>", "</video>", "<pad>"
 MODALITY_TOKENS = [AUDIO_OPEN, AUDIO_CLOSE, VIDEO_OPEN, VIDEO_CLOSE]
-
-TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-"""`config.Precision` -> torch dtype: the one table."""
 
 
 @dataclass

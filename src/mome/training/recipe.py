@@ -4,8 +4,10 @@
     loop:  batch -> encode (frozen) -> all granularities in one LLM forward -> loss -> step -> log / save
     end:   final checkpoint + validation
 
-The same command runs on a CPU (fp32), on a GPU (bf16 with `train.precision=bf16`) and data-parallel:
-`torchrun --nproc-per-node N $(which mome) train CONFIG ...` (DDP: gloo on CPUs, NCCL on GPUs).
+The same command runs on a CPU, on a GPU and data-parallel: `torchrun --nproc-per-node N $(which mome) train
+CONFIG ...` (DDP: gloo on CPUs, NCCL on GPUs). `train.precision: auto` picks bf16 autocast where the device
+multiplies bf16 natively and fp32 elsewhere (`mome.precision`); the choice is printed and kept in
+`<output_dir>/precision.json`, the request (`auto`) in config.yaml.
 
 Resuming is exact: a run directory with a checkpoint resumes from it (weights, optimiser, schedule, epoch and
 position inside the epoch); batches are a function of (seed, epoch) and augmentation of (seed, epoch,
@@ -17,6 +19,7 @@ schedule). Faults (signals, non-finite steps, unreadable data): `mome.training.f
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,7 +39,9 @@ from mome.data.dataset import AVDataset
 from mome.errors import ConfigError, UserError
 from mome.features.cache import FeatureCache
 from mome.features.dataset import CachedAVDataset
+from mome.io import atomic_write_text
 from mome.models.avsr import AVSRModel, AVSROutput, build_model
+from mome.precision import Resolved, resolve_precision
 from mome.training.checkpoint import load_checkpoint, save_checkpoint
 from mome.training.faults import (
     Marked,
@@ -57,7 +62,10 @@ RESUMABLE = (
     "train.num_threads", "data.num_workers", "decode.",
 )  # fmt: skip
 """Config fields (or `section.` prefixes) that a resumed run may change: lengths, periods, places and speed,
-nothing that changes what a step computes."""
+nothing that changes what a step computes. `train.precision` is not one of them; `resume_precision` says
+when a change of it is let through."""
+ACCELERATE_MIXED = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
+"""`config.Precision` -> Accelerate's `mixed_precision`."""
 
 
 @dataclass
@@ -123,6 +131,60 @@ def config_changes(saved: dict[str, Any], new: Config) -> tuple[list[str], list[
     return allowed, [lines[k] for k in changed if not k.startswith(RESUMABLE)]
 
 
+def trained_precision(payload: dict[str, Any]) -> str | None:
+    """The autocast precision a checkpoint's steps ran in: recorded in its training state since `auto` exists;
+    older runs name it in their config (always explicit then). None if unknown."""
+    recorded = payload.get("train_state", {}).get("precision")
+    if recorded is None:
+        recorded = (payload.get("config", {}).get("train") or {}).get("precision", "fp32")  # the old default
+    return None if recorded == "auto" else recorded
+
+
+def resume_precision(
+    trained: str | None, now: Resolved, applied: list[str], refused: list[str]
+) -> tuple[list[str], list[str], str]:
+    """How a resume treats precision; returns (applied, refused, a note to print or "").
+
+    - `train.precision` written differently but resolving to what the checkpoint trained in (an fp32 run of an
+      older version resumed under the `auto` default on a CPU): the same steps, so applied.
+    - written the same (`auto`) but resolving differently (the run moved to other hardware): applied, with a
+      note, and precision.json keeps the earlier precision. Weights and optimiser state are fp32 either way;
+      only the rounding inside a step changes, as fp32 rounding also changes from one machine to another.
+    - written differently and resolving differently: refused, like any change of what a step computes."""
+    changed = [c for c in refused if c.startswith("train.precision:")]
+    if trained is None or trained == now.precision:
+        return applied + changed, [c for c in refused if c not in changed], ""
+    if not changed:
+        note = (f"precision: the checkpoint's steps ran in {trained}, this run continues in {now.precision} "
+                f"({now.reason}); weights and optimiser state are fp32 in both")  # fmt: skip
+        return applied, refused, note
+    hint = f" (resolves to {now.precision} here, but the run trained in {trained}: pass train.precision={trained})"
+    return applied, [c + hint if c in changed else c for c in refused], ""
+
+
+def record_precision(path: Path, resolved: Resolved, step: int) -> dict[str, Any]:
+    """Write precision.json: this start's resolution, `from_step` the first step of the run in this precision,
+    and under `earlier` the records of precisions the run used before (a resume on other hardware)."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):  # absent, or unreadable: start the record afresh
+        old = {}
+    old = old if isinstance(old, dict) else {}
+    earlier = old.pop("earlier", None)
+    earlier = earlier if isinstance(earlier, list) else []
+    same = old.get("precision") == resolved.precision
+    if old and not same:
+        earlier.append(old)
+    record = {**resolved.to_dict(), "from_step": old.get("from_step", step) if same else step, "earlier": earlier}
+    atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def _train_device() -> torch.device:
+    """The device Accelerate trains on below (`cpu=` follows the same test)."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def _to(batch: dict, device: torch.device) -> dict:
     return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
 
@@ -185,9 +247,16 @@ class Trainer:
         cfg = self.cfg
         if cfg.train.num_threads:
             torch.set_num_threads(cfg.train.num_threads)
-        precision = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[cfg.train.precision]
-        self.accel = Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available())
+        device = _train_device()
+        self.precision = resolve_precision(cfg.train.precision, device)
+        if self.precision.precision == "fp16" and device.type != "cuda":
+            raise UserError("train.precision: fp16 needs a CUDA GPU (Accelerate has no fp16 autocast on CPUs); "
+                            "use auto, bf16 or fp32")  # fmt: skip
+        mixed = ACCELERATE_MIXED[self.precision.precision]
+        self.accel = Accelerator(mixed_precision=mixed, cpu=device.type == "cpu")
         self.main = self.accel.is_main_process
+        if self.main:
+            print(f"train: {self.precision.describe()}", flush=True)
         set_seed(cfg.train.seed)
 
     def _setup_model(self) -> None:
@@ -232,6 +301,7 @@ class Trainer:
         payload = load_checkpoint(self.ckpt_dir)  # the newest intact one (a damaged one is reported)
         path = payload["path"]
         applied, refused = config_changes(payload["config"], self.cfg)
+        applied, refused, note = resume_precision(trained_precision(payload), self.precision, applied, refused)
         if refused and not self.restart_optimizer:
             raise UserError(
                 f"{path}: the config differs from the run's in {'; '.join(refused)}; these cannot change on resume: "
@@ -254,6 +324,8 @@ class Trainer:
             fresh = "; fresh optimiser and schedule" if self.restart_optimizer else ""
             changes = f"; applied {', '.join(sorted(applied + refused))}" if applied or refused else ""
             print(f"resuming from {path} (step {self.state.step}, epoch {self.state.epoch}){fresh}{changes}")
+            if note:
+                print(note)
 
     def save(self) -> Path | None:
         """Write a checkpoint (main process); never one of non-finite weights. Returns its path."""
@@ -266,6 +338,7 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "progress": self.state.to_dict(),
+                "precision": self.precision.precision,  # what the steps ran in (`auto` resolves per machine)
             }
             path = save_checkpoint(self.ckpt_dir, self.state.step, weights, self.cfg, train_state,
                                    keep=self.cfg.train.keep_checkpoints)  # fmt: skip
@@ -386,7 +459,8 @@ class Trainer:
             return {}
         if self.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(self.cfg, self.run_dir / "config.yaml")
+            save_config(self.cfg, self.run_dir / "config.yaml")  # the request (`auto`); precision.json: the choice
+            record_precision(self.run_dir / "precision.json", self.precision, self.state.step)
         try:
             last = self._fit_epochs()
             saved = self.save()

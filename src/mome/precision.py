@@ -1,0 +1,132 @@
+"""Which autocast precision fits the hardware: `auto` resolves to bf16 where the device multiplies bf16 natively
+and to fp32 elsewhere, because bf16 matmul without hardware support is emulated and far slower than fp32
+(docs/experiments.md, section 6). Explicit `fp32`, `bf16` and `fp16` pass through unchanged.
+
+Native bf16: a CUDA GPU for which `torch.cuda.is_bf16_supported(including_emulation=False)` holds (Ampere
+and later); a Linux x86 CPU whose /proc/cpuinfo `flags` include `avx512_bf16` or `amx_bf16`; an aarch64 CPU
+whose `Features` include `bf16`. Anything else (other devices, a CPU whose features cannot be read) is fp32.
+
+    resolved = resolve_precision(cfg.train.precision, device)    # Resolved("fp32", "auto: this CPU has ...")
+    with autocast(resolved.precision, device): ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import typing
+from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from mome.config import AutoPrecision, Precision
+
+CPUINFO = Path("/proc/cpuinfo")
+X86_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+ARM_BF16_FEATURE = "bf16"
+
+TORCH_DTYPES: dict[Precision, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+"""`config.Precision` -> torch dtype: the one table (frozen LLM weights, autocast)."""
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A precision choice: what was asked for, what runs, why (one human sentence) and where."""
+
+    requested: AutoPrecision
+    precision: Precision
+    reason: str
+    device: str
+    hardware: str
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        """One line for the console, e.g. `precision fp32 (auto: this CPU has no ...)`."""
+        return f"precision {self.precision} ({self.reason})"
+
+
+@dataclass(frozen=True)
+class Support:
+    """Whether a device multiplies bf16 natively, its name, and the clause that says so."""
+
+    native: bool
+    hardware: str
+    why: str
+
+
+def read_cpuinfo() -> str:
+    """/proc/cpuinfo, or "" where there is none (macOS, Windows). A function, so that tests can replace it."""
+    try:
+        return CPUINFO.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def _cpuinfo_field(text: str, key: str) -> str | None:
+    """The value of the first `key : value` line of /proc/cpuinfo (every core repeats the same lines)."""
+    for line in text.splitlines():
+        name, sep, value = line.partition(":")
+        if sep and name.strip() == key:
+            return value.strip()
+    return None
+
+
+def cpu_support(text: str) -> Support:
+    """bf16 support of the CPU that /proc/cpuinfo `text` describes (x86 `flags`, aarch64 `Features`)."""
+    name = _cpuinfo_field(text, "model name") or _cpuinfo_field(text, "CPU part") or "unknown CPU"
+    flags = _cpuinfo_field(text, "flags")
+    if flags is not None:
+        found = [f for f in X86_BF16_FLAGS if f in flags.split()]
+        if found:
+            return Support(True, name, f"this CPU has {' and '.join(found)}, native bf16 matmul")
+        return Support(False, name, "this CPU has no AVX512-BF16 or AMX, bf16 matmul would be emulated")
+    features = _cpuinfo_field(text, "Features")
+    if features is not None:
+        if ARM_BF16_FEATURE in features.split():
+            return Support(True, name, "this CPU has the Arm BF16 instructions, native bf16 matmul")
+        return Support(False, name, "this CPU has no Arm BF16 instructions, bf16 matmul would be emulated")
+    return Support(False, name, "this CPU's features cannot be read from /proc/cpuinfo, so fp32 to be safe")
+
+
+def cuda_support(device: torch.device) -> Support:
+    """bf16 support of a CUDA GPU: native from Ampere on; before, torch emulates it."""
+    name = torch.cuda.get_device_name(device)
+    if torch.cuda.is_bf16_supported(including_emulation=False):
+        return Support(True, name, f"{name} has native bf16")
+    return Support(False, name, f"{name} has no native bf16 (before Ampere), bf16 would be emulated")
+
+
+def device_support(device: torch.device) -> Support:
+    if device.type == "cuda":
+        return cuda_support(device)
+    if device.type == "cpu":
+        return cpu_support(read_cpuinfo())
+    return Support(False, device.type, f"no bf16 check for {device.type} devices, so fp32 to be safe")
+
+
+def resolve_precision(requested: AutoPrecision, device: str | torch.device) -> Resolved:
+    """`auto` -> bf16 where `device` has native bf16 matmul, else fp32; explicit values pass through (an
+    explicit bf16 on a device without native bf16 says that it will be slow)."""
+    if requested not in typing.get_args(AutoPrecision):
+        raise ValueError(f"unknown precision {requested!r}; expected one of {typing.get_args(AutoPrecision)}")
+    device = torch.device(device)
+    support = device_support(device)
+    if requested == "auto":
+        precision: Precision = "bf16" if support.native else "fp32"
+        reason = f"auto: {support.why}"
+    else:
+        precision = requested
+        reason = "as requested"
+        if requested == "bf16" and not support.native:
+            reason += f"; slow here: {support.why}"
+    return Resolved(requested, precision, reason, str(device), support.hardware)
+
+
+def autocast(precision: Precision, device: str | torch.device) -> AbstractContextManager:
+    """`torch.autocast` to bf16 / fp16 on `device`'s type; nothing for fp32 (the weights' own dtype)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=TORCH_DTYPES[precision])
