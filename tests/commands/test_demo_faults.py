@@ -26,6 +26,7 @@ def _stub_stages(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setattr(demo, "_models", lambda cfg: None)
     monkeypatch.setattr(demo, "_lip_encoder", lambda opts, corpus, preset: tmp_path / "lip.pt")
     monkeypatch.setattr(demo, "run_config", lambda *args: None)
+    monkeypatch.setattr(demo, "_features", lambda cfg, snrs: None)
 
 
 def test_an_interrupted_training_stage_stops_the_demo_with_its_code(monkeypatch, tmp_path, capsys) -> None:

@@ -279,11 +279,14 @@ class Trainer:
         _data_root(cfg)
         cache = FeatureCache.for_model(cfg, self.model)
         shard = (accel.process_index, accel.num_processes)
-        for labels, split in ((cfg.data.train_labels, "train"), (cfg.data.val_labels, "val")):
-            if labels and Path(labels).is_file():
-                stats = cache.fill(labels, cache.conditions(split), shard=shard, progress=self.main)
-                if stats.utterances and self.main:
-                    print(f"features {Path(labels).name}: {stats.line()}")
+        with StopSignals() as signals:
+            for labels, split in ((cfg.data.train_labels, "train"), (cfg.data.val_labels, "val")):
+                if labels and Path(labels).is_file():
+                    stats = cache.fill(labels, cache.conditions(split), shard, progress=self.main, stop=signals)
+                    if stats.utterances and self.main:
+                        print(f"features {Path(labels).name}: {stats.line()}")
+                if signals.stop:  # what is done is kept; the same command continues
+                    raise signals.interrupted(f"features for {self.run_dir}", None, "rerun the same command")
         accel.wait_for_everyone()
         cache.refresh()
         if self.main:
