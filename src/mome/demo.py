@@ -122,7 +122,7 @@ def run_config(opts: DemoOptions, corpus: Path, lip: Path, task: str, steps: int
 
 def _features(cfg: Config, snrs: list[float | None]) -> None:
     """The frozen encoders' outputs for every split, once: the three runs and their evaluations read them."""
-    from mome.features.cache import fill_splits
+    from mome.features.fill import fill_splits
 
     fill_splits(cfg, snrs=snrs)
 

@@ -20,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--snr", nargs="+", default=["clean", "0"], help="test-split SNRs in dB or 'clean'")
     parser.add_argument("--shard", default="0/1", metavar="I/N", help="do utterances I, I+N, I+2N ... (0 <= I < N)")
     parser.add_argument("--device", default="cpu", help="torch device of the encoders, e.g. cuda")
+    parser.add_argument("--workers", type=int, help="processes (default: one per CPU core up to 4; 1 on a GPU)")
     add_trusted_checkpoint(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.parse_args = parser.parse_intermixed_args  # type: ignore[method-assign]
@@ -48,7 +49,7 @@ def _run(args: argparse.Namespace) -> int:
     from mome.config import load_config
     from mome.errors import UserError
     from mome.evaluation.evaluate import parse_snr
-    from mome.features.cache import fill_splits
+    from mome.features.fill import fill_splits
 
     cfg = load_config(args.config, args.overrides)
     shard = parse_shard(args.shard)
@@ -56,5 +57,7 @@ def _run(args: argparse.Namespace) -> int:
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
     if not splits:
         raise UserError("--splits: name at least one of train, val, test")
-    fill_splits(cfg, splits, snrs, shard, device=args.device, progress=not args.quiet)
+    if args.workers is not None and args.workers < 1:
+        raise UserError("--workers must be at least 1")
+    fill_splits(cfg, splits, snrs, shard, device=args.device, workers=args.workers, progress=not args.quiet)
     return 0

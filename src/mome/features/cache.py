@@ -29,7 +29,7 @@ from mome.data.noise import Babble
 from mome.data.transforms import audio_transform, video_transform
 from mome.errors import UserError
 from mome.features.keys import CLEAN, Condition, FeatureKeys, encoder_identity
-from mome.features.store import FeatureStore, ShardWriter
+from mome.features.store import FeatureStore, ShardWriter, describe_cache
 
 
 @dataclass
@@ -247,56 +247,10 @@ class FeatureCache:
             store.refresh()
 
     def summary(self) -> str:
-        sizes = {m: s.size_bytes() for m, s in self.stores.items()}
-        parts = ", ".join(f"{m} {len(s)} entries" for m, s in self.stores.items())
-        return f"feature cache {self.directory}: {parts}, {sum(sizes.values()) / 2**20:.1f} MiB"
+        return describe_cache(self.directory)
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["encoders"] = {}  # DataLoader workers read features; they never encode
         state["_babble"] = None
         return state
-
-
-SPLITS = ("train", "val", "test")
-
-
-def fill_splits(
-    cfg: Config,
-    splits: Iterable[str] = SPLITS,
-    snrs: Iterable[float | None] = (None, 0.0),
-    shard: tuple[int, int] = (0, 1),
-    device: str = "cpu",
-    progress: bool = True,
-) -> FillStats:
-    """`mome features`: build the config's encoders and fill the cache for its label files; `snrs` are the
-    test split's conditions. SIGINT / SIGTERM end after the current utterance, keep what is done and raise
-    `Interrupted` (the same call continues)."""
-    from accelerate.utils import set_seed
-
-    from mome.models.encoders import build_audio_encoder, build_video_encoder
-    from mome.training.faults import StopSignals
-
-    labels = {"train": cfg.data.train_labels, "val": cfg.data.val_labels, "test": cfg.data.test_labels}
-    unknown = sorted(set(splits) - set(labels))
-    if unknown:
-        raise UserError(f"unknown split {', '.join(unknown)}; expected {', '.join(SPLITS)}")
-    if cfg.data.root is None or not Path(cfg.data.root).is_dir():
-        raise UserError(f"data.root: not a directory: {cfg.data.root}; point it at a corpus")
-    set_seed(cfg.train.seed)  # encoders built from an arch alone get the weights `mome train` gives them
-    encoders = {"audio": build_audio_encoder(cfg.model), "video": build_video_encoder(cfg.model)}
-    cache = FeatureCache(cfg, {m: e.to(device) for m, e in encoders.items() if e is not None})
-    total = FillStats()
-    with StopSignals() as signals:
-        for split in splits:
-            path = Path(labels[split])
-            if not path.is_file():
-                raise UserError(f"{path}: label file not found (data.{split}_labels)")
-            stats = cache.fill(path, cache.conditions(split, snrs), shard=shard, progress=progress, stop=signals)
-            total.add(stats)
-            print(f"{split}: {stats.line()}", flush=True)
-            if signals.stop:
-                raise signals.interrupted(f"features {split}", None, "rerun the same command to continue")
-    print(f"total: {total.line()}")
-    print(cache.summary(), flush=True)
-    return total

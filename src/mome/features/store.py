@@ -138,3 +138,11 @@ class ShardWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.flush()
+
+
+def describe_cache(directory: Path) -> str:
+    """One line: the stores under a cache directory, their entries and the bytes on disk."""
+    stores = [FeatureStore(d) for d in sorted(directory.iterdir()) if d.is_dir()] if directory.is_dir() else []
+    parts = ", ".join(f"{s.directory.name.split('-')[0]} {len(s)} entries" for s in stores) or "empty"
+    size = sum(s.size_bytes() for s in stores)
+    return f"feature cache {directory}: {parts}, {size / 2**20:.1f} MiB"
