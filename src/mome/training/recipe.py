@@ -1,7 +1,7 @@
 """`mome train`: the training recipe, top to bottom (torchtune style), on Hugging Face Accelerate.
 
     setup: seed -> model (frozen encoders + LLM, trainable projectors + adapters) -> data -> optimiser
-    loop:  batch -> encode (frozen) -> all granularities in one LLM forward -> loss -> step -> log / save
+    loop:  batch -> encode (frozen) -> all granularities in one (packed) LLM forward -> loss -> step -> log / save
     end:   final checkpoint + validation
 
 The same command runs on a CPU (fp32), on a GPU (bf16 with `train.precision=bf16`) and data-parallel:
@@ -51,10 +51,10 @@ from mome.training.optim import build_optimizer, build_scheduler
 RESUMABLE = (
     "train.max_steps", "train.epochs", "train.log_every_steps", "train.save_every_steps", "train.val_every_steps",
     "train.val_max_batches", "train.keep_checkpoints", "train.max_nonfinite_steps", "train.output_dir",
-    "train.num_threads", "data.num_workers", "decode.",
+    "train.num_threads", "train.pack_sequences", "data.num_workers", "decode.",
 )  # fmt: skip
 """Config fields (or `section.` prefixes) that a resumed run may change: lengths, periods, places and speed,
-nothing that changes what a step computes."""
+nothing that changes what a step computes (packing changes only the layout of the same rows)."""
 
 
 @dataclass
@@ -258,7 +258,7 @@ class Trainer:
         else:
             with self.accel.autocast():
                 features = self.model.encode(batch)
-                out: AVSROutput = self.ddp_model(features, batch["texts"])
+                out: AVSROutput = self.ddp_model(features, batch["texts"], packed=self.cfg.train.pack_sequences)
                 loss, lm_loss, ce = _distributed_lm_loss(out, world)
                 aux_loss = out.loss - out.lm_loss  # MoME router terms, weighted already (per rank, averaged by DDP)
                 loss = loss + aux_loss
@@ -291,7 +291,7 @@ class Trainer:
         lm_losses, ces, auxes, router = [], [], [], []
         for combo in model.combinations:
             with self.accel.autocast():
-                out: AVSROutput = model(features, batch["texts"], [combo])
+                out: AVSROutput = model(features, batch["texts"], [combo], packed=self.cfg.train.pack_sequences)
                 loss, lm_loss, ce = _distributed_lm_loss(out, world)
                 aux = out.loss - out.lm_loss
             self.accel.backward((loss + aux) / n)
@@ -343,7 +343,7 @@ class Trainer:
                 break
             batch = _to(batch, self.accel.device)
             with self.accel.autocast():
-                out = self.model(self.model.encode(batch), batch["texts"])
+                out = self.model(self.model.encode(batch), batch["texts"], packed=cfg.train.pack_sequences)
             for k, v in out.ce.items():
                 sums[f"val/ce/{k}"] = sums.get(f"val/ce/{k}", 0.0) + v.item()
             sums["val/lm_loss"] = sums.get("val/lm_loss", 0.0) + out.lm_loss.item()
