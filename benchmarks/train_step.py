@@ -1,4 +1,4 @@
-"""Training-step time: batched vs sequential granularities, and MoME vs no adapter.
+"""Training-step time: packed vs padded vs sequential granularities, and MoME vs no adapter.
 
     .venv/bin/python benchmarks/train_step.py --threads 2 --steps 5 --warmup 1 --json train_step.json
     .venv/bin/python benchmarks/train_step.py --models smollm2-8 --profile      # where the time goes
@@ -7,16 +7,20 @@ One step = zero_grad, forward, backward and an AdamW step on the trainable param
 from random encoder features (audio 50 Hz, video 25 Hz, clips of --min-seconds..--max-seconds) and GRID-like
 transcripts of ~10 words, at audio rates {4, 16} x video rates {2, 5}:
 
-    batched      one `model(features, texts)`: all 4 granularities in one LLM forward (rows = 4 x B)
-    sequential   for each granularity: `model(features, texts, [combo])` + backward of loss / 4 (the
-                 reference's loop), gradients accumulated, then one optimiser step
+    packed       `model(features, texts)`: all 4 granularities in one LLM forward, the 4 x B rows packed
+                 into fewer rows of the longest row's length (the training default)
+    batched      `model(features, texts, packed=False)`: the same forward, one right-padded row per
+                 (sample, granularity)
+    sequential   for each granularity: `model(features, texts, [combo], packed=False)` + backward of
+                 loss / 4 (the reference's loop), gradients accumulated, then one optimiser step
     none         `batched` with adapter.kind=none (projectors still train): the frozen LLM's own cost
 
 Adapters are MoME-23/4 (1 shared expert, bottleneck 12, parallel to MHSA) as in the paper. The steps of all
 variants of one model are interleaved (round robin), so machine noise hits them alike; the table shows the
 median over --steps after --warmup. Targets: batched >= 1.5x faster than sequential; MoME adds <= 10 % to
-the step of `none`. On a shared machine prefer `--threads 1` and read the CPU-time rows: process CPU time
-barely moves with other jobs' load, while wall time at 2 threads swung 2-3x between identical steps here.
+the step of `none`; `batched/packed` says what packing saves (no target; the token column says how many
+positions it leaves out). On a shared machine prefer `--threads 1` and read the CPU-time rows: process CPU
+time barely moves with other jobs' load, while wall time at 2 threads swung 2-3x between identical steps here.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from mome.config import LLMConfig, ModelConfig
 from mome.constants import AVHUBERT_FRAME_RATE, WHISPER_FRAME_RATE, exact_div
 from mome.models.avsr import AVSRModel, Features
 from mome.models.llm import LoadedLLM, load_llm
+from mome.models.sequence import pack
 
 TINY_LLAMA = {  # the `tiny` preset's LLM
     "model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
@@ -94,6 +99,7 @@ class Variant:
     model: AVSRModel
     optimizer: torch.optim.Optimizer
     sequential: bool
+    packed: bool
     times: list[float]  # wall seconds per step
     cpu: list[float]  # process CPU seconds per step (all threads): robust to other jobs at --threads 1
 
@@ -102,9 +108,9 @@ def train_step(v: Variant, features: Features, texts: list[str]) -> None:
     v.optimizer.zero_grad(set_to_none=True)
     if v.sequential:  # the reference: one forward + backward per granularity, gradients accumulated
         for combo in v.model.combinations:
-            (v.model(features, texts, [combo]).loss / len(v.model.combinations)).backward()
+            (v.model(features, texts, [combo], packed=False).loss / len(v.model.combinations)).backward()
     else:
-        v.model(features, texts).loss.backward()
+        v.model(features, texts, packed=v.packed).loss.backward()
     v.optimizer.step()
 
 
@@ -115,21 +121,23 @@ def build_variants(name: str, llm: LoadedLLM, audio_dim: int, video_dim: int, hi
         torch.manual_seed(0)
         loaded = LoadedLLM(copy.deepcopy(llm.model), llm.tokenizer)  # hooks must not reach the other variant
         model = AVSRModel(model_config(llm_cfg, kind, hidden), loaded, audio_dim, video_dim).train()
-        for sequential in (False, True) if kind == "mome" else (False,):
+        for layout in ("packed", "batched", "sequential") if kind == "mome" else ("batched",):
             opt = torch.optim.AdamW(model.trainable_parameters(), lr=1e-4)  # tiny lr: the model barely moves
-            label = f"{'sequential' if sequential else 'batched'} {kind}"
-            variants.append(Variant(label, model, opt, sequential, [], []))
+            variants.append(Variant(f"{layout} {kind}", model, opt, layout == "sequential", layout == "packed", [], []))
     return variants
 
 
 def sequence_stats(model: AVSRModel, features: Features, texts: list[str]) -> dict:
-    """Real vs padded LLM tokens of the batched and the sequential layouts."""
+    """Real vs padded LLM tokens of the packed, batched and sequential layouts."""
     with torch.no_grad():
-        batched = model.build_sequences(features, model.combinations, texts, "right").attention_mask
+        rows = model.build_sequences(features, model.combinations, texts, "right")
+        batched, packed = rows.attention_mask, pack(rows).attention_mask
         seq = [model.build_sequences(features, [c], texts, "right").attention_mask for c in model.combinations]
     return {
         "rows": batched.shape[0],
+        "packed_rows": packed.shape[0],
         "real_tokens": int(batched.sum()),
+        "packed_padded_tokens": packed.numel(),
         "batched_padded_tokens": batched.numel(),
         "sequential_padded_tokens": sum(m.numel() for m in seq),
         "label_tokens": sum(len(t) for t in model.builder.encode_targets(texts)) * len(model.combinations),
@@ -160,8 +168,10 @@ def bench_model(name: str, args) -> dict:
         "ms_all": {v.name: [round(t * 1e3, 1) for t in v.times] for v in variants},
         "cpu_ms": cpu_ms,
         "speedup_batched": ms["sequential mome"] / ms["batched mome"],
+        "speedup_packed": ms["batched mome"] / ms["packed mome"],
         "mome_overhead": ms["batched mome"] / ms["batched none"] - 1,
         "cpu_speedup_batched": cpu_ms["sequential mome"] / cpu_ms["batched mome"],
+        "cpu_speedup_packed": cpu_ms["batched mome"] / cpu_ms["packed mome"],
         "cpu_mome_overhead": cpu_ms["batched mome"] / cpu_ms["batched none"] - 1,
         "trainable_params": {v.name: sum(p.numel() for p in v.model.trainable_parameters()) for v in variants},
         **stats,
@@ -190,21 +200,26 @@ def print_table(results: list[dict], args) -> None:
         f"4 granularities, threads {args.threads}, median of {args.steps} steps (warmup {args.warmup}), "
         f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
-    head = f"{'model':<10} {'L':>3} {'tokens real/batched/seq':>24} {'batched mome':>13} {'seq mome':>10} {'batched none':>13}"
-    head += f" {'seq/batched':>12} {'':4} {'mome/none-1':>11} {'':4}"
+    head = f"{'model':<10} {'L':>3} {'tokens real/packed/batched/seq':>31} {'packed mome':>12} {'batched mome':>13}"
+    head += (
+        f" {'seq mome':>10} {'batched none':>13} {'batched/packed':>15} {'seq/batched':>12} {'':4} {'mome/none-1':>11}"
+    )
     print(head)
     for r in results:
         ok1 = "PASS" if r["speedup_batched"] >= TARGET_SPEEDUP else "FAIL"
         ok2 = "PASS" if r["mome_overhead"] <= TARGET_OVERHEAD else "FAIL"
-        tokens = f"{r['real_tokens']}/{r['batched_padded_tokens']}/{r['sequential_padded_tokens']}"
+        tokens = (f"{r['real_tokens']}/{r['packed_padded_tokens']}/{r['batched_padded_tokens']}/"
+                  f"{r['sequential_padded_tokens']}")  # fmt: skip
         ms = r["ms"]
-        print(f"{r['model']:<10} {r['layers']:>3} {tokens:>24} {ms['batched mome']:>10.1f} ms {ms['sequential mome']:>7.1f} ms"
-              f" {ms['batched none']:>10.1f} ms {r['speedup_batched']:>11.2f}x {ok1:4} {100 * r['mome_overhead']:>10.1f}% {ok2:4}")  # fmt: skip
+        print(f"{r['model']:<10} {r['layers']:>3} {tokens:>31} {ms['packed mome']:>9.1f} ms {ms['batched mome']:>10.1f} ms"
+              f" {ms['sequential mome']:>7.1f} ms {ms['batched none']:>10.1f} ms {r['speedup_packed']:>14.2f}x"
+              f" {r['speedup_batched']:>11.2f}x {ok1:4} {100 * r['mome_overhead']:>10.1f}% {ok2:4}")  # fmt: skip
     print("same, in process CPU time (less sensitive to other jobs; OpenMP spin-waits count at --threads > 1):")
     for r in results:
         ms = r["cpu_ms"]
-        print(f"{r['model']:<10} {r['layers']:>3} {'':>24} {ms['batched mome']:>10.1f} ms {ms['sequential mome']:>7.1f} ms"
-              f" {ms['batched none']:>10.1f} ms {r['cpu_speedup_batched']:>11.2f}x {'':4} {100 * r['cpu_mome_overhead']:>10.1f}%")  # fmt: skip
+        print(f"{r['model']:<10} {r['layers']:>3} {'':>31} {ms['packed mome']:>9.1f} ms {ms['batched mome']:>10.1f} ms"
+              f" {ms['sequential mome']:>7.1f} ms {ms['batched none']:>10.1f} ms {r['cpu_speedup_packed']:>14.2f}x"
+              f" {r['cpu_speedup_batched']:>11.2f}x {'':4} {100 * r['cpu_mome_overhead']:>10.1f}%")  # fmt: skip
     print(f"targets: seq/batched >= {TARGET_SPEEDUP}x, MoME overhead <= {100 * TARGET_OVERHEAD:.0f}%")
 
 

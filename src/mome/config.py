@@ -371,6 +371,11 @@ class TrainConfig:
     backward per granularity, gradients accumulated (the reference's loop): the same gradient, less padding
     and less peak memory, but more, smaller kernels: slower on a GPU and no faster on the CPU demo
     (docs/experiments.md)."""
+    pack_sequences: bool = True
+    """`true`: the training and validation forwards pack their rows (the rows of coarse granularities are
+    short) into fewer rows of the longest one's length, each original row attending only to itself: the same
+    loss and gradient with almost no padding for the frozen LLM to compute. `false`: one right-padded row per
+    sample and granularity. Generation is never packed."""
 
     def __post_init__(self) -> None:
         self.output_dir = absolute_path(self.output_dir)

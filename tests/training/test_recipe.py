@@ -89,18 +89,22 @@ def test_logged_rows_average_the_steps_since_the_previous_row(train_corpus: Path
         assert windowed[step]["lr"] == per_step[step]["lr"]
 
 
-def test_granularity_loop_trains_like_the_batched_forward(train_corpus: Path, tmp_path: Path) -> None:
-    """`train.granularity_loop` changes the schedule of the computation, not the gradient."""
+def test_granularity_loop_and_packing_train_like_the_batched_forward(train_corpus: Path, tmp_path: Path) -> None:
+    """`train.granularity_loop` changes the schedule of the computation and `train.pack_sequences` the layout of
+    its rows, not the gradient. (The tiny corpus' rows are too alike to share a packed row, so this checks the
+    switch; tests/models/test_packing.py checks rows that do share one.)"""
     runs = {}
-    for loop in (False, True):
-        out = tmp_path / f"loop-{loop}"
-        last = train(load_config("tiny", _overrides(train_corpus, out, 3) + [f"train.granularity_loop={loop}"]))
-        runs[loop] = (last, load_checkpoint(out)["model"])
-    (last_b, weights_b), (last_l, weights_l) = runs[False], runs[True]
-    assert last_l["lm_loss"] == pytest.approx(last_b["lm_loss"], rel=1e-4)
-    assert last_l["router/load_balance"] == pytest.approx(last_b["router/load_balance"], rel=1e-4)
-    for name, value in weights_b.items():
-        torch.testing.assert_close(weights_l[name], value, rtol=1e-4, atol=1e-5, msg=name)
+    for loop, packed in ((False, True), (True, True), (False, False)):
+        out = tmp_path / f"loop-{loop}-packed-{packed}"
+        switches = [f"train.granularity_loop={loop}", f"train.pack_sequences={packed}"]
+        last = train(load_config("tiny", _overrides(train_corpus, out, 3) + switches))
+        runs[loop, packed] = (last, load_checkpoint(out)["model"])
+    last_b, weights_b = runs.pop((False, True))  # the default: one packed forward
+    for last_l, weights_l in runs.values():
+        assert last_l["lm_loss"] == pytest.approx(last_b["lm_loss"], rel=1e-4)
+        assert last_l["router/load_balance"] == pytest.approx(last_b["router/load_balance"], rel=1e-4)
+        for name, value in weights_b.items():
+            torch.testing.assert_close(weights_l[name], value, rtol=1e-4, atol=1e-5, msg=name)
     cfg = load_config("tiny", _overrides(train_corpus, tmp_path / "init", 3))
     set_seed(cfg.train.seed)
     initial = build_model(cfg.model).trainable_state_dict()

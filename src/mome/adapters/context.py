@@ -4,12 +4,15 @@ Adapters live in hooks on an unmodified Hugging Face model, so anything that var
 passed through HF's keyword arguments without forking its forward methods. Instead the model opens an
 `AdapterContext` for the duration of one LLM call:
 
-- `combination`: which Matryoshka granularity each batch row belongs to (an int for the whole batch, or
-  a LongTensor[B] when all combinations are batched together). Per-granularity LoRA (MTSK-SS/MSS) and
-  per-granularity routers read it.
-- `token_mask` [B, L]: real tokens (True) vs padding, so that the load-balancing loss ignores padding.
+- `combination`: which Matryoshka granularity each position belongs to: an int for the whole batch, a
+  LongTensor[B] per row when all combinations are batched together (padded rows), or a LongTensor[B, L] per
+  token when rows of several granularities share a packed row (`models/sequence.py:pack`). Per-granularity
+  LoRA (MTSK-SS/MSS) and per-granularity routers read it.
+- `token_mask` [B, L]: real tokens (True) vs padding, so that MoME skips padding and the load-balancing loss
+  ignores it.
 - `segments` [B, L]: token kind (see `Segment`) for the expert-usage statistics.
-- `aux`: the list into which MoME modules append their router outputs for the auxiliary losses.
+- `records`: the list into which MoME modules append their router outputs (when `collect`) for the
+  auxiliary losses.
 
 The context is cleared on exit, also when the forward raises.
 """
@@ -55,14 +58,24 @@ class AdapterContext:
     records: list[RouterRecord] = field(default_factory=list)
 
     def combination_per_row(self, batch_size: int, device: torch.device) -> torch.Tensor:
-        """LongTensor[B] of combination indices, whatever form `combination` was given in."""
+        """LongTensor[B] of combination indices, from an int or per-row `combination` (not a per-token one)."""
         if isinstance(self.combination, torch.Tensor):
+            if self.combination.dim() != 1:
+                raise ValueError("a per-token combination [B, L] has no per-row form; use combination_per_token")
             if self.combination.numel() == batch_size:
                 return self.combination.to(device)
             # Beam search expands every row num_beams times, contiguously.
             repeat = batch_size // self.combination.numel()
             return self.combination.to(device).repeat_interleave(repeat)
         return torch.full((batch_size,), int(self.combination), dtype=torch.long, device=device)
+
+    def combination_per_token(self, batch_size: int, length: int, device: torch.device) -> torch.Tensor:
+        """LongTensor[B, L] of combination indices, whatever form `combination` was given in."""
+        if isinstance(self.combination, torch.Tensor) and self.combination.dim() == 2:
+            if self.combination.shape != (batch_size, length):
+                raise ValueError(f"per-token combination {tuple(self.combination.shape)} != input {batch_size, length}")
+            return self.combination.to(device)
+        return self.combination_per_row(batch_size, device).unsqueeze(1).expand(batch_size, length)
 
 
 _state = threading.local()

@@ -56,22 +56,29 @@ class LoRABank(nn.Module):
         return (x @ self.down[bank]) @ self.up[bank]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [B, L, in] -> scaled delta [B, L, out] for each row's granularity."""
+        """x: [B, L, in] -> scaled delta [B, L, out] for each token's granularity."""
         x = x.to(self.down.dtype)
         delta = self._bank_delta(x, 0) if self.has_shared else None
         if self.num_specific:
-            offset = int(self.has_shared)
             ctx = context.current()
             if isinstance(ctx.combination, int):
-                specific = self._bank_delta(x, offset + ctx.combination)
-            else:  # rows of several granularities in one batch: apply each bank to its own rows
-                combo = ctx.combination_per_row(x.shape[0], x.device)
-                specific = x.new_zeros(*x.shape[:-1], self.up.shape[-1])
-                for c in combo.unique().tolist():
-                    rows = (combo == c).nonzero().squeeze(1)
-                    specific = specific.index_copy(0, rows, self._bank_delta(x[rows], offset + c).to(specific.dtype))
+                specific = self._bank_delta(x, int(self.has_shared) + ctx.combination)
+            else:
+                specific = self._specific_per_token(x, ctx)
             delta = specific if delta is None else delta + specific
         return self.scaling * delta
+
+    def _specific_per_token(self, x: torch.Tensor, ctx: context.AdapterContext) -> torch.Tensor:
+        """Tokens of several granularities in one batch (padded rows or packed ones): each bank on its own tokens."""
+        batch, length, width = x.shape
+        combo = ctx.combination_per_token(batch, length, x.device).reshape(-1)  # [N], N = B*L
+        flat = x.reshape(-1, width)  # [N, in]
+        specific = flat.new_zeros(flat.shape[0], self.up.shape[-1])  # [N, out]
+        for c in combo.unique().tolist():
+            tokens = (combo == c).nonzero().squeeze(1)  # [N_c]
+            bank = int(self.has_shared) + c
+            specific = specific.index_copy(0, tokens, self._bank_delta(flat[tokens], bank).to(specific.dtype))
+        return specific.view(batch, length, -1)
 
     def active_parameters(self) -> int:
         """One LoRA per granularity is used at a time, plus the shared one (as counted in MoME's Table 1)."""

@@ -92,8 +92,9 @@ class MoMEAdapter(nn.Module):
         """x: [B, L, d] sublayer input -> [B, L, d] MoME output (added to the sublayer output by the hook).
 
         With a token mask in the context (the training forward), experts run on real tokens only and the
-        output is zero on padding: right padding is never attended to nor scored, so this is exact, and
-        it skips the positions that pad the granularities' rows to one length (docs/benchmarks.md).
+        output is zero on padding: right padding (and the padding at the end of a packed row, a sequence of
+        its own) is never attended to nor scored, so this is exact, and it skips the positions that pad the
+        granularities' rows to one length (docs/benchmarks.md).
         """
         ctx = context.current()
         batch, length, dim = x.shape
@@ -104,7 +105,7 @@ class MoMEAdapter(nn.Module):
             flat = flat.index_select(0, keep)  # [N', d]
         gates = flat.new_ones(flat.shape[0], self.num_shared + self.num_routed)  # [N', n]
         if self.num_routed:
-            combo = ctx.combination_per_row(batch, x.device).repeat_interleave(length)  # [N]
+            combo = ctx.combination_per_token(batch, length, x.device).reshape(-1)  # [N]
             combo = combo[keep] if keep is not None else combo  # [N']
             logits = self.router_logits(flat, combo)
             _, top_gates, top_index = top_k_gates(logits, self.cfg.top_k, self.cfg.renormalize_gates)

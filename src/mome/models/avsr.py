@@ -6,9 +6,10 @@
                     SequenceBuilder ─► frozen LLM (+ MoME / LoRA hooks) ─► CE per granularity (+ router losses)
 
 Training puts every granularity of every sample into one batched LLM forward (rows = C x B), instead of the
-reference's one forward per granularity; `forward(..., combinations=[c])` runs a single one. Generation runs
-one chosen granularity with beam search. Only projectors and adapters train; LLM and encoders are frozen and
-stay in eval mode.
+reference's one forward per granularity; `forward(..., combos=[c])` runs a single one. By default the rows
+are packed (`sequence.pack`): several short rows share one LLM row, with a block-diagonal causal mask, so that
+the frozen LLM hardly computes padding. Generation runs one chosen granularity with beam search. Only
+projectors and adapters train; LLM and encoders are frozen and stay in eval mode.
 """
 
 from __future__ import annotations
@@ -26,7 +27,12 @@ from mome.models.llm import LoadedLLM, load_llm
 from mome.models.losses import per_combination_ce
 from mome.models.pooling import MatryoshkaPooler
 from mome.models.projector import ModalityProjectors
-from mome.models.sequence import SequenceBatch, SequenceBuilder
+from mome.models.sequence import SequenceBatch, SequenceBuilder, pack
+
+PACKING_ATTENTION = ("sdpa", "eager")
+"""HF attention implementations that build the block-diagonal mask of packed rows from their position ids
+(`masking_utils.find_packed_sequence_indices`). Flash attention reads packing from position ids only for a
+batch of one row, so packed rows of a larger batch would attend across their original rows."""
 
 
 @dataclass
@@ -221,21 +227,26 @@ class AVSRModel(nn.Module):
         return self.builder.build(rows_a, rows_v, targets, padding_side)
 
     # ------------------------------------------------------------------------------------ training
-    def forward(self, features: Features, texts: list[str], combos: list[Combination] | None = None) -> AVSROutput:
-        """Matryoshka loss over `combos` (default: all configured granularities) in one LLM forward."""
+    def forward(
+        self, features: Features, texts: list[str], combos: list[Combination] | None = None, packed: bool = True
+    ) -> AVSROutput:
+        """Matryoshka loss over `combos` (default: all configured granularities) in one LLM forward.
+
+        `packed`: pack the rows (sequence.pack), else one right-padded row per (sample, granularity). Both
+        give the same losses and gradients; the padded layout stays for equality tests and benchmarks.
+        """
         combos = list(combos or self.combinations)
         index = torch.tensor([self.combinations.index(c) for c in combos])
-        batch = features.batch_size
         seq = self.build_sequences(features, combos, texts, padding_side="right")
-        row_combination = index.repeat_interleave(batch).to(seq.embeds.device)  # [R]
-        ctx = AdapterContext(row_combination, seq.attention_mask.bool(), seq.segments, collect=True)
-        base = getattr(self.llm, self.llm.base_model_prefix)
+        combination = index.repeat_interleave(features.batch_size).to(seq.embeds.device)  # [R], R = C x B
+        if packed:
+            seq = pack(seq)
+            combination = combination[seq.source_rows.clamp_min(0)]  # [P, L]; padding's is never used
+        ctx = AdapterContext(combination, seq.attention_mask.bool(), seq.segments, collect=True)
         with adapter_context(ctx):
-            hidden = base(
-                inputs_embeds=seq.embeds, attention_mask=seq.attention_mask, use_cache=False
-            ).last_hidden_state
+            hidden = self._last_hidden(seq)  # [R or P, L, D]
         sums, counts = per_combination_ce(
-            hidden, seq.labels, self.llm.get_output_embeddings(), row_combination, len(self.combinations)
+            hidden, seq.labels, self.llm.get_output_embeddings(), combination, len(self.combinations)
         )
         index = index.to(sums.device)
         sums, counts = sums[index], counts[index]  # [len(combos)]
@@ -248,6 +259,25 @@ class AVSRModel(nn.Module):
             loss = loss + term.weight * term.value
         ce_by_key = {combination_key(c): ce[i] for i, c in enumerate(combos)}
         return AVSROutput(loss, lm_loss, ce_by_key, aux, sums, counts, weights)
+
+    def _last_hidden(self, seq: SequenceBatch) -> torch.Tensor:
+        """The frozen base model's last hidden states [R, L, D] (the loss runs the LM head where labels are).
+
+        Packed rows go in with `attention_mask=None` and their restarting position ids: HF then detects the
+        packing and masks attention block-diagonally, so that no token sees another original row.
+        """
+        base = getattr(self.llm, self.llm.base_model_prefix)
+        if seq.position_ids is None:  # right-padded rows
+            return base(inputs_embeds=seq.embeds, attention_mask=seq.attention_mask, use_cache=False).last_hidden_state
+        attention = self.llm.config._attn_implementation
+        if attention not in PACKING_ATTENTION:
+            raise ValueError(
+                f"packed rows need attention {' or '.join(PACKING_ATTENTION)}, not {attention!r}; "
+                "set train.pack_sequences=false"
+            )
+        return base(
+            inputs_embeds=seq.embeds, position_ids=seq.position_ids, attention_mask=None, use_cache=False
+        ).last_hidden_state
 
     # ------------------------------------------------------------------------------------ inference
     @torch.no_grad()

@@ -17,7 +17,7 @@ from mome.models.sequence import IGNORE_INDEX
 
 
 def per_combination_ce(
-    hidden: torch.Tensor, labels: torch.Tensor, lm_head: nn.Module, row_combination: torch.Tensor, num: int
+    hidden: torch.Tensor, labels: torch.Tensor, lm_head: nn.Module, combination: torch.Tensor, num: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed next-token CE and token count of each granularity; the LM head runs only where a label exists.
 
@@ -26,7 +26,8 @@ def per_combination_ce(
     Args:
         hidden: [R, L, D] last hidden states.
         labels: [R, L] aligned with the inputs (position t predicts labels[t + 1]).
-        row_combination: [R] granularity index of each row.
+        combination: [R] granularity index of each row, or [R, L] of each position (packed rows, where a
+            row holds several original rows; a label never crosses from one into the next).
         num: number of granularities C.
 
     Returns:
@@ -36,7 +37,9 @@ def per_combination_ce(
     where = targets != IGNORE_INDEX
     logits = lm_head(hidden[:, :-1][where])  # [N, V], N = labelled positions only
     token_loss = F.cross_entropy(logits.float(), targets[where], reduction="none")  # [N]
-    token_combination = row_combination.unsqueeze(1).expand_as(targets)[where]  # [N]
+    if combination.dim() == 1:
+        combination = combination.unsqueeze(1).expand_as(labels)  # [R, L]
+    token_combination = combination[:, 1:][where]  # [N], the granularity of each target
     sums = torch.zeros(num, device=hidden.device).index_add(0, token_combination, token_loss)
     counts = torch.bincount(token_combination, minlength=num)
     return sums, counts

@@ -9,6 +9,10 @@ BOS is left out for tokenizers without one (Qwen2); a block is left out when its
 Only each clip's real tokens enter the row (its pooled length), then the row is padded: on the right for
 training, on the left for generation (so that every row ends where decoding starts). Labels are aligned with
 the inputs (HF convention); the loss shifts them.
+
+`pack` turns the right-padded training rows into fewer, fuller rows (sequence packing): the rows of coarse
+granularities are much shorter than the longest, so most of the padding goes. Positions restart at 0 for
+every original row, from which Hugging Face builds a block-diagonal causal mask (docs/design.md, section 4).
 """
 
 from __future__ import annotations
@@ -31,6 +35,76 @@ class SequenceBatch:
     attention_mask: torch.Tensor  # [R, L] 1 = real token
     labels: torch.Tensor | None  # [R, L] target ids, IGNORE_INDEX elsewhere
     segments: torch.Tensor  # [R, L] Segment of each position
+    position_ids: torch.Tensor | None = None  # [R, L] RoPE positions, restarting per original row (packed only)
+    source_rows: torch.Tensor | None = None  # [R, L] original row of each position, -1 on padding (packed only)
+
+
+def first_fit_decreasing(lengths: list[int], capacity: int) -> list[list[int]]:
+    """Bins of row indices, longest rows first, each row into the first bin it fits (bins hold <= capacity).
+
+    First-fit decreasing uses at most 11/9 of the optimal number of bins (plus one), and needs no solver.
+    """
+    if any(n > capacity for n in lengths):
+        raise ValueError(f"a row of {max(lengths)} positions does not fit a bin of {capacity}")
+    bins: list[list[int]] = []
+    free: list[int] = []  # room left in each bin
+    for row in sorted(range(len(lengths)), key=lambda r: (-lengths[r], r)):
+        slot = next((i for i, room in enumerate(free) if room >= lengths[row]), len(bins))
+        if slot == len(bins):
+            bins.append([])
+            free.append(capacity)
+        bins[slot].append(row)
+        free[slot] -= lengths[row]
+    return bins
+
+
+def _packed_layout(lengths: list[int], bins: list[list[int]], width: int) -> torch.Tensor:
+    """[3, P, width]: for each packed position its flat index into the padded [R, width] rows (R * width on
+    padding), its original row (-1 on padding) and its position within that row (restarting on padding too)."""
+    pad_index = len(lengths) * width
+    source, rows, positions = [], [], []
+    for members in bins:
+        for r in members:
+            source.extend(range(r * width, r * width + lengths[r]))
+            rows.extend([r] * lengths[r])
+            positions.extend(range(lengths[r]))
+        free = width - sum(lengths[r] for r in members)
+        source.extend([pad_index] * free)
+        rows.extend([-1] * free)
+        positions.extend(range(free))
+    return torch.tensor([source, rows, positions], dtype=torch.long).view(3, len(bins), width)
+
+
+def pack(seq: SequenceBatch) -> SequenceBatch:
+    """Pack right-padded training rows [R, L] into P <= R rows of the same length L (first-fit decreasing).
+
+    Each packed row holds whole original rows one after the other, then padding. `position_ids` restart at 0
+    for every original row and for the padding, so that the RoPE positions are those of the unpacked row and
+    HF's mask (`attention_mask=None`) keeps every original row to itself. Padding holds zero embeddings,
+    attention mask 0, IGNORE_INDEX labels and Segment.PAD. No label crosses rows: every row starts with
+    an unlabelled token (BOS or a marker), so position t never learns the first token of the next row.
+    """
+    assert seq.labels is not None and seq.position_ids is None, "pack right-padded training rows, once"
+    num_rows, width = seq.attention_mask.shape
+    lengths = seq.attention_mask.sum(1).tolist()  # [R] real tokens, all at the start of each row
+    if bool((seq.labels[:, 0] != IGNORE_INDEX).any()):
+        raise ValueError("a row starts with a labelled token: packing would let the previous row learn it")
+    layout = _packed_layout(lengths, first_fit_decreasing(lengths, width), width).to(seq.embeds.device)
+    source, rows, positions = layout.unbind(0)  # each [P, L]
+
+    def gather(values: torch.Tensor, fill: float | int) -> torch.Tensor:  # [R, L, ...] -> [P, L, ...]
+        flat = values.reshape(num_rows * width, *values.shape[2:])
+        flat = torch.cat([flat, flat.new_full((1, *values.shape[2:]), fill)])  # row R*L: the padding value
+        return flat[source]
+
+    return SequenceBatch(
+        embeds=gather(seq.embeds, 0.0),  # [P, L, D]
+        attention_mask=(rows >= 0).long(),  # [P, L]
+        labels=gather(seq.labels, IGNORE_INDEX),  # [P, L]
+        segments=gather(seq.segments, int(Segment.PAD)),  # [P, L]
+        position_ids=positions,  # [P, L]
+        source_rows=rows,  # [P, L]
+    )
 
 
 class SequenceBuilder:

@@ -1,7 +1,7 @@
 """`mome train`: the training recipe, top to bottom (torchtune style), on Hugging Face Accelerate.
 
     setup: seed -> model (frozen encoders + LLM, trainable projectors + adapters) -> data -> optimiser
-    loop:  batch -> encode (frozen) -> all granularities in one LLM forward -> loss -> step -> log / save
+    loop:  batch -> encode (frozen) -> all granularities in one (packed) LLM forward -> loss -> step -> log / save
     end:   final checkpoint + validation
 
 The same command runs on a CPU, on a GPU and data-parallel: `torchrun --nproc-per-node N $(which mome) train
@@ -59,11 +59,11 @@ from mome.training.optim import build_optimizer, build_scheduler
 RESUMABLE = (
     "train.max_steps", "train.epochs", "train.log_every_steps", "train.save_every_steps", "train.val_every_steps",
     "train.val_max_batches", "train.keep_checkpoints", "train.max_nonfinite_steps", "train.output_dir",
-    "train.num_threads", "data.num_workers", "decode.",
+    "train.num_threads", "train.pack_sequences", "data.num_workers", "decode.",
 )  # fmt: skip
 """Config fields (or `section.` prefixes) that a resumed run may change: lengths, periods, places and speed,
-nothing that changes what a step computes. `train.precision` is not one of them; `resume_precision` says
-when a change of it is let through."""
+nothing that changes what a step computes (packing changes only the layout of the same rows). `train.precision`
+is not one of them; `resume_precision` says when a change of it is let through."""
 ACCELERATE_MIXED = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 """`config.Precision` -> Accelerate's `mixed_precision`."""
 
@@ -360,7 +360,7 @@ class Trainer:
         else:
             with self.accel.autocast():
                 features = self.model.encode(batch)
-                out: AVSROutput = self.ddp_model(features, batch["texts"])
+                out: AVSROutput = self.ddp_model(features, batch["texts"], packed=self.cfg.train.pack_sequences)
                 loss, lm_loss, ce = _distributed_lm_loss(out, world)
                 aux_loss = out.loss - out.lm_loss  # MoME router terms, weighted already (per rank, averaged by DDP)
                 loss = loss + aux_loss
@@ -393,7 +393,7 @@ class Trainer:
         lm_losses, ces, auxes, router = [], [], [], []
         for combo in model.combinations:
             with self.accel.autocast():
-                out: AVSROutput = model(features, batch["texts"], [combo])
+                out: AVSROutput = model(features, batch["texts"], [combo], packed=self.cfg.train.pack_sequences)
                 loss, lm_loss, ce = _distributed_lm_loss(out, world)
                 aux = out.loss - out.lm_loss
             self.accel.backward((loss + aux) / n)
@@ -445,7 +445,7 @@ class Trainer:
                 break
             batch = _to(batch, self.accel.device)
             with self.accel.autocast():
-                out = self.model(self.model.encode(batch), batch["texts"])
+                out = self.model(self.model.encode(batch), batch["texts"], packed=cfg.train.pack_sequences)
             for k, v in out.ce.items():
                 sums[f"val/ce/{k}"] = sums.get(f"val/ce/{k}", 0.0) + v.item()
             sums["val/lm_loss"] = sums.get("val/lm_loss", 0.0) + out.lm_loss.item()
