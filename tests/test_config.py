@@ -212,3 +212,11 @@ def test_yaml_errors_are_one_line_with_the_position(tmp_path, content: bytes, ne
 def test_a_malformed_override_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"override 'train\.betas=\[0\.9,':1:6: YAML syntax error"):
         load_config("tiny", ["train.betas=[0.9,"])
+
+
+def test_loader_workers_are_automatic_unless_set() -> None:
+    """A cached batch is a few memory-mapped reads: no workers; media decoding: two (docs/benchmarks.md)."""
+    assert load_config("tiny").data.loader_workers == 2
+    assert load_config("tiny", ["data.feature_cache=f"]).data.loader_workers == 0
+    assert load_config("tiny", ["data.feature_cache=f", "data.num_workers=1"]).data.loader_workers == 1
+    assert load_config("tiny", ["data.num_workers=0"]).data.loader_workers == 0

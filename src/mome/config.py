@@ -290,8 +290,9 @@ class DataConfig:
     time_mask: bool = True
     """Training time masks (auto_avsr): up to 0.4 s of audio zeroed per second, up to 10 of every 25 video
     frames. A regulariser for many epochs of real data; a short run on a small corpus loses whole words to it."""
-    num_workers: int = 2
-    """DataLoader worker processes."""
+    num_workers: int | None = None
+    """DataLoader worker processes; `null` (auto): 0 with `feature_cache` (a batch is a few memory-mapped reads,
+    and workers would take cores from the step: docs/benchmarks.md), 2 without (media decoding)."""
     num_buckets: int = 10
     """Equal-width length buckets of the frame-budget sampler (batches mix lengths of one bucket only)."""
     av_tolerance_frames: int = 3
@@ -306,6 +307,13 @@ class DataConfig:
     """K: babble-noisy versions cached per training utterance, each with an SNR drawn from the non-clean
     `train_snrs` and its own babble segment; each epoch draws clean (with the share of `null`s in
     `train_snrs`) or one of the K (docs/design.md)."""
+
+    @property
+    def loader_workers(self) -> int:
+        """`num_workers`, or its automatic value."""
+        if self.num_workers is not None:
+            return self.num_workers
+        return 0 if self.feature_cache else 2
 
     def __post_init__(self) -> None:
         """Every path becomes absolute here, once: the root and the cache from the working directory, the

@@ -183,3 +183,16 @@ def test_a_broken_file_is_reported_with_its_reason(own_corpus: Path, tmp_path: P
     assert ds[0] is None and "undecodable video" in ds.bad[rel] and ds[1] is not None
     assert cache.fill(cfg.data.val_labels, [CLEAN], progress=False).utterances == 0  # known bad: not retried
     np.testing.assert_equal(len(cache.stores["video"]), 1)
+
+
+def test_worker_processes_fill_every_entry_exactly_once(corpus: Path, tmp_path: Path, capsys) -> None:
+    from mome.features.fill import fill_splits
+
+    cfg = _config(corpus, tmp_path / "cache", "data.feature_noisy_versions=1")
+    total = fill_splits(cfg, ("train", "test"), snrs=[None, 0.0], workers=2, progress=False)
+    train, test = _rows(cfg.data.train_labels), _rows(cfg.data.test_labels)
+    assert total.utterances == train + test
+    assert total.clips == {"audio": 2 * train + 2 * test, "video": train + test}  # nothing twice
+    out = capsys.readouterr().out
+    assert "total (2 workers)" in out and "feature cache" in out
+    assert fill_splits(cfg, ("train", "test"), snrs=[None, 0.0], workers=1, progress=False).utterances == 0

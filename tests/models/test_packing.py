@@ -11,7 +11,7 @@ import torch
 from mome.adapters.context import Segment
 from mome.config import combination_key
 from mome.models.avsr import AVSRModel, Features
-from mome.models.sequence import IGNORE_INDEX, SequenceBatch, first_fit_decreasing, pack
+from mome.models.sequence import IGNORE_INDEX, PACK_CAPACITY, SequenceBatch, first_fit_decreasing, pack
 from tiny import TINY_LLAMA, TINY_QWEN2, tiny_model_config
 
 TEXTS = ["place red at g nine", "bin blue", "set white with p one soon"]
@@ -64,8 +64,9 @@ def test_packed_layout_of_the_training_rows() -> None:
     model = _model("none")
     padded, packed = _padded_and_packed(model)
     lengths = padded.attention_mask.sum(1)  # [R]
-    num_rows, width = padded.attention_mask.shape
-    assert packed.embeds.shape[1] == width  # capacity = the longest row: attention never grows
+    num_rows = padded.attention_mask.shape[0]
+    width = packed.embeds.shape[1]
+    assert int(lengths.max()) <= width <= PACK_CAPACITY * int(lengths.max())  # attention grows by the capacity
     assert packed.embeds.shape[0] < num_rows  # rows of different lengths: fewer positions than padded
     assert (packed.attention_mask == (packed.source_rows >= 0)).all()
     for r in range(num_rows):  # every original row exactly once, whole, in order, with positions 0..n-1
@@ -86,18 +87,30 @@ def test_packed_layout_of_the_training_rows() -> None:
         assert packed.position_ids[p, width - k :].tolist() == list(range(k))
 
 
-def test_a_hand_made_batch_packs_as_expected() -> None:
-    """Rows of 4, 2, 3 and 1 real tokens in width 4 -> [row 0], [row 2, row 3], [row 1, padding x 2]."""
+def _hand_made() -> SequenceBatch:
+    """Rows of 4, 2, 3 and 1 real tokens in width 4."""
     lengths = [4, 2, 3, 1]
     mask = torch.tensor([[1] * n + [0] * (4 - n) for n in lengths])
     labels = torch.where(mask.bool(), torch.arange(4) + 10, IGNORE_INDEX)
     labels[:, 0] = IGNORE_INDEX
-    seq = SequenceBatch(torch.randn(4, 4, 2), mask, labels, mask * int(Segment.TEXT))
-    packed = pack(seq)
+    return SequenceBatch(torch.randn(4, 4, 2), mask, labels, mask * int(Segment.TEXT))
+
+
+def test_a_hand_made_batch_packs_as_expected() -> None:
+    """Capacity 1 (the longest row): [row 0], [row 2, row 3], [row 1, padding x 2]."""
+    packed = pack(_hand_made(), capacity=1.0)
     assert packed.source_rows.tolist() == [[0, 0, 0, 0], [2, 2, 2, 3], [1, 1, -1, -1]]
     assert packed.position_ids.tolist() == [[0, 1, 2, 3], [0, 1, 2, 0], [0, 1, 0, 1]]
     assert packed.labels.tolist() == [[-100, 11, 12, 13], [-100, 11, 12, -100], [-100, 11, -100, -100]]
     assert packed.embeds[2, 2:].abs().sum() == 0
+
+
+def test_a_larger_capacity_leaves_no_padding_here() -> None:
+    """Capacity 2 (8 positions): [row 0, row 2, row 3], [row 1]; the rows are as long as their longest bin."""
+    packed = pack(_hand_made(), capacity=2.0)
+    assert packed.source_rows.tolist() == [[0, 0, 0, 0, 2, 2, 2, 3], [1, 1, -1, -1, -1, -1, -1, -1]]
+    assert packed.position_ids[0].tolist() == [0, 1, 2, 3, 0, 1, 2, 0]
+    assert pack(_hand_made(), capacity=100.0).embeds.shape[:2] == (1, 10)  # never longer than all rows together
 
 
 def test_no_label_crosses_from_one_row_into_the_next() -> None:

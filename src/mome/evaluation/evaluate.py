@@ -1,7 +1,7 @@
 """Evaluation: decode a label file at every rate combination x SNR and write WER tables, a plot and hypotheses.
 
     for SNR in snrs:                      dataset with babble at SNR (seeded per utterance: data/noise.py)
-        for batch in DataLoader:          fixed order, `cfg.data.num_workers` workers
+        for batch in DataLoader:          fixed order, `cfg.data.loader_workers` workers
             features = model.encode(batch)            encoders run once per batch and SNR
             for combination in combos:    model.generate(features, combination) -> hypotheses
 
@@ -282,7 +282,7 @@ def evaluate(
                 _Tracked(dataset, limit),
                 batch_size=decode.batch_size,
                 shuffle=False,
-                num_workers=cfg.data.num_workers,
+                num_workers=cfg.data.loader_workers,
                 collate_fn=collate_tracked,
             )
             records += _decode_snr(model, loader, combos, decode, precision, snr_label(snr), skip_bad, skipped,

@@ -58,25 +58,31 @@ def first_fit_decreasing(lengths: list[int], capacity: int) -> list[list[int]]:
     return bins
 
 
-def _packed_layout(lengths: list[int], bins: list[list[int]], width: int) -> torch.Tensor:
-    """[3, P, width]: for each packed position its flat index into the padded [R, width] rows (R * width on
-    padding), its original row (-1 on padding) and its position within that row (restarting on padding too)."""
-    pad_index = len(lengths) * width
+def _packed_layout(lengths: list[int], bins: list[list[int]], stride: int, capacity: int) -> torch.Tensor:
+    """[3, P, capacity]: for each packed position its flat index into the padded [R, stride] rows (R * stride
+    on padding), its original row (-1 on padding) and its position within that row (restarting on padding)."""
+    pad_index = len(lengths) * stride
     source, rows, positions = [], [], []
     for members in bins:
         for r in members:
-            source.extend(range(r * width, r * width + lengths[r]))
+            source.extend(range(r * stride, r * stride + lengths[r]))
             rows.extend([r] * lengths[r])
             positions.extend(range(lengths[r]))
-        free = width - sum(lengths[r] for r in members)
+        free = capacity - sum(lengths[r] for r in members)
         source.extend([pad_index] * free)
         rows.extend([-1] * free)
         positions.extend(range(free))
-    return torch.tensor([source, rows, positions], dtype=torch.long).view(3, len(bins), width)
+    return torch.tensor([source, rows, positions], dtype=torch.long).view(3, len(bins), capacity)
 
 
-def pack(seq: SequenceBatch) -> SequenceBatch:
-    """Pack right-padded training rows [R, L] into P <= R rows of the same length L (first-fit decreasing).
+PACK_CAPACITY = 2.0
+"""Packed row length, in units of the longest original row. At 1 a row longer than half the longest one
+fills a packed row alone (the demo's a4_v2 rows), leaving ~20% padding; at 2 almost none is left, and the
+attention of the longer packed rows costs less than the padding it removes (docs/benchmarks.md)."""
+
+
+def pack(seq: SequenceBatch, capacity: float = PACK_CAPACITY) -> SequenceBatch:
+    """Pack right-padded training rows [R, L] into P <= R rows of `capacity` x L positions (first-fit decreasing).
 
     Each packed row holds whole original rows one after the other, then padding. `position_ids` restart at 0
     for every original row and for the padding, so that the RoPE positions are those of the unpacked row and
@@ -89,21 +95,25 @@ def pack(seq: SequenceBatch) -> SequenceBatch:
     lengths = seq.attention_mask.sum(1).tolist()  # [R] real tokens, all at the start of each row
     if bool((seq.labels[:, 0] != IGNORE_INDEX).any()):
         raise ValueError("a row starts with a labelled token: packing would let the previous row learn it")
-    layout = _packed_layout(lengths, first_fit_decreasing(lengths, width), width).to(seq.embeds.device)
-    source, rows, positions = layout.unbind(0)  # each [P, L]
+    longest = max(lengths)
+    room = max(longest, min(int(capacity * longest), sum(lengths)))  # never longer than everything in one row
+    bins = first_fit_decreasing(lengths, room)
+    room = max(sum(lengths[r] for r in members) for members in bins)  # no all-padding tail
+    layout = _packed_layout(lengths, bins, width, room).to(seq.embeds.device)
+    source, rows, positions = layout.unbind(0)  # each [P, room]
 
-    def gather(values: torch.Tensor, fill: float | int) -> torch.Tensor:  # [R, L, ...] -> [P, L, ...]
+    def gather(values: torch.Tensor, fill: float | int) -> torch.Tensor:  # [R, L, ...] -> [P, room, ...]
         flat = values.reshape(num_rows * width, *values.shape[2:])
         flat = torch.cat([flat, flat.new_full((1, *values.shape[2:]), fill)])  # row R*L: the padding value
         return flat[source]
 
     return SequenceBatch(
-        embeds=gather(seq.embeds, 0.0),  # [P, L, D]
-        attention_mask=(rows >= 0).long(),  # [P, L]
-        labels=gather(seq.labels, IGNORE_INDEX),  # [P, L]
-        segments=gather(seq.segments, int(Segment.PAD)),  # [P, L]
-        position_ids=positions,  # [P, L]
-        source_rows=rows,  # [P, L]
+        embeds=gather(seq.embeds, 0.0),  # [P, room, D]
+        attention_mask=(rows >= 0).long(),  # [P, room]
+        labels=gather(seq.labels, IGNORE_INDEX),  # [P, room]
+        segments=gather(seq.segments, int(Segment.PAD)),  # [P, room]
+        position_ids=positions,  # [P, room]
+        source_rows=rows,  # [P, room]
     )
 
 

@@ -105,7 +105,7 @@ def _dataset(cfg: Config, labels: str, train: bool, cache: FeatureCache | None =
 
 def _loader(ds: AVDataset, sampler: Sampler, cfg: Config) -> DataLoader:
     """Batches as {"batch": collated or None, "failed": {id: reason}} (`faults.Marked`)."""
-    workers = cfg.data.num_workers
+    workers = cfg.data.loader_workers
     return DataLoader(Marked(ds), batch_sampler=sampler, collate_fn=collate_marked, num_workers=workers,
                       persistent_workers=False)  # fmt: skip
 
