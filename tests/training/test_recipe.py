@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import shutil
@@ -145,3 +146,28 @@ def test_ddp_two_cpu_processes(train_corpus: Path, tmp_path: Path, loop: bool) -
     batch = collate([ds[i] for b in batches for i in b])
     out_single = model(model.encode(batch), batch["texts"])
     assert float(first["lm_loss"]) == pytest.approx(out_single.lm_loss.item(), abs=2e-5)
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(),
+                    reason="torchrun not installed")  # fmt: skip
+def test_ddp_ranks_fill_the_feature_cache_in_shares(train_corpus: Path, tmp_path: Path) -> None:
+    """Each rank encodes its share of the utterances, then both read all of them and train in step."""
+    from mome.features.store import FeatureStore
+
+    cache = tmp_path / "features"
+    overrides = _overrides(train_corpus, tmp_path / "ddp", 2) + [f"data.feature_cache={cache}"]
+    torchrun = str(Path(sys.executable).with_name("torchrun"))
+    result = subprocess.run(
+        [torchrun, "--nproc-per-node", "2", "--master-port", "29535", "-m", "mome.cli", "train", "tiny", *overrides],
+        env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    sums = re.findall(r"\[rank (\d)\] trainable weights checksum ([-+.0-9e]+/[-+.0-9e]+)", result.stdout)
+    assert sorted(r for r, _ in sums) == ["0", "1"] and sums[0][1] == sums[1][1], result.stdout
+    (video,) = [FeatureStore(d) for d in cache.iterdir() if d.name.startswith("video-")]
+    cfg = load_config("tiny", overrides)
+    rows = sum(len(Path(f).read_text().splitlines()) for f in (cfg.data.train_labels, cfg.data.val_labels))
+    indexes = list(video.directory.glob("shard-*.json"))
+    written = sum(len(json.loads(index.read_text())["entries"]) for index in indexes)
+    assert len(video) == written == rows  # every utterance encoded once, by one of the ranks
+    assert len({index.name.split("-")[2] for index in indexes}) == 2, "both ranks should have encoded a share"
