@@ -124,7 +124,8 @@ def _features(cfg: Config, snrs: list[float | None]) -> None:
     """The frozen encoders' outputs for every split, once: the three runs and their evaluations read them."""
     from mome.features.fill import fill_splits
 
-    fill_splits(cfg, snrs=snrs)
+    if cfg.data.feature_cache is not None:  # `data.feature_cache=null`: the runs encode at every step
+        fill_splits(cfg, snrs=snrs)
 
 
 def _train(cfg: Config) -> None:

@@ -53,4 +53,10 @@ def test_train_and_eval_on_cached_features(workdir: Path, capsys) -> None:
     results = json.loads(Path("runs/c/eval/test/results.json").read_text())
     assert results["snrs"] == ["clean", "0"]
     assert all(cell["utterances"] for cell in results["wer"]["all"]["a4_v2"].values())
-    assert "features test.csv: encoded" in capsys.readouterr().out
+    assert "features test.csv at 0: encoded" in capsys.readouterr().out
+
+
+def test_overrides_may_follow_the_snrs(workdir: Path, capsys) -> None:
+    assert main(["features", "tiny", "--splits", "test", "--snr", "clean", "data.root=corpus",
+                 "data.feature_cache=features", "--workers", "1", "--quiet"]) == 0  # fmt: skip
+    assert "test: encoded" in capsys.readouterr().out

@@ -196,3 +196,41 @@ def test_worker_processes_fill_every_entry_exactly_once(corpus: Path, tmp_path: 
     out = capsys.readouterr().out
     assert "total (2 workers)" in out and "feature cache" in out
     assert fill_splits(cfg, ("train", "test"), snrs=[None, 0.0], workers=1, progress=False).utterances == 0
+
+
+def test_a_missing_file_is_skipped_with_its_reason_not_a_traceback(own_corpus: Path, tmp_path: Path) -> None:
+    cfg = _config(own_corpus, tmp_path / "cache")
+    rel = Path(cfg.data.val_labels).read_text().splitlines()[0].split(",")[1]
+    (own_corpus / f"{rel}.wav").unlink()
+    cache = FeatureCache(cfg, _encoders(cfg))
+    assert cache.fill(cfg.data.val_labels, [CLEAN], progress=False).failed == 1
+    ds = CachedAVDataset(cfg.data.val_labels, own_corpus, cfg.data, False, cache)
+    assert ds[0] is None and ds.bad[rel].endswith("missing file") and ds[1] is not None
+
+
+def test_a_missing_noise_file_is_an_error_not_clean_training(own_corpus: Path, tmp_path: Path) -> None:
+    cfg = _config(own_corpus, tmp_path / "cache")
+    Path(cfg.data.noise_path).unlink()
+    cache = FeatureCache(cfg, _encoders(cfg))
+    with pytest.raises(UserError, match="data.noise_path: no such file"):
+        cache.conditions("train")
+    with pytest.raises(UserError, match="data.noise_path: no such file.*0 dB"):
+        cache.conditions("test", [0.0])
+    assert cache.conditions("test", [None]) == [CLEAN]
+
+
+def test_the_encoder_identity_covers_its_configuration(corpus: Path, tmp_path: Path) -> None:
+    """Two encoders with the same tensors but another head count give other features: other stores."""
+    from mome.features.keys import encoder_identity
+
+    cfg = _config(corpus, tmp_path / "cache")
+    video = _encoders(cfg)["video"]
+    other = _encoders(_config(corpus, tmp_path / "cache", "model.encoders.video.arch={name: tiny, heads: 2}"))["video"]
+    other.load_state_dict(video.state_dict())
+    assert encoder_identity(video, "video") != encoder_identity(other, "video")
+
+
+def test_evaluation_noise_is_one_condition_for_int_and_float_snrs(corpus: Path) -> None:
+    from mome.data.noise import eval_rng
+
+    assert eval_rng("a/b", 0, 3).random() == eval_rng("a/b", 0.0, 3).random()

@@ -35,19 +35,19 @@ def test_entries_round_trip_through_a_fresh_store(tmp_path: Path) -> None:
 
 def test_a_shard_without_its_index_is_invisible(tmp_path: Path, monkeypatch) -> None:
     """The index is renamed into place after the shard: a kill between the two leaves nothing half-read."""
-    writes = []
-    real = store_module.atomic_write_text
+    real = store_module.atomic_write
 
-    def killed_before_the_index(path, text, fsync=False):
-        writes.append(path)
-        raise KeyboardInterrupt
+    def killed_before_the_index(path, write, fsync=False):
+        if Path(path).suffix == ".json":
+            raise KeyboardInterrupt
+        return real(path, write, fsync)
 
-    monkeypatch.setattr(store_module, "atomic_write_text", killed_before_the_index)
+    monkeypatch.setattr(store_module, "atomic_write", killed_before_the_index)
     writer = FeatureStore(tmp_path).writer()
     writer.add("a", np.ones((4, 2)), {})
     with pytest.raises(KeyboardInterrupt):
         writer.flush()
-    monkeypatch.setattr(store_module, "atomic_write_text", real)
+    monkeypatch.setattr(store_module, "atomic_write", real)
     assert list(tmp_path.glob("shard-*.npy")) and not list(tmp_path.glob("shard-*.json"))
     assert len(FeatureStore(tmp_path)) == 0
 
@@ -72,6 +72,7 @@ def test_shards_are_flushed_by_size(tmp_path: Path, monkeypatch) -> None:
             w.add(f"k{i}", np.zeros((10, 4)), {})  # 80 bytes each in fp16: a shard every second entry
     assert len(list(tmp_path.glob("shard-*.json"))) == 2
     assert len(FeatureStore(tmp_path)) == 3
+    assert all(p.stat().st_mode & 0o044 == 0o044 for p in tmp_path.glob("shard-*"))  # a cache others can read
 
 
 def test_a_pickled_store_reopens_its_memory_maps(tmp_path: Path) -> None:

@@ -13,3 +13,12 @@ TRUSTED_CHECKPOINT_HELP = (
 def add_trusted_checkpoint(parser: argparse.ArgumentParser) -> None:
     """`--trusted-checkpoint`, off by default: the one way the command line lets a pickle run code."""
     parser.add_argument("--trusted-checkpoint", action="store_true", help=TRUSTED_CHECKPOINT_HELP)
+
+
+def collect_overrides(args: argparse.Namespace, names: tuple[str, ...]) -> None:
+    """Move KEY=VALUE items that options taking several values (`--snr clean 0 data.root=c`) swallowed to
+    `args.overrides`, so that overrides may go anywhere on the command line."""
+    for name in names:
+        values = getattr(args, name) or []
+        args.overrides += [v for v in values if "=" in v]
+        setattr(args, name, [v for v in values if "=" not in v] or None)

@@ -11,7 +11,7 @@ import argparse
 import time
 from pathlib import Path
 
-from mome.commands import add_trusted_checkpoint
+from mome.commands import add_trusted_checkpoint, collect_overrides
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,15 +50,6 @@ def _resolve_labels(labels: str, root: Path) -> Path:
     return Path(absolute_path(labels) if Path(labels).is_file() else absolute_path(labels, root))
 
 
-def _collect_overrides(args: argparse.Namespace) -> None:
-    """Move KEY=VALUE items that `--rates` / `--snr` swallowed (they take several values) to the overrides."""
-    for name in ("rates", "snr"):
-        values = getattr(args, name) or []
-        args.overrides += [v for v in values if "=" in v]
-        setattr(args, name, [v for v in values if "=" not in v] or None)
-    args.snr = args.snr or ["clean"]
-
-
 def run(args: argparse.Namespace) -> int:
     from mome.models.avhubert_checkpoint import trusted_checkpoints
 
@@ -72,7 +63,8 @@ def _run(args: argparse.Namespace) -> int:
     from mome.evaluation.evaluate import evaluate, markdown, parse_snr
     from mome.training.checkpoint import checkpoint_config, load_checkpoint, model_from_payload, resolve_checkpoint
 
-    _collect_overrides(args)
+    collect_overrides(args, ("rates", "snr"))
+    args.snr = args.snr or ["clean"]
     if args.root is not None:  # the flag is a shorthand: data.root is the one place the corpus is named
         args.overrides.append(f"data.root={args.root}")
     if args.limit is not None and args.limit < 1:

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import argparse
 
-from mome.commands import add_trusted_checkpoint
+from mome.commands import add_trusted_checkpoint, collect_overrides
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="preset name or YAML file (as for `mome train`)")
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE overrides, e.g. data.root=corpus data.feature_cache=f")
-    parser.add_argument("--splits", default="train,val,test", help="comma-separated: train, val, test")
-    parser.add_argument("--snr", nargs="+", default=["clean", "0"], help="test-split SNRs in dB or 'clean'")
+    parser.add_argument("--splits", help="comma-separated: train, val, test (default: those with a label file)")
+    parser.add_argument("--snr", nargs="+", help="test-split SNRs in dB or 'clean' (default: clean 0)")
     parser.add_argument("--shard", default="0/1", metavar="I/N", help="do utterances I, I+N, I+2N ... (0 <= I < N)")
     parser.add_argument("--device", default="cpu", help="torch device of the encoders, e.g. cuda")
     parser.add_argument("--workers", type=int, help="processes (default: one per CPU core up to 4; 1 on a GPU)")
@@ -49,13 +49,14 @@ def _run(args: argparse.Namespace) -> int:
     from mome.config import load_config
     from mome.errors import UserError
     from mome.evaluation.evaluate import parse_snr
-    from mome.features.fill import fill_splits
+    from mome.features.fill import TEST_SNRS, fill_splits
 
+    collect_overrides(args, ("snr",))
     cfg = load_config(args.config, args.overrides)
     shard = parse_shard(args.shard)
-    snrs = [parse_snr(s) for s in args.snr]
-    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
-    if not splits:
+    snrs = [parse_snr(s) for s in args.snr] if args.snr else list(TEST_SNRS)
+    splits = [s.strip() for s in args.splits.split(",") if s.strip()] if args.splits is not None else None
+    if splits == []:
         raise UserError("--splits: name at least one of train, val, test")
     if args.workers is not None and args.workers < 1:
         raise UserError("--workers must be at least 1")

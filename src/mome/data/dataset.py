@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 
 from mome.config import DataConfig
 from mome.constants import SAMPLES_PER_FRAME
-from mome.data.labels import LabelRow, read_labels, read_metadata
+from mome.data.labels import LabelRow, media_path, read_labels, read_metadata
 from mome.data.media import MediaError, read_audio, read_video
 from mome.data.noise import Babble, eval_rng
 from mome.data.transforms import utterance_inputs
@@ -114,16 +114,15 @@ class AVDataset(Dataset):
 
     def _load(self, row: LabelRow) -> dict:
         rng = self._rng(row)
-        stem = self.root / row.rel_path
         item = self._item(row)
         frames, audio, num_frames = None, None, row.input_length
         if "video" in self.modalities:
-            frames = read_video(stem.with_suffix(".mp4"))
+            frames = read_video(media_path(self.root, row.rel_path, ".mp4"))
             num_frames = len(frames)
         if "audio" in self.modalities:
-            path = stem.with_suffix(".wav")
+            path = media_path(self.root, row.rel_path, ".wav")
             audio = read_audio(path)
-            self._check_lengths(path, len(audio), num_frames)
+            check_lengths(path, len(audio), num_frames, self.cfg.av_tolerance_frames)
         snrs = self.cfg.train_snrs if self.train else (self.eval_snr,)
         inputs, snr = utterance_inputs(
             frames, audio, num_frames, self.train, rng, self.cfg.crop_size, self.cfg.time_mask, self.babble, snrs
@@ -133,11 +132,11 @@ class AVDataset(Dataset):
             item["meta"]["snr"] = snr
         return item
 
-    def _check_lengths(self, path: Path, samples: int, frames: int) -> None:
-        """Audio and video of one utterance must agree within `av_tolerance_frames` (else it is broken)."""
-        if abs(samples / SAMPLES_PER_FRAME - frames) > self.cfg.av_tolerance_frames:
-            raise MediaError(
-                path,
-                f"audio is {samples / SAMPLES_PER_FRAME:.1f} frames long, video "
-                f"{frames} frames (tolerance {self.cfg.av_tolerance_frames})",
-            )
+
+def check_lengths(path: Path, samples: int, frames: int, tolerance: int) -> None:
+    """Audio and video of one utterance must agree within `tolerance` video frames (else it is broken)."""
+    if abs(samples / SAMPLES_PER_FRAME - frames) > tolerance:
+        raise MediaError(
+            path,
+            f"audio is {samples / SAMPLES_PER_FRAME:.1f} frames long, video {frames} frames (tolerance {tolerance})",
+        )

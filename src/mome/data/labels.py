@@ -65,6 +65,11 @@ def path_problem(rel_path: str) -> str | None:
     return None
 
 
+def media_path(root: str | Path, rel_path: str, suffix: str) -> Path:
+    """`<root>/<rel_path><suffix>`: a row's media file (the suffix is appended, so `spk/utt.001` keeps its dot)."""
+    return Path(root, rel_path + suffix)
+
+
 class RootGuard:
     """Checks that `<root>/<rel_path><suffix>` stays inside `root` once symlinks are followed.
 

@@ -17,6 +17,7 @@ from mome.data.media import read_audio
 
 def eval_rng(utt_id: str, snr_db: float | None, seed: int) -> np.random.Generator:
     """Generator fixed by (utterance, SNR, seed): the same noise every time the utterance is evaluated."""
+    snr_db = None if snr_db is None else float(snr_db)  # 0 and 0.0 are one condition
     return np.random.default_rng([zlib.crc32(f"{utt_id}|{snr_db}".encode()), int(seed) & 0xFFFFFFFF])
 
 

@@ -38,6 +38,11 @@ def time_mask(x: np.ndarray, window: int, stride: int, rng: np.random.Generator)
     return x
 
 
+def mask_per_second(x: np.ndarray, rate: int, rng: np.random.Generator) -> np.ndarray:
+    """auto_avsr's masks at `rate` frames (or samples) per second: each second, up to 0.4 s zeroed."""
+    return time_mask(x, window=rate * 2 // 5, stride=rate, rng=rng)
+
+
 def video_transform(
     frames: np.ndarray, train: bool, rng: np.random.Generator, crop: int = MODEL_CROP_SIZE, mask: bool = True
 ) -> torch.Tensor:
@@ -51,7 +56,7 @@ def video_transform(
         top, left = (h - crop) // 2, (w - crop) // 2
     x = frames[:, top : top + crop, left : left + crop].astype(np.float32) / 255.0 @ _GRAY  # [T, crop, crop]
     if train and mask:
-        x = time_mask(x, window=FPS * 2 // 5, stride=FPS, rng=rng)  # < 0.4 s (10 frames) per second
+        x = mask_per_second(x, FPS, rng)  # < 0.4 s (10 frames) per second
     x = (x - VIDEO_MEAN) / VIDEO_STD
     return torch.from_numpy(np.ascontiguousarray(x[:, None], dtype=np.float32))
 
@@ -67,7 +72,7 @@ def audio_transform(
     """float32 [S] at 16 kHz -> [S]: (train, `mask`) time mask, babble at `snr` (None = clean), layer norm."""
     x = audio.astype(np.float32)
     if train and mask:
-        x = time_mask(x, window=SAMPLE_RATE * 2 // 5, stride=SAMPLE_RATE, rng=rng)  # < 0.4 s per second
+        x = mask_per_second(x, SAMPLE_RATE, rng)
     if babble is not None and snr is not None:
         x = babble.add(x, snr, rng)
     x = (x - x.mean()) / np.sqrt(x.var() + 1e-8)  # per-utterance layer norm, eps 1e-8 (reference)

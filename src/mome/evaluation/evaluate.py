@@ -2,7 +2,7 @@
 
     for SNR in snrs:                      dataset with babble at SNR (seeded per utterance: data/noise.py)
         for batch in DataLoader:          fixed order, `cfg.data.loader_workers` workers
-            features = model.encode(batch)            encoders run once per batch and SNR
+            features = model.encode(batch)            encoders run once per batch and SNR (or cached features)
             for combination in combos:    model.generate(features, combination) -> hypotheses
 
 Encoding and generation run under the autocast of `decode.precision` (`auto`: bf16 where the device has native
@@ -48,10 +48,11 @@ from mome.config import Combination, Config, DecodeConfig, absolute_path, combin
 from mome.constants import AVHUBERT_FRAME_RATE, WHISPER_FRAME_RATE
 from mome.data.collate import collate
 from mome.data.dataset import AVDataset
+from mome.data.labels import media_path
 from mome.errors import UserError
 from mome.evaluation.wer import ErrorCounts, normalize, total, utterance_errors
 from mome.features.cache import FeatureCache
-from mome.features.dataset import CachedAVDataset
+from mome.features.dataset import make_dataset
 from mome.models.avsr import AVSRModel
 from mome.precision import Resolved, autocast, resolve_precision
 
@@ -124,7 +125,7 @@ def _missing_media(dataset: AVDataset, modalities: tuple[str, ...], limit: int |
     out = {}
     for row in dataset.rows[:limit]:
         for modality, ext in (("video", ".mp4"), ("audio", ".wav")):
-            path = (dataset.root / row.rel_path).with_suffix(ext)
+            path = media_path(dataset.root, row.rel_path, ext)
             if modality in modalities and (not path.is_file() or path.stat().st_size == 0):
                 out[row.rel_path] = f"{path}: {'missing' if not path.is_file() else 'empty'} file"
     return out
@@ -272,12 +273,16 @@ def evaluate(
     records: list[_Record] = []
     skipped: dict[str, str] = {}
     label_problems: list[str] = []
-    cache = _feature_cache(model, cfg, labels, root, snrs, limit, progress)
+    cache = _feature_cache(model, cfg, root)
     with _quiet(["mome.data.dataset", "mome.data.labels"]):
         for snr in snrs:
-            dataset = _dataset(cfg, labels, root, snr, cache)
+            dataset = make_dataset(cfg, labels, root, False, cache, eval_snr=snr)
             _check_inputs(dataset, modalities, limit, skip_bad)
             label_problems = dataset.label_problems
+            if cache is not None:  # the features this SNR lacks, computed once (encoded in fp32)
+                stats = cache.fill(labels, cache.conditions("test", [snr]), limit=limit, progress=progress)
+                if stats.utterances:
+                    print(f"features {labels.name} at {snr_label(snr)}: {stats.line()}")
             loader = DataLoader(
                 _Tracked(dataset, limit),
                 batch_size=decode.batch_size,
@@ -298,32 +303,13 @@ def evaluate(
     return results
 
 
-def _feature_cache(
-    model: AVSRModel,
-    cfg: Config,
-    labels: Path,
-    root: Path,
-    snrs: list[float | None],
-    limit: int | None,
-    progress: bool,
-) -> FeatureCache | None:
-    """With `data.feature_cache`: the cache of the model's encoders, filled for `labels` at every SNR."""
+def _feature_cache(model: AVSRModel, cfg: Config, root: Path) -> FeatureCache | None:
+    """With `data.feature_cache`: the cache of the model's encoders for the corpus at `root`."""
     if cfg.data.feature_cache is None:
         return None
     cfg = copy.deepcopy(cfg)
     cfg.data.root = str(root)  # the corpus being evaluated names the media, whatever the run trained on
-    cache = FeatureCache.for_model(cfg, model)
-    stats = cache.fill(labels, cache.conditions("eval", snrs), limit=limit, progress=progress)
-    if stats.utterances:
-        print(f"features {labels.name}: {stats.line()}")
-    return cache
-
-
-def _dataset(cfg: Config, labels: Path, root: Path, snr: float | None, cache: FeatureCache | None) -> AVDataset:
-    modalities, seed = cfg.model.compression.modalities, cfg.data.eval_noise_seed
-    if cache is not None:
-        return CachedAVDataset(labels, root, cfg.data, False, cache, modalities, eval_snr=snr, noise_seed=seed)
-    return AVDataset(labels, root, cfg.data, train=False, modalities=modalities, eval_snr=snr, noise_seed=seed)
+    return FeatureCache.for_model(cfg, model)
 
 
 # ------------------------------------------------------------------------------------------ summaries

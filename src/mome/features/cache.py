@@ -1,11 +1,12 @@
 """`FeatureCache`: the frozen encoders' outputs for one config's corpus, computed once, read many times.
 
-    training utterance   video: centre crop          audio: clean + K noisy versions (keys.py)
+    training utterance   video: centre crop          audio: K noisy versions, and clean if data.train_snrs has null
     validation           video: centre crop          audio: clean
     evaluation           video: centre crop          audio: each SNR asked for, noise seeded per utterance
 
-Each clip is encoded on its own (batch of one), so a feature never depends on what else was computed with it,
-and the evaluation features equal those of the uncached path up to fp16 storage. A trainable encoder (LoRA in
+Each clip is encoded on its own (batch of one), so a feature never depends on what else was computed with it.
+The encoders run in their own dtype (fp32), without autocast: the evaluation features equal those of the
+uncached path in fp32 up to fp16 storage (under a bf16 `decode.precision` the uncached path encodes in bf16). A trainable encoder (LoRA in
 AV-HuBERT) cannot be cached: its features change with every step.
 """
 
@@ -23,7 +24,8 @@ from tqdm import tqdm
 
 from mome.config import Config
 from mome.constants import SAMPLES_PER_FRAME
-from mome.data.labels import LabelRow, read_labels
+from mome.data.dataset import check_lengths
+from mome.data.labels import LabelRow, media_path, read_labels
 from mome.data.media import MediaError, cut_or_pad, read_audio, read_video
 from mome.data.noise import Babble
 from mome.data.transforms import audio_transform, video_transform
@@ -60,6 +62,9 @@ class FillStats:
         )
 
 
+NOT_SET = "data.feature_cache: not set; name a directory, e.g. data.feature_cache=features"
+
+
 class FeatureCache:
     """The stores of a config's encoders under `data.feature_cache`, and the keys of its corpus.
 
@@ -70,7 +75,7 @@ class FeatureCache:
 
     def __init__(self, cfg: Config, encoders: dict[str, nn.Module]) -> None:
         if cfg.data.feature_cache is None:
-            raise UserError("data.feature_cache: not set; name a directory, e.g. data.feature_cache=features")
+            raise UserError(NOT_SET)
         if cfg.data.root is None:
             raise UserError("data.root: not set; point it at a corpus")
         self.cfg = cfg
@@ -81,13 +86,14 @@ class FeatureCache:
         for modality, encoder in encoders.items():
             if any(p.requires_grad for p in encoder.parameters()):
                 raise UserError(
-                    f"data.feature_cache: the {modality} encoder has trainable weights (LoRA), so its features "
-                    "change at every step and cannot be cached; set data.feature_cache=null"
+                    f"data.feature_cache: the {modality} encoder has trainable weights (e.g. LoRA in AV-HuBERT), so "
+                    "its features change at every step and cannot be cached; set data.feature_cache=null"
                 )
             identity = encoder_identity(encoder, modality)
             store = FeatureStore(self.directory / f"{modality}-{identity}")
             store.describe({"modality": modality, "encoder": type(encoder).__qualname__, "identity": identity})
             self.stores[modality] = store
+        self.frame_rates = {m: int(e.frame_rate) for m, e in encoders.items()}  # for feature-level time masks
         self._babble: Babble | None = None
 
     @classmethod
@@ -100,14 +106,11 @@ class FeatureCache:
     def conditions(self, split: str, snrs: Iterable[float | None] = (None,)) -> list[Condition]:
         """The audio conditions a split needs: `train` (clean and the K versions), `val` (clean: validation
         losses are clean) or, for any other split, the evaluation SNRs `snrs`."""
+        if "audio" not in self.stores or split == "val":
+            return [CLEAN]  # no audio (VSR), or validation, which is clean
         if split == "train":
             return self.keys.train_conditions()
-        if split == "val":
-            return [CLEAN]
-        try:
-            return [self.keys.eval_condition(s, self.cfg.data.eval_noise_seed) for s in snrs]
-        except ValueError as err:
-            raise UserError(f"data.noise_path: {err}") from None
+        return [self.keys.eval_condition(s, self.cfg.data.eval_noise_seed) for s in snrs]
 
     def _missing(self, row: LabelRow, conditions: list[Condition]) -> tuple[bool, list[Condition]] | None:
         """(video missing?, audio conditions missing) for one utterance; None when nothing is."""
@@ -128,7 +131,7 @@ class FeatureCache:
                 audio = conditions
             else:
                 store = self.stores["audio"]
-                audio = [c for c in conditions if self.keys.audio(row, SAMPLES_PER_FRAME * frames, c) not in store]
+                audio = [c for c in conditions if self.keys.audio(row, frames, c) not in store]
         return (video_missing, audio) if video_missing or audio else None
 
     # -------------------------------------------------------------------------------------- computing
@@ -148,10 +151,16 @@ class FeatureCache:
         rows, _ = read_labels(labels, root=self.keys.root)
         rows = rows[:limit]
         index, count = shard
-        todo = [
-            (row, need) for i, row in enumerate(rows) if i % count == index and (need := self._missing(row, conditions))
-        ]
         stats = FillStats()
+        todo = []
+        for row in (row for i, row in enumerate(rows) if i % count == index):
+            try:
+                need = self._missing(row, conditions)
+            except MediaError:  # a missing file: reported when an item needs it, as without the cache
+                stats.failed += 1
+                continue
+            if need:
+                todo.append((row, need))
         if not todo:
             return stats
         start = time.perf_counter()
@@ -174,13 +183,13 @@ class FeatureCache:
     def _encode_row(
         self, row: LabelRow, video_missing: bool, audio: list[Condition], writers: dict[str, ShardWriter], stats
     ) -> None:
-        stem = self.keys.root / row.rel_path
+        root = self.keys.root
         frames = row.input_length
         if "video" in self.stores:
             key = self.keys.video(row)
             if video_missing:
                 try:
-                    pixels = read_video(stem.with_suffix(".mp4"))
+                    pixels = read_video(media_path(root, row.rel_path, ".mp4"))
                     clip = video_transform(pixels, False, np.random.default_rng(0), self.cfg.data.crop_size)
                 except (MediaError, ValueError) as err:
                     writers["video"].fail(key, str(err))
@@ -194,23 +203,29 @@ class FeatureCache:
                 frames = self.stores["video"].entries[key][2]
         if not audio:
             return
-        samples = SAMPLES_PER_FRAME * frames
-        audio = [c for c in audio if self.keys.audio(row, samples, c) not in self.stores["audio"]]
-        if not audio:
-            return
-        keys = [self.keys.audio(row, samples, c) for c in audio]
         try:
-            raw = read_audio(stem.with_suffix(".wav"))
-        except MediaError as err:
-            for key in keys:
-                writers["audio"].fail(key, str(err))
-            stats.failed += 1
+            keys = [self.keys.audio(row, frames, c) for c in audio]  # a missing wav: MediaError
+        except MediaError:
+            stats.failed += 1  # reported when an item needs it, as without the cache
             return
-        wave = cut_or_pad(raw, samples)
-        for key, condition in zip(keys, audio):
-            snr, mixed = self._mix(row, wave, condition)
-            writers["audio"].add(key, self._encode("audio", mixed), {"samples": len(raw), "snr": snr})
-            stats.clips["audio"] += 1
+        todo = [(key, c) for key, c in zip(keys, audio) if key not in self.stores["audio"]]
+        if not todo:
+            return
+        path = media_path(root, row.rel_path, ".wav")
+        try:
+            raw = read_audio(path)
+            if "video" in self.stores:  # an utterance the dataset would refuse: not worth encoding
+                check_lengths(path, len(raw), frames, self.cfg.data.av_tolerance_frames)
+            wave = cut_or_pad(raw, SAMPLES_PER_FRAME * frames)
+            for key, condition in todo:
+                snr, mixed = self._mix(row, wave, condition)
+                writers["audio"].add(key, self._encode("audio", mixed), {"samples": len(raw), "snr": snr})
+                stats.clips["audio"] += 1
+        except UserError as err:  # unreadable, lengths that disagree, longer than Whisper's 30 s
+            for key, _ in todo:
+                if key not in writers["audio"].keys:
+                    writers["audio"].fail(key, str(err))
+            stats.failed += 1
 
     def _mix(self, row: LabelRow, wave: np.ndarray, condition: Condition) -> tuple[float | None, torch.Tensor]:
         """The normalised waveform of one condition, as `audio_transform` makes it (no time mask)."""

@@ -16,15 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mome.config import DataConfig
-from mome.constants import AVHUBERT_FRAME_RATE, SAMPLES_PER_FRAME, WHISPER_FRAME_RATE
-from mome.data.dataset import MODALITIES, AVDataset
-from mome.data.labels import LabelRow
+from mome.config import Config, DataConfig
+from mome.data.dataset import MODALITIES, AVDataset, check_lengths
+from mome.data.labels import LabelRow, media_path
 from mome.data.noise import Babble
-from mome.data.transforms import time_mask
+from mome.data.transforms import mask_per_second
 from mome.features.cache import FeatureCache
-
-FRAME_RATES = {"audio": WHISPER_FRAME_RATE, "video": AVHUBERT_FRAME_RATE}
 
 
 class CachedAVDataset(AVDataset):
@@ -44,7 +41,7 @@ class CachedAVDataset(AVDataset):
     ) -> None:
         self.cache = cache
         super().__init__(labels_path, root, cfg, train, modalities, eval_snr, noise_seed, augment_seed)
-        if not train:
+        if not train and "audio" in modalities:
             self.condition = cache.keys.eval_condition(eval_snr, noise_seed)
 
     def _babble(self) -> Babble | None:
@@ -52,18 +49,18 @@ class CachedAVDataset(AVDataset):
 
     def _load(self, row: LabelRow) -> dict:
         rng = self._rng(row)
-        stem = self.root / row.rel_path
         item = self._item(row)
         frames = row.input_length
         if "video" in self.modalities:
-            video, _ = self.cache.read("video", self.cache.keys.video(row), stem.with_suffix(".mp4"))
+            path = media_path(self.root, row.rel_path, ".mp4")
+            video, _ = self.cache.read("video", self.cache.keys.video(row), path)
             frames = len(video)
             item["video_features"] = self._tensor(video, "video", rng)
         if "audio" in self.modalities:
             condition = self.cache.keys.draw(rng) if self.train else self.condition
-            key = self.cache.keys.audio(row, SAMPLES_PER_FRAME * frames, condition)
-            audio, extra = self.cache.read("audio", key, stem.with_suffix(".wav"))
-            self._check_lengths(stem.with_suffix(".wav"), extra["samples"], frames)
+            path = media_path(self.root, row.rel_path, ".wav")
+            audio, extra = self.cache.read("audio", self.cache.keys.audio(row, frames, condition), path)
+            check_lengths(path, extra["samples"], frames, self.cfg.av_tolerance_frames)
             item["audio_features"] = self._tensor(audio, "audio", rng)
             item["meta"]["snr"] = extra["snr"]
         return item
@@ -72,6 +69,21 @@ class CachedAVDataset(AVDataset):
         """fp16 cache rows -> float32 [T, D]; in training with `time_mask`, spans of frames zeroed."""
         x = np.array(features, dtype=np.float32)
         if self.train and self.cfg.time_mask:
-            rate = FRAME_RATES[modality]
-            x = time_mask(x, window=rate * 2 // 5, stride=rate, rng=rng)
+            x = mask_per_second(x, self.cache.frame_rates[modality], rng)
         return torch.from_numpy(x)
+
+
+def make_dataset(
+    cfg: Config,
+    labels: str | Path,
+    root: str | Path,
+    train: bool,
+    cache: FeatureCache | None,
+    eval_snr: float | None = None,
+    augment_seed: int = 0,
+) -> AVDataset:
+    """The utterances of a label file: media decoded (and encoded at every step), or features from `cache`."""
+    modalities, seed = cfg.model.compression.modalities, cfg.data.eval_noise_seed
+    if cache is not None:
+        return CachedAVDataset(labels, root, cfg.data, train, cache, modalities, eval_snr, seed, augment_seed)
+    return AVDataset(labels, root, cfg.data, train, modalities, eval_snr, seed, augment_seed)

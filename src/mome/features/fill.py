@@ -17,32 +17,44 @@ from pathlib import Path
 import torch
 
 from mome.config import Config
-from mome.errors import Interrupted, UserError
-from mome.features.cache import FeatureCache, FillStats
+from mome.errors import UserError
+from mome.features.cache import NOT_SET, FeatureCache, FillStats
 from mome.features.store import describe_cache
 
 SPLITS = ("train", "val", "test")
-EXIT_CODES = {2: 130, 15: 143}  # SIGINT, SIGTERM -> the shell's codes
+TEST_SNRS = (None, 0.0)
+"""The test split's default conditions (`mome features --snr`): clean and 0 dB, as `mome demo` evaluates."""
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on (a container's or `taskset`'s share, not the machine's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def default_workers(device: str) -> int:
     """One process per CPU core (at most 4) on a CPU; one on a GPU, which processes would only share."""
-    return 1 if device != "cpu" else max(1, min(4, os.cpu_count() or 1))
+    return 1 if device != "cpu" else max(1, min(4, cpu_cores()))
 
 
-def _label_files(cfg: Config, splits: Iterable[str]) -> dict[str, Path]:
+def _label_files(cfg: Config, splits: Iterable[str], required: bool) -> dict[str, Path]:
+    """The label files of `splits`; a missing one is an error if `required`, else skipped with a line."""
     labels = {"train": cfg.data.train_labels, "val": cfg.data.val_labels, "test": cfg.data.test_labels}
     unknown = sorted(set(splits) - set(labels))
     if unknown:
         raise UserError(f"unknown split {', '.join(unknown)}; expected {', '.join(SPLITS)}")
     if cfg.data.feature_cache is None:
-        raise UserError("data.feature_cache: not set; name a directory, e.g. data.feature_cache=features")
+        raise UserError(NOT_SET)
     if cfg.data.root is None or not Path(cfg.data.root).is_dir():
         raise UserError(f"data.root: not a directory: {cfg.data.root}; point it at a corpus")
-    files = {split: Path(labels[split]) for split in splits}
-    for split, path in files.items():
-        if not path.is_file():
+    files = {}
+    for split in splits:
+        path = Path(labels[split])
+        if path.is_file():
+            files[split] = path
+        elif required:
             raise UserError(f"{path}: label file not found (data.{split}_labels)")
+        else:
+            print(f"{split}: no label file {path}; skipped")
     return files
 
 
@@ -58,51 +70,75 @@ def open_cache(cfg: Config, device: str = "cpu") -> FeatureCache:
     return FeatureCache(cfg, {m: e.to(device) for m, e in encoders.items() if e is not None})
 
 
+class _Stop:
+    """Stop after the current utterance on this process's own signal or on the parent's event."""
+
+    def __init__(self, signals: object, event: object | None = None) -> None:
+        self.signals, self.event = signals, event
+
+    @property
+    def stop(self) -> bool:
+        return bool(self.signals.stop or (self.event is not None and self.event.is_set()))
+
+
 def _fill(
-    cfg: Config, files: dict[str, Path], snrs: list, shard: tuple[int, int], device: str, progress: bool
-) -> tuple[dict[str, FillStats], int | None]:
-    """One process's share of every split: (stats per split, the signal that stopped it or None)."""
+    cfg: Config, files: dict[str, Path], snrs: list, shard: tuple[int, int], device: str, progress: bool, event=None
+) -> tuple[dict[str, FillStats], bool]:
+    """One process's share of every split: (stats per split, stopped early?)."""
     from mome.training.faults import StopSignals
 
     cache = open_cache(cfg, device)
     stats: dict[str, FillStats] = {}
     with StopSignals() as signals:
+        stop = _Stop(signals, event)
         for split, path in files.items():
-            stats[split] = cache.fill(path, cache.conditions(split, snrs), shard, progress=progress, stop=signals)
-            if signals.stop:
-                break
-    return stats, signals.signum
+            stats[split] = cache.fill(path, cache.conditions(split, snrs), shard, progress=progress, stop=stop)
+            if stop.stop:
+                return stats, True
+    return stats, False
 
 
-def _worker(cfg: Config, files, snrs, shard, device, progress, threads, results) -> None:
+def _worker(cfg: Config, files, snrs, shard, device, progress, threads, trusted, event, results) -> None:
+    """A spawned fill process (it inherits no context: `--trusted-checkpoint` is passed on explicitly)."""
+    from mome.models.avhubert_checkpoint import trusted_checkpoints
+
     torch.set_num_threads(threads)
     try:
-        results.put(("done", *_fill(cfg, files, snrs, shard, device, progress)))
+        with trusted_checkpoints(trusted):
+            results.put(("done", *_fill(cfg, files, snrs, shard, device, progress, event)))
     except UserError as err:
-        results.put(("error", str(err), None))
+        results.put(("error", str(err), False))
+    except KeyboardInterrupt:  # a Ctrl-C before its fill began: nothing of its own to keep
+        results.put(("done", {}, True))
 
 
 def fill_splits(
     cfg: Config,
-    splits: Iterable[str] = SPLITS,
-    snrs: Iterable[float | None] = (None, 0.0),
+    splits: Iterable[str] | None = None,
+    snrs: Iterable[float | None] = TEST_SNRS,
     shard: tuple[int, int] = (0, 1),
     device: str = "cpu",
     workers: int | None = None,
     progress: bool = True,
 ) -> FillStats:
-    """Fill the cache for `splits` (`snrs`: the test split's conditions) with `workers` processes; prints one
-    line per split and the cache's size. SIGINT / SIGTERM end every worker after its current utterance,
-    keep what is done and raise `Interrupted` (the same call continues)."""
-    files = _label_files(cfg, splits)
+    """Fill the cache for `splits` (default: every split that has a label file; `snrs`: the test split's
+    conditions) with `workers` processes; prints one line per split and the cache's size. SIGINT / SIGTERM
+    end every worker after its current utterance, keep what is done and raise `Interrupted` (the same call
+    continues)."""
+    from mome.models.avhubert_checkpoint import trusted_checkpoint_enabled
+    from mome.training.faults import StopSignals
+
+    files = _label_files(cfg, splits or SPLITS, required=splits is not None)
     snrs = list(snrs)
     workers = workers or default_workers(device)
     start = time.perf_counter()
-    if workers == 1:
-        per_split, signum = _fill(cfg, files, snrs, shard, device, progress)
-        results = [per_split]
-    else:
-        results, signum = _fill_in_processes(cfg, files, snrs, shard, device, workers, progress)
+    with StopSignals() as signals:
+        if workers == 1:
+            per_split, stopped = _fill(cfg, files, snrs, shard, device, progress)
+            results = [per_split]
+        else:
+            trusted = trusted_checkpoint_enabled()
+            results, stopped = _fill_in_processes(cfg, files, snrs, shard, device, workers, progress, trusted, signals)
     total = FillStats()
     for split in files:
         stats = FillStats()
@@ -112,24 +148,21 @@ def fill_splits(
         total.add(stats)
         print(f"{split}: {stats.line()}", flush=True)
     total.seconds = time.perf_counter() - start
-    if signum is not None:
-        raise Interrupted(
-            "features: interrupted; the finished shards are kept: rerun the same command to continue",
-            EXIT_CODES.get(signum, 130),
-        )
+    if stopped:
+        raise signals.interrupted("features", None, "the finished shards are kept: rerun the same command to continue")
     print(f"total ({workers} worker{'s' if workers > 1 else ''}): {total.line()}")
     print(describe_cache(Path(cfg.data.feature_cache)), flush=True)
     return total
 
 
-def _fill_in_processes(cfg, files, snrs, shard, device, workers, progress) -> tuple[list[dict], int | None]:
-    """`workers` spawned processes of cores / workers threads each; worker 0 shows its progress bar."""
-    from mome.training.faults import StopSignals
-
+def _fill_in_processes(cfg, files, snrs, shard, device, workers, progress, trusted, signals) -> tuple[list[dict], bool]:
+    """`workers` spawned processes of cores / workers threads each; worker 0 shows its progress bar. A stop
+    signal here sets an event that every worker checks after each utterance (processes are never killed:
+    a killed writer could leave the result queue locked)."""
     context = mp.get_context("spawn")
-    results = context.Queue()
+    results, event = context.Queue(), context.Event()
     index, count = shard
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = max(1, cpu_cores() // workers)
     procs = [
         context.Process(
             target=_worker,
@@ -141,38 +174,38 @@ def _fill_in_processes(cfg, files, snrs, shard, device, workers, progress) -> tu
                 device,
                 progress and w == 0,
                 threads,
+                trusted,
+                event,
                 results,
             ),
-        )
+        )  # fmt: skip
         for w in range(workers)
     ]
     done: list[dict] = []
     errors: list[str] = []
-    stopped: int | None = None
-    with StopSignals() as signals:
-        for proc in procs:
-            proc.start()
-        while len(done) + len(errors) < workers:
-            if signals.stop and stopped is None:
-                stopped = signals.signum
-                for proc in procs:
-                    proc.terminate()  # SIGTERM: each worker ends its utterance and writes what it has
-            try:
-                kind, value, signum = results.get(timeout=0.2)
-            except queue_module.Empty:
-                if not any(p.is_alive() for p in procs):
-                    break
-                continue
-            if kind == "error":
-                errors.append(value)
-            else:
-                done.append(value)
-                stopped = stopped or signum
+    stopped = False
+    for proc in procs:
+        proc.start()
+    while len(done) + len(errors) < workers:
+        if signals.stop:
+            event.set()
+        try:
+            kind, value, was_stopped = results.get(timeout=0.2)
+        except queue_module.Empty:
+            if not any(p.is_alive() for p in procs):
+                break
+            continue
+        if kind == "error":
+            errors.append(value)
+            event.set()  # the others stop too: the error is the message
+        else:
+            done.append(value)
+            stopped = stopped or was_stopped
     for proc in procs:
         proc.join()
     if errors:
         raise UserError(errors[0])
-    if len(done) < workers and stopped is None:
+    if len(done) < workers and not signals.stop:
         codes = [p.exitcode for p in procs]
         raise RuntimeError(f"features: {workers - len(done)} of {workers} workers died (exit codes {codes})")
-    return done, stopped
+    return done, stopped or signals.stop

@@ -1,9 +1,9 @@
 """Names of cached features: a change in the encoder, the media file or the noise condition gives a new name,
 so a stale feature is never served.
 
-    store directory  <cache>/<modality>-<encoder identity>    hash of FEATURE_VERSION, class, weights, buffers
+    store directory  <cache>/<modality>-<encoder identity>    hash of FEATURE_VERSION, class, config, tensors
     video entry      <rel_path>.mp4:<size>:<mtime_ns>|crop=88
-    audio entry      <rel_path>.wav:<size>:<mtime_ns>|n=<samples>|<condition>
+    audio entry      <rel_path>.wav:<size>:<mtime_ns>|n=<samples>|<condition>     (samples: cut to the video)
 
 Audio conditions (the babble file enters as its own size and mtime):
 
@@ -17,6 +17,7 @@ Audio conditions (the babble file enters as its own size and mtime):
 from __future__ import annotations
 
 import hashlib
+import json
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,18 +27,35 @@ import torch
 from torch import nn
 
 from mome.config import DataConfig
-from mome.data.labels import LabelRow
+from mome.constants import SAMPLES_PER_FRAME
+from mome.data.labels import LabelRow, media_path
+from mome.data.media import MediaError
 from mome.data.noise import eval_rng
+from mome.errors import UserError
 
 FEATURE_VERSION = 1
 """Bump when the code between a media file and its features changes (transforms, log-mel, crops, encoders'
 forward): every store directory name changes with it."""
 
 
+IDENTITY_SKIPS = ("dropout", "layerdrop", "frozen", "_name_or_path", "transformers_version")
+"""Config fields that cannot change an eval-mode encoder's output, left out of its identity."""
+
+
+def encoder_config(encoder: nn.Module) -> dict:
+    """The configuration an encoder's output depends on besides its tensors (heads, front-end hop ...)."""
+    if hasattr(encoder, "arch"):  # AV-HuBERT and the compact lip encoder
+        config = encoder.arch.to_dict()
+    else:  # Whisper: transformers' config plus mome's front end
+        config = {**encoder.encoder.config.to_dict(), "hop_length": encoder.hop_length}
+    return {k: v for k, v in config.items() if not any(skip in k for skip in IDENTITY_SKIPS)}
+
+
 def encoder_identity(encoder: nn.Module, modality: str) -> str:
-    """A hash of everything the features depend on in the encoder: its class, every parameter and buffer
-    (names, dtypes, shapes, bytes) and FEATURE_VERSION. Configuration that changes no tensor changes no output."""
+    """A hash of everything the features depend on in the encoder: its class and configuration (heads,
+    hop length ...), every parameter and buffer (names, dtypes, shapes, bytes) and FEATURE_VERSION."""
     digest = hashlib.sha256(f"mome-features {FEATURE_VERSION} {modality} {type(encoder).__qualname__}".encode())
+    digest.update(json.dumps(encoder_config(encoder), sort_keys=True, default=str).encode())
     tensors = dict(encoder.named_parameters())
     tensors.update(encoder.named_buffers())  # non-persistent ones too (Whisper's mel filters)
     for name in sorted(tensors):
@@ -48,8 +66,12 @@ def encoder_identity(encoder: nn.Module, modality: str) -> str:
 
 
 def file_identity(path: Path, name: str) -> str:
-    """`name:size:mtime_ns` of a file: a rewritten file gets a new identity without reading its bytes."""
-    stat = path.stat()
+    """`name:size:mtime_ns` of a file: a rewritten file gets a new identity without reading its bytes.
+    A missing file is a MediaError, reported like an unreadable one."""
+    try:
+        stat = path.stat()
+    except OSError:
+        raise MediaError(path, "missing file") from None
     return f"{name}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
@@ -83,6 +105,7 @@ class FeatureKeys:
     root: Path
     crop: int
     noise_id: str | None  # babble file identity; None: no noise file
+    noise_path: Path | None
     noisy_snrs: tuple[float, ...]  # the non-clean training SNRs
     clean_share: float  # the share of clean draws in training (`None`s in data.train_snrs)
     versions: int  # K noisy versions per training utterance
@@ -90,22 +113,26 @@ class FeatureKeys:
     @classmethod
     def from_config(cls, data: DataConfig) -> FeatureKeys:
         noise = Path(data.noise_path) if data.noise_path else None
-        noise_id = file_identity(noise, "babble") if noise is not None and noise.is_file() else None
         noisy = tuple(float(s) for s in data.train_snrs if s is not None)
         clean_share = sum(s is None for s in data.train_snrs) / len(data.train_snrs)
-        versions = data.feature_noisy_versions if noisy and noise_id else 0
-        return cls(Path(data.root), data.crop_size, noise_id, noisy, clean_share, versions)
+        noise_id = file_identity(noise, "babble") if noise is not None and noise.is_file() else None
+        versions = data.feature_noisy_versions if noisy and noise is not None else 0  # noise_path null: clean
+        return cls(Path(data.root), data.crop_size, noise_id, noise, noisy, clean_share, versions)
 
     def video(self, row: LabelRow) -> str:
-        return f"{file_identity(self.root / (row.rel_path + '.mp4'), row.rel_path + '.mp4')}|crop={self.crop}"
+        name = row.rel_path + ".mp4"
+        return f"{file_identity(media_path(self.root, row.rel_path, '.mp4'), name)}|crop={self.crop}"
 
-    def audio(self, row: LabelRow, samples: int, condition: Condition) -> str:
-        media = file_identity(self.root / (row.rel_path + ".wav"), row.rel_path + ".wav")
-        return f"{media}|n={samples}|{condition.name}"
+    def audio(self, row: LabelRow, frames: int, condition: Condition) -> str:
+        """The key of the audio cut or padded to `frames` video frames, mixed as `condition` says."""
+        media = file_identity(media_path(self.root, row.rel_path, ".wav"), row.rel_path + ".wav")
+        return f"{media}|n={SAMPLES_PER_FRAME * frames}|{condition.name}"
 
     def train_conditions(self) -> list[Condition]:
         """What a training draw can pick: clean (if data.train_snrs has `null`) and the K noisy versions."""
-        snrs = ",".join(f"{s:g}" for s in self.noisy_snrs)
+        if self.versions and self.noise_id is None:  # as the uncached path, which fails to read it
+            raise UserError(f"data.noise_path: no such file: {self.noise_path} (the noisy data.train_snrs need it)")
+        snrs = ",".join(repr(s) for s in self.noisy_snrs)
         noisy = [Condition(f"train{k}:snrs={snrs}:noise={self.noise_id}", version=k) for k in range(self.versions)]
         return ([CLEAN] if self.clean_share > 0 or not noisy else []) + noisy
 
@@ -113,8 +140,9 @@ class FeatureKeys:
         if snr is None:
             return CLEAN
         if self.noise_id is None:
-            raise ValueError("an evaluation SNR needs data.noise_path")
-        return Condition(f"snr={snr:g}:seed={seed}:noise={self.noise_id}", snr=float(snr), seed=seed)
+            where = f"no such file: {self.noise_path}" if self.noise_path else "not set"
+            raise UserError(f"data.noise_path: {where}; an evaluation at {snr:g} dB needs the babble file")
+        return Condition(f"snr={float(snr)!r}:seed={seed}:noise={self.noise_id}", snr=float(snr), seed=seed)
 
     def draw(self, rng: np.random.Generator) -> Condition:
         """A training condition, as the uncached path draws an SNR from data.train_snrs: clean with the share of

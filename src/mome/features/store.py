@@ -27,6 +27,16 @@ SHARD_BYTES = 128 << 20
 """A shard is flushed once it holds this many bytes of features (and at the end of a run or on an error)."""
 
 
+def _write_shared(path: Path, write) -> None:
+    """Written whole, flushed to disk and renamed into place, readable by every user of a shared cache."""
+
+    def write_readable(tmp: Path) -> None:
+        write(tmp)
+        os.chmod(tmp, 0o644)
+
+    atomic_write(path, write_readable, fsync=True)
+
+
 class FeatureStore:
     """Read side: every complete shard's entries, opened lazily (and again in each DataLoader worker)."""
 
@@ -91,6 +101,7 @@ class ShardWriter:
     def __init__(self, store: FeatureStore) -> None:
         self.store = store
         self.pending: list[tuple[str, np.ndarray, dict[str, Any]]] = []
+        self.keys: set[str] = set()  # added, flushed or not
         self.failures: dict[str, str] = {}
         self.pending_bytes = 0
         self.written_bytes = 0
@@ -99,6 +110,7 @@ class ShardWriter:
         """`features` [frames, D] (any float dtype; stored as float16)."""
         array = np.ascontiguousarray(features, dtype=np.float16)
         self.pending.append((key, array, extra))
+        self.keys.add(key)
         self.pending_bytes += array.nbytes
         if self.pending_bytes >= SHARD_BYTES:
             self.flush()
@@ -119,9 +131,9 @@ class ShardWriter:
             offset += len(array)
         dim = self.pending[0][1].shape[1] if self.pending else 0
         data = np.concatenate([a for _, a, _ in self.pending]) if self.pending else np.zeros((0, 0), np.float16)
-        atomic_write(directory / f"{name}.npy", lambda tmp: np.save(tmp, data))
         index = {"dim": dim, "rows": offset, "entries": entries, "failures": self.failures}
-        atomic_write_text(directory / f"{name}.json", json.dumps(index) + "\n")
+        _write_shared(directory / f"{name}.npy", lambda tmp: np.save(tmp, data))
+        _write_shared(directory / f"{name}.json", lambda tmp: tmp.write_text(json.dumps(index) + "\n"))
         for key, (off, frames, extra) in entries.items():
             self.store.entries[key] = (f"{name}.npy", off, frames, extra)
             self.store.failures.pop(key, None)

@@ -57,6 +57,11 @@ def trusted_checkpoints(enabled: bool = True) -> Iterator[None]:
         _TRUSTED.reset(token)
 
 
+def trusted_checkpoint_enabled() -> bool:
+    """Whether the caller is inside `trusted_checkpoints(True)` (to pass the choice on to a spawned process)."""
+    return _TRUSTED.get()
+
+
 class CheckpointError(UserError):
     """An AV-HuBERT checkpoint that cannot be used as it is; the message names the file and the key."""
 

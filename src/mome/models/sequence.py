@@ -90,7 +90,8 @@ def pack(seq: SequenceBatch, capacity: float = PACK_CAPACITY) -> SequenceBatch:
     attention mask 0, IGNORE_INDEX labels and Segment.PAD. No label crosses rows: every row starts with
     an unlabelled token (BOS or a marker), so position t never learns the first token of the next row.
     """
-    assert seq.labels is not None and seq.position_ids is None, "pack right-padded training rows, once"
+    if seq.labels is None or seq.position_ids is not None:
+        raise ValueError("pack right-padded training rows (with labels), once")
     num_rows, width = seq.attention_mask.shape
     lengths = seq.attention_mask.sum(1).tolist()  # [R] real tokens, all at the start of each row
     if bool((seq.labels[:, 0] != IGNORE_INDEX).any()):

@@ -38,7 +38,7 @@ from mome.data.bucketing import FrameBudgetBatchSampler, SkipFirst
 from mome.data.dataset import AVDataset
 from mome.errors import ConfigError, UserError
 from mome.features.cache import FeatureCache
-from mome.features.dataset import CachedAVDataset
+from mome.features.dataset import make_dataset
 from mome.io import atomic_write_text
 from mome.models.avsr import AVSRModel, AVSROutput, build_model
 from mome.precision import Resolved, resolve_precision
@@ -59,7 +59,7 @@ from mome.training.optim import build_optimizer, build_scheduler
 RESUMABLE = (
     "train.max_steps", "train.epochs", "train.log_every_steps", "train.save_every_steps", "train.val_every_steps",
     "train.val_max_batches", "train.keep_checkpoints", "train.max_nonfinite_steps", "train.output_dir",
-    "train.num_threads", "train.pack_sequences", "data.num_workers", "decode.",
+    "train.num_threads", "train.pack_sequences", "data.num_workers", "data.feature_cache", "decode.",
 )  # fmt: skip
 """Config fields (or `section.` prefixes) that a resumed run may change: lengths, periods, places and speed,
 nothing that changes what a step computes (packing changes only the layout of the same rows). `train.precision`
@@ -93,11 +93,7 @@ def _dataset(cfg: Config, labels: str, train: bool, cache: FeatureCache | None =
     path = Path(labels)  # absolute: DataConfig resolved it against the root
     if not path.is_file():
         raise UserError(f"label file not found: {path}")
-    modalities, seed = cfg.model.compression.modalities, cfg.train.seed
-    if cache is not None:
-        ds = CachedAVDataset(path, root, cfg.data, train, cache, modalities, augment_seed=seed)
-    else:
-        ds = AVDataset(path, root, cfg.data, train=train, modalities=modalities, augment_seed=seed)
+    ds = make_dataset(cfg, path, root, train, cache, augment_seed=cfg.train.seed)
     if len(ds) == 0:
         raise UserError(f"{path}: no usable rows ({len(ds.label_problems)} malformed)")
     return ds
@@ -239,6 +235,8 @@ class Trainer:
         self._setup_optimizer()
         if self.resume:
             self._maybe_resume()
+        if self.cache is not None:  # after the resume check: a refused resume costs no encoding
+            self._fill_feature_cache()
         self.ddp_model = self.accel.prepare_model(self.model)
         self.logger = MetricsLogger(self.run_dir, enabled=self.main)
         return self
@@ -264,7 +262,9 @@ class Trainer:
 
     def _setup_data(self) -> None:
         cfg = self.cfg
-        self.cache = self._setup_feature_cache() if cfg.data.feature_cache else None
+        if cfg.data.feature_cache:
+            _data_root(cfg)
+            self.cache = FeatureCache.for_model(cfg, self.model)
         self.train_set = _dataset(cfg, cfg.data.train_labels, train=True, cache=self.cache)
         self.sampler = FrameBudgetBatchSampler(
             self.train_set.lengths, cfg.data.max_frames, shuffle=True, seed=cfg.train.seed,
@@ -272,26 +272,38 @@ class Trainer:
         )  # fmt: skip
         self.total_steps = cfg.train.max_steps or cfg.train.epochs * len(self.sampler)
 
-    def _setup_feature_cache(self) -> FeatureCache:
-        """The frozen encoders' outputs for the train and validation splits, computing what is missing (each
-        rank its share, then every rank reads them all)."""
-        cfg, accel = self.cfg, self.accel
-        _data_root(cfg)
-        cache = FeatureCache.for_model(cfg, self.model)
-        shard = (accel.process_index, accel.num_processes)
-        with StopSignals() as signals:
-            for labels, split in ((cfg.data.train_labels, "train"), (cfg.data.val_labels, "val")):
-                if labels and Path(labels).is_file():
-                    stats = cache.fill(labels, cache.conditions(split), shard, progress=self.main, stop=signals)
-                    if stats.utterances and self.main:
-                        print(f"features {Path(labels).name}: {stats.line()}")
-                if signals.stop:  # what is done is kept; the same command continues
-                    raise signals.interrupted(f"features for {self.run_dir}", None, "rerun the same command")
+    def _fill_feature_cache(self) -> None:
+        """Compute the train and validation features the cache lacks: each rank its share, on its device, then
+        every rank reads them all. A rank's error or stop signal stops every rank (none waits at the barrier)."""
+        cfg, accel, cache = self.cfg, self.accel, self.cache
+        for encoder in cache.encoders.values():
+            encoder.to(accel.device)
+        shard, failure = (accel.process_index, accel.num_processes), None
+        with self.signals:
+            try:
+                for labels, split in ((cfg.data.train_labels, "train"), (cfg.data.val_labels, "val")):
+                    if labels and Path(labels).is_file() and not self.signals.stop:
+                        stats = cache.fill(
+                            labels, cache.conditions(split), shard, progress=self.main, stop=self.signals
+                        )
+                        if stats.utterances and self.main:
+                            print(f"features {Path(labels).name}: {stats.line()}")
+            except UserError as err:
+                failure = err
+        if accel.num_processes > 1:
+            flags = torch.tensor([failure is not None, self.signals.signum or 0], device=accel.device)
+            dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+            if failure is None and flags[0]:
+                failure = UserError("data.feature_cache: another rank failed to encode its share (see its error)")
+            self.signals.signum = int(flags[1]) or None
+        if failure is not None:
+            raise failure
+        if self.signals.stop:  # what is done is kept; the same command continues
+            raise self.signals.interrupted(f"features for {self.run_dir}", None, "rerun the same command")
         accel.wait_for_everyone()
         cache.refresh()
         if self.main:
             print(cache.summary())
-        return cache
 
     def _setup_optimizer(self) -> None:
         self.optimizer = build_optimizer(self.model, self.cfg.train)
