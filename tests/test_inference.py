@@ -8,6 +8,7 @@ from mome.data.collate import collate
 from mome.data.dataset import AVDataset
 from mome.data.media import MediaError
 from mome.inference import clip_seconds, load_clip
+from tiny import autocast_spy
 
 
 @pytest.mark.parametrize("modalities", [("audio", "video"), ("audio",), ("video",)])
@@ -37,15 +38,7 @@ def test_transcribe_encodes_and_generates_under_the_decode_precision(corpus, mon
 
     cfg = load_config("tiny", [f"decode.precision={precision}", "decode.num_beams=1", "decode.max_new_tokens=2"])
     model = build_model(cfg.model).eval()
-    seen = []
-    for name in ("encode", "generate"):
-        method = getattr(model, name)
-
-        def spy(*args, method=method, **kwargs):
-            seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
-            return method(*args, **kwargs)
-
-        monkeypatch.setattr(model, name, spy)
+    seen = autocast_spy(model, monkeypatch)
     stem = next(corpus.glob("synth/test/**/*.mp4")).with_suffix("")
     batch = load_clip(stem.with_suffix(".mp4"), stem.with_suffix(".wav"), ("audio", "video"), input_kind="crop")
     assert isinstance(transcribe(model, batch, (16, 5), cfg.decode), str)

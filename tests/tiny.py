@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 
+import torch
+
 from mome import config
 from mome.config import LLMConfig, ModelConfig
 
@@ -55,3 +57,17 @@ def tiny_model_config(kind: str = "mome", arch: dict | None = None, **mome) -> M
     if kind == "lora":
         cfg.compression.audio_rates, cfg.compression.video_rates = [4], [2]
     return cfg
+
+
+def autocast_spy(model, monkeypatch) -> list:
+    """Record the CPU autocast dtype (None: off) at each encode and generate call of `model`."""
+    seen = []
+    for name in ("encode", "generate"):
+        method = getattr(model, name)
+
+        def spy(*args, method=method, **kwargs):
+            seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+            return method(*args, **kwargs)
+
+        monkeypatch.setattr(model, name, spy)
+    return seen

@@ -10,7 +10,7 @@ from mome.evaluation.evaluate import evaluate, tokens_per_second
 from mome.models.avsr import build_model
 from mome.synthetic.corpus import synthesize_corpus
 from mome.training.checkpoint import model_from_checkpoint, save_checkpoint
-from tiny import TINY_CORPUS
+from tiny import TINY_CORPUS, autocast_spy
 
 FAST = ["data.num_workers=0", "decode.num_beams=1", "decode.max_new_tokens=4", "train.seed=3", "decode.batch_size=3"]
 
@@ -105,20 +105,6 @@ def test_hypotheses_do_not_depend_on_the_batch_size(run, tmp_path):
     assert hypotheses[8] == hypotheses[1]
 
 
-def _autocast_spy(model, monkeypatch) -> list:
-    """Record the CPU autocast dtype (None: off) at each encode and generate call of `model`."""
-    seen = []
-    for name in ("encode", "generate"):
-        method = getattr(model, name)
-
-        def spy(*args, method=method, **kwargs):
-            seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
-            return method(*args, **kwargs)
-
-        monkeypatch.setattr(model, name, spy)
-    return seen
-
-
 @pytest.mark.parametrize(("flags", "expected"), [("avx2 avx512_bf16", "bf16"), ("avx2", "fp32")])
 def test_results_record_the_decode_precision_that_ran(run, tmp_path, monkeypatch, flags, expected):
     """`decode.precision=auto` follows the CPU's bf16 support (replaced here); encoding and generation run under
@@ -128,7 +114,7 @@ def test_results_record_the_decode_precision_that_ran(run, tmp_path, monkeypatch
     monkeypatch.setattr(mome.precision, "read_cpuinfo", lambda: f"flags\t: {flags}\n")
     root, path = run
     model, cfg = model_from_checkpoint(path, [*FAST, "decode.precision=auto"])
-    seen = _autocast_spy(model, monkeypatch)
+    seen = autocast_spy(model, monkeypatch)
     evaluate(model, cfg, "labels/train.csv", root, model.combinations[:2], [None], out_dir=tmp_path, limit=2,
              progress=False)  # fmt: skip
     decode = json.loads((tmp_path / "results.json").read_text())["decode"]
