@@ -6,8 +6,8 @@
 
 Each clip is encoded on its own (batch of one), so a feature never depends on what else was computed with it.
 The encoders run in their own dtype (fp32), without autocast: the evaluation features equal those of the
-uncached path in fp32 up to fp16 storage (under a bf16 `decode.precision` the uncached path encodes in bf16). A trainable encoder (LoRA in
-AV-HuBERT) cannot be cached: its features change with every step.
+uncached path in fp32 up to fp16 storage (under a bf16 `decode.precision` the uncached path encodes in bf16).
+A trainable encoder (LoRA in AV-HuBERT) cannot be cached: its features change with every step.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -34,9 +35,18 @@ from mome.features.keys import CLEAN, Condition, FeatureKeys, encoder_identity
 from mome.features.store import FeatureStore, ShardWriter, describe_cache
 
 
+class Need(NamedTuple):
+    """What one utterance lacks: the video key to encode (None: cached or no video), the clip's frames
+    (None until the video is decoded) and the audio conditions to encode (all of them while frames is None)."""
+
+    video_key: str | None
+    frames: int | None
+    audio: list[Condition]
+
+
 @dataclass
 class FillStats:
-    """What one `fill` did, for the throughput line."""
+    """What one `fill` did, for the throughput line. `seconds` is wall time, set by whoever measured it."""
 
     utterances: int = 0
     clips: dict[str, int] = field(default_factory=lambda: {"audio": 0, "video": 0})
@@ -49,7 +59,6 @@ class FillStats:
         for k, v in other.clips.items():
             self.clips[k] += v
         self.failed += other.failed
-        self.seconds += other.seconds
         self.bytes_written += other.bytes_written
 
     def line(self) -> str:
@@ -112,10 +121,10 @@ class FeatureCache:
             return self.keys.train_conditions()
         return [self.keys.eval_condition(s, self.cfg.data.eval_noise_seed) for s in snrs]
 
-    def _missing(self, row: LabelRow, conditions: list[Condition]) -> tuple[bool, list[Condition]] | None:
-        """(video missing?, audio conditions missing) for one utterance; None when nothing is."""
-        frames = row.input_length
-        video_missing = False
+    def _missing(self, row: LabelRow, conditions: list[Condition]) -> Need | None:
+        """What one utterance lacks; None when nothing. A missing media file raises MediaError."""
+        frames: int | None = row.input_length
+        video_key = None
         if "video" in self.stores:
             key = self.keys.video(row)
             video = self.stores["video"]
@@ -124,17 +133,35 @@ class FeatureCache:
             if key in video.entries:
                 frames = video.entries[key][2]
             else:
-                video_missing = True
+                video_key, frames = key, None  # the audio's length follows the video's, known once decoded
         audio: list[Condition] = []
         if "audio" in self.stores:
-            if video_missing:  # the audio's length follows the video's, known once it is decoded
-                audio = conditions
-            else:
-                store = self.stores["audio"]
-                audio = [c for c in conditions if self.keys.audio(row, frames, c) not in store]
-        return (video_missing, audio) if video_missing or audio else None
+            audio = conditions if frames is None else self._absent(row, frames, conditions)
+        return Need(video_key, frames, audio) if video_key or audio else None
+
+    def _absent(self, row: LabelRow, frames: int, conditions: list[Condition]) -> list[Condition]:
+        """The audio conditions of `row` that the store lacks."""
+        keys = self.keys.audio(row, frames, conditions)
+        return [c for c, key in zip(conditions, keys) if key not in self.stores["audio"]]
 
     # -------------------------------------------------------------------------------------- computing
+    def fill_files(
+        self,
+        files: dict[str, Path],
+        snrs: Iterable[float | None] = (None,),
+        shard: tuple[int, int] = (0, 1),
+        progress: bool = True,
+        stop: object | None = None,
+    ) -> dict[str, FillStats]:
+        """`fill` each split's label file ({split: path}) with the conditions that split needs; stops early
+        when `stop.stop` turns true. Returns the stats per split filled."""
+        stats: dict[str, FillStats] = {}
+        for split, path in files.items():
+            stats[split] = self.fill(path, self.conditions(split, snrs), shard, progress=progress, stop=stop)
+            if getattr(stop, "stop", False):
+                break
+        return stats
+
     def fill(
         self,
         labels: str | Path,
@@ -167,8 +194,8 @@ class FeatureCache:
         writers = {m: s.writer() for m, s in self.stores.items()}
         bar = tqdm(todo, desc=f"features {Path(labels).stem}", unit="utt", disable=not progress)
         try:
-            for row, (video_missing, audio) in bar:
-                self._encode_row(row, video_missing, audio, writers, stats)
+            for row, need in bar:
+                self._encode_row(row, need, writers, stats)
                 stats.utterances += 1
                 if stop is not None and getattr(stop, "stop", False):
                     break
@@ -180,37 +207,28 @@ class FeatureCache:
             stats.seconds = time.perf_counter() - start
         return stats
 
-    def _encode_row(
-        self, row: LabelRow, video_missing: bool, audio: list[Condition], writers: dict[str, ShardWriter], stats
-    ) -> None:
-        root = self.keys.root
-        frames = row.input_length
-        if "video" in self.stores:
-            key = self.keys.video(row)
-            if video_missing:
-                try:
-                    pixels = read_video(media_path(root, row.rel_path, ".mp4"))
-                    clip = video_transform(pixels, False, np.random.default_rng(0), self.cfg.data.crop_size)
-                except (MediaError, ValueError) as err:
-                    writers["video"].fail(key, str(err))
-                    stats.failed += 1
-                    return
-                features = self._encode("video", clip)
-                writers["video"].add(key, features, {})
-                stats.clips["video"] += 1
-                frames = len(features)
-            else:
-                frames = self.stores["video"].entries[key][2]
+    def _encode_row(self, row: LabelRow, need: Need, writers: dict[str, ShardWriter], stats: FillStats) -> None:
+        root, frames, audio = self.keys.root, need.frames, need.audio
+        if need.video_key is not None:
+            try:
+                pixels = read_video(media_path(root, row.rel_path, ".mp4"))
+                clip = video_transform(pixels, False, np.random.default_rng(0), self.cfg.data.crop_size)
+            except (MediaError, ValueError) as err:
+                writers["video"].fail(need.video_key, str(err))
+                stats.failed += 1
+                return
+            features = self._encode("video", clip)
+            writers["video"].add(need.video_key, features, {})
+            stats.clips["video"] += 1
+            frames = len(features)
+            try:
+                audio = self._absent(row, frames, audio) if audio else []  # a missing wav: MediaError
+            except MediaError:
+                stats.failed += 1  # reported when an item needs it, as without the cache
+                return
         if not audio:
             return
-        try:
-            keys = [self.keys.audio(row, frames, c) for c in audio]  # a missing wav: MediaError
-        except MediaError:
-            stats.failed += 1  # reported when an item needs it, as without the cache
-            return
-        todo = [(key, c) for key, c in zip(keys, audio) if key not in self.stores["audio"]]
-        if not todo:
-            return
+        todo = list(zip(self.keys.audio(row, frames, audio), audio))
         path = media_path(root, row.rel_path, ".wav")
         try:
             raw = read_audio(path)

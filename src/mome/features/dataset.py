@@ -59,7 +59,8 @@ class CachedAVDataset(AVDataset):
         if "audio" in self.modalities:
             condition = self.cache.keys.draw(rng) if self.train else self.condition
             path = media_path(self.root, row.rel_path, ".wav")
-            audio, extra = self.cache.read("audio", self.cache.keys.audio(row, frames, condition), path)
+            (key,) = self.cache.keys.audio(row, frames, [condition])
+            audio, extra = self.cache.read("audio", key, path)
             check_lengths(path, extra["samples"], frames, self.cfg.av_tolerance_frames)
             item["audio_features"] = self._tensor(audio, "audio", rng)
             item["meta"]["snr"] = extra["snr"]

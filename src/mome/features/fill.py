@@ -88,14 +88,10 @@ def _fill(
     from mome.training.faults import StopSignals
 
     cache = open_cache(cfg, device)
-    stats: dict[str, FillStats] = {}
     with StopSignals() as signals:
         stop = _Stop(signals, event)
-        for split, path in files.items():
-            stats[split] = cache.fill(path, cache.conditions(split, snrs), shard, progress=progress, stop=stop)
-            if stop.stop:
-                return stats, True
-    return stats, False
+        stats = cache.fill_files(files, snrs, shard, progress=progress, stop=stop)
+    return stats, stop.stop
 
 
 def _worker(cfg: Config, files, snrs, shard, device, progress, threads, trusted, event, results) -> None:

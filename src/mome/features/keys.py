@@ -123,10 +123,11 @@ class FeatureKeys:
         name = row.rel_path + ".mp4"
         return f"{file_identity(media_path(self.root, row.rel_path, '.mp4'), name)}|crop={self.crop}"
 
-    def audio(self, row: LabelRow, frames: int, condition: Condition) -> str:
-        """The key of the audio cut or padded to `frames` video frames, mixed as `condition` says."""
+    def audio(self, row: LabelRow, frames: int, conditions: list[Condition]) -> list[str]:
+        """The keys of the audio cut or padded to `frames` video frames, mixed as each condition says (the
+        file is looked at once for all of them)."""
         media = file_identity(media_path(self.root, row.rel_path, ".wav"), row.rel_path + ".wav")
-        return f"{media}|n={SAMPLES_PER_FRAME * frames}|{condition.name}"
+        return [f"{media}|n={SAMPLES_PER_FRAME * frames}|{c.name}" for c in conditions]
 
     def train_conditions(self) -> list[Condition]:
         """What a training draw can pick: clean (if data.train_snrs has `null`) and the K noisy versions."""

@@ -279,15 +279,13 @@ class Trainer:
         for encoder in cache.encoders.values():
             encoder.to(accel.device)
         shard, failure = (accel.process_index, accel.num_processes), None
+        splits = (("train", cfg.data.train_labels), ("val", cfg.data.val_labels))
+        files = {split: Path(labels) for split, labels in splits if labels and Path(labels).is_file()}
         with self.signals:
             try:
-                for labels, split in ((cfg.data.train_labels, "train"), (cfg.data.val_labels, "val")):
-                    if labels and Path(labels).is_file() and not self.signals.stop:
-                        stats = cache.fill(
-                            labels, cache.conditions(split), shard, progress=self.main, stop=self.signals
-                        )
-                        if stats.utterances and self.main:
-                            print(f"features {Path(labels).name}: {stats.line()}")
+                for split, stats in cache.fill_files(files, (), shard, self.main, self.signals).items():
+                    if stats.utterances and self.main:
+                        print(f"features {files[split].name}: {stats.line()}")
             except UserError as err:
                 failure = err
         if accel.num_processes > 1:
