@@ -83,6 +83,20 @@ def test_demo_with_its_default_relative_out(workdir: Path, tmp_path: Path, monke
     for task in ("avsr", "asr", "vsr"):
         assert Path(f"demo_out/eval/{task}/results.json").is_file(), task
 
+    # demo_out/results.json: task -> rate key -> SNR -> WER %, and the seconds of each stage
+    summary = json.loads(Path("demo_out/results.json").read_text())
+    assert set(summary["avsr"]) == {"a4_v2", "a4_v5", "a16_v2", "a16_v5"}
+    assert set(summary["asr"]) == {"a4", "a16"} and set(summary["vsr"]) == {"v2", "v5"}
+    for task, snrs in (("avsr", {"clean", "5", "0", "-5"}), ("asr", {"clean", "5", "0", "-5"}), ("vsr", {"clean"})):
+        for key, cells in summary[task].items():
+            assert set(cells) == snrs, (task, key)
+            assert all(isinstance(w, float) and w >= 0 for w in cells.values()), (task, key, cells)
+        assert set(summary["decode_seconds_per_utterance"][task]) == set(summary[task])
+        assert all(t > 0 for t in summary["decode_seconds_per_utterance"][task].values())
+    assert summary["tokens_per_second"]["avsr"]["a16_v5"] == 50 / 16 + 25 / 5
+    stages = {"corpus", "models", "lip encoder", "features", "train avsr", "train asr", "train vsr", "eval avsr"}
+    assert stages <= set(summary["timings"]) and all(t >= 0 for t in summary["timings"].values())
+
 
 def test_a_moved_corpus_is_found_through_root(workdir: Path, tmp_path: Path, monkeypatch) -> None:
     """`--root` (= `data.root=`) on a run whose corpus moved takes the labels and the babble noise along."""

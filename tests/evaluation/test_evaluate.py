@@ -46,7 +46,7 @@ def _evaluate(run, out, overrides=()):
 def test_writes_tables_plot_and_hypotheses(run, tmp_path):
     results = _evaluate(run, tmp_path)
     names = {p.name for p in tmp_path.iterdir()}
-    assert names == {"results.json", "results.md", "wer_vs_tokens.png", "hypotheses.jsonl"}
+    assert names == {"results.json", "results.md", "wer_vs_tokens.png", "hypotheses.jsonl", "decode_times.json"}
     keys = ["a4_v2", "a4_v5", "a16_v2", "a16_v5"]
     assert [c["key"] for c in results["combinations"]] == keys
     assert results["snrs"] == ["clean", "0"]
@@ -70,6 +70,9 @@ def test_writes_tables_plot_and_hypotheses(run, tmp_path):
     assert len(hyps) == 2 * len(keys) * n
     assert {"id", "ref", "hyp", "sub", "del", "ins", "ref_words", "snr", "rates"} <= set(hyps[0])
     assert (tmp_path / "wer_vs_tokens.png").read_bytes()[:4] == b"\x89PNG"
+    times = json.loads((tmp_path / "decode_times.json").read_text())
+    assert times["utterances"] == {k: 2 * n for k in keys}  # every utterance at both SNRs, per combination
+    assert set(times["seconds_per_utterance"]) == set(keys) and min(times["seconds_per_utterance"].values()) > 0
 
 
 def test_tokens_per_second_definition(run):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from mome.evaluation.wer import ErrorCounts, character_errors, normalize, total, utterance_errors
+from mome.evaluation.wer import ErrorCounts, character_errors, marked_errors, normalize, total, utterance_errors
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -43,3 +43,18 @@ def test_character_errors_count_every_character_as_given():
     assert character_errors("ab", "") == 2 and character_errors("", "abc") == 3 and character_errors("", "") == 0
     assert character_errors("Ab", "ab") == 1  # no normalisation
     assert character_errors("kitten", "sitting") == 3
+
+
+@pytest.mark.parametrize("ref, hyp, expected", [
+    ("Bin blue at F two now", "bin blue at f two now", "bin blue at f two now"),
+    ("bin blue at f two now", "bin blue at s two", "bin blue at ~~f~~ **s** two ~~now~~"),
+    ("bin blue", "place bin blue", "**place** bin blue"),
+    ("bin blue", "", "~~bin~~ ~~blue~~"),
+    ("", "bin", "**bin**"),
+])  # fmt: skip
+def test_marked_errors_strike_what_was_said_and_bold_what_was_heard(ref, hyp, expected):
+    marked = marked_errors(ref, hyp)
+    assert marked == expected
+    counts = utterance_errors(ref, hyp)  # every counted edit is marked once
+    assert marked.count("**") // 2 == counts.substitutions + counts.insertions
+    assert marked.count("~~") // 2 == counts.substitutions + counts.deletions

@@ -26,7 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=2e-3, help="AdamW peak learning rate (warmup then cosine)")
     parser.add_argument("--workers", type=int, default=1, help="DataLoader workers decoding the mp4 files")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    parser.add_argument("--no-time-mask", action="store_true", help="no video time masks in training (data.time_mask)")
+    parser.add_argument(
+        "--time-mask",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="video time masks in training (data.time_mask; default off)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--json", default=None, help="also write the metrics to this JSON file")
 
@@ -45,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         lr=args.lr,
         num_workers=args.workers,
         threads=args.threads,
-        time_mask=not args.no_time_mask,
+        time_mask=args.time_mask,
         progress=not args.no_progress,
     )
     scores = []

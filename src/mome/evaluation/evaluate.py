@@ -14,6 +14,7 @@ Outputs in `out_dir`:
     results.md        one table per group (rows: combinations, columns: SNR), WER in %
     wer_vs_tokens.png WER against LLM input tokens per second of speech, one line per SNR (group "all")
     hypotheses.jsonl  one line per (SNR, combination, utterance): reference, hypothesis, edit counts
+    decode_times.json seconds of `model.generate` per utterance at each combination (`DecodeClock`)
 
 Groups: `all`, plus `grammar=<g>` and `engine=<e>` when the corpus metadata has them (the synthetic corpus).
 
@@ -33,6 +34,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,6 +55,7 @@ from mome.errors import UserError
 from mome.evaluation.wer import ErrorCounts, normalize, total, utterance_errors
 from mome.features.cache import FeatureCache
 from mome.features.dataset import make_dataset
+from mome.io import atomic_write_text
 from mome.models.avsr import AVSRModel
 from mome.precision import Resolved, autocast, resolve_precision
 
@@ -142,6 +145,33 @@ def _check_inputs(dataset: AVDataset, modalities: tuple[str, ...], limit: int | 
 
 
 # ------------------------------------------------------------------------------------------ decoding
+class DecodeClock:
+    """Wall-clock seconds of `model.generate` per combination (pooling, projection and the LLM's decoding;
+    not the encoders), over every batch and SNR. Kept out of results.json, whose bytes are reproducible."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.utterances: dict[str, int] = defaultdict(int)
+
+    def generate(self, model: AVSRModel, features: Any, combo: Combination, decode: DecodeConfig) -> list[str]:
+        start = time.perf_counter()
+        hyps = model.generate(features, combo, decode)
+        key = combination_key(combo)
+        self.seconds[key] += time.perf_counter() - start
+        self.utterances[key] += len(hyps)
+        return hyps
+
+    def summary(self, decode: DecodeConfig, precision: Resolved) -> dict[str, Any]:
+        return {
+            "seconds_per_utterance": {k: self.seconds[k] / self.utterances[k] for k in self.seconds},
+            "utterances": dict(self.utterances),
+            "batch_size": decode.batch_size,
+            "num_beams": decode.num_beams,
+            "precision": precision.precision,
+            "threads": torch.get_num_threads(),
+        }
+
+
 @dataclass
 class _Record:
     snr: str
@@ -198,6 +228,7 @@ def _decode_snr(
     skip_bad: bool,
     skipped: dict[str, str],
     progress: bool,
+    clock: DecodeClock,
 ) -> list[_Record]:
     records = []
     bar = tqdm(total=len(loader.dataset), desc=f"eval snr={snr}", unit="utt", disable=not progress)
@@ -214,7 +245,7 @@ def _decode_snr(
             continue
         with autocast(precision.precision, precision.device):
             features = model.encode(_to_device(batch, model))
-            hyps_by_combo = [model.generate(features, combo, decode) for combo in combos]
+            hyps_by_combo = [clock.generate(model, features, combo, decode) for combo in combos]
         for combo, hyps in zip(combos, hyps_by_combo):
             for rel, ref, hyp, meta in zip(batch["ids"], batch["texts"], hyps, batch["metas"]):
                 records.append(
@@ -274,6 +305,7 @@ def evaluate(
     skipped: dict[str, str] = {}
     label_problems: list[str] = []
     cache = _feature_cache(model, cfg, root)
+    clock = DecodeClock()
     with _quiet(["mome.data.dataset", "mome.data.labels"]):
         for snr in snrs:
             dataset = make_dataset(cfg, labels, root, False, cache, eval_snr=snr)
@@ -291,7 +323,7 @@ def evaluate(
                 collate_fn=collate_tracked,
             )
             records += _decode_snr(model, loader, combos, decode, precision, snr_label(snr), skip_bad, skipped,
-                                   progress)  # fmt: skip
+                                   progress, clock)  # fmt: skip
     if not records:
         raise UserError(f"{labels}: none of the utterances could be read (first: {next(iter(skipped.items()), '')})")
     results = _summarise(model, cfg, records, combos, [snr_label(s) for s in snrs], decode, precision, info or {})
@@ -300,6 +332,7 @@ def evaluate(
     results["labels"], results["root"] = str(labels), str(root)
     if out_dir is not None:
         write_outputs(results, records, Path(out_dir))
+        atomic_write_text(Path(out_dir) / "decode_times.json", json.dumps(clock.summary(decode, precision), indent=2))
     return results
 
 
@@ -444,8 +477,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
 def write_outputs(results: dict[str, Any], records: list[_Record], out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out_dir / "results.md").write_text(markdown(results))
+    atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2) + "\n")
+    atomic_write_text(out_dir / "results.md", markdown(results))
     plot(results, out_dir / "wer_vs_tokens.png")
     with open(out_dir / "hypotheses.jsonl", "w", encoding="utf-8") as f:
         for r in records:

@@ -100,3 +100,21 @@ def character_errors(reference: str, hypothesis: str) -> int:
         reference, hypothesis, reference_transform=_CHARACTERS, hypothesis_transform=_CHARACTERS
     )
     return out.substitutions + out.deletions + out.insertions
+
+
+def marked_errors(reference: str, hypothesis: str) -> str:
+    """The hypothesis in Markdown with its word errors marked against the reference (both normalised):
+    a substitution `~~ref~~ **hyp**`, a deletion `~~ref~~`, an insertion `**hyp**`, correct words plain."""
+    ref, hyp = normalize(reference).split(), normalize(hypothesis).split()
+    if not ref or not hyp:  # jiwer refuses an empty side
+        return " ".join([f"~~{w}~~" for w in ref] + [f"**{w}**" for w in hyp])
+    words = []
+    for chunk in jiwer.process_words(" ".join(ref), " ".join(hyp)).alignments[0]:
+        gone = ref[chunk.ref_start_idx : chunk.ref_end_idx]
+        new = hyp[chunk.hyp_start_idx : chunk.hyp_end_idx]
+        if chunk.type == "equal":
+            words += new
+        else:  # substitute / delete / insert: what was said struck out, what was heard in bold
+            words += [f"~~{w}~~" for w in gone if chunk.type != "insert"]
+            words += [f"**{w}**" for w in new if chunk.type != "delete"]
+    return " ".join(words)
