@@ -10,7 +10,8 @@ Stages (each skipped when its output exists, so an interrupted demo continues wh
     6 asr        the same budget on audio only {4,16}: the baseline for the noise claim     <out>/runs/asr
     7 vsr        video only {2,5}, fewer steps: lip reading alone                           <out>/runs/vsr
     8 eval       test split (unseen speakers and sentences), clean and babble at 5, 0, -5 dB <out>/eval/*
-    9 report     <out>/README.md and results.json: WER per rate x SNR, cost, examples, timings
+    9 experts    expert usage of the AVSR model on the test split (`mome experts`)             <out>/experts
+   10 report     <out>/README.md and results.json: WER per rate x SNR, cost, examples, timings
 
 SIGINT / SIGTERM stop the demo at the running stage (a training stage saves its checkpoint first) with exit
 code 130 / 143 and a line saying to rerun the same command. An evaluation is reused only while its
@@ -172,6 +173,29 @@ def _evaluate(opts: DemoOptions, task: str) -> dict[str, Any]:
                     out_dir=out_dir, limit=opts.eval_limit, info={"source": source})  # fmt: skip
 
 
+def _experts(opts: DemoOptions) -> dict[str, Any] | None:
+    """Expert usage of the AVSR model on the test split (`mome experts`), reused while its checkpoint is."""
+    from mome.analysis.experts import analyse, collect, labelled_batches, write_outputs
+    from mome.evaluation.evaluate import frame_rates
+    from mome.training.checkpoint import checkpoint_source, model_from_checkpoint, resolve_checkpoint
+
+    out_dir = opts.out / "experts"
+    checkpoint = resolve_checkpoint(opts.out / "runs" / "avsr")
+    source = checkpoint_source(checkpoint)
+    cached = _cached(out_dir / "experts.json", source)
+    if cached is not None:
+        return cached
+    model, cfg = model_from_checkpoint(checkpoint)
+    if cfg.model.adapter.kind != "mome" or not cfg.model.adapter.mome.num_routed_experts:
+        return None  # a preset without routers: nothing to show
+    model.eval()
+    batches = labelled_batches(model, cfg, Path(cfg.data.test_labels), Path(cfg.data.root), opts.eval_limit)
+    routings = collect(model, batches, model.combinations, frame_rates(model))
+    result = {**analyse(routings, model.combinations, cfg.model.adapter.mome.num_routed_experts), "source": source}
+    write_outputs(result, out_dir, "the demo's MoME model on the test split")
+    return result
+
+
 class _Terminated(KeyboardInterrupt):
     """SIGTERM outside a training loop: unwinds like Ctrl-C (no `except Exception` can swallow it)."""
 
@@ -226,8 +250,9 @@ def _run_stages(opts: DemoOptions) -> Path:
         cfg = run_config(opts, corpus, lip, task, steps[task])
         _stage(timer, f"train {task}", lambda cfg=cfg: _train(cfg))
     results = {task: _stage(timer, f"eval {task}", lambda task=task: _evaluate(opts, task)) for task in tasks}
+    experts = _stage(timer, "experts", lambda: _experts(opts)) if "avsr" in tasks else None
     decode_times = {task: _read_json(opts.out / "eval" / task / "decode_times.json") for task in tasks}
-    report = write_report(opts, results, decode_times, timer.times)
+    report = write_report(opts, results, decode_times, timer.times, experts)
     print(f"\n{timer.summary()} (saved in {timer.path})")
     return report
 

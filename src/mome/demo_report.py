@@ -129,9 +129,23 @@ def plot(summary: dict[str, Any], snrs: list[str], path: Path) -> None:
     plt.close(fig)
 
 
+def _expert_lines(experts: dict[str, Any]) -> list[str]:
+    """The router's consistency across granularities, and the heatmap of the last layer."""
+    lines = [f"{experts['num_experts']} routed experts, top-{experts['top_k']}, one router for every granularity. "
+             "Consistency: how often tokens that cover the same speech at two granularities pick the same "
+             "experts (overlap-weighted Jaccard of the top-k sets; 1 = always the same), against chance.", ""]  # fmt: skip
+    for modality, v in experts["consistency_mean"].items():
+        lines.append(f"- {modality}: {v['score']:.3f} (chance {v['chance']:.3f})")
+    last = experts["layers"][-1]["layer"]
+    lines += ["", f"![expert usage, layer {last}](experts/layer_{last}.png)", "",
+              "Every layer: `experts/experts.md` and `experts/layer_<i>.png`."]  # fmt: skip
+    return lines
+
+
 def write_report(
-    opts: Any, results: dict[str, dict[str, Any]], decode_times: dict[str, dict[str, Any]], times: dict[str, float]
-) -> Path:
+    opts: Any, results: dict[str, dict[str, Any]], decode_times: dict[str, dict[str, Any]], times: dict[str, float],
+    experts: dict[str, Any] | None = None,
+) -> Path:  # fmt: skip
     """Write `<out>/results.json`, `<out>/wer_vs_tokens.png` and `<out>/README.md`; returns the README path."""
     out = Path(opts.out)
     summary = demo_results(results, decode_times, times)
@@ -166,6 +180,8 @@ def write_report(
     comparison = noise_comparison(summary, [s for s in snrs if s != "clean"])
     if len(comparison) > 2:
         lines += ["## Babble noise: AVSR vs ASR trained with the same budget", "", *comparison, ""]
+    if experts:
+        lines += ["## Expert usage (MoME, test split, clean)", "", *_expert_lines(experts), ""]
     lines += ["## Examples (clean; ~~said~~ **heard**)", ""]
     for task in results:
         lines += [f"### {task.upper()}", "", *examples(out / "eval" / task / "hypotheses.jsonl")]

@@ -94,8 +94,13 @@ def test_demo_with_its_default_relative_out(workdir: Path, tmp_path: Path, monke
         assert set(summary["decode_seconds_per_utterance"][task]) == set(summary[task])
         assert all(t > 0 for t in summary["decode_seconds_per_utterance"][task].values())
     assert summary["tokens_per_second"]["avsr"]["a16_v5"] == 50 / 16 + 25 / 5
-    stages = {"corpus", "models", "lip encoder", "features", "train avsr", "train asr", "train vsr", "eval avsr"}
+    stages = {"corpus", "models", "lip encoder", "features", "train avsr", "train asr", "train vsr", "eval avsr",
+              "experts"}  # fmt: skip
     assert stages <= set(summary["timings"]) and all(t >= 0 for t in summary["timings"].values())
+    experts = json.loads(Path("demo_out/experts/experts.json").read_text())  # the AVSR model's expert usage
+    last = experts["layers"][-1]["layer"]
+    assert f"experts/layer_{last}.png" in Path("demo_out/README.md").read_text()
+    assert Path(f"demo_out/experts/layer_{last}.png").is_file()
 
 
 def test_a_moved_corpus_is_found_through_root(workdir: Path, tmp_path: Path, monkeypatch) -> None:

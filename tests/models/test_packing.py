@@ -142,8 +142,8 @@ def test_packed_hidden_states_equal_the_padded_ones(arch: dict, attention: str) 
     model.llm.config._attn_implementation = attention
     padded, packed = _padded_and_packed(model)
     with torch.no_grad():
-        want = model._last_hidden(padded) * padded.attention_mask.unsqueeze(-1)
-        got = _unpack(model._last_hidden(packed), packed, padded.embeds.shape[1])
+        want = model.last_hidden(padded) * padded.attention_mask.unsqueeze(-1)
+        got = _unpack(model.last_hidden(packed), packed, padded.embeds.shape[1])
     torch.testing.assert_close(got, want, **TOLERANCE)
 
 

@@ -43,7 +43,7 @@ def default_out(checkpoint: Path, labels: Path) -> Path:
     return run / "eval" / labels.stem
 
 
-def _resolve_labels(labels: str, root: Path) -> Path:
+def resolve_labels(labels: str, root: Path) -> Path:
     """A path that exists as given wins; otherwise it is relative to the corpus root (like data.*_labels)."""
     from mome.config import absolute_path
 
@@ -79,7 +79,7 @@ def _run(args: argparse.Namespace) -> int:
     if cfg.data.root is None:
         raise UserError("no corpus root: pass --root DIR (the checkpoint's config has no data.root)")
     root = Path(cfg.data.root)
-    labels = _resolve_labels(args.labels, root)
+    labels = resolve_labels(args.labels, root)
     if not labels.is_file():
         raise UserError(f"{args.labels}: label file not found (also looked in {root})")
 

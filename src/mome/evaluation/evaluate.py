@@ -83,18 +83,19 @@ def parse_snr(text: str) -> float | None:
         raise UserError(f"SNR {text!r}: expected a number of dB or 'clean'") from None
 
 
+def frame_rates(model: AVSRModel) -> tuple[float, float]:
+    """Encoder frames per second (audio, video), as the encoders say, else Whisper's 50 Hz and 25 fps."""
+    audio = getattr(model.audio_encoder, "frame_rate", AUDIO_FRAME_RATE)
+    video = getattr(model.video_encoder, "frame_rate", VIDEO_FRAME_RATE)
+    return audio, video
+
+
 def tokens_per_second(model: AVSRModel, combo: Combination) -> float:
     """LLM input (A/V) tokens per second of speech at `combo` (definition in the module docstring)."""
-    audio_rate, video_rate = combo
-    out = 0.0
-    if audio_rate:
-        out += getattr(model.audio_encoder, "frame_rate", AUDIO_FRAME_RATE) / audio_rate
-    if video_rate:
-        out += getattr(model.video_encoder, "frame_rate", VIDEO_FRAME_RATE) / video_rate
-    return out
+    (audio_rate, video_rate), (audio_fps, video_fps) = combo, frame_rates(model)
+    return (audio_fps / audio_rate if audio_rate else 0.0) + (video_fps / video_rate if video_rate else 0.0)
 
 
-# ------------------------------------------------------------------------------------------ model
 # ------------------------------------------------------------------------------------------ data
 class _Tracked(Dataset):
     """`AVDataset` items in label order, with a failed item turned into {"id", "error"} instead of None.
@@ -244,7 +245,7 @@ def _decode_snr(
         if batch is None:
             continue
         with autocast(precision.precision, precision.device):
-            features = model.encode(_to_device(batch, model))
+            features = model.encode(to_device(batch, model))
             hyps_by_combo = [clock.generate(model, features, combo, decode) for combo in combos]
         for combo, hyps in zip(combos, hyps_by_combo):
             for rel, ref, hyp, meta in zip(batch["ids"], batch["texts"], hyps, batch["metas"]):
@@ -261,7 +262,7 @@ def _device(model: AVSRModel) -> torch.device:
     return next(model.parameters()).device
 
 
-def _to_device(batch: dict, model: AVSRModel) -> dict:
+def to_device(batch: dict, model: AVSRModel) -> dict:
     device = _device(model)
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
@@ -304,7 +305,7 @@ def evaluate(
     records: list[_Record] = []
     skipped: dict[str, str] = {}
     label_problems: list[str] = []
-    cache = _feature_cache(model, cfg, root)
+    cache = feature_cache(model, cfg, root)
     clock = DecodeClock()
     with _quiet(["mome.data.dataset", "mome.data.labels"]):
         for snr in snrs:
@@ -336,7 +337,7 @@ def evaluate(
     return results
 
 
-def _feature_cache(model: AVSRModel, cfg: Config, root: Path) -> FeatureCache | None:
+def feature_cache(model: AVSRModel, cfg: Config, root: Path) -> FeatureCache | None:
     """With `data.feature_cache`: the cache of the model's encoders for the corpus at `root`."""
     if cfg.data.feature_cache is None:
         return None

@@ -244,7 +244,7 @@ class AVSRModel(nn.Module):
             combination = combination[seq.source_rows.clamp_min(0)]  # [P, L]; padding's is never used
         ctx = AdapterContext(combination, seq.attention_mask.bool(), seq.segments, collect=True)
         with adapter_context(ctx):
-            hidden = self._last_hidden(seq)  # [R or P, L, D]
+            hidden = self.last_hidden(seq)  # [R or P, L, D]
         sums, counts = per_combination_ce(
             hidden, seq.labels, self.llm.get_output_embeddings(), combination, len(self.combinations)
         )
@@ -260,7 +260,7 @@ class AVSRModel(nn.Module):
         ce_by_key = {combination_key(c): ce[i] for i, c in enumerate(combos)}
         return AVSROutput(loss, lm_loss, ce_by_key, aux, sums, counts, weights)
 
-    def _last_hidden(self, seq: SequenceBatch) -> torch.Tensor:
+    def last_hidden(self, seq: SequenceBatch) -> torch.Tensor:
         """The frozen base model's last hidden states [R, L, D] (the loss runs the LM head where labels are).
 
         Packed rows go in with `attention_mask=None` and their restarting position ids: HF then detects the
