@@ -92,3 +92,16 @@ def test_lora_active_parameters_count_what_one_token_uses(kind: str, shared: int
             assert one_lora * num_banks == sum(p.numel() for p in bank.parameters())
             active += one_lora * (shared + specific)
     assert model.active_adapter_parameters() == active
+
+
+@pytest.mark.integration
+def test_params_of_a_preset_that_names_local_checkpoints(embedded) -> None:
+    """A Whisper directory is read for its shapes only: counting the demo needs no weights in memory."""
+    whisper, llm = embedded("whisper-tiny.en"), embedded("smollm2-135m")
+    cfg = load_config("demo", [f"model.encoders.audio.path={whisper}", f"model.llm.path={llm}"])
+    report = parameter_report(cfg)
+    from mome.models.whisper_encoder import WhisperAudioEncoder
+
+    loaded = WhisperAudioEncoder.from_config(cfg.model.encoders.audio)  # the real weights, for comparison
+    assert report.audio_encoder == sum(p.numel() for p in loaded.parameters())
+    assert report.active_adapters > 0 and report.trainable == report.projectors + report.adapters

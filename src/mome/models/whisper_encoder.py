@@ -84,6 +84,9 @@ def load_whisper_encoder(path_or_arch: str | Path | dict[str, Any]) -> tuple[nn.
     from mome.convert.embedded import resolve_model_path
 
     path = resolve_model_path(str(path_or_arch))
+    if torch.get_default_device().type == "meta":  # parameter and FLOP counts: the shapes, not the weights
+        config = WhisperConfig.from_pretrained(path, local_files_only=True)
+        return WhisperEncoder(config), WhisperFeatureExtractor(feature_size=config.num_mel_bins)
     with quiet_transformers():
         model, info = WhisperModel.from_pretrained(
             path, local_files_only=True, dtype=torch.float32, output_loading_info=True
