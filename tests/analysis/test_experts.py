@@ -108,6 +108,7 @@ def test_analyse_reports_every_layer_and_pair() -> None:
     pairs = result["layers"][0]["consistency"]
     assert {(p["first"], p["second"], p["modality"]) for p in pairs} >= {("a4_v2", "a16_v2", "audio"),
                                                                           ("a4_v2", "a4_v5", "video")}  # fmt: skip
+    assert ("a4_v2", "a4_v5", "audio") not in {(p["first"], p["second"], p["modality"]) for p in pairs}  # same rate
     assert all(0 <= p["score"] <= 1 and 0 <= p["chance"] <= 1 for p in pairs)
     assert set(result["consistency_mean"]) == {"audio", "video"}
 

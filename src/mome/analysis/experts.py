@@ -11,9 +11,9 @@ Usage: share[layer, granularity, kind, expert] = fraction of the tokens whose to
 shares of a row sum to k). Load balance: coefficient of variation (std / mean) of a layer's shares over
 the experts, per granularity; 0 = perfectly even.
 
-Consistency of two granularities, per layer and modality: every pair of tokens of one utterance whose time
-spans overlap scores the Jaccard overlap of their top-k sets, weighted by the overlap in seconds; 1 means the
-same experts for the same speech. Chance: the same pairs, with the second token's set taken from a random
+Consistency of two granularities whose rates differ for a modality, per layer: every pair of tokens of that
+modality in one utterance whose time spans overlap scores the Jaccard overlap of their top-k sets, weighted
+by the overlap in seconds; 1 means the same experts for the same speech. Chance: the same pairs, with the second token's set taken from a random
 token of its granularity and modality (a seeded permutation), which is what uneven usage alone gives.
 """
 
@@ -163,7 +163,7 @@ def analyse(routings: list[Routing], combos: list[Combination], num_experts: int
         pairs = []
         for (i, ci), (j, cj) in itertools.combinations(enumerate(combos), 2):
             for name, kind, rate in (("audio", Segment.AUDIO, 0), ("video", Segment.VIDEO, 1)):
-                if ci[rate] and cj[rate]:
+                if ci[rate] and cj[rate] and ci[rate] != cj[rate]:  # the same stretch at two rates
                     score, chance = consistency(routing, i, j, kind, num_experts)
                     pairs.append({"first": keys[i], "second": keys[j], "modality": name, "score": score,
                                   "chance": chance})  # fmt: skip
