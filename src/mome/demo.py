@@ -44,12 +44,12 @@ class DemoOptions:
     show the method working: the grammar of GRID, the classic AVSR benchmark. `mome synth` defaults to 0.5."""
     seed: int = 0
     # Steps sized to the 15-minute budget on 2 cores without native bf16 (the stage times they were sized with:
-    # docs/experiments.md, section 1.0.2). The lip encoder gets twice its former steps: the largest measured
-    # gain in lip reading (section 3.2.1).
+    # docs/experiments.md, section 1.0.2). Lip reading gains most per second from the lip encoder's steps and
+    # the VSR model's (section 3.2.1); a VSR step costs a third of a MoME step.
     lip_steps: int = 220
     avsr_steps: int = 250
     asr_steps: int = 250
-    vsr_steps: int = 250
+    vsr_steps: int = 400
     """0 skips the video-only model (VSR)."""
     snrs: list[float | None] = field(default_factory=lambda: [None, 5.0, 0.0, -5.0])
     """Test conditions: clean and babble at these SNRs (dB)."""
