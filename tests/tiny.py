@@ -71,3 +71,16 @@ def autocast_spy(model, monkeypatch) -> list:
 
         monkeypatch.setattr(model, name, spy)
     return seen
+
+
+def untrained_run(corpus_root, run_dir, overrides: list[str] | None = None):
+    """Save an untrained checkpoint of the `tiny` preset on the corpus at `corpus_root` into `run_dir`, as
+    `mome train` would lay it out; returns `run_dir`."""
+    from mome.config import load_config
+    from mome.models.avsr import build_model
+    from mome.training.checkpoint import save_checkpoint
+
+    cfg = load_config("tiny", [f"data.root={corpus_root}", *(overrides or [])])
+    torch.manual_seed(cfg.train.seed)
+    save_checkpoint(run_dir / "checkpoints", 0, build_model(cfg.model).trainable_state_dict(), cfg, {})
+    return run_dir

@@ -11,12 +11,10 @@ import torch
 from mome.adapters.context import Segment
 from mome.analysis.experts import Routing, analyse, collect, consistency, route_batch, usage
 from mome.cli import main
-from mome.config import load_config
 from mome.models.avsr import AVSRModel, Features
 from mome.models.pooling import pooled_lengths
 from mome.synthetic.corpus import synthesize_corpus
-from mome.training.checkpoint import save_checkpoint
-from tiny import TINY_CORPUS, tiny_model_config
+from tiny import TINY_CORPUS, tiny_model_config, untrained_run
 
 EXPERTS, K = 8, 2
 RATES = (4, 16)  # audio rates of granularity 0 and 1: tokens of 0.08 s and 0.32 s
@@ -118,13 +116,7 @@ def run(tmp_path_factory):
     """(corpus root, run directory) of an untrained tiny MoME checkpoint."""
     root = tmp_path_factory.mktemp("corpus")
     assert synthesize_corpus(root, 8, seed=5, **TINY_CORPUS)["written"] == 8
-    cfg = load_config("tiny", [f"data.root={root}"])
-    torch.manual_seed(cfg.train.seed)
-    from mome.models.avsr import build_model
-
-    run_dir = tmp_path_factory.mktemp("run")
-    save_checkpoint(run_dir / "checkpoints", 0, build_model(cfg.model).trainable_state_dict(), cfg, {})
-    return root, run_dir
+    return root, untrained_run(root, tmp_path_factory.mktemp("run"))
 
 
 def test_experts_command_writes_json_markdown_and_heatmaps(run, capsys) -> None:
@@ -140,9 +132,6 @@ def test_experts_command_writes_json_markdown_and_heatmaps(run, capsys) -> None:
 
 def test_experts_refuses_a_model_without_router(run, tmp_path, capsys) -> None:
     root, _ = run
-    cfg = load_config("tiny", [f"data.root={root}", "model.adapter.kind=mtsk-ms"])
-    from mome.models.avsr import build_model
-
-    save_checkpoint(tmp_path / "checkpoints", 0, build_model(cfg.model).trainable_state_dict(), cfg, {})
+    untrained_run(root, tmp_path, ["model.adapter.kind=mtsk-ms"])
     assert main(["experts", str(tmp_path), "--labels", "labels/test.csv", "--quiet"]) == 2
     assert "has no router" in capsys.readouterr().err

@@ -3,16 +3,12 @@
 import json
 
 import pytest
-import torch
 
 from mome.cli import main
-from mome.config import load_config
 from mome.data.labels import read_labels, write_labels
 from mome.data.media import read_audio, read_video, write_video
-from mome.models.avsr import build_model
 from mome.synthetic.corpus import synthesize_corpus
-from mome.training.checkpoint import save_checkpoint
-from tiny import TINY_CORPUS
+from tiny import TINY_CORPUS, untrained_run
 
 FAST = ["decode.num_beams=1", "decode.max_new_tokens=3", "data.num_workers=0"]
 
@@ -22,11 +18,7 @@ def run(tmp_path_factory):
     """(corpus root, run directory) holding an untrained tiny checkpoint whose config points at the corpus."""
     root = tmp_path_factory.mktemp("corpus")
     assert synthesize_corpus(root, 8, seed=5, **TINY_CORPUS)["written"] == 8
-    cfg = load_config("tiny", [f"data.root={root}"])
-    torch.manual_seed(cfg.train.seed)
-    run_dir = tmp_path_factory.mktemp("run")
-    save_checkpoint(run_dir / "checkpoints", 0, build_model(cfg.model).trainable_state_dict(), cfg, {})
-    return root, run_dir
+    return root, untrained_run(root, tmp_path_factory.mktemp("run"))
 
 
 def _one_error_line(capsys, *needles):

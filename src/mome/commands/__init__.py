@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Any
 
 TRUSTED_CHECKPOINT_HELP = (
     "execute the pickle of an official fairseq AV-HuBERT checkpoint (model.encoders.video.path) instead of "
@@ -22,3 +24,21 @@ def collect_overrides(args: argparse.Namespace, names: tuple[str, ...]) -> None:
         values = getattr(args, name) or []
         args.overrides += [v for v in values if "=" in v]
         setattr(args, name, [v for v in values if "=" not in v] or None)
+
+
+def labelled_inputs(args: argparse.Namespace, cfg: Any) -> tuple[list[Any], Path, Path]:
+    """The rate combinations (`--rates`, else every trained one), the corpus root and the label file
+    (`--labels`: a path as given, else relative to the root) of a command that reads a labelled split,
+    checked before the slow model build."""
+    from mome.config import absolute_path, combinations, parse_combination
+    from mome.errors import UserError
+
+    comp = cfg.model.compression
+    combos = [parse_combination(r, comp) for r in args.rates] if args.rates else combinations(comp)
+    if cfg.data.root is None:
+        raise UserError("no corpus root: pass --root DIR (the checkpoint's config has no data.root)")
+    root = Path(cfg.data.root)
+    labels = Path(absolute_path(args.labels) if Path(args.labels).is_file() else absolute_path(args.labels, root))
+    if not labels.is_file():
+        raise UserError(f"{args.labels}: label file not found (also looked in {root})")
+    return combos, root, labels

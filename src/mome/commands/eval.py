@@ -11,7 +11,7 @@ import argparse
 import time
 from pathlib import Path
 
-from mome.commands import add_trusted_checkpoint, collect_overrides
+from mome.commands import add_trusted_checkpoint, collect_overrides, labelled_inputs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,13 +43,6 @@ def default_out(checkpoint: Path, labels: Path) -> Path:
     return run / "eval" / labels.stem
 
 
-def resolve_labels(labels: str, root: Path) -> Path:
-    """A path that exists as given wins; otherwise it is relative to the corpus root (like data.*_labels)."""
-    from mome.config import absolute_path
-
-    return Path(absolute_path(labels) if Path(labels).is_file() else absolute_path(labels, root))
-
-
 def run(args: argparse.Namespace) -> int:
     from mome.models.avhubert_checkpoint import trusted_checkpoints
 
@@ -58,7 +51,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from mome.config import combinations, parse_combination
     from mome.errors import UserError
     from mome.evaluation.evaluate import evaluate, markdown, parse_snr
     from mome.training.checkpoint import checkpoint_config, load_checkpoint, model_from_payload, resolve_checkpoint
@@ -74,14 +66,7 @@ def _run(args: argparse.Namespace) -> int:
     checkpoint = resolve_checkpoint(args.checkpoint)
     payload = load_checkpoint(checkpoint)
     cfg = checkpoint_config(payload, args.overrides)
-    comp = cfg.model.compression
-    combos = [parse_combination(r, comp) for r in args.rates] if args.rates else combinations(comp)
-    if cfg.data.root is None:
-        raise UserError("no corpus root: pass --root DIR (the checkpoint's config has no data.root)")
-    root = Path(cfg.data.root)
-    labels = resolve_labels(args.labels, root)
-    if not labels.is_file():
-        raise UserError(f"{args.labels}: label file not found (also looked in {root})")
+    combos, root, labels = labelled_inputs(args, cfg)
 
     start = time.perf_counter()
     model, cfg = model_from_payload(payload, args.overrides, device=args.device)

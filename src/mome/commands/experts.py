@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mome.commands import add_trusted_checkpoint, collect_overrides
+from mome.commands import add_trusted_checkpoint, collect_overrides, labelled_inputs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,8 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from mome.analysis.experts import analyse, collect, labelled_batches, write_outputs
-    from mome.commands.eval import default_out, resolve_labels
-    from mome.config import combinations, parse_combination
+    from mome.commands.eval import default_out
     from mome.errors import UserError
     from mome.evaluation.evaluate import frame_rates
     from mome.training.checkpoint import checkpoint_config, load_checkpoint, model_from_payload, resolve_checkpoint
@@ -51,14 +50,7 @@ def _run(args: argparse.Namespace) -> int:
     cfg = checkpoint_config(payload, args.overrides)
     if cfg.model.adapter.kind != "mome" or not cfg.model.adapter.mome.num_routed_experts:
         raise UserError(f"{checkpoint}: adapter {cfg.model.adapter.kind!r} has no router; expert usage needs MoME")
-    comp = cfg.model.compression
-    combos = [parse_combination(r, comp) for r in args.rates] if args.rates else combinations(comp)
-    if cfg.data.root is None:
-        raise UserError("no corpus root: pass --root DIR (the checkpoint's config has no data.root)")
-    root = Path(cfg.data.root)
-    labels = resolve_labels(args.labels, root)
-    if not labels.is_file():
-        raise UserError(f"{args.labels}: label file not found (also looked in {root})")
+    combos, root, labels = labelled_inputs(args, cfg)
 
     model, cfg = model_from_payload(payload, args.overrides, device=args.device)
     model.eval()
