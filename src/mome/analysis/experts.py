@@ -139,16 +139,19 @@ def consistency(routing: Routing, first: int, second: int, kind: Segment, num_ex
     generator = torch.Generator().manual_seed(seed)
     shuffled = sets_b[torch.randperm(len(b), generator=generator)]
     k = routing.topk.shape[1]
+
+    def jaccard(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # [n_a, E], [n_b, E] -> [n_a, n_b]
+        shared = x @ y.T  # experts in both top-k sets
+        return shared / (2 * k - shared)
+
     score = chance = weight = 0.0
     for u in routing.utterance[a].unique():
         in_a, in_b = routing.utterance[a] == u, routing.utterance[b] == u
         latest_start = torch.maximum(routing.start[a][in_a, None], routing.start[b][None, in_b])
         earliest_end = torch.minimum(routing.end[a][in_a, None], routing.end[b][None, in_b])
         overlap = (earliest_end - latest_start).clamp_min(0)  # [n_a, n_b] seconds
-        for sets, total in ((sets_b[in_b], "score"), (shuffled[in_b], "chance")):
-            shared = sets_a[in_a] @ sets.T  # [n_a, n_b] experts in both top-k sets
-            value = float((overlap * shared / (2 * k - shared)).sum())
-            score, chance = (score + value, chance) if total == "score" else (score, chance + value)
+        score += float((overlap * jaccard(sets_a[in_a], sets_b[in_b])).sum())
+        chance += float((overlap * jaccard(sets_a[in_a], shuffled[in_b])).sum())
         weight += float(overlap.sum())
     return (score / weight, chance / weight) if weight else (float("nan"), float("nan"))
 
