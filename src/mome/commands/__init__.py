@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,14 @@ TRUSTED_CHECKPOINT_HELP = (
 def add_trusted_checkpoint(parser: argparse.ArgumentParser) -> None:
     """`--trusted-checkpoint`, off by default: the one way the command line lets a pickle run code."""
     parser.add_argument("--trusted-checkpoint", action="store_true", help=TRUSTED_CHECKPOINT_HELP)
+
+
+def run_trusting(args: argparse.Namespace, body: Callable[[argparse.Namespace], int]) -> int:
+    """`body(args)` with the command's `--trusted-checkpoint` choice in force, and only for its duration."""
+    from mome.models.avhubert_checkpoint import trusted_checkpoints
+
+    with trusted_checkpoints(args.trusted_checkpoint):
+        return body(args)
 
 
 def collect_overrides(args: argparse.Namespace, names: tuple[str, ...]) -> None:

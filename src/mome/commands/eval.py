@@ -11,7 +11,7 @@ import argparse
 import time
 from pathlib import Path
 
-from mome.commands import add_trusted_checkpoint, collect_overrides, labelled_inputs
+from mome.commands import add_trusted_checkpoint, collect_overrides, labelled_inputs, run_trusting
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,10 +44,7 @@ def default_out(checkpoint: Path, labels: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mome.models.avhubert_checkpoint import trusted_checkpoints
-
-    with trusted_checkpoints(args.trusted_checkpoint):
-        return _run(args)
+    return run_trusting(args, _run)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mome.commands import add_trusted_checkpoint, collect_overrides, labelled_inputs
+from mome.commands import add_trusted_checkpoint, collect_overrides, labelled_inputs, run_trusting
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,10 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mome.models.avhubert_checkpoint import trusted_checkpoints
-
-    with trusted_checkpoints(args.trusted_checkpoint):
-        return _run(args)
+    return run_trusting(args, _run)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from mome.commands import add_trusted_checkpoint, collect_overrides
+from mome.commands import add_trusted_checkpoint, collect_overrides, run_trusting
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,10 +39,7 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mome.models.avhubert_checkpoint import trusted_checkpoints
-
-    with trusted_checkpoints(args.trusted_checkpoint):
-        return _run(args)
+    return run_trusting(args, _run)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from mome.commands import add_trusted_checkpoint
+from mome.commands import add_trusted_checkpoint, run_trusting
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,10 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mome.models.avhubert_checkpoint import trusted_checkpoints
-
-    with trusted_checkpoints(args.trusted_checkpoint):
-        return _run(args)
+    return run_trusting(args, _run)
 
 
 def _run(args: argparse.Namespace) -> int:
