@@ -146,9 +146,8 @@ def _train(cfg: Config) -> None:
 
 def _cached(path: Path, source: dict[str, Any]) -> dict[str, Any] | None:
     """The results in `path` if they were computed from the same checkpoint (step and file hash)."""
-    try:
-        results = json.loads(path.read_text())
-    except (OSError, ValueError):  # absent, or cut short by a kill
+    results = _read_json(path)
+    if not results:
         return None
     old = results.get("source") or {}
     same = all(old.get(k) == source[k] for k in ("step", "sha256"))
@@ -175,8 +174,7 @@ def _evaluate(opts: DemoOptions, task: str) -> dict[str, Any]:
 
 def _experts(opts: DemoOptions) -> dict[str, Any] | None:
     """Expert usage of the AVSR model on the test split (`mome experts`), reused while its checkpoint is."""
-    from mome.analysis.experts import analyse, collect, labelled_batches, write_outputs
-    from mome.evaluation.evaluate import frame_rates
+    from mome.analysis.experts import expert_usage, has_router, write_outputs
     from mome.training.checkpoint import checkpoint_source, model_from_checkpoint, resolve_checkpoint
 
     out_dir = opts.out / "experts"
@@ -186,12 +184,11 @@ def _experts(opts: DemoOptions) -> dict[str, Any] | None:
     if cached is not None:
         return cached
     model, cfg = model_from_checkpoint(checkpoint)
-    if cfg.model.adapter.kind != "mome" or not cfg.model.adapter.mome.num_routed_experts:
+    if not has_router(cfg.model):
         return None  # a preset without routers: nothing to show
-    model.eval()
-    batches = labelled_batches(model, cfg, Path(cfg.data.test_labels), Path(cfg.data.root), opts.eval_limit)
-    routings = collect(model, batches, model.combinations, frame_rates(model))
-    result = {**analyse(routings, model.combinations, cfg.model.adapter.mome.num_routed_experts), "source": source}
+    result = expert_usage(model, cfg, Path(cfg.data.test_labels), Path(cfg.data.root), model.combinations,
+                          opts.eval_limit)  # fmt: skip
+    result["source"] = source
     write_outputs(result, out_dir, "the demo's MoME model on the test split")
     return result
 
@@ -258,7 +255,8 @@ def _run_stages(opts: DemoOptions) -> Path:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
+    """The JSON object in `path`; {} when it is absent or cut short by a kill."""
     try:
         return json.loads(path.read_text())
-    except (OSError, ValueError):  # an evaluation from before decode times were recorded
+    except (OSError, ValueError):
         return {}

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mome.config import Combination, Config, combination_key, combinations
+from mome.errors import UserError
 from mome.evaluation.evaluate import tokens_per_second
 from mome.models.avsr import AVSRModel
 
@@ -82,7 +83,7 @@ def cost_table(cfg: Config, seconds: float = 5.0, extra: list[Combination] | Non
     from mome.analysis.params import build_on_meta
 
     if seconds <= 0:
-        raise ValueError("seconds must be positive")
+        raise UserError(f"--seconds {seconds:g}: must be positive")
     model = build_on_meta(cfg)
     shape = DecoderShape.of(model.llm.config)
     rows = []

@@ -254,6 +254,21 @@ def write_outputs(result: dict[str, Any], out_dir: Path, title: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------ data
+def has_router(cfg: Any) -> bool:
+    """Whether a model config (`ModelConfig`) routes tokens: MoME with routed experts."""
+    return cfg.adapter.kind == "mome" and cfg.adapter.mome.num_routed_experts > 0
+
+
+def expert_usage(model: AVSRModel, cfg: Any, labels: Path, root: Path, combos: list[Combination],
+                 limit: int | None = None, progress: bool = True) -> dict[str, Any]:  # fmt: skip
+    """`analyse` of the clean utterances of `labels` at `combos`: what `mome experts` and the demo report."""
+    from mome.evaluation.evaluate import frame_rates
+
+    routings = collect(model.eval(), labelled_batches(model, cfg, labels, root, limit, progress), combos,
+                       frame_rates(model))  # fmt: skip
+    return analyse(routings, combos, cfg.model.adapter.mome.num_routed_experts)
+
+
 def labelled_batches(model: AVSRModel, cfg: Any, labels: Path, root: Path, limit: int | None,
                  progress: bool = True) -> Iterable[tuple[Features, list[str]]]:  # fmt: skip
     """(features, transcripts) of the clean utterances of `labels` in file order, as `mome eval` reads them

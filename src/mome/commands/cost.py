@@ -17,10 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from mome.analysis.cost import cost_table, markdown, uncompressed
     from mome.config import load_config
-    from mome.errors import UserError
 
-    if args.seconds <= 0:
-        raise UserError("--seconds must be positive")
     cfg = load_config(args.config, args.overrides)
     table = cost_table(cfg, args.seconds, extra=[uncompressed(cfg)])
     print(json.dumps(table, indent=1) if args.json else markdown(table))

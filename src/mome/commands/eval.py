@@ -37,10 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.parse_args = parser.parse_intermixed_args  # type: ignore[method-assign]
 
 
-def default_out(checkpoint: Path, labels: Path) -> Path:
-    """`<run>/eval/<labels stem>`, where the run directory holds `checkpoints/`."""
+def default_out(checkpoint: Path, labels: Path, kind: str = "eval") -> Path:
+    """`<run>/<kind>/<labels stem>`, where the run directory holds `checkpoints/`."""
     run = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
-    return run / "eval" / labels.stem
+    return run / kind / labels.stem
 
 
 def run(args: argparse.Namespace) -> int:

@@ -31,10 +31,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from mome.analysis.experts import analyse, collect, labelled_batches, write_outputs
+    from mome.analysis.experts import expert_usage, has_router, write_outputs
     from mome.commands.eval import default_out
     from mome.errors import UserError
-    from mome.evaluation.evaluate import frame_rates
     from mome.training.checkpoint import checkpoint_config, load_checkpoint, model_from_payload, resolve_checkpoint
 
     collect_overrides(args, ("rates",))
@@ -45,17 +44,14 @@ def _run(args: argparse.Namespace) -> int:
     checkpoint = resolve_checkpoint(args.checkpoint)
     payload = load_checkpoint(checkpoint)
     cfg = checkpoint_config(payload, args.overrides)
-    if cfg.model.adapter.kind != "mome" or not cfg.model.adapter.mome.num_routed_experts:
+    if not has_router(cfg.model):
         raise UserError(f"{checkpoint}: adapter {cfg.model.adapter.kind!r} has no router; expert usage needs MoME")
     combos, root, labels = labelled_inputs(args, cfg)
 
     model, cfg = model_from_payload(payload, args.overrides, device=args.device)
-    model.eval()
-    batches = labelled_batches(model, cfg, labels, root, args.limit, progress=not args.quiet)
-    routings = collect(model, batches, combos, frame_rates(model))
-    result = analyse(routings, combos, cfg.model.adapter.mome.num_routed_experts)
+    result = expert_usage(model, cfg, labels, root, combos, args.limit, progress=not args.quiet)
     result.update(checkpoint=str(checkpoint), labels=str(labels), shared_router=cfg.model.adapter.mome.shared_router)
-    out = Path(args.out) if args.out else default_out(checkpoint, labels).parent.parent / "experts" / labels.stem
+    out = Path(args.out) if args.out else default_out(checkpoint, labels, "experts")
     write_outputs(result, out, f"{cfg.name} on {labels.name}")
     for modality, v in result["consistency_mean"].items():
         print(f"{modality}: consistency {v['score']:.3f} across granularities (chance {v['chance']:.3f})")
