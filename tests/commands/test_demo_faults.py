@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import mome.demo as demo
+from mome import pipeline
 from mome.cli import main
 from mome.config import load_config
 from mome.errors import Interrupted
@@ -22,11 +23,11 @@ FAST = ["data.max_frames=120", "data.num_workers=0", "train.num_threads=1", "tra
 
 
 def _stub_stages(monkeypatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(demo, "_corpus", lambda opts: tmp_path)
-    monkeypatch.setattr(demo, "_models", lambda cfg: None)
-    monkeypatch.setattr(demo, "_lip_encoder", lambda opts, corpus, preset: tmp_path / "lip.pt")
-    monkeypatch.setattr(demo, "run_config", lambda *args: None)
-    monkeypatch.setattr(demo, "_features", lambda cfg, snrs: None)
+    monkeypatch.setattr(pipeline, "corpus", lambda ws: tmp_path)
+    monkeypatch.setattr(pipeline, "models", lambda cfg: None)
+    monkeypatch.setattr(pipeline, "lip_encoder", lambda ws, corpus, preset: tmp_path / "lip.pt")
+    monkeypatch.setattr(pipeline, "run_config", lambda *args: None)
+    monkeypatch.setattr(pipeline, "features", lambda cfg, snrs: None)
 
 
 def test_an_interrupted_training_stage_stops_the_demo_with_its_code(monkeypatch, tmp_path, capsys) -> None:
@@ -35,8 +36,8 @@ def test_an_interrupted_training_stage_stops_the_demo_with_its_code(monkeypatch,
     def interrupted(cfg):
         raise Interrupted("train runs/avsr (step 4): interrupted by SIGTERM; saved step-00000004.pt", 143)
 
-    monkeypatch.setattr(demo, "_train", interrupted)
-    monkeypatch.setattr(demo, "_evaluate", lambda opts, task: pytest.fail("evaluated a half-trained model"))
+    monkeypatch.setattr(pipeline, "train", interrupted)
+    monkeypatch.setattr(pipeline, "evaluate", lambda ws, name: pytest.fail("evaluated a half-trained model"))
     assert main(["demo", "--out", str(tmp_path / "out"), "--preset", "tiny"]) == 143
     err = capsys.readouterr().err
     assert "demo stopped at stage 'train avsr'" in err and "rerun the same `mome demo` command" in err
@@ -51,7 +52,7 @@ def test_sigterm_in_another_stage_stops_the_demo_with_143(monkeypatch, tmp_path)
         time.sleep(5)
         pytest.fail("SIGTERM did not stop the stage")
 
-    monkeypatch.setattr(demo, "_models", models)
+    monkeypatch.setattr(pipeline, "models", models)
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(Interrupted, match="demo stopped at stage 'models'") as err:
         demo.run_demo(demo.DemoOptions(out=tmp_path / "out", preset="tiny"))
@@ -65,14 +66,14 @@ def test_cached_results_are_recomputed_when_the_checkpoint_changes(corpus, tmp_p
     overrides = [f"data.root={corpus}", f"train.output_dir={run}", *FAST]
     train(load_config("tiny", [*overrides, "train.max_steps=2"]))
     results = tmp_path / "eval" / "avsr" / "results.json"
-    first = demo._evaluate(opts, "avsr")
+    first = pipeline.evaluate(opts, "avsr")
     assert first["source"]["step"] == 2 and len(first["source"]["sha256"]) == 64
     mtime = results.stat().st_mtime_ns
-    assert demo._evaluate(opts, "avsr") == json.loads(results.read_text())  # reused ...
+    assert pipeline.evaluate(opts, "avsr") == json.loads(results.read_text())  # reused ...
     assert results.stat().st_mtime_ns == mtime  # ... not recomputed
 
     train(load_config("tiny", [*overrides, "train.max_steps=4"]))  # the run is trained further
-    second = demo._evaluate(opts, "avsr")
+    second = pipeline.evaluate(opts, "avsr")
     assert second["source"]["step"] == 4 and json.loads(results.read_text())["source"]["step"] == 4
     results.write_text('{"wer": ')  # cut short by a kill: evaluated again, not a traceback
-    assert demo._evaluate(opts, "avsr")["source"] == second["source"]
+    assert pipeline.evaluate(opts, "avsr")["source"] == second["source"]

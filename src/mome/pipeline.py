@@ -1,0 +1,235 @@
+"""The stages that `mome demo` and `mome reproduce` share: one synthetic corpus, the shipped models, one lip
+encoder and one feature cache in a workspace folder, then runs trained, evaluated and analysed by name.
+
+Every stage is skipped when its output exists, so a stopped command continues where it stopped; SIGINT and
+SIGTERM stop it at the running stage (a training stage saves its checkpoint first) with exit code 130 / 143
+and a line saying to rerun the same command. An evaluation is reused only while it names the checkpoint it
+was computed from (step and sha256): a run trained further is evaluated again.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from mome.config import Config, absolute_path, load_config
+from mome.errors import Interrupted
+
+T = TypeVar("T")
+
+
+@dataclass
+class Workspace:
+    """Where a command's corpus, lip encoder, features and runs live, and how they are made."""
+
+    out: Path = Path("workspace")
+    preset: str = "demo"
+    seed: int = 0
+    """Seed of the corpus, the lip encoder and (unless a run overrides `train.seed`) every run."""
+    utterances: int = 800
+    """Corpus size (80% train)."""
+    grid_fraction: float = 1.0
+    """Share of GRID-like sentences in the corpus (the rest: open grammar). The open grammar needs far more
+    steps than a CPU budget of minutes gives (docs/experiments.md), so the commands spend their data on the
+    grammar of GRID, the classic AVSR benchmark. `mome synth` defaults to 0.5."""
+    lip_steps: int = 220
+    snrs: list[float | None] = field(default_factory=lambda: [None, 5.0, 0.0, -5.0])
+    """Test conditions: clean and babble at these SNRs (dB)."""
+    eval_limit: int | None = None
+    overrides: list[str] = field(default_factory=list)
+    """Extra KEY=VALUE overrides for every run (e.g. model.llm.num_layers=6)."""
+
+    def __post_init__(self) -> None:
+        self.out = Path(absolute_path(str(self.out)))  # the stages below pass it on; none depends on the cwd
+
+
+class Stages:
+    """Runs named stages, adding each one's seconds to `<out>/timings.json`; a stop names the stage."""
+
+    def __init__(self, path: Path, command: str) -> None:
+        self.path = path
+        self.command = command
+        self.times: dict[str, float] = read_json(path)
+
+    def run(self, name: str, fn: Callable[[], T]) -> T:
+        print(f"\n=== {name} ===", flush=True)
+        t0 = time.perf_counter()
+        try:
+            result = fn()
+        except Interrupted as err:  # a training stage: saved
+            raise self._stopped(name, err.code, f" ({err})") from None
+        except _Terminated:
+            raise self._stopped(name, 128 + signal.SIGTERM) from None
+        except KeyboardInterrupt:
+            raise self._stopped(name, 128 + signal.SIGINT) from None
+        finally:
+            self.times[name] = round(self.times.get(name, 0.0) + time.perf_counter() - t0, 1)
+            self.path.write_text(json.dumps(self.times, indent=2))
+        print(f"=== {name}: {self.times[name]:.0f} s", flush=True)
+        return result
+
+    def _stopped(self, stage: str, code: int, detail: str = "") -> Interrupted:
+        return Interrupted(
+            f"{self.command} stopped at stage {stage!r}{detail}; the finished stages are kept: rerun the same "
+            f"`mome {self.command}` command to continue",
+            code,
+        )
+
+    def summary(self) -> str:
+        """The stage split, one line: `corpus 95 s, models 30 s, ... = 880 s (14.7 min)`."""
+        total = sum(self.times.values())
+        parts = ", ".join(f"{k} {v:.0f} s" for k, v in self.times.items())
+        return f"time per stage: {parts} = {total:.0f} s ({total / 60:.1f} min)"
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM outside a training loop: unwinds like Ctrl-C (no `except Exception` can swallow it)."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise _Terminated
+
+
+def stoppable(fn: Callable[[], T]) -> T:
+    """Run `fn` with SIGTERM unwinding like Ctrl-C, so that `Stages.run` can name the stage it stopped."""
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        return fn()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def corpus(ws: Workspace) -> Path:
+    from mome.synthetic.corpus import synthesize_corpus
+
+    root = ws.out / "corpus"
+    if not (root / "labels" / "test.csv").is_file():
+        synthesize_corpus(root, ws.utterances, seed=ws.seed, grid_fraction=ws.grid_fraction)
+    return root
+
+
+def models(cfg: Config) -> None:
+    """Convert the shipped models that the preset names (`embedded:<name>`), once; later runs reuse the cache."""
+    from mome.convert.embedded import ensure_embedded
+
+    for path in (cfg.model.llm.path, cfg.model.encoders.audio.path):
+        if path and path.startswith("embedded:"):
+            name = path.split(":", 1)[1]
+            print(f"{name}: {ensure_embedded(name)}")
+
+
+def lip_encoder(ws: Workspace, corpus_root: Path, preset: Config) -> Path:
+    from mome.training.pretrain_video import pretrain_video
+
+    path = ws.out / "lip_encoder.pt"
+    if not path.is_file():
+        arch = preset.model.encoders.video.arch or {}
+        metrics = pretrain_video(corpus_root, path, steps=ws.lip_steps, seed=ws.seed, arch=arch.get("name", "compact"))
+        (ws.out / "lip_encoder.json").write_text(json.dumps(metrics, indent=2, default=str))
+    return path
+
+
+def run_config(
+    ws: Workspace, corpus_root: Path, lip: Path, task: str, steps: int, name: str | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> Config:  # fmt: skip
+    """The config of run `name` (default: the task) in `<out>/runs/<name>`: the preset on the workspace's data,
+    with the task's encoders, then the workspace's and this run's overrides."""
+    name = name or task
+    base = [
+        f"name={ws.preset}-{name}",
+        f"data.root={corpus_root}",
+        f"model.encoders.video.path={lip}",
+        f"train.max_steps={steps}",
+        f"train.output_dir={ws.out / 'runs' / name}",
+        f"train.seed={ws.seed}",
+        f"data.feature_cache={ws.out / 'features'}",
+    ]
+    return load_config(ws.preset, base + task_overrides(task) + ws.overrides + list(overrides))
+
+
+def task_overrides(task: str) -> list[str]:
+    """A preset's AVSR model turned into the task's: audio only (`asr`) or video only (`vsr`)."""
+    if task == "asr":
+        return ["model.compression.task=asr", "model.encoders.video.kind=none"]
+    if task == "vsr":
+        return ["model.compression.task=vsr", "model.encoders.audio.kind=none"]
+    return []
+
+
+def features(cfg: Config, snrs: list[float | None]) -> None:
+    """The frozen encoders' outputs for every split, once: the runs and their evaluations read them."""
+    from mome.features.fill import fill_splits
+
+    if cfg.data.feature_cache is not None:  # `data.feature_cache=null`: the runs encode at every step
+        fill_splits(cfg, snrs=snrs)
+
+
+def train(cfg: Config) -> None:
+    from mome.training.recipe import train as train_recipe
+
+    train_recipe(cfg)
+
+
+def evaluate(ws: Workspace, name: str) -> dict[str, Any]:
+    """Run `name` on the test split at every rate combination and SNR, in `<out>/eval/<name>` (reused while its
+    checkpoint is). Video-only runs are evaluated clean only: babble is added to the audio, which they never hear."""
+    from mome.evaluation.evaluate import evaluate as evaluate_model
+    from mome.training.checkpoint import checkpoint_source, model_from_checkpoint, resolve_checkpoint
+
+    out_dir = ws.out / "eval" / name
+    checkpoint = resolve_checkpoint(ws.out / "runs" / name)
+    source = checkpoint_source(checkpoint)
+    cached = _cached(out_dir / "results.json", source)
+    if cached is not None:
+        return cached
+    model, cfg = model_from_checkpoint(checkpoint)
+    snrs = [None] if cfg.model.compression.task == "vsr" else ws.snrs
+    return evaluate_model(model, cfg, cfg.data.test_labels, cfg.data.root, model.combinations, snrs,
+                          out_dir=out_dir, limit=ws.eval_limit, info={"source": source})  # fmt: skip
+
+
+def experts(ws: Workspace, name: str, out_dir: Path, title: str) -> dict[str, Any] | None:
+    """Expert usage of run `name` on the test split (`mome experts`) in `out_dir`, reused while its checkpoint
+    is; None for a run without routers."""
+    from mome.analysis.experts import expert_usage, has_router, write_outputs
+    from mome.training.checkpoint import checkpoint_source, model_from_checkpoint, resolve_checkpoint
+
+    checkpoint = resolve_checkpoint(ws.out / "runs" / name)
+    source = checkpoint_source(checkpoint)
+    cached = _cached(out_dir / "experts.json", source)
+    if cached is not None:
+        return cached
+    model, cfg = model_from_checkpoint(checkpoint)
+    if not has_router(cfg.model):
+        return None
+    result = expert_usage(model, cfg, Path(cfg.data.test_labels), Path(cfg.data.root), model.combinations,
+                          ws.eval_limit)  # fmt: skip
+    result["source"] = source
+    write_outputs(result, out_dir, title)
+    return result
+
+
+def _cached(path: Path, source: dict[str, Any]) -> dict[str, Any] | None:
+    """The results in `path` if they were computed from the same checkpoint (step and file hash)."""
+    results = read_json(path)
+    if not results:
+        return None
+    old = results.get("source") or {}
+    same = all(old.get(k) == source[k] for k in ("step", "sha256"))
+    if not same:
+        print(f"{path}: computed from another checkpoint (step {old.get('step', '?')}); evaluating again")
+    return results if same else None
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """The JSON object in `path`; {} when it is absent or cut short by a kill."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}

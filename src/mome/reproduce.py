@@ -1,0 +1,217 @@
+"""`mome reproduce`: the paper's comparison at CPU scale, in one command.
+
+On one workspace (the demo's kind of corpus, lip encoder and feature cache: `mome.pipeline`), every method
+below is trained with the same LLM, encoders, projectors, steps, batches and schedule, then evaluated at every
+rate combination it supports, clean and in babble at 0 dB. `mome.reproduce_report` turns the runs into the WER
+table, the parameter and time columns and one line per claim of the paper (docs/results.md is a full run).
+
+    1 corpus, models, lip encoder, features     as `mome demo` (`<out>/corpus`, `<out>/features`, ...)
+    2 train + eval, per method and seed          `<out>/runs/<run>`, `<out>/eval/<run>`
+    3 experts                                    shared vs per-granularity routers, `<out>/experts/<run>`
+    4 report                                     `<out>/README.md`, `<out>/results.json`, plots
+
+Stages are skipped when their output exists, so a stopped reproduction continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from mome import pipeline
+from mome.config import load_config
+from mome.pipeline import Stages, Workspace
+
+Family = Literal["mome", "mtsk", "llama-avsr", "asr"]
+
+
+@dataclass(frozen=True)
+class Method:
+    """One row of the comparison: the preset's model with `overrides`."""
+
+    key: str
+    """Run folder prefix (`<out>/runs/<key>-s<seed>`)."""
+    label: str
+    family: Family
+    overrides: tuple[str, ...] = ()
+    task: Literal["avsr", "asr"] = "avsr"
+    every_seed: bool = False
+    """Trained at every seed of `--seeds` (the others at the first seed only)."""
+
+    def granularities(self, combinations: int) -> int:
+        """Rate combinations it trains on at each step and is evaluated at (its cost, for the time estimate)."""
+        if self.family == "llama-avsr":
+            return 1
+        return 2 if self.task == "asr" else combinations
+
+
+def _mome(routed: int, top_k: int, shared: int, bottleneck: int) -> tuple[str, ...]:
+    m = "model.adapter.mome"
+    return (f"{m}.num_routed_experts={routed}", f"{m}.top_k={top_k}", f"{m}.num_shared_experts={shared}",
+            f"{m}.bottleneck={bottleneck}")  # fmt: skip
+
+
+def _single_rate(audio: int, video: int) -> tuple[str, ...]:
+    return ("model.adapter.kind=lora", f"model.compression.audio_rates=[{audio}]",
+            f"model.compression.video_rates=[{video}]")  # fmt: skip
+
+
+# The preset (`demo`) is MoME-23/4 with 1 shared expert, bottleneck 12, parallel to attention. The ablation
+# shapes are the paper's Table 3 rows (1 expert of width 48; 4 experts of width 24, top-2, 1 shared).
+METHODS: tuple[Method, ...] = (
+    Method("mome-mhsa", "MoME-23/4-MHSA", "mome", every_seed=True),
+    Method("mtsk-ms", "Llama-MTSK MS", "mtsk", ("model.adapter.kind=mtsk-ms",), every_seed=True),
+    Method("asr", "MoME-23/4-MHSA, audio only (ASR)", "asr", task="asr"),
+    Method("mome-mhsa-pergran", "MoME-23/4-MHSA, a router per granularity", "mome",
+           ("model.adapter.mome.shared_router=false",)),  # fmt: skip
+    Method("llama-avsr-a4-v2", "Llama-AVSR (4,2)", "llama-avsr", _single_rate(4, 2)),
+    Method("llama-avsr-a16-v5", "Llama-AVSR (16,5)", "llama-avsr", _single_rate(16, 5)),
+    Method("mome-ffn", "MoME-23/4-FFN", "mome", ("model.adapter.mome.placement=ffn",)),
+    Method("mome-layer", "MoME-23/4-LAYER", "mome", ("model.adapter.mome.placement=layer",)),
+    Method("mome-mhsa-noshared", "MoME-23/4-MHSA, no shared expert", "mome",
+           ("model.adapter.mome.num_shared_experts=0",)),  # fmt: skip
+    Method("mome-1-1", "MoME-1/1-MHSA (1 expert, width 48)", "mome", _mome(1, 1, 0, 48)),
+    Method("mome-4-2", "MoME-4/2-MHSA (width 24, 1 shared)", "mome", _mome(4, 2, 1, 24)),
+    Method("mtsk-ss", "Llama-MTSK SS", "mtsk", ("model.adapter.kind=mtsk-ss",)),
+    Method("mtsk-mss", "Llama-MTSK MSS", "mtsk", ("model.adapter.kind=mtsk-mss",)),
+)
+"""In training order: the runs every claim needs come first, so a stopped reproduction has them."""
+
+PAPER_PRESET = "paper-mome-23-4-mhsa"
+"""The paper-size model (Llama 3.2-3B, Whisper medium, AV-HuBERT Large) the same overrides are counted on."""
+
+QUICK = {"utterances": 60, "lip_steps": 4, "steps": 4, "eval_limit": 4}
+"""`--quick`: the same code with tiny steps, a tiny corpus and a few test utterances (minutes, not an hour)."""
+
+# The first time estimate, before any run is measured: seconds per training step and rate combination, and
+# per decoded utterance, of the `demo` preset on a 2-core x86 CPU without native bf16 (docs/experiments.md).
+# After each run the estimate uses what this machine measured.
+REFERENCE_SECONDS_PER_COMBINATION_STEP = 0.19
+REFERENCE_SECONDS_PER_DECODE = 0.05
+REFERENCE_SECONDS_PER_UTTERANCE_PREPARED = 0.5
+
+
+@dataclass
+class ReproduceOptions(Workspace):
+    out: Path = Path("reproduce_out")
+    snrs: list[float | None] = field(default_factory=lambda: [None, 0.0])
+    steps: int = 300
+    """Training steps of every run."""
+    seeds: list[int] = field(default_factory=lambda: [0, 1])
+    """Training seeds of MoME-MHSA and MTSK-MS (every other method: the first)."""
+    quick: bool = False
+
+
+@dataclass(frozen=True)
+class Job:
+    method: Method
+    seed: int
+
+    @property
+    def run(self) -> str:
+        return f"{self.method.key}-s{self.seed}"
+
+
+def jobs(opts: ReproduceOptions) -> list[Job]:
+    """Every (method, seed) to train, in order: each method at the first seed, then the extra seeds."""
+    first = [Job(m, opts.seeds[0]) for m in METHODS]
+    extra = [Job(m, s) for s in opts.seeds[1:] for m in METHODS if m.every_seed]
+    return first + extra
+
+
+class Estimate:
+    """Seconds left, from reference costs until this machine has measured a run, then from its own."""
+
+    def __init__(self, opts: ReproduceOptions, combinations: int, test_utterances: int) -> None:
+        self.opts = opts
+        self.combinations = combinations
+        self.decodes = test_utterances * len(opts.snrs)
+        self.per_step = REFERENCE_SECONDS_PER_COMBINATION_STEP
+        self.per_decode = REFERENCE_SECONDS_PER_DECODE
+        self.measured: list[tuple[float, float, float, float]] = []  # (combination-steps, decodes, train s, eval s)
+
+    def _work(self, job: Job) -> tuple[int, int]:
+        """(rate-combination steps of training, decoded utterances of evaluation)."""
+        g = job.method.granularities(self.combinations)
+        return self.opts.steps * g, self.decodes * g
+
+    def job_seconds(self, job: Job) -> tuple[float, float]:
+        steps, decodes = self._work(job)
+        return steps * self.per_step, decodes * self.per_decode
+
+    def record(self, job: Job, train_seconds: float, eval_seconds: float) -> None:
+        self.measured.append((*self._work(job), train_seconds, eval_seconds))
+        self.per_step = sum(m[2] for m in self.measured) / sum(m[0] for m in self.measured)
+        self.per_decode = sum(m[3] for m in self.measured) / max(1.0, sum(m[1] for m in self.measured))
+
+    def remaining(self, todo: list[Job]) -> float:
+        return sum(sum(self.job_seconds(job)) for job in todo)
+
+
+def plan(opts: ReproduceOptions, todo: list[Job], estimate: Estimate, prepare_seconds: float) -> str:
+    """What will run and the estimated time, printed before anything starts."""
+    lines = [f"mome reproduce: {len(todo)} runs of {opts.steps} steps on preset {opts.preset!r}, evaluated at "
+             f"SNR {', '.join('clean' if s is None else f'{s:g} dB' for s in opts.snrs)}; output {opts.out}"]  # fmt: skip
+    for job in todo:
+        train_s, eval_s = estimate.job_seconds(job)
+        lines.append(f"  {job.run:<24} {job.method.label:<42} ~{(train_s + eval_s) / 60:4.1f} min")
+    total = prepare_seconds + estimate.remaining(todo)
+    lines.append(f"estimated {total / 60:.0f} min (corpus, lip encoder and features ~{prepare_seconds / 60:.0f} min; "
+                 "the estimate is refined after each run)")  # fmt: skip
+    return "\n".join(lines)
+
+
+def _trained(opts: ReproduceOptions, job: Job) -> bool:
+    checkpoints = sorted((opts.out / "runs" / job.run / "checkpoints").glob("step-*.pt"))
+    return bool(checkpoints) and int(checkpoints[-1].stem.split("-")[1]) >= opts.steps
+
+
+def run_reproduce(opts: ReproduceOptions) -> Path:
+    """Run every stage; returns the report path. A stop signal raises `Interrupted` naming the stage."""
+    return pipeline.stoppable(lambda: _run_stages(opts))
+
+
+def _run_stages(opts: ReproduceOptions) -> Path:
+    from mome.reproduce_report import write_report
+
+    opts.out.mkdir(parents=True, exist_ok=True)
+    preset = load_config(opts.preset)
+    combinations = len(preset.model.compression.audio_rates) * len(preset.model.compression.video_rates)
+    test_utterances = min(opts.eval_limit or opts.utterances // 10, opts.utterances // 10)
+    estimate = Estimate(opts, combinations, test_utterances)
+    todo = jobs(opts)
+    prepared = (opts.out / "features").is_dir()
+    prepare_seconds = 0.0 if prepared else opts.utterances * REFERENCE_SECONDS_PER_UTTERANCE_PREPARED
+    print(plan(opts, todo, estimate, prepare_seconds), flush=True)
+
+    started = time.perf_counter()
+    stages = Stages(opts.out / "timings.json", "reproduce")
+    corpus = stages.run("corpus", lambda: pipeline.corpus(opts))
+    stages.run("models", lambda: pipeline.models(preset))
+    lip = stages.run("lip encoder", lambda: pipeline.lip_encoder(opts, corpus, preset))
+    features_cfg = pipeline.run_config(opts, corpus, lip, "avsr", 1)
+    stages.run("features", lambda: pipeline.features(features_cfg, opts.snrs))
+    for i, job in enumerate(todo):
+        cfg = pipeline.run_config(opts, corpus, lip, job.method.task, opts.steps, job.run,
+                                  [*job.method.overrides, f"train.seed={job.seed}"])  # fmt: skip
+        was_trained = _trained(opts, job)
+        t0 = time.perf_counter()
+        stages.run(f"train {job.run}", lambda cfg=cfg: pipeline.train(cfg))
+        t1 = time.perf_counter()
+        stages.run(f"eval {job.run}", lambda job=job: pipeline.evaluate(opts, job.run))
+        if not was_trained:  # a run found finished measures nothing
+            estimate.record(job, t1 - t0, time.perf_counter() - t1)
+        left = estimate.remaining(todo[i + 1 :])
+        print(f"[{i + 1}/{len(todo)}] {job.run} done; {(time.perf_counter() - started) / 60:.1f} min so far, "
+              f"~{left / 60:.0f} min left", flush=True)  # fmt: skip
+    experts = {}
+    for job in todo:
+        if job.method.key in ("mome-mhsa", "mome-mhsa-pergran"):
+            title = f"{job.method.label} (seed {job.seed}) on the test split"
+            out_dir = opts.out / "experts" / job.run
+            experts[job.run] = stages.run(f"experts {job.run}", lambda j=job, o=out_dir, t=title: pipeline.experts(opts, j.run, o, t))
+    report = stages.run("report", lambda: write_report(opts, todo, experts, stages.times))
+    print(f"\n{stages.summary()} (saved in {stages.path})")
+    return report
