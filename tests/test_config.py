@@ -141,6 +141,7 @@ BAD_VALUES = {
     "train.val_every_steps": "0",
     "train.val_max_batches": "0",
     "train.num_threads": "-2",
+    "train.task_mix": "{avsr: -1}",
     "decode.num_beams": "0",
     "decode.max_new_tokens": "0",
     "decode.length_penalty": ".nan",

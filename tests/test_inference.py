@@ -11,12 +11,15 @@ from mome.inference import clip_seconds, load_clip
 from tiny import autocast_spy
 
 
-@pytest.mark.parametrize("modalities", [("audio", "video"), ("audio",), ("video",)])
-def test_clip_inputs_equal_the_evaluation_item(corpus, modalities):
+@pytest.mark.parametrize(("task", "modalities"), [("avsr", ("audio", "video")), ("asr", ("audio",)),
+                                                 ("vsr", ("video",)), ("any", ("audio", "video"))])  # fmt: skip
+def test_clip_inputs_equal_the_evaluation_item(corpus, task, modalities):
     ds = AVDataset(corpus / "labels/test.csv", corpus, DataConfig(root=str(corpus)), train=False, modalities=modalities)
     expected = collate([ds[0]])
     stem = corpus / ds.rows[0].rel_path
-    batch = load_clip(stem.with_suffix(".mp4"), stem.with_suffix(".wav"), modalities, input_kind="crop")
+    clip = load_clip(stem.with_suffix(".mp4"), stem.with_suffix(".wav"), task, input_kind="crop")
+    assert clip.modalities == modalities and not clip.problems
+    batch = clip.batch
     keys = [k for k in expected if isinstance(expected[k], torch.Tensor)]
     assert keys and sorted(keys) == sorted(k for k in batch if isinstance(batch[k], torch.Tensor))
     for key in keys:
@@ -27,7 +30,7 @@ def test_clip_inputs_equal_the_evaluation_item(corpus, modalities):
 def test_a_mouth_crop_without_audio_track_names_the_option(corpus):
     mp4 = next(corpus.glob("synth/test/**/*.mp4"))
     with pytest.raises(MediaError, match="no audio track .give the audio with --audio"):
-        load_clip(mp4, None, ("audio", "video"))
+        load_clip(mp4, None, "avsr")
 
 
 @pytest.mark.parametrize(("precision", "dtype"), [("bf16", torch.bfloat16), ("fp32", None)])
@@ -40,6 +43,6 @@ def test_transcribe_encodes_and_generates_under_the_decode_precision(corpus, mon
     model = build_model(cfg.model).eval()
     seen = autocast_spy(model, monkeypatch)
     stem = next(corpus.glob("synth/test/**/*.mp4")).with_suffix("")
-    batch = load_clip(stem.with_suffix(".mp4"), stem.with_suffix(".wav"), ("audio", "video"), input_kind="crop")
-    assert isinstance(transcribe(model, batch, (16, 5), cfg.decode), str)
+    clip = load_clip(stem.with_suffix(".mp4"), stem.with_suffix(".wav"), "avsr", input_kind="crop")
+    assert isinstance(transcribe(model, clip.batch, (16, 5), cfg.decode), str)
     assert seen == [dtype, dtype]

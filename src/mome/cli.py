@@ -33,7 +33,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "run the frozen encoders once over a corpus and cache their outputs (data.feature_cache)",
     ),
     "eval": ("mome.commands.eval", "WER of a checkpoint at every rate combination x SNR: JSON, Markdown table, plot"),
-    "reproduce": ("mome.commands.reproduce", "train MoME, its ablations and the baselines alike; test the paper's claims"),
+    "reproduce": (
+        "mome.commands.reproduce",
+        "train MoME, its ablations and the baselines alike; test the paper's claims",
+    ),
     "cost": ("mome.commands.cost", "LLM input tokens and prefill FLOPs per second of speech at each rate combination"),
     "experts": ("mome.commands.experts", "expert usage of a MoME model: shares per granularity, heatmaps, consistency"),
     "transcribe": ("mome.commands.transcribe", "transcribe one mouth-crop clip (+ audio) and time each stage"),

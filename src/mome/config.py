@@ -32,7 +32,8 @@ from mome.constants import MODEL_CROP_SIZE, MOUTH_CROP_SIZE
 from mome.errors import ConfigError
 
 # Enumerated fields are `Literal`s: the YAML loader checks a value against them, and each list exists once.
-Task = Literal["asr", "vsr", "avsr"]
+Task = Literal["asr", "vsr", "avsr", "any"]
+SingleTask = Literal["asr", "vsr", "avsr"]
 CompressionMode = Literal["avg-pool", "stack"]
 AdapterKind = Literal["none", "lora", "mtsk-ms", "mtsk-ss", "mtsk-mss", "mome"]
 ADAPTER_KINDS: tuple[str, ...] = typing.get_args(AdapterKind)
@@ -106,7 +107,8 @@ class EncodersConfig:
 @dataclass
 class CompressionConfig:
     task: Task = "avsr"
-    """`asr` (audio only), `vsr` (video only) or `avsr` (both, concatenated in the LLM input)."""
+    """`asr` (audio only), `vsr` (video only), `avsr` (both, concatenated in the LLM input) or `any`: one
+    model for all three, trained on rows of each (`train.task_mix`), that falls back to the modality a clip has."""
     mode: CompressionMode = "avg-pool"
     """`avg-pool` (AvgPool1d, kernel = stride = rate; MoME, MTSK) or `stack` (concatenate `rate` frames)."""
     audio_rates: list[int] = field(default_factory=lambda: [4, 16])
@@ -116,11 +118,11 @@ class CompressionConfig:
 
     @property
     def uses_audio(self) -> bool:
-        return self.task in ("asr", "avsr")
+        return self.task in ("asr", "avsr", "any")
 
     @property
     def uses_video(self) -> bool:
-        return self.task in ("vsr", "avsr")
+        return self.task in ("vsr", "avsr", "any")
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -258,8 +260,12 @@ class ModelConfig:
     """c_ij of the Matryoshka loss, keyed like `a4_v2`; `null` is uniform (paper). Missing keys = 1."""
 
     @property
-    def prompt_text(self) -> str:
-        return self.prompt if self.prompt is not None else DEFAULT_PROMPTS[self.compression.task]
+    def prompt_text(self) -> str | dict[str, str]:
+        """The instruction: `prompt`, else the task's reference prompt; a unified (`any`) model without
+        `prompt` gives each row the prompt of the task its modalities make (the builder picks per row)."""
+        if self.prompt is not None:
+            return self.prompt
+        return dict(DEFAULT_PROMPTS) if self.compression.task == "any" else DEFAULT_PROMPTS[self.compression.task]
 
     def check(self, path: str) -> None:
         if self.combination_weights is not None:
@@ -379,6 +385,9 @@ class TrainConfig:
     backward per granularity, gradients accumulated (the reference's loop): the same gradient, less padding
     and less peak memory, but more, smaller kernels: slower on a GPU and no faster on the CPU demo
     (docs/experiments.md)."""
+    task_mix: dict[str, float] | None = None
+    """With `model.compression.task=any`: the probability that a training sample's rows are those of `avsr`,
+    `asr` or `vsr` (drawn per sample and step, seeded); `null`: a third each."""
     pack_sequences: bool = True
     """`true`: the training and validation forwards pack their rows (the rows of coarse granularities are
     short) into fewer rows of the longest one's length, each original row attending only to itself: the same
@@ -432,6 +441,26 @@ class Config:
         validate(self)
         return self
 
+    def check(self, path: str) -> None:
+        mix = self.train.task_mix
+        if mix is not None:
+            _check(self.model.compression.task == "any", "train.task_mix",
+                   "needs model.compression.task=any (one model for every task)")  # fmt: skip
+            _check(set(mix) <= set(typing.get_args(SingleTask)), "train.task_mix",
+                   f"keys must be among avsr, asr, vsr; got {sorted(mix)}")  # fmt: skip
+            _check(all(v >= 0 for v in mix.values()) and sum(mix.values()) > 0, "train.task_mix",
+                   f"needs non-negative probabilities with a positive sum; got {mix}")  # fmt: skip
+        if self.model.compression.task == "any":
+            _check(not self.train.granularity_loop, "train.granularity_loop",
+                   "is not supported with task any; use the batched forward (false)")  # fmt: skip
+
+    @property
+    def task_mix(self) -> dict[str, float]:
+        """The training task probabilities of a unified (`any`) model, normalised."""
+        mix = self.train.task_mix or {task: 1.0 for task in typing.get_args(SingleTask)}
+        total = sum(mix.values())
+        return {task: value / total for task, value in sorted(mix.items()) if value > 0}
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -465,10 +494,20 @@ Combination = tuple[int | None, int | None]
 
 
 def combinations(comp: CompressionConfig) -> list[Combination]:
-    """All Matryoshka granularities trained together, audio-major: (4,2), (4,5), (16,2), (16,5)."""
+    """All Matryoshka granularities trained together, audio-major: (4,2), (4,5), (16,2), (16,5); a unified
+    (`any`) model adds the audio-only (4,-), (16,-) and the video-only (-,2), (-,5) ones."""
+    if comp.task == "any":
+        both = combinations(dataclasses.replace(comp, task="avsr"))
+        return both + [(a, None) for a in comp.audio_rates] + [(None, v) for v in comp.video_rates]
     audio = comp.audio_rates if comp.uses_audio else [None]
     video = comp.video_rates if comp.uses_video else [None]
     return [(a, v) for a in audio for v in video]
+
+
+def combination_task(combo: Combination) -> SingleTask:
+    """The task a granularity serves: `avsr` (both rates), `asr` (audio only) or `vsr` (video only)."""
+    a, v = combo
+    return "avsr" if a and v else "asr" if a else "vsr"
 
 
 def combination_key(combo: Combination) -> str:
@@ -478,12 +517,16 @@ def combination_key(combo: Combination) -> str:
 
 
 def parse_combination(text: str, comp: CompressionConfig) -> Combination:
-    """Parse a user's `16,5` (AVSR), `16` (ASR) or `5` (VSR) into a configured combination."""
+    """Parse a user's `16,5` (AVSR), `16` (ASR) or `5` (VSR) into a configured combination; any model also
+    takes a key such as `a16_v5`, `a16` or `v5`."""
+    known = {combination_key(c): c for c in combinations(comp)}
+    if text.strip() in known:
+        return known[text.strip()]
     try:
         numbers = [int(p) for p in text.replace(" ", "").split(",") if p]
     except ValueError:
-        raise ConfigError(f"rates {text!r}: expected integers such as '16,5'") from None
-    if comp.task == "avsr":
+        raise ConfigError(f"rates {text!r}: expected integers such as '16,5' or a key such as a16_v5") from None
+    if comp.task in ("avsr", "any"):
         if len(numbers) != 2:
             raise ConfigError(f"rates {text!r}: AVSR needs 'AUDIO,VIDEO', e.g. '16,5'")
         combo: Combination = (numbers[0], numbers[1])
@@ -492,8 +535,7 @@ def parse_combination(text: str, comp: CompressionConfig) -> Combination:
     else:
         combo = (numbers[0], None) if comp.task == "asr" else (None, numbers[0])
     if combo not in combinations(comp):
-        known = ", ".join(combination_key(c) for c in combinations(comp))
-        raise ConfigError(f"rates {text!r}: not a trained combination (trained: {known})")
+        raise ConfigError(f"rates {text!r}: not a trained combination (trained: {', '.join(known)})")
     return combo
 
 

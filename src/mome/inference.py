@@ -8,25 +8,30 @@ mouth crop: `mome.lrs.prepare.mouth_clip`). Then the clip becomes model inputs e
 utterance (`mome.data.transforms.utterance_inputs`: centre crop, grayscale, normalisation; audio at 16 kHz,
 per-utterance norm, no noise). Audio comes from a separate file, or else from the video's own audio track
 (resampled to 16 kHz mono). Audio and video lengths that disagree by more than `data.av_tolerance_frames`
-are refused, as the dataset refuses such an utterance. Encoding and generation run under the autocast of
-`decode.precision` (`auto`: bf16 where the device has native bf16 matmul, else fp32; `mome.precision`).
+are refused, as the dataset refuses such an utterance. A modality the clip lacks (no face, no or silent
+audio: `mome.clip`) stops a task-specific model with one line; a unified model uses the other. Encoding and
+generation run under the autocast of `decode.precision` (`auto`: bf16 where the device has native bf16
+matmul, else fp32; `mome.precision`).
 
-    batch = load_clip(Path("clip.mp4"), None, cfg.model.compression.modalities, cfg.data.crop_size)
-    text = transcribe(model, batch, finest_combination(cfg.model.compression), cfg.decode)
+    clip = load_clip(Path("clip.mp4"), None, cfg.model.compression.task, cfg.data.crop_size)
+    combo = combination_for(cfg.model.compression, clip.modalities, None)
+    text = transcribe(model, clip.batch, combo, cfg.decode)
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from mome.constants import FPS, MODEL_CROP_SIZE, MOUTH_CROP_SIZE, SAMPLE_RATE, SAMPLES_PER_FRAME
+from mome.clip import TASK_MODALITIES, choose_modalities, read_clip
+from mome.constants import FPS, MODEL_CROP_SIZE, SAMPLE_RATE, SAMPLES_PER_FRAME
 from mome.data.collate import collate
-from mome.data.media import MediaError, read_audio, read_audio_track, read_media, read_video
+from mome.data.media import MediaError
 from mome.data.transforms import utterance_inputs
 from mome.precision import Resolved, autocast, resolve_precision
 
@@ -35,35 +40,6 @@ if TYPE_CHECKING:
     from mome.models.avsr import AVSRModel
 
 INPUT_KINDS = ("auto", "crop", "raw")
-
-
-def read_raw(video: Path, need_audio: bool, times: dict) -> tuple[np.ndarray, np.ndarray | None]:
-    """A raw video -> (96x96 mouth crops at 25 fps [T, 96, 96, 3], its audio track at 16 kHz or None).
-
-    The face stage's time goes to `times["face"]`; dlib is imported only here (raw videos need it).
-    """
-    from mome.lrs.face import FaceLandmarker
-    from mome.lrs.mouth_crop import CropError
-    from mome.lrs.prepare import mouth_clip
-
-    frames, track = read_media(video, need_audio=need_audio)
-    start = time.perf_counter()
-    try:
-        crops = mouth_clip(frames, FaceLandmarker()).crops
-    except CropError as err:
-        raise MediaError(video, f"cannot crop the mouth: {err}") from None
-    times["face"] = time.perf_counter() - start
-    return crops, track
-
-
-def _audio_track(video: Path) -> np.ndarray:
-    """The clip's own audio track; without one, the error says how to give the audio instead."""
-    try:
-        return read_audio_track(video)
-    except MediaError as err:
-        if err.reason != "no audio track":
-            raise
-        raise MediaError(video, "no audio track (give the audio with --audio FILE.wav)") from None
 
 
 def _check_lengths(path: Path, samples: np.ndarray, frames: int, tolerance: int | None) -> None:
@@ -77,47 +53,62 @@ def _check_lengths(path: Path, samples: np.ndarray, frames: int, tolerance: int 
         )
 
 
+@dataclass
+class Clip:
+    """One clip as a model's input: a collated batch of size 1 and the modalities in it."""
+
+    batch: dict
+    modalities: tuple[str, ...]
+    """The modalities the model will use (a unified model: those the clip has)."""
+    problems: dict[str, str]
+    """What was wrong with each modality left out (`mome.clip`)."""
+
+
 def load_clip(
-    video: Path,
+    video: Path | None,
     audio: Path | None,
-    modalities: tuple[str, ...],
+    task: str,
     crop: int = MODEL_CROP_SIZE,
     input_kind: str = "auto",
     times: dict | None = None,
     tolerance: int | None = None,
-) -> dict:
-    """One clip as a collated batch of size 1, with the model inputs of an evaluation utterance.
+) -> Clip:
+    """One clip with the model inputs of an evaluation utterance, for a model of `task` (`asr`, `vsr`, `avsr`
+    or `any`); a clip the model cannot use raises `MediaError` naming the problem (`mome.clip`).
 
     Args:
-        audio: a 16 kHz wav; None = the audio track of `video` (when `modalities` has audio).
+        audio: a 16 kHz wav; None = the audio track of `video`.
         input_kind: "crop" (a prepared mouth crop), "raw" (face detection and mouth crop first) or "auto"
             (raw unless the frames are exactly 96x96).
         times: receives the time of the "face" stage for raw videos.
         tolerance: largest accepted |audio frames - video frames| (`data.av_tolerance_frames`); beyond it a
             `MediaError`, as the dataset refuses such an utterance. None: no check.
     """
+    media = read_clip(video, audio, TASK_MODALITIES[task], input_kind, times)
+    used = choose_modalities(task, media, str(video or audio))
+    if len(used) == 2:
+        _check_lengths(audio or video, media.samples, media.num_frames(), tolerance)  # type: ignore[arg-type]
     rng = np.random.default_rng(0)  # unused by the evaluation transforms; they take one
-    track = None
-    need_track = "audio" in modalities and audio is None
-    frames = read_video(video) if input_kind != "raw" else None
-    if input_kind == "raw" or (input_kind == "auto" and frames.shape[1:3] != (MOUTH_CROP_SIZE, MOUTH_CROP_SIZE)):
-        if "video" in modalities:
-            frames, track = read_raw(video, need_track, {} if times is None else times)
-        else:  # audio-only model: the frames only give the clip's length
-            frames, track = read_media(video, need_audio=need_track)
-    samples = None
-    if "audio" in modalities:
-        if audio is not None:
-            samples = read_audio(audio)
-        else:
-            samples = track if track is not None else _audio_track(video)
-        _check_lengths(audio or video, samples, len(frames), tolerance)
+    frames = media.frames if "video" in used else None
+    samples = media.samples if "audio" in used else None
     # The model sees audio aligned to the video: SAMPLES_PER_FRAME samples per frame (as in the dataset).
     try:
-        inputs, _ = utterance_inputs(frames if "video" in modalities else None, samples, len(frames), False, rng, crop)
+        inputs, _ = utterance_inputs(frames, samples, media.num_frames(), False, rng, crop)
     except ValueError as err:  # frames smaller than the crop
-        raise MediaError(video, str(err)) from None
-    return collate([{"id": video.stem, "text": "", **inputs}])
+        raise MediaError(video or audio, str(err)) from None
+    name = (video or audio).stem  # type: ignore[union-attr]
+    return Clip(collate([{"id": name, "text": "", **inputs}]), used, media.problems)
+
+
+def combination_for(comp: CompressionConfig, modalities: tuple[str, ...], requested: Combination | None) -> Combination:
+    """The rate combination for the modalities a clip gives: `requested` (default: the finest), with the
+    rate of a modality the clip lacks dropped (a unified model's fallback: (16, 5) -> (16, -) audio only)."""
+    audio, video = requested or finest_combination(comp)
+    if comp.task != "any":
+        return audio, video
+    audio = (audio or min(comp.audio_rates)) if "audio" in modalities else None
+    video = (video or min(comp.video_rates)) if "video" in modalities else None
+    return audio, video
 
 
 def finest_combination(comp: CompressionConfig) -> Combination:

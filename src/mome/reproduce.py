@@ -64,14 +64,19 @@ METHODS: tuple[Method, ...] = (
     Method("mome-mhsa", "MoME-23/4-MHSA", "mome", every_seed=True),
     Method("mtsk-ms", "Llama-MTSK MS", "mtsk", ("model.adapter.kind=mtsk-ms",), every_seed=True),
     Method("asr", "MoME-23/4-MHSA, audio only (ASR)", "asr", task="asr"),
-    Method("mome-mhsa-pergran", "MoME-23/4-MHSA, a router per granularity", "mome",
-           ("model.adapter.mome.shared_router=false",)),  # fmt: skip
+    Method(
+        "mome-mhsa-pergran",
+        "MoME-23/4-MHSA, a router per granularity",
+        "mome",
+        ("model.adapter.mome.shared_router=false",),
+    ),
     Method("llama-avsr-a4-v2", "Llama-AVSR (4,2)", "llama-avsr", _single_rate(4, 2)),
     Method("llama-avsr-a16-v5", "Llama-AVSR (16,5)", "llama-avsr", _single_rate(16, 5)),
     Method("mome-ffn", "MoME-23/4-FFN", "mome", ("model.adapter.mome.placement=ffn",)),
     Method("mome-layer", "MoME-23/4-LAYER", "mome", ("model.adapter.mome.placement=layer",)),
-    Method("mome-mhsa-noshared", "MoME-23/4-MHSA, no shared expert", "mome",
-           ("model.adapter.mome.num_shared_experts=0",)),  # fmt: skip
+    Method(
+        "mome-mhsa-noshared", "MoME-23/4-MHSA, no shared expert", "mome", ("model.adapter.mome.num_shared_experts=0",)
+    ),
     Method("mome-1-1", "MoME-1/1-MHSA (1 expert, width 48)", "mome", _mome(1, 1, 0, 48)),
     Method("mome-4-2", "MoME-4/2-MHSA (width 24, 1 shared)", "mome", _mome(4, 2, 1, 24)),
     Method("mtsk-ss", "Llama-MTSK SS", "mtsk", ("model.adapter.kind=mtsk-ss",)),
@@ -211,7 +216,9 @@ def _run_stages(opts: ReproduceOptions) -> Path:
         if job.method.key in ("mome-mhsa", "mome-mhsa-pergran"):
             title = f"{job.method.label} (seed {job.seed}) on the test split"
             out_dir = opts.out / "experts" / job.run
-            experts[job.run] = stages.run(f"experts {job.run}", lambda j=job, o=out_dir, t=title: pipeline.experts(opts, j.run, o, t))
+            experts[job.run] = stages.run(
+                f"experts {job.run}", lambda j=job, o=out_dir, t=title: pipeline.experts(opts, j.run, o, t)
+            )
     report = stages.run("report", lambda: write_report(opts, todo, experts, stages.times))
     print(f"\n{stages.summary()} (saved in {stages.path})")
     return report

@@ -183,7 +183,9 @@ def consistency_gain(experts: dict[str, Any]) -> float:
     return statistics.mean(v["score"] - v["chance"] for v in values)
 
 
-def claim_shared_router_consistent(shared: list[dict[str, Any]], per_granularity: list[dict[str, Any]]) -> dict[str, Any]:
+def claim_shared_router_consistent(
+    shared: list[dict[str, Any]], per_granularity: list[dict[str, Any]]
+) -> dict[str, Any]:
     """(4) The shared router picks the same experts for the same speech at different granularities more often
     (above chance) than routers of their own per granularity."""
     ours = [consistency_gain(e) for e in shared]
@@ -286,7 +288,9 @@ def plot(methods: list[dict[str, Any]], path: Path) -> None:
                             if (w := cells.get(snr)) is not None)  # fmt: skip
             style = {"mome": "-", "mtsk": "--", "llama-avsr": ""}[m["family"]]
             if points:
-                ax.plot(*zip(*points), style, marker="o", label=m["name"], linewidth=2 if m["key"] == "mome-mhsa" else 1)
+                ax.plot(
+                    *zip(*points), style, marker="o", label=m["name"], linewidth=2 if m["key"] == "mome-mhsa" else 1
+                )
         ax.set_title("clean" if snr == SNR_CLEAN else f"babble {snr} dB")
         ax.set_xlabel("LLM input tokens per second of speech")
         ax.grid(alpha=0.3)
@@ -298,7 +302,9 @@ def plot(methods: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(opts: Any, jobs: list[Any], experts: dict[str, dict[str, Any] | None], times: dict[str, float]) -> Path:
+def write_report(
+    opts: Any, jobs: list[Any], experts: dict[str, dict[str, Any] | None], times: dict[str, float]
+) -> Path:
     """Write `<out>/results.json`, `<out>/wer_vs_tokens.png` and `<out>/README.md`; returns the README path."""
     out = Path(opts.out)
     methods = method_results(opts, jobs)

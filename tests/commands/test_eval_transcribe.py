@@ -124,7 +124,7 @@ def test_transcribe(run, tmp_path, capsys):
     assert main([*args, "--audio", str(stem.with_suffix(".wav")), "--rates", "16,5"]) == 0
     out, err = capsys.readouterr()
     assert len(out.splitlines()) == 1
-    assert all(f"{stage} " in err for stage in ("load", "read", "encode", "decode")) and "rates 16,5" in err
+    assert all(f"{stage} " in err for stage in ("load", "read", "encode", "decode")) and "rates a16_v5" in err
     assert "precision fp32 (as requested)" in err
     # The synthetic mp4 has no audio track: an AVSR model cannot run on it without --audio.
     assert main(args) == 2
@@ -132,7 +132,7 @@ def test_transcribe(run, tmp_path, capsys):
     # A clip with its own audio track needs no --audio.
     _mux_with_audio(stem.with_suffix(".mp4"), stem.with_suffix(".wav"), tmp_path / "clip.mp4")
     assert main([*args[:3], str(tmp_path / "clip.mp4"), *args[4:]]) == 0
-    assert "rates 4,2" in capsys.readouterr().err  # default: the finest trained rates
+    assert "rates a4_v2" in capsys.readouterr().err  # default: the finest trained rates
 
 
 def test_label_rows_outside_the_root_are_refused(run, tmp_path, capsys):

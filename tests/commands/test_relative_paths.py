@@ -57,7 +57,7 @@ def test_pretrain_train_eval_transcribe_with_relative_paths(workdir: Path, monke
     clip = _first_test_clip(Path("corpus"))
     capsys.readouterr()
     assert main(["transcribe", "runs/tiny", "--video", f"{clip}.mp4", "--audio", f"{clip}.wav", *FAST]) == 0
-    assert "rates 4,2" in capsys.readouterr().err
+    assert "rates a4_v2" in capsys.readouterr().err
 
 
 def test_run_moved_elsewhere_still_finds_its_data(workdir: Path, monkeypatch) -> None:

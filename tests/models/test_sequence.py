@@ -20,7 +20,7 @@ def test_layout_labels_and_mask() -> None:
     video = [torch.randn(2, 32), torch.randn(1, 32)]
     targets = b.encode_targets(["ab", "hello"])
     seq = b.build(audio, video, targets, padding_side="right")
-    prompt = len(b.prompt_ids)
+    prompt = len(b.prompt_ids_by_task["avsr"])
     lengths = [1 + 2 + 3 + 2 + 2 + prompt + 3, 1 + 2 + 5 + 2 + 1 + prompt + 6]
     assert seq.attention_mask.sum(1).tolist() == lengths
     for r, n in enumerate(lengths):

@@ -1,5 +1,9 @@
 """`mome transcribe CHECKPOINT --video clip.mp4 [--audio clip.wav] [--rates 16,5]`: one clip -> text.
 
+A clip without a usable modality (no face found, no audio track, silent audio, a video too short) stops a
+task-specific model with one line naming the problem; a unified model (`task: any`) falls back to the
+modality that is there, and stderr says which modalities and rates were used.
+
 The clip is a prepared mouth crop (96x96, 25 fps) or a raw video of a person speaking; `--input auto` (the
 default) treats exactly-96x96 frames as a mouth crop and anything else as raw (face detection and mouth crop
 first), `--input crop` / `--input raw` force one. Audio comes from `--audio`, or else from the file's own
@@ -21,7 +25,7 @@ from mome.commands import add_trusted_checkpoint, run_trusting
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="checkpoint file or run directory (its newest checkpoint)")
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE config overrides, e.g. decode.num_beams=5")
-    parser.add_argument("--video", required=True, help="mouth-crop clip or raw video of a speaker (.mp4 ...)")
+    parser.add_argument("--video", help="mouth-crop clip or raw video of a speaker (.mp4 ...)")
     parser.add_argument(
         "--input",
         choices=("auto", "crop", "raw"),
@@ -40,8 +44,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from mome.config import parse_combination
-    from mome.inference import clip_seconds, finest_combination, load_clip, to_device, transcribe
+    from mome.config import combination_key, parse_combination
+    from mome.errors import UserError
+    from mome.inference import clip_seconds, combination_for, load_clip, to_device, transcribe
     from mome.precision import resolve_precision
     from mome.training.checkpoint import checkpoint_config, load_checkpoint, model_from_payload, resolve_checkpoint
 
@@ -51,17 +56,21 @@ def _run(args: argparse.Namespace) -> int:
     payload = load_checkpoint(checkpoint)
     cfg = checkpoint_config(payload, args.overrides)
     comp = cfg.model.compression
-    combo = parse_combination(args.rates, comp) if args.rates else finest_combination(comp)
+    if args.video is None and args.audio is None:
+        raise UserError("give a clip: --video FILE (its audio track is used too) and/or --audio FILE.wav")
+    requested = parse_combination(args.rates, comp) if args.rates else None
     start = time.perf_counter()
-    batch = load_clip(
-        Path(args.video),
+    clip = load_clip(
+        Path(args.video) if args.video else None,
         Path(args.audio) if args.audio else None,
-        comp.modalities,
+        comp.task,
         cfg.data.crop_size,
         args.input,
         times,
         tolerance=cfg.data.av_tolerance_frames,
     )
+    combo = combination_for(comp, clip.modalities, requested)
+    batch = clip.batch
     times["read"] = time.perf_counter() - start - times.get("face", 0.0)
 
     start = time.perf_counter()
@@ -73,6 +82,7 @@ def _run(args: argparse.Namespace) -> int:
     text = transcribe(model, batch, combo, cfg.decode, args.device, times, precision)
     print(text)
     stages = ", ".join(f"{k} {times[k]:.2f} s" for k in ("load", "read", "face", "encode", "decode") if k in times)
-    rates = ",".join(str(r) for r in combo if r)
-    print(f"rates {rates}; clip {clip_seconds(batch):.2f} s; {stages}; {precision.describe()}", file=sys.stderr)
+    left_out = "".join(f" ({m} left out: {why})" for m, why in clip.problems.items())
+    print(f"used {' + '.join(clip.modalities)}{left_out}; rates {combination_key(combo)}; clip "
+          f"{clip_seconds(batch):.2f} s; {stages}; {precision.describe()}", file=sys.stderr)  # fmt: skip
     return 0

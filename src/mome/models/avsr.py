@@ -6,7 +6,8 @@
                     SequenceBuilder ─► frozen LLM (+ MoME / LoRA hooks) ─► CE per granularity (+ router losses)
 
 Training puts every granularity of every sample into one batched LLM forward (rows = C x B), instead of the
-reference's one forward per granularity; `forward(..., combos=[c])` runs a single one. By default the rows
+reference's one forward per granularity; `forward(..., combos=[c])` runs a single one, and `tasks` gives each
+sample of a unified (`any`) model the rows of its own task (AVSR, audio only or video only). By default the rows
 are packed (`sequence.pack`): several short rows share one LLM row, with a block-diagonal causal mask, so that
 the frozen LLM hardly computes padding. Generation runs one chosen granularity with beam search. Only
 projectors and adapters train; LLM and encoders are frozen and stay in eval mode.
@@ -22,7 +23,15 @@ from transformers import GenerationConfig
 
 from mome.adapters import attach_adapters
 from mome.adapters.context import AdapterContext, adapter_context
-from mome.config import Combination, DecodeConfig, ModelConfig, combination_key, combinations
+from mome.config import (
+    Combination,
+    DecodeConfig,
+    ModelConfig,
+    SingleTask,
+    combination_key,
+    combination_task,
+    combinations,
+)
 from mome.models.llm import LoadedLLM, load_llm
 from mome.models.losses import per_combination_ce
 from mome.models.pooling import MatryoshkaPooler
@@ -172,20 +181,21 @@ class AVSRModel(nn.Module):
         """Run the frozen encoders on a collated batch (`audio`, `audio_lengths`, `video`, `video_lengths`), or
         pass on the features a cached batch carries (`audio_features`, ...: `mome.features`)."""
         features = Features()
+        unified = self.cfg.compression.task == "any"  # encodes what the clip has (`mome.clip`)
         if "audio_features" in batch or "video_features" in batch:
             for modality, pooler in (("audio", self.audio_pooler), ("video", self.video_pooler)):
-                if pooler is not None and f"{modality}_features" not in batch:
+                if pooler is not None and f"{modality}_features" not in batch and not unified:
                     raise ValueError(f"this model needs {modality}: the cached batch has no {modality} features")
             return Features(
                 batch.get("audio_features"), batch.get("audio_features_lengths"),
                 batch.get("video_features"), batch.get("video_features_lengths"),
             )  # fmt: skip
-        if self.audio_pooler is not None:
+        if self.audio_pooler is not None and not (unified and "audio" not in batch):
             if self.audio_encoder is None or "audio" not in batch:
                 raise ValueError("this model needs audio: the batch has none or the model has no audio encoder")
             with torch.set_grad_enabled(_has_trainable(self.audio_encoder) and torch.is_grad_enabled()):
                 features.audio, features.audio_lengths = self.audio_encoder(batch["audio"], batch["audio_lengths"])
-        if self.video_pooler is not None:
+        if self.video_pooler is not None and not (unified and "video" not in batch):
             if self.video_encoder is None or "video" not in batch:
                 raise ValueError("this model needs video: the batch has none or the model has no video encoder")
             with torch.set_grad_enabled(_has_trainable(self.video_encoder) and torch.is_grad_enabled()):
@@ -195,50 +205,60 @@ class AVSRModel(nn.Module):
     # ------------------------------------------------------------------------------------ sequences
     def _project(self, features: Features, combos: list[Combination]) -> tuple[dict, dict]:
         """Pool and project each modality once per rate that `combos` need: {rate: (tokens [B,T',D], lengths)}."""
-        audio, video = {}, {}
-        if self.audio_pooler is not None:
-            rates = sorted({a for a, _ in combos})
-            for rate, p in self.audio_pooler(features.audio, features.audio_lengths, rates).items():
-                audio[rate] = (self.audio_projectors(rate, p.features), p.lengths)
-        if self.video_pooler is not None:
-            rates = sorted({v for _, v in combos})
-            for rate, p in self.video_pooler(features.video, features.video_lengths, rates).items():
-                video[rate] = (self.video_projectors(rate, p.features), p.lengths)
-        return audio, video
+        tokens: dict[str, dict] = {"audio": {}, "video": {}}
+        for modality, rates in (("audio", {a for a, _ in combos if a}), ("video", {v for _, v in combos if v})):
+            pooler, x = getattr(self, f"{modality}_pooler"), getattr(features, modality)
+            if not rates:
+                continue
+            if pooler is None or x is None:
+                raise ValueError(f"rates {sorted(rates)} need {modality}: this batch or model has none")
+            projectors = getattr(self, f"{modality}_projectors")
+            for rate, p in pooler(x, getattr(features, f"{modality}_lengths"), sorted(rates)).items():
+                tokens[modality][rate] = (projectors(rate, p.features), p.lengths)
+        return tokens["audio"], tokens["video"]
 
     def build_sequences(
-        self, features: Features, combos: list[Combination], texts: list[str] | None, padding_side: str
-    ) -> SequenceBatch:
-        """Rows ordered granularity-major: row c*B + b is sample b at granularity combos[c]."""
+        self, features: Features, combos: list[Combination], texts: list[str] | None, padding_side: str,
+        tasks: list[SingleTask] | None = None,
+    ) -> SequenceBatch:  # fmt: skip
+        """Rows ordered granularity-major: sample b at granularity combos[c] (`rows`)."""
         audio, video = self._project(features, combos)
-        rows_a: list[torch.Tensor] | None = [] if audio else None
-        rows_v: list[torch.Tensor] | None = [] if video else None
-        for a_rate, v_rate in combos:
-            for b in range(features.batch_size):
-                if rows_a is not None:
-                    tokens, lengths = audio[a_rate]
-                    rows_a.append(tokens[b, : int(lengths[b])])
-                if rows_v is not None:
-                    tokens, lengths = video[v_rate]
-                    rows_v.append(tokens[b, : int(lengths[b])])
+        rows = self.rows(combos, features.batch_size, tasks)
+        rows_a = [audio[combos[c][0]][0][b, : int(audio[combos[c][0]][1][b])] if combos[c][0] else None
+                  for c, b in rows] if audio else None  # fmt: skip
+        rows_v = [video[combos[c][1]][0][b, : int(video[combos[c][1]][1][b])] if combos[c][1] else None
+                  for c, b in rows] if video else None  # fmt: skip
         targets = None
         if texts is not None:
-            targets = self.builder.encode_targets(texts) * len(combos)
+            ids = self.builder.encode_targets(texts)
+            targets = [ids[b] for _, b in rows]
         return self.builder.build(rows_a, rows_v, targets, padding_side)
+
+    @staticmethod
+    def rows(
+        combos: list[Combination], batch_size: int, tasks: list[SingleTask] | None = None
+    ) -> list[tuple[int, int]]:
+        """(granularity index into `combos`, sample) of each row, granularity-major; with `tasks`, sample b
+        has only the granularities of tasks[b] (a unified model's training rows)."""
+        return [(c, b) for c, combo in enumerate(combos) for b in range(batch_size)
+                if tasks is None or combination_task(combo) == tasks[b]]  # fmt: skip
 
     # ------------------------------------------------------------------------------------ training
     def forward(
-        self, features: Features, texts: list[str], combos: list[Combination] | None = None, packed: bool = True
-    ) -> AVSROutput:
-        """Matryoshka loss over `combos` (default: all configured granularities) in one LLM forward.
+        self, features: Features, texts: list[str], combos: list[Combination] | None = None, packed: bool = True,
+        tasks: list[SingleTask] | None = None,
+    ) -> AVSROutput:  # fmt: skip
+        """Matryoshka loss over `combos` (default: all configured granularities) in one LLM forward; the
+        granularities no row has (`tasks`) are left out of the mean.
 
         `packed`: pack the rows (sequence.pack), else one right-padded row per (sample, granularity). Both
         give the same losses and gradients; the padded layout stays for equality tests and benchmarks.
         """
         combos = list(combos or self.combinations)
         index = torch.tensor([self.combinations.index(c) for c in combos])
-        seq = self.build_sequences(features, combos, texts, padding_side="right")
-        combination = index.repeat_interleave(features.batch_size).to(seq.embeds.device)  # [R], R = C x B
+        seq = self.build_sequences(features, combos, texts, "right", tasks)
+        rows = self.rows(combos, features.batch_size, tasks)
+        combination = index[[c for c, _ in rows]].to(seq.embeds.device)  # [R], R = C x B without the rows left out
         if packed:
             seq = pack(seq)
             combination = combination[seq.source_rows.clamp_min(0)]  # [P, L]; padding's is never used
@@ -252,7 +272,7 @@ class AVSRModel(nn.Module):
         sums, counts = sums[index], counts[index]  # [len(combos)]
         ce = sums / counts.clamp_min(1)
         weights = self.combination_weights.to(ce.device)[index]
-        lm_loss = (weights * ce).sum() / len(combos)
+        lm_loss = (weights * ce).sum() / (counts > 0).sum().clamp_min(1)  # every granularity with rows
         loss, aux = lm_loss, {}
         for name, term in self.adapter_handle.aux_losses(ctx.records).items():  # MoME's router losses
             aux[name] = term.value

@@ -121,7 +121,11 @@ def pack(seq: SequenceBatch, capacity: float = PACK_CAPACITY) -> SequenceBatch:
 class SequenceBuilder:
     """Builds LLM inputs from projected A/V tokens, a prompt and (for training) transcripts."""
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, embeddings: nn.Embedding, prompt: str) -> None:
+    def __init__(
+        self, tokenizer: PreTrainedTokenizerBase, embeddings: nn.Embedding, prompt: str | dict[str, str]
+    ) -> None:
+        """`prompt`: one instruction for every row, or one per task (`asr`, `vsr`, `avsr`), chosen by the
+        modalities a row has (a unified model's rows)."""
         self.tokenizer = tokenizer
         self.embeddings = embeddings
         ids = tokenizer.convert_tokens_to_ids([AUDIO_OPEN, AUDIO_CLOSE, VIDEO_OPEN, VIDEO_CLOSE])
@@ -129,7 +133,8 @@ class SequenceBuilder:
         self.bos = tokenizer.bos_token_id  # None for Qwen2
         self.eos = tokenizer.eos_token_id
         self.pad = tokenizer.pad_token_id
-        self.prompt_ids = self.encode(prompt)
+        prompts = prompt if isinstance(prompt, dict) else {task: prompt for task in ("asr", "vsr", "avsr")}
+        self.prompt_ids_by_task = {task: self.encode(text) for task, text in prompts.items()}
 
     def encode(self, text: str) -> list[int]:
         """Token ids of plain text, without any special token the tokenizer's template would add."""
@@ -171,7 +176,8 @@ class SequenceBuilder:
             text([self.video_open])
             features(video, Segment.VIDEO)
             text([self.video_close])
-        text(self.prompt_ids)
+        task = "avsr" if audio is not None and video is not None else "asr" if audio is not None else "vsr"
+        text(self.prompt_ids_by_task[task])
         if target is not None:
             text(target, learn=True)
         return torch.cat(pieces), labels, segments
@@ -186,25 +192,24 @@ class SequenceBuilder:
         """Rows from per-row token lists.
 
         Args:
-            audio: R tensors [Na_r, D] of real (unpadded) projected audio tokens, or None (VSR).
-            video: R tensors [Nv_r, D], or None (ASR).
+            audio: R tensors [Na_r, D] of real (unpadded) projected audio tokens, or None (VSR); a None
+                entry leaves that row without an audio block (a unified model's video-only rows).
+            video: R tensors [Nv_r, D], or None (ASR); None entries likewise.
             targets: R lists of transcript ids + EOS (training), or None (generation).
             padding_side: "right" for training, "left" for generation.
         """
-        first = audio if audio is not None else video
-        assert first is not None, "at least one modality is needed"
+        num_rows = len(audio if audio is not None else video)  # type: ignore[arg-type]
+        audio_rows = audio if audio is not None else [None] * num_rows
+        video_rows = video if video is not None else [None] * num_rows
+        firsts = [a if a is not None else v for a, v in zip(audio_rows, video_rows)]
+        assert all(f is not None for f in firsts), "every row needs at least one modality"
         rows = [
-            self._row(
-                audio[r] if audio is not None else None,
-                video[r] if video is not None else None,
-                targets[r] if targets is not None else None,
-                first[r],
-            )
-            for r in range(len(first))
+            self._row(audio_rows[r], video_rows[r], targets[r] if targets is not None else None, firsts[r])
+            for r in range(num_rows)
         ]
         length = max(e.shape[0] for e, _, _ in rows)
-        dim, dtype, device = first[0].shape[-1], first[0].dtype, first[0].device
-        embeds = self._embed([self.pad], first[0]).expand(len(rows), length, dim).clone()
+        dim, dtype, device = firsts[0].shape[-1], firsts[0].dtype, firsts[0].device
+        embeds = self._embed([self.pad], firsts[0]).expand(len(rows), length, dim).clone()
         mask = torch.zeros(len(rows), length, dtype=torch.long, device=device)
         labels = torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long, device=device)
         segments = torch.full((len(rows), length), int(Segment.PAD), dtype=torch.long, device=device)

@@ -29,11 +29,11 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from mome.config import Config, combination_key, config_from_dict, save_config
+from mome.config import Config, SingleTask, combination_key, config_from_dict, save_config
 from mome.data.bucketing import FrameBudgetBatchSampler, SkipFirst
 from mome.data.dataset import AVDataset
 from mome.errors import ConfigError, UserError
@@ -201,13 +201,15 @@ def _window_means(window: dict[str, list[float]]) -> dict[str, float]:
 
 
 def _distributed_lm_loss(out: AVSROutput, world: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(loss to back-propagate, global LM loss, global CE per granularity).
+    """(loss to back-propagate, global LM loss, global CE per granularity: NaN for one without rows).
 
     Token CE is normalised by the *global* token count of each granularity, so that DDP's gradient averaging
     gives exactly the gradient of the loss over the global batch, and the logged loss is the global one."""
-    counts = _all_sum(out.ce_counts, world).clamp_min(1)
-    local = (out.weights * out.ce_sums / counts).sum() / out.ce_sums.numel()
-    return local * world, _all_sum(local, world), _all_sum(out.ce_sums, world) / counts
+    counts = _all_sum(out.ce_counts, world)
+    present = counts > 0  # granularities with rows on some rank (all but those a unified model's draw left out)
+    local = (out.weights * out.ce_sums / counts.clamp_min(1)).sum() / present.sum().clamp_min(1)
+    ce = torch.where(present, _all_sum(out.ce_sums, world) / counts.clamp_min(1), torch.nan)  # NaN: no rows
+    return local * world, _all_sum(local, world), ce
 
 
 class Trainer:
@@ -251,7 +253,11 @@ class Trainer:
             raise UserError("train.precision: fp16 needs a CUDA GPU (Accelerate has no fp16 autocast on CPUs); "
                             "use auto, bf16 or fp32")  # fmt: skip
         mixed = ACCELERATE_MIXED[self.precision.precision]
-        self.accel = Accelerator(mixed_precision=mixed, cpu=device.type == "cpu")
+        # a unified model's step may leave a projector unused (no sample drew its modality): DDP must not wait for it
+        unused = (
+            [DistributedDataParallelKwargs(find_unused_parameters=True)] if cfg.model.compression.task == "any" else []
+        )
+        self.accel = Accelerator(mixed_precision=mixed, cpu=device.type == "cpu", kwargs_handlers=unused)
         self.main = self.accel.is_main_process
         if self.main:
             print(f"train: {self.precision.describe()}", flush=True)
@@ -370,7 +376,8 @@ class Trainer:
         else:
             with self.accel.autocast():
                 features = self.model.encode(batch)
-                out: AVSROutput = self.ddp_model(features, batch["texts"], packed=self.cfg.train.pack_sequences)
+                out: AVSROutput = self.ddp_model(features, batch["texts"], packed=self.cfg.train.pack_sequences,
+                                                 tasks=self._draw_tasks(len(batch["texts"])))  # fmt: skip
                 loss, lm_loss, ce = _distributed_lm_loss(out, world)
                 aux_loss = out.loss - out.lm_loss  # MoME router terms, weighted already (per rank, averaged by DDP)
                 loss = loss + aux_loss
@@ -388,9 +395,21 @@ class Trainer:
         values = {"loss": (lm_loss + aux_mean).item(), "lm_loss": lm_loss.item(), "lr": self.scheduler.get_last_lr()[0]}
         if self.nonfinite.total:
             values["skipped_steps"] = float(self.nonfinite.total)
-        values.update({f"ce/{k}": ce[i].item() for i, k in enumerate(keys)})
+        values.update({f"ce/{k}": ce[i].item() for i, k in enumerate(keys) if not torch.isnan(ce[i])})
         values.update({f"router/{k}": (_all_sum(v, world) / world).item() for k, v in aux.items()})
         return values
+
+    def _draw_tasks(self, batch_size: int) -> list[SingleTask] | None:
+        """A unified (`any`) model's task of each sample at this step (`train.task_mix`): a function of the
+        seed, step and rank only, so that a resumed run draws what an unbroken one would."""
+        if self.cfg.model.compression.task != "any":
+            return None
+        mix = self.cfg.task_mix
+        seed = (self.cfg.train.seed * 1_000_003 + self.state.step) * 64 + self.accel.process_index
+        drawn = torch.multinomial(torch.tensor(list(mix.values())), batch_size, replacement=True,
+                                  generator=torch.Generator().manual_seed(seed))  # fmt: skip
+        names = list(mix)
+        return [names[i] for i in drawn.tolist()]  # type: ignore[misc]
 
     def _looped_backward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str], dict]:
         """`train.granularity_loop`: one forward + backward per granularity on the plain model, then one
