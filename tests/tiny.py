@@ -60,9 +60,10 @@ def tiny_model_config(kind: str = "mome", arch: dict | None = None, **mome) -> M
 
 
 def autocast_spy(model, monkeypatch) -> list:
-    """Record the CPU autocast dtype (None: off) at each encode and generate call of `model`."""
+    """Record the CPU autocast dtype (None: off) at each encode and generate_scored call of `model` (`generate`
+    goes through it)."""
     seen = []
-    for name in ("encode", "generate"):
+    for name in ("encode", "generate_scored"):
         method = getattr(model, name)
 
         def spy(*args, method=method, **kwargs):

@@ -33,6 +33,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "run the frozen encoders once over a corpus and cache their outputs (data.feature_cache)",
     ),
     "eval": ("mome.commands.eval", "WER of a checkpoint at every rate combination x SNR: JSON, Markdown table, plot"),
+    "export": (
+        "mome.commands.export",
+        "a trained model as a folder to share: safetensors weights, config, base-model hashes, card",
+    ),
+    "calibrate": (
+        "mome.commands.calibrate",
+        "the cascade's confidence threshold for a target WER, on the validation split",
+    ),
     "reproduce": (
         "mome.commands.reproduce",
         "train MoME, its ablations and the baselines alike; test the paper's claims",

@@ -105,7 +105,9 @@ def test_hypotheses_do_not_depend_on_the_batch_size(run, tmp_path):
         hypotheses[batch_size] = [json.loads(line) for line in (out / "hypotheses.jsonl").read_text().splitlines()]
     assert len(hypotheses[1]) == 4 * 2 * 4  # 4 utterances x 2 SNRs x 4 combinations
     assert len({h["hyp"] for h in hypotheses[1]}) > 4, "a near-constant output would prove nothing"
+    confidences = {b: [h.pop("confidence") for h in hyps] for b, hyps in hypotheses.items()}
     assert hypotheses[8] == hypotheses[1]
+    assert confidences[8] == pytest.approx(confidences[1], abs=1e-4)  # float sums in another order
 
 
 @pytest.mark.parametrize(("flags", "expected"), [("avx2 avx512_bf16", "bf16"), ("avx2", "fp32")])

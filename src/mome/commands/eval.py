@@ -32,15 +32,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--policy", choices=["cascade"], help="also score the calibrated cascade (`mome calibrate`)")
     add_trusted_checkpoint(parser)
     # Let overrides follow the options too (`--labels f data.num_workers=0`).
     parser.parse_args = parser.parse_intermixed_args  # type: ignore[method-assign]
 
 
 def default_out(checkpoint: Path, labels: Path, kind: str = "eval") -> Path:
-    """`<run>/<kind>/<labels stem>`, where the run directory holds `checkpoints/`."""
-    run = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
-    return run / kind / labels.stem
+    """`<run>/<kind>/<labels stem>`."""
+    from mome.training.checkpoint import run_directory
+
+    return run_directory(checkpoint) / kind / labels.stem
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,8 +51,15 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from mome.errors import UserError
+    from mome.evaluation.cascade import load_calibration
     from mome.evaluation.evaluate import evaluate, markdown, parse_snr
-    from mome.training.checkpoint import checkpoint_config, load_checkpoint, model_from_payload, resolve_checkpoint
+    from mome.training.checkpoint import (
+        checkpoint_config,
+        load_checkpoint,
+        model_from_payload,
+        resolve_checkpoint,
+        run_directory,
+    )
 
     collect_overrides(args, ("rates", "snr"))
     args.snr = args.snr or ["clean"]
@@ -64,6 +73,7 @@ def _run(args: argparse.Namespace) -> int:
     payload = load_checkpoint(checkpoint)
     cfg = checkpoint_config(payload, args.overrides)
     combos, root, labels = labelled_inputs(args, cfg)
+    cascade = load_calibration(run_directory(checkpoint)) if args.policy == "cascade" else None
 
     start = time.perf_counter()
     model, cfg = model_from_payload(payload, args.overrides, device=args.device)
@@ -83,6 +93,7 @@ def _run(args: argparse.Namespace) -> int:
         skip_bad=args.skip_bad,
         progress=not args.quiet,
         info=info,
+        cascade=cascade,
     )
     seconds = time.perf_counter() - start
     print(markdown({**results, "groups": ["all"]}))
@@ -94,5 +105,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     if results["skipped"]:
         print(f"skipped {len(results['skipped'])} unreadable utterance(s): see results.json")
+    if cascade is not None:
+        print(f"(policy times per utterance: {out}/decode_times.json)")
     print(f"wrote {out}/results.json, results.md, wer_vs_tokens.png, hypotheses.jsonl")
     return 0

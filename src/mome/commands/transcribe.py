@@ -9,7 +9,9 @@ default) treats exactly-96x96 frames as a mouth crop and anything else as raw (f
 first), `--input crop` / `--input raw` force one. Audio comes from `--audio`, or else from the file's own
 audio track. The default rates are the finest trained combination. How a clip is read and transcribed:
 `mome.inference`. Prints the text on stdout, and on stderr the time of each stage (load, read, face for raw
-videos, encode, decode) and the decode precision (`decode.precision`, `auto` resolved for `--device`).
+videos, encode, decode), the modalities and rates used and the decode precision (`decode.precision`, `auto`
+resolved for `--device`). `--budget auto` lets the calibrated cascade choose the rates; `--budget tokens=N`
+the finest rates that fit N LLM input tokens (`mome.api`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 from mome.commands import add_trusted_checkpoint, run_trusting
 
@@ -34,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--audio", help="16 kHz wav (default: the audio track of --video)")
     parser.add_argument("--rates", help="rate combination, e.g. 16,5 (default: the smallest trained rates)")
+    parser.add_argument("--budget", help="auto: the calibrated cascade (`mome calibrate`); tokens=N: the finest "
+                        "rates whose LLM input tokens for this clip fit in N")  # fmt: skip
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     add_trusted_checkpoint(parser)
     parser.parse_args = parser.parse_intermixed_args  # type: ignore[method-assign]
@@ -44,45 +47,31 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from mome.config import combination_key, parse_combination
+    from mome.api import from_payload, parse_budget
+    from mome.config import parse_combination
     from mome.errors import UserError
-    from mome.inference import clip_seconds, combination_for, load_clip, to_device, transcribe
-    from mome.precision import resolve_precision
-    from mome.training.checkpoint import checkpoint_config, load_checkpoint, model_from_payload, resolve_checkpoint
+    from mome.training.checkpoint import checkpoint_config, load_checkpoint, resolve_checkpoint, run_directory
 
-    times = {}
-    # The rates and the clip are checked against the checkpoint's config before the (slow) model build.
+    # The inputs are checked against the checkpoint's config before the (slow) model build.
+    if args.video is None and args.audio is None:
+        raise UserError("give a clip: --video FILE (its audio track is used too) and/or --audio FILE.wav")
     checkpoint = resolve_checkpoint(args.checkpoint)
     payload = load_checkpoint(checkpoint)
     cfg = checkpoint_config(payload, args.overrides)
-    comp = cfg.model.compression
-    if args.video is None and args.audio is None:
-        raise UserError("give a clip: --video FILE (its audio track is used too) and/or --audio FILE.wav")
-    requested = parse_combination(args.rates, comp) if args.rates else None
+    if args.rates:
+        parse_combination(args.rates, cfg.model.compression)
+    if args.budget:
+        parse_budget(args.budget)
     start = time.perf_counter()
-    clip = load_clip(
-        Path(args.video) if args.video else None,
-        Path(args.audio) if args.audio else None,
-        comp.task,
-        cfg.data.crop_size,
-        args.input,
-        times,
-        tolerance=cfg.data.av_tolerance_frames,
-    )
-    combo = combination_for(comp, clip.modalities, requested)
-    batch = clip.batch
-    times["read"] = time.perf_counter() - start - times.get("face", 0.0)
-
-    start = time.perf_counter()
-    model, cfg = model_from_payload(payload, args.overrides, device=args.device)
-    batch = to_device(batch, args.device)
-    times["load"] = time.perf_counter() - start
-
-    precision = resolve_precision(cfg.decode.precision, args.device)
-    text = transcribe(model, batch, combo, cfg.decode, args.device, times, precision)
-    print(text)
+    recognizer = from_payload(payload, run_directory(checkpoint), args.overrides, args.device)
+    load_s = time.perf_counter() - start
+    result = recognizer.transcribe(args.video, args.audio, args.rates, args.budget, args.input)
+    print(result.text)
+    times = {"load": load_s, **result.seconds}
     stages = ", ".join(f"{k} {times[k]:.2f} s" for k in ("load", "read", "face", "encode", "decode") if k in times)
-    left_out = "".join(f" ({m} left out: {why})" for m, why in clip.problems.items())
-    print(f"used {' + '.join(clip.modalities)}{left_out}; rates {combination_key(combo)}; clip "
-          f"{clip_seconds(batch):.2f} s; {stages}; {precision.describe()}", file=sys.stderr)  # fmt: skip
+    left_out = "".join(f" ({m} left out: {why})" for m, why in result.problems.items())
+    tried = f" (tried {' > '.join(result.tried)})" if len(result.tried) > 1 else ""
+    print(f"used {' + '.join(result.modalities)}{left_out}; rates {result.rates}{tried}, {result.tokens:.0f} LLM "
+          f"input tokens; confidence {result.confidence:.3f}; clip {result.duration:.2f} s; {stages}; {recognizer.precision.describe()}",
+          file=sys.stderr)  # fmt: skip
     return 0

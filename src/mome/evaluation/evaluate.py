@@ -52,6 +52,7 @@ from mome.data.collate import collate
 from mome.data.dataset import AVDataset
 from mome.data.labels import media_path
 from mome.errors import UserError
+from mome.evaluation.cascade import policy_results
 from mome.evaluation.wer import ErrorCounts, normalize, total, utterance_errors
 from mome.features.cache import FeatureCache
 from mome.features.dataset import make_dataset
@@ -154,13 +155,15 @@ class DecodeClock:
         self.seconds: dict[str, float] = defaultdict(float)
         self.utterances: dict[str, int] = defaultdict(int)
 
-    def generate(self, model: AVSRModel, features: Any, combo: Combination, decode: DecodeConfig) -> list[str]:
+    def generate(
+        self, model: AVSRModel, features: Any, combo: Combination, decode: DecodeConfig
+    ) -> tuple[list[str], list[float]]:
         start = time.perf_counter()
-        hyps = model.generate(features, combo, decode)
+        hyps, confidences = model.generate_scored(features, combo, decode)
         key = combination_key(combo)
         self.seconds[key] += time.perf_counter() - start
         self.utterances[key] += len(hyps)
-        return hyps
+        return hyps, confidences
 
     def summary(self, decode: DecodeConfig, precision: Resolved) -> dict[str, Any]:
         return {
@@ -182,6 +185,8 @@ class _Record:
     hypothesis: str
     groups: list[str]
     counts: ErrorCounts
+    confidence: float
+    """Mean log-probability of the hypothesis' tokens (`AVSRModel.generate_scored`): a cascade's signal."""
 
     def to_json(self) -> dict[str, Any]:
         c = self.counts
@@ -198,6 +203,7 @@ class _Record:
             "del": c.deletions,
             "ins": c.insertions,
             "ref_words": c.ref_words,
+            "confidence": round(self.confidence, 6),
         }
 
 
@@ -247,11 +253,10 @@ def _decode_snr(
         with autocast(precision.precision, precision.device):
             features = model.encode(to_device(batch, model))
             hyps_by_combo = [clock.generate(model, features, combo, decode) for combo in combos]
-        for combo, hyps in zip(combos, hyps_by_combo):
-            for rel, ref, hyp, meta in zip(batch["ids"], batch["texts"], hyps, batch["metas"]):
-                records.append(
-                    _Record(snr, combination_key(combo), rel, ref, hyp, _groups(meta), utterance_errors(ref, hyp))
-                )
+        for combo, (hyps, confidences) in zip(combos, hyps_by_combo):
+            for rel, ref, hyp, meta, conf in zip(batch["ids"], batch["texts"], hyps, batch["metas"], confidences):
+                counts = utterance_errors(ref, hyp)
+                records.append(_Record(snr, combination_key(combo), rel, ref, hyp, _groups(meta), counts, conf))
         bar.update(len(batch["ids"]))
     bar.close()
     order = [combination_key(c) for c in combos]
@@ -281,6 +286,7 @@ def evaluate(
     skip_bad: bool = False,
     progress: bool = True,
     info: dict[str, Any] | None = None,
+    cascade: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Decode `labels` at every combination x SNR; return the results dict (written to `out_dir` if given).
 
@@ -292,6 +298,8 @@ def evaluate(
         limit: the first N utterances of the label file only.
         skip_bad: leave out unreadable utterances instead of failing (module docstring).
         info: extra fields for results.json (checkpoint path, overrides ...).
+        cascade: a calibration (`evaluation.cascade`): the cascade is scored beside the fixed rates
+            (results.json "policies"; its measured time per utterance in decode_times.json).
     """
     root = Path(absolute_path(str(root)))
     labels = Path(absolute_path(str(labels), root))
@@ -331,9 +339,15 @@ def evaluate(
     results["skipped"] = dict(sorted(skipped.items()))
     results["label_problems"] = label_problems
     results["labels"], results["root"] = str(labels), str(root)
+    times = clock.summary(decode, precision)
+    if cascade is not None:
+        rows = [r.to_json() for r in records]
+        results["policies"] = {"cascade": policy_results(rows, results["combinations"], results["snrs"], cascade)}
+        timed = policy_results(rows, results["combinations"], results["snrs"], cascade, times["seconds_per_utterance"])
+        times["policies"] = {"cascade": {snr: timed[snr]["seconds_per_utterance"] for snr in results["snrs"]}}
     if out_dir is not None:
         write_outputs(results, records, Path(out_dir))
-        atomic_write_text(Path(out_dir) / "decode_times.json", json.dumps(clock.summary(decode, precision), indent=2))
+        atomic_write_text(Path(out_dir) / "decode_times.json", json.dumps(times, indent=2))
     return results
 
 
@@ -432,6 +446,14 @@ def markdown(results: dict[str, Any]) -> str:
             wers = [f"{100 * cells[s]['wer']:.2f}" if cells[s]["utterances"] else "-" for s in snrs]
             lines.append(f"| {combo['key']} | {combo['tokens_per_second']:.3g} | " + " | ".join(wers) + " |")
         lines.append("")
+    for name, policy in results.get("policies", {}).items():
+        lines += [f"## policy: {name} (group all; threshold {policy['threshold']}, ladder {' > '.join(policy['ladder'])})",
+                  "", "| SNR | tokens/s | WER | stops |", "|---|---:|---:|---|"]  # fmt: skip
+        for snr in snrs:
+            p = policy[snr]
+            stops = ", ".join(f"{k} {100 * v:.0f}%" for k, v in p["stops"].items())
+            lines.append(f"| {_column(snr)} | {p['tokens_per_second']:.3g} | {100 * p['wer']:.2f} | {stops} |")
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -457,7 +479,11 @@ def plot(results: dict[str, Any], path: Path) -> None:
     for snr in results["snrs"]:
         xs = [c["tokens_per_second"] for c in combos]
         ys = [100 * results["wer"]["all"][c["key"]][snr]["wer"] for c in combos]
-        ax.plot(xs, ys, marker="o", label=_column(snr))
+        line = ax.plot(xs, ys, marker="o", label=_column(snr))[0]
+        for name, policy in results.get("policies", {}).items():  # a policy: one point per SNR
+            p = policy[snr]
+            ax.plot(p["tokens_per_second"], 100 * p["wer"], marker="*", markersize=12, color=line.get_color(),
+                    linestyle="", label=f"{name} {_column(snr)}")  # fmt: skip
     for c in combos:
         ax.annotate(
             c["key"],

@@ -16,6 +16,7 @@ projectors and adapters train; LLM and encoders are frozen and stay in eval mode
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -302,8 +303,18 @@ class AVSRModel(nn.Module):
     # ------------------------------------------------------------------------------------ inference
     @torch.no_grad()
     def generate(self, features: Features, combo: Combination, decode: DecodeConfig) -> list[str]:
-        """Beam-search transcripts at one granularity. Sampling is off and every setting is explicit,
-        so the checkpoint's own generation_config (sampling at temperature 0.6 for Llama 3) never applies."""
+        """Beam-search transcripts at one granularity (`generate_scored` without the confidences)."""
+        return self.generate_scored(features, combo, decode)[0]
+
+    @torch.no_grad()
+    def generate_scored(
+        self, features: Features, combo: Combination, decode: DecodeConfig
+    ) -> tuple[list[str], list[float]]:
+        """Transcripts at one granularity and each one's confidence: the mean log-probability of its tokens
+        (EOS included; beam search: the beam's length-normalised score), what a cascade compares.
+
+        Sampling is off and every setting is explicit, so the checkpoint's own generation_config (sampling at
+        temperature 0.6 for Llama 3) never applies."""
         seq = self.build_sequences(features, [combo], None, padding_side="left")
         gen = GenerationConfig(
             num_beams=decode.num_beams,
@@ -314,6 +325,8 @@ class AVSRModel(nn.Module):
             eos_token_id=self.builder.eos,
             pad_token_id=self.builder.pad,
             bos_token_id=self.builder.bos,
+            output_scores=True,
+            return_dict_in_generate=True,
         )
         ctx = AdapterContext(self.combinations.index(combo), collect=False)
         # HF fills every unset field from the model's generation_config (repetition penalties, suppressed
@@ -326,7 +339,19 @@ class AVSRModel(nn.Module):
                 )
         finally:
             self.llm.generation_config = model_defaults
-        return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
+        texts = [t.strip() for t in self.tokenizer.batch_decode(out.sequences, skip_special_tokens=True)]
+        return texts, self._confidence(out, decode.num_beams)
+
+    def _confidence(self, out: Any, num_beams: int) -> list[float]:
+        """Mean log-probability of each generated sequence's tokens, up to and including its first EOS."""
+        if num_beams > 1:
+            return out.sequences_scores.float().tolist()
+        steps = self.llm.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)  # [B, S]
+        generated = out.sequences[:, -steps.shape[1] :]  # [B, S]
+        ended = (generated == self.builder.eos).long().cumsum(1)  # 1 from the first EOS on
+        keep = (ended == 0) | ((ended == 1) & (generated == self.builder.eos))  # tokens up to the first EOS
+        totals = (steps.float() * keep).sum(1) / keep.sum(1).clamp_min(1)
+        return totals.tolist()
 
 
 def build_model(cfg: ModelConfig, device: str | torch.device | None = None, trusted: bool = False) -> AVSRModel:

@@ -122,13 +122,16 @@ def save_checkpoint(
     cfg: Config,
     train_state: dict[str, Any],
     keep: int = 3,
+    base_models: dict[str, Any] | None = None,
 ) -> Path:
-    """Write `step-XXXXXXXX.pt` and its checksum, point `latest` at it, keep the newest `keep` intact ones."""
+    """Write `step-XXXXXXXX.pt` and its checksum, point `latest` at it, keep the newest `keep` intact ones.
+    `base_models`: the fingerprints of the frozen models it was trained on (`mome.base_models`)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     remove_temporaries(directory)
     path = directory / f"step-{step:08d}.pt"
-    payload = {"format": FORMAT, "config": cfg.to_dict(), "model": model_state, "train_state": train_state}
+    payload = {"format": FORMAT, "config": cfg.to_dict(), "model": model_state, "train_state": train_state,
+               "base_models": base_models or {}}  # fmt: skip
     checksum_path(path).unlink(missing_ok=True)  # an old checksum must never vouch for the new file
     save_torch(path, payload)
     write_checksum(path)
@@ -166,7 +169,11 @@ def resolve_checkpoint(path: str | Path) -> Path:
     and its `latest` pointer leaves a complete step file without a pointer. So the step files decide, and
     `latest` is only a pointer for people and scripts. A damaged one is reported and the previous one used.
     """
+    from mome.export import WEIGHTS, is_export
+
     path = Path(path)
+    if is_export(path):  # `mome export`'s folder: its weights file stands for the checkpoint
+        return path / WEIGHTS
     steps = _candidates(path)
     if steps is None:
         if path.is_file():
@@ -215,12 +222,23 @@ def _load_file(path: Path) -> dict[str, Any]:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint file, or the newest readable one of a run directory (damaged ones are reported)."""
+    """Read a checkpoint file, or the newest readable one of a run directory (damaged ones are reported), or
+    an export (`mome export`) as the same payload."""
+    from mome.export import WEIGHTS, is_export, read_export
+
     path = Path(path)
+    for folder in (path, path.parent):
+        if is_export(folder) and (folder == path or path.name == WEIGHTS):
+            return read_export(folder)
     steps = _candidates(path) if path.is_dir() else None
     if not steps:
         return _load_file(resolve_checkpoint(path))
     return _newest_good(path, steps, _load_file)
+
+
+def run_directory(checkpoint: Path) -> Path:
+    """The run directory of a checkpoint file: the one that holds `checkpoints/`."""
+    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
 
 
 def checkpoint_config(payload: dict[str, Any], overrides: list[str] | None = None) -> Config:
@@ -239,9 +257,11 @@ def model_from_payload(
     payload: dict[str, Any], overrides: list[str] | None = None, device: str | torch.device | None = None
 ):
     """(model, config) from a checkpoint already read by `load_checkpoint` (the file is read and hashed once)."""
+    from mome.base_models import check
     from mome.models.avsr import build_model
 
     cfg = checkpoint_config(payload, overrides)
+    check(payload.get("base_models"), cfg.model, payload["path"])  # before the slow build, in one line
     torch.manual_seed(cfg.train.seed)  # frozen parts built from an `arch` (tests) get the weights training had
     model = build_model(cfg.model, device=device)
     try:

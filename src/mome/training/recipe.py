@@ -264,7 +264,10 @@ class Trainer:
         set_seed(cfg.train.seed)
 
     def _setup_model(self) -> None:
+        from mome.base_models import fingerprints
+
         self.model: AVSRModel = build_model(self.cfg.model)
+        self.base_models = fingerprints(self.cfg.model) if self.main else {}  # saved with every checkpoint
 
     def _setup_data(self) -> None:
         cfg = self.cfg
@@ -360,7 +363,7 @@ class Trainer:
                 "precision": self.precision.precision,  # what the steps ran in (`auto` resolves per machine)
             }
             path = save_checkpoint(self.ckpt_dir, self.state.step, weights, self.cfg, train_state,
-                                   keep=self.cfg.train.keep_checkpoints)  # fmt: skip
+                                   keep=self.cfg.train.keep_checkpoints, base_models=self.base_models)  # fmt: skip
         self.accel.wait_for_everyone()
         return path
 

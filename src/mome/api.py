@@ -1,0 +1,169 @@
+"""The Python API: a trained run as an object that transcribes clips at a chosen rate or budget.
+
+    import mome
+    model = mome.load("demo_out/runs/avsr")
+    result = model.transcribe(video="clip.mp4", rates=(16, 5))     # or budget="auto" / "tokens=200"
+    result.text, result.rates, result.modalities, result.seconds
+
+`budget="auto"` runs the calibrated cascade (`mome calibrate RUN` first; `mome.evaluation.cascade`): the
+coarsest rung first, finer ones while the hypothesis' confidence is below the threshold. `budget="tokens=N"`
+picks the finest combination whose LLM input tokens for this clip fit in N. A clip without a usable
+modality falls back (unified model) or raises `MediaError` naming the problem (`mome.clip`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mome.config import Combination, Config, combination_key, combinations, parse_combination
+from mome.errors import UserError
+from mome.inference import Clip, clip_seconds, combination_for, load_clip, to_device
+from mome.precision import autocast, resolve_precision
+
+
+@dataclass
+class Transcript:
+    text: str
+    rates: str
+    """The rate combination of the text, keyed like `a16_v5` (`a16`: audio only)."""
+    modalities: tuple[str, ...]
+    """What the model read: ("audio", "video"), or the one a unified model fell back to."""
+    tokens: float
+    """LLM input (A/V) tokens this clip cost, over every combination decoded (a cascade may decode several)."""
+    tried: list[str]
+    """Every combination decoded, in order (one, unless a cascade went on to finer ones)."""
+    confidence: float
+    """Mean log-probability of the text's tokens."""
+    duration: float
+    """Length of the clip in seconds."""
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Time of each stage: read, face (raw videos), encode, decode."""
+    problems: dict[str, str] = field(default_factory=dict)
+    """Why a modality was left out."""
+
+
+def parse_budget(budget: str) -> tuple[str, float]:
+    """`auto` -> ("auto", nan); `tokens=200` -> ("tokens", 200.0)."""
+    if budget == "auto":
+        return "auto", math.nan
+    kind, _, value = budget.partition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if kind != "tokens" or not number > 0:
+        raise UserError(f"budget {budget!r}: expected 'auto' (the calibrated cascade) or 'tokens=N' (N > 0)")
+    return kind, number
+
+
+class Recognizer:
+    """A loaded model with its config and run directory (where its calibration lives)."""
+
+    def __init__(self, model: Any, cfg: Config, run_dir: Path | None, device: str | torch.device = "cpu") -> None:
+        from mome.evaluation.evaluate import tokens_per_second
+
+        self.model, self.cfg, self.run_dir, self.device = model.eval(), cfg, run_dir, device
+        self.precision = resolve_precision(cfg.decode.precision, device)
+        self.tokens_per_second = {combination_key(c): tokens_per_second(model, c) for c in model.combinations}
+
+    @property
+    def combinations(self) -> list[str]:
+        return [combination_key(c) for c in combinations(self.cfg.model.compression)]
+
+    def transcribe(
+        self, video: str | Path | None = None, audio: str | Path | None = None,
+        rates: Combination | str | None = None, budget: str | None = None, input_kind: str = "auto",
+    ) -> Transcript:  # fmt: skip
+        """The transcript of one clip at `rates` (default: the finest), or as `budget` decides."""
+        if rates is not None and budget is not None:
+            raise UserError("give rates or a budget, not both")
+        comp = self.cfg.model.compression
+        requested = _parse_rates(rates, comp) if rates is not None else None
+        seconds: dict[str, float] = {}
+        start = time.perf_counter()
+        clip = load_clip(Path(video) if video else None, Path(audio) if audio else None, comp.task,
+                         self.cfg.data.crop_size, input_kind, seconds, self.cfg.data.av_tolerance_frames)  # fmt: skip
+        seconds["read"] = time.perf_counter() - start - seconds.get("face", 0.0)
+        ladder = self._ladder(clip, requested, budget)
+        return self._decode(clip, ladder, seconds)
+
+    def _ladder(self, clip: Clip, requested: Combination | None, budget: str | None) -> tuple[list[Combination], float]:
+        """(combinations to decode in order, confidence threshold to stop at)."""
+        comp = self.cfg.model.compression
+        if budget is None:
+            return [combination_for(comp, clip.modalities, requested)], math.inf
+        kind, value = parse_budget(budget)
+        fitting = {combination_for(comp, clip.modalities, c) for c in self.model.combinations}
+        by_cost = sorted(fitting, key=lambda c: self.tokens_per_second[combination_key(c)])
+        if kind == "tokens":
+            length = clip_seconds(clip.batch)
+            fits = [c for c in by_cost if self.tokens_per_second[combination_key(c)] * length <= value]
+            if not fits:
+                cheapest = by_cost[0]
+                need = self.tokens_per_second[combination_key(cheapest)] * length
+                raise UserError(f"budget {budget!r}: even {combination_key(cheapest)} needs {need:.0f} tokens for "
+                                f"this {length:.1f} s clip")  # fmt: skip
+            return [fits[-1]], math.inf
+        from mome.evaluation.cascade import load_calibration
+
+        if self.run_dir is None:
+            raise UserError("budget 'auto' needs the run directory (its calibration.json)")
+        calibration = load_calibration(self.run_dir)
+        rungs: list[Combination] = []
+        for key in calibration["ladder"]:  # a fallback maps each rung onto the modality the clip has
+            combo = combination_for(comp, clip.modalities, parse_combination(key, comp))
+            if combo not in rungs:
+                rungs.append(combo)
+        return rungs, calibration["threshold"]
+
+    @torch.no_grad()
+    def _decode(self, clip: Clip, ladder: tuple[list[Combination], float], seconds: dict[str, float]) -> Transcript:
+        rungs, threshold = ladder
+        batch = to_device(clip.batch, self.device)
+        with autocast(self.precision.precision, self.device):
+            start = time.perf_counter()
+            features = self.model.encode(batch)
+            seconds["encode"] = time.perf_counter() - start
+            start = time.perf_counter()
+            tried = []
+            for i, combo in enumerate(rungs):
+                (text,), (confidence,) = self.model.generate_scored(features, combo, self.cfg.decode)
+                tried.append(combination_key(combo))
+                if i == len(rungs) - 1 or confidence >= threshold:
+                    break
+            seconds["decode"] = time.perf_counter() - start
+        length = clip_seconds(clip.batch)
+        return Transcript(
+            text=text, rates=tried[-1], modalities=clip.modalities, confidence=confidence, tried=tried, duration=length,
+            tokens=sum(self.tokens_per_second[k] for k in tried) * length, seconds=seconds, problems=clip.problems,
+        )  # fmt: skip
+
+
+def _parse_rates(rates: Combination | str, comp: Any) -> Combination:
+    text = rates if isinstance(rates, str) else ",".join(str(r) for r in rates if r is not None)
+    if not isinstance(rates, str) and comp.task == "any" and None in rates:  # (16, None): audio only
+        text = combination_key(rates)
+    return parse_combination(text, comp)
+
+
+def from_payload(
+    payload: dict[str, Any], run_dir: Path | None, overrides: list[str] | None = None, device: str = "cpu"
+) -> Recognizer:
+    from mome.training.checkpoint import model_from_payload
+
+    model, cfg = model_from_payload(payload, overrides, device=device)
+    return Recognizer(model, cfg, run_dir, device)
+
+
+def load(run: str | Path, overrides: list[str] | None = None, device: str = "cpu") -> Recognizer:
+    """A trained run (its newest checkpoint) or a checkpoint file, ready to transcribe."""
+    from mome.training.checkpoint import load_checkpoint, resolve_checkpoint, run_directory
+
+    checkpoint = resolve_checkpoint(run)
+    return from_payload(load_checkpoint(checkpoint), run_directory(checkpoint), overrides, device)

@@ -1,0 +1,102 @@
+"""The frozen base models a run was trained on (LLM, audio and video encoders), fingerprinted by the sha256 of
+their files, so that trained adapters loaded onto other base models fail with one line instead of decoding
+garbage: the most common complaint about shared checkpoints in the neighbouring projects.
+
+Training saves the fingerprints in every checkpoint (`base_models`); loading a run or an export compares them
+with the files its config points at now. Hashes are cached per (path, size, mtime), so a multi-gigabyte
+Llama is read once per machine, not at every load.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mome.errors import UserError
+from mome.io import atomic_write_text
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".json", ".model", ".txt", ".tiktoken")
+"""The files of a model directory that define it: weights, configs and tokenizer files."""
+
+
+def _cache_path() -> Path:
+    from mome.convert.embedded import cache_dir
+
+    return cache_dir() / "sha256.json"
+
+
+def _sha256(path: Path, cache: dict[str, str]) -> str:
+    from mome.training.checkpoint import file_sha256
+
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    if key not in cache:
+        cache[key] = file_sha256(path)
+    return cache[key]
+
+
+def _files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+
+
+def _resolve(spec: str) -> Path:
+    if spec.startswith("embedded:"):
+        from mome.convert.embedded import ensure_embedded
+
+        return ensure_embedded(spec.split(":", 1)[1])
+    return Path(spec)
+
+
+def _model_paths(model_cfg: Any) -> dict[str, str]:
+    """{"llm": spec, "audio_encoder": spec, "video_encoder": spec} for the base models given by path."""
+    comp, enc = model_cfg.compression, model_cfg.encoders
+    paths = {"llm": model_cfg.llm.path}
+    if comp.uses_audio and enc.audio.kind != "none":
+        paths["audio_encoder"] = enc.audio.path
+    if comp.uses_video and enc.video.kind != "none":
+        paths["video_encoder"] = enc.video.path
+    return {name: spec for name, spec in paths.items() if spec}
+
+
+def fingerprints(model_cfg: Any) -> dict[str, dict[str, Any]]:
+    """{name: {"path": spec, "files": {relative file: sha256}}} of every base model given by path."""
+    cache_file = _cache_path()
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    out = {}
+    for name, spec in _model_paths(model_cfg).items():
+        root = _resolve(spec)
+        if not root.exists():
+            continue  # reported by the loader that needs it
+        base = root if root.is_dir() else root.parent
+        out[name] = {"path": spec, "files": {str(f.relative_to(base)): _sha256(f, cache) for f in _files(root)}}
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(cache_file, json.dumps(cache, indent=0, sort_keys=True))
+    except OSError:
+        pass  # a read-only home: hashes are recomputed next time
+    return out
+
+
+def check(saved: dict[str, dict[str, Any]] | None, model_cfg: Any, where: str) -> None:
+    """Raise a one-line `UserError` naming the first base model file that differs from training's."""
+    if not saved:
+        return  # a checkpoint written before fingerprints, or a model without base models given by path
+    now = fingerprints(model_cfg)
+    for name, then in saved.items():
+        current = now.get(name)
+        if current is None:
+            continue  # this config no longer loads it (e.g. an override); the loader decides
+        for file, digest in then["files"].items():
+            here = current["files"].get(file)
+            if here != digest:
+                what = "is missing" if here is None else f"differs (sha256 {here[:12]}, trained with {digest[:12]})"
+                raise UserError(
+                    f"{where}: {name} {current['path']}: {file} {what}; these adapters were trained on other "
+                    "base weights (point the config at those, e.g. model.llm.path=DIR)"
+                )

@@ -1,0 +1,157 @@
+"""The granularity chosen per utterance: decode at the coarsest rate combination, and while the hypothesis'
+confidence (its mean token log-probability, `AVSRModel.generate_scored`) is below a threshold, decode again
+at the next finer one. Easy utterances stop early; hard ones pay for the finest rates.
+
+    ladder      the combinations of the model's fullest task (AVSR for an AVSR or unified model), ordered by
+                LLM input tokens per second of speech, coarsest first
+    threshold   calibrated on the validation split for a target WER (`mome calibrate`, `calibration.json`
+                in the run directory): the cheapest threshold whose cascade WER is within `relative` of the
+                finest combination's
+
+Evaluation decodes every combination for every utterance anyway, so `mome eval --policy cascade` scores the
+cascade from those hypotheses: each utterance takes the hypothesis of the first rung it stops at, and is
+charged the tokens (and the measured decode time) of every rung it tried. Greedy decoding of one utterance
+does not depend on the others in its batch, so this is what a live cascade (`mome.api`) outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mome.io import atomic_write_text
+
+CALIBRATION_FILE = "calibration.json"
+DEFAULT_RELATIVE = 1.05
+"""Calibration target: the cascade's validation WER at most 5% (relative) above the finest combination's,
+leaving room below the 10% that the test split is judged against."""
+
+
+def ladder(combinations: list[dict[str, Any]]) -> list[str]:
+    """Keys of the combinations of the fullest task present (AVSR over ASR / VSR), coarsest first."""
+    both = [c for c in combinations if c["audio_rate"] and c["video_rate"]]
+    rungs = both or combinations
+    return [c["key"] for c in sorted(rungs, key=lambda c: c["tokens_per_second"])]
+
+
+def stop(confidences: dict[str, float], rungs: list[str], threshold: float) -> int:
+    """Index of the rung where the cascade stops: the first confident one, else the finest."""
+    for i, key in enumerate(rungs[:-1]):
+        if confidences[key] >= threshold:
+            return i
+    return len(rungs) - 1
+
+
+@dataclass
+class CascadeScore:
+    wer: float
+    tokens_per_second: float
+    """Mean LLM input tokens per second of speech over every rung tried."""
+    stops: dict[str, float]
+    """Share of utterances that stopped at each rung."""
+    seconds_per_utterance: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"wer": round(self.wer, 6), "tokens_per_second": round(self.tokens_per_second, 4),
+               "stops": {k: round(v, 4) for k, v in self.stops.items()}}  # fmt: skip
+        return out
+
+
+def _utterances(records: list[dict[str, Any]], snr: str, rungs: list[str]) -> list[dict[str, dict[str, Any]]]:
+    """{rung: record} per utterance at `snr` that has a hypothesis at every rung."""
+    by_id: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for r in records:
+        if r["snr"] == snr and r["rates"] in rungs:
+            by_id[r["id"]][r["rates"]] = r
+    return [u for u in by_id.values() if len(u) == len(rungs)]
+
+
+def score(
+    records: list[dict[str, Any]], snr: str, rungs: list[str], tokens: dict[str, float], threshold: float,
+    seconds: dict[str, float] | None = None,
+) -> CascadeScore:  # fmt: skip
+    """The cascade at `threshold` over the hypotheses in `records` (hypotheses.jsonl rows) at one SNR."""
+    utterances = _utterances(records, snr, rungs)
+    errors = words = 0
+    cost = time = 0.0
+    stops = dict.fromkeys(rungs, 0)
+    for u in utterances:
+        i = stop({k: r["confidence"] for k, r in u.items()}, rungs, threshold)
+        chosen = u[rungs[i]]
+        errors += chosen["sub"] + chosen["del"] + chosen["ins"]
+        words += chosen["ref_words"]
+        cost += sum(tokens[k] for k in rungs[: i + 1])
+        time += sum(seconds[k] for k in rungs[: i + 1]) if seconds else 0.0
+        stops[rungs[i]] += 1
+    n = max(len(utterances), 1)
+    return CascadeScore(
+        wer=errors / max(words, 1), tokens_per_second=cost / n, stops={k: v / n for k, v in stops.items()},
+        seconds_per_utterance=time / n if seconds else None,
+    )  # fmt: skip
+
+
+def calibrate(
+    records: list[dict[str, Any]], rungs: list[str], tokens: dict[str, float], relative: float = DEFAULT_RELATIVE,
+    snr: str = "clean",
+) -> dict[str, Any]:  # fmt: skip
+    """The cheapest cascade (fewest tokens) whose WER is at most `relative` x the finest rung's: a threshold
+    and the coarser rungs worth trying before the finest (every subset of them, in order, is considered)."""
+    finest = score(records, snr, rungs[-1:], tokens, math.inf)  # the finest rung alone
+    target = relative * finest.wer
+    best = (math.inf, rungs[-1:], finest)
+    for mask in range(1, 2 ** (len(rungs) - 1)):
+        ladder_ = [k for i, k in enumerate(rungs[:-1]) if mask >> i & 1] + rungs[-1:]
+        candidates = sorted({r["confidence"] for r in records if r["snr"] == snr and r["rates"] in ladder_[:-1]})
+        for threshold in candidates:  # a threshold at a confidence value: utterances at it stop there
+            s = score(records, snr, ladder_, tokens, threshold)
+            if s.wer <= target + 1e-12 and s.tokens_per_second < best[2].tokens_per_second:
+                best = (threshold, ladder_, s)
+    threshold, chosen, chosen_score = best
+    return {
+        "threshold": threshold,  # inf: no cascade is cheaper at the target: decode the finest rung only
+        "ladder": chosen,
+        "relative": relative,
+        "snr": snr,
+        "finest": {"key": rungs[-1], "wer": round(finest.wer, 6), "tokens_per_second": finest.tokens_per_second},
+        "cascade": chosen_score.to_json(),
+        "utterances": len(_utterances(records, snr, rungs)),
+    }
+
+
+def save_calibration(run_dir: Path, calibration: dict[str, Any]) -> Path:
+    text = json.dumps({**calibration, "threshold": _finite(calibration["threshold"])}, indent=2) + "\n"
+    return atomic_write_text(run_dir / CALIBRATION_FILE, text)
+
+
+def load_calibration(run_dir: Path) -> dict[str, Any]:
+    """The run's calibrated cascade (threshold, ladder); a one-line error when `mome calibrate` has not run."""
+    from mome.errors import UserError
+
+    path = run_dir / CALIBRATION_FILE
+    try:
+        calibration = json.loads(path.read_text())
+        calibration["threshold"] = math.inf if calibration["threshold"] is None else float(calibration["threshold"])
+        return calibration
+    except (OSError, ValueError, KeyError):
+        raise UserError(f"{path}: no calibration; run `mome calibrate {run_dir}` first") from None
+
+
+def policy_results(
+    records: list[dict[str, Any]], combinations: list[dict[str, Any]], snrs: list[str],
+    calibration: dict[str, Any], seconds: dict[str, float] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """The calibrated cascade scored at every SNR: {"threshold", "ladder", "<snr>": CascadeScore as JSON}."""
+    tokens = {c["key"]: c["tokens_per_second"] for c in combinations}
+    out: dict[str, Any] = {"threshold": _finite(calibration["threshold"]), "ladder": calibration["ladder"]}
+    for snr in snrs:
+        s = score(records, snr, calibration["ladder"], tokens, calibration["threshold"], seconds)
+        out[snr] = {**s.to_json(), **({"seconds_per_utterance": s.seconds_per_utterance} if seconds else {})}
+    return out
+
+
+def _finite(value: float) -> float | None:
+    return None if math.isinf(value) else value

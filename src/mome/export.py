@@ -1,0 +1,107 @@
+"""`mome export RUN OUT`: a trained model as a self-contained folder to share.
+
+    OUT/adapter.safetensors   the trainable weights only (projectors and adapters), no pickle
+    OUT/config.yaml           the resolved config of the run
+    OUT/base_models.json      the frozen models it needs, with the sha256 of each file (`mome.base_models`)
+    OUT/README.md             a model card: base models, rates, adapter, training data and steps, evaluations
+
+Every command that takes a run takes an export too (`mome eval OUT`, `mome transcribe OUT`, `mome.load(OUT)`):
+`read_export` turns it into the payload a checkpoint gives, and loading checks the base models first.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mome.config import combination_key, combinations, config_from_dict
+from mome.errors import UserError
+from mome.io import atomic_write_text
+
+WEIGHTS, CONFIG, BASE_MODELS, CARD = "adapter.safetensors", "config.yaml", "base_models.json", "README.md"
+FORMAT = "mome-export-1"
+
+
+def is_export(path: Path) -> bool:
+    return path.is_dir() and (path / WEIGHTS).is_file() and (path / CONFIG).is_file()
+
+
+def read_export(path: Path) -> dict[str, Any]:
+    """An export as a checkpoint payload (`training.checkpoint.load_checkpoint` returns the same keys)."""
+    from safetensors.torch import load_file
+
+    try:
+        config = yaml.safe_load((path / CONFIG).read_text())
+        weights = load_file(str(path / WEIGHTS))
+        base = json.loads((path / BASE_MODELS).read_text()) if (path / BASE_MODELS).is_file() else {}
+    except (OSError, ValueError, yaml.YAMLError) as err:
+        raise UserError(f"{path}: not a readable mome export ({type(err).__name__}: {err})".splitlines()[0]) from None
+    return {"format": FORMAT, "config": config, "model": weights, "train_state": {}, "base_models": base,
+            "path": str(path / WEIGHTS)}  # fmt: skip
+
+
+def export_run(run: Path, out: Path) -> Path:
+    """Write the export of `run`'s newest checkpoint into `out`; returns the model card's path."""
+    from safetensors.torch import save_file
+
+    from mome.training.checkpoint import load_checkpoint, resolve_checkpoint, run_directory
+
+    checkpoint = resolve_checkpoint(run)
+    payload = load_checkpoint(checkpoint)
+    cfg = config_from_dict(payload["config"])
+    base = payload.get("base_models") or {}
+    if not base:
+        from mome.base_models import fingerprints
+
+        base = fingerprints(cfg.model)  # a checkpoint from before fingerprints: the models its config names now
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in payload["model"].items()}, str(out / WEIGHTS), metadata={"format": FORMAT})
+    atomic_write_text(out / CONFIG, yaml.safe_dump(payload["config"], sort_keys=False))
+    atomic_write_text(out / BASE_MODELS, json.dumps(base, indent=2) + "\n")
+    step = (payload.get("train_state") or {}).get("progress", {}).get("step")
+    return atomic_write_text(out / CARD, model_card(cfg, base, step, run_directory(checkpoint)))
+
+
+def model_card(cfg: Any, base: dict[str, Any], step: int | None, run: Path) -> str:
+    """What the model is, what it needs and how well it did: the README of an export."""
+    m = cfg.model
+    adapter = m.adapter.kind + (f" {m.adapter.mome.num_routed_experts}/{m.adapter.mome.top_k}, "
+                                f"{m.adapter.mome.num_shared_experts} shared, bottleneck {m.adapter.mome.bottleneck}, "
+                                f"{m.adapter.mome.placement}" if m.adapter.kind == "mome" else "")  # fmt: skip
+    lines = [
+        f"# {cfg.name}",
+        "",
+        "A MoME / Matryoshka AVSR model trained with mome. Only the trainable weights are here "
+        f"(`{WEIGHTS}`); the frozen base models below must be on the machine that loads it, and loading checks "
+        f"their files against the hashes in `{BASE_MODELS}`.",
+        "",
+        "```python",
+        "import mome",
+        'model = mome.load("THIS_FOLDER")  # add overrides such as model.llm.path=DIR if the base models moved',
+        'print(model.transcribe(video="clip.mp4").text)',
+        "```",
+        "",
+        f"- task: {m.compression.task}; rate combinations: "
+        + ", ".join(combination_key(c) for c in combinations(m.compression)),
+        f"- adapter: {adapter}",
+        f"- training: {step if step is not None else '?'} steps on `{cfg.data.root}` (labels {cfg.data.train_labels}), "
+        f"lr {cfg.train.lr}, seed {cfg.train.seed}",
+        "",
+        "## Base models",
+        "",
+        "| part | path at training | files (sha256) |",
+        "|---|---|---|",
+    ]
+    for name, info in base.items():
+        files = "<br>".join(f"{f}: `{h[:16]}`" for f, h in list(info["files"].items())[:8])
+        more = f"<br>... {len(info['files']) - 8} more" if len(info["files"]) > 8 else ""
+        lines.append(f"| {name} | `{info['path']}` | {files}{more} |")
+    evaluations = sorted((run / "eval").glob("*/results.md")) if (run / "eval").is_dir() else []
+    if evaluations:
+        lines += ["", "## Evaluations", ""]
+        for path in evaluations:
+            lines += [path.read_text().replace("\n# ", "\n### ").replace("\n## ", "\n#### ").lstrip("# "), ""]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,72 @@
+"""`mome.load(run).transcribe(...)`: the text with the rates, modalities, tokens and timings it took; a
+budget in tokens picks the finest rates that fit; `budget="auto"` runs the calibrated cascade."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import mome
+from mome.errors import UserError
+from tiny import untrained_run
+
+FAST = ["decode.num_beams=1", "decode.max_new_tokens=2", "data.num_workers=0"]
+TOKENS_PER_SECOND = {"a4_v2": 25.0, "a4_v5": 17.5, "a16_v2": 15.625, "a16_v5": 8.125}
+
+
+@pytest.fixture(scope="module")
+def clip(corpus: Path) -> tuple[Path, Path]:
+    mp4 = sorted(corpus.glob("synth/test/**/*.mp4"))[0]
+    return mp4, mp4.with_suffix(".wav")
+
+
+@pytest.fixture(scope="module")
+def model(corpus: Path, tmp_path_factory) -> mome.api.Recognizer:
+    return mome.load(untrained_run(corpus, tmp_path_factory.mktemp("run")), FAST)
+
+
+def test_transcribe_at_chosen_rates(model, clip) -> None:
+    mp4, wav = clip
+    result = model.transcribe(video=mp4, audio=wav, rates=(16, 5))
+    assert isinstance(result.text, str) and result.rates == "a16_v5" and result.tried == ["a16_v5"]
+    assert result.modalities == ("audio", "video") and result.confidence <= 0
+    assert result.tokens == pytest.approx(TOKENS_PER_SECOND["a16_v5"] * result.duration)
+    assert {"read", "encode", "decode"} <= set(result.seconds)
+    assert model.transcribe(video=mp4, audio=wav).rates == "a4_v2"  # default: the finest
+    with pytest.raises(UserError, match="rates or a budget, not both"):
+        model.transcribe(video=mp4, audio=wav, rates=(16, 5), budget="auto")
+
+
+def test_a_token_budget_picks_the_finest_rates_that_fit(model, clip) -> None:
+    mp4, wav = clip
+    duration = model.transcribe(video=mp4, audio=wav).duration
+    assert model.transcribe(video=mp4, audio=wav, budget=f"tokens={16 * duration:.1f}").rates == "a16_v2"
+    assert model.transcribe(video=mp4, audio=wav, budget=f"tokens={100 * duration:.0f}").rates == "a4_v2"
+    with pytest.raises(UserError, match="even a16_v5 needs"):
+        model.transcribe(video=mp4, audio=wav, budget=f"tokens={duration:.2f}")
+    with pytest.raises(UserError, match="expected 'auto'"):
+        model.transcribe(video=mp4, audio=wav, budget="ms=20")
+
+
+def test_auto_runs_the_calibrated_cascade(model, clip) -> None:
+    mp4, wav = clip
+    with pytest.raises(UserError, match="run `mome calibrate"):
+        model.transcribe(video=mp4, audio=wav, budget="auto")
+    calibration = model.run_dir / "calibration.json"
+    ladder = ["a16_v5", "a16_v2", "a4_v2"]
+    calibration.write_text(json.dumps({"threshold": -1e9, "ladder": ladder}))  # always confident: stops at once
+    assert model.transcribe(video=mp4, audio=wav, budget="auto").tried == ["a16_v5"]
+    calibration.write_text(json.dumps({"threshold": 0.5, "ladder": ladder}))  # never confident: climbs every rung
+    result = model.transcribe(video=mp4, audio=wav, budget="auto")
+    assert result.tried == ladder and result.rates == "a4_v2"
+    assert result.tokens == pytest.approx(sum(TOKENS_PER_SECOND[k] for k in ladder) * result.duration)
+
+
+def test_a_unified_model_falls_back_and_says_so(corpus, clip, tmp_path) -> None:
+    mp4, _ = clip
+    unified = mome.load(untrained_run(corpus, tmp_path / "u", ["model.compression.task=any"]), FAST)
+    result = unified.transcribe(video=mp4, rates=(16, 5))  # the mouth-crop mp4 has no audio track
+    assert result.modalities == ("video",) and result.rates == "v5" and "no audio track" in result.problems["audio"]
+    assert "a16" in unified.combinations and "v2" in unified.combinations
