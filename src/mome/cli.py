@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "run the frozen encoders once over a corpus and cache their outputs (data.feature_cache)",
     ),
     "eval": ("mome.commands.eval", "WER of a checkpoint at every rate combination x SNR: JSON, Markdown table, plot"),
+    "serve": ("mome.commands.serve", "a local web page: drop or record a clip, see its transcript at every rate"),
     "export": (
         "mome.commands.export",
         "a trained model as a folder to share: safetensors weights, config, base-model hashes, card",
