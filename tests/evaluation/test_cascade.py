@@ -4,6 +4,7 @@ threshold and ladder at a target WER (`mome.evaluation.cascade`)."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -59,3 +60,28 @@ def test_no_cheaper_cascade_means_the_finest_alone() -> None:
     rows = [_row("0", "a16_v5", 5, -0.1), _row("0", "a4_v2", 0, -0.5)]  # confidently wrong at the coarse rung
     calibration = calibrate(rows, ["a16_v5", "a4_v2"], TOKENS)
     assert math.isinf(calibration["threshold"]) and calibration["ladder"] == ["a4_v2"]
+
+
+def test_calibrate_then_eval_with_the_cascade(corpus, tmp_path, monkeypatch, capsys) -> None:
+    import json as json_
+
+    from mome.cli import main
+    from tiny import untrained_run
+
+    fast = ["decode.num_beams=1", "decode.max_new_tokens=3", "data.num_workers=0"]
+    untrained_run(corpus, tmp_path / "run")
+    monkeypatch.chdir(tmp_path)
+    args = ["eval", "run", "--labels", "labels/test.csv", "--limit", "2", "--quiet", "--snr", "clean", "0"]
+    assert main([*args, "--policy", "cascade", *fast]) == 2  # not calibrated yet: one line saying what to run
+    assert "run `mome calibrate run` first" in capsys.readouterr().err
+    assert main(["calibrate", "run", "--limit", "2", "--quiet", *fast]) == 0
+    calibration = json_.loads(Path("run/calibration.json").read_text())
+    assert calibration["ladder"][-1] == "a4_v2" and calibration["utterances"] == 2
+    assert main([*args, "--policy", "cascade", *fast]) == 0
+    results = json_.loads(Path("run/eval/test/results.json").read_text())
+    policy = results["policies"]["cascade"]
+    assert set(policy) == {"threshold", "ladder", "clean", "0"} and policy["ladder"] == calibration["ladder"]
+    assert sum(policy["clean"]["stops"].values()) == pytest.approx(1)
+    times = json_.loads(Path("run/eval/test/decode_times.json").read_text())
+    assert times["policies"]["cascade"]["clean"] > 0
+    assert "policy: cascade" in Path("run/eval/test/results.md").read_text()

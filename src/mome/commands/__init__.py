@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,52 @@ def collect_overrides(args: argparse.Namespace, names: tuple[str, ...]) -> None:
         setattr(args, name, [v for v in values if "=" not in v] or None)
 
 
+def add_labelled_arguments(parser: argparse.ArgumentParser, labels: str | None = None, rates: bool = True) -> None:
+    """The options of a command that reads a labelled split of a run: checkpoint, overrides, `--labels`
+    (required unless `labels` gives a default), `--root`, `--rates`, `--limit`, `--device`, `--quiet`."""
+    parser.add_argument("checkpoint", help="checkpoint file, run directory (its newest checkpoint) or export")
+    parser.add_argument("overrides", nargs="*", help="KEY=VALUE config overrides, e.g. decode.num_beams=5")
+    parser.add_argument("--labels", required=labels is None, default=labels,
+                        help="label CSV, a path or relative to the corpus root" + (f" (default {labels})" if labels else ""))  # fmt: skip
+    parser.add_argument("--root", help="corpus root, the same as data.root=DIR (default: the checkpoint's)")
+    if rates:
+        parser.add_argument("--rates", nargs="+", metavar="A,V", help="rate combinations, e.g. 4,2 16,5 (default: all)")
+    parser.add_argument("--limit", type=int, help="only the first N utterances")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_trusted_checkpoint(parser)
+    parser.parse_args = parser.parse_intermixed_args  # type: ignore[method-assign]  # overrides anywhere
+
+
+@dataclass
+class Labelled:
+    """What a labelled-split command has read and checked before the (slow) model build."""
+
+    checkpoint: Path
+    payload: dict[str, Any]
+    cfg: Any
+    combos: list[Any]
+    root: Path
+    labels: Path
+
+
+def open_labelled(args: argparse.Namespace, multi: tuple[str, ...] = ("rates",)) -> Labelled:
+    """The checkpoint, its config and the split of a labelled-split command, each input checked. `multi`:
+    options whose values may have swallowed KEY=VALUE overrides."""
+    from mome.errors import UserError
+    from mome.training.checkpoint import checkpoint_config, load_checkpoint, resolve_checkpoint
+
+    collect_overrides(args, multi)
+    if args.root is not None:  # the flag is a shorthand: data.root is the one place the corpus is named
+        args.overrides.append(f"data.root={args.root}")
+    if args.limit is not None and args.limit < 1:
+        raise UserError("--limit must be at least 1")
+    checkpoint = resolve_checkpoint(args.checkpoint)
+    payload = load_checkpoint(checkpoint)
+    cfg = checkpoint_config(payload, args.overrides)
+    return Labelled(checkpoint, payload, cfg, *labelled_inputs(args, cfg))
+
+
 def labelled_inputs(args: argparse.Namespace, cfg: Any) -> tuple[list[Any], Path, Path]:
     """The rate combinations (`--rates`, else every trained one), the corpus root and the label file
     (`--labels`: a path as given, else relative to the root) of a command that reads a labelled split,
@@ -43,7 +90,8 @@ def labelled_inputs(args: argparse.Namespace, cfg: Any) -> tuple[list[Any], Path
     from mome.errors import UserError
 
     comp = cfg.model.compression
-    combos = [parse_combination(r, comp) for r in args.rates] if args.rates else combinations(comp)
+    rates = getattr(args, "rates", None)
+    combos = [parse_combination(r, comp) for r in rates] if rates else combinations(comp)
     if cfg.data.root is None:
         raise UserError("no corpus root: pass --root DIR (the checkpoint's config has no data.root)")
     root = Path(cfg.data.root)
