@@ -180,15 +180,13 @@ def evaluate(ws: Workspace, name: str) -> dict[str, Any]:
     """Run `name` on the test split at every rate combination and SNR, in `<out>/eval/<name>` (reused while its
     checkpoint is). Video-only runs are evaluated clean only: babble is added to the audio, which they never hear."""
     from mome.evaluation.evaluate import evaluate as evaluate_model
-    from mome.training.checkpoint import checkpoint_source, model_from_checkpoint, resolve_checkpoint
+    from mome.training.checkpoint import model_from_checkpoint
 
     out_dir = ws.out / "eval" / name
-    checkpoint = resolve_checkpoint(ws.out / "runs" / name)
-    source = checkpoint_source(checkpoint)
-    cached = _cached(out_dir / "results.json", source)
+    source, cached = _current(ws, name, out_dir / "results.json")
     if cached is not None:
         return cached
-    model, cfg = model_from_checkpoint(checkpoint)
+    model, cfg = model_from_checkpoint(source["checkpoint"])
     snrs = [None] if cfg.model.compression.task == "vsr" else ws.snrs
     return evaluate_model(model, cfg, cfg.data.test_labels, cfg.data.root, model.combinations, snrs,
                           out_dir=out_dir, limit=ws.eval_limit, info={"source": source})  # fmt: skip
@@ -198,14 +196,12 @@ def experts(ws: Workspace, name: str, out_dir: Path, title: str) -> dict[str, An
     """Expert usage of run `name` on the test split (`mome experts`) in `out_dir`, reused while its checkpoint
     is; None for a run without routers."""
     from mome.analysis.experts import expert_usage, has_router, write_outputs
-    from mome.training.checkpoint import checkpoint_source, model_from_checkpoint, resolve_checkpoint
+    from mome.training.checkpoint import model_from_checkpoint
 
-    checkpoint = resolve_checkpoint(ws.out / "runs" / name)
-    source = checkpoint_source(checkpoint)
-    cached = _cached(out_dir / "experts.json", source)
+    source, cached = _current(ws, name, out_dir / "experts.json")
     if cached is not None:
         return cached
-    model, cfg = model_from_checkpoint(checkpoint)
+    model, cfg = model_from_checkpoint(source["checkpoint"])
     if not has_router(cfg.model):
         return None
     result = expert_usage(model, cfg, Path(cfg.data.test_labels), Path(cfg.data.root), model.combinations,
@@ -213,6 +209,14 @@ def experts(ws: Workspace, name: str, out_dir: Path, title: str) -> dict[str, An
     result["source"] = source
     write_outputs(result, out_dir, title)
     return result
+
+
+def _current(ws: Workspace, name: str, results: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """(the source of run `name`'s newest checkpoint, the results in `results` if computed from it)."""
+    from mome.training.checkpoint import checkpoint_source, resolve_checkpoint
+
+    source = checkpoint_source(resolve_checkpoint(ws.out / "runs" / name))
+    return source, _cached(results, source)
 
 
 def _cached(path: Path, source: dict[str, Any]) -> dict[str, Any] | None:
