@@ -81,3 +81,28 @@ def test_task_mix_is_checked() -> None:
         load_config("tiny", ["model.compression.task=any", "train.task_mix={speech: 1.0}"])
     cfg = load_config("tiny", ["model.compression.task=any", "train.task_mix={avsr: 2, asr: 1, vsr: 1}"])
     assert cfg.task_mix == {"asr": 0.25, "avsr": 0.5, "vsr": 0.25}
+
+
+def test_the_confidence_is_the_mean_log_probability_of_the_greedy_tokens() -> None:
+    """An independent greedy loop (full forward at every step, no cache) gives the same tokens' mean
+    log-probability, up to and including EOS, as `generate_scored`."""
+    from mome.adapters.context import AdapterContext, adapter_context
+
+    torch.manual_seed(0)
+    model = _unified().eval()
+    features, combo, steps = _features(2), (16, 5), 6
+    texts, confidences = model.generate_scored(features, combo, DecodeConfig(num_beams=1, max_new_tokens=steps))
+    seq = model.build_sequences(features, [combo], None, "left")
+    embed = model.llm.get_input_embeddings()
+    for b in range(2):
+        row = seq.embeds[b : b + 1, seq.attention_mask[b].bool()]  # [1, L_b, D] without the left padding
+        logprobs = []
+        with torch.no_grad(), adapter_context(AdapterContext(model.combinations.index(combo), collect=False)):
+            for _ in range(steps):
+                logits = model.llm(inputs_embeds=row).logits[0, -1].float()
+                token = int(logits.argmax())
+                logprobs.append(float(torch.log_softmax(logits, -1)[token]))
+                if token == model.builder.eos:
+                    break
+                row = torch.cat([row, embed(torch.tensor([[token]]))], dim=1)
+        assert confidences[b] == pytest.approx(sum(logprobs) / len(logprobs), abs=1e-4), b
