@@ -70,3 +70,15 @@ def test_a_unified_model_falls_back_and_says_so(corpus, clip, tmp_path) -> None:
     result = unified.transcribe(video=mp4, rates=(16, 5))  # the mouth-crop mp4 has no audio track
     assert result.modalities == ("video",) and result.rates == "v5" and "no audio track" in result.problems["audio"]
     assert "a16" in unified.combinations and "v2" in unified.combinations
+
+
+def test_every_rate_at_once_with_the_cascades_choice(corpus, clip, tmp_path) -> None:
+    mp4, wav = clip
+    unified = mome.load(untrained_run(corpus, tmp_path / "u", ["model.compression.task=any"]), FAST)
+    results, chosen = unified.transcribe_each(video=mp4, audio=wav)
+    assert [r.rates for r in results] == ["a4_v2", "a4_v5", "a16_v2", "a4", "v2", "a16_v5", "v5", "a16"]  # by cost
+    assert chosen is None  # not calibrated
+    (unified.run_dir / "calibration.json").write_text(json.dumps({"threshold": 0.5, "ladder": ["a16_v5", "a4_v2"]}))
+    assert unified.transcribe_each(video=mp4, audio=wav)[1] == "a4_v2"  # never confident: the finest rung
+    results, chosen = unified.transcribe_each(video=mp4)  # no audio track: the rungs map onto video
+    assert [r.rates for r in results] == ["v2", "v5"] and chosen == "v2"

@@ -84,8 +84,28 @@ def test_the_rates_follow_the_modalities_used() -> None:
     assert combination_for(comp, ("audio", "video"), (16, 5)) == (16, 5)
     assert combination_for(comp, ("audio",), (16, 5)) == (16, None)
     assert combination_for(comp, ("video",), None) == (None, 2)  # the finest video rate
+    assert combination_for(comp, ("audio", "video"), (16, None)) == (16, None)  # audio only, as asked
+    assert combination_for(comp, ("video",), (16, None)) == (None, 2)  # nothing left of the request
     avsr = load_config("tiny").model.compression
     assert combination_for(avsr, ("audio", "video"), None) == (4, 2)
+
+
+def test_a_video_file_that_cannot_be_read_is_an_error_not_a_fallback(clip, tmp_path) -> None:
+    _, wav = clip
+    with pytest.raises(MediaError, match="missing file"):
+        load_clip(tmp_path / "typo.mp4", wav, "any")
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video at all" * 100)
+    with pytest.raises(MediaError, match="undecodable"):
+        load_clip(broken, wav, "any")
+
+
+def test_an_audio_only_model_still_checks_the_audio_against_the_video(clip, tmp_path) -> None:
+    mp4, wav = clip
+    long = tmp_path / "long.wav"
+    sf.write(str(long), np.tile(read_audio(wav), 4), 16000)
+    with pytest.raises(MediaError, match="audio is .* frames long, video"):
+        load_clip(mp4, long, "asr", input_kind="crop", tolerance=2)
 
 
 def test_transcribe_says_which_modality_it_used(corpus: Path, clip, tmp_path, capsys) -> None:

@@ -7,14 +7,15 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 import mome
 from mome.base_models import check, fingerprints
 from mome.cli import main
-from mome.config import load_config
+from mome.config import config_from_dict, load_config
 from mome.errors import UserError
-from mome.training.checkpoint import load_checkpoint, model_from_payload
+from mome.training.checkpoint import load_checkpoint, model_from_payload, save_checkpoint
 from tiny import untrained_run
 
 FAST = ["decode.num_beams=1", "decode.max_new_tokens=3", "data.num_workers=0"]
@@ -22,10 +23,17 @@ FAST = ["decode.num_beams=1", "decode.max_new_tokens=3", "data.num_workers=0"]
 
 def test_an_export_loads_like_its_run(corpus: Path, tmp_path: Path, monkeypatch) -> None:
     run = untrained_run(corpus, tmp_path / "run")
+    payload = load_checkpoint(run)  # weights unlike a fresh build's, so that loading them shows
+    trained = {k: v + 0.01 * torch.randn_like(v) for k, v in payload["model"].items()}
+    save_checkpoint(run / "checkpoints", 1, trained, config_from_dict(payload["config"]), {})
+    (run / "calibration.json").write_text('{"threshold": -1.0, "ladder": ["a16_v5", "a4_v2"]}')
     monkeypatch.chdir(tmp_path)
     assert main(["export", "run", "shared"]) == 0
     weights = load_file("shared/adapter.safetensors")
-    assert weights.keys() == load_checkpoint(run)["model"].keys()
+    assert weights.keys() == trained.keys() and all(torch.equal(weights[k], trained[k]) for k in trained)
+    loaded = mome.load("shared", FAST).model.trainable_state_dict()
+    assert all(torch.equal(loaded[k], trained[k]) for k in trained)
+    assert Path("shared/calibration.json").is_file()  # budget="auto" works on the export too
     card = Path("shared/README.md").read_text()
     assert "a4_v2, a4_v5, a16_v2, a16_v5" in card and "mome.load" in card
     clip = sorted(corpus.glob("synth/test/**/*.mp4"))[0]

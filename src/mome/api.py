@@ -23,7 +23,7 @@ import torch
 
 from mome.config import Combination, Config, combination_key, combinations, parse_combination
 from mome.errors import UserError
-from mome.inference import Clip, clip_seconds, combination_for, load_clip, to_device
+from mome.inference import Clip, clip_seconds, combination_for, load_clip, to_device, uses
 from mome.precision import autocast, resolve_precision
 
 
@@ -99,7 +99,7 @@ class Recognizer:
     ) -> tuple[list[Transcript], str | None]:
         """The clip at every rate combination its modalities allow (encoded once), finest first, and the
         combination the calibrated cascade would answer with (None without `calibration.json`)."""
-        from mome.evaluation.cascade import CALIBRATION_FILE, load_calibration, stop
+        from mome.evaluation.cascade import CALIBRATION_FILE, stop
 
         comp = self.cfg.model.compression
         seconds: dict[str, float] = {}
@@ -108,7 +108,7 @@ class Recognizer:
                          self.cfg.data.crop_size, input_kind, seconds, self.cfg.data.av_tolerance_frames)  # fmt: skip
         seconds["read"] = time.perf_counter() - start - seconds.get("face", 0.0)
         combos = sorted({combination_for(comp, clip.modalities, c) for c in self.model.combinations},
-                        key=lambda c: -self.tokens_per_second[combination_key(c)])  # fmt: skip
+                        key=lambda c: (-self.tokens_per_second[combination_key(c)], self.model.combinations.index(c)))  # fmt: skip
         with autocast(self.precision.precision, self.device):
             start = time.perf_counter()
             features = self.model.encode(to_device(clip.batch, self.device))
@@ -125,11 +125,10 @@ class Recognizer:
                 ))  # fmt: skip
         chosen = None
         if self.run_dir is not None and (self.run_dir / CALIBRATION_FILE).is_file():
-            calibration = load_calibration(self.run_dir)
-            by_key = {r.rates: r for r in results}
-            ladder = [k for k in calibration["ladder"] if k in by_key]
-            if ladder:
-                chosen = ladder[stop({k: by_key[k].confidence for k in ladder}, ladder, calibration["threshold"])]
+            rungs, threshold = self._cascade(clip)
+            ladder = [combination_key(c) for c in rungs]
+            confidences = {r.rates: r.confidence for r in results}
+            chosen = ladder[stop(confidences, ladder, threshold)]
         return results, chosen
 
     def _ladder(self, clip: Clip, requested: Combination | None, budget: str | None) -> tuple[list[Combination], float]:
@@ -139,6 +138,7 @@ class Recognizer:
             return [combination_for(comp, clip.modalities, requested)], math.inf
         kind, value = parse_budget(budget)
         fitting = {combination_for(comp, clip.modalities, c) for c in self.model.combinations}
+        fitting = {c for c in fitting if uses(c) == clip.modalities}  # everything the clip has
         by_cost = sorted(fitting, key=lambda c: self.tokens_per_second[combination_key(c)])
         if kind == "tokens":
             length = clip_seconds(clip.batch)
@@ -149,13 +149,19 @@ class Recognizer:
                 raise UserError(f"budget {budget!r}: even {combination_key(cheapest)} needs {need:.0f} tokens for "
                                 f"this {length:.1f} s clip")  # fmt: skip
             return [fits[-1]], math.inf
-        from mome.evaluation.cascade import load_calibration
-
         if self.run_dir is None:
             raise UserError("budget 'auto' needs the run directory (its calibration.json)")
-        calibration = load_calibration(self.run_dir)
+        return self._cascade(clip)
+
+    def _cascade(self, clip: Clip) -> tuple[list[Combination], float]:
+        """The calibrated ladder, each rung mapped onto the modalities the clip has (a unified model's
+        fallback: a16_v5 -> a16), and its threshold."""
+        from mome.evaluation.cascade import load_calibration
+
+        comp = self.cfg.model.compression
+        calibration = load_calibration(self.run_dir)  # type: ignore[arg-type]
         rungs: list[Combination] = []
-        for key in calibration["ladder"]:  # a fallback maps each rung onto the modality the clip has
+        for key in calibration["ladder"]:
             combo = combination_for(comp, clip.modalities, parse_combination(key, comp))
             if combo not in rungs:
                 rungs.append(combo)

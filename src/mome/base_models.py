@@ -18,6 +18,9 @@ from mome.io import atomic_write_text
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".json", ".model", ".txt", ".tiktoken")
 """The files of a model directory that define it: weights, configs and tokenizer files."""
+NOT_THE_MODEL = {"mome_source.json"}
+"""Written beside a converted model with the conversion's time and versions: it differs between identical
+conversions."""
 
 
 def _cache_path() -> Path:
@@ -39,7 +42,9 @@ def _sha256(path: Path, cache: dict[str, str]) -> str:
 def _files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
-    return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+    return sorted(
+        p for p in path.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES and p.name not in NOT_THE_MODEL
+    )
 
 
 def _resolve(spec: str) -> Path:

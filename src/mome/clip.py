@@ -129,6 +129,8 @@ def read_clip(
                 else:
                     media.frames = frames
         except MediaError as err:
+            if err.reason != "no video stream":  # a missing, empty or undecodable file: the user's mistake
+                raise
             media.problems["video"] = err.reason
     elif "video" in wanted:
         media.problems["video"] = "no video given"

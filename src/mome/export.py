@@ -4,6 +4,7 @@
     OUT/config.yaml           the resolved config of the run
     OUT/base_models.json      the frozen models it needs, with the sha256 of each file (`mome.base_models`)
     OUT/README.md             a model card: base models, rates, adapter, training data and steps, evaluations
+    OUT/calibration.json      the cascade's threshold, when the run was calibrated (`mome calibrate`)
 
 Every command that takes a run takes an export too (`mome eval OUT`, `mome transcribe OUT`, `mome.load(OUT)`):
 `read_export` turns it into the payload a checkpoint gives, and loading checks the base models first.
@@ -47,6 +48,7 @@ def export_run(run: Path, out: Path) -> Path:
     """Write the export of `run`'s newest checkpoint into `out`; returns the model card's path."""
     from safetensors.torch import save_file
 
+    from mome.evaluation.cascade import CALIBRATION_FILE
     from mome.training.checkpoint import load_checkpoint, resolve_checkpoint, run_directory
 
     checkpoint = resolve_checkpoint(run)
@@ -61,6 +63,9 @@ def export_run(run: Path, out: Path) -> Path:
     save_file({k: v.contiguous() for k, v in payload["model"].items()}, str(out / WEIGHTS), metadata={"format": FORMAT})
     atomic_write_text(out / CONFIG, yaml.safe_dump(payload["config"], sort_keys=False))
     atomic_write_text(out / BASE_MODELS, json.dumps(base, indent=2) + "\n")
+    calibration = run_directory(checkpoint) / CALIBRATION_FILE
+    if calibration.is_file():  # the cascade's threshold travels with the model (`budget="auto"`)
+        atomic_write_text(out / CALIBRATION_FILE, calibration.read_text())
     step = (payload.get("train_state") or {}).get("progress", {}).get("step")
     return atomic_write_text(out / CARD, model_card(cfg, base, step, run_directory(checkpoint)))
 

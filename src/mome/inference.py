@@ -86,7 +86,7 @@ def load_clip(
     """
     media = read_clip(video, audio, TASK_MODALITIES[task], input_kind, times)
     used = choose_modalities(task, media, str(video or audio))
-    if len(used) == 2:
+    if "audio" in used and (media.frames is not None or (media.video_frames and "video" not in media.problems)):
         _check_lengths(audio or video, media.samples, media.num_frames(), tolerance)  # type: ignore[arg-type]
     rng = np.random.default_rng(0)  # unused by the evaluation transforms; they take one
     frames = media.frames if "video" in used else None
@@ -101,14 +101,23 @@ def load_clip(
 
 
 def combination_for(comp: CompressionConfig, modalities: tuple[str, ...], requested: Combination | None) -> Combination:
-    """The rate combination for the modalities a clip gives: `requested` (default: the finest), with the
-    rate of a modality the clip lacks dropped (a unified model's fallback: (16, 5) -> (16, -) audio only)."""
+    """The rate combination for the modalities a clip gives: `requested` (default: the finest). A unified
+    model drops the rate of a modality the clip lacks ((16, 5) -> (16, -) for a clip without video) and keeps
+    a single-modality request as it is; if nothing is left, the finest rate of what the clip has."""
     audio, video = requested or finest_combination(comp)
     if comp.task != "any":
         return audio, video
-    audio = (audio or min(comp.audio_rates)) if "audio" in modalities else None
-    video = (video or min(comp.video_rates)) if "video" in modalities else None
+    audio = audio if "audio" in modalities else None
+    video = video if "video" in modalities else None
+    if audio is None and video is None:
+        audio = min(comp.audio_rates) if "audio" in modalities else None
+        video = min(comp.video_rates) if "video" in modalities else None
     return audio, video
+
+
+def uses(combo: Combination) -> tuple[str, ...]:
+    """The modalities a rate combination reads."""
+    return tuple(m for m, rate in zip(("audio", "video"), combo) if rate)
 
 
 def finest_combination(comp: CompressionConfig) -> Combination:

@@ -29,7 +29,7 @@ PAGE = """<!doctype html>
 <p>Task <b>__TASK__</b>, rate combinations __COMBOS__. Give a video of a face (or a 96x96 mouth crop) with
 its own audio track, and/or a separate wav; or record one.</p>
 <p><label>video <input type="file" id="video" accept="video/*"></label>
-   <label>audio <input type="file" id="audio" accept="audio/*"></label>
+   <label>audio (16 kHz wav) <input type="file" id="audio" accept=".wav,audio/wav"></label>
    <button id="go">Transcribe</button>
    <button id="record">Record 4 s</button></p>
 <video id="preview" muted playsinline></video>
@@ -40,17 +40,26 @@ const status = document.getElementById("status");
 async function send(form) {
   status.textContent = "transcribing ...";
   document.getElementById("results").innerHTML = "";
-  const response = await fetch("transcribe", {method: "POST", body: form});
-  const data = await response.json();
-  if (!response.ok) { status.textContent = "error: " + data.error; return; }
+  let data;
+  try {
+    const response = await fetch("transcribe", {method: "POST", body: form});
+    data = await response.json();
+    if (!response.ok) { status.textContent = "error: " + data.error; return; }
+  } catch (err) { status.textContent = "error: " + err; return; }
   const left = Object.entries(data.problems).map(([m, why]) => ` (${m} left out: ${why})`).join("");
   status.textContent = `used ${data.modalities.join(" + ")}${left}; clip ${data.duration.toFixed(2)} s` +
     (data.cascade ? `; the cascade answers with ${data.cascade}` : "");
-  const rows = data.rows.map(r => `<tr class="row${r.rates === data.cascade ? " chosen" : ""}" data-rates="${r.rates}">` +
-    `<td>${r.rates}</td><td>${r.tokens_per_second.toFixed(1)}</td><td>${r.tokens.toFixed(0)}</td>` +
-    `<td>${r.decode_ms.toFixed(0)}</td><td>${r.confidence.toFixed(3)}</td><td class="text">${r.text}</td></tr>`);
-  document.getElementById("results").innerHTML = "<tr><th>rates</th><th>tokens/s</th><th>tokens</th>" +
-    "<th>decode ms</th><th>confidence</th><th>transcript</th></tr>" + rows.join("");
+  const table = document.getElementById("results");
+  table.innerHTML = "<tr><th>rates</th><th>tokens/s</th><th>tokens</th><th>decode ms</th><th>confidence</th>" +
+    "<th>transcript</th></tr>";
+  for (const r of data.rows) {
+    const tr = table.insertRow();
+    tr.className = "row" + (r.rates === data.cascade ? " chosen" : "");
+    tr.dataset.rates = r.rates;
+    const cells = [r.rates, r.tokens_per_second.toFixed(1), r.tokens.toFixed(0), r.decode_ms.toFixed(0),
+                   r.confidence.toFixed(3), r.text];
+    cells.forEach((value, i) => { const td = tr.insertCell(); td.textContent = value; if (i === 5) td.className = "text"; });
+  }
 }
 document.getElementById("go").onclick = () => {
   const form = new FormData();
@@ -119,11 +128,13 @@ def app(recognizer: Recognizer) -> Any:
                     results, chosen = await asyncio.to_thread(
                         recognizer.transcribe_each, paths["video"], paths["audio"]
                     )
-            except UserError as err:
+            except UserError as err:  # a clip the model cannot use: the one-line reason
                 return JSONResponse({"error": str(err).replace(folder + "/", "")}, status_code=422)
+            except Exception as err:  # anything else: still an answer the page can show
+                return JSONResponse({"error": f"{type(err).__name__}: {err}".splitlines()[0]}, status_code=500)
         first = results[0]
         rows = [{"rates": r.rates, "tokens_per_second": recognizer.tokens_per_second[r.rates], "tokens": r.tokens,
-                 "decode_ms": 1000 * r.seconds["decode"], "confidence": r.confidence, "text": _escape(r.text)}
+                 "decode_ms": 1000 * r.seconds["decode"], "confidence": r.confidence, "text": r.text}
                 for r in results]  # fmt: skip
         return JSONResponse({"modalities": list(first.modalities), "problems": first.problems,
                              "duration": first.duration, "rows": rows, "cascade": chosen})  # fmt: skip

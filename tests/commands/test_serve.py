@@ -71,3 +71,24 @@ def test_the_page_transcribes_a_dropped_clip_at_every_rate(server, corpus: Path,
     assert status.startswith("used audio + video; clip ")
     assert (tmp_path / "serve.png").stat().st_size > 10_000
     assert "give a video and/or an audio file" in error
+
+
+def test_the_endpoint_answers_every_request_with_json(corpus: Path, tmp_path: Path) -> None:
+    """Without a browser: a missing clip, a clip the model cannot use and a good clip each get a JSON answer
+    the page can show (Starlette's test client)."""
+    from starlette.testclient import TestClient
+
+    from mome.serve import app
+
+    recognizer = mome.load(untrained_run(corpus, tmp_path / "run"), FAST)
+    client = TestClient(app(recognizer))
+    assert "a16_v5" in client.get("/").text
+    assert client.post("/transcribe").json() == {"error": "give a video and/or an audio file"}
+    clip = sorted(corpus.glob("synth/test/**/*.mp4"))[0]
+    no_audio = client.post("/transcribe", files={"video": ("clip.mp4", clip.read_bytes(), "video/mp4")})
+    assert no_audio.status_code == 422 and "audio: no audio track" in no_audio.json()["error"]
+    ok = client.post("/transcribe", files={"video": ("clip.mp4", clip.read_bytes(), "video/mp4"),
+                                           "audio": ("clip.wav", clip.with_suffix(".wav").read_bytes(), "audio/wav")})  # fmt: skip
+    body = ok.json()
+    assert ok.status_code == 200 and [r["rates"] for r in body["rows"]] == ["a4_v2", "a4_v5", "a16_v2", "a16_v5"]
+    assert body["modalities"] == ["audio", "video"] and body["cascade"] is None

@@ -106,3 +106,24 @@ def test_the_confidence_is_the_mean_log_probability_of_the_greedy_tokens() -> No
                     break
                 row = torch.cat([row, embed(torch.tensor([[token]]))], dim=1)
         assert confidences[b] == pytest.approx(sum(logprobs) / len(logprobs), abs=1e-4), b
+
+
+def test_beam_search_scores_its_beams_like_greedy_scores_its_tokens() -> None:
+    """The teacher-forced log-probabilities (beam search's confidence) of greedy's own output equal the ones
+    greedy recorded while decoding, for rows of different lengths (left padding)."""
+    from mome.adapters.context import AdapterContext, adapter_context
+
+    torch.manual_seed(0)
+    model = _unified().eval()
+    features, combo = _features(3), (4, 2)
+    decode = DecodeConfig(num_beams=1, max_new_tokens=5)
+    _, greedy = model.generate_scored(features, combo, decode)
+    seq = model.build_sequences(features, [combo], None, "left")
+    with torch.no_grad(), adapter_context(AdapterContext(model.combinations.index(combo), collect=False)):
+        out = model.llm.generate(inputs_embeds=seq.embeds, attention_mask=seq.attention_mask, max_new_tokens=5,
+                                 do_sample=False, eos_token_id=model.builder.eos, pad_token_id=model.builder.pad)  # fmt: skip
+        forced = model._teacher_forced(seq, out)
+    keep = model._up_to_eos(out)
+    assert ((forced * keep).sum(1) / keep.sum(1)).tolist() == pytest.approx(greedy, abs=1e-4)
+    _, beams = model.generate_scored(features, combo, DecodeConfig(num_beams=3, max_new_tokens=5))
+    assert all(b <= 0 for b in beams) and len(beams) == 3

@@ -203,7 +203,7 @@ class _Record:
             "del": c.deletions,
             "ins": c.insertions,
             "ref_words": c.ref_words,
-            "confidence": round(self.confidence, 6),
+            "confidence": self.confidence,  # unrounded: calibration picks thresholds among these values
         }
 
 
@@ -304,6 +304,10 @@ def evaluate(
     root = Path(absolute_path(str(root)))
     labels = Path(absolute_path(str(labels), root))
     decode = decode or cfg.decode
+    missing = set(cascade["ladder"]) - {combination_key(c) for c in combos} if cascade else set()
+    if missing:
+        raise UserError(f"the cascade decodes {', '.join(cascade['ladder'])}; add {', '.join(sorted(missing))} "  # type: ignore[index]
+                        "to --rates (or leave --rates out)")  # fmt: skip
     precision = resolve_precision(decode.precision, _device(model))
     modalities = cfg.model.compression.modalities
     if "audio" not in modalities and any(s is not None for s in snrs):

@@ -16,11 +16,10 @@ projectors and adapters train; LLM and encoders are frozen and stay in eval mode
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from torch import nn
-from transformers import GenerationConfig
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 from mome.adapters import attach_adapters
 from mome.adapters.context import AdapterContext, adapter_context
@@ -310,8 +309,10 @@ class AVSRModel(nn.Module):
     def generate_scored(
         self, features: Features, combo: Combination, decode: DecodeConfig
     ) -> tuple[list[str], list[float]]:
-        """Transcripts at one granularity and each one's confidence: the mean log-probability of its tokens
-        (EOS included; beam search: the beam's length-normalised score), what a cascade compares.
+        """Transcripts at one granularity and each one's confidence: the mean log-probability of its tokens,
+        EOS included (what a cascade compares). Greedy decoding records it as it goes; beam search scores the
+        chosen beams in one teacher-forced forward, since HF's beam scores would keep every step's
+        [beams, vocab] scores in memory.
 
         Sampling is off and every setting is explicit, so the checkpoint's own generation_config (sampling at
         temperature 0.6 for Llama 3) never applies."""
@@ -325,33 +326,54 @@ class AVSRModel(nn.Module):
             eos_token_id=self.builder.eos,
             pad_token_id=self.builder.pad,
             bos_token_id=self.builder.bos,
-            output_scores=True,
-            return_dict_in_generate=True,
         )
         ctx = AdapterContext(self.combinations.index(combo), collect=False)
+        chosen = _ChosenLogProb()
         # HF fills every unset field from the model's generation_config (repetition penalties, suppressed
         # tokens ...): swap in a blank one for this call so that nothing is inherited.
         model_defaults, self.llm.generation_config = self.llm.generation_config, GenerationConfig()
         try:
             with adapter_context(ctx):
                 out = self.llm.generate(
-                    inputs_embeds=seq.embeds, attention_mask=seq.attention_mask, generation_config=gen
-                )
+                    inputs_embeds=seq.embeds, attention_mask=seq.attention_mask, generation_config=gen,
+                    logits_processor=LogitsProcessorList([chosen] if decode.num_beams == 1 else []),
+                )  # fmt: skip
+                if decode.num_beams == 1:
+                    logprobs = torch.stack(chosen.steps, 1)  # [B, S]
+                else:
+                    logprobs = self._teacher_forced(seq, out)
         finally:
             self.llm.generation_config = model_defaults
-        texts = [t.strip() for t in self.tokenizer.batch_decode(out.sequences, skip_special_tokens=True)]
-        return texts, self._confidence(out, decode.num_beams)
+        keep = self._up_to_eos(out[:, -logprobs.shape[1] :])
+        confidence = (logprobs.float() * keep).sum(1) / keep.sum(1).clamp_min(1)
+        texts = [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
+        return texts, confidence.tolist()
 
-    def _confidence(self, out: Any, num_beams: int) -> list[float]:
-        """Mean log-probability of each generated sequence's tokens, up to and including its first EOS."""
-        if num_beams > 1:
-            return out.sequences_scores.float().tolist()
-        steps = self.llm.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)  # [B, S]
-        generated = out.sequences[:, -steps.shape[1] :]  # [B, S]
-        ended = (generated == self.builder.eos).long().cumsum(1)  # 1 from the first EOS on
-        keep = (ended == 0) | ((ended == 1) & (generated == self.builder.eos))  # tokens up to the first EOS
-        totals = (steps.float() * keep).sum(1) / keep.sum(1).clamp_min(1)
-        return totals.tolist()
+    def _up_to_eos(self, generated: torch.Tensor) -> torch.Tensor:
+        """[B, S] 1 for each generated token up to and including the first EOS, else 0."""
+        ended = (generated == self.builder.eos).long().cumsum(1)
+        return ((ended == 0) | ((ended == 1) & (generated == self.builder.eos))).float()
+
+    def _teacher_forced(self, seq: SequenceBatch, generated: torch.Tensor) -> torch.Tensor:
+        """[B, S] log-probability of each generated token given the prompt and the tokens before it."""
+        steps = generated.shape[1]
+        embeds = torch.cat([seq.embeds, self.llm.get_input_embeddings()(generated).to(seq.embeds.dtype)], 1)
+        mask = torch.cat([seq.attention_mask, torch.ones_like(generated)], 1)
+        positions = (mask.cumsum(1) - 1).clamp_min(0)  # as generation numbers left-padded rows
+        logits = self.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
+                          logits_to_keep=steps + 1).logits[:, :-1]  # fmt: skip
+        return torch.log_softmax(logits.float(), -1).gather(-1, generated.unsqueeze(-1)).squeeze(-1)
+
+
+class _ChosenLogProb(LogitsProcessor):
+    """Records, at each greedy step, the log-probability of the token greedy decoding picks (the highest)."""
+
+    def __init__(self) -> None:
+        self.steps: list[torch.Tensor] = []
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        self.steps.append(torch.log_softmax(scores.float(), -1).max(-1).values)  # [B]
+        return scores
 
 
 def build_model(cfg: ModelConfig, device: str | torch.device | None = None, trusted: bool = False) -> AVSRModel:
