@@ -184,12 +184,18 @@ def evaluate(ws: Workspace, name: str) -> dict[str, Any]:
 
     out_dir = ws.out / "eval" / name
     source, cached = _current(ws, name, out_dir / "results.json")
-    if cached is not None:
-        return cached
+    if cached is not None and cached.get("limit") == ws.eval_limit and cached["snrs"] == _snr_labels(ws, cached):
+        return cached  # the same checkpoint, utterances and conditions
     model, cfg = model_from_checkpoint(source["checkpoint"])
     snrs = [None] if cfg.model.compression.task == "vsr" else ws.snrs
     return evaluate_model(model, cfg, cfg.data.test_labels, cfg.data.root, model.combinations, snrs,
-                          out_dir=out_dir, limit=ws.eval_limit, info={"source": source})  # fmt: skip
+                          out_dir=out_dir, limit=ws.eval_limit, info={"source": source, "limit": ws.eval_limit})  # fmt: skip
+
+
+def _snr_labels(ws: Workspace, results: dict[str, Any]) -> list[str]:
+    from mome.evaluation.evaluate import snr_label
+
+    return ["clean"] if results.get("task") == "vsr" else [snr_label(s) for s in ws.snrs]
 
 
 def experts(ws: Workspace, name: str, out_dir: Path, title: str) -> dict[str, Any] | None:

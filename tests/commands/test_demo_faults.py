@@ -77,3 +77,6 @@ def test_cached_results_are_recomputed_when_the_checkpoint_changes(corpus, tmp_p
     assert second["source"]["step"] == 4 and json.loads(results.read_text())["source"]["step"] == 4
     results.write_text('{"wer": ')  # cut short by a kill: evaluated again, not a traceback
     assert pipeline.evaluate(opts, "avsr")["source"] == second["source"]
+    opts.snrs = [None, 0.0]  # other conditions: evaluated again, not the clean-only results
+    assert json.loads(results.read_text())["snrs"] == ["clean"]
+    assert pipeline.evaluate(opts, "avsr")["snrs"] == ["clean", "0"]
