@@ -279,25 +279,24 @@ def plot(methods: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 6), sharey=True)
+    colours = plt.get_cmap("tab20").colors
     for ax, snr in zip(axes, (SNR_CLEAN, SNR_NOISY)):
-        for m in methods:
-            if m["family"] == "asr":
-                continue
+        for i, m in enumerate(x for x in methods if x["family"] != "asr"):
             points = sorted((m["tokens_per_second"][c], w) for c, cells in m["wer"].items()
                             if (w := cells.get(snr)) is not None)  # fmt: skip
             style = {"mome": "-", "mtsk": "--", "llama-avsr": ""}[m["family"]]
             if points:
-                ax.plot(
-                    *zip(*points), style, marker="o", label=m["name"], linewidth=2 if m["key"] == "mome-mhsa" else 1
-                )
+                width = 2.5 if m["key"] == "mome-mhsa" else 1
+                ax.plot(*zip(*points), style, marker="o", label=m["name"], color=colours[i % 20], linewidth=width)
         ax.set_title("clean" if snr == SNR_CLEAN else f"babble {snr} dB")
         ax.set_xlabel("LLM input tokens per second of speech")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("WER (%)")
-    axes[1].legend(fontsize=7, loc="upper right")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.subplots_adjust(bottom=0.28)
     fig.suptitle("mome reproduce: WER against compression")
-    fig.tight_layout()
     fig.savefig(path, dpi=120, metadata={"Software": None})
     plt.close(fig)
 
