@@ -75,8 +75,20 @@ class MoMEAdapter(nn.Module):
         if self.router is not None:
             nn.init.uniform_(self.router, -bound, bound)
 
-    def router_logits(self, x: torch.Tensor, combination: torch.Tensor) -> torch.Tensor:
-        """x: [N, d], combination: [N] -> logits [N, E] from each token's granularity's router (fp32)."""
+    def _down_matrix(self) -> torch.Tensor:
+        """The experts' down projections side by side, [d, n*b]. Without gradients (decoding) the copy that
+        the layout change makes is kept until the weights change, instead of being redone at every token."""
+        n, dim, b = self.down.shape
+        if torch.is_grad_enabled() and self.down.requires_grad:
+            return self.down.permute(1, 0, 2).reshape(dim, n * b)
+        key = (self.down.data_ptr(), self.down._version, self.down.dtype, self.down.device)
+        if getattr(self, "_down_cache", (None,))[0] != key:
+            self._down_cache = (key, self.down.detach().permute(1, 0, 2).reshape(dim, n * b))
+        return self._down_cache[1]
+
+    def router_logits(self, x: torch.Tensor, combination: torch.Tensor | None) -> torch.Tensor:
+        """x: [N, d], combination: [N] -> logits [N, E] from each token's granularity's router (fp32); the
+        shared router needs no `combination`."""
         assert self.router is not None
         num_routers, num_experts, dim = self.router.shape
         # Under bf16 autocast a matmul runs in bf16 whatever its inputs: switch autocast off so that the
@@ -84,6 +96,7 @@ class MoMEAdapter(nn.Module):
         with torch.autocast(x.device.type, enabled=False):
             if num_routers == 1:
                 return x.float() @ self.router[0].float().t()
+            assert combination is not None, "per-granularity routers need each token's granularity"
             # Every router on every token ([N, R*E]), then keep each token's own: cheaper than gathering weights.
             all_logits = (x.float() @ self.router.reshape(-1, dim).float().t()).view(-1, num_routers, num_experts)
         return all_logits.gather(1, combination.view(-1, 1, 1).expand(-1, 1, num_experts)).squeeze(1)
@@ -103,18 +116,21 @@ class MoMEAdapter(nn.Module):
         if ctx.token_mask is not None and ctx.token_mask.numel() == flat.shape[0]:
             keep = ctx.token_mask.reshape(-1).nonzero().squeeze(1)  # [N'] real tokens
             flat = flat.index_select(0, keep)  # [N', d]
-        gates = flat.new_ones(flat.shape[0], self.num_shared + self.num_routed)  # [N', n]
         if self.num_routed:
-            combo = ctx.combination_per_token(batch, length, x.device).reshape(-1)  # [N]
-            combo = combo[keep] if keep is not None else combo  # [N']
+            combo = None  # each token's granularity: needed by per-granularity routers and the statistics
+            if self.router.shape[0] > 1 or ctx.collect:
+                combo = ctx.combination_per_token(batch, length, x.device).reshape(-1)  # [N]
+                combo = combo[keep] if keep is not None else combo  # [N']
             logits = self.router_logits(flat, combo)
             _, top_gates, top_index = top_k_gates(logits, self.cfg.top_k, self.cfg.renormalize_gates)
             routed = torch.zeros_like(logits).scatter(1, top_index, top_gates)  # [N', E], zero off the top-k
-            gates = torch.cat([gates[:, : self.num_shared], routed.to(gates.dtype)], dim=1)
+            gates = F.pad(routed.to(flat.dtype), (self.num_shared, 0), value=1.0)  # [N', n]: shared experts on
             if ctx.collect:
                 self._record(ctx, logits, top_index, combo, keep)
+        else:
+            gates = flat.new_ones(flat.shape[0], self.num_shared)  # [N', n]
         n, _, b = self.down.shape
-        hidden = flat @ self.down.permute(1, 0, 2).reshape(dim, n * b)  # [N', n*b]: every expert's Linear(d, b)
+        hidden = flat @ self._down_matrix()  # [N', n*b]: every expert's Linear(d, b)
         hidden = F.gelu(hidden.view(-1, n, b) + self.down_bias)  # [N', n, b]
         hidden = hidden * gates.unsqueeze(-1)  # weight each expert by its gate (0 = not chosen)
         out = hidden.reshape(-1, n * b) @ self.up.reshape(n * b, dim) + gates @ self.up_bias  # [N', d]
