@@ -47,7 +47,21 @@ def test_a_token_budget_picks_the_finest_rates_that_fit(model, clip) -> None:
     with pytest.raises(UserError, match="even a16_v5 needs"):
         model.transcribe(video=mp4, audio=wav, budget=f"tokens={duration:.2f}")
     with pytest.raises(UserError, match="expected 'auto'"):
-        model.transcribe(video=mp4, audio=wav, budget="ms=20")
+        model.transcribe(video=mp4, audio=wav, budget="seconds=2")
+
+
+def test_a_time_budget_reads_the_decode_times_measured_here(model, clip) -> None:
+    mp4, wav = clip
+    with pytest.raises(UserError, match="run `mome eval"):
+        model.transcribe(video=mp4, audio=wav, budget="ms=40")
+    times = model.run_dir / "eval" / "test" / "decode_times.json"
+    times.parent.mkdir(parents=True)
+    measured = {"a4_v2": 0.050, "a4_v5": 0.045, "a16_v2": 0.035, "a16_v5": 0.030}
+    times.write_text(json.dumps({"seconds_per_utterance": measured}))
+    assert model.transcribe(video=mp4, audio=wav, budget="ms=40").rates == "a16_v2"  # the finest within 40 ms
+    assert model.transcribe(video=mp4, audio=wav, budget="ms=100").rates == "a4_v2"
+    with pytest.raises(UserError, match="no rate combination decodes that fast"):
+        model.transcribe(video=mp4, audio=wav, budget="ms=10")
 
 
 def test_auto_runs_the_calibrated_cascade(model, clip) -> None:

@@ -7,7 +7,8 @@
 
 `budget="auto"` runs the calibrated cascade (`mome calibrate RUN` first; `mome.evaluation.cascade`): the
 coarsest rung first, finer ones while the hypothesis' confidence is below the threshold. `budget="tokens=N"`
-picks the finest combination whose LLM input tokens for this clip fit in N. A clip without a usable
+picks the finest combination whose LLM input tokens for this clip fit in N; `budget="ms=N"` the finest whose
+decode time per utterance, as the run's newest `mome eval` measured it on this machine, fits in N ms. A clip without a usable
 modality falls back (unified model) or raises `MediaError` naming the problem (`mome.clip`).
 """
 
@@ -49,7 +50,7 @@ class Transcript:
 
 
 def parse_budget(budget: str) -> tuple[str, float]:
-    """`auto` -> ("auto", nan); `tokens=200` -> ("tokens", 200.0)."""
+    """`auto` -> ("auto", nan); `tokens=200` -> ("tokens", 200.0); `ms=40` -> ("ms", 40.0)."""
     if budget == "auto":
         return "auto", math.nan
     kind, _, value = budget.partition("=")
@@ -57,9 +58,23 @@ def parse_budget(budget: str) -> tuple[str, float]:
         number = float(value)
     except ValueError:
         number = math.nan
-    if kind != "tokens" or not number > 0:
-        raise UserError(f"budget {budget!r}: expected 'auto' (the calibrated cascade) or 'tokens=N' (N > 0)")
+    if kind not in ("tokens", "ms") or not number > 0:
+        raise UserError(f"budget {budget!r}: expected 'auto' (the calibrated cascade), 'tokens=N' or 'ms=N' (N > 0)")
     return kind, number
+
+
+def measured_decode_ms(run_dir: Path | None) -> dict[str, float]:
+    """Decode time per utterance of each rate combination, in ms, as the run's newest evaluation measured it
+    on this machine (`<run>/eval/*/decode_times.json`); {} when it has none."""
+    import json
+
+    files = sorted((run_dir / "eval").glob("*/decode_times.json"), key=lambda f: f.stat().st_mtime) if run_dir else []
+    for path in reversed(files):
+        try:
+            return {k: 1000 * v for k, v in json.loads(path.read_text())["seconds_per_utterance"].items()}
+        except (OSError, ValueError, KeyError):
+            continue
+    return {}
 
 
 class Recognizer:
@@ -148,6 +163,16 @@ class Recognizer:
                 need = self.tokens_per_second[combination_key(cheapest)] * length
                 raise UserError(f"budget {budget!r}: even {combination_key(cheapest)} needs {need:.0f} tokens for "
                                 f"this {length:.1f} s clip")  # fmt: skip
+            return [fits[-1]], math.inf
+        if kind == "ms":
+            measured = measured_decode_ms(self.run_dir)
+            if not measured:
+                raise UserError(f"budget {budget!r} needs decode times measured on this machine: run `mome eval "
+                                f"{self.run_dir} --labels ...` first (it writes eval/*/decode_times.json)")  # fmt: skip
+            fits = [c for c in by_cost if measured.get(combination_key(c), math.inf) <= value]
+            if not fits:
+                raise UserError(f"budget {budget!r}: no rate combination decodes that fast here (measured: "
+                                + ", ".join(f"{k} {v:.0f} ms" for k, v in measured.items()) + ")")  # fmt: skip
             return [fits[-1]], math.inf
         if self.run_dir is None:
             raise UserError("budget 'auto' needs the run directory (its calibration.json)")

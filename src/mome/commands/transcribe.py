@@ -11,7 +11,8 @@ audio track. The default rates are the finest trained combination. How a clip is
 `mome.inference`. Prints the text on stdout, and on stderr the time of each stage (load, read, face for raw
 videos, encode, decode), the modalities and rates used and the decode precision (`decode.precision`, `auto`
 resolved for `--device`). `--budget auto` lets the calibrated cascade choose the rates; `--budget tokens=N`
-the finest rates that fit N LLM input tokens (`mome.api`).
+the finest rates that fit N LLM input tokens, `--budget ms=N` the finest whose measured decode time fits
+(`mome.api`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--audio", help="16 kHz wav (default: the audio track of --video)")
     parser.add_argument("--rates", help="rate combination, e.g. 16,5 (default: the smallest trained rates)")
     parser.add_argument("--budget", help="auto: the calibrated cascade (`mome calibrate`); tokens=N: the finest "
-                        "rates whose LLM input tokens for this clip fit in N")  # fmt: skip
+                        "rates whose LLM input tokens for this clip fit in N; ms=N: the finest whose decode time "
+                        "per utterance, measured by the run's last `mome eval`, fits in N ms")  # fmt: skip
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     add_trusted_checkpoint(parser)
     parser.parse_args = parser.parse_intermixed_args  # type: ignore[method-assign]
