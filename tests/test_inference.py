@@ -35,14 +35,16 @@ def test_a_mouth_crop_without_audio_track_names_the_option(corpus):
 
 @pytest.mark.parametrize(("precision", "dtype"), [("bf16", torch.bfloat16), ("fp32", None)])
 def test_transcribe_encodes_and_generates_under_the_decode_precision(corpus, monkeypatch, precision, dtype):
+    from mome.api import Recognizer
     from mome.config import load_config
-    from mome.inference import transcribe
     from mome.models.avsr import build_model
 
     cfg = load_config("tiny", [f"decode.precision={precision}", "decode.num_beams=1", "decode.max_new_tokens=2"])
     model = build_model(cfg.model).eval()
     seen = autocast_spy(model, monkeypatch)
     stem = next(corpus.glob("synth/test/**/*.mp4")).with_suffix("")
-    clip = load_clip(stem.with_suffix(".mp4"), stem.with_suffix(".wav"), "avsr", input_kind="crop")
-    assert isinstance(transcribe(model, clip.batch, (16, 5), cfg.decode), str)
+    result = Recognizer(model, cfg, None).transcribe(
+        stem.with_suffix(".mp4"), stem.with_suffix(".wav"), (16, 5), input_kind="crop"
+    )
+    assert isinstance(result.text, str)
     assert seen == [dtype, dtype]

@@ -100,11 +100,7 @@ class Recognizer:
             raise UserError("give rates or a budget, not both")
         comp = self.cfg.model.compression
         requested = _parse_rates(rates, comp) if rates is not None else None
-        seconds: dict[str, float] = {}
-        start = time.perf_counter()
-        clip = load_clip(Path(video) if video else None, Path(audio) if audio else None, comp.task,
-                         self.cfg.data.crop_size, input_kind, seconds, self.cfg.data.av_tolerance_frames)  # fmt: skip
-        seconds["read"] = time.perf_counter() - start - seconds.get("face", 0.0)
+        clip, seconds = self._read(video, audio, input_kind)
         ladder = self._ladder(clip, requested, budget)
         return self._decode(clip, ladder, seconds)
 
@@ -117,22 +113,17 @@ class Recognizer:
         from mome.evaluation.cascade import CALIBRATION_FILE, stop
 
         comp = self.cfg.model.compression
-        seconds: dict[str, float] = {}
-        start = time.perf_counter()
-        clip = load_clip(Path(video) if video else None, Path(audio) if audio else None, comp.task,
-                         self.cfg.data.crop_size, input_kind, seconds, self.cfg.data.av_tolerance_frames)  # fmt: skip
-        seconds["read"] = time.perf_counter() - start - seconds.get("face", 0.0)
+        clip, seconds = self._read(video, audio, input_kind)
         combos = sorted({combination_for(comp, clip.modalities, c) for c in self.model.combinations},
                         key=lambda c: (-self.tokens_per_second[combination_key(c)], self.model.combinations.index(c)))  # fmt: skip
+        length = clip_seconds(clip.batch)
         with autocast(self.precision.precision, self.device):
-            start = time.perf_counter()
-            features = self.model.encode(to_device(clip.batch, self.device))
-            seconds["encode"] = time.perf_counter() - start
+            features = self._encode(clip, seconds)
             results = []
             for combo in combos:
                 start = time.perf_counter()
                 (text,), (confidence,) = self.model.generate_scored(features, combo, self.cfg.decode)
-                key, length = combination_key(combo), clip_seconds(clip.batch)
+                key = combination_key(combo)
                 results.append(Transcript(
                     text=text, rates=key, modalities=clip.modalities, tokens=self.tokens_per_second[key] * length,
                     tried=[key], confidence=confidence, duration=length, problems=clip.problems,
@@ -145,6 +136,24 @@ class Recognizer:
             confidences = {r.rates: r.confidence for r in results}
             chosen = ladder[stop(confidences, ladder, threshold)]
         return results, chosen
+
+    def _read(
+        self, video: str | Path | None, audio: str | Path | None, input_kind: str
+    ) -> tuple[Clip, dict[str, float]]:
+        """The clip as model inputs (`mome.inference.load_clip`), and the seconds of reading it (and its faces)."""
+        seconds: dict[str, float] = {}
+        start = time.perf_counter()
+        clip = load_clip(Path(video) if video else None, Path(audio) if audio else None, self.cfg.model.compression.task,
+                         self.cfg.data.crop_size, input_kind, seconds, self.cfg.data.av_tolerance_frames)  # fmt: skip
+        seconds["read"] = time.perf_counter() - start - seconds.get("face", 0.0)
+        return clip, seconds
+
+    def _encode(self, clip: Clip, seconds: dict[str, float]) -> Any:
+        """The frozen encoders' features of the clip (under the caller's autocast), timed into `seconds`."""
+        start = time.perf_counter()
+        features = self.model.encode(to_device(clip.batch, self.device))
+        seconds["encode"] = time.perf_counter() - start
+        return features
 
     def _ladder(self, clip: Clip, requested: Combination | None, budget: str | None) -> tuple[list[Combination], float]:
         """(combinations to decode in order, confidence threshold to stop at)."""
@@ -195,11 +204,8 @@ class Recognizer:
     @torch.no_grad()
     def _decode(self, clip: Clip, ladder: tuple[list[Combination], float], seconds: dict[str, float]) -> Transcript:
         rungs, threshold = ladder
-        batch = to_device(clip.batch, self.device)
         with autocast(self.precision.precision, self.device):
-            start = time.perf_counter()
-            features = self.model.encode(batch)
-            seconds["encode"] = time.perf_counter() - start
+            features = self._encode(clip, seconds)
             start = time.perf_counter()
             tried = []
             for i, combo in enumerate(rungs):

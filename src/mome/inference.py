@@ -1,4 +1,4 @@
-"""One clip -> text with a loaded model: the library side of `mome transcribe`.
+"""One clip -> model inputs and the rates to decode them at: what `mome.api` (and `mome transcribe`) reads.
 
 The clip is either a prepared mouth crop (96x96, 25 fps: what `mome synth` and `mome prepare-lrs` write) or
 a raw video of a person speaking. `input_kind="auto"` treats exactly-96x96 frames as a mouth crop and
@@ -14,13 +14,11 @@ generation run under the autocast of `decode.precision` (`auto`: bf16 where the 
 matmul, else fp32; `mome.precision`).
 
     clip = load_clip(Path("clip.mp4"), None, cfg.model.compression.task, cfg.data.crop_size)
-    combo = combination_for(cfg.model.compression, clip.modalities, None)
-    text = transcribe(model, clip.batch, combo, cfg.decode)
+    combo = combination_for(cfg.model.compression, clip.modalities, None)   # then `mome.api` decodes it
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,11 +31,9 @@ from mome.constants import FPS, MODEL_CROP_SIZE, SAMPLE_RATE, SAMPLES_PER_FRAME
 from mome.data.collate import collate
 from mome.data.media import MediaError
 from mome.data.transforms import utterance_inputs
-from mome.precision import Resolved, autocast, resolve_precision
 
 if TYPE_CHECKING:
-    from mome.config import Combination, CompressionConfig, DecodeConfig
-    from mome.models.avsr import AVSRModel
+    from mome.config import Combination, CompressionConfig
 
 INPUT_KINDS = ("auto", "crop", "raw")
 
@@ -133,29 +129,3 @@ def clip_seconds(batch: dict) -> float:
 def to_device(batch: dict, device: str | torch.device) -> dict:
     """The batch with its tensors on `device` (a no-op for tensors already there)."""
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-
-
-def transcribe(
-    model: AVSRModel,
-    batch: dict,
-    combo: Combination,
-    decode: DecodeConfig,
-    device: str | torch.device = "cpu",
-    times: dict | None = None,
-    precision: Resolved | None = None,
-) -> str:
-    """The transcript of a one-clip batch at rate combination `combo`; `times` receives "encode" and "decode".
-
-    `precision`: the autocast to run under, resolved by the caller (to report it); default: `decode.precision`
-    resolved for `device`."""
-    times = {} if times is None else times
-    batch = to_device(batch, device)
-    precision = precision or resolve_precision(decode.precision, device)
-    with torch.no_grad(), autocast(precision.precision, device):
-        start = time.perf_counter()
-        features = model.encode(batch)
-        times["encode"] = time.perf_counter() - start
-        start = time.perf_counter()
-        (text,) = model.generate(features, combo, decode)
-        times["decode"] = time.perf_counter() - start
-    return text

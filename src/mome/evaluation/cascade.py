@@ -142,15 +142,17 @@ def load_calibration(run_dir: Path) -> dict[str, Any]:
 
 def policy_results(
     records: list[dict[str, Any]], combinations: list[dict[str, Any]], snrs: list[str],
-    calibration: dict[str, Any], seconds: dict[str, float] | None = None,
-) -> dict[str, Any]:  # fmt: skip
-    """The calibrated cascade scored at every SNR: {"threshold", "ladder", "<snr>": CascadeScore as JSON}."""
+    calibration: dict[str, Any], seconds: dict[str, float],
+) -> tuple[dict[str, Any], dict[str, float]]:  # fmt: skip
+    """The calibrated cascade scored at every SNR: ({"threshold", "ladder", "<snr>": CascadeScore as JSON},
+    {"<snr>": seconds per utterance}). The times stay apart: results.json holds no timings."""
     tokens = {c["key"]: c["tokens_per_second"] for c in combinations}
     out: dict[str, Any] = {"threshold": _finite(calibration["threshold"]), "ladder": calibration["ladder"]}
+    times: dict[str, float] = {}
     for snr in snrs:
         s = score(records, snr, calibration["ladder"], tokens, calibration["threshold"], seconds)
-        out[snr] = {**s.to_json(), **({"seconds_per_utterance": s.seconds_per_utterance} if seconds else {})}
-    return out
+        out[snr], times[snr] = s.to_json(), s.seconds_per_utterance  # type: ignore[assignment]
+    return out, times
 
 
 def _finite(value: float) -> float | None:

@@ -346,9 +346,9 @@ def evaluate(
     times = clock.summary(decode, precision)
     if cascade is not None:
         rows = [r.to_json() for r in records]
-        results["policies"] = {"cascade": policy_results(rows, results["combinations"], results["snrs"], cascade)}
-        timed = policy_results(rows, results["combinations"], results["snrs"], cascade, times["seconds_per_utterance"])
-        times["policies"] = {"cascade": {snr: timed[snr]["seconds_per_utterance"] for snr in results["snrs"]}}
+        scored, seconds = policy_results(rows, results["combinations"], results["snrs"], cascade,
+                                         times["seconds_per_utterance"])  # fmt: skip
+        results["policies"], times["policies"] = {"cascade": scored}, {"cascade": seconds}
     if out_dir is not None:
         write_outputs(results, records, Path(out_dir))
         atomic_write_text(Path(out_dir) / "decode_times.json", json.dumps(times, indent=2))
