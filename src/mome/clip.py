@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mome.config import task_modalities
 from mome.constants import MOUTH_CROP_SIZE, SAMPLES_PER_FRAME
 from mome.data.media import MediaError, read_audio, read_audio_track, read_media, read_video
 from mome.lrs.mouth_crop import MIN_FRAMES
@@ -23,9 +24,6 @@ MIN_FACE_SHARE = 0.5
 would be interpolated over most of the clip)."""
 SILENCE_DBFS = -60.0
 """An audio track whose RMS level is below this (dB relative to full scale) is silent: a muted or empty track."""
-
-MODALITIES = ("audio", "video")
-TASK_MODALITIES = {"asr": ("audio",), "vsr": ("video",), "avsr": ("audio", "video"), "any": ("audio", "video")}
 
 
 @dataclass
@@ -145,7 +143,7 @@ def choose_modalities(task: str, media: ClipMedia, where: str) -> tuple[str, ...
     """The modalities the model will use: all its task needs, or (a unified model) the ones the clip has.
 
     Raises `MediaError` naming what is wrong when the model cannot work with what the clip has."""
-    needed = TASK_MODALITIES[task]
+    needed = task_modalities(task)
     usable = tuple(m for m in needed if m in media.available)
     missing = [m for m in needed if m not in usable]
     if task == "any" and usable:

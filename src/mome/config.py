@@ -118,16 +118,16 @@ class CompressionConfig:
 
     @property
     def uses_audio(self) -> bool:
-        return self.task in ("asr", "avsr", "any")
+        return "audio" in self.modalities
 
     @property
     def uses_video(self) -> bool:
-        return self.task in ("vsr", "avsr", "any")
+        return "video" in self.modalities
 
     @property
     def modalities(self) -> tuple[str, ...]:
         """The streams a dataset must load for this task: ("audio",), ("video",) or both."""
-        return tuple(m for m, used in (("audio", self.uses_audio), ("video", self.uses_video)) if used)
+        return task_modalities(self.task)
 
     def check(self, path: str) -> None:
         for name, rates, used in (("audio_rates", self.audio_rates, self.uses_audio),
@@ -502,6 +502,12 @@ def combinations(comp: CompressionConfig) -> list[Combination]:
     audio = comp.audio_rates if comp.uses_audio else [None]
     video = comp.video_rates if comp.uses_video else [None]
     return [(a, v) for a in audio for v in video]
+
+
+def task_modalities(task: str) -> tuple[str, ...]:
+    """The streams a task reads: ("audio",) for `asr`, ("video",) for `vsr`, both for `avsr` and `any` (a
+    unified model, which can also do with the one a clip has)."""
+    return {"asr": ("audio",), "vsr": ("video",)}.get(task, ("audio", "video"))
 
 
 def combination_task(combo: Combination) -> SingleTask:

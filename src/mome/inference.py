@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from mome.clip import TASK_MODALITIES, choose_modalities, read_clip
+from mome.clip import choose_modalities, read_clip
+from mome.config import combination_task, task_modalities
 from mome.constants import FPS, MODEL_CROP_SIZE, SAMPLE_RATE, SAMPLES_PER_FRAME
 from mome.data.collate import collate
 from mome.data.media import MediaError
@@ -80,7 +81,7 @@ def load_clip(
         tolerance: largest accepted |audio frames - video frames| (`data.av_tolerance_frames`); beyond it a
             `MediaError`, as the dataset refuses such an utterance. None: no check.
     """
-    media = read_clip(video, audio, TASK_MODALITIES[task], input_kind, times)
+    media = read_clip(video, audio, task_modalities(task), input_kind, times)
     used = choose_modalities(task, media, str(video or audio))
     if "audio" in used and (media.frames is not None or (media.video_frames and "video" not in media.problems)):
         _check_lengths(audio or video, media.samples, media.num_frames(), tolerance)  # type: ignore[arg-type]
@@ -113,7 +114,7 @@ def combination_for(comp: CompressionConfig, modalities: tuple[str, ...], reques
 
 def uses(combo: Combination) -> tuple[str, ...]:
     """The modalities a rate combination reads."""
-    return tuple(m for m, rate in zip(("audio", "video"), combo) if rate)
+    return task_modalities(combination_task(combo))
 
 
 def finest_combination(comp: CompressionConfig) -> Combination:
