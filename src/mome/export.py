@@ -20,7 +20,7 @@ import yaml
 
 from mome.config import combination_key, combinations, config_from_dict
 from mome.errors import UserError
-from mome.io import atomic_write_text
+from mome.io import atomic_write_bytes, atomic_write_text
 
 WEIGHTS, CONFIG, BASE_MODELS, CARD = "adapter.safetensors", "config.yaml", "base_models.json", "README.md"
 FORMAT = "mome-export-1"
@@ -46,7 +46,7 @@ def read_export(path: Path) -> dict[str, Any]:
 
 def export_run(run: Path, out: Path) -> Path:
     """Write the export of `run`'s newest checkpoint into `out`; returns the model card's path."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     from mome.evaluation.cascade import CALIBRATION_FILE
     from mome.training.checkpoint import load_checkpoint, resolve_checkpoint, run_directory
@@ -60,14 +60,16 @@ def export_run(run: Path, out: Path) -> Path:
 
         base = fingerprints(cfg.model)  # a checkpoint from before fingerprints: the models its config names now
     out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in payload["model"].items()}, str(out / WEIGHTS), metadata={"format": FORMAT})
+    weights = save({k: v.contiguous() for k, v in payload["model"].items()}, metadata={"format": FORMAT})
+    atomic_write_bytes(out / WEIGHTS, weights)
     atomic_write_text(out / CONFIG, yaml.safe_dump(payload["config"], sort_keys=False))
     atomic_write_text(out / BASE_MODELS, json.dumps(base, indent=2) + "\n")
-    calibration = run_directory(checkpoint) / CALIBRATION_FILE
+    run_dir = run_directory(checkpoint)
+    calibration = run_dir / CALIBRATION_FILE
     if calibration.is_file():  # the cascade's threshold travels with the model (`budget="auto"`)
         atomic_write_text(out / CALIBRATION_FILE, calibration.read_text())
     step = (payload.get("train_state") or {}).get("progress", {}).get("step")
-    return atomic_write_text(out / CARD, model_card(cfg, base, step, run_directory(checkpoint)))
+    return atomic_write_text(out / CARD, model_card(cfg, base, step, run_dir))
 
 
 def model_card(cfg: Any, base: dict[str, Any], step: int | None, run: Path) -> str:
