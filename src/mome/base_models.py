@@ -47,14 +47,6 @@ def _files(path: Path) -> list[Path]:
     )
 
 
-def _resolve(spec: str) -> Path:
-    if spec.startswith("embedded:"):
-        from mome.convert.embedded import ensure_embedded
-
-        return ensure_embedded(spec.split(":", 1)[1])
-    return Path(spec)
-
-
 def _model_paths(model_cfg: Any) -> dict[str, str]:
     """{"llm": spec, "audio_encoder": spec, "video_encoder": spec} for the base models given by path."""
     comp, enc = model_cfg.compression, model_cfg.encoders
@@ -68,6 +60,8 @@ def _model_paths(model_cfg: Any) -> dict[str, str]:
 
 def fingerprints(model_cfg: Any) -> dict[str, dict[str, Any]]:
     """{name: {"path": spec, "files": {relative file: sha256}}} of every base model given by path."""
+    from mome.convert.embedded import resolve_model_path
+
     cache_file = _cache_path()
     try:
         cache = json.loads(cache_file.read_text())
@@ -75,9 +69,10 @@ def fingerprints(model_cfg: Any) -> dict[str, dict[str, Any]]:
         cache = {}
     out = {}
     for name, spec in _model_paths(model_cfg).items():
-        root = _resolve(spec)
-        if not root.exists():
-            continue  # reported by the loader that needs it
+        try:
+            root = resolve_model_path(spec)  # the loaders' own mapping of `embedded:<name>` and paths
+        except UserError:
+            continue  # a missing model: reported by the loader that needs it
         base = root if root.is_dir() else root.parent
         out[name] = {"path": spec, "files": {str(f.relative_to(base)): _sha256(f, cache) for f in _files(root)}}
     try:
