@@ -49,14 +49,9 @@ def _run_stages(opts: DemoOptions) -> Path:
 
     opts.out.mkdir(parents=True, exist_ok=True)
     stages = Stages(opts.out / "timings.json", "demo")
-    corpus = stages.run("corpus", lambda: pipeline.corpus(opts))
-    preset = load_config(opts.preset)
-    stages.run("models", lambda: pipeline.models(preset))
-    lip = stages.run("lip encoder", lambda: pipeline.lip_encoder(opts, corpus, preset))
+    corpus, lip = pipeline.prepare(opts, stages, load_config(opts.preset))
     steps = {"avsr": opts.avsr_steps, "asr": opts.asr_steps if opts.asr_baseline else 0, "vsr": opts.vsr_steps}
     tasks = [task for task, n in steps.items() if n > 0]
-    avsr = pipeline.run_config(opts, corpus, lip, "avsr", 1)  # its encoders are those of every run (same stores)
-    stages.run("features", lambda: pipeline.features(avsr, opts.snrs))
     for task in tasks:
         cfg = pipeline.run_config(opts, corpus, lip, task, steps[task])
         stages.run(f"train {task}", lambda cfg=cfg: pipeline.train(cfg))

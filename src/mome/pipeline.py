@@ -104,6 +104,17 @@ def stoppable(fn: Callable[[], T]) -> T:
         signal.signal(signal.SIGTERM, previous)
 
 
+def prepare(ws: Workspace, stages: Stages, preset: Config) -> tuple[Path, Path]:
+    """The stages every command of this kind starts with: the corpus, the shipped models, the lip encoder and
+    the feature cache of every split; returns (corpus root, lip encoder)."""
+    corpus_root = stages.run("corpus", lambda: corpus(ws))
+    stages.run("models", lambda: models(preset))
+    lip = stages.run("lip encoder", lambda: lip_encoder(ws, corpus_root, preset))
+    avsr = run_config(ws, corpus_root, lip, "avsr", 1)  # its encoders are those of every run (same stores)
+    stages.run("features", lambda: features(avsr, ws.snrs))
+    return corpus_root, lip
+
+
 def corpus(ws: Workspace) -> Path:
     from mome.synthetic.corpus import synthesize_corpus
 

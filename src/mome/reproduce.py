@@ -193,11 +193,7 @@ def _run_stages(opts: ReproduceOptions) -> Path:
 
     started = time.perf_counter()
     stages = Stages(opts.out / "timings.json", "reproduce")
-    corpus = stages.run("corpus", lambda: pipeline.corpus(opts))
-    stages.run("models", lambda: pipeline.models(preset))
-    lip = stages.run("lip encoder", lambda: pipeline.lip_encoder(opts, corpus, preset))
-    features_cfg = pipeline.run_config(opts, corpus, lip, "avsr", 1)
-    stages.run("features", lambda: pipeline.features(features_cfg, opts.snrs))
+    corpus, lip = pipeline.prepare(opts, stages, preset)
     for i, job in enumerate(todo):
         cfg = pipeline.run_config(opts, corpus, lip, job.method.task, opts.steps, job.run,
                                   [*job.method.overrides, f"train.seed={job.seed}"])  # fmt: skip
