@@ -19,17 +19,12 @@ from typing import Any
 import torch
 import transformers
 
-from mome.evaluation.evaluate import markdown
+from mome.evaluation.evaluate import markdown, wer_percent
 from mome.evaluation.wer import marked_errors
 from mome.io import atomic_write_text
 
 EXAMPLES = 5
 """Example transcripts per rate combination in the report."""
-
-
-def _wer(results: dict[str, Any], combo: str, snr: str) -> float | None:
-    cell = results["wer"]["all"].get(combo, {}).get(snr)
-    return None if not cell or not cell["utterances"] else round(100 * cell["wer"], 2)
 
 
 def demo_results(
@@ -38,7 +33,7 @@ def demo_results(
     """The numbers of `<out>/results.json` (schema in the module docstring) from each task's eval results."""
     out: dict[str, Any] = {}
     for task, res in results.items():
-        out[task] = {c["key"]: {snr: _wer(res, c["key"], snr) for snr in res["snrs"]} for c in res["combinations"]}
+        out[task] = wer_percent(res)
     out["tokens_per_second"] = {
         task: {c["key"]: c["tokens_per_second"] for c in res["combinations"]} for task, res in results.items()
     }

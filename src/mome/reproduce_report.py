@@ -27,6 +27,7 @@ import torch
 import transformers
 
 from mome.config import load_config
+from mome.evaluation.evaluate import wer_percent
 from mome.io import atomic_write_text
 from mome.pipeline import read_json, task_overrides
 
@@ -60,14 +61,6 @@ def _seconds_per_step(run_dir: Path) -> float | None:
     return round(statistics.mean(values), 3) if values else None
 
 
-def _wer(results: dict[str, Any]) -> dict[str, dict[str, float | None]]:
-    """Corpus WER in % per rate combination and SNR (group `all`)."""
-    table: dict[str, dict[str, float | None]] = {}
-    for combo, cells in results["wer"]["all"].items():
-        table[combo] = {snr: round(100 * c["wer"], 2) if c["utterances"] else None for snr, c in cells.items()}
-    return table
-
-
 def _mean_over_seeds(tables: list[dict[str, dict[str, float | None]]]) -> dict[str, dict[str, float | None]]:
     out: dict[str, dict[str, float | None]] = {}
     for combo, cells in tables[0].items():
@@ -98,7 +91,7 @@ def method_results(opts: Any, jobs: list[Any]) -> list[dict[str, Any]]:
         evals = [read_json(opts.out / "eval" / job.run / "results.json") for job in group]
         if not all(evals):
             continue
-        tables = [_wer(res) for res in evals]
+        tables = [wer_percent(res) for res in evals]
         decode = read_json(opts.out / "eval" / group[0].run / "decode_times.json").get("seconds_per_utterance", {})
         steps = [s for job in group if (s := _seconds_per_step(opts.out / "runs" / job.run)) is not None]
         active, stored = _params(opts.preset, method)

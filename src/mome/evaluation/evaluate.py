@@ -427,6 +427,19 @@ def _summarise(
     }
 
 
+def wer_percent(results: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    """Corpus WER in % (2 decimals) of group `all` per rate combination and SNR; None where no utterance was
+    decoded. The numbers the demo's and reproduce's reports compare."""
+    return {
+        c["key"]: {
+            snr: round(100 * cell["wer"], 2) if (cell := results["wer"]["all"].get(c["key"], {}).get(snr)) and
+            cell["utterances"] else None
+            for snr in results["snrs"]
+        }
+        for c in results["combinations"]
+    }  # fmt: skip
+
+
 def markdown(results: dict[str, Any]) -> str:
     """One table per group: rows = rate combinations, columns = SNR; WER in %."""
     snrs = results["snrs"]
