@@ -75,7 +75,14 @@ def score(
     seconds: dict[str, float] | None = None,
 ) -> CascadeScore:  # fmt: skip
     """The cascade at `threshold` over the hypotheses in `records` (hypotheses.jsonl rows) at one SNR."""
-    utterances = _utterances(records, snr, rungs)
+    return _score(_utterances(records, snr, rungs), rungs, tokens, threshold, seconds)
+
+
+def _score(
+    utterances: list[dict[str, dict[str, Any]]], rungs: list[str], tokens: dict[str, float], threshold: float,
+    seconds: dict[str, float] | None = None,
+) -> CascadeScore:  # fmt: skip
+    """`score` over utterances already grouped ({rung: record} each, with every rung of `rungs`)."""
     errors = words = 0
     cost = time = 0.0
     stops = dict.fromkeys(rungs, 0)
@@ -100,14 +107,15 @@ def calibrate(
 ) -> dict[str, Any]:  # fmt: skip
     """The cheapest cascade (fewest tokens) whose WER is at most `relative` x the finest rung's: a threshold
     and the coarser rungs worth trying before the finest (every subset of them, in order, is considered)."""
-    finest = score(records, snr, rungs[-1:], tokens, math.inf)  # the finest rung alone
+    utterances = _utterances(records, snr, rungs)  # grouped once: every ladder is scored on the same ones
+    finest = _score(utterances, rungs[-1:], tokens, math.inf)  # the finest rung alone
     target = relative * finest.wer
     best = (math.inf, rungs[-1:], finest)
     for mask in range(1, 2 ** (len(rungs) - 1)):
         ladder_ = [k for i, k in enumerate(rungs[:-1]) if mask >> i & 1] + rungs[-1:]
-        candidates = sorted({r["confidence"] for r in records if r["snr"] == snr and r["rates"] in ladder_[:-1]})
+        candidates = sorted({u[k]["confidence"] for u in utterances for k in ladder_[:-1]})
         for threshold in candidates:  # a threshold at a confidence value: utterances at it stop there
-            s = score(records, snr, ladder_, tokens, threshold)
+            s = _score(utterances, ladder_, tokens, threshold)
             if s.wer <= target + 1e-12 and s.tokens_per_second < best[2].tokens_per_second:
                 best = (threshold, ladder_, s)
     threshold, chosen, chosen_score = best
@@ -118,7 +126,7 @@ def calibrate(
         "snr": snr,
         "finest": {"key": rungs[-1], "wer": round(finest.wer, 6), "tokens_per_second": finest.tokens_per_second},
         "cascade": chosen_score.to_json(),
-        "utterances": len(_utterances(records, snr, rungs)),
+        "utterances": len(utterances),
     }
 
 
