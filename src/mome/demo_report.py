@@ -12,16 +12,13 @@
 from __future__ import annotations
 
 import json
-import platform
 from pathlib import Path
 from typing import Any
-
-import torch
-import transformers
 
 from mome.evaluation.evaluate import markdown, wer_percent
 from mome.evaluation.wer import marked_errors
 from mome.io import atomic_write_text
+from mome.pipeline import machine
 
 EXAMPLES = 5
 """Example transcripts per rate combination in the report."""
@@ -159,8 +156,7 @@ def write_report(
         "",
         f"Options: `{json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in vars(opts).items()})}`",
         "",
-        f"Machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-        f"transformers {transformers.__version__}. The same numbers: `results.json`.",
+        f"Machine: {machine()}. The same numbers: `results.json`.",
         "",
         "## WER (%) per rate and SNR, with the cost of each rate",
         "",

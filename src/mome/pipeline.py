@@ -248,6 +248,26 @@ def _cached(path: Path, source: dict[str, Any]) -> dict[str, Any] | None:
     return results if same else None
 
 
+def machine() -> str:
+    """The CPU model, threads and library versions: what a reader of a report needs to compare seconds."""
+    import platform
+
+    import torch
+    import transformers
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, transformers {transformers.__version__}"
+    )
+
+
 def read_json(path: Path) -> dict[str, Any]:
     """The JSON object in `path`; {} when it is absent or cut short by a kill."""
     try:

@@ -17,37 +17,19 @@ from __future__ import annotations
 
 import csv
 import json
-import platform
 import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-import transformers
-
 from mome.config import load_config
 from mome.evaluation.evaluate import wer_percent
 from mome.io import atomic_write_text
-from mome.pipeline import read_json, task_overrides
+from mome.pipeline import machine, read_json, task_overrides
 
 SNR_CLEAN, SNR_NOISY = "clean", "0"
 FIRST, LAST = "a4_v2", "a16_v5"
 """The finest and the coarsest rate combinations the paper's claims compare."""
-
-
-def machine() -> str:
-    """The CPU model, threads and library versions: what a reader needs to compare seconds."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-            f"transformers {transformers.__version__}")  # fmt: skip
 
 
 def _seconds_per_step(run_dir: Path) -> float | None:
