@@ -66,7 +66,7 @@ def parse_budget(budget: str) -> tuple[str, float]:
 def measured_decode_ms(run_dir: Path | None) -> dict[str, float]:
     """Decode time per utterance of each rate combination, in ms, as the run's newest evaluation measured it
     on this machine (`<run>/eval/*/decode_times.json`); {} when it has none."""
-    from mome.pipeline import read_json
+    from mome.io import read_json
 
     files = sorted((run_dir / "eval").glob("*/decode_times.json"), key=lambda f: f.stat().st_mtime) if run_dir else []
     for path in reversed(files):

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from mome import pipeline
 from mome.config import load_config
+from mome.io import read_json
 from mome.pipeline import Stages, Workspace
 
 
@@ -60,7 +61,7 @@ def _run_stages(opts: DemoOptions) -> Path:
     if "avsr" in tasks:
         title = "the demo's MoME model on the test split"
         experts = stages.run("experts", lambda: pipeline.experts(opts, "avsr", opts.out / "experts", title))
-    decode_times = {task: pipeline.read_json(opts.out / "eval" / task / "decode_times.json") for task in tasks}
+    decode_times = {task: read_json(opts.out / "eval" / task / "decode_times.json") for task in tasks}
     report = write_report(opts, results, decode_times, stages.times, experts)
     print(f"\n{stages.summary()} (saved in {stages.path})")
     return report

@@ -1,14 +1,17 @@
 """Write-then-rename, the one way mome replaces a file or a directory that others may read or that a kill
 must not leave half-written: the new content goes to a hidden temporary sibling (same folder, so the rename
-is atomic on one file system), which is renamed onto the target only when complete, and removed on failure."""
+is atomic on one file system), which is renamed onto the target only when complete, and removed on failure.
+`read_json` is the reader's side: a file that is absent reads as {}."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def _fsync(path: Path) -> None:
@@ -65,3 +68,12 @@ def atomic_directory(target: str | Path, build: Callable[[Path], None], mode: in
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    """The JSON object in `path`; {} when it is absent or cut short by a kill (the counterpart of the writes
+    above for a reader that must not fail on what a killed writer left)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from mome.config import Config, absolute_path, load_config
 from mome.errors import Interrupted
+from mome.io import read_json
 
 T = TypeVar("T")
 
@@ -266,11 +267,3 @@ def machine() -> str:
     return (
         f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, transformers {transformers.__version__}"
     )
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    """The JSON object in `path`; {} when it is absent or cut short by a kill."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}

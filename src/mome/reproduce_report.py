@@ -24,8 +24,8 @@ from typing import Any
 
 from mome.config import load_config
 from mome.evaluation.evaluate import wer_percent
-from mome.io import atomic_write_text
-from mome.pipeline import machine, read_json, task_overrides
+from mome.io import atomic_write_text, read_json
+from mome.pipeline import machine, task_overrides
 
 SNR_CLEAN, SNR_NOISY = "clean", "0"
 FIRST, LAST = "a4_v2", "a16_v5"

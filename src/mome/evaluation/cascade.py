@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mome.io import atomic_write_text
+from mome.io import atomic_write_text, read_json
 
 CALIBRATION_FILE = "calibration.json"
 DEFAULT_RELATIVE = 1.05
@@ -140,12 +140,11 @@ def load_calibration(run_dir: Path) -> dict[str, Any]:
     from mome.errors import UserError
 
     path = run_dir / CALIBRATION_FILE
-    try:
-        calibration = json.loads(path.read_text())
-        calibration["threshold"] = math.inf if calibration["threshold"] is None else float(calibration["threshold"])
-        return calibration
-    except (OSError, ValueError, KeyError):
-        raise UserError(f"{path}: no calibration; run `mome calibrate {run_dir}` first") from None
+    calibration = read_json(path)
+    if "threshold" not in calibration or "ladder" not in calibration:
+        raise UserError(f"{path}: no calibration; run `mome calibrate {run_dir}` first")
+    calibration["threshold"] = math.inf if calibration["threshold"] is None else float(calibration["threshold"])
+    return calibration
 
 
 def policy_results(
