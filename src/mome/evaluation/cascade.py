@@ -141,9 +141,10 @@ def load_calibration(run_dir: Path) -> dict[str, Any]:
 
     path = run_dir / CALIBRATION_FILE
     calibration = read_json(path)
-    if "threshold" not in calibration or "ladder" not in calibration:
+    threshold = calibration.get("threshold", "missing")
+    if not isinstance(threshold, (int, float, type(None))) or "ladder" not in calibration:
         raise UserError(f"{path}: no calibration; run `mome calibrate {run_dir}` first")
-    calibration["threshold"] = math.inf if calibration["threshold"] is None else float(calibration["threshold"])
+    calibration["threshold"] = math.inf if threshold is None else float(threshold)
     return calibration
 
 
