@@ -1,5 +1,5 @@
-"""`mome demo` end to end on the tiny preset: every stage runs, the report covers AVSR, ASR and VSR, and a
-rerun skips every stage (nothing is retrained or re-evaluated)."""
+"""`mome demo` end to end on the tiny preset: every stage runs, the one model's report covers AVSR, ASR and VSR
+(with the per-word-class table), and a rerun skips every stage (nothing is retrained or re-evaluated)."""
 
 from __future__ import annotations
 
@@ -25,19 +25,32 @@ def test_demo_runs_every_stage_and_resumes(tmp_path: Path) -> None:
         speakers_per_split={"train": 2, "val": 1, "test": 1, "noise": 2},
         babble_seconds=6.0, babble_talkers=2, workers=1, progress=False,
     )  # fmt: skip
-    opts = DemoOptions(out=out, lip_steps=2, avsr_steps=2, asr_steps=2, vsr_steps=2, preset="tiny", overrides=FAST)
+    opts = DemoOptions(out=out, lip_steps=2, steps=2, preset="tiny", overrides=FAST)
     report = run_demo(opts)
 
     text = report.read_text()
-    assert "Babble noise: AVSR vs ASR" in text
+    assert "Babble noise: the same model with and without the video" in text
+    assert "Where the errors are" in text
+    results = json.loads((out / "eval" / "mome" / "results.json").read_text())
+    assert results["task"] == "any"
+    assert (out / "runs" / "mome" / "checkpoints" / "latest").is_file()
+    summary = json.loads((out / "results.json").read_text())
+    assert set(summary["avsr"]) == {"a4_v2", "a4_v5", "a16_v2", "a16_v5"}
+    assert set(summary["asr"]) == {"a4", "a16"} and set(summary["vsr"]) == {"v2", "v5"}
     for task in ("avsr", "asr", "vsr"):
-        results = json.loads((out / "eval" / task / "results.json").read_text())
-        snrs = {snr for combos in results["wer"]["all"].values() for snr in combos}
-        assert snrs == ({"clean"} if task == "vsr" else {"clean", "5", "0", "-5"}), (task, snrs)
-        assert (out / "runs" / task / "checkpoints" / "latest").is_file()
-        assert f"eval/{task}/wer_vs_tokens.png" in text
+        for key, cells in summary[task].items():
+            assert set(cells) == {"clean", "5", "0", "-5"}, (task, key)
+            heard = [snr for snr, wer in cells.items() if wer is not None]
+            assert heard == (["clean"] if task == "vsr" else ["clean", "5", "0", "-5"]), (task, key, cells)
+            assert key in summary["tokens_per_second"][task] and key in summary["decode_seconds_per_utterance"][task]
+    assert set(summary["word_classes"]) <= {"avsr", "asr", "vsr"}
+    for combos in summary["word_classes"].values():
+        for cells in combos.values():
+            assert set(cells) == {"command", "colour", "preposition", "letter", "digit", "adverb"}
+            assert all(0 <= v <= 100 for v in cells.values())
+    assert summary["steps"] == 2 and summary["precision"] in ("fp32", "bf16") and summary["machine"]
     times = json.loads((out / "timings.json").read_text())
-    assert {"corpus", "models", "lip encoder", "train avsr", "train asr", "train vsr", "eval vsr"} <= set(times)
+    assert {"corpus", "models", "lip encoder", "features", "train", "eval", "experts"} <= set(times)
 
     # A second run finds every output in place: same results, no new checkpoints.
     outputs = [*out.rglob("*.pt"), *(out / "eval").rglob("results.json")]

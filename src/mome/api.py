@@ -1,7 +1,7 @@
 """The Python API: a trained run as an object that transcribes clips at a chosen rate or budget.
 
     import mome
-    model = mome.load("demo_out/runs/avsr")
+    model = mome.load("demo_out/runs/mome")
     result = model.transcribe(video="clip.mp4", rates=(16, 5))     # or budget="auto" / "tokens=200"
     result.text, result.rates, result.modalities, result.seconds
 

@@ -289,6 +289,9 @@ class DataConfig:
     """Babble noise (relative to `root` unless absolute); `null` disables noise."""
     train_snrs: list[float | None] = field(default_factory=lambda: [-5, 0, 5, 10, 15, 20, None])
     """SNRs (dB) drawn uniformly per training utterance; `null` = clean (reference code)."""
+    clean_epochs: int = 0
+    """Training epochs of clean audio only before `train_snrs` apply (a clean-to-babble curriculum); 0: none,
+    as in the reference code (a demo-only deviation when set: docs/experiments.md, section 13)."""
     max_frames: int = 1500
     """Frame budget of a training batch, in video frames (reference: 1000-1500 per GPU)."""
     crop_size: int = MODEL_CROP_SIZE
@@ -341,7 +344,7 @@ class DataConfig:
             f"must be between 1 and the {MOUTH_CROP_SIZE}-pixel mouth crop, got {self.crop_size}",
         )
         for name, low in (("max_frames", 1), ("num_workers", 0), ("num_buckets", 1), ("av_tolerance_frames", 0),
-                          ("eval_noise_seed", 0), ("feature_noisy_versions", 1)):  # fmt: skip
+                          ("eval_noise_seed", 0), ("feature_noisy_versions", 1), ("clean_epochs", 0)):  # fmt: skip
             _at_least(self, path, name, low)
 
 
@@ -353,6 +356,9 @@ class TrainConfig:
     """AdamW peak learning rate (paper: 1e-3 ASR/AVSR, 5e-4 VSR)."""
     weight_decay: float = 0.1
     betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    projector_lr_scale: float = 1.0
+    """Learning rate of the projectors as a multiple of `lr` (the adapters keep `lr`). The paper uses one rate
+    for all (1); a demo-only deviation when set (docs/experiments.md, section 13)."""
     warmup_steps: int = 0
     epochs: int = 10
     max_steps: int | None = None
@@ -399,6 +405,7 @@ class TrainConfig:
 
     def check(self, path: str) -> None:
         _check(self.lr > 0, f"{path}.lr", "must be positive")
+        _check(self.projector_lr_scale > 0, f"{path}.projector_lr_scale", "must be positive")
         _check(
             len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
             f"{path}.betas",

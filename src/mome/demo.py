@@ -6,14 +6,16 @@ Stages (each skipped when its output exists, so an interrupted demo continues wh
     2 models     SmolLM2-135M and Whisper tiny.en converted from their PyPI wheels          ~/.cache/mome
     3 lip        compact AV-HuBERT-style lip encoder pretrained on the train split, frozen   <out>/lip_encoder.pt
     4 features   the frozen encoders run once per utterance and noise condition             <out>/features
-    5 avsr       MoME on audio {4,16} x video {2,5} (preset `demo`)                        <out>/runs/avsr
-    6 asr        the same budget on audio only {4,16}: the baseline for the noise claim     <out>/runs/asr
-    7 vsr        video only {2,5}, fewer steps: lip reading alone                           <out>/runs/vsr
-    8 eval       test split (unseen speakers and sentences), clean and babble at 5, 0, -5 dB <out>/eval/*
-    9 experts    expert usage of the AVSR model on the test split (`mome experts`)             <out>/experts
-   10 report     <out>/README.md and results.json: WER per rate x SNR, cost, examples, timings
+    5 train      ONE MoME model for every task (`task=any`): AVSR at audio {4,16} x video     <out>/runs/mome
+                 {2,5}, audio only {4,16} (ASR) and video only {2,5} (VSR), one shared router
+    6 eval       test split (unseen speakers and sentences) at every rate, clean and babble  <out>/eval/mome
+                 at 5, 0, -5 dB (video-only rates clean only: the babble is in the audio)
+    7 experts    expert usage of the model on the test split (`mome experts`)                <out>/experts
+    8 report     <out>/README.md and results.json: WER per task, rate and SNR, per word class,
+                 cost, examples, timings
 
-The stages live in `mome.pipeline` (shared with `mome reproduce`): a stopped demo continues where it stopped.
+The noise comparison is the same weights read with and without the video: the model's AVSR rows against its
+own audio-only rows at each SNR. The stages live in `mome.pipeline` (shared with `mome reproduce`).
 """
 
 from __future__ import annotations
@@ -25,19 +27,27 @@ from mome import pipeline
 from mome.config import load_config
 from mome.io import read_json
 from mome.pipeline import Stages, Workspace
+from mome.precision import resolve_precision
+
+RUN = "mome"
+"""The demo's one run: `<out>/runs/mome`, evaluated in `<out>/eval/mome`."""
+
+STEPS = {"fp32": 640, "bf16": 1100}
+"""Default steps per training precision (`train.precision: auto` resolved on this machine), sized so that the
+whole demo fits 15 minutes on 2 cores: a fixed count, so that a seed gives the same model on every machine of
+a kind (docs/experiments.md, section 13)."""
 
 
 @dataclass
 class DemoOptions(Workspace):
     out: Path = Path("demo_out")
-    # Steps sized to the 15-minute budget on 2 cores without native bf16 (the stage times they were sized with:
-    # docs/experiments.md, section 1.0.2). Lip reading gains most per second from the lip encoder's steps and
-    # the VSR model's (section 3.2.1); a VSR step costs a third of a MoME step.
-    avsr_steps: int = 250
-    asr_steps: int = 250
-    vsr_steps: int = 400
-    """0 skips the video-only model (VSR)."""
-    asr_baseline: bool = True
+    steps: int | None = None
+    """Training steps of the one model; None: `STEPS` for the precision this machine trains in."""
+
+    def resolved_steps(self) -> int:
+        if self.steps is not None:
+            return self.steps
+        return STEPS.get(resolve_precision(load_config(self.preset).train.precision, "cpu").precision, STEPS["fp32"])
 
 
 def run_demo(opts: DemoOptions) -> Path:
@@ -51,17 +61,13 @@ def _run_stages(opts: DemoOptions) -> Path:
     opts.out.mkdir(parents=True, exist_ok=True)
     stages = Stages(opts.out / "timings.json", "demo")
     corpus, lip = pipeline.prepare(opts, stages, load_config(opts.preset))
-    steps = {"avsr": opts.avsr_steps, "asr": opts.asr_steps if opts.asr_baseline else 0, "vsr": opts.vsr_steps}
-    tasks = [task for task, n in steps.items() if n > 0]
-    for task in tasks:
-        cfg = pipeline.run_config(opts, corpus, lip, task, steps[task])
-        stages.run(f"train {task}", lambda cfg=cfg: pipeline.train(cfg))
-    results = {task: stages.run(f"eval {task}", lambda task=task: pipeline.evaluate(opts, task)) for task in tasks}
-    experts = None
-    if "avsr" in tasks:
-        title = "the demo's MoME model on the test split"
-        experts = stages.run("experts", lambda: pipeline.experts(opts, "avsr", opts.out / "experts", title))
-    decode_times = {task: read_json(opts.out / "eval" / task / "decode_times.json") for task in tasks}
-    report = write_report(opts, results, decode_times, stages.times, experts)
+    steps = opts.resolved_steps()
+    cfg = pipeline.run_config(opts, corpus, lip, "any", steps, RUN)
+    stages.run("train", lambda: pipeline.train(cfg))
+    results = stages.run("eval", lambda: pipeline.evaluate(opts, RUN))
+    title = "the demo's MoME model on the test split"
+    experts = stages.run("experts", lambda: pipeline.experts(opts, RUN, opts.out / "experts", title))
+    decode_times = read_json(opts.out / "eval" / RUN / "decode_times.json")
+    report = write_report(opts, steps, results, decode_times, stages.times, experts)
     print(f"\n{stages.summary()} (saved in {stages.path})")
     return report

@@ -1,49 +1,84 @@
-"""The demo's report: `<out>/README.md` (what ran, WER per rate and SNR, cost per rate, examples, timings) and
-`<out>/results.json`, the same numbers for programs:
+"""The demo's report: `<out>/README.md` (what ran, WER per task, rate and SNR, per word class, cost per rate,
+examples, timings) and `<out>/results.json`, the same numbers for programs. The demo's one model serves every
+task; its results are split by the task each rate combination reads:
 
     {"avsr": {"a4_v2": {"clean": 2.5, "5": 3.1, "0": 9.0, "-5": 30.2}, ...},   corpus WER in %, group `all`
-     "asr":  {"a4": {...}, "a16": {...}},
-     "vsr":  {"v2": {"clean": 21.0}, "v5": {...}},                              video only: clean
+     "asr":  {"a4": {...}, "a16": {...}},                                        the same model, audio only
+     "vsr":  {"v2": {"clean": 21.0, "5": null, ...}, "v5": {...}},              video only: clean
+     "word_classes": {"avsr": {"a4_v2": {"command": 0.0, ..., "letter": 3.8, "digit": 1.2, ...}}, ...},
+                                                                                 clean, % of those words wrong
      "tokens_per_second": {"avsr": {"a4_v2": 25.0, ...}, ...},                 LLM input tokens per s of speech
      "decode_seconds_per_utterance": {"avsr": {"a4_v2": 0.05, ...}, ...},      `model.generate`, greedy
+     "steps": 640, "precision": "fp32", "machine": "...",                       what trained, and where
      "timings": {"corpus": 95.1, ...}}                                          seconds per stage
 """
 
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from mome.config import combination_task
 from mome.evaluation.evaluate import markdown, wer_percent
-from mome.evaluation.wer import marked_errors
-from mome.io import atomic_write_text
+from mome.evaluation.wer import marked_errors, reference_hits
+from mome.io import atomic_write_text, read_json
 from mome.pipeline import machine
+from mome.synthetic.grammar import GRID_WORDS, grid_word_classes
 
-EXAMPLES = 5
+TASKS = ("avsr", "asr", "vsr")
+EXAMPLES = 3
 """Example transcripts per rate combination in the report."""
 
 
 def demo_results(
-    results: dict[str, dict[str, Any]], decode_times: dict[str, dict[str, Any]], times: dict[str, float]
+    results: dict[str, Any], decode_times: dict[str, Any], times: dict[str, float], hypotheses: Path
 ) -> dict[str, Any]:
-    """The numbers of `<out>/results.json` (schema in the module docstring) from each task's eval results."""
-    out: dict[str, Any] = {}
-    for task, res in results.items():
-        out[task] = wer_percent(res)
-    out["tokens_per_second"] = {
-        task: {c["key"]: c["tokens_per_second"] for c in res["combinations"]} for task, res in results.items()
-    }
-    out["decode_seconds_per_utterance"] = {
-        task: {k: round(v, 4) for k, v in times_.get("seconds_per_utterance", {}).items()}
-        for task, times_ in decode_times.items()
-    }
+    """The numbers of `<out>/results.json` (schema in the module docstring) from the model's eval results."""
+    task_of = {c["key"]: combination_task((c["audio_rate"], c["video_rate"])) for c in results["combinations"]}
+    by_task: dict[str, dict[str, Any]] = {task: {} for task in TASKS}
+    for key, cells in wer_percent(results).items():
+        by_task[task_of[key]][key] = cells
+    out: dict[str, Any] = {task: cells for task, cells in by_task.items() if cells}
+    out["word_classes"] = _split(word_class_errors(hypotheses), out)
+    tokens = {c["key"]: c["tokens_per_second"] for c in results["combinations"]}
+    seconds = {k: round(v, 4) for k, v in decode_times.get("seconds_per_utterance", {}).items()}
+    out["tokens_per_second"] = _split(tokens, out)
+    out["decode_seconds_per_utterance"] = _split(seconds, out)
     out["timings"] = dict(times)
     return out
 
 
+def _split(per_key: dict[str, Any], tasks: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{key: value} -> {task: {key: value}} for the tasks in `tasks`."""
+    return {task: {k: v for k, v in per_key.items() if k in tasks[task]} for task in TASKS if task in tasks}
+
+
+def word_class_errors(hypotheses: Path, snr: str = "clean") -> dict[str, dict[str, float]]:
+    """% of the reference words of each GRID word class (command, colour, preposition, letter, digit, adverb)
+    that the hypothesis lost (substituted or deleted), per rate combination, on GRID sentences at `snr`: whether
+    the model reads the letters and digits or only knows the grammar. Insertions are in the WER, not here."""
+    wrong: dict[str, dict[str, list[int]]] = defaultdict(lambda: {c: [0, 0] for c in GRID_WORDS})
+    if not hypotheses.is_file():
+        return {}
+    for line in hypotheses.read_text(encoding="utf-8").splitlines():
+        rec = json.loads(line)
+        hits = reference_hits(rec["ref"], rec["hyp"])
+        classes = grid_word_classes(" ".join(w for w, _ in hits))
+        if rec["snr"] != snr or classes is None:
+            continue
+        for (_, hit), cls in zip(hits, classes):
+            wrong[rec["rates"]][cls][0] += not hit
+            wrong[rec["rates"]][cls][1] += 1
+    return {
+        combo: {cls: round(100 * e / n, 2) for cls, (e, n) in counts.items() if n} for combo, counts in wrong.items()
+    }
+
+
 def noise_comparison(summary: dict[str, Any], snrs: list[str]) -> list[str]:
-    """AVSR vs the audio-only model trained with the same budget, at the same audio rate, per noisy SNR."""
+    """The model's AVSR rows against its own audio-only rows at the same audio rate, per noisy SNR: the same
+    weights, with and without the video."""
     if "asr" not in summary or "avsr" not in summary:
         return []
     lines = ["| SNR | AVSR rates | ASR WER | AVSR WER | AVSR / ASR |", "|---:|---|---:|---:|---:|"]
@@ -55,6 +90,17 @@ def noise_comparison(summary: dict[str, Any], snrs: list[str]) -> list[str]:
                 continue
             ratio = f"{avsr / asr:.2f}" if asr > 0 else "-"
             lines.append(f"| {snr} dB | {key} | {asr:.2f} | {avsr:.2f} | {ratio} |")
+    return lines
+
+
+def word_class_table(summary: dict[str, Any]) -> list[str]:
+    """One row per rate combination: % of each word class's words lost (clean)."""
+    classes = list(GRID_WORDS)
+    lines = ["| task | rates | " + " | ".join(classes) + " |", "|---|---|" + "---:|" * len(classes)]
+    for task, combos in summary.get("word_classes", {}).items():
+        for key, cells in combos.items():
+            row = " | ".join("-" if cells.get(c) is None else f"{cells[c]:.1f}" for c in classes)
+            lines.append(f"| {task.upper()} | {key} | {row} |")
     return lines
 
 
@@ -135,60 +181,71 @@ def _expert_lines(experts: dict[str, Any]) -> list[str]:
 
 
 def write_report(
-    opts: Any, results: dict[str, dict[str, Any]], decode_times: dict[str, dict[str, Any]], times: dict[str, float],
+    opts: Any, steps: int, results: dict[str, Any], decode_times: dict[str, Any], times: dict[str, float],
     experts: dict[str, Any] | None = None,
 ) -> Path:  # fmt: skip
     """Write `<out>/results.json`, `<out>/wer_vs_tokens.png` and `<out>/README.md`; returns the README path."""
     out = Path(opts.out)
-    summary = demo_results(results, decode_times, times)
+    eval_dir = out / "eval" / "mome"
+    summary = demo_results(results, decode_times, times, eval_dir / "hypotheses.jsonl")
+    precision = read_json(out / "runs" / "mome" / "precision.json").get("precision")
+    summary.update(steps=steps, precision=precision, machine=machine())
     atomic_write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")
-    snrs = max((res["snrs"] for res in results.values()), key=len)
+    snrs = results["snrs"]
     plot(summary, snrs, out / "wer_vs_tokens.png")
     lines = [
         "# mome demo report",
         "",
         "What ran: `mome demo` (stages in `mome/demo.py`). Frozen pretrained Whisper tiny.en and SmolLM2-135M "
         "(truncated to the layers the `demo` preset keeps), a frozen lip encoder pretrained on the train split, "
-        "trainable projectors and MoME adapters, audio {4,16} x video {2,5} trained together "
-        f"({opts.avsr_steps} steps); an audio-only model with the same steps (ASR, the noise baseline) and a "
-        f"video-only model (VSR, {opts.vsr_steps} steps). Test split: unseen speakers and sentences; babble "
+        "trainable projectors and MoME adapters with one router shared by every granularity. One model for "
+        "every task (`model.compression.task=any`), trained for "
+        f"{steps} steps ({precision}): AVSR at audio {{4,16}} x video {{2,5}}, ASR at audio {{4,16}} and VSR at "
+        "video {2,5}, each training sample drawing one task. Test split: unseen speakers and sentences; babble "
         "noise from unseen talkers, mixed at a seeded offset per utterance.",
         "",
         f"Options: `{json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in vars(opts).items()})}`",
         "",
-        f"Machine: {machine()}. The same numbers: `results.json`.",
+        f"Machine: {summary['machine']}. The same numbers: `results.json`.",
         "",
-        "## WER (%) per rate and SNR, with the cost of each rate",
+        "## WER (%) per task, rate and SNR, with the cost of each rate",
         "",
         "tokens/s: audio and video tokens that one second of speech puts into the LLM. decode ms/utt: measured "
-        "time of greedy decoding per test utterance (batched, on cached encoder features).",
+        "time of greedy decoding per test utterance (batched, on cached encoder features). Video-only rates "
+        "are decoded clean only (the babble is in the audio).",
         "",
         *wer_table(summary, snrs),
         "",
         "![WER against tokens per second](wer_vs_tokens.png)",
         "",
+        "## Where the errors are: % of each word class lost (clean)",
+        "",
+        "GRID sentences are `command colour preposition letter digit adverb`; a model that knows the grammar but "
+        "does not read loses the letters and digits first. Substitutions and deletions of the reference words "
+        "of each class, over the words of that class (insertions count in the WER only).",
+        "",
+        *word_class_table(summary),
+        "",
     ]
     comparison = noise_comparison(summary, [s for s in snrs if s != "clean"])
     if len(comparison) > 2:
-        lines += ["## Babble noise: AVSR vs ASR trained with the same budget", "", *comparison, ""]
+        lines += ["## Babble noise: the same model with and without the video", "",
+                  "Each AVSR row against the same model's audio-only row at the same audio rate.", "",
+                  *comparison, ""]  # fmt: skip
     if experts:
         lines += ["## Expert usage (MoME, test split, clean)", "", *_expert_lines(experts), ""]
-    lines += ["## Examples (clean; ~~said~~ **heard**)", ""]
-    for task in results:
-        lines += [f"### {task.upper()}", "", *examples(out / "eval" / task / "hypotheses.jsonl")]
+    lines += ["## Examples (clean; ~~said~~ **heard**)", "", *examples(eval_dir / "hypotheses.jsonl")]
     lines += ["## Time per stage (s)", "", "| stage | seconds |", "|---|---:|",
               *[f"| {k} | {v:.0f} |" for k, v in times.items()], f"| **total** | **{sum(times.values()):.0f}** |", ""]  # fmt: skip
     lip = out / "lip_encoder.json"
     if lip.is_file():
         metrics = {k: v for k, v in json.loads(lip.read_text()).items() if k != "loss_history"}
         lines += ["## Lip encoder pretraining", "", "```json", json.dumps(metrics, indent=2), "```", ""]
-    lines += ["## Details per task", ""]
-    for task, res in results.items():
-        body = markdown(res).replace("# WER", "### WER", 1).replace("\n## ", "\n#### ")
-        lines += [body, "", f"![WER vs tokens per second, {task}](eval/{task}/wer_vs_tokens.png)", ""]
+    body = markdown(results).replace("# WER", "## WER", 1).replace("\n## ", "\n### ")
+    lines += [body, "", "![WER vs tokens per second](eval/mome/wer_vs_tokens.png)", ""]
     lines += [
-        "Per-utterance hypotheses: `eval/<task>/hypotheses.jsonl`; training curves: `runs/<task>/metrics.csv` "
-        "and `runs/<task>/tensorboard`.",
+        "Per-utterance hypotheses: `eval/mome/hypotheses.jsonl`; training curves: `runs/mome/metrics.csv` "
+        "and `runs/mome/tensorboard`.",
         "",
     ]
     return atomic_write_text(out / "README.md", "\n".join(lines))

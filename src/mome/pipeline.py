@@ -166,7 +166,10 @@ def run_config(
 
 
 def task_overrides(task: str) -> list[str]:
-    """A preset's AVSR model turned into the task's: audio only (`asr`) or video only (`vsr`)."""
+    """A preset's AVSR model turned into the task's: audio only (`asr`), video only (`vsr`) or one model for
+    every task (`any`)."""
+    if task == "any":
+        return ["model.compression.task=any"]
     if task == "asr":
         return ["model.compression.task=asr", "model.encoders.video.kind=none"]
     if task == "vsr":

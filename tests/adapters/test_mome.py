@@ -86,3 +86,28 @@ def test_records_skip_padding() -> None:
     (rec,) = ctx.records
     assert rec.logits.shape == (10, 6) and rec.topk_index.shape == (10, 2)
     assert rec.combination.tolist() == [0] * 4 + [1] * 6
+
+
+def test_decoding_never_uses_down_projections_older_than_the_weights() -> None:
+    """Weights written between two no-grad calls by a fused AdamW step (which does not move the version counter)
+    or through `.data` must be what the next call computes with (the layout copy lives for one context)."""
+    adapter = _adapter()
+    x = torch.randn(2, 4, 8)
+    combination = torch.tensor([0, 1])
+
+    def decode() -> torch.Tensor:
+        with torch.no_grad(), adapter_context(AdapterContext(combination)):
+            return adapter(x)
+
+    decode()  # lays out the down projections
+    optimizer = torch.optim.AdamW(adapter.parameters(), lr=0.5, fused=True)
+    with adapter_context(AdapterContext(combination)):
+        adapter(x).square().sum().backward()
+    optimizer.step()
+    torch.testing.assert_close(decode(), _loop_reference(adapter, x, combination).detach(), rtol=1e-5, atol=1e-5)
+    adapter.down.data.copy_(torch.randn_like(adapter.down))
+    torch.testing.assert_close(decode(), _loop_reference(adapter, x, combination).detach(), rtol=1e-5, atol=1e-5)
+    with torch.no_grad(), adapter_context(AdapterContext(combination)) as ctx:
+        adapter(x)
+        adapter(x)
+    assert len(ctx.layouts) == 1  # within one context the layout is made once

@@ -40,7 +40,7 @@ def test_an_interrupted_training_stage_stops_the_demo_with_its_code(monkeypatch,
     monkeypatch.setattr(pipeline, "evaluate", lambda ws, name: pytest.fail("evaluated a half-trained model"))
     assert main(["demo", "--out", str(tmp_path / "out"), "--preset", "tiny"]) == 143
     err = capsys.readouterr().err
-    assert "demo stopped at stage 'train avsr'" in err and "rerun the same `mome demo` command" in err
+    assert "demo stopped at stage 'train'" in err and "rerun the same `mome demo` command" in err
     assert not (tmp_path / "out" / "README.md").exists()
 
 

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 FAST = ["data.num_workers=0", "data.max_frames=120", "train.num_threads=1", "decode.num_beams=1",
         "decode.max_new_tokens=3"]  # fmt: skip
 SYNTH = ["--utterances", "16", "--splits", "train=0.5,val=0.25,test=0.25", "--seed", "3", "--babble-seconds", "6",
-         "--workers", "1"]  # fmt: skip
+         "--workers", "1", "--grid-fraction", "1"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -76,28 +76,32 @@ def test_demo_with_its_default_relative_out(workdir: Path, tmp_path: Path, monke
     """`mome demo` with no --out writes `demo_out/` in the working directory and completes every stage."""
     monkeypatch.chdir(tmp_path)
     shutil.copytree(workdir / "corpus", tmp_path / "demo_out" / "corpus")  # a corpus in place is reused: fast
-    args = ["demo", "--preset", "tiny", "--lip-steps", "2", "--steps", "2", "--vsr-steps", "2", "--eval-limit", "1",
-            *FAST]  # fmt: skip
+    args = ["demo", "--preset", "tiny", "--lip-steps", "2", "--steps", "2", "--eval-limit", "1", *FAST]
     assert main(args) == 0
-    assert Path("demo_out/README.md").is_file()
-    for task in ("avsr", "asr", "vsr"):
-        assert Path(f"demo_out/eval/{task}/results.json").is_file(), task
+    assert Path("demo_out/README.md").is_file() and Path("demo_out/eval/mome/results.json").is_file()
 
-    # demo_out/results.json: task -> rate key -> SNR -> WER %, and the seconds of each stage
+    # demo_out/results.json: task -> rate key -> SNR -> WER % (video-only rates: clean only), and the seconds of
+    # each stage
     summary = json.loads(Path("demo_out/results.json").read_text())
     assert set(summary["avsr"]) == {"a4_v2", "a4_v5", "a16_v2", "a16_v5"}
     assert set(summary["asr"]) == {"a4", "a16"} and set(summary["vsr"]) == {"v2", "v5"}
-    for task, snrs in (("avsr", {"clean", "5", "0", "-5"}), ("asr", {"clean", "5", "0", "-5"}), ("vsr", {"clean"})):
+    for task, heard in (("avsr", {"clean", "5", "0", "-5"}), ("asr", {"clean", "5", "0", "-5"}), ("vsr", {"clean"})):
         for key, cells in summary[task].items():
-            assert set(cells) == snrs, (task, key)
-            assert all(isinstance(w, float) and w >= 0 for w in cells.values()), (task, key, cells)
+            assert set(cells) == {"clean", "5", "0", "-5"}, (task, key)
+            assert {snr for snr, w in cells.items() if w is not None} == heard, (task, key, cells)
+            assert all(isinstance(w, float) and w >= 0 for w in cells.values() if w is not None), (task, key, cells)
         assert set(summary["decode_seconds_per_utterance"][task]) == set(summary[task])
         assert all(t > 0 for t in summary["decode_seconds_per_utterance"][task].values())
     assert summary["tokens_per_second"]["avsr"]["a16_v5"] == 50 / 16 + 25 / 5
-    stages = {"corpus", "models", "lip encoder", "features", "train avsr", "train asr", "train vsr", "eval avsr",
-              "experts"}  # fmt: skip
+    grid = ("command", "colour", "preposition", "letter", "digit", "adverb")
+    assert set(summary["word_classes"]) == {"avsr", "asr", "vsr"}  # a GRID-only corpus: every rate has a row
+    for task, combos in summary["word_classes"].items():  # % of each GRID word class lost, per rate (clean)
+        assert set(combos) == set(summary[task])
+        assert all(set(cells) == set(grid) and all(0 <= v <= 100 for v in cells.values()) for cells in combos.values())
+    assert summary["steps"] == 2 and summary["precision"] in ("fp32", "bf16") and summary["machine"]
+    stages = {"corpus", "models", "lip encoder", "features", "train", "eval", "experts"}
     assert stages <= set(summary["timings"]) and all(t >= 0 for t in summary["timings"].values())
-    experts = json.loads(Path("demo_out/experts/experts.json").read_text())  # the AVSR model's expert usage
+    experts = json.loads(Path("demo_out/experts/experts.json").read_text())  # the model's expert usage
     last = experts["layers"][-1]["layer"]
     assert f"experts/layer_{last}.png" in Path("demo_out/README.md").read_text()
     assert Path(f"demo_out/experts/layer_{last}.png").is_file()

@@ -2,7 +2,15 @@
 
 import pytest
 
-from mome.evaluation.wer import ErrorCounts, character_errors, marked_errors, normalize, total, utterance_errors
+from mome.evaluation.wer import (
+    ErrorCounts,
+    character_errors,
+    marked_errors,
+    normalize,
+    reference_hits,
+    total,
+    utterance_errors,
+)
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -58,3 +66,20 @@ def test_marked_errors_strike_what_was_said_and_bold_what_was_heard(ref, hyp, ex
     counts = utterance_errors(ref, hyp)  # every counted edit is marked once
     assert marked.count("**") // 2 == counts.substitutions + counts.insertions
     assert marked.count("~~") // 2 == counts.substitutions + counts.deletions
+
+
+@pytest.mark.parametrize("ref, hyp, expected", [
+    ("place blue at i six now", "place blue at i six now", [True] * 6),
+    ("place blue at i six now", "place blue by x four now", [True, True, False, False, False, True]),
+    ("place blue at i six now", "place blue at six now", [True, True, True, False, True, True]),  # deletion
+    ("place blue at i six now", "place blue at at i six now", [True] * 6),  # an insertion is no reference word's
+    ("place blue", "", [False, False]),
+    ("", "place", []),
+])  # fmt: skip
+def test_reference_hits_mark_each_reference_word_found_or_lost(ref, hyp, expected):
+    hits = reference_hits(ref, hyp)
+    assert [w for w, _ in hits] == normalize(ref).split()
+    assert [hit for _, hit in hits] == expected
+    lost = sum(not hit for _, hit in hits)
+    counts = utterance_errors(ref, hyp)
+    assert lost == counts.substitutions + counts.deletions

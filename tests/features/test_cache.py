@@ -155,6 +155,24 @@ def test_training_draws_clean_or_a_noisy_version_per_epoch(corpus: Path, tmp_pat
         torch.testing.assert_close(a, b, rtol=0, atol=0)  # a function of (seed, epoch, utterance)
 
 
+def test_clean_epochs_read_clean_audio_then_the_noise_mix(corpus: Path, tmp_path: Path) -> None:
+    """`data.clean_epochs`: the first epochs train on clean audio (cached even with no `null` SNR), later ones
+    draw from `train_snrs`, cached and uncached alike."""
+    cfg = _config(corpus, tmp_path / "cache", "data.feature_noisy_versions=2", "data.train_snrs=[-5, 5]",
+                  "data.clean_epochs=2")  # fmt: skip
+    cache = FeatureCache(cfg, _encoders(cfg))
+    assert cache.conditions("train")[0] == CLEAN
+    cache.fill(cfg.data.train_labels, cache.conditions("train"), progress=False)
+    for ds in (CachedAVDataset(cfg.data.train_labels, corpus, cfg.data, True, cache, augment_seed=3),
+               AVDataset(cfg.data.train_labels, corpus, cfg.data, True, augment_seed=3)):  # fmt: skip
+        snrs = {}
+        for epoch in range(4):
+            ds.set_epoch(epoch)
+            snrs[epoch] = {ds[i]["meta"]["snr"] for i in range(len(ds))}
+        assert snrs[0] == snrs[1] == {None}, type(ds)
+        assert None not in snrs[2] | snrs[3] and snrs[2] | snrs[3] <= {-5.0, 5.0}, type(ds)
+
+
 def test_feature_time_masks_apply_in_training_only(corpus: Path, tmp_path: Path) -> None:
     cfg = _config(corpus, tmp_path / "cache", "data.time_mask=true", "data.train_snrs=[null]")
     cache = FeatureCache(cfg, _encoders(cfg))

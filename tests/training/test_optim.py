@@ -6,7 +6,7 @@ from torch import nn
 
 from mome.config import TrainConfig
 from mome.models.avsr import AVSRModel
-from mome.training.optim import build_optimizer
+from mome.training.optim import build_optimizer, projector_parameters
 from mome.training.pretrain_video import LipPretrainModel
 from tiny import tiny_model_config
 
@@ -56,3 +56,17 @@ def test_lip_encoder_pretraining_decays_kernels_but_not_batch_norms_prelus_or_bi
     # Every bias here is 1-D, so the groups are those of the old ndim rule: pretraining is unchanged.
     assert no_decay == {n for n, p in model.named_parameters() if p.dim() < 2}
     assert "viseme_head.weight" in decay and "encoder.feature_extractor_video.resnet.frontend3D.0.weight" in decay
+
+
+def test_projector_lr_scale_sets_the_projectors_rate_and_scale_one_keeps_two_groups() -> None:
+    model = AVSRModel.from_config(tiny_model_config("mome"), audio_dim=12, video_dim=10)
+    projector = {id(p) for p in projector_parameters(model)}
+    assert projector and len(projector) < len([p for p in model.parameters() if p.requires_grad])
+    plain = build_optimizer(model, TrainConfig(lr=1e-3))
+    assert len(plain.param_groups) == 2 and {g["lr"] for g in plain.param_groups} == {1e-3}
+    scaled = build_optimizer(model, TrainConfig(lr=1e-3, projector_lr_scale=5))
+    for group in scaled.param_groups:
+        ids = {id(p) for p in group["params"]}
+        assert ids <= projector or not ids & projector  # a group is all projector or none
+        assert group["lr"] == (5e-3 if ids <= projector else 1e-3)
+    assert sum(len(g["params"]) for g in scaled.param_groups) == sum(len(g["params"]) for g in plain.param_groups)

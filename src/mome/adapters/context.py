@@ -13,6 +13,7 @@ passed through HF's keyword arguments without forking its forward methods. Inste
 - `segments` [B, L]: token kind (see `Segment`) for the expert-usage statistics.
 - `records`: the list into which MoME modules append their router outputs (when `collect`) for the
   auxiliary losses.
+- `layouts`: weight layouts computed once per context (decoding), never across contexts.
 
 The context is cleared on exit, also when the forward raises.
 """
@@ -56,6 +57,10 @@ class AdapterContext:
     collect: bool = False
     """Record router outputs (training and analysis); off during generation."""
     records: list[RouterRecord] = field(default_factory=list)
+    layouts: dict[int, torch.Tensor] = field(default_factory=dict)
+    """Weights re-laid out for speed without gradients (MoME's side-by-side down projections), keyed by module:
+    they live as long as this context (one generate call), inside which no weight can change, so a copy is
+    never stale whatever writes the weights between calls (an optimiser step, a state-dict load, `.data`)."""
 
     def combination_per_row(self, batch_size: int, device: torch.device) -> torch.Tensor:
         """LongTensor[B] of combination indices, from an int or per-row `combination` (not a per-token one)."""

@@ -77,14 +77,15 @@ class MoMEAdapter(nn.Module):
 
     def _down_matrix(self) -> torch.Tensor:
         """The experts' down projections side by side, [d, n*b]. Without gradients (decoding) the copy that
-        the layout change makes is kept until the weights change, instead of being redone at every token."""
+        the layout change makes is kept for the current adapter context (one generate call) instead of being
+        redone at every token; a new context lays it out again from the weights as they are."""
         n, dim, b = self.down.shape
         if torch.is_grad_enabled() and self.down.requires_grad:
             return self.down.permute(1, 0, 2).reshape(dim, n * b)
-        key = (self.down.data_ptr(), self.down._version, self.down.dtype, self.down.device)
-        if getattr(self, "_down_cache", (None,))[0] != key:
-            self._down_cache = (key, self.down.detach().permute(1, 0, 2).reshape(dim, n * b))
-        return self._down_cache[1]
+        layouts = context.current().layouts
+        if id(self) not in layouts:
+            layouts[id(self)] = self.down.detach().permute(1, 0, 2).reshape(dim, n * b)
+        return layouts[id(self)]
 
     def router_logits(self, x: torch.Tensor, combination: torch.Tensor | None) -> torch.Tensor:
         """x: [N, d], combination: [N] -> logits [N, E] from each token's granularity's router (fp32); the

@@ -82,7 +82,8 @@ def route_batch(
     for kind, rates, fps in ((Segment.AUDIO, [c[0] for c in combos], frame_rates[0]),
                              (Segment.VIDEO, [c[1] for c in combos], frame_rates[1])):  # fmt: skip
         if any(rates):
-            s, e = _spans(seq.segments.cpu(), torch.tensor(rates).repeat_interleave(batch), fps, kind)
+            present = torch.tensor([r or 0 for r in rates])  # 0: a row without this modality (unified model)
+            s, e = _spans(seq.segments.cpu(), present.repeat_interleave(batch), fps, kind)
             start, end = torch.where(s.isnan(), start, s), torch.where(e.isnan(), end, e)
     rows = mask.cpu().nonzero(as_tuple=True)  # row-major: the order MoME records real tokens in
     utterance = first_utterance + rows[0] % batch

@@ -97,6 +97,11 @@ class AVDataset(Dataset):
         count, the batch order or a resume in mid-epoch."""
         self.epoch = epoch
 
+    @property
+    def clean_epoch(self) -> bool:
+        """Training in one of the first `data.clean_epochs` epochs: clean audio only (a curriculum)."""
+        return self.train and self.epoch < self.cfg.clean_epochs
+
     def _rng(self, row: LabelRow) -> np.random.Generator:
         if self.train:
             return np.random.default_rng(
@@ -123,7 +128,7 @@ class AVDataset(Dataset):
             path = media_path(self.root, row.rel_path, ".wav")
             audio = read_audio(path)
             check_lengths(path, len(audio), num_frames, self.cfg.av_tolerance_frames)
-        snrs = self.cfg.train_snrs if self.train else (self.eval_snr,)
+        snrs = ((None,) if self.clean_epoch else self.cfg.train_snrs) if self.train else (self.eval_snr,)
         inputs, snr = utterance_inputs(
             frames, audio, num_frames, self.train, rng, self.cfg.crop_size, self.cfg.time_mask, self.babble, snrs
         )

@@ -335,8 +335,8 @@ def evaluate(
                 num_workers=cfg.data.loader_workers,
                 collate_fn=collate_tracked,
             )
-            records += _decode_snr(model, loader, combos, decode, precision, snr_label(snr), skip_bad, skipped,
-                                   progress, clock)  # fmt: skip
+            records += _decode_snr(model, loader, _heard(combos, snr, cascade), decode, precision, snr_label(snr),
+                                   skip_bad, skipped, progress, clock)  # fmt: skip
     if not records:
         raise UserError(f"{labels}: none of the utterances could be read (first: {next(iter(skipped.items()), '')})")
     results = _summarise(model, cfg, records, combos, [snr_label(s) for s in snrs], decode, precision, info or {})
@@ -353,6 +353,13 @@ def evaluate(
         write_outputs(results, records, Path(out_dir))
         atomic_write_text(Path(out_dir) / "decode_times.json", json.dumps(times, indent=2))
     return results
+
+
+def _heard(combos: list[Combination], snr: float | None, cascade: dict[str, Any] | None) -> list[Combination]:
+    """The combinations worth decoding at `snr`: in babble, those that read audio (a video-only row of a unified
+    model decodes the same as clean) and the cascade's rungs."""
+    rungs = set(cascade["ladder"]) if cascade else set()
+    return [c for c in combos if snr is None or c[0] is not None or combination_key(c) in rungs]
 
 
 def feature_cache(model: AVSRModel, cfg: Config, root: Path) -> FeatureCache | None:

@@ -118,3 +118,16 @@ def marked_errors(reference: str, hypothesis: str) -> str:
             words += [f"~~{w}~~" for w in gone if chunk.type != "insert"]
             words += [f"**{w}**" for w in new if chunk.type != "delete"]
     return " ".join(words)
+
+
+def reference_hits(reference: str, hypothesis: str) -> list[tuple[str, bool]]:
+    """Each normalised reference word and whether the alignment found it in the hypothesis (False: substituted
+    or deleted), for error rates per kind of word. Insertions belong to no reference word: not counted here."""
+    ref, hyp = normalize(reference).split(), normalize(hypothesis).split()
+    if not ref or not hyp:  # jiwer refuses an empty side
+        return [(w, False) for w in ref]
+    hits: list[tuple[str, bool]] = []
+    for chunk in jiwer.process_words(" ".join(ref), " ".join(hyp)).alignments[0]:
+        if chunk.type != "insert":
+            hits += [(w, chunk.type == "equal") for w in ref[chunk.ref_start_idx : chunk.ref_end_idx]]
+    return hits

@@ -57,7 +57,7 @@ class CachedAVDataset(AVDataset):
             frames = len(video)
             item["video_features"] = self._tensor(video, "video", rng)
         if "audio" in self.modalities:
-            condition = self.cache.keys.draw(rng) if self.train else self.condition
+            condition = self.cache.keys.draw(rng, self.clean_epoch) if self.train else self.condition
             path = media_path(self.root, row.rel_path, ".wav")
             (key,) = self.cache.keys.audio(row, frames, [condition])
             audio, extra = self.cache.read("audio", key, path)

@@ -109,6 +109,7 @@ class FeatureKeys:
     noisy_snrs: tuple[float, ...]  # the non-clean training SNRs
     clean_share: float  # the share of clean draws in training (`None`s in data.train_snrs)
     versions: int  # K noisy versions per training utterance
+    clean_first: bool = False  # data.clean_epochs > 0: the first epochs read clean audio, so it is cached
 
     @classmethod
     def from_config(cls, data: DataConfig) -> FeatureKeys:
@@ -117,7 +118,9 @@ class FeatureKeys:
         clean_share = sum(s is None for s in data.train_snrs) / len(data.train_snrs)
         noise_id = file_identity(noise, "babble") if noise is not None and noise.is_file() else None
         versions = data.feature_noisy_versions if noisy and noise is not None else 0  # noise_path null: clean
-        return cls(Path(data.root), data.crop_size, noise_id, noise, noisy, clean_share, versions)
+        return cls(
+            Path(data.root), data.crop_size, noise_id, noise, noisy, clean_share, versions, data.clean_epochs > 0
+        )
 
     def video(self, row: LabelRow) -> str:
         name = row.rel_path + ".mp4"
@@ -135,7 +138,7 @@ class FeatureKeys:
             raise UserError(f"data.noise_path: no such file: {self.noise_path} (the noisy data.train_snrs need it)")
         snrs = ",".join(repr(s) for s in self.noisy_snrs)
         noisy = [Condition(f"train{k}:snrs={snrs}:noise={self.noise_id}", version=k) for k in range(self.versions)]
-        return ([CLEAN] if self.clean_share > 0 or not noisy else []) + noisy
+        return ([CLEAN] if self.clean_share > 0 or self.clean_first or not noisy else []) + noisy
 
     def eval_condition(self, snr: float | None, seed: int) -> Condition:
         if snr is None:
@@ -145,10 +148,13 @@ class FeatureKeys:
             raise UserError(f"data.noise_path: {where}; an evaluation at {snr:g} dB needs the babble file")
         return Condition(f"snr={float(snr)!r}:seed={seed}:noise={self.noise_id}", snr=float(snr), seed=seed)
 
-    def draw(self, rng: np.random.Generator) -> Condition:
+    def draw(self, rng: np.random.Generator, clean: bool = False) -> Condition:
         """A training condition, as the uncached path draws an SNR from data.train_snrs: clean with the share of
-        `null`s, else one of the K noisy versions (each made with an SNR drawn from the non-clean values)."""
+        `null`s, else one of the K noisy versions (each made with an SNR drawn from the non-clean values);
+        always clean with `clean` (an epoch of `data.clean_epochs`)."""
         conditions = self.train_conditions()
+        if clean:
+            return CLEAN
         if conditions[0].clean and (len(conditions) == 1 or rng.random() < self.clean_share):
             return conditions[0]
         noisy = [c for c in conditions if not c.clean]

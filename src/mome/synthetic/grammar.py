@@ -30,6 +30,15 @@ GRID_WORDS = {
     "adverb": ["again", "now", "please", "soon"],
 }
 
+
+def grid_word_classes(text: str) -> list[str] | None:
+    """The GRID slot (`command`, `colour`, ..., `adverb`) of each word of a GRID sentence; None for any other."""
+    words = text.split()
+    if len(words) != len(GRID_WORDS) or any(w not in GRID_WORDS[slot] for w, slot in zip(words, GRID_WORDS)):
+        return None
+    return list(GRID_WORDS)
+
+
 # Partition of the sentence space by hash: 1/20 test, 1/20 validation, the rest training.
 _PARTITIONS = 20
 

@@ -24,14 +24,33 @@ def no_decay_parameters(model: nn.Module) -> Iterator[nn.Parameter]:
                 yield p
 
 
+def projector_parameters(model: nn.Module) -> Iterator[nn.Parameter]:
+    """The parameters of the modality projectors (`AVSRModel.audio_projectors` / `video_projectors`)."""
+    for name in ("audio_projectors", "video_projectors"):
+        module = getattr(model, name, None)
+        if isinstance(module, nn.Module):
+            yield from module.parameters()
+
+
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     """AdamW over `model`'s trainable parameters (paper: lr 1e-3 ASR/AVSR, 5e-4 VSR; wd 0.1; betas 0.9/0.98),
-    with weight decay on weights only (`no_decay_parameters` by role)."""
+    with weight decay on weights only (`no_decay_parameters` by role) and the projectors at
+    `lr * projector_lr_scale`."""
     params = [p for p in model.parameters() if p.requires_grad]
     exempt = {id(p) for p in no_decay_parameters(model)}
-    decay = [p for p in params if id(p) not in exempt]
-    no_decay = [p for p in params if id(p) in exempt]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    # one group pair at scale 1: the optimiser state of earlier checkpoints keeps its layout
+    projector = {id(p) for p in projector_parameters(model)} if cfg.projector_lr_scale != 1 else set()
+    groups = []
+    for scale, members in ((1.0, [p for p in params if id(p) not in projector]),
+                           (cfg.projector_lr_scale, [p for p in params if id(p) in projector])):  # fmt: skip
+        groups += [
+            {
+                "params": [p for p in members if id(p) not in exempt],
+                "weight_decay": cfg.weight_decay,
+                "lr": cfg.lr * scale,
+            },
+            {"params": [p for p in members if id(p) in exempt], "weight_decay": 0.0, "lr": cfg.lr * scale},
+        ]
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr, betas=tuple(cfg.betas))
 
 

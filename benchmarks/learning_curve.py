@@ -1,0 +1,161 @@
+"""How fast the demo's models learn to read: validation WER after N steps, per training option and seed.
+
+    .venv/bin/python benchmarks/learning_curve.py --out study --variants unified three --steps 100 200 400 800
+    .venv/bin/python benchmarks/learning_curve.py --out study --variants unified clean-first --steps 400 --seeds 0 1
+
+On one workspace (the demo's corpus, lip encoder and feature cache, built by `mome.pipeline` as `mome demo`
+does, or reused from `--out`), every (variant, seed, steps) point is its own run of the `demo` preset with the
+variant's overrides, trained for exactly that many steps (the cosine schedule spans them, as a demo of that
+length would), then decoded greedily on the validation split (never the test split) at every rate
+combination, clean and at the --snr values. The variant `three` trains the demo's former three task-specific
+models (AVSR, ASR, VSR) with the steps split as they were (250 : 250 : 400); every other variant is one
+unified model (`task=any`). Points already in `<out>/learning_curve.json` are kept, so a stopped study
+continues. Prints one table (WER per combination, training seconds) and writes `learning_curve.png`: WER at
+the finest AVSR rates against steps and against training seconds. Results and commands: docs/experiments.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from mome import pipeline
+from mome.config import load_config
+from mome.demo_report import word_class_errors
+from mome.evaluation.evaluate import evaluate, snr_label, wer_percent
+from mome.io import atomic_write_text, read_json
+from mome.training.checkpoint import model_from_checkpoint, resolve_checkpoint
+
+UNIFIED = ["model.compression.task=any"]
+VARIANTS: dict[str, list[str]] = {
+    "unified": UNIFIED,
+    "three": [],  # three task-specific models, steps split as the earlier demo did
+    "unified-lr3e-3": [*UNIFIED, "train.lr=3e-3"],
+    "unified-proj-lr5x": [*UNIFIED, "train.projector_lr_scale=5"],
+    "unified-clean": [*UNIFIED, "data.train_snrs=[null]"],
+    "unified-clean-first": [*UNIFIED, "data.clean_epochs=1"],
+    "unified-frames450": [*UNIFIED, "data.max_frames=450"],
+    "unified-layers2": [*UNIFIED, "model.llm.num_layers=2"],
+    "unified-layers8": [*UNIFIED, "model.llm.num_layers=8"],
+}
+THREE_SPLIT = {"avsr": 250, "asr": 250, "vsr": 400}  # the demo's step shares before it trained one model
+
+
+def point_key(variant: str, seed: int, steps: int) -> str:
+    return f"{variant}-s{seed}-n{steps}"
+
+
+def train_and_score(ws: pipeline.Workspace, corpus: Path, lip: Path, variant: str, extra: list[str], seed: int,
+                    steps: int, snrs: list[float | None]) -> dict:  # fmt: skip
+    """Train one point's run(s) and decode the validation split; returns WER % per combination and SNR."""
+    key = point_key(variant, seed, steps)
+    if variant == "three":
+        total = sum(THREE_SPLIT.values())
+        runs = [(task, max(1, round(steps * n / total))) for task, n in THREE_SPLIT.items()]
+    else:
+        runs = [("avsr", steps)]
+    wer: dict[str, dict[str, float | None]] = {}
+    classes: dict[str, dict[str, float]] = {}
+    seconds = 0.0
+    for task, n in runs:
+        name = f"{key}-{task}" if variant == "three" else key
+        overrides = [f"train.seed={seed}", "train.save_every_steps=100000", *VARIANTS[variant], *extra]
+        cfg = pipeline.run_config(ws, corpus, lip, task, n, name, overrides)
+        t0 = time.perf_counter()
+        pipeline.train(cfg)
+        seconds += time.perf_counter() - t0
+        model, cfg = model_from_checkpoint(resolve_checkpoint(Path(cfg.train.output_dir)))
+        task_snrs = [None] if cfg.model.compression.task == "vsr" else snrs
+        results = evaluate(model, cfg, cfg.data.val_labels, cfg.data.root, model.combinations, task_snrs,
+                           out_dir=ws.out / "eval" / name, progress=False)  # fmt: skip
+        wer.update(wer_percent(results))
+        classes.update(word_class_errors(ws.out / "eval" / name / "hypotheses.jsonl"))
+    return {"variant": variant, "seed": seed, "steps": steps, "train_seconds": round(seconds, 1), "wer": wer,
+            "word_classes": classes}  # fmt: skip
+
+
+def table(points: list[dict], snr: str = "clean") -> str:
+    keys = list(dict.fromkeys(k for p in points for k in p["wer"]))
+    lines = [
+        "| variant | seed | steps | train s | " + " | ".join(keys) + " |",
+        "|---|---:|---:|---:|" + "---:|" * len(keys),
+    ]
+    for p in sorted(points, key=lambda p: (p["variant"], p["steps"], p["seed"])):
+        cells = [p["wer"].get(k, {}).get(snr) for k in keys]
+        text = " | ".join("" if c is None else f"{c:.1f}" for c in cells)
+        lines.append(f"| {p['variant']} | {p['seed']} | {p['steps']} | {p['train_seconds']:.0f} | {text} |")
+    return "\n".join(lines)
+
+
+def word_table(points: list[dict], classes: tuple[str, ...] = ("letter", "digit")) -> str:
+    """Letters and digits lost per point and rate: whether a model reads, or only knows the grammar."""
+    keys = list(dict.fromkeys(k for p in points for k in p.get("word_classes", {})))
+    head = " | ".join(f"{k} {c}" for k in keys for c in classes)
+    lines = [f"| variant | seed | steps | {head} |", "|---|---:|---:|" + "---:|" * len(keys) * len(classes)]
+    for p in sorted(points, key=lambda p: (p["variant"], p["steps"], p["seed"])):
+        cells = [p.get("word_classes", {}).get(k, {}).get(c) for k in keys for c in classes]
+        text = " | ".join("" if v is None else f"{v:.0f}" for v in cells)
+        lines.append(f"| {p['variant']} | {p['seed']} | {p['steps']} | {text} |")
+    return "\n".join(lines)
+
+
+def plot(points: list[dict], path: Path, combos: tuple[str, ...] = ("a4_v2", "a16_v5")) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(combos), 2, figsize=(10, 4 * len(combos)), squeeze=False)
+    for variant in sorted({p["variant"] for p in points}):
+        mine = sorted((p for p in points if p["variant"] == variant), key=lambda p: p["steps"])
+        for row, combo in enumerate(combos):
+            for col, x in enumerate(("steps", "train_seconds")):
+                xs = [p[x] for p in mine if p["wer"].get(combo, {}).get("clean") is not None]
+                ys = [p["wer"][combo]["clean"] for p in mine if p["wer"].get(combo, {}).get("clean") is not None]
+                axes[row][col].plot(xs, ys, "o-", label=variant)
+                axes[row][col].set(xlabel=x.replace("_", " "), ylabel=f"val WER % {combo} clean", yscale="log")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("learning_curve_out"), help="workspace and results")
+    parser.add_argument("--variants", nargs="+", default=["unified", "three"], choices=sorted(VARIANTS))
+    parser.add_argument("--steps", nargs="+", type=int, default=[100, 200, 400, 800])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--snr", nargs="*", type=float, default=[0.0], help="babble SNRs besides clean")
+    parser.add_argument("--workspace-seed", type=int, default=0, help="seed of the corpus and lip encoder")
+    parser.add_argument("--lip-steps", type=int, default=pipeline.Workspace.lip_steps)
+    parser.add_argument("overrides", nargs="*", help="KEY=VALUE overrides for every run")
+    args = parser.parse_args()
+
+    ws = pipeline.Workspace(out=args.out, seed=args.workspace_seed, lip_steps=args.lip_steps, snrs=[None, *args.snr])
+    ws.out.mkdir(parents=True, exist_ok=True)
+    stages = pipeline.Stages(ws.out / "timings.json", "learning_curve")
+    corpus, lip = pipeline.prepare(ws, stages, load_config(ws.preset))
+    results_path = ws.out / "learning_curve.json"
+    points: dict[str, dict] = read_json(results_path)
+    for variant in args.variants:
+        for seed in args.seeds:
+            for steps in args.steps:
+                key = point_key(variant, seed, steps)
+                if key in points:
+                    continue
+                print(f"\n=== {key} ===", flush=True)
+                points[key] = train_and_score(ws, corpus, lip, variant, args.overrides, seed, steps, [None, *args.snr])
+                atomic_write_text(results_path, json.dumps(points, indent=2))
+    chosen = [p for p in points.values() if p["variant"] in args.variants]
+    print("\nvalidation WER % (clean), greedy\n" + table(chosen))
+    print("\n% of the letters / digits lost (clean)\n" + word_table(chosen))
+    for snr in args.snr:
+        print(f"\nvalidation WER % ({snr:g} dB)\n" + table(chosen, snr_label(snr)))
+    plot(chosen, ws.out / "learning_curve.png")
+    print(f"\n{results_path}, {ws.out / 'learning_curve.png'}")
+
+
+if __name__ == "__main__":
+    main()
