@@ -2,14 +2,14 @@
 examples, timings) and `<out>/results.json`, the same numbers for programs. The demo's one model serves every
 task; its results are split by the task each rate combination reads:
 
-    {"avsr": {"a4_v2": {"clean": 2.5, "5": 3.1, "0": 9.0, "-5": 30.2}, ...},   corpus WER in %, group `all`
+    {"avsr": {"a4_v2": {"clean": 2.5, "0": 9.0, "-5": 30.2}, ...},              corpus WER in %, group `all`
      "asr":  {"a4": {...}, "a16": {...}},                                        the same model, audio only
-     "vsr":  {"v2": {"clean": 21.0, "5": null, ...}, "v5": {...}},              video only: clean
+     "vsr":  {"v2": {"clean": 21.0, "0": null, "-5": null}, "v5": {...}},      video only: clean
      "word_classes": {"avsr": {"a4_v2": {"command": 0.0, ..., "letter": 3.8, "digit": 1.2, ...}}, ...},
                                                                                  clean, % of those words wrong
      "tokens_per_second": {"avsr": {"a4_v2": 25.0, ...}, ...},                 LLM input tokens per s of speech
      "decode_seconds_per_utterance": {"avsr": {"a4_v2": 0.05, ...}, ...},      `model.generate`, greedy
-     "steps": 640, "precision": "fp32", "machine": "...",                       what trained, and where
+     "steps": 560, "precision": "fp32", "machine": "...",                       what trained, and where
      "timings": {"corpus": 95.1, ...}}                                          seconds per stage
 """
 
@@ -188,7 +188,8 @@ def write_report(
     out = Path(opts.out)
     eval_dir = out / "eval" / "mome"
     summary = demo_results(results, decode_times, times, eval_dir / "hypotheses.jsonl")
-    precision = read_json(out / "runs" / "mome" / "precision.json").get("precision")
+    trained = read_json(out / "runs" / "mome" / "precision.json")
+    precision = trained.get("precision")
     summary.update(steps=steps, precision=precision, machine=machine())
     atomic_write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")
     snrs = results["snrs"]
@@ -200,7 +201,8 @@ def write_report(
         "(truncated to the layers the `demo` preset keeps), a frozen lip encoder pretrained on the train split, "
         "trainable projectors and MoME adapters with one router shared by every granularity. One model for "
         "every task (`model.compression.task=any`), trained for "
-        f"{steps} steps ({precision}): AVSR at audio {{4,16}} x video {{2,5}}, ASR at audio {{4,16}} and VSR at "
+        f"{steps} steps in {precision} ({trained.get('reason', '')}): AVSR at audio {{4,16}} x video {{2,5}}, ASR "
+        "at audio {4,16} and VSR at "
         "video {2,5}, each training sample drawing one task. Test split: unseen speakers and sentences; babble "
         "noise from unseen talkers, mixed at a seeded offset per utterance.",
         "",

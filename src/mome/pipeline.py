@@ -225,7 +225,8 @@ def experts(ws: Workspace, name: str, out_dir: Path, title: str) -> dict[str, An
     model, cfg = model_from_checkpoint(source["checkpoint"])
     if not has_router(cfg.model):
         return None
-    result = expert_usage(model, cfg, Path(cfg.data.test_labels), Path(cfg.data.root), model.combinations,
+    avsr = [c for c in model.combinations if all(c)]  # a unified model: its AVSR rates, as the paper analyses
+    result = expert_usage(model, cfg, Path(cfg.data.test_labels), Path(cfg.data.root), avsr or model.combinations,
                           ws.eval_limit)  # fmt: skip
     result["source"] = source
     write_outputs(result, out_dir, title)
