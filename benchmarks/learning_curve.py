@@ -28,7 +28,7 @@ from mome.evaluation.evaluate import evaluate, snr_label, wer_percent
 from mome.io import atomic_write_text, read_json
 from mome.training.checkpoint import model_from_checkpoint, resolve_checkpoint
 
-UNIFIED = ["model.compression.task=any"]
+UNIFIED = ["model.compression.task=any", "train.projector_lr_scale=1"]  # the paper's one learning rate
 VARIANTS: dict[str, list[str]] = {
     "unified": UNIFIED,
     "three": [],  # three task-specific models, steps split as the earlier demo did
@@ -102,6 +102,7 @@ def word_table(points: list[dict], classes: tuple[str, ...] = ("letter", "digit"
 
 
 def plot(points: list[dict], path: Path, combos: tuple[str, ...] = ("a4_v2", "a16_v5")) -> None:
+    """Clean WER per variant against steps and training seconds: the mean over seeds, bars from min to max."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -109,13 +110,21 @@ def plot(points: list[dict], path: Path, combos: tuple[str, ...] = ("a4_v2", "a1
 
     fig, axes = plt.subplots(len(combos), 2, figsize=(10, 4 * len(combos)), squeeze=False)
     for variant in sorted({p["variant"] for p in points}):
-        mine = sorted((p for p in points if p["variant"] == variant), key=lambda p: p["steps"])
         for row, combo in enumerate(combos):
-            for col, x in enumerate(("steps", "train_seconds")):
-                xs = [p[x] for p in mine if p["wer"].get(combo, {}).get("clean") is not None]
-                ys = [p["wer"][combo]["clean"] for p in mine if p["wer"].get(combo, {}).get("clean") is not None]
-                axes[row][col].plot(xs, ys, "o-", label=variant)
-                axes[row][col].set(xlabel=x.replace("_", " "), ylabel=f"val WER % {combo} clean", yscale="log")
+            by_steps: dict[int, list[dict]] = {}
+            for p in points:
+                if p["variant"] == variant and p["wer"].get(combo, {}).get("clean") is not None:
+                    by_steps.setdefault(p["steps"], []).append(p)
+            steps = sorted(by_steps)
+            wers = [[p["wer"][combo]["clean"] for p in by_steps[n]] for n in steps]
+            mean = [sum(w) / len(w) for w in wers]
+            spread = [[m - min(w) for m, w in zip(mean, wers)], [max(w) - m for m, w in zip(mean, wers)]]
+            seconds = [sum(p["train_seconds"] for p in by_steps[n]) / len(by_steps[n]) for n in steps]
+            for col, xs in enumerate((steps, seconds)):
+                axes[row][col].errorbar(xs, mean, yerr=spread, fmt="o-", capsize=3, label=variant)
+    for row, combo in enumerate(combos):
+        for col, x in enumerate(("steps", "training seconds")):
+            axes[row][col].set(xlabel=x, ylabel=f"val WER % {combo} clean", yscale="log")
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
