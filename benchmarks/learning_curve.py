@@ -155,7 +155,7 @@ def main() -> None:
                 if key in points:
                     continue
                 print(f"\n=== {key} ===", flush=True)
-                points[key] = train_and_score(ws, corpus, lip, variant, args.overrides, seed, steps, [None, *args.snr])
+                points[key] = train_and_score(ws, corpus, lip, variant, args.overrides, seed, steps, ws.snrs)
                 atomic_write_text(results_path, json.dumps(points, indent=2))
     chosen = [p for p in points.values() if p["variant"] in args.variants]
     print("\nvalidation WER % (clean), greedy\n" + table(chosen))

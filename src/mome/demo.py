@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mome import pipeline
-from mome.config import load_config
+from mome.config import Config, load_config
 from mome.io import read_json
 from mome.pipeline import Stages, Workspace
 from mome.precision import resolve_precision
@@ -46,10 +46,11 @@ class DemoOptions(Workspace):
     steps: int | None = None
     """Training steps of the one model; None: `STEPS` for the precision this machine trains in."""
 
-    def resolved_steps(self) -> int:
+    def resolved_steps(self, preset: Config) -> int:
+        """`steps`, or `STEPS` for the precision `preset` trains in on this machine."""
         if self.steps is not None:
             return self.steps
-        return STEPS.get(resolve_precision(load_config(self.preset).train.precision, "cpu").precision, STEPS["fp32"])
+        return STEPS.get(resolve_precision(preset.train.precision, "cpu").precision, STEPS["fp32"])
 
 
 def run_demo(opts: DemoOptions) -> Path:
@@ -62,14 +63,15 @@ def _run_stages(opts: DemoOptions) -> Path:
 
     opts.out.mkdir(parents=True, exist_ok=True)
     stages = Stages(opts.out / "timings.json", "demo")
-    corpus, lip = pipeline.prepare(opts, stages, load_config(opts.preset))
-    steps = opts.resolved_steps()
+    preset = load_config(opts.preset)
+    corpus, lip = pipeline.prepare(opts, stages, preset)
+    steps = opts.resolved_steps(preset)
     cfg = pipeline.run_config(opts, corpus, lip, "any", steps, RUN)
     stages.run("train", lambda: pipeline.train(cfg))
     results = stages.run("eval", lambda: pipeline.evaluate(opts, RUN))
     title = "the demo's MoME model on the test split"
     experts = stages.run("experts", lambda: pipeline.experts(opts, RUN, opts.out / "experts", title))
     decode_times = read_json(opts.out / "eval" / RUN / "decode_times.json")
-    report = write_report(opts, steps, results, decode_times, stages.times, experts)
+    report = write_report(opts, RUN, steps, results, decode_times, stages.times, experts)
     print(f"\n{stages.summary()} (saved in {stages.path})")
     return report

@@ -64,9 +64,11 @@ def word_class_errors(hypotheses: Path, snr: str = "clean") -> dict[str, dict[st
         return {}
     for line in hypotheses.read_text(encoding="utf-8").splitlines():
         rec = json.loads(line)
+        if rec["snr"] != snr:
+            continue
         hits = reference_hits(rec["ref"], rec["hyp"])
         classes = grid_word_classes(" ".join(w for w, _ in hits))
-        if rec["snr"] != snr or classes is None:
+        if classes is None:
             continue
         for (_, hit), cls in zip(hits, classes):
             wrong[rec["rates"]][cls][0] += not hit
@@ -181,14 +183,15 @@ def _expert_lines(experts: dict[str, Any]) -> list[str]:
 
 
 def write_report(
-    opts: Any, steps: int, results: dict[str, Any], decode_times: dict[str, Any], times: dict[str, float],
+    opts: Any, run: str, steps: int, results: dict[str, Any], decode_times: dict[str, Any], times: dict[str, float],
     experts: dict[str, Any] | None = None,
 ) -> Path:  # fmt: skip
-    """Write `<out>/results.json`, `<out>/wer_vs_tokens.png` and `<out>/README.md`; returns the README path."""
+    """Write `<out>/results.json`, `<out>/wer_vs_tokens.png` and `<out>/README.md` for the demo's run `run`;
+    returns the README path."""
     out = Path(opts.out)
-    eval_dir = out / "eval" / "mome"
+    eval_dir = out / "eval" / run
     summary = demo_results(results, decode_times, times, eval_dir / "hypotheses.jsonl")
-    trained = read_json(out / "runs" / "mome" / "precision.json")
+    trained = read_json(out / "runs" / run / "precision.json")
     precision = trained.get("precision")
     summary.update(steps=steps, precision=precision, machine=machine())
     atomic_write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")
@@ -244,10 +247,10 @@ def write_report(
         metrics = {k: v for k, v in json.loads(lip.read_text()).items() if k != "loss_history"}
         lines += ["## Lip encoder pretraining", "", "```json", json.dumps(metrics, indent=2), "```", ""]
     body = markdown(results).replace("# WER", "## WER", 1).replace("\n## ", "\n### ")
-    lines += [body, "", "![WER vs tokens per second](eval/mome/wer_vs_tokens.png)", ""]
+    lines += [body, "", f"![WER vs tokens per second](eval/{run}/wer_vs_tokens.png)", ""]
     lines += [
-        "Per-utterance hypotheses: `eval/mome/hypotheses.jsonl`; training curves: `runs/mome/metrics.csv` "
-        "and `runs/mome/tensorboard`.",
+        f"Per-utterance hypotheses: `eval/{run}/hypotheses.jsonl`; training curves: `runs/{run}/metrics.csv` "
+        f"and `runs/{run}/tensorboard`.",
         "",
     ]
     return atomic_write_text(out / "README.md", "\n".join(lines))
