@@ -113,6 +113,7 @@ BAD_VALUES = {
     "model.adapter.mome.bottleneck": "0",
     "model.adapter.mome.placement": "attention",
     "model.adapter.mome.load_balance_coef": "-0.01",
+    "model.adapter.mome.load_balance": "global",
     "model.adapter.mome.z_loss_coef": "-1",
     "model.adapter.lora.rank_factor": "0",
     "model.adapter.lora.alpha": "0",

@@ -39,6 +39,7 @@ AdapterKind = Literal["none", "lora", "mtsk-ms", "mtsk-ss", "mtsk-mss", "mome"]
 ADAPTER_KINDS: tuple[str, ...] = typing.get_args(AdapterKind)
 """The one list of adapter kinds; `mome.adapters.ADAPTERS` is keyed by it."""
 Placement = Literal["mhsa", "ffn", "layer"]
+LoadBalance = Literal["per-layer", "pooled"]
 AudioEncoderKind = Literal["whisper", "none"]
 VideoEncoderKind = Literal["avhubert", "none"]
 Precision = Literal["fp32", "bf16", "fp16"]
@@ -207,6 +208,9 @@ class MoMEConfig:
     (DeepSeekMoE). The paper does not say (docs/design.md)."""
     load_balance_coef: float = 0.01
     """Weight of the Switch-style load-balancing loss (paper: 0.01)."""
+    load_balance: LoadBalance = "per-layer"
+    """`per-layer`: one loss per layer and granularity, averaged; `pooled`: one loss over every layer's and
+    granularity's real tokens together, the authors' form (their code also counts padding; docs/design.md)."""
     z_loss_coef: float = 0.0
     """Weight of the router z-loss (SMoP used 0.001; MoME unknown, so off by default)."""
 

@@ -9,6 +9,7 @@ from torch import nn
 
 from mome import adapters
 from mome.adapters import ADAPTERS, AdapterHandle, AuxLoss
+from mome.adapters.routing import load_balance_pooled
 from mome.config import ADAPTER_KINDS, AdapterConfig
 from mome.models.avsr import AVSRModel, Features
 from tiny import ADAPTER_KINDS as TINY_KINDS
@@ -47,6 +48,29 @@ def test_the_loss_adds_each_declared_aux_term_with_its_weight(kind: str) -> None
         torch.testing.assert_close(out.loss, want, rtol=0, atol=0)
     else:  # the LoRA baselines have no auxiliary loss
         assert out.aux == {} and torch.equal(out.loss, out.lm_loss)
+
+
+def test_the_pooled_load_balance_is_the_one_loss_over_every_layers_tokens() -> None:
+    torch.manual_seed(0)
+    features = _features()
+    values = {}
+    for form in ("per-layer", "pooled"):
+        torch.manual_seed(1)  # the same weights for both forms
+        model = AVSRModel.from_config(tiny_model_config("mome", load_balance=form), audio_dim=12, video_dim=10)
+        records = []
+        model.adapter_handle.aux_loss_fn = _spy(model.adapter_handle.aux_loss_fn, records)
+        values[form] = model.train()(features, TEXTS).aux["load_balance"]
+    num_experts = tiny_model_config("mome").adapter.mome.num_routed_experts
+    torch.testing.assert_close(values["pooled"], load_balance_pooled(records, num_experts))
+    assert len({r.layer for r in records}) > 1 and values["pooled"] != values["per-layer"]
+
+
+def _spy(fn, records: list):
+    def spy(seen):
+        records[:] = seen
+        return fn(seen)
+
+    return spy
 
 
 def test_a_new_kind_needs_no_branch_in_the_model(monkeypatch: pytest.MonkeyPatch) -> None:

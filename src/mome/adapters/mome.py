@@ -160,7 +160,7 @@ def _router_loss_fn(cfg: MoMEConfig, num_combinations: int) -> Callable[[list[Ro
 
     def losses(records: list[RouterRecord]) -> dict[str, AuxLoss]:
         weights = {"load_balance": cfg.load_balance_coef, "z_loss": cfg.z_loss_coef}
-        terms = router_losses(records, cfg.num_routed_experts, num_combinations)
+        terms = router_losses(records, cfg.num_routed_experts, num_combinations, cfg.load_balance)
         return {name: AuxLoss(weights[name], value) for name, value in terms.items()}
 
     return losses

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from mome.adapters.context import RouterRecord
+from mome.config import LoadBalance
 
 
 def top_k_gates(logits: torch.Tensor, k: int, renormalize: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -57,9 +58,13 @@ def z_loss(logits: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(logits.float(), dim=-1).pow(2).mean()
 
 
-def router_losses(records: list[RouterRecord], num_experts: int, num_combinations: int) -> dict[str, torch.Tensor]:
-    """Load-balance and z-loss per layer and granularity over real tokens, averaged (the paper does not say
-    how it aggregates them over layers and granularities)."""
+def router_losses(
+    records: list[RouterRecord], num_experts: int, num_combinations: int, form: LoadBalance = "per-layer"
+) -> dict[str, torch.Tensor]:
+    """Load-balance and z-loss over a forward's real tokens. The z-loss, and the load balance in the `per-layer`
+    form, are computed per layer and granularity and averaged (the paper does not say how it aggregates them);
+    the `pooled` load balance is one loss over every layer's and granularity's tokens together, the form of the
+    authors' code (`load_balance_pooled`)."""
     balance: list[torch.Tensor] = []
     zloss: list[torch.Tensor] = []
     for rec in records:
@@ -68,8 +73,20 @@ def router_losses(records: list[RouterRecord], num_experts: int, num_combination
             if not bool(sel.any()):
                 continue
             logits = rec.logits[sel]
-            balance.append(load_balance_loss(torch.softmax(logits, dim=-1), rec.topk_index[sel], num_experts))
+            if form == "per-layer":
+                balance.append(load_balance_loss(torch.softmax(logits, dim=-1), rec.topk_index[sel], num_experts))
             zloss.append(z_loss(logits))
-    if not balance:
+    if not zloss:
         return {}
+    if form == "pooled":
+        balance = [load_balance_pooled(records, num_experts)]
     return {"load_balance": torch.stack(balance).mean(), "z_loss": torch.stack(zloss).mean()}
+
+
+def load_balance_pooled(records: list[RouterRecord], num_experts: int) -> torch.Tensor:
+    """`load_balance_loss` of all layers' router logits concatenated into one token set, as the authors' code
+    (Hugging Face Mixtral's `load_balancing_loss_func`) computes it, but over real tokens only: the records hold
+    no padding, which the reference counts."""
+    logits = torch.cat([rec.logits for rec in records])  # [sum of N over layers, E]
+    index = torch.cat([rec.topk_index for rec in records])
+    return load_balance_loss(torch.softmax(logits, dim=-1), index, num_experts)
