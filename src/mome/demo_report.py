@@ -173,9 +173,10 @@ def _expert_lines(experts: dict[str, Any]) -> list[str]:
     """The router's consistency across granularities, and the heatmap of the last layer."""
     lines = [f"{experts['num_experts']} routed experts, top-{experts['top_k']}, one router for every granularity. "
              "Consistency: how often tokens that cover the same speech at two granularities pick the same "
-             "experts (overlap-weighted Jaccard of the top-k sets; 1 = always the same), against chance.", ""]  # fmt: skip
+             "experts (overlap-weighted Jaccard of the top-k sets; 1 = always the same), against chance (the sets "
+             "shuffled in time within each utterance; p: the share of shuffles scoring as high).", ""]  # fmt: skip
     for modality, v in experts["consistency_mean"].items():
-        lines.append(f"- {modality}: {v['score']:.3f} (chance {v['chance']:.3f})")
+        lines.append(f"- {modality}: {v['score']:.3f} (chance {v['chance']:.3f}, p = {v['p_value']:.3g})")
     last = experts["layers"][-1]["layer"]
     lines += ["", f"![expert usage, layer {last}](experts/layer_{last}.png)", "",
               "Every layer: `experts/experts.md` and `experts/layer_<i>.png`."]  # fmt: skip

@@ -213,10 +213,11 @@ def _snr_labels(ws: Workspace, results: dict[str, Any]) -> list[str]:
     return ["clean"] if results.get("task") == "vsr" else [snr_label(s) for s in ws.snrs]
 
 
-def experts(ws: Workspace, name: str, out_dir: Path, title: str) -> dict[str, Any] | None:
+def experts(ws: Workspace, name: str, out_dir: Path, title: str, untrained: bool = False) -> dict[str, Any] | None:
     """Expert usage of run `name` on the test split (`mome experts`) in `out_dir`, reused while its checkpoint
-    is; None for a run without routers."""
-    from mome.analysis.experts import expert_usage, has_router, write_outputs
+    is; None for a run without routers. `untrained`: the step-0 control, the same analysis of the run's config
+    freshly initialised (`analysis.experts.untrained_model`)."""
+    from mome.analysis.experts import expert_usage, has_router, untrained_model, write_outputs
     from mome.training.checkpoint import model_from_checkpoint
 
     source, cached = _current(ws, name, out_dir / "experts.json")
@@ -225,10 +226,12 @@ def experts(ws: Workspace, name: str, out_dir: Path, title: str) -> dict[str, An
     model, cfg = model_from_checkpoint(source["checkpoint"])
     if not has_router(cfg.model):
         return None
+    if untrained:
+        model = untrained_model(cfg)
     avsr = [c for c in model.combinations if all(c)]  # a unified model: its AVSR rates, as the paper analyses
     result = expert_usage(model, cfg, Path(cfg.data.test_labels), Path(cfg.data.root), avsr or model.combinations,
                           ws.eval_limit)  # fmt: skip
-    result["source"] = source
+    result["source"], result["untrained"] = source, untrained
     write_outputs(result, out_dir, title)
     return result
 

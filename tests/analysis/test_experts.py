@@ -9,21 +9,34 @@ import pytest
 import torch
 
 from mome.adapters.context import Segment
-from mome.analysis.experts import Routing, analyse, collect, consistency, route_batch, usage
+from mome.analysis.experts import (
+    PERMUTATIONS,
+    Routing,
+    analyse,
+    chance_across_utterances,
+    collect,
+    consistency,
+    route_batch,
+    untrained_model,
+    usage,
+    within_utterance_permutations,
+)
 from mome.cli import main
-from mome.models.avsr import AVSRModel, Features
+from mome.config import load_config
+from mome.models.avsr import AVSRModel, Features, build_model
 from mome.models.pooling import pooled_lengths
 from mome.synthetic.corpus import synthesize_corpus
+from mome.training.checkpoint import save_checkpoint
 from tiny import TINY_CORPUS, tiny_model_config, untrained_run
 
 EXPERTS, K = 8, 2
 RATES = (4, 16)  # audio rates of granularity 0 and 1: tokens of 0.08 s and 0.32 s
 
 
-def _audio_routing(sets_for) -> Routing:
-    """Audio tokens of 3 utterances of 1.28 s at two rates; `sets_for(utterance, start_s, rate)` -> top-k."""
+def _audio_routing(sets_for, utterances: int = 3) -> Routing:
+    """Audio tokens of utterances of 1.28 s at two rates; `sets_for(utterance, start_s, rate)` -> top-k."""
     topk, combination, utterance, start, end = [], [], [], [], []
-    for u in range(3):
+    for u in range(utterances):
         for c, rate in enumerate(RATES):
             span = rate / 50
             for i in range(int(1.28 / span)):
@@ -37,16 +50,51 @@ def _audio_routing(sets_for) -> Routing:
                    torch.tensor(utterance), torch.tensor(start), torch.tensor(end))  # fmt: skip
 
 
-def test_consistency_is_one_when_the_same_speech_gets_the_same_experts() -> None:
-    # The experts depend on the utterance and the 0.32 s stretch of speech only, whatever the rate.
-    def same(u: int, start: float, rate: int) -> list[int]:
-        bucket = int(start / 0.32 + 1e-6)
-        first = (3 * u + 2 * bucket) % EXPERTS
-        return [first, (first + 1) % EXPERTS]
+def _summary(routing: Routing, permutations: int = 200, seed: int = 0) -> dict:
+    perms = within_utterance_permutations(routing, permutations, seed)
+    (sums,) = consistency([routing], 0, 1, Segment.AUDIO, EXPERTS, perms)
+    return {**sums.summary(), "across": chance_across_utterances(routing, 0, 1, Segment.AUDIO, EXPERTS)}
 
-    score, chance = consistency(_audio_routing(same), 0, 1, Segment.AUDIO, EXPERTS)
-    assert score == pytest.approx(1.0)
-    assert chance < 0.5  # shuffled sets rarely match
+
+def _time_aligned(u: int, start: float, rate: int) -> list[int]:
+    """The experts depend on the utterance and the 0.32 s stretch of speech only, whatever the rate."""
+    bucket = int(start / 0.32 + 1e-6)
+    first = (3 * u + 2 * bucket) % EXPERTS
+    return [first, (first + 1) % EXPERTS]
+
+
+def test_consistency_is_one_and_beats_every_shuffle_when_the_same_speech_gets_the_same_experts() -> None:
+    result = _summary(_audio_routing(_time_aligned))
+    assert result["score"] == pytest.approx(1.0)
+    assert result["chance"] < 0.5  # sets moved in time rarely match
+    assert result["p_value"] == pytest.approx(1 / 201) and result["p_value"] < 0.01
+
+
+def test_routing_that_follows_only_the_utterance_is_at_chance_within_utterances_not_across() -> None:
+    # each utterance (a speaker, say) prefers 3 of the 8 experts; which 2 a token takes has nothing to do with time
+    generator = torch.Generator().manual_seed(0)
+
+    def utterance_only(u: int, start: float, rate: int) -> list[int]:
+        pool = [(3 * u + e) % EXPERTS for e in range(3)]
+        return [pool[e] for e in torch.randperm(3, generator=generator)[:K].tolist()]
+
+    result = _summary(_audio_routing(utterance_only, utterances=12))
+    assert abs(result["excess"]) < 0.03 and result["p_value"] > 0.2, result
+    assert result["score"] - result["across"] > 0.2, result  # the shuffle across utterances calls it consistent
+    constant = _summary(_audio_routing(lambda u, s, r: [u % EXPERTS, (u + 1) % EXPERTS]))  # one set per utterance
+    assert constant["excess"] == pytest.approx(0.0, abs=1e-12) and constant["p_value"] == 1.0, constant
+
+
+def test_time_aligned_routing_beats_the_within_utterance_shuffle_also_when_utterances_differ() -> None:
+    generator = torch.Generator().manual_seed(1)
+
+    def noisy(u: int, start: float, rate: int) -> list[int]:  # the aligned sets, with a quarter replaced at random
+        if torch.rand(1, generator=generator).item() < 0.25:
+            return torch.randperm(EXPERTS, generator=generator)[:K].tolist()
+        return _time_aligned(u, start, rate)
+
+    result = _summary(_audio_routing(noisy, utterances=6))
+    assert result["excess"] > 0.2 and result["p_value"] < 0.01, result
 
 
 def test_consistency_of_random_routing_is_near_chance() -> None:
@@ -55,15 +103,30 @@ def test_consistency_of_random_routing_is_near_chance() -> None:
     def random(u: int, start: float, rate: int) -> list[int]:
         return torch.randperm(EXPERTS, generator=generator)[:K].tolist()
 
-    score, chance = consistency(_audio_routing(random), 0, 1, Segment.AUDIO, EXPERTS)
+    result = _summary(_audio_routing(random))
     expected = (K * K / EXPERTS) / (2 * K - K * K / EXPERTS)  # Jaccard of two random 2-of-8 sets, roughly
-    assert abs(score - chance) < 0.08 and abs(chance - expected) < 0.08, (score, chance, expected)
+    assert abs(result["excess"]) < 0.08 and abs(result["chance"] - expected) < 0.08, (result, expected)
 
 
-def test_no_overlapping_tokens_gives_nan() -> None:
+def test_shuffles_keep_utterance_granularity_and_kind_and_are_seeded() -> None:
+    routing = _audio_routing(_time_aligned)
+    routing.segment[::5] = int(Segment.TEXT)  # a few tokens of another kind
+    perms = within_utterance_permutations(routing, 50, seed=3)
+    assert torch.equal(perms, within_utterance_permutations(routing, 50, seed=3))
+    assert not torch.equal(perms, within_utterance_permutations(routing, 50, seed=4))
+    assert torch.equal(perms.sort(dim=1).values, torch.arange(len(routing.topk)).expand(50, -1))  # permutations
+    for field in (routing.utterance, routing.combination, routing.segment):
+        assert torch.equal(field[perms], field.expand(50, -1))
+    assert (perms != torch.arange(len(routing.topk))).any(dim=1).all()  # each one moves something
+
+
+def test_no_overlapping_tokens_gives_none_and_nan() -> None:
     routing = _audio_routing(lambda u, s, r: [0, 1])
-    score, chance = consistency(routing, 0, 1, Segment.VIDEO, EXPERTS)  # no video tokens at all
-    assert score != score and chance != chance
+    perms = within_utterance_permutations(routing, 10)
+    assert consistency([routing], 0, 1, Segment.VIDEO, EXPERTS, perms) is None  # no video tokens at all
+    assert chance_across_utterances(routing, 0, 1, Segment.VIDEO, EXPERTS) != chance_across_utterances(
+        routing, 0, 1, Segment.VIDEO, EXPERTS
+    )
 
 
 def _model() -> AVSRModel:
@@ -107,8 +170,15 @@ def test_analyse_reports_every_layer_and_pair() -> None:
     assert {(p["first"], p["second"], p["modality"]) for p in pairs} >= {("a4_v2", "a16_v2", "audio"),
                                                                           ("a4_v2", "a4_v5", "video")}  # fmt: skip
     assert ("a4_v2", "a4_v5", "audio") not in {(p["first"], p["second"], p["modality"]) for p in pairs}  # same rate
-    assert all(0 <= p["score"] <= 1 and 0 <= p["chance"] <= 1 for p in pairs)
-    assert set(result["consistency_mean"]) == {"audio", "video"}
+    assert all(0 <= p["score"] <= 1 and 0 <= p["chance"] <= 1 and 0 < p["p_value"] <= 1 for p in pairs)
+    assert set(result["consistency_mean"]) == {"audio", "video"}  # reported apart, never averaged
+    for modality in result["consistency_mean"].values():
+        assert modality["permutations"] == PERMUTATIONS >= 200
+        per_utterance = modality["utterances"]
+        assert per_utterance["index"] == [0, 1, 2, 3]  # two batches of two
+        pooled = sum(per_utterance["score"]) / sum(per_utterance["weight"])
+        assert pooled == pytest.approx(modality["score"], rel=1e-4)
+        assert modality["excess"] == pytest.approx(modality["score"] - modality["chance"])
 
 
 @pytest.fixture(scope="module")
@@ -135,3 +205,29 @@ def test_experts_refuses_a_model_without_router(run, tmp_path, capsys) -> None:
     untrained_run(root, tmp_path, ["model.adapter.kind=mtsk-ms"])
     assert main(["experts", str(tmp_path), "--labels", "labels/test.csv", "--quiet"]) == 2
     assert "has no router" in capsys.readouterr().err
+
+
+def test_the_step0_control_analyses_the_runs_config_freshly_initialised(run, tmp_path) -> None:
+    root, untrained = run
+    cfg = load_config("tiny", [f"data.root={root}"])
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(cfg.model)
+    with torch.no_grad():  # a router that has moved away from its start, as training would move it
+        for name, p in model.adapters.named_parameters():
+            if "router" in name:
+                p.copy_(torch.randn_like(p))
+    trained = tmp_path / "trained"
+    save_checkpoint(trained / "checkpoints", 5, model.trainable_state_dict(), cfg, {})
+    common = ["--labels", "labels/test.csv", "--quiet", "data.num_workers=0"]
+    assert main(["experts", str(trained), *common]) == 0
+    assert main(["experts", str(trained), "--untrained", *common]) == 0
+    assert main(["experts", str(untrained), "--out", str(tmp_path / "fresh"), *common]) == 0
+
+    def read(path):
+        return json.loads((path / "experts.json").read_text())
+
+    control, fresh = read(trained / "experts" / "test-step0"), read(tmp_path / "fresh")
+    assert control["untrained"] and not read(trained / "experts" / "test")["untrained"]
+    assert control["consistency_mean"] == fresh["consistency_mean"]  # training's own step 0
+    assert read(trained / "experts" / "test")["consistency_mean"] != control["consistency_mean"]
+    assert untrained_model(cfg).adapters.state_dict().keys() == model.adapters.state_dict().keys()

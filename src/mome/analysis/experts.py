@@ -13,8 +13,21 @@ the experts, per granularity; 0 = perfectly even.
 
 Consistency of two granularities whose rates differ for a modality, per layer: every pair of tokens of that
 modality in one utterance whose time spans overlap scores the Jaccard overlap of their top-k sets, weighted
-by the overlap in seconds; 1 means the same experts for the same speech. Chance: the same pairs, with the second token's set taken from a random
-token of its granularity and modality (a seeded permutation), which is what uneven usage alone gives.
+by the overlap in seconds; 1 means the same experts for the same speech.
+
+Chance, and whether the score beats it: a permutation test that keeps everything but the time. Each of
+`permutations` seeded shuffles moves every token's top-k set to a random position of the same utterance,
+granularity and modality (the same shuffle for every layer and pair), and the score is computed again. Chance
+is the mean shuffled score and the p-value (1 + shuffles scoring at least as high) / (1 + shuffles). Routing
+that depends on the utterance (its speaker, its words) but not on the moment scores at chance this way. The
+older control, sets shuffled across utterances (`chance_across_utterances`), counts such utterance preferences
+as consistency; it is reported beside, not tested against.
+
+Per modality (`consistency_mean`), the score pools every layer and pair (overlap-weighted: sum of weighted
+Jaccards / sum of overlaps), and so do chance and the p-value; audio and video are never averaged. The
+per-utterance sums (`utterances`) let `mome.evaluation.bootstrap` draw intervals over utterances and seeds.
+A step-0 control (`untrained_model`: the same config freshly initialised) tells what the frozen model and the
+rates give before any router is trained.
 """
 
 from __future__ import annotations
@@ -125,75 +138,233 @@ def load_balance_cv(routing: Routing, num_experts: int, combination: int) -> flo
 
 
 def _multi_hot(topk: torch.Tensor, num_experts: int) -> torch.Tensor:
-    return torch.zeros(len(topk), num_experts).scatter_(1, topk, 1.0)  # [n, E]
+    return torch.zeros(*topk.shape[:-1], num_experts).scatter_(-1, topk, 1.0)  # [..., E]
 
 
-def consistency(routing: Routing, first: int, second: int, kind: Segment, num_experts: int,
-                seed: int = 0) -> tuple[float, float]:  # fmt: skip
-    """(score, chance) for granularities `first` and `second` on tokens of `kind` (module docstring);
-    (NaN, NaN) when no two such tokens overlap in time."""
+def _jaccard(x: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
+    """Jaccard overlap of top-k sets given as multi-hot rows: [..., n, E], [..., m, E] -> [..., n, m]."""
+    shared = x @ y.transpose(-1, -2)  # experts in both top-k sets
+    return shared / (2 * k - shared)
+
+
+PERMUTATIONS = 1000
+"""Within-utterance shuffles behind each consistency p-value (the smallest p-value is 1 / 1001)."""
+
+
+def within_utterance_permutations(routing: Routing, count: int, seed: int = 0) -> torch.Tensor:
+    """[count, N] token indices: permutation p puts the routing of token perms[p, t] at token t's position, and
+    both tokens share utterance, granularity and kind (only the time moves). Seeded."""
+    group = (routing.utterance.long() * (int(routing.combination.max()) + 1) + routing.combination.long()) * len(
+        Segment
+    ) + routing.segment.long()
+    order = torch.argsort(group, stable=True)  # the tokens grouped, in their order
+    generator = torch.Generator().manual_seed(seed)
+    keys = group.double() + torch.rand(count, len(group), generator=generator, dtype=torch.float64)
+    perms = torch.empty(count, len(group), dtype=torch.long)
+    perms[:, order] = keys.argsort(dim=1)  # the i-th token of a group gets a random token of the same group
+    return perms
+
+
+@dataclass
+class ConsistencySums:
+    """Overlap-weighted Jaccard sums of one or more (layer, pair)s, per utterance, and under each permutation."""
+
+    score: torch.Tensor  # [U] float64: sum over overlapping token pairs of overlap (s) x Jaccard
+    chance: torch.Tensor  # [U] the mean of that sum over the permutations
+    weight: torch.Tensor  # [U] sum of the overlaps (s)
+    null: torch.Tensor  # [P] the total score (over utterances) under each permutation
+
+    def __add__(self, other: ConsistencySums) -> ConsistencySums:
+        return ConsistencySums(*(getattr(self, f) + getattr(other, f) for f in ("score", "chance", "weight", "null")))
+
+    def summary(self) -> dict[str, Any]:
+        """score, chance, excess (their difference) and the permutation p-value; NaN without any overlap."""
+        weight, score = float(self.weight.sum()), float(self.score.sum())
+        if not weight:
+            nan = float("nan")
+            return {"score": nan, "chance": nan, "excess": nan, "p_value": nan, "permutations": len(self.null)}
+        chance = float(self.chance.sum()) / weight
+        at_least = int((self.null >= score - 1e-9 * abs(score)).sum())  # ties count against the score
+        return {"score": score / weight, "chance": chance, "excess": score / weight - chance,
+                "p_value": (1 + at_least) / (1 + len(self.null)), "permutations": len(self.null)}  # fmt: skip
+
+    def per_utterance(self) -> dict[str, list]:
+        """The utterances with overlapping tokens: index, score, chance and weight sums (for the bootstrap)."""
+        keep = (self.weight > 0).nonzero().squeeze(1)
+        return {"index": keep.tolist(), **{f: [round(float(v), 6) for v in getattr(self, f)[keep]]
+                                           for f in ("score", "chance", "weight")}}  # fmt: skip
+
+
+@dataclass
+class _Overlaps:
+    """The token pairs of two granularities, one kind, that cover the same speech (the same in every layer)."""
+
+    utterances: torch.Tensor  # [U] utterance ids
+    first: torch.Tensor  # [U, L1] token index of the i-th first-granularity token of each utterance; -1: none
+    second: torch.Tensor  # [U, L2]
+    pairs: torch.Tensor  # [M, 3] (utterance row, rank in `first`, rank in `second`) of each overlapping pair
+    weight: torch.Tensor  # [M] float64 seconds of overlap
+    rank: torch.Tensor  # [N] each token's rank in its row of `first` or `second`
+
+
+def _by_utterance(tokens: torch.Tensor, utterance: torch.Tensor, ids: torch.Tensor, rank: torch.Tensor) -> torch.Tensor:
+    """[U, L] the tokens of each utterance of `ids` in order, -1 padded; writes each token's column to `rank`."""
+    row = torch.searchsorted(ids, utterance[tokens])
+    order = torch.argsort(row, stable=True)
+    tokens, row = tokens[order], row[order]
+    counts = torch.bincount(row, minlength=len(ids))
+    column = torch.arange(len(tokens)) - (counts.cumsum(0) - counts)[row]
+    table = torch.full((len(ids), int(counts.max())), -1, dtype=torch.long)
+    table[row, column] = tokens
+    rank[tokens] = column
+    return table
+
+
+def _overlaps(routing: Routing, first: int, second: int, kind: Segment) -> _Overlaps | None:
     a = ((routing.combination == first) & (routing.segment == kind)).nonzero().squeeze(1)
     b = ((routing.combination == second) & (routing.segment == kind)).nonzero().squeeze(1)
     if not len(a) or not len(b):
-        return float("nan"), float("nan")
-    sets_a, sets_b = _multi_hot(routing.topk[a], num_experts), _multi_hot(routing.topk[b], num_experts)
-    generator = torch.Generator().manual_seed(seed)
-    shuffled = sets_b[torch.randperm(len(b), generator=generator)]
+        return None
+    ids = routing.utterance[torch.cat([a, b])].unique()
+    rank = torch.full_like(routing.combination, -1, dtype=torch.long)
+    table_a, table_b = (_by_utterance(t, routing.utterance, ids, rank) for t in (a, b))
+
+    def spans(table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        real = table >= 0
+        pick = table.clamp_min(0)
+        nan = torch.tensor(float("nan"), dtype=torch.float64)
+        return torch.where(real, routing.start[pick].double(), nan), torch.where(real, routing.end[pick].double(), nan)
+
+    (start_a, end_a), (start_b, end_b) = spans(table_a), spans(table_b)
+    overlap = torch.minimum(end_a[:, :, None], end_b[:, None, :]) - torch.maximum(
+        start_a[:, :, None], start_b[:, None, :]
+    )
+    overlap = overlap.nan_to_num(0.0).clamp_min(0.0)  # [U, L1, L2] seconds; 0 for padding
+    pairs = overlap.nonzero()
+    if not len(pairs):
+        return None
+    return _Overlaps(ids, table_a, table_b, pairs, overlap[tuple(pairs.T)], rank)
+
+
+def _layer_sums(routing: Routing, ov: _Overlaps, perms: torch.Tensor, num_experts: int, num_utterances: int,
+                chunk_elements: int = 4_000_000) -> ConsistencySums:  # fmt: skip
+    """One layer's sums for one pair (`_overlaps`), observed and under every permutation of `perms`."""
     k = routing.topk.shape[1]
+    hot = _multi_hot(routing.topk, num_experts).double()  # [N, E]
+    sets = [torch.where((t >= 0)[..., None], hot[t.clamp_min(0)], 0.0) for t in (ov.first, ov.second)]
+    jaccard = _jaccard(*sets, k).flatten()  # [U * L1 * L2]
+    rows, length_a, length_b = len(ov.utterances), ov.first.shape[1], ov.second.shape[1]
+    u, i, j = ov.pairs.T
+    token_a, token_b = ov.first[u, i], ov.second[u, j]  # [M]
 
-    def jaccard(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # [n_a, E], [n_b, E] -> [n_a, n_b]
-        shared = x @ y.T  # experts in both top-k sets
-        return shared / (2 * k - shared)
+    def sums(index_a: torch.Tensor, index_b: torch.Tensor) -> torch.Tensor:  # ranks [..., M] -> [..., U]
+        values = jaccard[(u * length_a + index_a) * length_b + index_b] * ov.weight
+        return values.new_zeros(*values.shape[:-1], rows).index_add_(-1, u, values)
 
-    score = chance = weight = 0.0
+    score = sums(i, j)
+    null_rows = []
+    step = max(1, chunk_elements // len(u))
+    for p in range(0, len(perms), step):
+        block = perms[p : p + step]
+        null_rows.append(sums(ov.rank[block[:, token_a]], ov.rank[block[:, token_b]]))  # [chunk, U]
+    null = torch.cat(null_rows) if null_rows else score.new_zeros(0, rows)
+
+    def spread(values: torch.Tensor) -> torch.Tensor:  # per utterance row -> per utterance id
+        return values.new_zeros(num_utterances).index_add_(0, ov.utterances.long(), values)
+
+    weight = score.new_zeros(rows).index_add_(0, u, ov.weight)
+    chance = null.mean(0) if len(null) else torch.full_like(score, float("nan"))
+    return ConsistencySums(spread(score), spread(chance), spread(weight), null.sum(1))
+
+
+def consistency(routings: list[Routing], first: int, second: int, kind: Segment, num_experts: int,
+                perms: torch.Tensor) -> list[ConsistencySums] | None:  # fmt: skip
+    """Per layer of `routings` (one token layout), the sums of granularities `first` and `second` on tokens of
+    `kind` (module docstring) under the permutations `perms` (`within_utterance_permutations`); None when no
+    two such tokens overlap in time."""
+    ov = _overlaps(routings[0], first, second, kind)
+    if ov is None:
+        return None
+    num_utterances = int(routings[0].utterance.max()) + 1
+    return [_layer_sums(r, ov, perms, num_experts, num_utterances) for r in routings]
+
+
+def chance_across_utterances(routing: Routing, first: int, second: int, kind: Segment, num_experts: int,
+                             seed: int = 0) -> float:  # fmt: skip
+    """The consistency with the second granularity's sets shuffled across every utterance (one seeded
+    permutation): what uneven usage and utterance preferences give together; NaN without overlaps."""
+    a = ((routing.combination == first) & (routing.segment == kind)).nonzero().squeeze(1)
+    b = ((routing.combination == second) & (routing.segment == kind)).nonzero().squeeze(1)
+    if not len(a) or not len(b):
+        return float("nan")
+    k = routing.topk.shape[1]
+    sets_a = _multi_hot(routing.topk[a], num_experts)
+    shuffled = _multi_hot(routing.topk[b], num_experts)[
+        torch.randperm(len(b), generator=torch.Generator().manual_seed(seed))
+    ]
+    chance = weight = 0.0
     for u in routing.utterance[a].unique():
         in_a, in_b = routing.utterance[a] == u, routing.utterance[b] == u
         latest_start = torch.maximum(routing.start[a][in_a, None], routing.start[b][None, in_b])
         earliest_end = torch.minimum(routing.end[a][in_a, None], routing.end[b][None, in_b])
         overlap = (earliest_end - latest_start).clamp_min(0)  # [n_a, n_b] seconds
-        score += float((overlap * jaccard(sets_a[in_a], sets_b[in_b])).sum())
-        chance += float((overlap * jaccard(sets_a[in_a], shuffled[in_b])).sum())
+        chance += float((overlap * _jaccard(sets_a[in_a], shuffled[in_b], k)).sum())
         weight += float(overlap.sum())
-    return (score / weight, chance / weight) if weight else (float("nan"), float("nan"))
+    return chance / weight if weight else float("nan")
 
 
 # ------------------------------------------------------------------------------------------ report
-def analyse(routings: list[Routing], combos: list[Combination], num_experts: int) -> dict[str, Any]:
+def analyse(routings: list[Routing], combos: list[Combination], num_experts: int,
+            permutations: int = PERMUTATIONS, seed: int = 0) -> dict[str, Any]:  # fmt: skip
     """Usage, load balance and consistency of every layer, as the JSON that `mome experts` writes."""
     keys = [combination_key(c) for c in combos]
-    layers = []
-    for routing in routings:
-        share = usage(routing, num_experts, len(combos))
-        pairs = []
-        for (i, ci), (j, cj) in itertools.combinations(enumerate(combos), 2):
-            for name, kind, rate in (("audio", Segment.AUDIO, 0), ("video", Segment.VIDEO, 1)):
-                if ci[rate] and cj[rate] and ci[rate] != cj[rate]:  # the same stretch at two rates
-                    score, chance = consistency(routing, i, j, kind, num_experts)
-                    pairs.append({"first": keys[i], "second": keys[j], "modality": name, "score": score,
-                                  "chance": chance})  # fmt: skip
-        layers.append({
-            "layer": routing.layer,
-            "tokens": {keys[c]: int((routing.combination == c).sum()) for c in range(len(combos))},
-            "share": {keys[c]: {kind: _floats(share[c, k]) for k, kind in enumerate(KINDS)} for c in range(len(combos))},
-            "load_balance_cv": {keys[c]: load_balance_cv(routing, num_experts, c) for c in range(len(combos))},
-            "consistency": pairs,
-        })  # fmt: skip
+    perms = within_utterance_permutations(routings[0], permutations, seed)  # one shuffle for every layer and pair
+    layers = [_usage_entry(routing, keys, num_experts) for routing in routings]
+    totals: dict[str, ConsistencySums] = {}
+    across: dict[str, list[tuple[float, float]]] = {}  # (chance across utterances, weight) per layer and pair
+    for (i, ci), (j, cj) in itertools.combinations(enumerate(combos), 2):
+        for name, kind, rate in (("audio", Segment.AUDIO, 0), ("video", Segment.VIDEO, 1)):
+            if not (ci[rate] and cj[rate] and ci[rate] != cj[rate]):  # the same stretch at two rates only
+                continue
+            per_layer = consistency(routings, i, j, kind, num_experts, perms)
+            for layer, routing, sums in zip(layers, routings, per_layer or [None] * len(routings)):
+                summary = sums.summary() if sums is not None else _NO_OVERLAP.summary()
+                shuffled = chance_across_utterances(routing, i, j, kind, num_experts, seed)
+                layer["consistency"].append({"first": keys[i], "second": keys[j], "modality": name, **summary,
+                                             "chance_across_utterances": shuffled})  # fmt: skip
+                if sums is not None:
+                    totals[name] = totals[name] + sums if name in totals else sums
+                    across.setdefault(name, []).append((shuffled, float(sums.weight.sum())))
     return {"combinations": keys, "num_experts": num_experts, "top_k": int(routings[0].topk.shape[1]),
-            "layers": layers, "consistency_mean": _mean_consistency(layers)}  # fmt: skip
+            "layers": layers, "consistency_mean": _by_modality(totals, across)}  # fmt: skip
+
+
+_NO_OVERLAP = ConsistencySums(*[torch.zeros(0, dtype=torch.float64)] * 4)
+
+
+def _usage_entry(routing: Routing, keys: list[str], num_experts: int) -> dict[str, Any]:
+    """One layer's token counts, usage shares and load balance per granularity (consistency: filled later)."""
+    share = usage(routing, num_experts, len(keys))
+    return {
+        "layer": routing.layer,
+        "tokens": {key: int((routing.combination == c).sum()) for c, key in enumerate(keys)},
+        "share": {key: {kind: _floats(share[c, k]) for k, kind in enumerate(KINDS)} for c, key in enumerate(keys)},
+        "load_balance_cv": {key: load_balance_cv(routing, num_experts, c) for c, key in enumerate(keys)},
+        "consistency": [],
+    }
 
 
 def _floats(values: torch.Tensor) -> list[float | None]:
     return [None if v != v else round(float(v), 5) for v in values]
 
 
-def _mean_consistency(layers: list[dict]) -> dict[str, dict[str, float]]:
-    """Per modality: score and chance averaged over layers and granularity pairs."""
+def _by_modality(totals: dict[str, ConsistencySums], across: dict[str, list[tuple[float, float]]]) -> dict[str, Any]:
+    """Per modality: every layer and pair pooled (module docstring), with the per-utterance sums."""
     out = {}
-    for modality in ("audio", "video"):
-        pairs = [p for layer in layers for p in layer["consistency"] if p["modality"] == modality]
-        pairs = [p for p in pairs if p["score"] == p["score"]]  # not NaN
-        if pairs:
-            out[modality] = {k: sum(p[k] for p in pairs) / len(pairs) for k in ("score", "chance")}
+    for modality, sums in totals.items():
+        weight = sum(w for _, w in across[modality])
+        out[modality] = {**sums.summary(), "chance_across_utterances": sum(c * w for c, w in across[modality]) / weight,
+                         "utterances": sums.per_utterance()}  # fmt: skip
     return out
 
 
@@ -201,20 +372,24 @@ def markdown(result: dict[str, Any], title: str) -> str:
     lines = [f"# Expert usage of {title}", "",
              f"{result['num_experts']} routed experts, top-{result['top_k']}. Consistency: overlap-weighted "
              "Jaccard of the top-k sets of tokens that cover the same speech at two granularities (1 = the same "
-             "experts), against chance (the same pairs with shuffled sets).", ""]  # fmt: skip
+             "experts). Chance: the same score with each token's set moved to a random moment of its utterance "
+             "(same granularity and modality), and p the share of such shuffles scoring at least as high. Across "
+             "utterances: sets shuffled over every utterance, which also counts utterance preferences.", ""]  # fmt: skip
     for modality, v in result["consistency_mean"].items():
-        lines.append(
-            f"- {modality}: consistency {v['score']:.3f}, chance {v['chance']:.3f} (mean over layers and pairs)"
-        )
+        lines.append(f"- {modality}: consistency {v['score']:.3f}, chance {v['chance']:.3f} "
+                     f"(excess {v['excess']:+.3f}, p = {v['p_value']:.3g}, {v['permutations']} shuffles within "
+                     f"utterances); chance across utterances {v['chance_across_utterances']:.3f}. Every layer and "
+                     "pair pooled")  # fmt: skip
     lines += ["", "| layer | granularity | load balance CV | tokens |", "|---:|---|---:|---:|"]
     for layer in result["layers"]:
         for key in result["combinations"]:
             lines.append(f"| {layer['layer']} | {key} | {layer['load_balance_cv'][key]:.3f} | {layer['tokens'][key]} |")
-    lines += ["", "| layer | first | second | modality | consistency | chance |", "|---:|---|---|---|---:|---:|"]
+    lines += ["", "| layer | first | second | modality | consistency | chance | p | across utterances |",
+              "|---:|---|---|---|---:|---:|---:|---:|"]  # fmt: skip
     for layer in result["layers"]:
         for p in layer["consistency"]:
             lines.append(f"| {layer['layer']} | {p['first']} | {p['second']} | {p['modality']} | {p['score']:.3f} "
-                         f"| {p['chance']:.3f} |")  # fmt: skip
+                         f"| {p['chance']:.3f} | {p['p_value']:.3g} | {p['chance_across_utterances']:.3f} |")  # fmt: skip
     lines += ["", "Heatmaps: `layer_<i>.png` (rows: granularity x token kind, columns: experts).", ""]
     return "\n".join(lines)
 
@@ -258,6 +433,15 @@ def write_outputs(result: dict[str, Any], out_dir: Path, title: str) -> None:
 def has_router(cfg: Any) -> bool:
     """Whether a model config (`ModelConfig`) routes tokens: MoME with routed experts."""
     return cfg.adapter.kind == "mome" and cfg.adapter.mome.num_routed_experts > 0
+
+
+def untrained_model(cfg: Any, device: str | torch.device | None = None) -> AVSRModel:
+    """The model of config `cfg` as its training starts (seeded with `train.seed`, no step taken): the same
+    frozen encoders and LLM, fresh projectors and routers. Its `expert_usage` is the step-0 control."""
+    from mome.models.avsr import build_model
+
+    torch.manual_seed(cfg.train.seed)
+    return build_model(cfg.model, device=device).eval()
 
 
 def expert_usage(model: AVSRModel, cfg: Any, labels: Path, root: Path, combos: list[Combination],

@@ -2,6 +2,8 @@
 
 Writes experts.json, experts.md and one heatmap per layer (layer_<i>.png) to `--out`
 (default `<run>/experts/<labels stem>`) and prints the consistency of the router across granularities.
+`--untrained`: the step-0 control, the same analysis of the checkpoint's config freshly initialised
+(default `--out`: `<run>/experts/<labels stem>-step0`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from mome.commands import add_labelled_arguments, open_labelled, run_trusting
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_labelled_arguments(parser)
-    parser.add_argument("--out", help="output directory (default: <run>/experts/<labels stem>)")
+    parser.add_argument("--out", help="output directory (default: <run>/experts/<labels stem>[-step0])")
+    parser.add_argument("--untrained", action="store_true",
+                        help="step-0 control: analyse the checkpoint's config freshly initialised, not its weights")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from mome.analysis.experts import expert_usage, has_router, write_outputs
+    from mome.analysis.experts import expert_usage, has_router, untrained_model, write_outputs
     from mome.commands.eval import default_out
     from mome.errors import UserError
     from mome.training.checkpoint import model_from_payload
@@ -33,13 +37,22 @@ def _run(args: argparse.Namespace) -> int:
             f"{split.checkpoint}: adapter {split.cfg.model.adapter.kind!r} has no router; expert usage needs MoME"
         )
     model, cfg = model_from_payload(split.payload, args.overrides, device=args.device)
+    if args.untrained:
+        model = untrained_model(cfg, args.device)
     result = expert_usage(model, cfg, split.labels, split.root, split.combos, args.limit, progress=not args.quiet)
     result.update(
-        checkpoint=str(split.checkpoint), labels=str(split.labels), shared_router=cfg.model.adapter.mome.shared_router
+        checkpoint=str(split.checkpoint),
+        labels=str(split.labels),
+        shared_router=cfg.model.adapter.mome.shared_router,
+        untrained=args.untrained,
     )
     out = Path(args.out) if args.out else default_out(split.checkpoint, split.labels, "experts")
-    write_outputs(result, out, f"{cfg.name} on {split.labels.name}")
+    if args.untrained and not args.out:
+        out = out.with_name(out.name + "-step0")
+    untrained = " untrained (step 0)" if args.untrained else ""
+    write_outputs(result, out, f"{cfg.name}{untrained} on {split.labels.name}")
     for modality, v in result["consistency_mean"].items():
-        print(f"{modality}: consistency {v['score']:.3f} across granularities (chance {v['chance']:.3f})")
+        print(f"{modality}: consistency {v['score']:.3f} across granularities (chance {v['chance']:.3f} within "
+              f"utterances, p = {v['p_value']:.3g})")  # fmt: skip
     print(f"wrote {out}/experts.json, experts.md, layer_*.png")
     return 0
