@@ -7,13 +7,16 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from mome import reproduce_report
 from mome.cli import main
 from mome.config import load_config
+from mome.evaluation.bootstrap import Samples
 from mome.pipeline import task_overrides
 from mome.reproduce import METHODS, ReproduceOptions, jobs
-from mome.reproduce_report import claims
+from mome.reproduce_report import claims, wer_cells, write_report
 
 COMBOS = ("a4_v2", "a4_v5", "a16_v2", "a16_v5")
 
@@ -25,10 +28,39 @@ def _method(key: str, family: str, clean: list[float], noisy: list[float] | None
             "wer": {c: {"clean": w, "0": n} for c, w, n in zip(combos, clean, noisy)}}  # fmt: skip
 
 
+UTTERANCES, WORDS = 200, 10
+
+
+def _spread(wer: float) -> np.ndarray:
+    """Per-utterance errors of `wer` % over UTTERANCES utterances of WORDS words, spread as evenly as they go."""
+    total = round(wer / 100 * UTTERANCES * WORDS)
+    edges = np.floor(np.arange(UTTERANCES + 1) * total / UTTERANCES)
+    return np.diff(edges)
+
+
+def _cells(methods: list[dict], seeds: dict[str, list[dict]] | None = None) -> dict:
+    """Per-utterance WER cells of every method's table (or of each seed's table in `seeds`)."""
+    cells = {}
+    for m in methods:
+        tables = [t["wer"] for t in (seeds or {}).get(m["key"], [m])]
+        for combo, snrs in m["wer"].items():
+            for snr in snrs:
+                errors = np.stack([_spread(t[combo][snr]) for t in tables])
+                cells[(m["key"], combo, snr)] = Samples(errors, np.full(errors.shape, float(WORDS)), m["key"])
+    return cells
+
+
+def _modality(score: float, chance: float) -> dict:
+    """Per-utterance consistency sums of 50 utterances whose score moves +-0.05 around `score`."""
+    n = 50
+    wobble = 0.05 * np.where(np.arange(n) % 2 == 0, 1, -1)
+    return {"score": score, "chance": chance, "excess": score - chance, "p_value": 0.001,
+            "utterances": {"index": list(range(n)), "score": list(score + wobble), "chance": [chance] * n,
+                           "weight": [1.0] * n}}  # fmt: skip
+
+
 def _experts(audio: float, video: float, chance: float = 0.2) -> dict:
-    return {
-        "consistency_mean": {"audio": {"score": audio, "chance": chance}, "video": {"score": video, "chance": chance}}
-    }
+    return {"consistency_mean": {"audio": _modality(audio, chance), "video": _modality(video, chance)}}
 
 
 def _methods(mome_clean: list[float], mome_noisy: list[float], mome_active: int = 5) -> list[dict]:
@@ -42,33 +74,50 @@ def _methods(mome_clean: list[float], mome_noisy: list[float], mome_active: int 
     ]
 
 
+def _claims(methods: list[dict], experts: dict, **kwargs) -> list[dict]:
+    return claims(methods, experts, _cells(methods, kwargs.pop("seeds", None)), draws=500, **kwargs)
+
+
+SOUND = {"mome-mhsa-s0": _experts(0.5, 0.4), "mome-mhsa-pergran-s0": _experts(0.23, 0.21)}
+
+
 def test_every_claim_holds_when_the_numbers_say_so() -> None:
-    experts = {"mome-mhsa-s0": _experts(0.5, 0.4), "mome-mhsa-pergran-s0": _experts(0.23, 0.21)}
-    result = claims(_methods([18, 20, 21, 22], [30, 31, 45, 46]), experts)
-    assert [c["holds"] for c in result] == [True, True, True, True], result
-    assert "a16_v5: MoME 22.0 vs mtsk-ms 30.0" in result[0]["evidence"]
+    result = _claims(_methods([18, 20, 21, 22], [30, 31, 45, 46]), SOUND)
+    assert [c["verdict"] for c in result] == ["holds"] * 4, result
+    assert "a16_v5: MoME 22.0 vs mtsk-ms 30.0 (-8.0 [" in result[0]["evidence"]
     assert "MoME 4.0" in result[1]["evidence"]  # 22 - 18
-    assert "+0.250" in result[3]["evidence"] and "+0.020" in result[3]["evidence"]
+    first = result[0]["differences"][0]  # a4_v2: MoME 18 against MTSK MS 20, in WER points
+    assert first["estimate"] == pytest.approx(-2.0) and first["low"] < -2 < first["high"] < 0
+    assert all(d["verdict"] == "holds" for c in result for d in c["differences"])
+    assert "audio: shared +0.300 (p 0.001)" in result[3]["evidence"], result[3]["evidence"]
 
 
 @pytest.mark.parametrize(
-    ("clean", "noisy", "active", "fails"),
+    ("clean", "noisy", "active", "claim", "verdict"),
     [
-        ([18, 20, 27, 22], [30, 31, 45, 46], 5, 0),  # worse than MTSK MS (25) at (16,2)
-        ([18, 20, 21, 22], [30, 31, 45, 46], 9, 0),  # more active parameters than MTSK
-        (
-            [10, 20, 21, 22],
-            [30, 31, 45, 46],
-            5,
-            1,
-        ),  # 12 points lost from (4,2) to (16,5): Llama-AVSR lost 15, MTSK SS 10
-        ([18, 20, 21, 22], [30, 31, 45, 50], 5, 2),  # AVSR (16,5) at 0 dB no better than ASR a16 (50)
+        ([18, 20, 27, 22], [30, 31, 45, 46], 5, 0, "does not hold"),  # worse than MTSK MS (25) at (16,2)
+        ([18, 20, 25, 22], [30, 31, 45, 46], 5, 0, "inconclusive"),  # the same as MTSK MS (25) at (16,2)
+        ([18, 20, 21, 22], [30, 31, 45, 46], 9, 0, "does not hold"),  # more active parameters than MTSK
+        ([10, 20, 21, 22], [30, 31, 45, 46], 5, 1, "does not hold"),  # loses 12 points; MTSK SS 10
+        ([18, 20, 21, 22], [30, 31, 45, 55], 5, 2, "does not hold"),  # AVSR (16,5) at 0 dB worse than ASR a16 (50)
+        ([18, 20, 21, 22], [30, 31, 45, 50], 5, 2, "inconclusive"),  # ... and no better
     ],
 )
-def test_a_claim_that_the_numbers_contradict_does_not_hold(clean, noisy, active, fails) -> None:
-    experts = {"mome-mhsa-s0": _experts(0.5, 0.4), "mome-mhsa-pergran-s0": _experts(0.21, 0.19)}
-    result = claims(_methods(clean, noisy, active), experts)
-    assert [i for i, c in enumerate(result) if not c["holds"]] == [fails], result
+def test_a_claim_follows_its_intervals(clean, noisy, active, claim, verdict) -> None:
+    result = _claims(_methods(clean, noisy, active), SOUND)
+    assert result[claim]["verdict"] == verdict, result[claim]
+    assert [c["verdict"] for i, c in enumerate(result) if i != claim] == ["holds"] * 3, result
+
+
+def test_seeds_that_disagree_make_a_claim_inconclusive() -> None:
+    methods = _methods([18, 20, 21, 22], [30, 31, 45, 46])
+    # MoME's two seeds: one far better than MTSK at every rate, one far worse; the mean is the same as above
+    seeds = {"mome-mhsa": [_method("s0", "mome", [8, 10, 11, 12], [30, 31, 45, 46]),
+                           _method("s1", "mome", [28, 30, 31, 32], [30, 31, 45, 46])]}  # fmt: skip
+    result = _claims(methods, SOUND, seeds=seeds)
+    assert result[0]["verdict"] == "inconclusive", result[0]
+    interval = result[0]["differences"][0]
+    assert interval["low"] < 0 < interval["high"] and interval["estimate"] == pytest.approx(-2.0)
 
 
 def test_the_router_claim_reads_consistency_above_chance_not_raw_scores() -> None:
@@ -77,9 +126,58 @@ def test_the_router_claim_reads_consistency_above_chance_not_raw_scores() -> Non
         "mome-mhsa-s0": _experts(0.30, 0.30, chance=0.20),
         "mome-mhsa-pergran-s0": _experts(0.35, 0.35, chance=0.30),
     }
-    assert claims(_methods([18, 20, 21, 22], [30, 31, 45, 46]), experts)[3]["holds"]
+    methods = _methods([18, 20, 21, 22], [30, 31, 45, 46])
+    assert _claims(methods, experts)[3]["verdict"] == "holds"
     experts["mome-mhsa-pergran-s0"] = _experts(0.45, 0.45, chance=0.30)
-    assert not claims(_methods([18, 20, 21, 22], [30, 31, 45, 46]), experts)[3]["holds"]
+    assert _claims(methods, experts)[3]["verdict"] == "does not hold"
+
+
+def test_the_router_claim_judges_audio_and_video_apart() -> None:
+    # far above chance in video, below it in audio: the mean of the two would beat the per-granularity routers
+    experts = {"mome-mhsa-s0": _experts(0.15, 0.6), "mome-mhsa-pergran-s0": _experts(0.2, 0.2)}
+    claim = _claims(_methods([18, 20, 21, 22], [30, 31, 45, 46]), experts)[3]
+    assert [d["verdict"] for d in claim["differences"]] == ["does not hold", "holds"]
+    assert claim["verdict"] == "does not hold"
+    claim = _claims(_methods([18, 20, 21, 22], [30, 31, 45, 46]), {"mome-mhsa-s0": _experts(0.5, 0.5)})[3]
+    assert claim["verdict"] == "inconclusive"  # nothing to compare with
+
+
+def test_the_router_claim_shows_the_step0_control() -> None:
+    controls = {"mome-mhsa-s0": _experts(0.26, 0.22)}
+    claim = _claims(_methods([18, 20, 21, 22], [30, 31, 45, 46]), SOUND, controls=controls)[3]
+    assert "untrained routers (step 0): audio +0.060 (p 0.001)" in claim["evidence"], claim["evidence"]
+
+
+def test_wer_cells_read_every_runs_per_utterance_errors(tmp_path) -> None:
+    opts = ReproduceOptions(out=tmp_path, seeds=[0, 1])
+    planned = [job for job in jobs(opts) if job.method.key in ("mome-mhsa", "asr")]
+    for job in planned:
+        rows = [{"snr": "clean", "rates": "a4" if job.method.key == "asr" else "a4_v2", "id": f"u{i}", "sub": i,
+                 "del": job.seed, "ins": 0, "ref_words": 5} for i in range(3)]  # fmt: skip
+        (tmp_path / "eval" / job.run).mkdir(parents=True)
+        (tmp_path / "eval" / job.run / "hypotheses.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cells = wer_cells(opts, planned)
+    assert set(cells) == {("mome-mhsa", "a4_v2", "clean"), ("asr", "a4", "clean")}
+    np.testing.assert_array_equal(cells[("mome-mhsa", "a4_v2", "clean")].numerator, [[0, 1, 2], [1, 2, 3]])  # 2 seeds
+    assert cells[("asr", "a4", "clean")].numerator.shape == (1, 3) and cells[("asr", "a4", "clean")].method == "asr"
+
+
+def test_the_report_writes_verdicts_intervals_and_the_step0_control(tmp_path, monkeypatch) -> None:
+    methods = _methods([18, 20, 21, 22], [30, 31, 45, 46])
+    for m in methods:
+        m.update(seeds=[0], stored_params=99, paper_stored_params=99, seconds_per_step=0.1,
+                 wer_by_seed={"0": m["wer"]}, decode_seconds_per_utterance={},
+                 tokens_per_second={c: 10.0 + i for i, c in enumerate(m["wer"])})  # fmt: skip
+    monkeypatch.setattr(reproduce_report, "method_results", lambda opts, jobs: methods)
+    monkeypatch.setattr(reproduce_report, "wer_cells", lambda opts, jobs: _cells(methods))
+    controls = {"mome-mhsa-s0": _experts(0.26, 0.22)}
+    readme = write_report(ReproduceOptions(out=tmp_path), [], SOUND, {"report": 1.0}, controls).read_text()
+    assert "1. **holds**: MoME's WER is below" in readme and "(-2.0 [" in readme
+    assert "| mome-mhsa-s0 (step 0) | 0.260 (0.200, p 0.001) |" in readme
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [c["verdict"] for c in results["claims"]] == ["holds"] * 4
+    assert "utterances" not in results["consistency"]["mome-mhsa-s0"]["audio"]  # the sums stay in experts/<run>
+    assert results["consistency_step0"]["mome-mhsa-s0"]["audio"]["excess"] == pytest.approx(0.06)
 
 
 def test_the_plan_trains_every_method_once_and_the_seeded_ones_at_every_seed() -> None:
@@ -112,8 +210,11 @@ def test_quick_reproduction_from_a_relative_out_writes_every_row_and_claim(corpu
         assert m["active_params"] > 0 and m["stored_params"] > m["active_params"] and m["seconds_per_step"] > 0
         assert m["paper_active_params"] > m["active_params"]  # the paper-size count, beside ours
     assert methods["mome-mhsa"]["decode_seconds_per_utterance"].keys() == set(COMBOS)
-    assert [set(c) for c in results["claims"]] == [{"claim", "holds", "evidence"}] * 4
+    assert [set(c) for c in results["claims"]] == [{"claim", "verdict", "evidence", "differences"}] * 4
+    assert {c["verdict"] for c in results["claims"]} <= {"holds", "does not hold", "inconclusive"}
+    assert all(d["estimate"] is not None for c in results["claims"][:3] for d in c["differences"])  # every cell read
     assert {"mome-mhsa-s0", "mome-mhsa-s1", "mome-mhsa-pergran-s0"} <= set(results["consistency"])
+    assert set(results["consistency_step0"]) == set(results["consistency"])
     readme = Path("rep/README.md").read_text()
     for m in METHODS:
         assert f"| {m.label}" in readme, m.label

@@ -7,7 +7,8 @@ table, the parameter and time columns and one line per claim of the paper (docs/
 
     1 corpus, models, lip encoder, features     as `mome demo` (`<out>/corpus`, `<out>/features`, ...)
     2 train + eval, per method and seed          `<out>/runs/<run>`, `<out>/eval/<run>`
-    3 experts                                    shared vs per-granularity routers, `<out>/experts/<run>`
+    3 experts                                    shared vs per-granularity routers, `<out>/experts/<run>`, and
+                                                 each one's step-0 control, `<out>/experts/<run>-step0`
     4 report                                     `<out>/README.md`, `<out>/results.json`, plots
 
 Stages are skipped when their output exists, so a stopped reproduction continues where it stopped.
@@ -207,7 +208,7 @@ def _run_stages(opts: ReproduceOptions) -> Path:
         left = estimate.remaining(todo[i + 1 :])
         print(f"[{i + 1}/{len(todo)}] {job.run} done; {(time.perf_counter() - started) / 60:.1f} min so far, "
               f"~{left / 60:.0f} min left", flush=True)  # fmt: skip
-    experts = {}
+    experts, controls = {}, {}
     for job in todo:
         if job.method.key in ("mome-mhsa", "mome-mhsa-pergran"):
             title = f"{job.method.label} (seed {job.seed}) on the test split"
@@ -215,6 +216,11 @@ def _run_stages(opts: ReproduceOptions) -> Path:
             experts[job.run] = stages.run(
                 f"experts {job.run}", lambda j=job, o=out_dir, t=title: pipeline.experts(opts, j.run, o, t)
             )
-    report = stages.run("report", lambda: write_report(opts, todo, experts, stages.times))
+            control_dir, control_title = out_dir.with_name(f"{job.run}-step0"), f"{title}, untrained (step 0)"
+            controls[job.run] = stages.run(
+                f"experts {job.run} step 0",
+                lambda j=job, o=control_dir, t=control_title: pipeline.experts(opts, j.run, o, t, untrained=True),
+            )
+    report = stages.run("report", lambda: write_report(opts, todo, experts, stages.times, controls))
     print(f"\n{stages.summary()} (saved in {stages.path})")
     return report

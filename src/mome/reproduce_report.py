@@ -4,8 +4,10 @@
                   "active_params", "stored_params", "paper_active_params", "paper_stored_params",
                   "seconds_per_step", "wer": {"a4_v2": {"clean": 30.1, "0": 41.2}, ...},        % over seeds
                   "wer_by_seed": {"0": {...}, ...}, "decode_seconds_per_utterance": {"a4_v2": 0.04, ...}}, ...],
-     "claims": [{"claim": "...", "holds": true, "evidence": "..."}, ...],
-     "consistency": {"<run>": {"audio": {"score", "chance"}, "video": {...}}, ...},
+     "claims": [{"claim": "...", "verdict": "holds" | "does not hold" | "inconclusive", "evidence": "...",
+                 "differences": [{"what", "estimate", "low", "high", "verdict"}, ...]}, ...],
+     "consistency": {"<run>": {"audio": {"score", "chance", "excess", "p_value", ...}, "video": {...}}, ...},
+     "consistency_step0": {...the same, of each routed run's config freshly initialised},
      "tokens_per_second": {"a4_v2": 25.0, ...}, "settings": {...}, "machine": "...", "timings": {...}}
 
 "Active" parameters are those of the adapters one token uses at one granularity (the paper's Table 1 column:
@@ -22,12 +24,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mome.config import load_config
+from mome.evaluation.bootstrap import DRAWS, Bootstrap, Interval, Samples, Side, combine, read_counts, wer_samples
 from mome.evaluation.evaluate import wer_percent
 from mome.io import atomic_write_text, read_json
 from mome.pipeline import machine, task_overrides
 
 SNR_CLEAN, SNR_NOISY = "clean", "0"
+Cell = tuple[str, str, str]
+"""(method key, rate combination, SNR): one WER of the bootstrap."""
 FIRST, LAST = "a4_v2", "a16_v5"
 """The finest and the coarsest rate combinations the paper's claims compare."""
 
@@ -93,6 +100,50 @@ def method_results(opts: Any, jobs: list[Any]) -> list[dict[str, Any]]:
     return methods
 
 
+# ----------------------------------------------------------------------------------------------------- cells
+
+
+def wer_cells(opts: Any, jobs: list[Any]) -> dict[Cell, Samples]:
+    """(method key, rate combination, SNR) -> the per-seed, per-utterance word errors of every evaluated method,
+    from its runs' hypotheses.jsonl, over the test utterances of the first one (every run decodes the same)."""
+    by_method: dict[str, list[Any]] = {}
+    for job in jobs:
+        by_method.setdefault(job.method.key, []).append(job)
+    runs = {}
+    for key, group in by_method.items():
+        paths = [opts.out / "eval" / job.run / "hypotheses.jsonl" for job in group]
+        if all(p.is_file() for p in paths):
+            runs[key] = [read_counts(p) for p in paths]
+    if not runs:
+        return {}
+    utterances = list(next(iter(next(iter(runs.values()))[0].values())))  # file order
+    cells = {}
+    for key, counts in runs.items():
+        for combo, snr in counts[0]:
+            if (samples := wer_samples(key, counts, combo, snr, utterances)) is not None:
+                cells[(key, combo, snr)] = samples
+    return cells
+
+
+def consistency_cells(experts: dict[str, list[dict[str, Any]]], modality: str) -> dict[str, Samples]:
+    """Router kind -> its runs' consistency above chance per utterance (`analysis.experts`) at `modality`: the
+    numerator is score - chance, the denominator the overlap (utterances without one in a run count 0)."""
+    sums = {kind: [e["consistency_mean"].get(modality, {}).get("utterances") for e in runs]
+            for kind, runs in experts.items() if runs}  # fmt: skip
+    sums = {kind: runs for kind, runs in sums.items() if all(runs)}
+    index = sorted({i for runs in sums.values() for u in runs for i in u["index"]})
+    position = {i: n for n, i in enumerate(index)}
+    cells = {}
+    for kind, runs in sums.items():
+        excess, weight = np.zeros((len(runs), len(index))), np.zeros((len(runs), len(index)))
+        for r, u in enumerate(runs):
+            at = [position[i] for i in u["index"]]
+            excess[r, at] = np.subtract(u["score"], u["chance"])
+            weight[r, at] = u["weight"]
+        cells[kind] = Samples(excess, weight, kind)
+    return cells
+
+
 # ----------------------------------------------------------------------------------------------------- claims
 
 
@@ -104,26 +155,55 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f}"
 
 
-def _claim(text: str, holds: bool, evidence: list[str]) -> dict[str, Any]:
-    return {"claim": text, "holds": bool(holds), "evidence": "; ".join(evidence)}
+def _difference(boot: Bootstrap | None, what: str, terms: dict[Any, float], side: Side,
+                scale: float = 100.0) -> dict[str, Any]:  # fmt: skip
+    """One difference a claim rests on (times `scale`: WER points by default): its estimate, 95% interval and
+    verdict (`inconclusive` without the cells it needs)."""
+    try:
+        interval = boot.interval(terms).scaled(scale) if boot is not None else None
+    except KeyError:
+        interval = None
+    if interval is None:
+        return {"what": what, "estimate": None, "low": None, "high": None, "verdict": "inconclusive"}
+    return {"what": what, "estimate": round(interval.estimate, 4), "low": round(interval.low, 4),
+            "high": round(interval.high, 4), "verdict": interval.verdict(side)}  # fmt: skip
 
 
-def claim_fewer_params_lower_wer(mome: dict[str, Any], mtsk: list[dict[str, Any]]) -> dict[str, Any]:
-    """(1) MoME's WER <= every MTSK variant's at every rate combination (clean), with fewer active parameters."""
-    holds, evidence = bool(mtsk), []
+def _interval_text(d: dict[str, Any], digits: int = 1) -> str:
+    if d["estimate"] is None:
+        return "no per-utterance counts"
+    return Interval(d["estimate"], d["low"], d["high"]).text(digits)
+
+
+def _claim(text: str, differences: list[dict[str, Any]], evidence: list[str],
+           premise: bool = True) -> dict[str, Any]:  # fmt: skip
+    """A claim holds when every difference it rests on does (and its premise is true), does not hold when one
+    goes the other way (or the premise is false), and is inconclusive otherwise."""
+    verdict = combine(d["verdict"] for d in differences) if premise else "does not hold"
+    return {"claim": text, "verdict": verdict, "evidence": "; ".join(evidence), "differences": differences}
+
+
+def claim_fewer_params_lower_wer(mome: dict[str, Any], mtsk: list[dict[str, Any]],
+                                 boot: Bootstrap | None) -> dict[str, Any]:  # fmt: skip
+    """(1) MoME's WER is below every MTSK variant's at every rate combination (clean), with fewer active
+    parameters at the paper's size."""
+    differences, evidence = [], []
     for combo in mome["wer"]:
-        ours = _cell(mome, combo, SNR_CLEAN)
-        theirs = {m["name"]: _cell(m, combo, SNR_CLEAN) for m in mtsk}
-        holds &= ours is not None and all(v is not None and ours <= v for v in theirs.values())
-        evidence.append(f"{combo}: MoME {_fmt(ours)} vs " + ", ".join(f"{k} {_fmt(v)}" for k, v in theirs.items()))
+        parts = []
+        for m in mtsk:
+            terms = {(mome["key"], combo, SNR_CLEAN): 1.0, (m["key"], combo, SNR_CLEAN): -1.0}
+            d = _difference(boot, f"WER {combo} clean: MoME - {m['name']}", terms, "negative")
+            differences.append(d)
+            parts.append(f"{m['name']} {_fmt(_cell(m, combo, SNR_CLEAN))} ({_interval_text(d)})")
+        evidence.append(f"{combo}: MoME {_fmt(_cell(mome, combo, SNR_CLEAN))} vs " + ", ".join(parts))
     # The parameter half is the paper's: at its size (d = 3072) LoRA's rank d/32 = 96 outgrows MoME's fixed
     # bottleneck; at a small width the router (d x N_r) and the same bottleneck can make MoME the larger one.
-    fewer = all(mome["paper_active_params"] < m["paper_active_params"] for m in mtsk)
+    fewer = bool(mtsk) and all(mome["paper_active_params"] < m["paper_active_params"] for m in mtsk)
     for size, col in (("paper size", "paper_active_params"), ("this width", "active_params")):
         evidence.append(f"active params at {size}: MoME {mome[col]:,} vs "
                         + ", ".join(f"{m['name']} {m[col]:,}" for m in mtsk))  # fmt: skip
-    return _claim("MoME's WER is at most Llama-MTSK's at every rate combination (clean), with fewer active "
-                  "parameters at the paper's size", holds and fewer, evidence)  # fmt: skip
+    return _claim("MoME's WER is below Llama-MTSK's at every rate combination (clean), with fewer active "
+                  "parameters at the paper's size", differences, evidence, premise=fewer)  # fmt: skip
 
 
 def _degradation(method: dict[str, Any], snr: str = SNR_CLEAN) -> float | None:
@@ -131,68 +211,92 @@ def _degradation(method: dict[str, Any], snr: str = SNR_CLEAN) -> float | None:
     return None if first is None or last is None else last - first
 
 
-def claim_degrades_less(mome: dict[str, Any], baselines: list[dict[str, Any]]) -> dict[str, Any]:
-    """(2) MoME loses less WER than each baseline from (4,2) to (16,5), clean (Llama-AVSR: its two models)."""
-    ours = _degradation(mome)
-    theirs = {m["name"]: _degradation(m) for m in baselines}
-    holds = bool(theirs) and ours is not None and all(v is not None and ours < v for v in theirs.values())
-    evidence = [f"WER({LAST}) - WER({FIRST}), clean: MoME {_fmt(ours)}"]
-    evidence += [f"{k} {_fmt(v)}" for k, v in theirs.items()]
-    return _claim(f"MoME degrades less than the baselines from {FIRST} to {LAST}", holds, evidence)
+def claim_degrades_less(mome: dict[str, Any], baselines: list[dict[str, Any]],
+                        boot: Bootstrap | None) -> dict[str, Any]:  # fmt: skip
+    """(2) MoME loses less WER than each baseline from (4,2) to (16,5), clean (Llama-AVSR: its two models,
+    named by the baseline's `first` and `last` method keys)."""
+    ours = {(mome["key"], LAST, SNR_CLEAN): 1.0, (mome["key"], FIRST, SNR_CLEAN): -1.0}
+    differences, evidence = [], [f"WER({LAST}) - WER({FIRST}), clean: MoME {_fmt(_degradation(mome))}"]
+    for b in baselines:
+        terms = {
+            **ours,
+            (b.get("last", b["key"]), LAST, SNR_CLEAN): -1.0,
+            (b.get("first", b["key"]), FIRST, SNR_CLEAN): 1.0,
+        }
+        d = _difference(boot, f"degradation: MoME - {b['name']}", terms, "negative")
+        differences.append(d)
+        evidence.append(f"{b['name']} {_fmt(_degradation(b))} (MoME minus it: {_interval_text(d)})")
+    return _claim(f"MoME degrades less than the baselines from {FIRST} to {LAST}", differences, evidence)
 
 
-def claim_avsr_beats_asr_in_noise(mome: dict[str, Any], asr: dict[str, Any] | None) -> dict[str, Any]:
+def claim_avsr_beats_asr_in_noise(mome: dict[str, Any], asr: dict[str, Any] | None,
+                                  boot: Bootstrap | None) -> dict[str, Any]:  # fmt: skip
     """(3) At 0 dB, MoME AVSR's WER is below the audio-only model's at the same audio rate, at every combination."""
-    holds, evidence = asr is not None, []
+    differences, evidence = [], []
     for combo in mome["wer"]:
-        ours = _cell(mome, combo, SNR_NOISY)
-        audio = _cell(asr, combo.split("_")[0], SNR_NOISY) if asr else None
-        holds &= ours is not None and audio is not None and ours < audio
-        evidence.append(f"{combo}: AVSR {_fmt(ours)} vs ASR {_fmt(audio)}")
-    return _claim("AVSR beats ASR in babble at 0 dB (same steps, same audio rate)", holds, evidence)
+        audio = combo.split("_")[0]
+        terms = {(mome["key"], combo, SNR_NOISY): 1.0, (asr["key"] if asr else "asr", audio, SNR_NOISY): -1.0}
+        d = _difference(boot, f"WER {combo} at 0 dB: AVSR - ASR {audio}", terms, "negative")
+        differences.append(d)
+        evidence.append(f"{combo}: AVSR {_fmt(_cell(mome, combo, SNR_NOISY))} vs ASR "
+                        f"{_fmt(_cell(asr, audio, SNR_NOISY) if asr else None)} ({_interval_text(d)})")  # fmt: skip
+    return _claim("AVSR beats ASR in babble at 0 dB (same steps, same audio rate)", differences, evidence)
 
 
-def consistency_gain(experts: dict[str, Any]) -> float:
-    """Consistency above its chance level, averaged over the modalities."""
-    values = experts["consistency_mean"].values()
-    return statistics.mean(v["score"] - v["chance"] for v in values)
+def _excess_text(experts: list[dict[str, Any]], modality: str) -> str:
+    """Each run's consistency above chance and p-value at `modality`: `+0.021 (p 0.003), +0.004 (p 0.31)`."""
+    values = [e["consistency_mean"].get(modality) for e in experts]
+    return ", ".join(f"{v['excess']:+.3f} (p {v['p_value']:.2g})" if v else "n/a" for v in values) or "n/a"
 
 
-def claim_shared_router_consistent(
-    shared: list[dict[str, Any]], per_granularity: list[dict[str, Any]]
-) -> dict[str, Any]:
-    """(4) The shared router picks the same experts for the same speech at different granularities more often
-    (above chance) than routers of their own per granularity."""
-    ours = [consistency_gain(e) for e in shared]
-    theirs = [consistency_gain(e) for e in per_granularity]
-    holds = bool(ours and theirs) and statistics.mean(ours) > statistics.mean(theirs)
-    evidence = [
-        "consistency above chance (overlap-weighted Jaccard of top-k sets, mean of audio and video): shared "
-        + ", ".join(f"{g:+.3f}" for g in ours) + "; per-granularity " + ", ".join(f"{g:+.3f}" for g in theirs)
-    ]  # fmt: skip
+def claim_shared_router_consistent(shared: list[dict[str, Any]], per_granularity: list[dict[str, Any]],
+                                   controls: list[dict[str, Any]] | None = None, draws: int = DRAWS,
+                                   seed: int = 0) -> dict[str, Any]:  # fmt: skip
+    """(4) Per modality, the shared router's consistency above (within-utterance) chance exceeds that of routers
+    of their own per granularity: the difference's interval over seeds and utterances lies above zero."""
+    differences, evidence = [], []
+    for modality in ("audio", "video"):
+        cells = consistency_cells({"shared": shared, "per-granularity": per_granularity}, modality)
+        boot = Bootstrap(cells, draws, seed) if len(cells) == 2 else None
+        terms = {"shared": 1.0, "per-granularity": -1.0}
+        what = f"{modality}: consistency above chance, shared - per-granularity"
+        d = _difference(boot, what, terms, "positive", scale=1.0)
+        differences.append(d)
+        evidence.append(f"{modality}: shared {_excess_text(shared, modality)}; per-granularity "
+                        f"{_excess_text(per_granularity, modality)}; difference {_interval_text(d, 3)}")  # fmt: skip
+    if controls:
+        evidence.append("untrained routers (step 0): " + ", ".join(
+            f"{m} {_excess_text(controls, m)}" for m in ("audio", "video")))  # fmt: skip
     return _claim("One shared router activates experts more consistently across granularities than "
-                  "per-granularity routers", holds, evidence)  # fmt: skip
+                  "per-granularity routers (above chance, per modality)", differences, evidence)  # fmt: skip
 
 
-def claims(methods: list[dict[str, Any]], experts: dict[str, dict[str, Any] | None]) -> list[dict[str, Any]]:
-    """The paper's four claims, each with whether it holds here and the numbers that decide it."""
+def claims(methods: list[dict[str, Any]], experts: dict[str, dict[str, Any] | None],
+           cells: dict[Cell, Samples] | None = None, controls: dict[str, dict[str, Any] | None] | None = None,
+           draws: int = DRAWS, seed: int = 0) -> list[dict[str, Any]]:  # fmt: skip
+    """The paper's four claims, each with its verdict (holds / does not hold / inconclusive), the differences it
+    rests on with their intervals, and the numbers. `cells`: per-utterance errors (`wer_cells`)."""
     by_key = {m["key"]: m for m in methods}
     mome = by_key.get("mome-mhsa")
     if mome is None:
         return []
+    boot = Bootstrap(cells, draws, seed) if cells else None
     mtsk = [m for m in methods if m["family"] == "mtsk"]
     llama = [by_key[k] for k in ("llama-avsr-a4-v2", "llama-avsr-a16-v5") if k in by_key]
     baselines = list(mtsk)
     if len(llama) == 2:  # one model per rate: its degradation is the coarse model's WER minus the fine one's
         merged = {FIRST: llama[0]["wer"].get(FIRST, {}), LAST: llama[1]["wer"].get(LAST, {})}
-        baselines.append({"name": "Llama-AVSR", "wer": merged})
+        baselines.append({"name": "Llama-AVSR", "key": "llama-avsr", "first": llama[0]["key"],
+                          "last": llama[1]["key"], "wer": merged})  # fmt: skip
     shared = [e for run, e in experts.items() if e and run.startswith("mome-mhsa-s")]
     per_granularity = [e for run, e in experts.items() if e and run.startswith("mome-mhsa-pergran-")]
     return [
-        claim_fewer_params_lower_wer(mome, mtsk),
-        claim_degrades_less(mome, baselines),
-        claim_avsr_beats_asr_in_noise(mome, by_key.get("asr")),
-        claim_shared_router_consistent(shared, per_granularity),
+        claim_fewer_params_lower_wer(mome, mtsk, boot),
+        claim_degrades_less(mome, baselines, boot),
+        claim_avsr_beats_asr_in_noise(mome, by_key.get("asr"), boot),
+        claim_shared_router_consistent(
+            shared, per_granularity, [e for e in (controls or {}).values() if e], draws, seed
+        ),  # fmt: skip
     ]
 
 
@@ -276,19 +380,27 @@ def plot(methods: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def _consistency(experts: dict[str, dict[str, Any] | None]) -> dict[str, dict[str, Any]]:
+    """Per run and modality the consistency summary, without the per-utterance sums (in experts/<run>)."""
+    return {run: {m: {k: v for k, v in c.items() if k != "utterances"} for m, c in e["consistency_mean"].items()}
+            for run, e in experts.items() if e}  # fmt: skip
+
+
 def write_report(
-    opts: Any, jobs: list[Any], experts: dict[str, dict[str, Any] | None], times: dict[str, float]
-) -> Path:
-    """Write `<out>/results.json`, `<out>/wer_vs_tokens.png` and `<out>/README.md`; returns the README path."""
+    opts: Any, jobs: list[Any], experts: dict[str, dict[str, Any] | None], times: dict[str, float],
+    controls: dict[str, dict[str, Any] | None] | None = None,
+) -> Path:  # fmt: skip
+    """Write `<out>/results.json`, `<out>/wer_vs_tokens.png` and `<out>/README.md`; returns the README path.
+    `controls`: the step-0 analyses of the routed runs (keyed by run)."""
     out = Path(opts.out)
     methods = method_results(opts, jobs)
-    claim_list = claims(methods, experts)
+    claim_list = claims(methods, experts, wer_cells(opts, jobs), controls)
     settings = {"preset": opts.preset, "steps": opts.steps, "seeds": opts.seeds, "quick": opts.quick,
                 "utterances": opts.utterances, "lip_steps": opts.lip_steps, "eval_limit": opts.eval_limit,
-                "overrides": opts.overrides}  # fmt: skip
+                "overrides": opts.overrides, "bootstrap": {"draws": DRAWS, "seed": 0, "level": 0.95}}  # fmt: skip
     summary = {
         "methods": methods, "claims": claim_list,
-        "consistency": {run: e["consistency_mean"] for run, e in experts.items() if e},
+        "consistency": _consistency(experts), "consistency_step0": _consistency(controls or {}),
         "settings": settings, "machine": machine(), "timings": dict(times),
     }  # fmt: skip
     atomic_write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")
@@ -309,8 +421,13 @@ def write_report(
         "## Claims",
         "",
     ]
+    lines += [f"Verdicts: **holds** when every difference the claim rests on has its 95% interval on the claimed "
+              f"side of zero, **does not hold** when one lies on the other side, **inconclusive** when an interval "
+              f"contains zero. Differences in WER points: estimate [interval], from {DRAWS} bootstrap draws over "
+              "seeds and test utterances (one utterance resample per draw, shared by every method and rate; each "
+              "method's seeds resampled; WER = total errors / total words per draw).", ""]  # fmt: skip
     for i, c in enumerate(claim_list, 1):
-        lines.append(f"{i}. **{'holds' if c['holds'] else 'does not hold'}**: {c['claim']}. {c['evidence']}.")
+        lines.append(f"{i}. **{c['verdict']}**: {c['claim']}. {c['evidence']}.")
     lines += [
         "",
         "## WER, parameters and time",
@@ -334,9 +451,17 @@ def write_report(
     ]
     if summary["consistency"]:
         lines += ["## Expert consistency across granularities", "",
-                  "| run | audio (chance) | video (chance) |", "|---|---|---|"]  # fmt: skip
-        for run, c in summary["consistency"].items():
-            cols = [f"{c[k]['score']:.3f} ({c[k]['chance']:.3f})" if k in c else "-" for k in ("audio", "video")]
+                  "Overlap-weighted Jaccard of the top-k sets of tokens that cover the same speech at two rates, every "
+                  "layer and pair pooled; chance: the sets shuffled in time within each utterance (p: the share of "
+                  "shuffles scoring as high); step 0: the run's config freshly initialised.", "",
+                  "| run | audio: score (chance, p) | video: score (chance, p) |", "|---|---|---|"]  # fmt: skip
+        rows = [
+            *summary["consistency"].items(),
+            *((f"{r} (step 0)", c) for r, c in summary["consistency_step0"].items()),
+        ]
+        for run, c in rows:
+            cols = [f"{c[k]['score']:.3f} ({c[k]['chance']:.3f}, p {c[k]['p_value']:.2g})" if k in c else "-"
+                    for k in ("audio", "video")]  # fmt: skip
             lines.append(f"| {run} | " + " | ".join(cols) + " |")
         lines += ["", "Heatmaps per layer: `experts/<run>/layer_<i>.png`.", ""]
     lines += ["## Time per stage (s)", "", "| stage | seconds |", "|---|---:|",
