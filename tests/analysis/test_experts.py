@@ -13,13 +13,11 @@ from mome.analysis.experts import (
     PERMUTATIONS,
     Routing,
     analyse,
-    chance_across_utterances,
     collect,
     consistency,
     route_batch,
     untrained_model,
     usage,
-    within_utterance_permutations,
 )
 from mome.cli import main
 from mome.config import load_config
@@ -51,9 +49,8 @@ def _audio_routing(sets_for, utterances: int = 3) -> Routing:
 
 
 def _summary(routing: Routing, permutations: int = 200, seed: int = 0) -> dict:
-    perms = within_utterance_permutations(routing, permutations, seed)
-    (sums,) = consistency([routing], 0, 1, Segment.AUDIO, EXPERTS, perms)
-    return {**sums.summary(), "across": chance_across_utterances(routing, 0, 1, Segment.AUDIO, EXPERTS)}
+    (sums,) = consistency([routing], 0, 1, Segment.AUDIO, EXPERTS, permutations, seed)
+    return {**sums.summary(), "across": sums.summary()["chance_across_utterances"], "null": sums.null}
 
 
 def _time_aligned(u: int, start: float, rate: int) -> list[int]:
@@ -108,25 +105,25 @@ def test_consistency_of_random_routing_is_near_chance() -> None:
     assert abs(result["excess"]) < 0.08 and abs(result["chance"] - expected) < 0.08, (result, expected)
 
 
-def test_shuffles_keep_utterance_granularity_and_kind_and_are_seeded() -> None:
-    routing = _audio_routing(_time_aligned)
-    routing.segment[::5] = int(Segment.TEXT)  # a few tokens of another kind
-    perms = within_utterance_permutations(routing, 50, seed=3)
-    assert torch.equal(perms, within_utterance_permutations(routing, 50, seed=3))
-    assert not torch.equal(perms, within_utterance_permutations(routing, 50, seed=4))
-    assert torch.equal(perms.sort(dim=1).values, torch.arange(len(routing.topk)).expand(50, -1))  # permutations
-    for field in (routing.utterance, routing.combination, routing.segment):
-        assert torch.equal(field[perms], field.expand(50, -1))
-    assert (perms != torch.arange(len(routing.topk))).any(dim=1).all()  # each one moves something
+def test_shuffles_move_sets_in_time_only_and_are_seeded() -> None:
+    # one set per utterance for its audio tokens, random sets for tokens of another kind in between: a shuffle
+    # that crossed an utterance or a kind would change the score, one within them cannot
+    routing = _audio_routing(lambda u, s, r: [u % EXPERTS, (u + 1) % EXPERTS], utterances=4)
+    text = torch.arange(len(routing.topk)) % 3 == 0
+    routing.segment[text] = int(Segment.TEXT)
+    routing.topk[text] = torch.randperm(EXPERTS)[:K].repeat(int(text.sum()), 1)
+    result = _summary(routing)
+    assert (result["null"] == result["null"][0]).all()  # every shuffle scores the same ...
+    assert result["p_value"] == 1.0 and result["excess"] == pytest.approx(0.0, abs=1e-12)  # ... as the routing
+    noisy = _audio_routing(lambda u, s, r: torch.randperm(EXPERTS)[:K].tolist())
+    assert torch.equal(_summary(noisy, seed=3)["null"], _summary(noisy, seed=3)["null"])
+    assert not torch.equal(_summary(noisy, seed=3)["null"], _summary(noisy, seed=4)["null"])
+    assert len(_summary(noisy, permutations=250)["null"]) == 250  # more than one chunk of shuffles
 
 
-def test_no_overlapping_tokens_gives_none_and_nan() -> None:
+def test_no_overlapping_tokens_gives_none() -> None:
     routing = _audio_routing(lambda u, s, r: [0, 1])
-    perms = within_utterance_permutations(routing, 10)
-    assert consistency([routing], 0, 1, Segment.VIDEO, EXPERTS, perms) is None  # no video tokens at all
-    assert chance_across_utterances(routing, 0, 1, Segment.VIDEO, EXPERTS) != chance_across_utterances(
-        routing, 0, 1, Segment.VIDEO, EXPERTS
-    )
+    assert consistency([routing], 0, 1, Segment.VIDEO, EXPERTS, 10) is None  # no video tokens at all
 
 
 def _model() -> AVSRModel:

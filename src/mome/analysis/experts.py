@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,44 +151,36 @@ def _jaccard(x: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
 
 PERMUTATIONS = 1000
 """Within-utterance shuffles behind each consistency p-value (the smallest p-value is 1 / 1001)."""
-
-
-def within_utterance_permutations(routing: Routing, count: int, seed: int = 0) -> torch.Tensor:
-    """[count, N] token indices: permutation p puts the routing of token perms[p, t] at token t's position, and
-    both tokens share utterance, granularity and kind (only the time moves). Seeded."""
-    group = (routing.utterance.long() * (int(routing.combination.max()) + 1) + routing.combination.long()) * len(
-        Segment
-    ) + routing.segment.long()
-    order = torch.argsort(group, stable=True)  # the tokens grouped, in their order
-    generator = torch.Generator().manual_seed(seed)
-    keys = group.double() + torch.rand(count, len(group), generator=generator, dtype=torch.float64)
-    perms = torch.empty(count, len(group), dtype=torch.long)
-    perms[:, order] = keys.argsort(dim=1)  # the i-th token of a group gets a random token of the same group
-    return perms
+SHUFFLE_CHUNK = 100
+"""Shuffles drawn and scored together (memory: SHUFFLE_CHUNK x utterances x tokens per utterance)."""
 
 
 @dataclass
 class ConsistencySums:
-    """Overlap-weighted Jaccard sums of one or more (layer, pair)s, per utterance, and under each permutation."""
+    """Overlap-weighted Jaccard sums of one or more (layer, pair)s, per utterance, and under each shuffle."""
 
     score: torch.Tensor  # [U] float64: sum over overlapping token pairs of overlap (s) x Jaccard
-    chance: torch.Tensor  # [U] the mean of that sum over the permutations
+    chance: torch.Tensor  # [U] the mean of that sum over the within-utterance shuffles
     weight: torch.Tensor  # [U] sum of the overlaps (s)
-    null: torch.Tensor  # [P] the total score (over utterances) under each permutation
+    null: torch.Tensor  # [P] the total score (over utterances) under each shuffle
+    across: torch.Tensor  # [U] the sum with the second granularity's sets shuffled across all utterances
 
     def __add__(self, other: ConsistencySums) -> ConsistencySums:
-        return ConsistencySums(*(getattr(self, f) + getattr(other, f) for f in ("score", "chance", "weight", "null")))
+        fields = ("score", "chance", "weight", "null", "across")
+        return ConsistencySums(*(getattr(self, f) + getattr(other, f) for f in fields))
 
     def summary(self) -> dict[str, Any]:
-        """score, chance, excess (their difference) and the permutation p-value; NaN without any overlap."""
+        """score, chance, excess (their difference), the permutation p-value and the chance across utterances;
+        NaN without any overlap."""
         weight, score = float(self.weight.sum()), float(self.score.sum())
         if not weight:
-            nan = float("nan")
-            return {"score": nan, "chance": nan, "excess": nan, "p_value": nan, "permutations": len(self.null)}
+            return {"score": math.nan, "chance": math.nan, "excess": math.nan, "p_value": math.nan,
+                    "permutations": len(self.null), "chance_across_utterances": math.nan}  # fmt: skip
         chance = float(self.chance.sum()) / weight
         at_least = int((self.null >= score - 1e-9 * abs(score)).sum())  # ties count against the score
         return {"score": score / weight, "chance": chance, "excess": score / weight - chance,
-                "p_value": (1 + at_least) / (1 + len(self.null)), "permutations": len(self.null)}  # fmt: skip
+                "p_value": (1 + at_least) / (1 + len(self.null)), "permutations": len(self.null),
+                "chance_across_utterances": float(self.across.sum()) / weight}  # fmt: skip
 
     def per_utterance(self) -> dict[str, list]:
         """The utterances with overlapping tokens: index, score, chance and weight sums (for the bootstrap)."""
@@ -196,121 +190,93 @@ class ConsistencySums:
 
 
 @dataclass
-class _Overlaps:
-    """The token pairs of two granularities, one kind, that cover the same speech (the same in every layer)."""
+class _Group:
+    """The tokens of one granularity and kind, by utterance (row = utterance id)."""
 
-    utterances: torch.Tensor  # [U] utterance ids
-    first: torch.Tensor  # [U, L1] token index of the i-th first-granularity token of each utterance; -1: none
-    second: torch.Tensor  # [U, L2]
-    pairs: torch.Tensor  # [M, 3] (utterance row, rank in `first`, rank in `second`) of each overlapping pair
-    weight: torch.Tensor  # [M] float64 seconds of overlap
-    rank: torch.Tensor  # [N] each token's rank in its row of `first` or `second`
+    key: tuple[int, int]  # (granularity, kind): the shuffles' seed
+    table: torch.Tensor  # [utterances, L] token indices in time order, -1 padded
 
-
-def _by_utterance(tokens: torch.Tensor, utterance: torch.Tensor, ids: torch.Tensor, rank: torch.Tensor) -> torch.Tensor:
-    """[U, L] the tokens of each utterance of `ids` in order, -1 padded; writes each token's column to `rank`."""
-    row = torch.searchsorted(ids, utterance[tokens])
-    order = torch.argsort(row, stable=True)
-    tokens, row = tokens[order], row[order]
-    counts = torch.bincount(row, minlength=len(ids))
-    column = torch.arange(len(tokens)) - (counts.cumsum(0) - counts)[row]
-    table = torch.full((len(ids), int(counts.max())), -1, dtype=torch.long)
-    table[row, column] = tokens
-    rank[tokens] = column
-    return table
+    def shuffles(self, chunk: int, count: int, seed: int) -> torch.Tensor:
+        """[count, utterances, L]: in shuffle p, position i of utterance u takes the routing of its token number
+        out[p, u, i] (the same utterance, granularity and kind; only the time moves). Seeded by the group, so
+        every layer and pair sees the same shuffles of it."""
+        generator = torch.Generator().manual_seed(zlib.crc32(repr((seed, *self.key, chunk)).encode()))
+        keys = torch.rand(count, *self.table.shape, generator=generator, dtype=torch.float64)
+        return keys.masked_fill(self.table < 0, math.inf).argsort(dim=-1)  # real tokens first, in random order
 
 
-def _overlaps(routing: Routing, first: int, second: int, kind: Segment) -> _Overlaps | None:
-    a = ((routing.combination == first) & (routing.segment == kind)).nonzero().squeeze(1)
-    b = ((routing.combination == second) & (routing.segment == kind)).nonzero().squeeze(1)
-    if not len(a) or not len(b):
+def _group(routing: Routing, combination: int, kind: Segment, utterances: int) -> _Group | None:
+    tokens = ((routing.combination == combination) & (routing.segment == kind)).nonzero().squeeze(1)
+    if not len(tokens):
         return None
-    ids = routing.utterance[torch.cat([a, b])].unique()
-    rank = torch.full_like(routing.combination, -1, dtype=torch.long)
-    table_a, table_b = (_by_utterance(t, routing.utterance, ids, rank) for t in (a, b))
+    row = routing.utterance[tokens].long()
+    order = torch.argsort(row, stable=True)  # tokens are recorded in time order within an utterance
+    tokens, row = tokens[order], row[order]
+    counts = torch.bincount(row, minlength=utterances)
+    column = torch.arange(len(tokens)) - (counts.cumsum(0) - counts)[row]
+    table = torch.full((utterances, int(counts.max())), -1, dtype=torch.long)
+    table[row, column] = tokens
+    return _Group((combination, int(kind)), table)
+
+
+def _overlaps(routing: Routing, first: _Group, second: _Group) -> tuple[torch.Tensor, torch.Tensor]:
+    """([M, 3] (utterance, position in `first`, position in `second`), [M] seconds) of the token pairs that
+    cover the same speech."""
 
     def spans(table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        real = table >= 0
-        pick = table.clamp_min(0)
-        nan = torch.tensor(float("nan"), dtype=torch.float64)
-        return torch.where(real, routing.start[pick].double(), nan), torch.where(real, routing.end[pick].double(), nan)
+        real, pick = table >= 0, table.clamp_min(0)
+        return (torch.where(real, routing.start[pick].double(), math.nan),
+                torch.where(real, routing.end[pick].double(), math.nan))  # fmt: skip
 
-    (start_a, end_a), (start_b, end_b) = spans(table_a), spans(table_b)
-    overlap = torch.minimum(end_a[:, :, None], end_b[:, None, :]) - torch.maximum(
-        start_a[:, :, None], start_b[:, None, :]
-    )
-    overlap = overlap.nan_to_num(0.0).clamp_min(0.0)  # [U, L1, L2] seconds; 0 for padding
-    pairs = overlap.nonzero()
-    if not len(pairs):
-        return None
-    return _Overlaps(ids, table_a, table_b, pairs, overlap[tuple(pairs.T)], rank)
-
-
-def _layer_sums(routing: Routing, ov: _Overlaps, perms: torch.Tensor, num_experts: int, num_utterances: int,
-                chunk_elements: int = 4_000_000) -> ConsistencySums:  # fmt: skip
-    """One layer's sums for one pair (`_overlaps`), observed and under every permutation of `perms`."""
-    k = routing.topk.shape[1]
-    hot = _multi_hot(routing.topk, num_experts).double()  # [N, E]
-    sets = [torch.where((t >= 0)[..., None], hot[t.clamp_min(0)], 0.0) for t in (ov.first, ov.second)]
-    jaccard = _jaccard(*sets, k).flatten()  # [U * L1 * L2]
-    rows, length_a, length_b = len(ov.utterances), ov.first.shape[1], ov.second.shape[1]
-    u, i, j = ov.pairs.T
-    token_a, token_b = ov.first[u, i], ov.second[u, j]  # [M]
-
-    def sums(index_a: torch.Tensor, index_b: torch.Tensor) -> torch.Tensor:  # ranks [..., M] -> [..., U]
-        values = jaccard[(u * length_a + index_a) * length_b + index_b] * ov.weight
-        return values.new_zeros(*values.shape[:-1], rows).index_add_(-1, u, values)
-
-    score = sums(i, j)
-    null_rows = []
-    step = max(1, chunk_elements // len(u))
-    for p in range(0, len(perms), step):
-        block = perms[p : p + step]
-        null_rows.append(sums(ov.rank[block[:, token_a]], ov.rank[block[:, token_b]]))  # [chunk, U]
-    null = torch.cat(null_rows) if null_rows else score.new_zeros(0, rows)
-
-    def spread(values: torch.Tensor) -> torch.Tensor:  # per utterance row -> per utterance id
-        return values.new_zeros(num_utterances).index_add_(0, ov.utterances.long(), values)
-
-    weight = score.new_zeros(rows).index_add_(0, u, ov.weight)
-    chance = null.mean(0) if len(null) else torch.full_like(score, float("nan"))
-    return ConsistencySums(spread(score), spread(chance), spread(weight), null.sum(1))
+    (start_a, end_a), (start_b, end_b) = spans(first.table), spans(second.table)
+    latest_start = torch.maximum(start_a[:, :, None], start_b[:, None, :])
+    overlap = (torch.minimum(end_a[:, :, None], end_b[:, None, :]) - latest_start).nan_to_num(0.0).clamp_min(0.0)
+    pairs = overlap.nonzero()  # [M, 3]
+    return pairs, overlap[tuple(pairs.T)]
 
 
 def consistency(routings: list[Routing], first: int, second: int, kind: Segment, num_experts: int,
-                perms: torch.Tensor) -> list[ConsistencySums] | None:  # fmt: skip
+                permutations: int = PERMUTATIONS, seed: int = 0) -> list[ConsistencySums] | None:  # fmt: skip
     """Per layer of `routings` (one token layout), the sums of granularities `first` and `second` on tokens of
-    `kind` (module docstring) under the permutations `perms` (`within_utterance_permutations`); None when no
+    `kind` (module docstring), observed and under `permutations` seeded within-utterance shuffles; None when no
     two such tokens overlap in time."""
-    ov = _overlaps(routings[0], first, second, kind)
-    if ov is None:
+    utterances = int(routings[0].utterance.max()) + 1
+    groups = _group(routings[0], first, kind, utterances), _group(routings[0], second, kind, utterances)
+    if None in groups:
         return None
-    num_utterances = int(routings[0].utterance.max()) + 1
-    return [_layer_sums(r, ov, perms, num_experts, num_utterances) for r in routings]
+    a, b = groups
+    pairs, weight = _overlaps(routings[0], a, b)
+    if not len(pairs):
+        return None
+    u, i, j = pairs.T
+    token_a, token_b = a.table[u, i], b.table[u, j]
+    length_a, length_b = a.table.shape[1], b.table.shape[1]
+    k = routings[0].topk.shape[1]
+    hot = [_multi_hot(r.topk, num_experts).double() for r in routings]  # [N, E] per layer
+    blocks = [_jaccard(h[a.table.clamp_min(0)], h[b.table.clamp_min(0)], k).flatten() for h in hot]  # [U*La*Lb]
+    observed = [block[(u * length_a + i) * length_b + j] * weight for block in blocks]  # [M]
+    real_b = b.table[b.table >= 0]
+    elsewhere = torch.full_like(routings[0].combination, -1, dtype=torch.long)
+    generator = torch.Generator().manual_seed(seed)
+    elsewhere[real_b] = real_b[torch.randperm(len(real_b), generator=generator)]  # any utterance's token
+    across = [_jaccard(h[token_a, None], h[elsewhere[token_b], None], k).view(-1) * weight for h in hot]
+    null = [weight.new_zeros(permutations) for _ in routings]
+    chance = [torch.zeros_like(weight) for _ in routings]
+    for chunk, begin in enumerate(range(0, permutations, SHUFFLE_CHUNK)):
+        count = min(SHUFFLE_CHUNK, permutations - begin)
+        moved_a = a.shuffles(chunk, count, seed)[:, u, i]  # [count, M]
+        moved_b = b.shuffles(chunk, count, seed)[:, u, j]
+        index = (u * length_a + moved_a) * length_b + moved_b
+        for layer, block in enumerate(blocks):
+            moved = block[index]  # [count, M] Jaccard of each overlapping pair's shuffled sets
+            null[layer][begin : begin + count] = moved @ weight
+            chance[layer] += moved.sum(0) * weight / permutations
 
+    def per_utterance(values: torch.Tensor) -> torch.Tensor:
+        return values.new_zeros(utterances).index_add_(0, u, values)
 
-def chance_across_utterances(routing: Routing, first: int, second: int, kind: Segment, num_experts: int,
-                             seed: int = 0) -> float:  # fmt: skip
-    """The consistency with the second granularity's sets shuffled across every utterance (one seeded
-    permutation): what uneven usage and utterance preferences give together; NaN without overlaps."""
-    a = ((routing.combination == first) & (routing.segment == kind)).nonzero().squeeze(1)
-    b = ((routing.combination == second) & (routing.segment == kind)).nonzero().squeeze(1)
-    if not len(a) or not len(b):
-        return float("nan")
-    k = routing.topk.shape[1]
-    sets_a = _multi_hot(routing.topk[a], num_experts)
-    shuffled = _multi_hot(routing.topk[b], num_experts)[
-        torch.randperm(len(b), generator=torch.Generator().manual_seed(seed))
-    ]
-    chance = weight = 0.0
-    for u in routing.utterance[a].unique():
-        in_a, in_b = routing.utterance[a] == u, routing.utterance[b] == u
-        latest_start = torch.maximum(routing.start[a][in_a, None], routing.start[b][None, in_b])
-        earliest_end = torch.minimum(routing.end[a][in_a, None], routing.end[b][None, in_b])
-        overlap = (earliest_end - latest_start).clamp_min(0)  # [n_a, n_b] seconds
-        chance += float((overlap * _jaccard(sets_a[in_a], shuffled[in_b], k)).sum())
-        weight += float(overlap.sum())
-    return chance / weight if weight else float("nan")
+    return [ConsistencySums(per_utterance(o), per_utterance(c), per_utterance(weight), n, per_utterance(x))
+            for o, c, n, x in zip(observed, chance, null, across)]  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------ report
@@ -318,28 +284,23 @@ def analyse(routings: list[Routing], combos: list[Combination], num_experts: int
             permutations: int = PERMUTATIONS, seed: int = 0) -> dict[str, Any]:  # fmt: skip
     """Usage, load balance and consistency of every layer, as the JSON that `mome experts` writes."""
     keys = [combination_key(c) for c in combos]
-    perms = within_utterance_permutations(routings[0], permutations, seed)  # one shuffle for every layer and pair
     layers = [_usage_entry(routing, keys, num_experts) for routing in routings]
     totals: dict[str, ConsistencySums] = {}
-    across: dict[str, list[tuple[float, float]]] = {}  # (chance across utterances, weight) per layer and pair
     for (i, ci), (j, cj) in itertools.combinations(enumerate(combos), 2):
         for name, kind, rate in (("audio", Segment.AUDIO, 0), ("video", Segment.VIDEO, 1)):
             if not (ci[rate] and cj[rate] and ci[rate] != cj[rate]):  # the same stretch at two rates only
                 continue
-            per_layer = consistency(routings, i, j, kind, num_experts, perms)
-            for layer, routing, sums in zip(layers, routings, per_layer or [None] * len(routings)):
-                summary = sums.summary() if sums is not None else _NO_OVERLAP.summary()
-                shuffled = chance_across_utterances(routing, i, j, kind, num_experts, seed)
-                layer["consistency"].append({"first": keys[i], "second": keys[j], "modality": name, **summary,
-                                             "chance_across_utterances": shuffled})  # fmt: skip
-                if sums is not None:
+            per_layer = consistency(routings, i, j, kind, num_experts, permutations, seed)
+            for layer, sums in zip(layers, per_layer or [_NO_OVERLAP] * len(layers)):
+                layer["consistency"].append({"first": keys[i], "second": keys[j], "modality": name, **sums.summary()})
+                if per_layer is not None:
                     totals[name] = totals[name] + sums if name in totals else sums
-                    across.setdefault(name, []).append((shuffled, float(sums.weight.sum())))
     return {"combinations": keys, "num_experts": num_experts, "top_k": int(routings[0].topk.shape[1]),
-            "layers": layers, "consistency_mean": _by_modality(totals, across)}  # fmt: skip
+            "layers": layers, "consistency_mean": {m: {**t.summary(), "utterances": t.per_utterance()}
+                                                   for m, t in totals.items() if t.weight.sum() > 0}}  # fmt: skip
 
 
-_NO_OVERLAP = ConsistencySums(*[torch.zeros(0, dtype=torch.float64)] * 4)
+_NO_OVERLAP = ConsistencySums(*[torch.zeros(0, dtype=torch.float64)] * 5)
 
 
 def _usage_entry(routing: Routing, keys: list[str], num_experts: int) -> dict[str, Any]:
@@ -356,16 +317,6 @@ def _usage_entry(routing: Routing, keys: list[str], num_experts: int) -> dict[st
 
 def _floats(values: torch.Tensor) -> list[float | None]:
     return [None if v != v else round(float(v), 5) for v in values]
-
-
-def _by_modality(totals: dict[str, ConsistencySums], across: dict[str, list[tuple[float, float]]]) -> dict[str, Any]:
-    """Per modality: every layer and pair pooled (module docstring), with the per-utterance sums."""
-    out = {}
-    for modality, sums in totals.items():
-        weight = sum(w for _, w in across[modality])
-        out[modality] = {**sums.summary(), "chance_across_utterances": sum(c * w for c, w in across[modality]) / weight,
-                         "utterances": sums.per_utterance()}  # fmt: skip
-    return out
 
 
 def markdown(result: dict[str, Any], title: str) -> str:
