@@ -272,10 +272,10 @@ def consistency(routings: list[Routing], first: int, second: int, kind: Segment,
             null[layer][begin : begin + count] = moved @ weight
             chance[layer] += moved.sum(0) * weight / permutations
 
-    def per_utterance(values: torch.Tensor) -> torch.Tensor:
+    def by_utterance(values: torch.Tensor) -> torch.Tensor:  # [M] -> [utterances]
         return values.new_zeros(utterances).index_add_(0, u, values)
 
-    return [ConsistencySums(per_utterance(o), per_utterance(c), per_utterance(weight), n, per_utterance(x))
+    return [ConsistencySums(by_utterance(o), by_utterance(c), by_utterance(weight), n, by_utterance(x))
             for o, c, n, x in zip(observed, chance, null, across)]  # fmt: skip
 
 
