@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 
+from mome import pipeline
 from mome.adapters.context import Segment
 from mome.analysis.experts import (
     PERMUTATIONS,
@@ -16,13 +17,13 @@ from mome.analysis.experts import (
     collect,
     consistency,
     route_batch,
-    untrained_model,
     usage,
 )
 from mome.cli import main
 from mome.config import load_config
 from mome.models.avsr import AVSRModel, Features, build_model
 from mome.models.pooling import pooled_lengths
+from mome.pipeline import Workspace
 from mome.synthetic.corpus import synthesize_corpus
 from mome.training.checkpoint import save_checkpoint
 from tiny import TINY_CORPUS, tiny_model_config, untrained_run
@@ -213,7 +214,7 @@ def test_the_step0_control_analyses_the_runs_config_freshly_initialised(run, tmp
         for name, p in model.adapters.named_parameters():
             if "router" in name:
                 p.copy_(torch.randn_like(p))
-    trained = tmp_path / "trained"
+    trained = tmp_path / "runs" / "trained"  # a workspace's run, for `pipeline.experts` below
     save_checkpoint(trained / "checkpoints", 5, model.trainable_state_dict(), cfg, {})
     common = ["--labels", "labels/test.csv", "--quiet", "data.num_workers=0"]
     assert main(["experts", str(trained), *common]) == 0
@@ -227,4 +228,6 @@ def test_the_step0_control_analyses_the_runs_config_freshly_initialised(run, tmp
     assert control["untrained"] and not read(trained / "experts" / "test")["untrained"]
     assert control["consistency_mean"] == fresh["consistency_mean"]  # training's own step 0
     assert read(trained / "experts" / "test")["consistency_mean"] != control["consistency_mean"]
-    assert untrained_model(cfg).adapters.state_dict().keys() == model.adapters.state_dict().keys()
+    ws = Workspace(out=tmp_path)  # what `mome reproduce` runs for each routed run
+    piped = pipeline.experts(ws, "trained", tmp_path / "piped", "t", untrained=True)
+    assert piped["untrained"] and piped["consistency_mean"] == control["consistency_mean"]
