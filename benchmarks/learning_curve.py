@@ -34,11 +34,14 @@ VARIANTS: dict[str, list[str]] = {
     "three": [],  # three task-specific models, steps split as the earlier demo did
     "unified-lr3e-3": [*UNIFIED, "train.lr=3e-3"],
     "unified-proj-lr5x": [*UNIFIED, "train.projector_lr_scale=5"],
+    "unified-proj-lr5x-ctc0.3": [*UNIFIED, "train.projector_lr_scale=5", "model.projector.ctc_weight=0.3"],
+    "unified-proj-lr5x-ctc1": [*UNIFIED, "train.projector_lr_scale=5", "model.projector.ctc_weight=1"],
     "unified-clean": [*UNIFIED, "data.train_snrs=[null]"],
     "unified-clean-first": [*UNIFIED, "data.clean_epochs=1"],
     "unified-frames450": [*UNIFIED, "data.max_frames=450"],
     "unified-layers2": [*UNIFIED, "model.llm.num_layers=2"],
     "unified-layers8": [*UNIFIED, "model.llm.num_layers=8"],
+    "unified-proj-lr5x-layers2": [*UNIFIED, "train.projector_lr_scale=5", "model.llm.num_layers=2"],
 }
 THREE_SPLIT = {"avsr": 250, "asr": 250, "vsr": 400}  # the demo's step shares before it trained one model
 

@@ -130,6 +130,7 @@ BAD_VALUES = {
     "train.seed": "-1",
     "train.lr": "0",
     "train.projector_lr_scale": "0",
+    "model.projector.ctc_weight": "-1",
     "train.weight_decay": "-0.1",
     "train.betas": "[2, 3]",
     "train.warmup_steps": "-5",

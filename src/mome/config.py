@@ -153,9 +153,14 @@ class ProjectorConfig:
     at the scale of its own tokens (a unit-variance LayerNorm output is several times larger than SmolLM2's
     embeddings, which slowed early training in the CPU demo; docs/experiments.md). `false`: gain 1, as in the
     reference code and the paper presets."""
+    ctc_weight: float = 0.0
+    """Weight of an auxiliary CTC loss on each projector's output tokens, scored by their cosine with the LLM's
+    own embeddings of the transcript tokens (`models/losses.py:projector_ctc`). 0: the paper's objective. Not
+    in the paper: the CPU demo uses it so that its short runs learn to read (docs/experiments.md, section 14)."""
 
     def check(self, path: str) -> None:
         _at_least(self, path, "hidden_size", 1)
+        _check(self.ctc_weight >= 0, f"{path}.ctc_weight", "must be >= 0")
 
 
 @dataclass

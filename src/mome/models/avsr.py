@@ -33,7 +33,7 @@ from mome.config import (
     combinations,
 )
 from mome.models.llm import LoadedLLM, load_llm
-from mome.models.losses import per_combination_ce
+from mome.models.losses import per_combination_ce, projector_ctc
 from mome.models.pooling import MatryoshkaPooler
 from mome.models.projector import ModalityProjectors
 from mome.models.sequence import SequenceBatch, SequenceBuilder, pack
@@ -63,7 +63,7 @@ class AVSROutput:
     loss: torch.Tensor  # the objective that is back-propagated
     lm_loss: torch.Tensor  # weighted CE over granularities
     ce: dict[str, torch.Tensor]  # CE per granularity, keyed `a4_v2`
-    aux: dict[str, torch.Tensor] = field(default_factory=dict)  # load_balance, z_loss (MoME)
+    aux: dict[str, torch.Tensor] = field(default_factory=dict)  # load_balance, z_loss (MoME), ctc
     ce_sums: torch.Tensor | None = None  # [len(combos)] summed token CE, for data-parallel normalisation
     ce_counts: torch.Tensor | None = None  # [len(combos)] labelled tokens
     weights: torch.Tensor | None = None  # [len(combos)] c_ij
@@ -223,7 +223,14 @@ class AVSRModel(nn.Module):
     ) -> SequenceBatch:  # fmt: skip
         """Rows ordered granularity-major: sample b at granularity combos[c] (`rows`)."""
         audio, video = self._project(features, combos)
-        rows = self.rows(combos, features.batch_size, tasks)
+        return self._sequences(audio, video, features.batch_size, combos, texts, padding_side, tasks)
+
+    def _sequences(
+        self, audio: dict, video: dict, batch_size: int, combos: list[Combination], texts: list[str] | None,
+        padding_side: str, tasks: list[SingleTask] | None = None,
+    ) -> SequenceBatch:  # fmt: skip
+        """`build_sequences` from projected tokens ({rate: (tokens [B,T',D], lengths)} per modality)."""
+        rows = self.rows(combos, batch_size, tasks)
         rows_a = [audio[combos[c][0]][0][b, : int(audio[combos[c][0]][1][b])] if combos[c][0] else None
                   for c, b in rows] if audio else None  # fmt: skip
         rows_v = [video[combos[c][1]][0][b, : int(video[combos[c][1]][1][b])] if combos[c][1] else None
@@ -256,7 +263,8 @@ class AVSRModel(nn.Module):
         """
         combos = list(combos or self.combinations)
         index = torch.tensor([self.combinations.index(c) for c in combos])
-        seq = self.build_sequences(features, combos, texts, "right", tasks)
+        audio, video = self._project(features, combos)
+        seq = self._sequences(audio, video, features.batch_size, combos, texts, "right", tasks)
         rows = self.rows(combos, features.batch_size, tasks)
         combination = index[[c for c, _ in rows]].to(seq.embeds.device)  # [R], R = C x B without the rows left out
         if packed:
@@ -277,8 +285,24 @@ class AVSRModel(nn.Module):
         for name, term in self.adapter_handle.aux_losses(ctx.records).items():  # MoME's router losses
             aux[name] = term.value
             loss = loss + term.weight * term.value
+        if self.cfg.projector.ctc_weight > 0:
+            aux["ctc"] = self._ctc(audio, video, combos, texts)
+            loss = loss + self.cfg.projector.ctc_weight * aux["ctc"]
         ce_by_key = {combination_key(c): ce[i] for i, c in enumerate(combos)}
         return AVSROutput(loss, lm_loss, ce_by_key, aux, sums, counts, weights)
+
+    def _ctc(self, audio: dict, video: dict, combos: list[Combination], texts: list[str]) -> torch.Tensor:
+        """`projector.ctc_weight`'s term: the mean over `combos` of the mean CTC of the rates each uses, each
+        rate's CTC computed once over every sample; so a loop over granularities sums to the batched term."""
+        targets = [self.builder.encode(t) for t in texts]
+        embeddings = self.llm.get_input_embeddings().weight
+        per_rate: dict[tuple[str, int], torch.Tensor] = {}
+        for modality, projected in (("audio", audio), ("video", video)):
+            blank = getattr(self, f"{modality}_projectors").ctc_blank if projected else None
+            for rate, (tokens, lengths) in projected.items():
+                per_rate[modality, rate] = projector_ctc(tokens, lengths, targets, embeddings, blank)
+        terms = [torch.stack([per_rate[m, r] for m, r in (("audio", a), ("video", v)) if r]).mean() for a, v in combos]
+        return torch.stack(terms).mean()
 
     def last_hidden(self, seq: SequenceBatch) -> torch.Tensor:
         """The frozen base model's last hidden states [R, L, D] (the loss runs the LM head where labels are).

@@ -1,6 +1,7 @@
 """The Matryoshka objective: CE per granularity, weighted by c_ij, plus MoME's router losses.
 
     L = (1 / C) * sum_c c_c * CE_c  +  lambda_B * mean_{layers, c} L_B  +  lambda_z * mean_{layers, c} L_z
+        (+ lambda_CTC * mean_c mean_{rates of c} CTC_rate, `projector.ctc_weight`: not the paper's, off there)
 
 CE_c is the mean over the transcript + EOS tokens of the rows of granularity c, exactly what a separate
 forward of that granularity would give (the Matryoshka loss of arXiv 2510.04136). The router losses belong to the adapter: MoME's
@@ -43,3 +44,34 @@ def per_combination_ce(
     sums = torch.zeros(num, device=hidden.device).index_add(0, token_combination, token_loss)
     counts = torch.bincount(token_combination, minlength=num)
     return sums, counts
+
+
+CTC_TEMPERATURE = 0.1
+"""Cosines divided by this are CTC's logits: a range of +-10, enough for a confident softmax over tokens."""
+
+
+def projector_ctc(
+    tokens: torch.Tensor, lengths: torch.Tensor, targets: list[list[int]], embeddings: torch.Tensor,
+    blank: torch.Tensor,
+) -> torch.Tensor:  # fmt: skip
+    """Mean CTC loss of one rate's projected tokens against the transcripts (EOS excluded).
+
+    Each token is scored by its cosine with the LLM's input embedding of every token in the batch's transcripts
+    and with a learned blank: this pulls the tokens that carry a word towards the embedding of that word, which
+    the frozen LLM already reads. The batch's transcript tokens stand in for the vocabulary (a sampled softmax:
+    scoring all of it would cost more than the LLM's step). A rate too coarse to hold a transcript (fewer
+    tokens than CTC needs) adds nothing.
+
+    Args:
+        tokens: [B, T, D] projector outputs; lengths: [B] valid tokens per sample.
+        targets: token ids of each sample's transcript; embeddings: [V, D] the LLM's input embeddings.
+        blank: [D] the blank class's vector.
+    """
+    flat = torch.tensor([i for t in targets for i in t], dtype=torch.long, device=tokens.device)
+    vocab = torch.unique(flat)  # [K] sorted
+    classes = torch.cat([blank[None].to(embeddings.dtype), embeddings[vocab]])  # [K+1, D], class 0 = blank
+    cosines = F.normalize(tokens.float(), dim=-1) @ F.normalize(classes.float(), dim=-1).T  # [B, T, K+1]
+    log_probs = (cosines / CTC_TEMPERATURE).log_softmax(-1).transpose(0, 1)  # [T, B, K+1]
+    target_lengths = torch.tensor([len(t) for t in targets], dtype=torch.long)
+    return F.ctc_loss(log_probs, torch.searchsorted(vocab, flat) + 1, lengths.long().cpu(), target_lengths,
+                      blank=0, reduction="mean", zero_infinity=True)  # fmt: skip

@@ -39,6 +39,8 @@ class ModalityProjectors(nn.Module):
         if cfg.layer_norm and cfg.match_embedding_scale and embedding_rms is not None:
             for projector in self.layers.values():
                 nn.init.constant_(projector[-1].weight, embedding_rms)
+        # CTC's blank class, one per modality (`projector.ctc_weight`); absent otherwise, so checkpoints match
+        self.ctc_blank = nn.Parameter(torch.randn(out_dim) * 0.02) if cfg.ctc_weight > 0 else None
 
     def forward(self, rate: int, x: torch.Tensor) -> torch.Tensor:
         """x: [B, T', D_in] pooled features at `rate` -> [B, T', D_llm]."""

@@ -382,7 +382,9 @@ class Trainer:
                 out: AVSROutput = self.ddp_model(features, batch["texts"], packed=self.cfg.train.pack_sequences,
                                                  tasks=self._draw_tasks(len(batch["texts"])))  # fmt: skip
                 loss, lm_loss, ce = _distributed_lm_loss(out, world)
-                aux_loss = out.loss - out.lm_loss  # MoME router terms, weighted already (per rank, averaged by DDP)
+                aux_loss = (
+                    out.loss - out.lm_loss
+                )  # MoME router terms (and CTC), weighted already (per rank, averaged by DDP)
                 loss = loss + aux_loss
             self.accel.backward(loss)
             keys, aux = list(out.ce), out.aux
@@ -399,7 +401,8 @@ class Trainer:
         if self.nonfinite.total:
             values["skipped_steps"] = float(self.nonfinite.total)
         values.update({f"ce/{k}": ce[i].item() for i, k in enumerate(keys) if not torch.isnan(ce[i])})
-        values.update({f"router/{k}": (_all_sum(v, world) / world).item() for k, v in aux.items()})
+        prefix = {"ctc": ""}  # the projectors' CTC is not a router term
+        values.update({f"{prefix.get(k, 'router/')}{k}": (_all_sum(v, world) / world).item() for k, v in aux.items()})
         return values
 
     def _draw_tasks(self, batch_size: int) -> list[SingleTask] | None:
