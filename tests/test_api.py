@@ -161,6 +161,8 @@ def test_a_cascade_over_many_clips_decodes_each_rung_in_batches(corpus, clips, t
         model.transcribe_many(videos, audios[:1])
     with pytest.raises(UserError, match="give a clip"):
         model.transcribe_many([videos[0], None], [audios[0], None])
+    with pytest.raises(UserError, match="takes lists of paths"):
+        model.transcribe_many(videos[0])
 
 
 def test_every_rate_of_a_clip_decodes_in_batches(corpus, clips, tmp_path, monkeypatch) -> None:

@@ -263,6 +263,8 @@ def _pairs(
     videos: Sequence[str | Path | None] | None, audios: Sequence[str | Path | None] | None
 ) -> list[tuple[str | Path | None, str | Path | None]]:
     """(video, audio) of each clip; a one-line error when the lists disagree in length or a clip has neither."""
+    if isinstance(videos, (str, Path)) or isinstance(audios, (str, Path)):
+        raise UserError("transcribe_many takes lists of paths (videos=[...], audios=[...]); one clip: transcribe")
     videos = list(videos) if videos is not None else [None] * len(audios or [])
     audios = list(audios) if audios is not None else [None] * len(videos)
     if len(videos) != len(audios):
