@@ -96,3 +96,87 @@ def test_every_rate_at_once_with_the_cascades_choice(corpus, clip, tmp_path) -> 
     assert unified.transcribe_each(video=mp4, audio=wav)[1] == "a4_v2"  # never confident: the finest rung
     results, chosen = unified.transcribe_each(video=mp4)  # no audio track: the rungs map onto video
     assert [r.rates for r in results] == ["v2", "v5"] and chosen == "v2"
+
+
+# A random LLM with wide weights makes confident, input-dependent predictions (tests/tiny.py); four tokens keep
+# the texts apart without making the test slow.
+WIDE = ["decode.num_beams=1", "decode.max_new_tokens=4", "data.num_workers=0", "model.llm.arch.initializer_range=0.5"]
+
+
+@pytest.fixture(scope="module")
+def clips(corpus: Path) -> tuple[list[Path], list[Path]]:
+    videos = sorted(corpus.glob("synth/**/*.mp4"))
+    return videos, [v.with_suffix(".wav") for v in videos]
+
+
+def _count_generate(recognizer: mome.api.Recognizer, monkeypatch) -> list[int]:
+    """Rows of each `generate` call of the recognizer's LLM, in order."""
+    calls: list[int] = []
+    generate = recognizer.model.llm.generate
+
+    def counted(*args, **kwargs):
+        calls.append(len(kwargs["inputs_embeds"]))
+        return generate(*args, **kwargs)
+
+    monkeypatch.setattr(recognizer.model.llm, "generate", counted)
+    return calls
+
+
+def _same(batched: list, alone: list) -> None:
+    """The same transcripts, rungs and costs; confidences up to float rounding (left padding changes the
+    shapes of the attention sums; 1e-4 on a mean log-probability, as `mome eval`'s batch-size test)."""
+    for key in ("text", "rates", "tried", "tokens", "modalities"):
+        assert [getattr(r, key) for r in batched] == [getattr(r, key) for r in alone], key
+    assert [r.confidence for r in batched] == pytest.approx([r.confidence for r in alone], abs=1e-4)
+
+
+def test_a_cascade_over_many_clips_decodes_each_rung_in_batches(corpus, clips, tmp_path, monkeypatch) -> None:
+    """`transcribe_many` decodes every clip at the first rung in one batch, then the clips still below the
+    threshold together at the next: each clip's text, rungs and confidence are those of the clip alone, in
+    one generate call per rung (and `decode.batch_size` rows) instead of one per clip and rung."""
+    videos, audios = clips
+    model = mome.load(untrained_run(corpus, tmp_path / "run"), WIDE)
+    calls = _count_generate(model, monkeypatch)
+    model.cfg.decode.batch_size = 3
+    first = model.transcribe_many(videos, audios, rates=(16, 5))
+    assert calls == [3, 3, 2]  # 8 clips, 3 per call
+    model.cfg.decode.batch_size = 8
+    confidences = sorted(r.confidence for r in first)
+    middle = len(confidences) // 2
+    assert confidences[middle] - confidences[middle - 1] > 1e-3, "the threshold must sit clear of the tolerance"
+    threshold = (confidences[middle] + confidences[middle - 1]) / 2  # half the clips stop at the first rung
+    ladder = ["a16_v5", "a16_v2", "a4_v2"]
+    (model.run_dir / "calibration.json").write_text(json.dumps({"threshold": threshold, "ladder": ladder}))
+    calls.clear()
+    alone = [model.transcribe(video, audio, budget="auto") for video, audio in zip(videos, audios)]
+    assert calls == [1] * sum(len(r.tried) for r in alone)
+    assert {len(r.tried) for r in alone} >= {1, 2}, "some clips must stop early and some climb"
+    assert len({r.text for r in alone}) > 2, "a near-constant output would prove nothing"
+    _same([f for f, a in zip(first, alone) if a.tried == ladder[:1]], [a for a in alone if a.tried == ladder[:1]])
+    calls.clear()
+    _same(model.transcribe_many(videos, audios, budget="auto"), alone)
+    assert calls == [sum(len(r.tried) > k for r in alone) for k in range(max(len(r.tried) for r in alone))]
+    assert model.transcribe_many(videos=[]) == []
+    with pytest.raises(UserError, match="8 videos and 1 audio files"):
+        model.transcribe_many(videos, audios[:1])
+    with pytest.raises(UserError, match="give a clip"):
+        model.transcribe_many([videos[0], None], [audios[0], None])
+    with pytest.raises(UserError, match="takes lists of paths"):
+        model.transcribe_many(videos[0])
+
+
+def test_every_rate_of_a_clip_decodes_in_batches(corpus, clips, tmp_path, monkeypatch) -> None:
+    """`transcribe_each` decodes a clip's combinations side by side, `decode.batch_size` per generate call:
+    each the text and confidence of the clip decoded alone at that combination."""
+    videos, audios = clips
+    unified = mome.load(untrained_run(corpus, tmp_path / "u", ["model.compression.task=any"]), WIDE)
+    calls = _count_generate(unified, monkeypatch)
+    results, _ = unified.transcribe_each(videos[2], audios[2])
+    assert calls == [8]  # one clip at 8 combinations: one call
+    alone = [unified.transcribe(videos[2], audios[2], rates=r.rates) for r in results]
+    assert len({r.text for r in alone}) > 2, "a near-constant output would prove nothing"
+    _same(results, alone)
+    calls.clear()
+    unified.cfg.decode.batch_size = 3
+    _same(unified.transcribe_each(videos[2], audios[2])[0], alone)
+    assert calls == [3, 3, 2]

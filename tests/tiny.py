@@ -60,10 +60,10 @@ def tiny_model_config(kind: str = "mome", arch: dict | None = None, **mome) -> M
 
 
 def autocast_spy(model, monkeypatch) -> list:
-    """Record the CPU autocast dtype (None: off) at each encode and generate_scored call of `model` (`generate`
-    goes through it)."""
+    """Record the CPU autocast dtype (None: off) at each encode, generate_scored and generate_rows call of
+    `model` (`generate` goes through generate_scored)."""
     seen = []
-    for name in ("encode", "generate_scored"):
+    for name in ("encode", "generate_scored", "generate_rows"):
         method = getattr(model, name)
 
         def spy(*args, method=method, **kwargs):

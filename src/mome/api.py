@@ -5,8 +5,13 @@
     result = model.transcribe(video="clip.mp4", rates=(16, 5))     # or budget="auto" / "tokens=200"
     result.text, result.rates, result.modalities, result.seconds
 
+    results = model.transcribe_many(videos=[a, b, c], budget="auto")   # several clips, decoded in batches
+
 `budget="auto"` runs the calibrated cascade (`mome calibrate RUN` first; `mome.evaluation.cascade`): the
-coarsest rung first, finer ones while the hypothesis' confidence is below the threshold. `budget="tokens=N"`
+coarsest rung first, finer ones while the hypothesis' confidence is below the threshold. Decoding is batched
+(`decode.batch_size` rows per generate call, `AVSRModel.generate_rows`): `transcribe_many` decodes every clip
+at its first rung, then the clips not yet confident together at the next; `transcribe_each` decodes one clip's
+combinations side by side. A clip's result does not depend on the batch it was decoded in. `budget="tokens=N"`
 picks the finest combination whose LLM input tokens for this clip fit in N; `budget="ms=N"` the finest whose
 decode time per utterance, as the run's newest `mome eval` measured it on this machine, fits in N ms. A clip without a usable
 modality falls back (unified model) or raises `MediaError` naming the problem (`mome.clip`).
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +50,8 @@ class Transcript:
     duration: float
     """Length of the clip in seconds."""
     seconds: dict[str, float] = field(default_factory=dict)
-    """Time of each stage: read, face (raw videos), encode, decode."""
+    """Time of each stage: read, face (raw videos), encode, decode (this clip's share of the batched generate
+    calls it was in: each call's time over its rows)."""
     problems: dict[str, str] = field(default_factory=dict)
     """Why a modality was left out."""
 
@@ -94,20 +101,31 @@ class Recognizer:
         rates: Combination | str | None = None, budget: str | None = None, input_kind: str = "auto",
     ) -> Transcript:  # fmt: skip
         """The transcript of one clip at `rates` (default: the finest), or as `budget` decides."""
+        return self.transcribe_many([video], [audio], rates, budget, input_kind)[0]
+
+    def transcribe_many(
+        self, videos: Sequence[str | Path | None] | None = None, audios: Sequence[str | Path | None] | None = None,
+        rates: Combination | str | None = None, budget: str | None = None, input_kind: str = "auto",
+    ) -> list[Transcript]:  # fmt: skip
+        """The transcripts of several clips (`videos[i]` with `audios[i]`; either list may be left out or hold
+        None), as `transcribe` gives each, decoded `decode.batch_size` rows per generate call: a cascade
+        decodes every clip at its first rung, then the clips still below the threshold together at the next."""
         if rates is not None and budget is not None:
             raise UserError("give rates or a budget, not both")
+        pairs = _pairs(videos, audios)
         comp = self.cfg.model.compression
         requested = _parse_rates(rates, comp) if rates is not None else None
-        clip, seconds = self._read(video, audio, input_kind)
-        ladder = self._ladder(clip, requested, budget)
-        return self._decode(clip, ladder, seconds)
+        clips = [self._read(video, audio, input_kind) for video, audio in pairs]
+        ladders = [self._ladder(clip, requested, budget) for clip, _ in clips]
+        return self._decode(clips, ladders)
 
     @torch.no_grad()
     def transcribe_each(
         self, video: str | Path | None = None, audio: str | Path | None = None, input_kind: str = "auto"
     ) -> tuple[list[Transcript], str | None]:
-        """The clip at every rate combination its modalities allow (encoded once), finest first, and the
-        combination the calibrated cascade would answer with (None without `calibration.json`)."""
+        """The clip at every rate combination its modalities allow (encoded once, decoded side by side in
+        batches), finest first, and the combination the calibrated cascade would answer with (None without
+        `calibration.json`)."""
         from mome.evaluation.cascade import CALIBRATION_FILE, stop
 
         comp = self.cfg.model.compression
@@ -117,16 +135,15 @@ class Recognizer:
         length = clip_seconds(clip.batch)
         with autocast(self.precision.precision, self.device):
             features = self._encode(clip, seconds)
-            results = []
-            for combo in combos:
-                start = time.perf_counter()
-                (text,), (confidence,) = self.model.generate_scored(features, combo, self.cfg.decode)
-                key = combination_key(combo)
-                results.append(Transcript(
-                    text=text, rates=key, modalities=clip.modalities, tokens=self.tokens_per_second[key] * length,
-                    tried=[key], confidence=confidence, duration=length, problems=clip.problems,
-                    seconds={**seconds, "decode": time.perf_counter() - start},
-                ))  # fmt: skip
+            decoded = self._decode_rows([(features, combo) for combo in combos])
+        results = []
+        for combo, (text, confidence, share) in zip(combos, decoded):
+            key = combination_key(combo)
+            results.append(Transcript(
+                text=text, rates=key, modalities=clip.modalities, tokens=self.tokens_per_second[key] * length,
+                tried=[key], confidence=confidence, duration=length, problems=clip.problems,
+                seconds={**seconds, "decode": share},
+            ))  # fmt: skip
         chosen = None
         if self.run_dir is not None and (self.run_dir / CALIBRATION_FILE).is_file():
             rungs, threshold = self._cascade(clip)
@@ -200,23 +217,61 @@ class Recognizer:
         return rungs, calibration["threshold"]
 
     @torch.no_grad()
-    def _decode(self, clip: Clip, ladder: tuple[list[Combination], float], seconds: dict[str, float]) -> Transcript:
-        rungs, threshold = ladder
+    def _decode(
+        self, clips: list[tuple[Clip, dict[str, float]]], ladders: list[tuple[list[Combination], float]]
+    ) -> list[Transcript]:
+        """Each clip up its ladder, rung by rung: at each rung, every clip still going is decoded in batches;
+        a clip stops at its last rung or once its confidence reaches its threshold."""
+        answers: list[tuple[str, float]] = [("", math.nan)] * len(clips)
+        tried: list[list[str]] = [[] for _ in clips]
+        decode_s = [0.0] * len(clips)
         with autocast(self.precision.precision, self.device):
-            features = self._encode(clip, seconds)
+            features = [self._encode(clip, seconds) for clip, seconds in clips]
+            going, rung = list(range(len(clips))), 0
+            while going:
+                decoded = self._decode_rows([(features[i], ladders[i][0][rung]) for i in going])
+                for i, (text, confidence, share) in zip(going, decoded):
+                    answers[i], decode_s[i] = (text, confidence), decode_s[i] + share
+                    tried[i].append(combination_key(ladders[i][0][rung]))
+                rungs_left = [i for i in going if rung + 1 < len(ladders[i][0])]
+                going, rung = [i for i in rungs_left if not answers[i][1] >= ladders[i][1]], rung + 1
+        results = []
+        for (clip, seconds), (text, confidence), keys, spent in zip(clips, answers, tried, decode_s):
+            length = clip_seconds(clip.batch)
+            results.append(Transcript(
+                text=text, rates=keys[-1], modalities=clip.modalities, confidence=confidence, tried=keys,
+                duration=length, tokens=sum(self.tokens_per_second[k] for k in keys) * length,
+                seconds={**seconds, "decode": spent}, problems=clip.problems,
+            ))  # fmt: skip
+        return results
+
+    def _decode_rows(self, rows: list[tuple[Any, Combination]]) -> list[tuple[str, float, float]]:
+        """(text, confidence, share of its generate call's seconds) of each (features, combination) row,
+        `decode.batch_size` rows per call (`AVSRModel.generate_rows`)."""
+        out: list[tuple[str, float, float]] = []
+        size = self.cfg.decode.batch_size
+        for first in range(0, len(rows), size):
+            batch = rows[first : first + size]
             start = time.perf_counter()
-            tried = []
-            for i, combo in enumerate(rungs):
-                (text,), (confidence,) = self.model.generate_scored(features, combo, self.cfg.decode)
-                tried.append(combination_key(combo))
-                if i == len(rungs) - 1 or confidence >= threshold:
-                    break
-            seconds["decode"] = time.perf_counter() - start
-        length = clip_seconds(clip.batch)
-        return Transcript(
-            text=text, rates=tried[-1], modalities=clip.modalities, confidence=confidence, tried=tried, duration=length,
-            tokens=sum(self.tokens_per_second[k] for k in tried) * length, seconds=seconds, problems=clip.problems,
-        )  # fmt: skip
+            texts, confidences = self.model.generate_rows(batch, self.cfg.decode)
+            share = (time.perf_counter() - start) / len(batch)
+            out += [(text, confidence, share) for text, confidence in zip(texts, confidences)]
+        return out
+
+
+def _pairs(
+    videos: Sequence[str | Path | None] | None, audios: Sequence[str | Path | None] | None
+) -> list[tuple[str | Path | None, str | Path | None]]:
+    """(video, audio) of each clip; a one-line error when the lists disagree in length or a clip has neither."""
+    if isinstance(videos, (str, Path)) or isinstance(audios, (str, Path)):
+        raise UserError("transcribe_many takes lists of paths (videos=[...], audios=[...]); one clip: transcribe")
+    videos = list(videos) if videos is not None else [None] * len(audios or [])
+    audios = list(audios) if audios is not None else [None] * len(videos)
+    if len(videos) != len(audios):
+        raise UserError(f"{len(videos)} videos and {len(audios)} audio files: give one of each per clip (or None)")
+    if any(v is None and a is None for v, a in zip(videos, audios)):
+        raise UserError("give a clip: a video (its audio track is used too) and/or an audio file")
+    return list(zip(videos, audios))
 
 
 def _parse_rates(rates: Combination | str, comp: Any) -> Combination:

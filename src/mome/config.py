@@ -435,7 +435,8 @@ class DecodeConfig:
     length_penalty: float = 1.0
     """Beam scores are divided by length ** length_penalty (Hugging Face's convention); any finite value."""
     batch_size: int = 8
-    """Utterances decoded together; results do not depend on it (features are encoded clip by clip)."""
+    """Rows decoded in one generate call: utterances (`mome eval`), clips at one cascade rung or one clip's
+    combinations (`mome.api`); results do not depend on it (features are encoded clip by clip)."""
     precision: AutoPrecision = "auto"
     """Autocast of encoding and generation (`mome eval`, `mome transcribe`, the demo's evaluation); `auto` as
     `train.precision`. The resolved value is recorded in results.json."""

@@ -127,3 +127,41 @@ def test_beam_search_scores_its_beams_like_greedy_scores_its_tokens() -> None:
     assert ((forced * keep).sum(1) / keep.sum(1)).tolist() == pytest.approx(greedy, abs=1e-4)
     _, beams = model.generate_scored(features, combo, DecodeConfig(num_beams=3, max_new_tokens=5))
     assert all(b <= 0 for b in beams) and len(beams) == 3
+
+
+def _clips(count: int) -> list[Features]:
+    """Features of `count` clips of different lengths, each a batch of one (as `mome.api` encodes them)."""
+    out = []
+    for i in range(count):
+        frames = 6 + 5 * i
+        out.append(Features(torch.randn(1, 2 * frames, 12), torch.tensor([2 * frames]),
+                            torch.randn(1, frames, 10), torch.tensor([frames])))  # fmt: skip
+    return out
+
+
+@pytest.mark.parametrize(
+    ("kind", "mome", "beams"),
+    [("mome", {"shared_router": False}, 1), ("mome", {}, 3), ("mtsk-mss", {}, 1), ("mtsk-mss", {}, 3)],
+)
+def test_rows_of_other_clips_and_rates_decode_as_each_alone(kind: str, mome: dict, beams: int) -> None:
+    """`generate_rows` (clips and combinations side by side, left-padded, one generate call) gives each row the
+    text of its clip decoded alone at its combination, and the confidence up to float rounding: padding
+    changes the shapes of the attention sums. Per-combination routers and LoRAs see each row's own."""
+    torch.manual_seed(0)
+    cfg = tiny_model_config(kind, **mome)
+    cfg.compression.task = "any"
+    model = AVSRModel.from_config(cfg, audio_dim=12, video_dim=10).eval()
+    with torch.no_grad():  # adapters start as a zero update: make each combination's own weights matter
+        for p in model.adapters.parameters():
+            p.normal_(0.0, 0.5)
+    clips, decode = _clips(4), DecodeConfig(num_beams=beams, max_new_tokens=6)
+    rows = [(clips[i % 4], combo) for i, combo in enumerate(model.combinations)]  # every task, mixed lengths
+    alone = [model.generate_scored(f, combo, decode) for f, combo in rows]
+    calls = []
+    generate = model.llm.generate
+    model.llm.generate = lambda *a, **k: calls.append(1) or generate(*a, **k)
+    texts, confidences = model.generate_rows(rows, decode)
+    assert len(calls) == 1
+    assert texts == [t for (t,), _ in alone]
+    assert len(set(texts)) > 2, "a near-constant output would prove nothing"
+    assert confidences == pytest.approx([c for _, (c,) in alone], abs=1e-4)

@@ -9,12 +9,14 @@ Training puts every granularity of every sample into one batched LLM forward (ro
 reference's one forward per granularity; `forward(..., combos=[c])` runs a single one, and `tasks` gives each
 sample of a unified (`any`) model the rows of its own task (AVSR, audio only or video only). By default the rows
 are packed (`sequence.pack`): several short rows share one LLM row, with a block-diagonal causal mask, so that
-the frozen LLM hardly computes padding. Generation runs one chosen granularity with beam search. Only
+the frozen LLM hardly computes padding. Generation runs one chosen granularity with beam search
+(`generate_scored`), or rows that differ in clip and granularity, left-padded into one call (`generate_rows`). Only
 projectors and adapters train; LLM and encoders are frozen and stay in eval mode.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -241,6 +243,20 @@ class AVSRModel(nn.Module):
             targets = [ids[b] for _, b in rows]
         return self.builder.build(rows_a, rows_v, targets, padding_side)
 
+    def row_sequences(self, rows: Sequence[tuple[Features, Combination]], padding_side: str) -> SequenceBatch:
+        """One row per (clip's features, combination), each clip pooled and projected once at the combinations its
+        rows ask for: what `build_sequences` gives each clip on its own, with rows of other clips beside it."""
+        wanted: dict[int, list[Combination]] = {}
+        for features, combo in rows:
+            if features.batch_size != 1:
+                raise ValueError(f"row_sequences takes the features of one clip per row, not {features.batch_size}")
+            wanted.setdefault(id(features), []).append(combo)
+        projected = {id(f): self._project(f, wanted[id(f)]) for f, _ in rows}  # {clip: ({rate: ...}, {rate: ...})}
+        audio = [_clip_tokens(projected[id(f)][0], combo[0]) for f, combo in rows]
+        video = [_clip_tokens(projected[id(f)][1], combo[1]) for f, combo in rows]
+        return self.builder.build(*(None if all(t is None for t in ts) else ts for ts in (audio, video)), None,
+                                  padding_side)  # fmt: skip
+
     @staticmethod
     def rows(
         combos: list[Combination], batch_size: int, tasks: list[SingleTask] | None = None
@@ -341,6 +357,23 @@ class AVSRModel(nn.Module):
         Sampling is off and every setting is explicit, so the checkpoint's own generation_config (sampling at
         temperature 0.6 for Llama 3) never applies."""
         seq = self.build_sequences(features, [combo], None, padding_side="left")
+        return self._generate_scored(seq, self.combinations.index(combo), decode)
+
+    @torch.no_grad()
+    def generate_rows(
+        self, rows: Sequence[tuple[Features, Combination]], decode: DecodeConfig
+    ) -> tuple[list[str], list[float]]:
+        """`generate_scored` of several (clip's features, combination) rows in one left-padded call: the weights
+        each generated token reads are shared by every row. Each row's result is that of its clip decoded alone
+        at its combination, up to float rounding (padding changes the shapes of the sums)."""
+        seq = self.row_sequences(rows, padding_side="left")
+        index = [self.combinations.index(combo) for _, combo in rows]
+        return self._generate_scored(seq, index[0] if len(set(index)) == 1 else torch.tensor(index), decode)
+
+    def _generate_scored(
+        self, seq: SequenceBatch, combination: int | torch.Tensor, decode: DecodeConfig
+    ) -> tuple[list[str], list[float]]:
+        """Transcripts and confidences of left-padded rows, at one combination index or one per row."""
         gen = GenerationConfig(
             num_beams=decode.num_beams,
             max_new_tokens=decode.max_new_tokens,
@@ -351,7 +384,7 @@ class AVSRModel(nn.Module):
             pad_token_id=self.builder.pad,
             bos_token_id=self.builder.bos,
         )
-        ctx = AdapterContext(self.combinations.index(combo), collect=False)
+        ctx = AdapterContext(combination, collect=False)
         chosen = _ChosenLogProb()
         # HF fills every unset field from the model's generation_config (repetition penalties, suppressed
         # tokens ...): swap in a blank one for this call so that nothing is inherited.
@@ -387,6 +420,14 @@ class AVSRModel(nn.Module):
         logits = self.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
                           logits_to_keep=steps + 1).logits[:, :-1]  # fmt: skip
         return torch.log_softmax(logits.float(), -1).gather(-1, generated.unsqueeze(-1)).squeeze(-1)
+
+
+def _clip_tokens(by_rate: dict, rate: int | None) -> torch.Tensor | None:
+    """The real (unpadded) projected tokens of a one-clip batch at `rate` (`AVSRModel._project`), or None."""
+    if not rate:
+        return None
+    tokens, lengths = by_rate[rate]
+    return tokens[0, : int(lengths[0])]
 
 
 class _ChosenLogProb(LogitsProcessor):
