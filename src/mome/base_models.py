@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mome.errors import UserError
-from mome.io import atomic_write_text
+from mome.io import atomic_write_text, file_sha256
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".json", ".model", ".txt", ".tiktoken")
 """The files of a model directory that define it: weights, configs and tokenizer files."""
@@ -30,8 +30,6 @@ def _cache_path() -> Path:
 
 
 def _sha256(path: Path, cache: dict[str, str]) -> str:
-    from mome.training.checkpoint import file_sha256
-
     stat = path.stat()
     key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
     if key not in cache:

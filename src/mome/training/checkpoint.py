@@ -17,7 +17,6 @@ two renames) loads unverified.
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -27,7 +26,7 @@ import torch
 
 from mome.config import Config, saved_config
 from mome.errors import UserError
-from mome.io import atomic_write, atomic_write_bytes
+from mome.io import atomic_write, atomic_write_bytes, file_sha256
 
 FORMAT = "mome-checkpoint-1"
 LATEST = "latest"
@@ -54,14 +53,6 @@ def remove_temporaries(directory: Path, pattern: str = ".*.tmp-*") -> list[Path]
     for p in removed:
         p.unlink(missing_ok=True)
     return removed
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def checksum_path(path: Path) -> Path:
