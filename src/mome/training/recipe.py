@@ -58,7 +58,8 @@ from mome.training.optim import build_optimizer, build_scheduler
 
 RESUMABLE = (
     "train.max_steps", "train.epochs", "train.log_every_steps", "train.save_every_steps", "train.val_every_steps",
-    "train.val_max_batches", "train.keep_checkpoints", "train.max_nonfinite_steps", "train.output_dir",
+    "train.val_max_batches", "train.keep_checkpoints", "train.max_nonfinite_steps", "train.max_bad_fraction",
+    "train.output_dir",
     "train.num_threads", "train.pack_sequences", "data.num_workers", "data.feature_cache", "decode.",
 )  # fmt: skip
 """Config fields (or `section.` prefixes) that a resumed run may change: lengths, periods, places and speed,
@@ -523,6 +524,18 @@ class Trainer:
                 bar.close()
         return last
 
+    def _check_bad_rows(self) -> None:
+        """Stop every rank once the rows left out (over all ranks) exceed `train.max_bad_fraction`."""
+        failed = len(self.skips.failed)
+        if self.accel.num_processes > 1:  # each rank loads its own batches: the sum is the run's count
+            count = torch.tensor([failed], device=self.accel.device)
+            dist.all_reduce(count)
+            failed = int(count.item())
+        error = self.skips.too_many(failed, len(self.train_set), len(self.train_set.label_problems),
+                                    self.cfg.train.max_bad_fraction)  # fmt: skip
+        if error is not None:
+            raise error
+
     def _should_stop(self) -> bool:
         """A stop signal on any rank stops every rank at the same step (else DDP would wait forever)."""
         if self.accel.num_processes > 1:
@@ -539,13 +552,15 @@ class Trainer:
 
     def _train_epoch(self, bar: tqdm) -> dict[str, float]:
         """The rest of the current epoch (after a resume: from the next unseen batch); returns the last
-        step's metrics. A finished epoch advances the state, validates (unless by steps) and saves; an epoch
-        that yields no batch at all stops the run (`SkipLog.no_batch`)."""
+        step's metrics. A finished epoch advances the state, validates (unless by steps) and saves; more rows
+        left out than `train.max_bad_fraction` (`SkipLog.too_many`) or an epoch that yields no batch at all
+        (`SkipLog.no_batch`) stop the run."""
         cfg = self.cfg
         whole_epoch, yielded = self.state.batch_in_epoch == 0, 0
         last: dict[str, float] = {}
         for marked in self.epoch_batches():
             self.skips.add(marked["failed"])
+            self._check_bad_rows()
             yielded += marked["batch"] is not None
             t0 = time.perf_counter()
             values = self.train_step(marked["batch"]) if marked["batch"] is not None else None
