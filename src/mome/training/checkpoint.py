@@ -66,14 +66,15 @@ def write_checksum(path: Path) -> str:
     return digest
 
 
-def verify_checksum(path: Path) -> None:
-    """Raise `CorruptCheckpoint` if `path` does not match its `.sha256` (no `.sha256`: nothing to verify)."""
+def verify_checksum(path: Path, what: str = "checkpoint") -> None:
+    """Raise `CorruptCheckpoint` if `path` does not match its `.sha256` (no `.sha256`: nothing to verify).
+    `what` names the kind of file in the message (a checkpoint, an export's file)."""
     side = checksum_path(path)
     if not side.is_file():
         return
     expected = side.read_text(encoding="ascii", errors="replace").split(" ", 1)[0].strip()
     if file_sha256(path) != expected:
-        raise CorruptCheckpoint(f"{path}: corrupt checkpoint (sha256 differs from {side.name})")
+        raise CorruptCheckpoint(f"{path}: corrupt {what} (sha256 differs from {side.name})")
 
 
 def checkpoint_source(path: Path) -> dict[str, Any]:
