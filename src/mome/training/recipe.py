@@ -14,12 +14,14 @@ position inside the epoch); batches are a function of (seed, epoch) and augmenta
 utterance), so the resumed run sees the same data as an uninterrupted one. A resume compares the
 checkpoint's config with the new one: the fields in `RESUMABLE` may change (and are listed), any other change
 is refused unless `restart_optimizer` (`mome train --restart-optimizer`: the weights, a fresh optimiser and
-schedule). Faults (signals, non-finite steps, unreadable data): `mome.training.faults`.
+schedule). Faults (signals, non-finite steps, unreadable data): `mome.training.faults`. One process trains
+into a run directory at a time (`mome.training.lock`); metrics.csv rows are keyed by step (`metrics`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -53,6 +55,7 @@ from mome.training.faults import (
     grad_norm,
     quiet_dataset,
 )
+from mome.training.lock import run_lock
 from mome.training.metrics import MetricsLogger
 from mome.training.optim import build_optimizer, build_scheduler
 
@@ -241,7 +244,7 @@ class Trainer:
         if self.cache is not None:  # after the resume check: a refused resume costs no encoding
             self._fill_feature_cache()
         self.ddp_model = self.accel.prepare_model(self.model)
-        self.logger = MetricsLogger(self.run_dir, enabled=self.main)
+        self.logger = MetricsLogger(self.run_dir, enabled=self.main, resume_step=self.state.step)
         return self
 
     def _setup_runtime(self) -> None:
@@ -604,4 +607,7 @@ def train(cfg: Config, resume: bool = True, restart_optimizer: bool = False) -> 
             "model.llm.path: not set; this preset describes the LLM's architecture only. Point it at a local "
             "Hugging Face directory (or `embedded:smollm2-135m`) to train"
         )
-    return Trainer(cfg, resume=resume, restart_optimizer=restart_optimizer).setup().fit()
+    if int(os.environ.get("RANK", "0")) != 0:  # data-parallel: the main process holds the run's lock
+        return Trainer(cfg, resume=resume, restart_optimizer=restart_optimizer).setup().fit()
+    with run_lock(Path(cfg.train.output_dir)):  # a second `mome train` into the directory stops in one line
+        return Trainer(cfg, resume=resume, restart_optimizer=restart_optimizer).setup().fit()
