@@ -99,7 +99,8 @@ def _dataset(cfg: Config, labels: str, train: bool, cache: FeatureCache | None =
         raise UserError(f"label file not found: {path}")
     ds = make_dataset(cfg, path, root, train, cache, augment_seed=cfg.train.seed)
     if len(ds) == 0:
-        raise UserError(f"{path}: no usable rows ({len(ds.label_problems)} malformed)")
+        first = f"; first: {ds.label_problems[0]}" if ds.label_problems else ""
+        raise UserError(f"{path}: no usable rows ({len(ds.label_problems)} malformed{first})")
     return ds
 
 
