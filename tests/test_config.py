@@ -141,6 +141,7 @@ BAD_VALUES = {
     "train.save_every_steps": "0",
     "train.keep_checkpoints": "-1",
     "train.max_nonfinite_steps": "0",
+    "train.max_bad_fraction": "1.5",
     "train.log_every_steps": "0",
     "train.val_every_steps": "0",
     "train.val_max_batches": "0",

@@ -12,9 +12,12 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 
-def load(run: str | Path, overrides: list[str] | None = None, device: str = "cpu") -> Recognizer:
-    """A trained run (or checkpoint file) ready to transcribe clips: `mome.load("runs/x").transcribe(video=...)`.
-    Imported on first use, so that `import mome` stays light (`mome.api`)."""
+def load(
+    run: str | Path, overrides: list[str] | None = None, device: str = "cpu", check_base_models: bool = True
+) -> Recognizer:
+    """A trained run (or checkpoint file, or export) ready to transcribe clips:
+    `mome.load("runs/x").transcribe(video=...)`. `check_base_models=False` skips the base-model check (a
+    warning instead of an error; `mome.base_models`). Imported on first use, so that `import mome` stays light."""
     from mome.api import load as load_run
 
-    return load_run(run, overrides, device)
+    return load_run(run, overrides, device, check_base_models)

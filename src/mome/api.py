@@ -290,9 +290,14 @@ def from_payload(
     return Recognizer(model, cfg, run_dir, device)
 
 
-def load(run: str | Path, overrides: list[str] | None = None, device: str = "cpu") -> Recognizer:
-    """A trained run (its newest checkpoint) or a checkpoint file, ready to transcribe."""
+def load(
+    run: str | Path, overrides: list[str] | None = None, device: str = "cpu", check_base_models: bool = True
+) -> Recognizer:
+    """A trained run (its newest checkpoint), a checkpoint file or an export, ready to transcribe.
+    `check_base_models=False`: load even onto other base models, or an export without base_models.json."""
+    from mome.base_models import unchecked_base_models
     from mome.training.checkpoint import load_checkpoint, resolve_checkpoint, run_directory
 
-    checkpoint = resolve_checkpoint(run)
-    return from_payload(load_checkpoint(checkpoint), run_directory(checkpoint), overrides, device)
+    with unchecked_base_models(not check_base_models):
+        checkpoint = resolve_checkpoint(run)
+        return from_payload(load_checkpoint(checkpoint), run_directory(checkpoint), overrides, device)

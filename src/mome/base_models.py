@@ -5,22 +5,49 @@ garbage: the most common complaint about shared checkpoints in the neighbouring 
 Training saves the fingerprints in every checkpoint (`base_models`); loading a run or an export compares them
 with the files its config points at now. Hashes are cached per (path, size, mtime), so a multi-gigabyte
 Llama is read once per machine, not at every load.
+
+A user who knows the base models are the right ones (re-converted, or an export that lost base_models.json)
+turns the check off explicitly: `--no-base-model-check` on the command line, `check_base_models=False` in
+`mome.load`, both through `unchecked_base_models()`; what the check would have refused is then a warning.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from mome.errors import UserError
-from mome.io import atomic_write_text
+from mome.io import atomic_write_text, file_sha256
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".json", ".model", ".txt", ".tiktoken")
 """The files of a model directory that define it: weights, configs and tokenizer files."""
 NOT_THE_MODEL = {"mome_source.json"}
 """Written beside a converted model with the conversion's time and versions: it differs between identical
 conversions."""
+
+
+MISSING_HINT = "or pass --no-base-model-check (mome.load: check_base_models=False) if you know they are the right ones"
+_UNCHECKED: contextvars.ContextVar[bool] = contextvars.ContextVar("mome_unchecked_base_models", default=False)
+
+
+@contextlib.contextmanager
+def unchecked_base_models(enabled: bool = True) -> Iterator[None]:
+    """Inside the block (`enabled`), loading skips the base-model check with a warning instead of refusing."""
+    token = _UNCHECKED.set(enabled)
+    try:
+        yield
+    finally:
+        _UNCHECKED.reset(token)
+
+
+def base_model_check() -> bool:
+    """Whether loading checks the base models (the default), i.e. the caller is not in `unchecked_base_models`."""
+    return not _UNCHECKED.get()
 
 
 def _cache_path() -> Path:
@@ -30,8 +57,6 @@ def _cache_path() -> Path:
 
 
 def _sha256(path: Path, cache: dict[str, str]) -> str:
-    from mome.training.checkpoint import file_sha256
-
     stat = path.stat()
     key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
     if key not in cache:
@@ -84,9 +109,19 @@ def fingerprints(model_cfg: Any) -> dict[str, dict[str, Any]]:
 
 
 def check(saved: dict[str, dict[str, Any]] | None, model_cfg: Any, where: str) -> None:
-    """Raise a one-line `UserError` naming the first base model file that differs from training's."""
+    """Raise a one-line `UserError` naming the first base model file that differs from training's (a warning
+    inside `unchecked_base_models`)."""
     if not saved:
         return  # a checkpoint written before fingerprints, or a model without base models given by path
+    try:
+        _compare(saved, model_cfg, where)
+    except UserError as err:
+        if base_model_check():
+            raise
+        print(f"mome: warning: {err}; loading anyway (base-model check off)", file=sys.stderr, flush=True)
+
+
+def _compare(saved: dict[str, dict[str, Any]], model_cfg: Any, where: str) -> None:
     now = fingerprints(model_cfg)
     for name, then in saved.items():
         current = now.get(name)
@@ -98,5 +133,5 @@ def check(saved: dict[str, dict[str, Any]] | None, model_cfg: Any, where: str) -
                 what = "is missing" if here is None else f"differs (sha256 {here[:12]}, trained with {digest[:12]})"
                 raise UserError(
                     f"{where}: {name} {current['path']}: {file} {what}; these adapters were trained on other "
-                    "base weights (point the config at those, e.g. model.llm.path=DIR)"
+                    f"base weights: point the config at those (e.g. model.llm.path=DIR), {MISSING_HINT}"
                 )

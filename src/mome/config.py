@@ -386,6 +386,10 @@ class TrainConfig:
     """Checkpoints kept: the newest this many intact ones (a damaged newer one never pushes them out)."""
     max_nonfinite_steps: int = 5
     """Steps with a non-finite loss or gradient are skipped; this many in a row stop the run (unsaved)."""
+    max_bad_fraction: float = 0.01
+    """Largest share of the training rows that may be left out (media that fail to load, damaged or failed
+    cache entries, malformed label rows); beyond it the run stops, so that it never trains on a silently
+    shrunken set. 0: no row may fail; 1: any number (the run still stops on an epoch without a batch)."""
     log_every_steps: int = 10
     """Period of metrics.csv / TensorBoard rows; each row is the mean over the steps since the previous one
     (lr: its latest value). Step 1 is always logged."""
@@ -425,6 +429,11 @@ class TrainConfig:
                           ("log_every_steps", 1), ("val_every_steps", 1), ("val_max_batches", 1),
                           ("num_threads", 1)):  # fmt: skip
             _at_least(self, path, name, low)
+        _check(
+            0 <= self.max_bad_fraction <= 1,
+            f"{path}.max_bad_fraction",
+            f"must be in [0, 1], got {self.max_bad_fraction}",
+        )
 
 
 @dataclass

@@ -5,14 +5,20 @@
     OUT/base_models.json      the frozen models it needs, with the sha256 of each file (`mome.base_models`)
     OUT/README.md             a model card: base models, rates, adapter, training data and steps, evaluations
     OUT/calibration.json      the cascade's threshold, when the run was calibrated (`mome calibrate`)
+    OUT/<file>.sha256         the checksum of adapter.safetensors, config.yaml and base_models.json
 
 Every command that takes a run takes an export too (`mome eval OUT`, `mome transcribe OUT`, `mome.load(OUT)`):
-`read_export` turns it into the payload a checkpoint gives, and loading checks the base models first.
+`read_export` turns it into the payload a checkpoint gives. As for checkpoints, each file is verified against
+its `.sha256` (a changed byte or a truncated file is one line naming it; an export written before checksums
+loads unverified), and loading checks the base models first: an export without base_models.json is refused
+unless the base-model check is turned off explicitly (`--no-base-model-check`, `mome.base_models`). An export
+is never written into a run directory, where it would shadow the run's newest checkpoint.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +30,8 @@ from mome.io import atomic_write_bytes, atomic_write_text
 
 WEIGHTS, CONFIG, BASE_MODELS, CARD = "adapter.safetensors", "config.yaml", "base_models.json", "README.md"
 FORMAT = "mome-export-1"
+CHECKED = (WEIGHTS, CONFIG, BASE_MODELS)
+"""The files that define the model, each with a `.sha256` beside it."""
 
 
 def is_export(path: Path) -> bool:
@@ -31,17 +39,50 @@ def is_export(path: Path) -> bool:
 
 
 def read_export(path: Path) -> dict[str, Any]:
-    """An export as a checkpoint payload (`training.checkpoint.load_checkpoint` returns the same keys)."""
+    """An export as a checkpoint payload (`training.checkpoint.load_checkpoint` returns the same keys), each
+    file verified against its checksum."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    from mome.base_models import MISSING_HINT, base_model_check
+    from mome.training.checkpoint import verify_checksum
+
+    if not (path / BASE_MODELS).is_file():
+        if base_model_check():
+            raise UserError(f"{path}: {BASE_MODELS} is missing, so the base models these adapters need cannot be "
+                            f"checked; restore it (or export the run again), {MISSING_HINT}")  # fmt: skip
+        print(f"mome: warning: {path}: no {BASE_MODELS}; loading without the base-model check", file=sys.stderr)
+    for name in CHECKED:
+        if (path / name).is_file():
+            verify_checksum(path / name, "export file")
     try:
         config = yaml.safe_load((path / CONFIG).read_text())
         weights = load_file(str(path / WEIGHTS))
         base = json.loads((path / BASE_MODELS).read_text()) if (path / BASE_MODELS).is_file() else {}
-    except (OSError, ValueError, yaml.YAMLError) as err:
+    except (OSError, ValueError, yaml.YAMLError, SafetensorError) as err:
         raise UserError(f"{path}: not a readable mome export ({type(err).__name__}: {err})".splitlines()[0]) from None
     return {"format": FORMAT, "config": config, "model": weights, "train_state": {}, "base_models": base,
             "path": str(path / WEIGHTS)}  # fmt: skip
+
+
+def _refuse_run_directory(out: Path, run: Path) -> None:
+    """An export inside a run directory would shadow the run's newest checkpoint (a folder that is both is
+    read as the export): refuse it in one line."""
+    target, run = out.resolve(), run.resolve()
+    if target == run or target.is_relative_to(run / "checkpoints") or (target / "checkpoints").is_dir():
+        raise UserError(
+            f"{out}: a run directory; an export there would stand for the run instead of its newest checkpoint: "
+            "export into a folder of its own (e.g. shared/)"
+        )
+
+
+def _write_checked(path: Path, data: bytes) -> None:
+    """A file of the export and its `.sha256`; the old checksum goes first, so it never vouches for new bytes."""
+    from mome.training.checkpoint import checksum_path, write_checksum
+
+    checksum_path(path).unlink(missing_ok=True)
+    atomic_write_bytes(path, data)
+    write_checksum(path)
 
 
 def export_run(run: Path, out: Path) -> Path:
@@ -52,6 +93,8 @@ def export_run(run: Path, out: Path) -> Path:
     from mome.training.checkpoint import load_checkpoint, resolve_checkpoint, run_directory
 
     checkpoint = resolve_checkpoint(run)
+    run_dir = run_directory(checkpoint)
+    _refuse_run_directory(out, run_dir)
     payload = load_checkpoint(checkpoint)
     cfg = config_from_dict(payload["config"])
     base = payload.get("base_models") or {}
@@ -61,10 +104,9 @@ def export_run(run: Path, out: Path) -> Path:
         base = fingerprints(cfg.model)  # a checkpoint from before fingerprints: the models its config names now
     out.mkdir(parents=True, exist_ok=True)
     weights = save({k: v.contiguous() for k, v in payload["model"].items()}, metadata={"format": FORMAT})
-    atomic_write_bytes(out / WEIGHTS, weights)
-    atomic_write_text(out / CONFIG, yaml.safe_dump(payload["config"], sort_keys=False))
-    atomic_write_text(out / BASE_MODELS, json.dumps(base, indent=2) + "\n")
-    run_dir = run_directory(checkpoint)
+    _write_checked(out / WEIGHTS, weights)
+    _write_checked(out / CONFIG, yaml.safe_dump(payload["config"], sort_keys=False).encode())
+    _write_checked(out / BASE_MODELS, (json.dumps(base, indent=2) + "\n").encode())
     calibration = run_dir / CALIBRATION_FILE
     if calibration.is_file():  # the cascade's threshold travels with the model (`budget="auto"`)
         atomic_write_text(out / CALIBRATION_FILE, calibration.read_text())

@@ -1,10 +1,12 @@
 """Write-then-rename, the one way mome replaces a file or a directory that others may read or that a kill
 must not leave half-written: the new content goes to a hidden temporary sibling (same folder, so the rename
 is atomic on one file system), which is renamed onto the target only when complete, and removed on failure.
-`read_json` is the reader's side: a file that is absent reads as {}."""
+`read_json` is the reader's side: a file that is absent reads as {}. `file_sha256` is the checksum that vouches
+for a written file (checkpoints, exports, feature shards)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -68,6 +70,16 @@ def atomic_directory(target: str | Path, build: Callable[[Path], None], mode: in
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file's bytes (hex), read in 1 MiB blocks: the one checksum of checkpoints, exports and
+    feature shards."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_json(path: str | Path) -> dict[str, Any]:

@@ -104,3 +104,39 @@ def test_random_bytes_never_give_a_traceback(tmp_path, content):
         assert read_labels(path, strict=True, root=tmp_path)[0] == rows
     except LabelError as err:
         assert str(err) == problems[0]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "synth,synth/a/00002,12,place red at a three soon,spk3\n",  # an extra trailing column
+        "synth,synth/a/00002,12,place red, at a three soon\n",  # an unquoted comma in the transcript
+    ],
+)
+def test_an_unknown_column_layout_is_refused_with_file_and_line(tmp_path, line):
+    """The extra column must never become the reference (WER 600%): the row is refused, named file:line."""
+    path = _labels(tmp_path, GOOD + line)
+    rows, problems = read_labels(path)
+    assert [r.rel_path for r in rows] == ["synth/a/00001"]
+    assert len(problems) == 1 and problems[0].startswith(f"{path}:2: unknown column layout: 5 columns whose 4th")
+    assert "dataset,rel_path,input_length,transcript" in problems[0] and "\n" not in problems[0]
+
+
+@pytest.mark.parametrize("ids", ["", "0", "12 4051 7", " 3 "])
+def test_the_five_column_layout_takes_token_ids_or_nothing_in_its_4th_column(tmp_path, ids):
+    path = _labels(tmp_path, f"lrs3,lrs3/x/00001.mp4,143,{ids},hello there\n")
+    assert read_labels(path, strict=True)[0] == [LabelRow("lrs3", "lrs3/x/00001", 143, "hello there")]
+
+
+def test_training_on_a_file_of_an_unknown_layout_names_its_first_line(corpus, tmp_path):
+    from mome.config import load_config
+    from mome.errors import UserError
+    from mome.training.recipe import train
+
+    labels = tmp_path / "extra.csv"
+    rows = (corpus / "labels" / "train.csv").read_text().splitlines()
+    labels.write_text("".join(f"{row},speaker\n" for row in rows))
+    cfg = load_config("tiny", [f"data.root={corpus}", f"data.train_labels={labels}", f"train.output_dir={tmp_path}/r",
+                               "train.max_steps=1"])  # fmt: skip
+    with pytest.raises(UserError, match=rf"no usable rows \({len(rows)} malformed; first: {labels}:1: unknown column"):
+        train(cfg)

@@ -252,3 +252,25 @@ def test_evaluation_noise_is_one_condition_for_int_and_float_snrs(corpus: Path) 
     from mome.data.noise import eval_rng
 
     assert eval_rng("a/b", 0, 3).random() == eval_rng("a/b", 0.0, 3).random()
+
+
+def test_mome_features_sets_a_damaged_shard_aside_and_fills_it_again(corpus: Path, tmp_path: Path, capsys,
+                                                                       monkeypatch) -> None:  # fmt: skip
+    from mome.features import store as store_module
+    from mome.features.fill import fill_splits, open_cache
+    from mome.features.store import DamagedShard
+
+    cfg = _config(corpus, tmp_path / "cache")
+    fill_splits(cfg, ("val",), workers=1, progress=False)
+    (npy,) = (tmp_path / "cache").glob("video-*/shard-*.npy")
+    data = bytearray(npy.read_bytes())
+    data[-1] ^= 0x01
+    npy.write_bytes(bytes(data))
+    monkeypatch.setattr(store_module, "_VERIFIED", set())  # as a new process: the damage is within one mtime tick
+    with pytest.raises(DamagedShard, match=rf"{npy.name}: damaged feature shard .*rerun `mome features`"):
+        open_cache(cfg, mode="read")  # what `mome train` and `mome eval` open
+    capsys.readouterr()
+    again = fill_splits(cfg, ("val",), workers=1, progress=False)
+    assert again.clips == {"audio": 0, "video": _rows(cfg.data.val_labels)}  # the damaged shard's entries only
+    assert capsys.readouterr().out.count("set aside") == 1
+    assert len(open_cache(cfg, mode="read").stores["video"]) == _rows(cfg.data.val_labels)

@@ -127,10 +127,27 @@ def test_train_stops_when_the_first_epoch_yields_no_batch(broken_corpus, tmp_pat
     caplog.set_level(logging.WARNING)
     start = time.perf_counter()
     with pytest.raises(UserError, match=rf"epoch 0 yielded no batch: {rows} of {rows} rows .*'empty file' \({rows}"):
-        train(load_config("tiny", _overrides(broken_corpus, tmp_path / "run", 50)))
+        train(load_config("tiny", _overrides(broken_corpus, tmp_path / "run", 50, "train.max_bad_fraction=1")))
     assert time.perf_counter() - start < 60
     assert not list((tmp_path / "run").rglob("step-*.pt"))
     assert len([r for r in caplog.records if "skipping" in r.getMessage()]) == rows  # once each
+
+
+def test_train_refuses_a_silently_shrunken_set(train_corpus, tmp_path) -> None:
+    """A quarter of the training media unreadable (as a truncated cache shard once dropped half the audio):
+    the run stops as soon as more than `train.max_bad_fraction` failed, unless the user allows that share."""
+    root = tmp_path / "partly"
+    shutil.copytree(train_corpus, root)
+    rows = read_labels(root / "labels" / "train.csv")[0]
+    broken = len(rows) // 4
+    for row in rows[:broken]:
+        (root / f"{row.rel_path}.wav").write_bytes(b"")
+    pattern = rf"train.csv: (\d) of {len(rows)} training rows left out \(\1 failed to load, 0 malformed\), "
+    with pytest.raises(UserError, match=pattern + r"more than train.max_bad_fraction=0.01 allows; .*'empty file'"):
+        train(load_config("tiny", _overrides(root, tmp_path / "strict", 50)))
+    assert not _steps(tmp_path / "strict")
+    train(load_config("tiny", _overrides(root, tmp_path / "lenient", 2, "train.max_bad_fraction=0.3")))
+    assert _steps(tmp_path / "lenient") == [2]
 
 
 def test_pretrain_video_stops_when_the_first_epoch_yields_no_batch(broken_corpus, tmp_path, caplog) -> None:

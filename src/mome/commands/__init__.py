@@ -19,11 +19,27 @@ def add_trusted_checkpoint(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trusted-checkpoint", action="store_true", help=TRUSTED_CHECKPOINT_HELP)
 
 
+BASE_MODEL_CHECK_HELP = (
+    "load even if the frozen base models differ from those the adapters were trained on, or an export lacks "
+    "base_models.json (a warning instead of an error): only if you know they are the right ones"
+)
+
+
+def add_base_model_check(parser: argparse.ArgumentParser) -> None:
+    """`--no-base-model-check`, off by default: the one way to load adapters without the base-model check."""
+    parser.add_argument("--no-base-model-check", action="store_true", help=BASE_MODEL_CHECK_HELP)
+
+
 def run_trusting(args: argparse.Namespace, body: Callable[[argparse.Namespace], int]) -> int:
-    """`body(args)` with the command's `--trusted-checkpoint` choice in force, and only for its duration."""
+    """`body(args)` with the command's `--trusted-checkpoint` and `--no-base-model-check` choices in force, and
+    only for its duration."""
+    from mome.base_models import unchecked_base_models
     from mome.models.avhubert_checkpoint import trusted_checkpoints
 
-    with trusted_checkpoints(args.trusted_checkpoint):
+    with (
+        trusted_checkpoints(args.trusted_checkpoint),
+        unchecked_base_models(getattr(args, "no_base_model_check", False)),
+    ):
         return body(args)
 
 
@@ -50,6 +66,7 @@ def add_labelled_arguments(parser: argparse.ArgumentParser, labels: str | None =
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_trusted_checkpoint(parser)
+    add_base_model_check(parser)
     parser.parse_args = parser.parse_intermixed_args  # type: ignore[method-assign]  # overrides anywhere
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from mome.commands import add_base_model_check
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="run directory, checkpoint file or export")
@@ -14,6 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    add_base_model_check(parser)
     parser.parse_args = parser.parse_intermixed_args  # type: ignore[method-assign]
 
 
@@ -21,5 +24,6 @@ def run(args: argparse.Namespace) -> int:
     from mome.api import load
     from mome.serve import serve
 
-    serve(load(args.checkpoint, args.overrides, args.device), args.host, args.port)
+    recognizer = load(args.checkpoint, args.overrides, args.device, check_base_models=not args.no_base_model_check)
+    serve(recognizer, args.host, args.port)
     return 0

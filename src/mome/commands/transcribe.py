@@ -21,7 +21,7 @@ import argparse
 import sys
 import time
 
-from mome.commands import add_trusted_checkpoint, run_trusting
+from mome.commands import add_base_model_check, add_trusted_checkpoint, run_trusting
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "per utterance, measured by the run's last `mome eval`, fits in N ms")  # fmt: skip
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     add_trusted_checkpoint(parser)
+    add_base_model_check(parser)
     parser.parse_args = parser.parse_intermixed_args  # type: ignore[method-assign]
 
 

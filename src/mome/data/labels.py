@@ -8,7 +8,9 @@ One row per utterance, no header:
 `rel_path` is the utterance path relative to the corpus root without extension (media at
 `<root>/<rel_path>.mp4` and `.wav`); `input_length` is the number of video frames (25 fps).
 The reader also accepts the files of the LLM-AVSR repositories: five columns
-(`dataset,rel_path,input_length,<unused>,transcript`) and `rel_path` ending in `.mp4`.
+(`dataset,rel_path,input_length,token_ids,transcript`, the 4th unused: empty or integers) and `rel_path` ending
+in `.mp4`. Any other layout is refused row by row with `file:line` (a 4-column file with an extra trailing
+column would otherwise read that column as the transcript).
 The csv module quotes transcripts that contain commas or quotes, which the reference code's
 `line.split(",")` could not read.
 
@@ -27,6 +29,7 @@ import csv
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +37,9 @@ from mome.errors import UserError
 
 log = logging.getLogger(__name__)
 MEDIA_SUFFIXES = (".mp4", ".wav")
+TOKEN_IDS = re.compile(r"\s*(\d+(\s+\d+)*)?\s*")
+"""The unused 4th column of the five-column layout: empty, or the integer token ids auto_avsr writes there."""
+LAYOUTS = "dataset,rel_path,input_length,transcript or dataset,rel_path,input_length,token_ids,transcript"
 
 
 class LabelError(UserError):
@@ -101,6 +107,11 @@ def parse_row(fields: list[str], where: str) -> LabelRow:
     `dataset` and `rel_path` are kept exactly (a name may end in a space); only the transcript is stripped."""
     if len(fields) not in (4, 5):
         raise LabelError(f"{where}: expected 4 or 5 columns, got {len(fields)}")
+    if len(fields) == 5 and not TOKEN_IDS.fullmatch(fields[3]):
+        raise LabelError(
+            f"{where}: unknown column layout: 5 columns whose 4th ({_quote(fields[3], 40)}) is not token ids; "
+            f"expected {LAYOUTS} (quote a transcript that holds a comma)"
+        )
     dataset, rel_path, length = fields[0], fields[1], fields[2].strip()
     transcript = fields[-1].strip()
     if not dataset.strip() or not rel_path.strip():

@@ -138,7 +138,8 @@ def _missing_media(dataset: AVDataset, modalities: tuple[str, ...], limit: int |
 
 def _check_inputs(dataset: AVDataset, modalities: tuple[str, ...], limit: int | None, skip_bad: bool) -> None:
     if len(dataset) == 0:
-        raise UserError(f"no usable rows in the label file ({len(dataset.label_problems)} malformed)")
+        first = f"; first: {dataset.label_problems[0]}" if dataset.label_problems else ""
+        raise UserError(f"no usable rows in the label file ({len(dataset.label_problems)} malformed{first})")
     if skip_bad:
         return
     problems = dataset.label_problems + list(_missing_media(dataset, modalities, limit).values())

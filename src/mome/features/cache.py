@@ -32,7 +32,7 @@ from mome.data.noise import Babble
 from mome.data.transforms import audio_transform, video_transform
 from mome.errors import UserError
 from mome.features.keys import CLEAN, Condition, FeatureKeys, encoder_identity
-from mome.features.store import FeatureStore, ShardWriter, describe_cache
+from mome.features.store import FeatureStore, Mode, ShardWriter, describe_cache
 
 
 class Need(NamedTuple):
@@ -80,9 +80,10 @@ class FeatureCache:
     Args:
         cfg: the run's config (`data.feature_cache`, `data.root`, noise and SNR settings, the task).
         encoders: {"audio": Whisper, "video": AV-HuBERT} for the modalities the task uses.
+        mode: how the stores verify their shards (`store.Mode`): `read` refuses a damaged one.
     """
 
-    def __init__(self, cfg: Config, encoders: dict[str, nn.Module]) -> None:
+    def __init__(self, cfg: Config, encoders: dict[str, nn.Module], mode: Mode = "read") -> None:
         if cfg.data.feature_cache is None:
             raise UserError(NOT_SET)
         if cfg.data.root is None:
@@ -99,7 +100,7 @@ class FeatureCache:
                     "its features change at every step and cannot be cached; set data.feature_cache=null"
                 )
             identity = encoder_identity(encoder, modality)
-            store = FeatureStore(self.directory / f"{modality}-{identity}")
+            store = FeatureStore(self.directory / f"{modality}-{identity}", mode)
             store.describe({"modality": modality, "encoder": type(encoder).__qualname__, "identity": identity})
             self.stores[modality] = store
         self.frame_rates = {m: int(e.frame_rate) for m, e in encoders.items()}  # for feature-level time masks

@@ -19,7 +19,7 @@ import torch
 from mome.config import Config
 from mome.errors import UserError
 from mome.features.cache import NOT_SET, FeatureCache, FillStats
-from mome.features.store import describe_cache
+from mome.features.store import Mode, describe_cache, repair_cache
 
 SPLITS = ("train", "val", "test")
 TEST_SNRS = (None, 0.0)
@@ -58,16 +58,17 @@ def _label_files(cfg: Config, splits: Iterable[str], required: bool) -> dict[str
     return files
 
 
-def open_cache(cfg: Config, device: str = "cpu") -> FeatureCache:
+def open_cache(cfg: Config, device: str = "cpu", mode: Mode = "index") -> FeatureCache:
     """The cache of the encoders `cfg` names, built as `mome train` builds them (the same seed, so an encoder
-    made from an architecture alone gets the same random weights and the same store)."""
+    made from an architecture alone gets the same random weights and the same store). `mode`: `index` for a
+    filler, after `repair_cache` verified the shards (`store.Mode`)."""
     from accelerate.utils import set_seed
 
     from mome.models.encoders import build_audio_encoder, build_video_encoder
 
     set_seed(cfg.train.seed)
     encoders = {"audio": build_audio_encoder(cfg.model), "video": build_video_encoder(cfg.model)}
-    return FeatureCache(cfg, {m: e.to(device) for m, e in encoders.items() if e is not None})
+    return FeatureCache(cfg, {m: e.to(device) for m, e in encoders.items() if e is not None}, mode)
 
 
 class _Stop:
@@ -118,13 +119,15 @@ def fill_splits(
     progress: bool = True,
 ) -> FillStats:
     """Fill the cache for `splits` (default: every split that has a label file; `snrs`: the test split's
-    conditions) with `workers` processes; prints one line per split and the cache's size. SIGINT / SIGTERM
-    end every worker after its current utterance, keep what is done and raise `Interrupted` (the same call
-    continues)."""
+        conditions) with `workers` processes; prints one line per split and the cache's size. Damaged shards are set
+    aside first (one line each) and their entries computed again. SIGINT / SIGTERM
+        end every worker after its current utterance, keep what is done and raise `Interrupted` (the same call
+        continues)."""
     from mome.models.avhubert_checkpoint import trusted_checkpoint_enabled
     from mome.training.faults import StopSignals
 
     files = _label_files(cfg, splits or SPLITS, required=splits is not None)
+    repair_cache(Path(cfg.data.feature_cache))  # damaged shards set aside here, once: the workers refill them
     snrs = list(snrs)
     workers = workers or default_workers(device)
     start = time.perf_counter()

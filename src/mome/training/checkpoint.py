@@ -17,7 +17,6 @@ two renames) loads unverified.
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -27,7 +26,7 @@ import torch
 
 from mome.config import Config, saved_config
 from mome.errors import UserError
-from mome.io import atomic_write, atomic_write_bytes
+from mome.io import atomic_write, atomic_write_bytes, file_sha256
 
 FORMAT = "mome-checkpoint-1"
 LATEST = "latest"
@@ -56,14 +55,6 @@ def remove_temporaries(directory: Path, pattern: str = ".*.tmp-*") -> list[Path]
     return removed
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def checksum_path(path: Path) -> Path:
     return path.with_name(path.name + CHECKSUM_SUFFIX)
 
@@ -75,14 +66,15 @@ def write_checksum(path: Path) -> str:
     return digest
 
 
-def verify_checksum(path: Path) -> None:
-    """Raise `CorruptCheckpoint` if `path` does not match its `.sha256` (no `.sha256`: nothing to verify)."""
+def verify_checksum(path: Path, what: str = "checkpoint") -> None:
+    """Raise `CorruptCheckpoint` if `path` does not match its `.sha256` (no `.sha256`: nothing to verify).
+    `what` names the kind of file in the message (a checkpoint, an export's file)."""
     side = checksum_path(path)
     if not side.is_file():
         return
     expected = side.read_text(encoding="ascii", errors="replace").split(" ", 1)[0].strip()
     if file_sha256(path) != expected:
-        raise CorruptCheckpoint(f"{path}: corrupt checkpoint (sha256 differs from {side.name})")
+        raise CorruptCheckpoint(f"{path}: corrupt {what} (sha256 differs from {side.name})")
 
 
 def checkpoint_source(path: Path) -> dict[str, Any]:

@@ -4,8 +4,9 @@
   the command line turns into exit code 130 / 143, so an interrupted run never passes for a finished one.
 - `NonFiniteGuard`: a step with a non-finite loss or gradient is skipped and counted; a few in a row stop
   the run (a checkpoint is never written from non-finite weights: `check_finite`).
-- `SkipLog`: utterances that fail to load are reported once each (not once per epoch), and an epoch that
-  yields no batch at all stops the run with the most common reason instead of looping on empty epochs.
+- `SkipLog`: utterances that fail to load are reported once each (not once per epoch); more of them than
+  `train.max_bad_fraction` of the rows stop the run (`mome train`), and an epoch that yields no batch at all
+  stops it with the most common reason instead of looping on empty epochs.
 """
 
 from __future__ import annotations
@@ -144,15 +145,30 @@ class SkipLog:
                 log.warning("skipping %s: %s", rel, reason)
                 self.failed[rel] = reason
 
+    def _most_common(self) -> str:
+        reasons = Counter(_reason(rel, r) for rel, r in self.failed.items())
+        if not reasons:
+            return ""
+        reason, count = reasons.most_common(1)[0]
+        return f"; most common: {reason!r} ({count} rows)"
+
     def no_batch(self, rows: int, epoch: int) -> UserError:
         """The one-line error of an epoch that trained no batch."""
-        reasons = Counter(_reason(rel, r) for rel, r in self.failed.items())
-        common = ""
-        if reasons:
-            reason, count = reasons.most_common(1)[0]
-            common = f"; most common: {reason!r} ({count} rows)"
         return UserError(
-            f"{self.labels}: epoch {epoch} yielded no batch: {len(self.failed)} of {rows} rows failed to load{common}"
+            f"{self.labels}: epoch {epoch} yielded no batch: {len(self.failed)} of {rows} rows failed to load"
+            f"{self._most_common()}"
+        )
+
+    def too_many(self, failed: int, rows: int, malformed: int, fraction: float) -> UserError | None:
+        """The one-line error of a run that left out more than `fraction` of its rows (`failed` to load so far,
+        over every rank, and `malformed` label rows), else None."""
+        bad, total = failed + malformed, rows + malformed
+        if bad <= fraction * total:
+            return None
+        return UserError(
+            f"{self.labels}: {bad} of {total} training rows left out ({failed} failed to load, {malformed} malformed), "
+            f"more than train.max_bad_fraction={fraction:g} allows{self._most_common()}; repair the data (a damaged "
+            "feature cache: `mome features`) or raise train.max_bad_fraction"
         )
 
 

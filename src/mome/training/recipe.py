@@ -14,12 +14,14 @@ position inside the epoch); batches are a function of (seed, epoch) and augmenta
 utterance), so the resumed run sees the same data as an uninterrupted one. A resume compares the
 checkpoint's config with the new one: the fields in `RESUMABLE` may change (and are listed), any other change
 is refused unless `restart_optimizer` (`mome train --restart-optimizer`: the weights, a fresh optimiser and
-schedule). Faults (signals, non-finite steps, unreadable data): `mome.training.faults`.
+schedule). Faults (signals, non-finite steps, unreadable data): `mome.training.faults`. One process trains
+into a run directory at a time (`mome.training.lock`); metrics.csv rows are keyed by step (`metrics`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -53,12 +55,14 @@ from mome.training.faults import (
     grad_norm,
     quiet_dataset,
 )
+from mome.training.lock import run_lock
 from mome.training.metrics import MetricsLogger
 from mome.training.optim import build_optimizer, build_scheduler
 
 RESUMABLE = (
     "train.max_steps", "train.epochs", "train.log_every_steps", "train.save_every_steps", "train.val_every_steps",
-    "train.val_max_batches", "train.keep_checkpoints", "train.max_nonfinite_steps", "train.output_dir",
+    "train.val_max_batches", "train.keep_checkpoints", "train.max_nonfinite_steps", "train.max_bad_fraction",
+    "train.output_dir",
     "train.num_threads", "train.pack_sequences", "data.num_workers", "data.feature_cache", "decode.",
 )  # fmt: skip
 """Config fields (or `section.` prefixes) that a resumed run may change: lengths, periods, places and speed,
@@ -95,7 +99,8 @@ def _dataset(cfg: Config, labels: str, train: bool, cache: FeatureCache | None =
         raise UserError(f"label file not found: {path}")
     ds = make_dataset(cfg, path, root, train, cache, augment_seed=cfg.train.seed)
     if len(ds) == 0:
-        raise UserError(f"{path}: no usable rows ({len(ds.label_problems)} malformed)")
+        first = f"; first: {ds.label_problems[0]}" if ds.label_problems else ""
+        raise UserError(f"{path}: no usable rows ({len(ds.label_problems)} malformed{first})")
     return ds
 
 
@@ -240,7 +245,7 @@ class Trainer:
         if self.cache is not None:  # after the resume check: a refused resume costs no encoding
             self._fill_feature_cache()
         self.ddp_model = self.accel.prepare_model(self.model)
-        self.logger = MetricsLogger(self.run_dir, enabled=self.main)
+        self.logger = MetricsLogger(self.run_dir, enabled=self.main, resume_step=self.state.step)
         return self
 
     def _setup_runtime(self) -> None:
@@ -526,6 +531,18 @@ class Trainer:
                 bar.close()
         return last
 
+    def _check_bad_rows(self) -> None:
+        """Stop every rank once the rows left out (over all ranks) exceed `train.max_bad_fraction`."""
+        failed = len(self.skips.failed)
+        if self.accel.num_processes > 1:  # each rank loads its own batches: the sum is the run's count
+            count = torch.tensor([failed], device=self.accel.device)
+            dist.all_reduce(count)
+            failed = int(count.item())
+        error = self.skips.too_many(failed, len(self.train_set), len(self.train_set.label_problems),
+                                    self.cfg.train.max_bad_fraction)  # fmt: skip
+        if error is not None:
+            raise error
+
     def _should_stop(self) -> bool:
         """A stop signal on any rank stops every rank at the same step (else DDP would wait forever)."""
         if self.accel.num_processes > 1:
@@ -542,13 +559,15 @@ class Trainer:
 
     def _train_epoch(self, bar: tqdm) -> dict[str, float]:
         """The rest of the current epoch (after a resume: from the next unseen batch); returns the last
-        step's metrics. A finished epoch advances the state, validates (unless by steps) and saves; an epoch
-        that yields no batch at all stops the run (`SkipLog.no_batch`)."""
+        step's metrics. A finished epoch advances the state, validates (unless by steps) and saves; more rows
+        left out than `train.max_bad_fraction` (`SkipLog.too_many`) or an epoch that yields no batch at all
+        (`SkipLog.no_batch`) stop the run."""
         cfg = self.cfg
         whole_epoch, yielded = self.state.batch_in_epoch == 0, 0
         last: dict[str, float] = {}
         for marked in self.epoch_batches():
             self.skips.add(marked["failed"])
+            self._check_bad_rows()
             yielded += marked["batch"] is not None
             t0 = time.perf_counter()
             values = self.train_step(marked["batch"]) if marked["batch"] is not None else None
@@ -592,4 +611,7 @@ def train(cfg: Config, resume: bool = True, restart_optimizer: bool = False) -> 
             "model.llm.path: not set; this preset describes the LLM's architecture only. Point it at a local "
             "Hugging Face directory (or `embedded:smollm2-135m`) to train"
         )
-    return Trainer(cfg, resume=resume, restart_optimizer=restart_optimizer).setup().fit()
+    if int(os.environ.get("RANK", "0")) != 0:  # data-parallel: the main process holds the run's lock
+        return Trainer(cfg, resume=resume, restart_optimizer=restart_optimizer).setup().fit()
+    with run_lock(Path(cfg.train.output_dir)):  # a second `mome train` into the directory stops in one line
+        return Trainer(cfg, resume=resume, restart_optimizer=restart_optimizer).setup().fit()
