@@ -152,6 +152,7 @@ BAD_VALUES = {
     "decode.length_penalty": ".nan",
     "decode.batch_size": "0",
     "decode.precision": "fp64",
+    "decode.quantize": "int4",
 }
 
 
@@ -197,6 +198,15 @@ def test_precision_defaults_to_auto_and_the_test_preset_pins_fp32() -> None:
     assert (tiny.train.precision, tiny.decode.precision) == ("fp32", "fp32")
     assert load_config("paper-mome-23-4-mhsa").train.precision == "bf16"
     assert load_config("tiny", ["train.precision=auto", "decode.precision=bf16"]).decode.precision == "bf16"
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_int8_decoding_with_an_explicit_half_precision_fails_at_load(precision: str) -> None:
+    """int8 decoding runs in fp32: a bf16 / fp16 request beside it is a contradiction, named in one line."""
+    with pytest.raises(ConfigError, match=rf"^decode\.quantize: int8 decodes in fp32; decode\.precision={precision}"):
+        load_config("tiny", ["decode.quantize=int8", f"decode.precision={precision}"])
+    for ok in ("auto", "fp32"):
+        assert load_config("tiny", ["decode.quantize=int8", f"decode.precision={ok}"]).decode.quantize == "int8"
 
 
 def test_legacy_dtype_names_of_saved_runs_still_load() -> None:

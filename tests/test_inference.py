@@ -48,3 +48,20 @@ def test_transcribe_encodes_and_generates_under_the_decode_precision(corpus, mon
     )
     assert isinstance(result.text, str)
     assert seen == [dtype, dtype]
+    assert {p.dtype for p in model.llm.parameters()} == {dtype or torch.float32}  # bf16: stored in bf16
+
+
+def test_transcribe_each_decodes_with_int8_weights(corpus):
+    """The API (so `mome transcribe` and `mome serve`) lays the LLM out as `decode.quantize` says."""
+    from mome.api import Recognizer
+    from mome.config import load_config
+    from mome.models.avsr import build_model
+
+    cfg = load_config("tiny", ["decode.quantize=int8", "decode.num_beams=1", "decode.max_new_tokens=2"])
+    model = build_model(cfg.model).eval()
+    recognizer = Recognizer(model, cfg, None)
+    assert not any(isinstance(m, torch.nn.Linear) for m in model.llm.modules())
+    assert recognizer.precision.describe() == "precision fp32 (as requested; linear layers in int8)"
+    stem = next(corpus.glob("synth/test/**/*.mp4")).with_suffix("")
+    results, _ = recognizer.transcribe_each(stem.with_suffix(".mp4"), stem.with_suffix(".wav"), input_kind="crop")
+    assert len(results) == 4 and all(isinstance(r.text, str) for r in results)

@@ -31,7 +31,7 @@ import torch
 from mome.config import Combination, Config, combination_key, combinations, parse_combination
 from mome.errors import UserError
 from mome.inference import Clip, clip_seconds, combination_for, load_clip, to_device, uses
-from mome.precision import autocast, resolve_precision
+from mome.precision import autocast
 
 
 @dataclass
@@ -89,7 +89,7 @@ class Recognizer:
         from mome.evaluation.evaluate import tokens_per_second
 
         self.model, self.cfg, self.run_dir, self.device = model.eval(), cfg, run_dir, device
-        self.precision = resolve_precision(cfg.decode.precision, device)
+        self.precision = model.prepare_decoding(cfg.decode, device)  # bf16 or int8 weights where they apply
         self.tokens_per_second = {combination_key(c): tokens_per_second(model, c) for c in model.combinations}
 
     @property

@@ -47,6 +47,8 @@ Precision = Literal["fp32", "bf16", "fp16"]
 AutoPrecision = Literal["auto", Precision]
 """An autocast precision, or `auto`: bf16 where the device multiplies bf16 natively, else fp32
 (`mome.precision.resolve_precision`)."""
+Quantize = Literal["none", "int8"]
+"""Decoding with the frozen LLM's linear layers (LM head included) as they are, or dynamically quantised to int8."""
 
 # Prompts of the Llama-AVSR / Llama-MTSK reference code; the MoME paper does not give its own.
 DEFAULT_PROMPTS = {
@@ -174,7 +176,8 @@ class LLMConfig:
     hidden_size: int | None = None
     """Expected LLM width; checked against the loaded LLM so a wrong checkpoint fails early."""
     dtype: Precision = "fp32"
-    """Dtype of the frozen LLM weights (`bf16` on GPUs)."""
+    """Dtype of the frozen LLM weights as loaded (`bf16` on GPUs); where the step or decoding computes in bf16
+    they are stored in bf16 whatever this says (`AVSRModel.store_frozen`)."""
     allow_random_weights: bool = False
     """Let `mome train` run on an LLM built from `arch` alone (random weights: tests, the `tiny` preset). Off,
     so that a paper preset started without `path` fails instead of training on a random LLM."""
@@ -448,11 +451,18 @@ class DecodeConfig:
     combinations (`mome.api`); results do not depend on it (features are encoded clip by clip)."""
     precision: AutoPrecision = "auto"
     """Autocast of encoding and generation (`mome eval`, `mome transcribe`, the demo's evaluation); `auto` as
-    `train.precision`. The resolved value is recorded in results.json."""
+    `train.precision`. The resolved value is recorded in results.json. Where it resolves to bf16, the frozen
+    LLM's weights are stored in bf16 for decoding (`AVSRModel.prepare_decoding`)."""
+    quantize: Quantize = "none"
+    """`int8`: the frozen LLM's linear layers and LM head dynamically quantised to int8 for decoding (CPUs only;
+    it runs in fp32, so `precision` must be `auto` or `fp32`): at batch 1 a token streams every weight."""
 
     def check(self, path: str) -> None:
         for name in ("num_beams", "max_new_tokens", "batch_size"):
             _at_least(self, path, name, 1)
+        if self.quantize == "int8":
+            _check(self.precision in ("auto", "fp32"), f"{path}.quantize",
+                   f"int8 decodes in fp32; decode.precision={self.precision} cannot go with it (use auto or fp32)")  # fmt: skip
 
 
 @dataclass

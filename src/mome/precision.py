@@ -8,6 +8,11 @@ whose `Features` include `bf16`. Anything else (other devices, a CPU whose featu
 
     resolved = resolve_precision(cfg.train.precision, device)    # Resolved("fp32", "auto: this CPU has ...")
     with autocast(resolved.precision, device): ...
+
+Where the compute precision is bf16 the frozen LLM is also stored in bf16 (`AVSRModel.store_frozen`), so that
+autocast has nothing to re-cast at each call; trainable weights and optimiser state stay fp32. Decoding
+resolves `decode.precision` through `decode_precision`, which also knows that int8 decoding
+(`decode.quantize`, `mome.models.quantize`) runs in fp32 on CPUs.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from pathlib import Path
 
 import torch
 
-from mome.config import AutoPrecision, Precision
+from mome.config import AutoPrecision, DecodeConfig, Precision
+from mome.errors import ConfigError
 
 CPUINFO = Path("/proc/cpuinfo")
 X86_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -123,6 +129,21 @@ def resolve_precision(requested: AutoPrecision, device: str | torch.device) -> R
         if requested == "bf16" and not support.native:
             reason += f"; slow here: {support.why}"
     return Resolved(requested, precision, reason, str(device), support.hardware)
+
+
+def decode_precision(decode: DecodeConfig, device: str | torch.device) -> Resolved:
+    """What decoding runs in: `decode.precision` resolved, except that int8 decoding (`decode.quantize`) runs
+    in fp32 (`auto` gives fp32; an explicit bf16 / fp16 is refused) and on CPUs only."""
+    if decode.quantize == "none":
+        return resolve_precision(decode.precision, device)
+    if torch.device(device).type != "cpu":
+        raise ConfigError(f"decode.quantize: {decode.quantize} runs on CPUs only, not on {device}; use "
+                          "decode.quantize=none there (bf16 weights where the GPU has bf16)")  # fmt: skip
+    decode.check("decode")  # a DecodeConfig made in code has not been checked: int8 with bf16 is refused there
+    resolved = resolve_precision(decode.precision, device)
+    reason = resolved.reason if resolved.precision == "fp32" else f"{decode.quantize} decoding runs in fp32"
+    return Resolved(decode.precision, "fp32", f"{reason}; linear layers in {decode.quantize}", resolved.device,
+                    resolved.hardware)  # fmt: skip
 
 
 def autocast(precision: Precision, device: str | torch.device) -> AbstractContextManager:

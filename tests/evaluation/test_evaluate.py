@@ -126,3 +126,20 @@ def test_results_record_the_decode_precision_that_ran(run, tmp_path, monkeypatch
     assert decode["precision"] == expected and decode["precision_reason"].startswith("auto: this CPU has ")
     assert len(seen) == 3 and set(seen) == {torch.bfloat16 if expected == "bf16" else None}  # 1 encode, 2 generate
     assert f"beams 1, precision {expected};" in (tmp_path / "results.md").read_text()
+    # bf16 decoding reads the frozen LLM stored in bf16 (no per-call cast); fp32 leaves it as built
+    assert {p.dtype for p in model.llm.parameters()} == {torch.bfloat16 if expected == "bf16" else torch.float32}
+    assert {p.dtype for p in model.trainable_parameters()} == {torch.float32}
+
+
+def test_int8_decoding_is_applied_and_recorded(run, tmp_path):
+    """`decode.quantize=int8`: `evaluate` quantises the frozen LLM before decoding, runs in fp32 and says so in
+    results.json and results.md."""
+    root, path = run
+    model, cfg = model_from_checkpoint(path, [*FAST, "decode.quantize=int8"])
+    evaluate(model, cfg, "labels/train.csv", root, model.combinations[:1], [None], out_dir=tmp_path, limit=2,
+             progress=False)  # fmt: skip
+    assert not any(isinstance(m, torch.nn.Linear) for m in model.llm.modules())
+    decode = json.loads((tmp_path / "results.json").read_text())["decode"]
+    assert (decode["precision"], decode["quantize"]) == ("fp32", "int8")
+    assert decode["precision_reason"] == "as requested; linear layers in int8"  # the tiny preset pins fp32
+    assert "beams 1, precision fp32, int8 weights;" in (tmp_path / "results.md").read_text()

@@ -136,16 +136,36 @@ def test_a_bf16_step_agrees_with_the_fp32_step(train_corpus, tmp_path, cpuinfo, 
     for one granularity). The 2% tolerance leaves room for that rounding and still fails on a broken cast
     (overflow, a NaN, a loss computed from the wrong tensors); the losses must also differ, or autocast never ran."""
     wide = "model.llm.arch.initializer_range=0.5"  # a random LLM with wide weights makes confident predictions
-    losses, mixed = {}, {}
+    losses, mixed, dtypes = {}, {}, {}
     for flags in ("", "avx512_bf16"):
         cpuinfo(X86.format(extra=flags))
         AcceleratorState._reset_state()
         trainer = _trainer(train_corpus, tmp_path / f"run-{flags or 'none'}", "train.precision=auto", wide)
         losses[trainer.precision.precision] = _first_step_loss(trainer)
         mixed[trainer.precision.precision] = trainer.accel.mixed_precision
+        dtypes[trainer.precision.precision] = trainer.model.llm.get_input_embeddings().weight.dtype
     assert mixed == {"fp32": "no", "bf16": "bf16"}  # Accelerate runs what `auto` resolved to
+    assert dtypes == {"fp32": torch.float32, "bf16": torch.bfloat16}  # the bf16 step read a bf16-stored LLM
     assert losses["bf16"] == pytest.approx(losses["fp32"], rel=2e-2)
     assert losses["bf16"] != losses["fp32"], "identical losses: the bf16 step did not run under bf16 autocast"
+
+
+def test_a_bf16_run_stores_the_frozen_llm_in_bf16_and_keeps_what_trains_in_fp32(
+    train_corpus, tmp_path, fresh_accelerate
+) -> None:
+    """`train.precision=bf16` (what `auto` gives where bf16 is native; forced here): the frozen LLM is cast once
+    instead of by autocast at every call, while the trainable weights, their optimiser state and the
+    checkpoint (trainable weights only) stay fp32."""
+    trainer = _trainer(train_corpus, tmp_path / "run", "train.precision=bf16")
+    assert {p.dtype for p in trainer.model.llm.parameters()} == {torch.bfloat16}
+    trainable = trainer.model.trainable_parameters()
+    assert trainable and {p.dtype for p in trainable} == {torch.float32}
+    assert torch.isfinite(torch.tensor(_first_step_loss(trainer)))
+    moments = [t for state in trainer.optimizer.state.values() for t in state.values() if t.dim() > 0]
+    assert moments and {t.dtype for t in moments} == {torch.float32}
+    weights = load_checkpoint(trainer.save())["model"]
+    assert set(weights) == {n for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert {t.dtype for t in weights.values()} == {torch.float32}
 
 
 def test_fp16_training_on_a_cpu_is_refused(train_corpus, tmp_path, fresh_accelerate) -> None:

@@ -6,7 +6,8 @@
             for combination in combos:    model.generate(features, combination) -> hypotheses
 
 Encoding and generation run under the autocast of `decode.precision` (`auto`: bf16 where the device has native
-bf16 matmul, else fp32; `mome.precision`), recorded in results.json under "decode".
+bf16 matmul, else fp32; `mome.precision`), with the frozen LLM laid out for it (bf16 weights, or int8 linear
+layers under `decode.quantize: int8`: `AVSRModel.prepare_decoding`), recorded in results.json under "decode".
 
 Outputs in `out_dir`:
     results.json      counts and WER per group x combination x SNR, plus everything needed to read them;
@@ -58,7 +59,7 @@ from mome.features.cache import FeatureCache
 from mome.features.dataset import make_dataset
 from mome.io import atomic_write_text
 from mome.models.avsr import AVSRModel
-from mome.precision import Resolved, autocast, resolve_precision
+from mome.precision import Resolved, autocast
 
 log = logging.getLogger(__name__)
 AUDIO_FRAME_RATE = WHISPER_FRAME_RATE  # if the encoder does not say
@@ -173,6 +174,7 @@ class DecodeClock:
             "batch_size": decode.batch_size,
             "num_beams": decode.num_beams,
             "precision": precision.precision,
+            "quantize": decode.quantize,
             "threads": torch.get_num_threads(),
         }
 
@@ -309,7 +311,7 @@ def evaluate(
     if missing:
         raise UserError(f"the cascade decodes {', '.join(cascade['ladder'])}; add {', '.join(sorted(missing))} "  # type: ignore[index]
                         "to --rates (or leave --rates out)")  # fmt: skip
-    precision = resolve_precision(decode.precision, _device(model))
+    precision = model.prepare_decoding(decode, _device(model))
     modalities = cfg.model.compression.modalities
     if "audio" not in modalities and any(s is not None for s in snrs):
         log.warning("task %s uses no audio: noise has no effect, evaluating clean only", cfg.model.compression.task)
@@ -418,6 +420,7 @@ def _summarise(
             "length_penalty": decode.length_penalty,
             "precision": precision.precision,  # what ran, not what was asked (`auto`)
             "precision_reason": precision.reason,
+            "quantize": decode.quantize,
         },
         "eval_noise_seed": cfg.data.eval_noise_seed,
         "snrs": snrs,
@@ -483,9 +486,11 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def _precision_note(results: dict[str, Any]) -> str:
-    """`, precision bf16`; nothing for results written before the precision was recorded (fp32 then)."""
+    """`, precision bf16` (`, precision fp32, int8 weights`); nothing for results written before the precision
+    was recorded (fp32 then)."""
     precision = results["decode"].get("precision")
-    return f", precision {precision}" if precision else ""
+    quantize = results["decode"].get("quantize", "none")
+    return (f", precision {precision}" if precision else "") + (f", {quantize} weights" if quantize != "none" else "")
 
 
 def _column(snr: str) -> str:

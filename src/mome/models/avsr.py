@@ -11,7 +11,9 @@ sample of a unified (`any`) model the rows of its own task (AVSR, audio only or 
 are packed (`sequence.pack`): several short rows share one LLM row, with a block-diagonal causal mask, so that
 the frozen LLM hardly computes padding. Generation runs one chosen granularity with beam search
 (`generate_scored`), or rows that differ in clip and granularity, left-padded into one call (`generate_rows`). Only
-projectors and adapters train; LLM and encoders are frozen and stay in eval mode.
+projectors and adapters train; LLM and encoders are frozen and stay in eval mode. Where the step or decoding
+computes in bf16, the frozen LLM is stored in bf16 (`store_frozen`); `prepare_decoding` also quantises it to
+int8 when `decode.quantize` asks.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from mome.config import (
     Combination,
     DecodeConfig,
     ModelConfig,
+    Precision,
     SingleTask,
     combination_key,
     combination_task,
@@ -39,6 +42,7 @@ from mome.models.losses import per_combination_ce, projector_ctc
 from mome.models.pooling import MatryoshkaPooler
 from mome.models.projector import ModalityProjectors
 from mome.models.sequence import SequenceBatch, SequenceBuilder, pack
+from mome.precision import TORCH_DTYPES, Resolved, decode_precision
 
 PACKING_ATTENTION = ("sdpa", "eager")
 """HF attention implementations that build the block-diagonal mask of packed rows from their position ids
@@ -128,6 +132,8 @@ class AVSRModel(nn.Module):
             torch.tensor([weights.get(combination_key(c), 1.0) for c in self.combinations]),
             persistent=False,
         )
+        self.decode_layout: tuple[Precision, str] | None = None
+        """(precision, quantize) that `prepare_decoding` laid the frozen LLM out for; None: as built."""
 
     @classmethod
     def from_config(
@@ -173,6 +179,35 @@ class AVSRModel(nn.Module):
                 if p.shape != state[name].shape:
                     raise KeyError(f"{name}: checkpoint shape {tuple(state[name].shape)} != model {tuple(p.shape)}")
                 p.copy_(state[name])
+
+    def store_frozen(self, precision: Precision) -> None:
+        """Store the frozen LLM's weights in bf16 when the step or decoding computes in bf16, so that autocast
+        has nothing to re-cast at each call. Trainable weights (so optimiser state and checkpoints) stay fp32;
+        buffers (rotary frequencies) keep their dtype, as when HF loads a model in bf16; tied weights stay tied."""
+        if precision != "bf16":
+            return
+        with torch.no_grad():
+            for p in self.llm.parameters():
+                assert not p.requires_grad, "the LLM is frozen"
+                p.data = p.data.to(TORCH_DTYPES[precision])
+
+    def prepare_decoding(self, decode: DecodeConfig, device: str | torch.device) -> Resolved:
+        """What decoding runs in (`mome.precision.decode_precision`), with the frozen LLM laid out for it: bf16
+        weights where it computes in bf16, int8 linear layers under `decode.quantize: int8`
+        (`mome.models.quantize`). Once per model: a model laid out for one decoding refuses another."""
+        from mome.models.quantize import quantize_int8
+
+        resolved = decode_precision(decode, device)
+        layout = (resolved.precision, decode.quantize)
+        if self.decode_layout not in (None, layout):
+            raise ValueError(f"this model's LLM is laid out for decoding in {self.decode_layout}, not {layout}: "
+                             "build the model again")  # fmt: skip
+        if self.decode_layout is None and layout != ("fp32", "none"):
+            self.store_frozen(resolved.precision)
+            if decode.quantize == "int8":
+                quantize_int8(self.llm)
+            self.decode_layout = layout
+        return resolved
 
     def active_adapter_parameters(self) -> int:
         """Adapter parameters one token uses at one granularity (the paper's "active params")."""

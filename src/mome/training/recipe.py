@@ -7,7 +7,8 @@
 The same command runs on a CPU, on a GPU and data-parallel: `torchrun --nproc-per-node N $(which mome) train
 CONFIG ...` (DDP: gloo on CPUs, NCCL on GPUs). `train.precision: auto` picks bf16 autocast where the device
 multiplies bf16 natively and fp32 elsewhere (`mome.precision`); the choice is printed and kept in
-`<output_dir>/precision.json`, the request (`auto`) in config.yaml.
+`<output_dir>/precision.json`, the request (`auto`) in config.yaml. In bf16 the frozen LLM is stored in bf16
+(`AVSRModel.store_frozen`); projectors, adapters and their optimiser state stay fp32.
 
 Resuming is exact: a run directory with a checkpoint resumes from it (weights, optimiser, schedule, epoch and
 position inside the epoch); batches are a function of (seed, epoch) and augmentation of (seed, epoch,
@@ -272,6 +273,7 @@ class Trainer:
         from mome.base_models import fingerprints
 
         self.model: AVSRModel = build_model(self.cfg.model)
+        self.model.store_frozen(self.precision.precision)  # bf16 steps: no autocast re-cast of the frozen LLM
         self.base_models = fingerprints(self.cfg.model) if self.main else {}  # saved with every checkpoint
 
     def _setup_data(self) -> None:
