@@ -195,7 +195,7 @@ def evaluate(ws: Workspace, name: str) -> dict[str, Any]:
     """Run `name` on the test split at every rate combination and SNR, in `<out>/eval/<name>` (reused while its
     checkpoint is). Video-only runs are evaluated clean only: babble is added to the audio, which they never hear."""
     from mome.evaluation.evaluate import evaluate as evaluate_model
-    from mome.training.checkpoint import model_from_checkpoint
+    from mome.runs.load import model_from_checkpoint
 
     out_dir = ws.out / "eval" / name
     source, cached = _current(ws, name, out_dir / "results.json")
@@ -218,7 +218,7 @@ def experts(ws: Workspace, name: str, out_dir: Path, title: str, untrained: bool
     is; None for a run without routers. `untrained`: the step-0 control, the same analysis of the run's config
     freshly initialised (`analysis.experts.untrained_model`)."""
     from mome.analysis.experts import expert_usage, has_router, untrained_model, write_outputs
-    from mome.training.checkpoint import model_from_checkpoint
+    from mome.runs.load import model_from_checkpoint
 
     source, cached = _current(ws, name, out_dir / "experts.json")
     if cached is not None:
@@ -238,7 +238,8 @@ def experts(ws: Workspace, name: str, out_dir: Path, title: str, untrained: bool
 
 def _current(ws: Workspace, name: str, results: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """(the source of run `name`'s newest checkpoint, the results in `results` if computed from it)."""
-    from mome.training.checkpoint import checkpoint_source, resolve_checkpoint
+    from mome.runs.checkpoint import checkpoint_source
+    from mome.runs.load import resolve_checkpoint
 
     source = checkpoint_source(resolve_checkpoint(ws.out / "runs" / name))
     return source, _cached(results, source)
