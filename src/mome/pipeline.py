@@ -10,7 +10,6 @@ was computed from (step and sha256): a run trained further is evaluated again.
 from __future__ import annotations
 
 import json
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import Any, TypeVar
 from mome.config import Config, absolute_path, load_config
 from mome.errors import Interrupted
 from mome.io import read_json
+from mome.stopping import exit_code
 
 T = TypeVar("T")
 
@@ -64,10 +64,8 @@ class Stages:
             result = fn()
         except Interrupted as err:  # a training stage: saved
             raise self._stopped(name, err.code, f" ({err})") from None
-        except _Terminated:
-            raise self._stopped(name, 128 + signal.SIGTERM) from None
-        except KeyboardInterrupt:
-            raise self._stopped(name, 128 + signal.SIGINT) from None
+        except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM inside `stopping.stoppable`
+            raise self._stopped(name, exit_code(stop)) from None
         finally:
             self.times[name] = round(self.times.get(name, 0.0) + time.perf_counter() - t0, 1)
             self.path.write_text(json.dumps(self.times, indent=2))
@@ -86,23 +84,6 @@ class Stages:
         total = sum(self.times.values())
         parts = ", ".join(f"{k} {v:.0f} s" for k, v in self.times.items())
         return f"time per stage: {parts} = {total:.0f} s ({total / 60:.1f} min)"
-
-
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM outside a training loop: unwinds like Ctrl-C (no `except Exception` can swallow it)."""
-
-
-def _raise_terminated(signum: int, frame: Any) -> None:
-    raise _Terminated
-
-
-def stoppable(fn: Callable[[], T]) -> T:
-    """Run `fn` with SIGTERM unwinding like Ctrl-C, so that `Stages.run` can name the stage it stopped."""
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        return fn()
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def prepare(ws: Workspace, stages: Stages, preset: Config) -> tuple[Path, Path]:

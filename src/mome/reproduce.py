@@ -25,6 +25,7 @@ from mome.config import load_config
 from mome.pipeline import Stages
 from mome.reproduce_plan import Job, ReproduceOptions, jobs
 from mome.reproduce_report import write_report
+from mome.stopping import stoppable
 
 # The first time estimate, before any run is measured: seconds per training step and rate combination, and
 # per decoded utterance, of the `demo` preset on a 2-core x86 CPU without native bf16 (docs/experiments.md).
@@ -83,7 +84,7 @@ def _trained(opts: ReproduceOptions, job: Job) -> bool:
 
 def run_reproduce(opts: ReproduceOptions) -> Path:
     """Run every stage; returns the report path. A stop signal raises `Interrupted` naming the stage."""
-    return pipeline.stoppable(lambda: _run_stages(opts))
+    return stoppable(lambda: _run_stages(opts))
 
 
 def _run_stages(opts: ReproduceOptions) -> Path:

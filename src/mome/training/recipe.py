@@ -48,11 +48,11 @@ from mome.precision import Resolved, resolve_precision
 from mome.runs.base_models import fingerprints
 from mome.runs.checkpoint import save_checkpoint
 from mome.runs.load import load_checkpoint
+from mome.stopping import StopSignals
 from mome.training.faults import (
     Marked,
     NonFiniteGuard,
     SkipLog,
-    StopSignals,
     check_finite,
     collate_marked,
     grad_norm,
