@@ -26,7 +26,7 @@ from mome.config import load_config
 from mome.demo_report import word_class_errors
 from mome.evaluation.evaluate import evaluate, snr_label, wer_percent
 from mome.io import atomic_write_text, read_json
-from mome.training.checkpoint import model_from_checkpoint, resolve_checkpoint
+from mome.runs.load import model_from_checkpoint, resolve_checkpoint
 
 UNIFIED = ["model.compression.task=any", "train.projector_lr_scale=1"]  # the paper's one learning rate
 VARIANTS: dict[str, list[str]] = {

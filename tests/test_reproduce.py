@@ -15,7 +15,7 @@ from mome.cli import main
 from mome.config import load_config
 from mome.evaluation.bootstrap import Samples
 from mome.pipeline import task_overrides
-from mome.reproduce import METHODS, ReproduceOptions, jobs
+from mome.reproduce_plan import METHODS, ReproduceOptions, jobs
 from mome.reproduce_report import claims, wer_cells, write_report
 
 COMBOS = ("a4_v2", "a4_v5", "a16_v2", "a16_v5")

@@ -79,7 +79,7 @@ def untrained_run(corpus_root, run_dir, overrides: list[str] | None = None):
     `mome train` would lay it out; returns `run_dir`."""
     from mome.config import load_config
     from mome.models.avsr import build_model
-    from mome.training.checkpoint import save_checkpoint
+    from mome.runs.checkpoint import save_checkpoint
 
     cfg = load_config("tiny", [f"data.root={corpus_root}", *(overrides or [])])
     torch.manual_seed(cfg.train.seed)

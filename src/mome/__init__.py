@@ -17,7 +17,7 @@ def load(
 ) -> Recognizer:
     """A trained run (or checkpoint file, or export) ready to transcribe clips:
     `mome.load("runs/x").transcribe(video=...)`. `check_base_models=False` skips the base-model check (a
-    warning instead of an error; `mome.base_models`). Imported on first use, so that `import mome` stays light."""
+    warning instead of an error; `mome.runs.base_models`). Imported on first use, so that `import mome` stays light."""
     from mome.api import load as load_run
 
     return load_run(run, overrides, device, check_base_models)

@@ -126,7 +126,8 @@ class Recognizer:
         """The clip at every rate combination its modalities allow (encoded once, decoded side by side in
         batches), finest first, and the combination the calibrated cascade would answer with (None without
         `calibration.json`)."""
-        from mome.evaluation.cascade import CALIBRATION_FILE, stop
+        from mome.evaluation.cascade import stop
+        from mome.runs import CALIBRATION_FILE
 
         comp = self.cfg.model.compression
         clip, seconds = self._read(video, audio, input_kind)
@@ -284,7 +285,7 @@ def _parse_rates(rates: Combination | str, comp: Any) -> Combination:
 def from_payload(
     payload: dict[str, Any], run_dir: Path | None, overrides: list[str] | None = None, device: str = "cpu"
 ) -> Recognizer:
-    from mome.training.checkpoint import model_from_payload
+    from mome.runs.load import model_from_payload
 
     model, cfg = model_from_payload(payload, overrides, device=device)
     return Recognizer(model, cfg, run_dir, device)
@@ -295,8 +296,9 @@ def load(
 ) -> Recognizer:
     """A trained run (its newest checkpoint), a checkpoint file or an export, ready to transcribe.
     `check_base_models=False`: load even onto other base models, or an export without base_models.json."""
-    from mome.base_models import unchecked_base_models
-    from mome.training.checkpoint import load_checkpoint, resolve_checkpoint, run_directory
+    from mome.runs.base_models import unchecked_base_models
+    from mome.runs.checkpoint import run_directory
+    from mome.runs.load import load_checkpoint, resolve_checkpoint
 
     with unchecked_base_models(not check_base_models):
         checkpoint = resolve_checkpoint(run)

@@ -28,6 +28,7 @@ from mome.config import Config, load_config
 from mome.io import read_json
 from mome.pipeline import Stages, Workspace
 from mome.precision import resolve_precision
+from mome.stopping import stoppable
 
 RUN = "mome"
 """The demo's one run: `<out>/runs/mome`, evaluated in `<out>/eval/mome`."""
@@ -55,7 +56,7 @@ class DemoOptions(Workspace):
 
 def run_demo(opts: DemoOptions) -> Path:
     """Run every stage; returns the report path. A stop signal raises `Interrupted` naming the stage."""
-    return pipeline.stoppable(lambda: _run_stages(opts))
+    return stoppable(lambda: _run_stages(opts))
 
 
 def _run_stages(opts: DemoOptions) -> Path:

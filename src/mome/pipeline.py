@@ -10,7 +10,6 @@ was computed from (step and sha256): a run trained further is evaluated again.
 from __future__ import annotations
 
 import json
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import Any, TypeVar
 from mome.config import Config, absolute_path, load_config
 from mome.errors import Interrupted
 from mome.io import read_json
+from mome.stopping import exit_code
 
 T = TypeVar("T")
 
@@ -64,10 +64,8 @@ class Stages:
             result = fn()
         except Interrupted as err:  # a training stage: saved
             raise self._stopped(name, err.code, f" ({err})") from None
-        except _Terminated:
-            raise self._stopped(name, 128 + signal.SIGTERM) from None
-        except KeyboardInterrupt:
-            raise self._stopped(name, 128 + signal.SIGINT) from None
+        except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM inside `stopping.stoppable`
+            raise self._stopped(name, exit_code(stop)) from None
         finally:
             self.times[name] = round(self.times.get(name, 0.0) + time.perf_counter() - t0, 1)
             self.path.write_text(json.dumps(self.times, indent=2))
@@ -86,23 +84,6 @@ class Stages:
         total = sum(self.times.values())
         parts = ", ".join(f"{k} {v:.0f} s" for k, v in self.times.items())
         return f"time per stage: {parts} = {total:.0f} s ({total / 60:.1f} min)"
-
-
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM outside a training loop: unwinds like Ctrl-C (no `except Exception` can swallow it)."""
-
-
-def _raise_terminated(signum: int, frame: Any) -> None:
-    raise _Terminated
-
-
-def stoppable(fn: Callable[[], T]) -> T:
-    """Run `fn` with SIGTERM unwinding like Ctrl-C, so that `Stages.run` can name the stage it stopped."""
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        return fn()
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def prepare(ws: Workspace, stages: Stages, preset: Config) -> tuple[Path, Path]:
@@ -195,7 +176,7 @@ def evaluate(ws: Workspace, name: str) -> dict[str, Any]:
     """Run `name` on the test split at every rate combination and SNR, in `<out>/eval/<name>` (reused while its
     checkpoint is). Video-only runs are evaluated clean only: babble is added to the audio, which they never hear."""
     from mome.evaluation.evaluate import evaluate as evaluate_model
-    from mome.training.checkpoint import model_from_checkpoint
+    from mome.runs.load import model_from_checkpoint
 
     out_dir = ws.out / "eval" / name
     source, cached = _current(ws, name, out_dir / "results.json")
@@ -218,7 +199,7 @@ def experts(ws: Workspace, name: str, out_dir: Path, title: str, untrained: bool
     is; None for a run without routers. `untrained`: the step-0 control, the same analysis of the run's config
     freshly initialised (`analysis.experts.untrained_model`)."""
     from mome.analysis.experts import expert_usage, has_router, untrained_model, write_outputs
-    from mome.training.checkpoint import model_from_checkpoint
+    from mome.runs.load import model_from_checkpoint
 
     source, cached = _current(ws, name, out_dir / "experts.json")
     if cached is not None:
@@ -238,7 +219,8 @@ def experts(ws: Workspace, name: str, out_dir: Path, title: str, untrained: bool
 
 def _current(ws: Workspace, name: str, results: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """(the source of run `name`'s newest checkpoint, the results in `results` if computed from it)."""
-    from mome.training.checkpoint import checkpoint_source, resolve_checkpoint
+    from mome.runs.checkpoint import checkpoint_source
+    from mome.runs.load import resolve_checkpoint
 
     source = checkpoint_source(resolve_checkpoint(ws.out / "runs" / name))
     return source, _cached(results, source)

@@ -1,9 +1,10 @@
 """`mome reproduce`: the paper's comparison at CPU scale, in one command.
 
-On one workspace (the demo's kind of corpus, lip encoder and feature cache: `mome.pipeline`), every method
-below is trained with the same LLM, encoders, projectors, steps, batches and schedule, then evaluated at every
-rate combination it supports, clean and in babble at 0 dB. `mome.reproduce_report` turns the runs into the WER
-table, the parameter and time columns and one line per claim of the paper (docs/results.md is a full run).
+On one workspace (the demo's kind of corpus, lip encoder and feature cache: `mome.pipeline`), every method of
+`mome.reproduce_plan` is trained with the same LLM, encoders, projectors, steps, batches and schedule, then
+evaluated at every rate combination it supports, clean and in babble at 0 dB. `mome.reproduce_report` turns the
+runs into the WER table, the parameter and time columns and one line per claim of the paper (docs/results.md is
+a full run).
 
     1 corpus, models, lip encoder, features     as `mome demo` (`<out>/corpus`, `<out>/features`, ...)
     2 train + eval, per method and seed          `<out>/runs/<run>`, `<out>/eval/<run>`
@@ -17,79 +18,14 @@ Stages are skipped when their output exists, so a stopped reproduction continues
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from mome import pipeline
 from mome.config import load_config
-from mome.pipeline import Stages, Workspace
-
-Family = Literal["mome", "mtsk", "llama-avsr", "asr"]
-
-
-@dataclass(frozen=True)
-class Method:
-    """One row of the comparison: the preset's model with `overrides`."""
-
-    key: str
-    """Run folder prefix (`<out>/runs/<key>-s<seed>`)."""
-    label: str
-    family: Family
-    overrides: tuple[str, ...] = ()
-    task: Literal["avsr", "asr"] = "avsr"
-    every_seed: bool = False
-    """Trained at every seed of `--seeds` (the others at the first seed only)."""
-
-    def granularities(self, combinations: int) -> int:
-        """Rate combinations it trains on at each step and is evaluated at (its cost, for the time estimate)."""
-        if self.family == "llama-avsr":
-            return 1
-        return 2 if self.task == "asr" else combinations
-
-
-def _mome(routed: int, top_k: int, shared: int, bottleneck: int) -> tuple[str, ...]:
-    m = "model.adapter.mome"
-    return (f"{m}.num_routed_experts={routed}", f"{m}.top_k={top_k}", f"{m}.num_shared_experts={shared}",
-            f"{m}.bottleneck={bottleneck}")  # fmt: skip
-
-
-def _single_rate(audio: int, video: int) -> tuple[str, ...]:
-    return ("model.adapter.kind=lora", f"model.compression.audio_rates=[{audio}]",
-            f"model.compression.video_rates=[{video}]")  # fmt: skip
-
-
-# The preset (`demo`) is MoME-23/4 with 1 shared expert, bottleneck 12, parallel to attention. The ablation
-# shapes are the paper's Table 3 rows (1 expert of width 48; 4 experts of width 24, top-2, 1 shared).
-METHODS: tuple[Method, ...] = (
-    Method("mome-mhsa", "MoME-23/4-MHSA", "mome", every_seed=True),
-    Method("mtsk-ms", "Llama-MTSK MS", "mtsk", ("model.adapter.kind=mtsk-ms",), every_seed=True),
-    Method("asr", "MoME-23/4-MHSA, audio only (ASR)", "asr", task="asr"),
-    Method(
-        "mome-mhsa-pergran",
-        "MoME-23/4-MHSA, a router per granularity",
-        "mome",
-        ("model.adapter.mome.shared_router=false",),
-    ),
-    Method("llama-avsr-a4-v2", "Llama-AVSR (4,2)", "llama-avsr", _single_rate(4, 2)),
-    Method("llama-avsr-a16-v5", "Llama-AVSR (16,5)", "llama-avsr", _single_rate(16, 5)),
-    Method("mome-ffn", "MoME-23/4-FFN", "mome", ("model.adapter.mome.placement=ffn",)),
-    Method("mome-layer", "MoME-23/4-LAYER", "mome", ("model.adapter.mome.placement=layer",)),
-    Method(
-        "mome-mhsa-noshared", "MoME-23/4-MHSA, no shared expert", "mome", ("model.adapter.mome.num_shared_experts=0",)
-    ),
-    Method("mome-1-1", "MoME-1/1-MHSA (1 expert, width 48)", "mome", _mome(1, 1, 0, 48)),
-    Method("mome-4-2", "MoME-4/2-MHSA (width 24, 1 shared)", "mome", _mome(4, 2, 1, 24)),
-    Method("mtsk-ss", "Llama-MTSK SS", "mtsk", ("model.adapter.kind=mtsk-ss",)),
-    Method("mtsk-mss", "Llama-MTSK MSS", "mtsk", ("model.adapter.kind=mtsk-mss",)),
-)
-"""In training order: the runs every claim needs come first, so a stopped reproduction has them."""
-
-PAPER_PRESET = "paper-mome-23-4-mhsa"
-"""The paper-size model (Llama 3.2-3B, Whisper medium, AV-HuBERT Large) the same overrides are counted on."""
-
-QUICK = {"utterances": 60, "lip_steps": 4, "steps": 4, "eval_limit": 4}
-"""`--quick`: the same code with tiny steps, a tiny corpus and a few test utterances (minutes, not an hour)."""
+from mome.pipeline import Stages
+from mome.reproduce_plan import Job, ReproduceOptions, jobs
+from mome.reproduce_report import write_report
+from mome.stopping import stoppable
 
 # The first time estimate, before any run is measured: seconds per training step and rate combination, and
 # per decoded utterance, of the `demo` preset on a 2-core x86 CPU without native bf16 (docs/experiments.md).
@@ -97,34 +33,6 @@ QUICK = {"utterances": 60, "lip_steps": 4, "steps": 4, "eval_limit": 4}
 REFERENCE_SECONDS_PER_COMBINATION_STEP = 0.19
 REFERENCE_SECONDS_PER_DECODE = 0.05
 REFERENCE_SECONDS_PER_UTTERANCE_PREPARED = 0.5
-
-
-@dataclass
-class ReproduceOptions(Workspace):
-    out: Path = Path("reproduce_out")
-    snrs: list[float | None] = field(default_factory=lambda: [None, 0.0])
-    steps: int = 300
-    """Training steps of every run."""
-    seeds: list[int] = field(default_factory=lambda: [0, 1])
-    """Training seeds of MoME-MHSA and MTSK-MS (every other method: the first)."""
-    quick: bool = False
-
-
-@dataclass(frozen=True)
-class Job:
-    method: Method
-    seed: int
-
-    @property
-    def run(self) -> str:
-        return f"{self.method.key}-s{self.seed}"
-
-
-def jobs(opts: ReproduceOptions) -> list[Job]:
-    """Every (method, seed) to train, in order: each method at the first seed, then the extra seeds."""
-    first = [Job(m, opts.seeds[0]) for m in METHODS]
-    extra = [Job(m, s) for s in opts.seeds[1:] for m in METHODS if m.every_seed]
-    return first + extra
 
 
 class Estimate:
@@ -176,12 +84,10 @@ def _trained(opts: ReproduceOptions, job: Job) -> bool:
 
 def run_reproduce(opts: ReproduceOptions) -> Path:
     """Run every stage; returns the report path. A stop signal raises `Interrupted` naming the stage."""
-    return pipeline.stoppable(lambda: _run_stages(opts))
+    return stoppable(lambda: _run_stages(opts))
 
 
 def _run_stages(opts: ReproduceOptions) -> Path:
-    from mome.reproduce_report import write_report
-
     opts.out.mkdir(parents=True, exist_ok=True)
     preset = load_config(opts.preset)
     combinations = len(preset.model.compression.audio_rates) * len(preset.model.compression.video_rates)

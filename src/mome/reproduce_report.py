@@ -31,6 +31,7 @@ from mome.evaluation.bootstrap import DRAWS, Bootstrap, Interval, Samples, Side,
 from mome.evaluation.evaluate import wer_percent
 from mome.io import atomic_write_text, read_json
 from mome.pipeline import machine, task_overrides
+from mome.reproduce_plan import PAPER_PRESET, Job, Method, ReproduceOptions
 
 SNR_CLEAN, SNR_NOISY = "clean", "0"
 Cell = tuple[str, str, str]
@@ -60,18 +61,16 @@ def _mean_over_seeds(tables: list[dict[str, dict[str, float | None]]]) -> dict[s
     return out
 
 
-def _params(preset: str, method: Any) -> tuple[int, int]:
+def _params(preset: str, method: Method) -> tuple[int, int]:
     from mome.analysis.params import parameter_report
 
     report = parameter_report(load_config(preset, [*task_overrides(method.task), *method.overrides]))
     return report.active_adapters, report.trainable
 
 
-def method_results(opts: Any, jobs: list[Any]) -> list[dict[str, Any]]:
+def method_results(opts: ReproduceOptions, jobs: list[Job]) -> list[dict[str, Any]]:
     """One entry per method: its runs' WER (mean over seeds), parameters, seconds per step and decode times."""
-    from mome.reproduce import PAPER_PRESET
-
-    by_method: dict[str, list[Any]] = {}
+    by_method: dict[str, list[Job]] = {}
     for job in jobs:
         by_method.setdefault(job.method.key, []).append(job)
     methods = []
@@ -103,10 +102,10 @@ def method_results(opts: Any, jobs: list[Any]) -> list[dict[str, Any]]:
 # ----------------------------------------------------------------------------------------------------- cells
 
 
-def wer_cells(opts: Any, jobs: list[Any]) -> dict[Cell, Samples]:
+def wer_cells(opts: ReproduceOptions, jobs: list[Job]) -> dict[Cell, Samples]:
     """(method key, rate combination, SNR) -> the per-seed, per-utterance word errors of every evaluated method,
     from its runs' hypotheses.jsonl, over the test utterances of the first one (every run decodes the same)."""
-    by_method: dict[str, list[Any]] = {}
+    by_method: dict[str, list[Job]] = {}
     for job in jobs:
         by_method.setdefault(job.method.key, []).append(job)
     runs = {}
@@ -387,7 +386,7 @@ def _consistency(experts: dict[str, dict[str, Any] | None]) -> dict[str, dict[st
 
 
 def write_report(
-    opts: Any, jobs: list[Any], experts: dict[str, dict[str, Any] | None], times: dict[str, float],
+    opts: ReproduceOptions, jobs: list[Job], experts: dict[str, dict[str, Any] | None], times: dict[str, float],
     controls: dict[str, dict[str, Any] | None] | None = None,
 ) -> Path:  # fmt: skip
     """Write `<out>/results.json`, `<out>/wer_vs_tokens.png` and `<out>/README.md`; returns the README path.

@@ -24,8 +24,8 @@ from mome.config import load_config
 from mome.models.avsr import AVSRModel, Features, build_model
 from mome.models.pooling import pooled_lengths
 from mome.pipeline import Workspace
+from mome.runs.checkpoint import save_checkpoint
 from mome.synthetic.corpus import synthesize_corpus
-from mome.training.checkpoint import save_checkpoint
 from tiny import TINY_CORPUS, tiny_model_config, untrained_run
 
 EXPERTS, K = 8, 2

@@ -10,7 +10,7 @@ from mome.cli import main
 from mome.config import load_config
 from mome.data.labels import read_labels
 from mome.models.avsr import build_model
-from mome.training.checkpoint import save_checkpoint
+from mome.runs.checkpoint import save_checkpoint
 
 FAST = ["decode.num_beams=1", "decode.max_new_tokens=3", "data.num_workers=0"]
 

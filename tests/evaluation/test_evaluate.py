@@ -8,8 +8,9 @@ import torch
 from mome.config import load_config
 from mome.evaluation.evaluate import evaluate, tokens_per_second
 from mome.models.avsr import build_model
+from mome.runs.checkpoint import save_checkpoint
+from mome.runs.load import model_from_checkpoint
 from mome.synthetic.corpus import synthesize_corpus
-from mome.training.checkpoint import model_from_checkpoint, save_checkpoint
 from tiny import TINY_CORPUS, autocast_spy
 
 FAST = ["data.num_workers=0", "decode.num_beams=1", "decode.max_new_tokens=4", "train.seed=3", "decode.batch_size=3"]

@@ -24,7 +24,7 @@ from mome.cli import main
 from mome.config import load_config
 from mome.data.labels import read_labels
 from mome.errors import Interrupted, UserError
-from mome.training.checkpoint import load_checkpoint, resolve_checkpoint
+from mome.runs.load import load_checkpoint, resolve_checkpoint
 from mome.training.pretrain_video import pretrain_video, train_lip_encoder
 from mome.training.recipe import Trainer, train
 

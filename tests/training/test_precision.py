@@ -17,7 +17,7 @@ from mome.cli import main
 from mome.config import load_config
 from mome.errors import UserError
 from mome.precision import Resolved, autocast, resolve_precision
-from mome.training.checkpoint import load_checkpoint
+from mome.runs.load import load_checkpoint
 from mome.training.recipe import Trainer, _loader, record_precision, resume_precision, train
 
 X86 = "processor\t: 0\nmodel name\t: Test x86 CPU\nflags\t\t: fpu sse2 avx avx2 fma {extra}\n\nprocessor\t: 1\n"

@@ -22,7 +22,7 @@ from mome.data.bucketing import FrameBudgetBatchSampler
 from mome.data.collate import collate
 from mome.data.dataset import AVDataset
 from mome.models.avsr import build_model
-from mome.training.checkpoint import load_checkpoint
+from mome.runs.load import load_checkpoint
 from mome.training.recipe import train
 
 pytestmark = pytest.mark.slow

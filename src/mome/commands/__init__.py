@@ -33,8 +33,8 @@ def add_base_model_check(parser: argparse.ArgumentParser) -> None:
 def run_trusting(args: argparse.Namespace, body: Callable[[argparse.Namespace], int]) -> int:
     """`body(args)` with the command's `--trusted-checkpoint` and `--no-base-model-check` choices in force, and
     only for its duration."""
-    from mome.base_models import unchecked_base_models
     from mome.models.avhubert_checkpoint import trusted_checkpoints
+    from mome.runs.base_models import unchecked_base_models
 
     with (
         trusted_checkpoints(args.trusted_checkpoint),
@@ -86,7 +86,8 @@ def open_labelled(args: argparse.Namespace, multi: tuple[str, ...] = ("rates",))
     """The checkpoint, its config and the split of a labelled-split command, each input checked. `multi`:
     options whose values may have swallowed KEY=VALUE overrides."""
     from mome.errors import UserError
-    from mome.training.checkpoint import checkpoint_config, load_checkpoint, resolve_checkpoint
+    from mome.runs.checkpoint import checkpoint_config
+    from mome.runs.load import load_checkpoint, resolve_checkpoint
 
     collect_overrides(args, multi)
     if args.root is not None:  # the flag is a shorthand: data.root is the one place the corpus is named

@@ -32,7 +32,8 @@ def _run(args: argparse.Namespace) -> int:
     from mome.errors import UserError
     from mome.evaluation.cascade import calibrate, ladder, save_calibration
     from mome.evaluation.evaluate import evaluate
-    from mome.training.checkpoint import model_from_payload, run_directory
+    from mome.runs.checkpoint import run_directory
+    from mome.runs.load import model_from_payload
 
     if args.relative < 1:
         raise UserError(f"--relative {args.relative}: the target WER is a multiple >= 1 of the finest combination's")

@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def default_out(checkpoint: Path, labels: Path, kind: str = "eval") -> Path:
     """`<run>/<kind>/<labels stem>`."""
-    from mome.training.checkpoint import run_directory
+    from mome.runs.checkpoint import run_directory
 
     return run_directory(checkpoint) / kind / labels.stem
 
@@ -41,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from mome.evaluation.cascade import load_calibration
     from mome.evaluation.evaluate import evaluate, markdown, parse_snr
-    from mome.training.checkpoint import model_from_payload, run_directory
+    from mome.runs.checkpoint import run_directory
+    from mome.runs.load import model_from_payload
 
     split = open_labelled(args, ("rates", "snr"))  # every input is checked before the (slow) model build
     snrs = [parse_snr(s) for s in args.snr or ["clean"]]

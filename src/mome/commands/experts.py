@@ -29,7 +29,7 @@ def _run(args: argparse.Namespace) -> int:
     from mome.analysis.experts import expert_usage, has_router, untrained_model, write_outputs
     from mome.commands.eval import default_out
     from mome.errors import UserError
-    from mome.training.checkpoint import model_from_payload
+    from mome.runs.load import model_from_payload
 
     split = open_labelled(args)
     if not has_router(split.cfg.model):

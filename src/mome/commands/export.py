@@ -13,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mome.export import export_run
+    from mome.runs.load import export_run
 
     card = export_run(Path(args.checkpoint), args.out)
     print(f"wrote {args.out}: adapter.safetensors, config.yaml, base_models.json, {card.name}")

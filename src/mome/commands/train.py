@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from mome.config import load_config
     from mome.errors import UserError
     from mome.models.avhubert_checkpoint import trusted_checkpoints
-    from mome.training.checkpoint import latest_checkpoint
+    from mome.runs.load import latest_checkpoint
     from mome.training.recipe import train
 
     cfg = load_config(args.config, args.overrides)

@@ -53,7 +53,8 @@ def _run(args: argparse.Namespace) -> int:
     from mome.api import from_payload, parse_budget
     from mome.config import parse_combination
     from mome.errors import UserError
-    from mome.training.checkpoint import checkpoint_config, load_checkpoint, resolve_checkpoint, run_directory
+    from mome.runs.checkpoint import checkpoint_config, run_directory
+    from mome.runs.load import load_checkpoint, resolve_checkpoint
 
     # The inputs are checked against the checkpoint's config before the (slow) model build.
     if args.video is None and args.audio is None:

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from mome.io import atomic_write_text, read_json
+from mome.runs import CALIBRATION_FILE
 
-CALIBRATION_FILE = "calibration.json"
 DEFAULT_RELATIVE = 1.05
 """Calibration target: the cascade's validation WER at most 5% (relative) above the finest combination's,
 leaving room below the 10% that the test split is judged against."""

@@ -13,6 +13,7 @@ import queue as queue_module
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -20,6 +21,7 @@ from mome.config import Config
 from mome.errors import UserError
 from mome.features.cache import NOT_SET, FeatureCache, FillStats
 from mome.features.store import Mode, describe_cache, repair_cache
+from mome.stopping import StopSignals
 
 SPLITS = ("train", "val", "test")
 TEST_SNRS = (None, 0.0)
@@ -74,7 +76,7 @@ def open_cache(cfg: Config, device: str = "cpu", mode: Mode = "index") -> Featur
 class _Stop:
     """Stop after the current utterance on this process's own signal or on the parent's event."""
 
-    def __init__(self, signals: object, event: object | None = None) -> None:
+    def __init__(self, signals: StopSignals, event: Any | None = None) -> None:
         self.signals, self.event = signals, event
 
     @property
@@ -86,8 +88,6 @@ def _fill(
     cfg: Config, files: dict[str, Path], snrs: list, shard: tuple[int, int], device: str, progress: bool, event=None
 ) -> tuple[dict[str, FillStats], bool]:
     """One process's share of every split: (stats per split, stopped early?)."""
-    from mome.training.faults import StopSignals
-
     cache = open_cache(cfg, device)
     with StopSignals() as signals:
         stop = _Stop(signals, event)
@@ -124,7 +124,6 @@ def fill_splits(
         end every worker after its current utterance, keep what is done and raise `Interrupted` (the same call
         continues)."""
     from mome.models.avhubert_checkpoint import trusted_checkpoint_enabled
-    from mome.training.faults import StopSignals
 
     files = _label_files(cfg, splits or SPLITS, required=splits is not None)
     repair_cache(Path(cfg.data.feature_cache))  # damaged shards set aside here, once: the workers refill them

@@ -1,7 +1,7 @@
 """What the training loops (`mome train`, `mome pretrain-video`) do when something goes wrong, in one place.
 
-- `StopSignals`: SIGINT / SIGTERM finish the current step; the loop saves and raises `Interrupted`, which
-  the command line turns into exit code 130 / 143, so an interrupted run never passes for a finished one.
+- SIGINT / SIGTERM finish the current step; the loop saves and raises `Interrupted`, which the command line
+  turns into exit code 130 / 143 (`mome.stopping.StopSignals`, shared with the feature cache and the demo).
 - `NonFiniteGuard`: a step with a non-finite loss or gradient is skipped and counted; a few in a row stop
   the run (a checkpoint is never written from non-finite weights: `check_finite`).
 - `SkipLog`: utterances that fail to load are reported once each (not once per epoch); more of them than
@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import logging
-import signal
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -23,46 +22,9 @@ import torch
 from torch.utils.data import Dataset
 
 from mome.data.collate import collate
-from mome.errors import Interrupted, UserError
+from mome.errors import UserError
 
 log = logging.getLogger(__name__)
-EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
-"""128 + the signal number, what a shell reports for a process the signal ended."""
-
-
-# ------------------------------------------------------------------------------------------ signals
-class StopSignals:
-    """While active, SIGINT and SIGTERM only set `signum`: the loop finishes its step, saves and raises
-    `interrupted()`. A second SIGINT raises KeyboardInterrupt at once (a stuck step can still be left)."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> StopSignals:
-        for signum in EXIT_CODES:
-            self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.signum == signal.SIGINT and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signum = signum
-
-    @property
-    def stop(self) -> bool:
-        return self.signum is not None
-
-    def interrupted(
-        self, what: str, saved: Path | None, rerun: str = "rerun the same command to resume"
-    ) -> Interrupted:
-        name = signal.Signals(self.signum or signal.SIGINT).name
-        where = f"; saved {saved}" if saved else ""
-        return Interrupted(f"{what}: interrupted by {name}{where}; {rerun}", EXIT_CODES[self.signum or signal.SIGINT])
 
 
 # ------------------------------------------------------------------------------------------ non-finite

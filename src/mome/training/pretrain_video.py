@@ -43,13 +43,13 @@ from mome.errors import UserError
 from mome.evaluation.wer import character_errors
 from mome.models.avhubert import AVHubertEncoder, FrameCTCHead, build_avhubert
 from mome.models.avhubert_checkpoint import lip_encoder_file
+from mome.runs.checkpoint import save_torch
+from mome.stopping import StopSignals
 from mome.synthetic.visemes import VISEMES
-from mome.training.checkpoint import save_torch
 from mome.training.faults import (
     Marked,
     NonFiniteGuard,
     SkipLog,
-    StopSignals,
     collate_marked,
     grad_norm,
     quiet_dataset,

@@ -45,12 +45,14 @@ from mome.features.dataset import make_dataset
 from mome.io import atomic_write_text
 from mome.models.avsr import AVSRModel, AVSROutput, build_model
 from mome.precision import Resolved, resolve_precision
-from mome.training.checkpoint import load_checkpoint, save_checkpoint
+from mome.runs.base_models import fingerprints
+from mome.runs.checkpoint import save_checkpoint
+from mome.runs.load import load_checkpoint
+from mome.stopping import StopSignals
 from mome.training.faults import (
     Marked,
     NonFiniteGuard,
     SkipLog,
-    StopSignals,
     check_finite,
     collate_marked,
     grad_norm,
@@ -270,8 +272,6 @@ class Trainer:
         set_seed(cfg.train.seed)
 
     def _setup_model(self) -> None:
-        from mome.base_models import fingerprints
-
         self.model: AVSRModel = build_model(self.cfg.model)
         self.model.store_frozen(self.precision.precision)  # bf16 steps: no autocast re-cast of the frozen LLM
         self.base_models = fingerprints(self.cfg.model) if self.main else {}  # saved with every checkpoint

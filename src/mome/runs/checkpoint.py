@@ -12,7 +12,7 @@ checkpoint intact and `latest` always names a complete file; temporaries that a 
 by the next save. Loading verifies the checksum: a damaged newest checkpoint is reported in one line and the
 previous intact one is used, and rotation (`train.keep_checkpoints`) only deletes checkpoints older than the
 newest `keep` intact ones. A checkpoint without a `.sha256` (written before checksums, or killed between the
-two renames) loads unverified.
+two renames) loads unverified. A run, a checkpoint or an export read as one: `mome.runs.load`.
 """
 
 from __future__ import annotations
@@ -27,15 +27,11 @@ import torch
 from mome.config import Config, saved_config
 from mome.errors import UserError
 from mome.io import atomic_write, atomic_write_bytes, file_sha256
+from mome.runs.checksums import CorruptCheckpoint, checksum_path, verify_checksum, write_checksum
 
 FORMAT = "mome-checkpoint-1"
 LATEST = "latest"
-CHECKSUM_SUFFIX = ".sha256"
 T = TypeVar("T")
-
-
-class CorruptCheckpoint(UserError):
-    """A checkpoint file that fails its checksum or cannot be read."""
 
 
 def save_torch(path: str | Path, payload: Any) -> Path:
@@ -53,28 +49,6 @@ def remove_temporaries(directory: Path, pattern: str = ".*.tmp-*") -> list[Path]
     for p in removed:
         p.unlink(missing_ok=True)
     return removed
-
-
-def checksum_path(path: Path) -> Path:
-    return path.with_name(path.name + CHECKSUM_SUFFIX)
-
-
-def write_checksum(path: Path) -> str:
-    """Hash the complete file and write `<file>.sha256` beside it (atomically)."""
-    digest = file_sha256(path)
-    atomic_write_bytes(checksum_path(path), f"{digest}  {path.name}\n".encode(), fsync=True)
-    return digest
-
-
-def verify_checksum(path: Path, what: str = "checkpoint") -> None:
-    """Raise `CorruptCheckpoint` if `path` does not match its `.sha256` (no `.sha256`: nothing to verify).
-    `what` names the kind of file in the message (a checkpoint, an export's file)."""
-    side = checksum_path(path)
-    if not side.is_file():
-        return
-    expected = side.read_text(encoding="ascii", errors="replace").split(" ", 1)[0].strip()
-    if file_sha256(path) != expected:
-        raise CorruptCheckpoint(f"{path}: corrupt {what} (sha256 differs from {side.name})")
 
 
 def checkpoint_source(path: Path) -> dict[str, Any]:
@@ -117,7 +91,7 @@ def save_checkpoint(
     base_models: dict[str, Any] | None = None,
 ) -> Path:
     """Write `step-XXXXXXXX.pt` and its checksum, point `latest` at it, keep the newest `keep` intact ones.
-    `base_models`: the fingerprints of the frozen models it was trained on (`mome.base_models`)."""
+    `base_models`: the fingerprints of the frozen models it was trained on (`runs.base_models`)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     remove_temporaries(directory)
@@ -154,18 +128,13 @@ def _report(path: Path, err: Exception, fallback: Path | None) -> None:
         print(f"mome: warning: {err}{then}", file=sys.stderr, flush=True)
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
+def newest_checkpoint(path: Path) -> Path:
     """A checkpoint file, or a run / checkpoints directory: its newest intact `step-*.pt`.
 
     The newest step file is always the one `latest` names, or newer: a kill between writing a checkpoint
     and its `latest` pointer leaves a complete step file without a pointer. So the step files decide, and
     `latest` is only a pointer for people and scripts. A damaged one is reported and the previous one used.
     """
-    from mome.export import WEIGHTS, is_export
-
-    path = Path(path)
-    if is_export(path):  # `mome export`'s folder: its weights file stands for the checkpoint
-        return path / WEIGHTS
     steps = _candidates(path)
     if steps is None:
         if path.is_file():
@@ -189,13 +158,6 @@ def _newest_good(path: Path, steps: list[Path], read: Callable[[Path], T]) -> T:
     raise UserError(f"{path}: every checkpoint is corrupt ({', '.join(p.name for p in steps)})")
 
 
-def latest_checkpoint(directory: str | Path) -> Path | None:
-    try:
-        return resolve_checkpoint(directory)
-    except UserError:
-        return None
-
-
 def _load_file(path: Path) -> dict[str, Any]:
     """One checkpoint file, verified and read safely (tensors and plain containers only: no code runs)."""
     verify_checksum(path)
@@ -213,18 +175,11 @@ def _load_file(path: Path) -> dict[str, Any]:
     return payload
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint file, or the newest readable one of a run directory (damaged ones are reported), or
-    an export (`mome export`) as the same payload."""
-    from mome.export import WEIGHTS, is_export, read_export
-
-    path = Path(path)
-    for folder in (path, path.parent):
-        if is_export(folder) and (folder == path or path.name == WEIGHTS):
-            return read_export(folder)
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint file, or the newest readable one of a run directory (damaged ones are reported)."""
     steps = _candidates(path) if path.is_dir() else None
     if not steps:
-        return _load_file(resolve_checkpoint(path))
+        return _load_file(newest_checkpoint(path))
     return _newest_good(path, steps, _load_file)
 
 
@@ -236,28 +191,3 @@ def run_directory(checkpoint: Path) -> Path:
 def checkpoint_config(payload: dict[str, Any], overrides: list[str] | None = None) -> Config:
     """The config stored in a checkpoint, with optional `key=value` overrides (e.g. a new data.root)."""
     return saved_config(payload["config"], overrides)
-
-
-def model_from_checkpoint(
-    path: str | Path, overrides: list[str] | None = None, device: str | torch.device | None = None
-):
-    """Rebuild (model, config) from a checkpoint: frozen parts from their paths, trained weights from the file."""
-    return model_from_payload(load_checkpoint(path), overrides, device)
-
-
-def model_from_payload(
-    payload: dict[str, Any], overrides: list[str] | None = None, device: str | torch.device | None = None
-):
-    """(model, config) from a checkpoint already read by `load_checkpoint` (the file is read and hashed once)."""
-    from mome.base_models import check
-    from mome.models.avsr import build_model
-
-    cfg = checkpoint_config(payload, overrides)
-    check(payload.get("base_models"), cfg.model, payload["path"])  # before the slow build, in one line
-    torch.manual_seed(cfg.train.seed)  # frozen parts built from an `arch` (tests) get the weights training had
-    model = build_model(cfg.model, device=device)
-    try:
-        model.load_trainable_state_dict(payload["model"])
-    except KeyError as err:
-        raise UserError(f"{payload['path']}: weights do not fit its config: {err}") from None
-    return model.eval(), cfg

@@ -1,8 +1,8 @@
-"""`mome export RUN OUT`: a trained model as a self-contained folder to share.
+"""An export (`mome export RUN OUT`, `runs.load.export_run`): a trained model as a self-contained folder to share.
 
     OUT/adapter.safetensors   the trainable weights only (projectors and adapters), no pickle
     OUT/config.yaml           the resolved config of the run
-    OUT/base_models.json      the frozen models it needs, with the sha256 of each file (`mome.base_models`)
+    OUT/base_models.json      the frozen models it needs, with the sha256 of each file (`mome.runs.base_models`)
     OUT/README.md             a model card: base models, rates, adapter, training data and steps, evaluations
     OUT/calibration.json      the cascade's threshold, when the run was calibrated (`mome calibrate`)
     OUT/<file>.sha256         the checksum of adapter.safetensors, config.yaml and base_models.json
@@ -11,7 +11,7 @@ Every command that takes a run takes an export too (`mome eval OUT`, `mome trans
 `read_export` turns it into the payload a checkpoint gives. As for checkpoints, each file is verified against
 its `.sha256` (a changed byte or a truncated file is one line naming it; an export written before checksums
 loads unverified), and loading checks the base models first: an export without base_models.json is refused
-unless the base-model check is turned off explicitly (`--no-base-model-check`, `mome.base_models`). An export
+unless the base-model check is turned off explicitly (`--no-base-model-check`, `mome.runs.base_models`). An export
 is never written into a run directory, where it would shadow the run's newest checkpoint.
 """
 
@@ -23,10 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
 
-from mome.config import combination_key, combinations, config_from_dict
+from mome.config import Config, combination_key, combinations, config_from_dict
 from mome.errors import UserError
 from mome.io import atomic_write_bytes, atomic_write_text
+from mome.runs import CALIBRATION_FILE
+from mome.runs.base_models import MISSING_HINT, base_model_check, fingerprints
+from mome.runs.checksums import checksum_path, verify_checksum, write_checksum
 
 WEIGHTS, CONFIG, BASE_MODELS, CARD = "adapter.safetensors", "config.yaml", "base_models.json", "README.md"
 FORMAT = "mome-export-1"
@@ -39,14 +44,8 @@ def is_export(path: Path) -> bool:
 
 
 def read_export(path: Path) -> dict[str, Any]:
-    """An export as a checkpoint payload (`training.checkpoint.load_checkpoint` returns the same keys), each
+    """An export as a checkpoint payload (`runs.checkpoint.read_checkpoint` returns the same keys), each
     file verified against its checksum."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from mome.base_models import MISSING_HINT, base_model_check
-    from mome.training.checkpoint import verify_checksum
-
     if not (path / BASE_MODELS).is_file():
         if base_model_check():
             raise UserError(f"{path}: {BASE_MODELS} is missing, so the base models these adapters need cannot be "
@@ -65,7 +64,7 @@ def read_export(path: Path) -> dict[str, Any]:
             "path": str(path / WEIGHTS)}  # fmt: skip
 
 
-def _refuse_run_directory(out: Path, run: Path) -> None:
+def refuse_run_directory(out: Path, run: Path) -> None:
     """An export inside a run directory would shadow the run's newest checkpoint (a folder that is both is
     read as the export): refuse it in one line."""
     target, run = out.resolve(), run.resolve()
@@ -78,29 +77,16 @@ def _refuse_run_directory(out: Path, run: Path) -> None:
 
 def _write_checked(path: Path, data: bytes) -> None:
     """A file of the export and its `.sha256`; the old checksum goes first, so it never vouches for new bytes."""
-    from mome.training.checkpoint import checksum_path, write_checksum
-
     checksum_path(path).unlink(missing_ok=True)
     atomic_write_bytes(path, data)
     write_checksum(path)
 
 
-def export_run(run: Path, out: Path) -> Path:
-    """Write the export of `run`'s newest checkpoint into `out`; returns the model card's path."""
-    from safetensors.torch import save
-
-    from mome.evaluation.cascade import CALIBRATION_FILE
-    from mome.training.checkpoint import load_checkpoint, resolve_checkpoint, run_directory
-
-    checkpoint = resolve_checkpoint(run)
-    run_dir = run_directory(checkpoint)
-    _refuse_run_directory(out, run_dir)
-    payload = load_checkpoint(checkpoint)
+def write_export(out: Path, payload: dict[str, Any], run_dir: Path) -> Path:
+    """Write the export of a checkpoint `payload` of `run_dir` into `out`; returns the model card's path."""
     cfg = config_from_dict(payload["config"])
     base = payload.get("base_models") or {}
     if not base:
-        from mome.base_models import fingerprints
-
         base = fingerprints(cfg.model)  # a checkpoint from before fingerprints: the models its config names now
     out.mkdir(parents=True, exist_ok=True)
     weights = save({k: v.contiguous() for k, v in payload["model"].items()}, metadata={"format": FORMAT})
@@ -114,7 +100,7 @@ def export_run(run: Path, out: Path) -> Path:
     return atomic_write_text(out / CARD, model_card(cfg, base, step, run_dir))
 
 
-def model_card(cfg: Any, base: dict[str, Any], step: int | None, run: Path) -> str:
+def model_card(cfg: Config, base: dict[str, Any], step: int | None, run: Path) -> str:
     """What the model is, what it needs and how well it did: the README of an export."""
     m = cfg.model
     adapter = m.adapter.kind + (f" {m.adapter.mome.num_routed_experts}/{m.adapter.mome.top_k}, "

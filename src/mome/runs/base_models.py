@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from mome.config import ModelConfig
+from mome.convert.embedded import cache_dir, resolve_model_path
 from mome.errors import UserError
 from mome.io import atomic_write_text, file_sha256
 
@@ -51,8 +53,6 @@ def base_model_check() -> bool:
 
 
 def _cache_path() -> Path:
-    from mome.convert.embedded import cache_dir
-
     return cache_dir() / "sha256.json"
 
 
@@ -72,7 +72,7 @@ def _files(path: Path) -> list[Path]:
     )
 
 
-def _model_paths(model_cfg: Any) -> dict[str, str]:
+def _model_paths(model_cfg: ModelConfig) -> dict[str, str]:
     """{"llm": spec, "audio_encoder": spec, "video_encoder": spec} for the base models given by path."""
     comp, enc = model_cfg.compression, model_cfg.encoders
     paths = {"llm": model_cfg.llm.path}
@@ -83,10 +83,8 @@ def _model_paths(model_cfg: Any) -> dict[str, str]:
     return {name: spec for name, spec in paths.items() if spec}
 
 
-def fingerprints(model_cfg: Any) -> dict[str, dict[str, Any]]:
+def fingerprints(model_cfg: ModelConfig) -> dict[str, dict[str, Any]]:
     """{name: {"path": spec, "files": {relative file: sha256}}} of every base model given by path."""
-    from mome.convert.embedded import resolve_model_path
-
     cache_file = _cache_path()
     try:
         cache = json.loads(cache_file.read_text())
@@ -108,7 +106,7 @@ def fingerprints(model_cfg: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
-def check(saved: dict[str, dict[str, Any]] | None, model_cfg: Any, where: str) -> None:
+def check(saved: dict[str, dict[str, Any]] | None, model_cfg: ModelConfig, where: str) -> None:
     """Raise a one-line `UserError` naming the first base model file that differs from training's (a warning
     inside `unchecked_base_models`)."""
     if not saved:
@@ -121,7 +119,7 @@ def check(saved: dict[str, dict[str, Any]] | None, model_cfg: Any, where: str) -
         print(f"mome: warning: {err}; loading anyway (base-model check off)", file=sys.stderr, flush=True)
 
 
-def _compare(saved: dict[str, dict[str, Any]], model_cfg: Any, where: str) -> None:
+def _compare(saved: dict[str, dict[str, Any]], model_cfg: ModelConfig, where: str) -> None:
     now = fingerprints(model_cfg)
     for name, then in saved.items():
         current = now.get(name)

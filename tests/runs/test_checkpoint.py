@@ -11,13 +11,8 @@ import torch
 
 from mome.config import load_config
 from mome.errors import UserError
-from mome.training.checkpoint import (
-    checkpoint_source,
-    latest_checkpoint,
-    load_checkpoint,
-    resolve_checkpoint,
-    save_checkpoint,
-)
+from mome.runs.checkpoint import checkpoint_source, save_checkpoint
+from mome.runs.load import latest_checkpoint, load_checkpoint, resolve_checkpoint
 
 CFG = load_config("tiny")
 

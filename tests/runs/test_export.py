@@ -11,11 +11,12 @@ import torch
 from safetensors.torch import load_file
 
 import mome
-from mome.base_models import check, fingerprints
 from mome.cli import main
 from mome.config import config_from_dict, load_config
 from mome.errors import UserError
-from mome.training.checkpoint import load_checkpoint, model_from_payload, save_checkpoint
+from mome.runs.base_models import check, fingerprints
+from mome.runs.checkpoint import save_checkpoint
+from mome.runs.load import load_checkpoint, model_from_payload
 from tiny import untrained_run
 
 FAST = ["decode.num_beams=1", "decode.max_new_tokens=3", "data.num_workers=0"]
@@ -139,7 +140,7 @@ def test_an_export_without_base_models_json_loads_only_when_the_check_is_off(sha
 
 
 def test_the_base_model_check_off_turns_a_mismatch_into_a_warning(corpus, tmp_path, monkeypatch, capsys) -> None:
-    from mome.base_models import unchecked_base_models
+    from mome.runs.base_models import unchecked_base_models
 
     monkeypatch.setenv("MOME_CACHE", str(tmp_path / "cache"))
     llm = _base(tmp_path)

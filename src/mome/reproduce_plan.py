@@ -1,0 +1,105 @@
+"""What `mome reproduce` runs: the methods it compares (the paper's MoME, its ablations and the baselines), its
+options and the (method, seed) jobs, shared by the runner (`mome.reproduce`) and its report
+(`mome.reproduce_report`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from mome.pipeline import Workspace
+
+Family = Literal["mome", "mtsk", "llama-avsr", "asr"]
+
+
+@dataclass(frozen=True)
+class Method:
+    """One row of the comparison: the preset's model with `overrides`."""
+
+    key: str
+    """Run folder prefix (`<out>/runs/<key>-s<seed>`)."""
+    label: str
+    family: Family
+    overrides: tuple[str, ...] = ()
+    task: Literal["avsr", "asr"] = "avsr"
+    every_seed: bool = False
+    """Trained at every seed of `--seeds` (the others at the first seed only)."""
+
+    def granularities(self, combinations: int) -> int:
+        """Rate combinations it trains on at each step and is evaluated at (its cost, for the time estimate)."""
+        if self.family == "llama-avsr":
+            return 1
+        return 2 if self.task == "asr" else combinations
+
+
+def _mome(routed: int, top_k: int, shared: int, bottleneck: int) -> tuple[str, ...]:
+    m = "model.adapter.mome"
+    return (f"{m}.num_routed_experts={routed}", f"{m}.top_k={top_k}", f"{m}.num_shared_experts={shared}",
+            f"{m}.bottleneck={bottleneck}")  # fmt: skip
+
+
+def _single_rate(audio: int, video: int) -> tuple[str, ...]:
+    return ("model.adapter.kind=lora", f"model.compression.audio_rates=[{audio}]",
+            f"model.compression.video_rates=[{video}]")  # fmt: skip
+
+
+# The preset (`demo`) is MoME-23/4 with 1 shared expert, bottleneck 12, parallel to attention. The ablation
+# shapes are the paper's Table 3 rows (1 expert of width 48; 4 experts of width 24, top-2, 1 shared).
+METHODS: tuple[Method, ...] = (
+    Method("mome-mhsa", "MoME-23/4-MHSA", "mome", every_seed=True),
+    Method("mtsk-ms", "Llama-MTSK MS", "mtsk", ("model.adapter.kind=mtsk-ms",), every_seed=True),
+    Method("asr", "MoME-23/4-MHSA, audio only (ASR)", "asr", task="asr"),
+    Method(
+        "mome-mhsa-pergran",
+        "MoME-23/4-MHSA, a router per granularity",
+        "mome",
+        ("model.adapter.mome.shared_router=false",),
+    ),
+    Method("llama-avsr-a4-v2", "Llama-AVSR (4,2)", "llama-avsr", _single_rate(4, 2)),
+    Method("llama-avsr-a16-v5", "Llama-AVSR (16,5)", "llama-avsr", _single_rate(16, 5)),
+    Method("mome-ffn", "MoME-23/4-FFN", "mome", ("model.adapter.mome.placement=ffn",)),
+    Method("mome-layer", "MoME-23/4-LAYER", "mome", ("model.adapter.mome.placement=layer",)),
+    Method(
+        "mome-mhsa-noshared", "MoME-23/4-MHSA, no shared expert", "mome", ("model.adapter.mome.num_shared_experts=0",)
+    ),
+    Method("mome-1-1", "MoME-1/1-MHSA (1 expert, width 48)", "mome", _mome(1, 1, 0, 48)),
+    Method("mome-4-2", "MoME-4/2-MHSA (width 24, 1 shared)", "mome", _mome(4, 2, 1, 24)),
+    Method("mtsk-ss", "Llama-MTSK SS", "mtsk", ("model.adapter.kind=mtsk-ss",)),
+    Method("mtsk-mss", "Llama-MTSK MSS", "mtsk", ("model.adapter.kind=mtsk-mss",)),
+)
+"""In training order: the runs every claim needs come first, so a stopped reproduction has them."""
+
+PAPER_PRESET = "paper-mome-23-4-mhsa"
+"""The paper-size model (Llama 3.2-3B, Whisper medium, AV-HuBERT Large) the same overrides are counted on."""
+
+QUICK = {"utterances": 60, "lip_steps": 4, "steps": 4, "eval_limit": 4}
+"""`--quick`: the same code with tiny steps, a tiny corpus and a few test utterances (minutes, not an hour)."""
+
+
+@dataclass
+class ReproduceOptions(Workspace):
+    out: Path = Path("reproduce_out")
+    snrs: list[float | None] = field(default_factory=lambda: [None, 0.0])
+    steps: int = 300
+    """Training steps of every run."""
+    seeds: list[int] = field(default_factory=lambda: [0, 1])
+    """Training seeds of MoME-MHSA and MTSK-MS (every other method: the first)."""
+    quick: bool = False
+
+
+@dataclass(frozen=True)
+class Job:
+    method: Method
+    seed: int
+
+    @property
+    def run(self) -> str:
+        return f"{self.method.key}-s{self.seed}"
+
+
+def jobs(opts: ReproduceOptions) -> list[Job]:
+    """Every (method, seed) to train, in order: each method at the first seed, then the extra seeds."""
+    first = [Job(m, opts.seeds[0]) for m in METHODS]
+    extra = [Job(m, s) for s in opts.seeds[1:] for m in METHODS if m.every_seed]
+    return first + extra
