@@ -6,6 +6,40 @@ from __future__ import annotations
 import argparse
 
 from mome.commands import add_base_model_check
+from mome.serve import DEFAULT_MAX_UPLOAD_MB, DEFAULT_QUEUE
+
+
+def port(text: str) -> int:
+    """A TCP port, 1-65535, checked while parsing (not an OverflowError at bind time)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number 1-65535; got {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 1-65535; got {value}")
+    return value
+
+
+def megabytes(text: str) -> float:
+    """A positive size in MB."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size in MB such as 100; got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive size in MB; got {text}")
+    return value
+
+
+def waiting(text: str) -> int:
+    """How many requests may wait: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0; got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0; got {value}")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,7 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)"
     )
-    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--port", type=port, default=7860, help="TCP port, 1-65535 (default 7860)")
+    parser.add_argument("--max-upload-mb", type=megabytes, default=DEFAULT_MAX_UPLOAD_MB, metavar="MB",
+                        help=f"refuse a request body over this size (413; default {DEFAULT_MAX_UPLOAD_MB:g})")  # fmt: skip
+    parser.add_argument("--queue", type=waiting, default=DEFAULT_QUEUE, metavar="N",
+                        help=f"requests that may wait while one clip decodes; more get 503 (default {DEFAULT_QUEUE})")  # fmt: skip
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     add_base_model_check(parser)
     parser.parse_args = parser.parse_intermixed_args  # type: ignore[method-assign]
@@ -22,8 +60,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mome.api import load
-    from mome.serve import serve
+    from mome.serve import listen, serve
 
-    recognizer = load(args.checkpoint, args.overrides, args.device, check_base_models=not args.no_base_model_check)
-    serve(recognizer, args.host, args.port)
+    sock = listen(args.host, args.port)  # a port in use fails here, before the (slow) model load
+    try:
+        recognizer = load(args.checkpoint, args.overrides, args.device, check_base_models=not args.no_base_model_check)
+        serve(recognizer, sock, args.max_upload_mb, args.queue)
+    finally:
+        sock.close()
     return 0
