@@ -252,3 +252,13 @@ def test_restart_optimizer_keeps_the_weights_with_the_new_lr(train_corpus, tmp_p
     parser = __import__("argparse").ArgumentParser()
     add_arguments(parser)
     assert parser.parse_args(["tiny", "--restart-optimizer"]).restart_optimizer
+
+
+def test_train_without_an_llm_path_names_both_ways_out(tmp_path, capsys, monkeypatch) -> None:
+    """A paper preset names its LLM's architecture only: the one-line refusal names the field to set and
+    `model.llm.allow_random_weights`, the other way (documented before only in docs/data.md)."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "paper-llama-avsr", "train.output_dir=run"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mome: error: model.llm.path: not set;") and err.count("\n") == 1
+    assert "model.llm.allow_random_weights=true" in err

@@ -611,7 +611,8 @@ def train(cfg: Config, resume: bool = True, restart_optimizer: bool = False) -> 
     if cfg.model.llm.path is None and not cfg.model.llm.allow_random_weights:
         raise UserError(
             "model.llm.path: not set; this preset describes the LLM's architecture only. Point it at a local "
-            "Hugging Face directory (or `embedded:smollm2-135m`) to train"
+            "Hugging Face directory (or `embedded:smollm2-135m`) to train, or set model.llm.allow_random_weights=true "
+            "to train on random weights of that shape (for measurements only)"
         )
     if int(os.environ.get("RANK", "0")) != 0:  # data-parallel: the main process holds the run's lock
         return Trainer(cfg, resume=resume, restart_optimizer=restart_optimizer).setup().fit()
