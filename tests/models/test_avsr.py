@@ -173,3 +173,21 @@ def test_overfits_a_handful_of_pairs_at_every_granularity(kind: str) -> None:
             features.video[b : b + 1, : int(features.video_lengths[b])], features.video_lengths[b : b + 1],
         )  # fmt: skip
         assert model.generate(alone, combo, decode) == [batched[b]]
+
+
+def test_beam_search_hands_the_lm_head_a_contiguous_input_with_the_same_hypotheses() -> None:
+    """`generate` passes the strided slice `hidden[:, -1:, :]` to the LM head (on CPU in bf16, F.linear on it
+    allocates rows x vocabulary x hidden); the model's pre-hook makes it contiguous, and beams decode the same."""
+    model = _model("mome").eval()
+    given, received = [], []
+    head = model.llm.get_output_embeddings()
+    head.register_forward_pre_hook(lambda m, args: given.append(args[0].is_contiguous()), prepend=True)
+    head.register_forward_pre_hook(lambda m, args: received.append(args[0].is_contiguous()))
+    features, combo = _features(batch=2), model.combinations[-1]
+    decode = DecodeConfig(num_beams=4, max_new_tokens=6)
+    hooked = model.generate_scored(features, combo, decode)
+    assert False in given  # what HF hands over (else this test proves nothing)
+    assert received and all(received)
+    model.lm_head_hook.remove()  # the handle is kept: without the hook, the same transcripts and confidences
+    plain = model.generate_scored(features, combo, decode)
+    assert plain[0] == hooked[0] and plain[1] == pytest.approx(hooked[1], abs=1e-5)

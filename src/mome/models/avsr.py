@@ -37,7 +37,7 @@ from mome.config import (
     combination_task,
     combinations,
 )
-from mome.models.llm import LoadedLLM, load_llm
+from mome.models.llm import LoadedLLM, contiguous_lm_head_input, load_llm
 from mome.models.losses import per_combination_ce, projector_ctc
 from mome.models.pooling import MatryoshkaPooler
 from mome.models.projector import ModalityProjectors
@@ -103,6 +103,7 @@ class AVSRModel(nn.Module):
         comp = cfg.compression
         self.combinations: list[Combination] = combinations(comp)
         self.llm = llm.model
+        self.lm_head_hook = contiguous_lm_head_input(self.llm)  # beam search within memory (`mome.models.llm`)
         self.tokenizer = llm.tokenizer
         self.audio_encoder = _freeze_encoder(audio_encoder)
         self.video_encoder = _freeze_encoder(video_encoder)

@@ -124,3 +124,18 @@ def load_llm(cfg: LLMConfig, device: str | torch.device | None = None) -> Loaded
     if device is not None and not meta:
         model = model.to(device)
     return LoadedLLM(freeze(model), tokenizer)
+
+
+def _contiguous_input(module: nn.Module, args: tuple) -> tuple | None:
+    """Forward pre-hook: the input made contiguous (no copy when it already is)."""
+    if args and isinstance(args[0], torch.Tensor) and not args[0].is_contiguous():
+        return (args[0].contiguous(), *args[1:])
+    return None
+
+
+def contiguous_lm_head_input(llm: nn.Module) -> torch.utils.hooks.RemovableHandle | None:
+    """Hand the LM head a contiguous input. `generate` (`logits_to_keep`) passes the strided slice
+    `hidden[:, -k:, :]`, on which CPU `F.linear` in bf16 allocates rows x vocabulary x hidden (beam search is
+    killed for memory); copying the slice costs rows x hidden. Returns the hook's handle (None: no LM head)."""
+    head = llm.get_output_embeddings()
+    return None if head is None else head.register_forward_pre_hook(_contiguous_input)
