@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from types import ModuleType
 
 from mome.errors import Interrupted, UserError
 
@@ -63,18 +64,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+def parse(argv: list[str]) -> tuple[argparse.Namespace, ModuleType]:
+    """(arguments, subcommand module) of a command line. Options may stand anywhere, also between KEY=VALUE
+    overrides (`mome train tiny --restart-optimizer data.root=c`): every subcommand parses intermixed."""
     # Build only the requested subcommand's parser when possible (fast start-up).
     if argv and argv[0] in COMMANDS:
         module_name, help_text = COMMANDS[argv[0]]
         parser = argparse.ArgumentParser(prog=f"mome {argv[0]}", description=help_text)
         module = importlib.import_module(module_name)
         module.add_arguments(parser)
-        args = parser.parse_args(argv[1:])
-    else:
-        args = build_parser().parse_args(argv)
-        module = importlib.import_module(args._module)
+        return parser.parse_intermixed_args(argv[1:]), module
+    args = build_parser().parse_args(argv)  # no subcommand named: usage or --help
+    return args, importlib.import_module(args._module)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, module = parse(sys.argv[1:] if argv is None else argv)
     try:
         return int(module.run(args) or 0)
     except Interrupted as err:  # saved, not finished: a nonzero code, so that scripts do not carry on
