@@ -32,6 +32,7 @@ from mome.constants import FPS, MODEL_CROP_SIZE, SAMPLE_RATE, SAMPLES_PER_FRAME
 from mome.data.collate import collate
 from mome.data.media import MediaError
 from mome.data.transforms import utterance_inputs
+from mome.errors import UserError
 
 if TYPE_CHECKING:
     from mome.config import Combination, CompressionConfig
@@ -81,6 +82,8 @@ def load_clip(
         tolerance: largest accepted |audio frames - video frames| (`data.av_tolerance_frames`); beyond it a
             `MediaError`, as the dataset refuses such an utterance. None: no check.
     """
+    if input_kind not in INPUT_KINDS:
+        raise UserError(f"input_kind {input_kind!r}: expected one of {', '.join(INPUT_KINDS)}")
     media = read_clip(video, audio, task_modalities(task), input_kind, times)
     used = choose_modalities(task, media, str(video or audio))
     if "audio" in used and (media.frames is not None or (media.video_frames and "video" not in media.problems)):
