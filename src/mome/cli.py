@@ -8,6 +8,7 @@ heavy imports (torch, transformers, PyAV) are paid only when it runs.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 from types import ModuleType
@@ -64,6 +65,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+"""No space left, or the user's disk quota spent: either way the write stopped, not the data."""
+
+
+def disk_full(err: OSError) -> str:
+    """What a full disk stopped, and why rerunning is safe: every save, shard and export file is written to a
+    temporary name and renamed (`mome.io`), so what was saved before is intact and the command continues."""
+    where = f" while writing {err.filename}" if err.filename else ""
+    return (f"the disk is full ({err.strerror or 'no space left'}{where}); everything saved before is intact: "
+            "free some space and rerun the same command, it continues from there")  # fmt: skip
+
+
 def parse(argv: list[str]) -> tuple[argparse.Namespace, ModuleType]:
     """(arguments, subcommand module) of a command line. Options may stand anywhere, also between KEY=VALUE
     overrides (`mome train tiny --restart-optimizer data.root=c`): every subcommand parses intermixed."""
@@ -88,6 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"mome: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        if err.errno not in DISK_FULL:
+            raise
+        print(f"mome: error: {disk_full(err)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("mome: interrupted", file=sys.stderr)
         return 130
