@@ -12,6 +12,7 @@ import soundfile as sf
 from mome.cli import main
 from mome.config import load_config
 from mome.data.media import MediaError, read_audio, read_video, write_video
+from mome.errors import ClipTooLong
 from mome.inference import combination_for, load_clip
 from tiny import untrained_run
 
@@ -118,3 +119,49 @@ def test_transcribe_says_which_modality_it_used(corpus: Path, clip, tmp_path, ca
     assert main(["transcribe", str(avsr), "--video", str(mp4), *FAST]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "audio: no audio track" in lines[0], lines
+
+
+def _write_timed(path: Path, frames: np.ndarray, times: list[float]) -> None:
+    """An mp4 whose frame i is shown at `times[i]` seconds (a 50 fps or variable-rate clip)."""
+    from fractions import Fraction
+
+    import av
+
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=100)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.time_base = Fraction(1, 100)
+        for frame, t in zip(frames, times):
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            vf.pts, vf.time_base = round(t * 100), Fraction(1, 100)
+            container.mux(stream.encode(vf))
+        container.mux(stream.encode(None))
+
+
+def test_a_50_fps_or_variable_rate_mouth_crop_is_retimed_to_25_fps(clip, tmp_path) -> None:
+    mp4, _ = clip
+    frames = read_video(mp4)
+    doubled = tmp_path / "fifty.mp4"
+    _write_timed(doubled, np.repeat(frames, 2, axis=0), [i / 50 for i in range(2 * len(frames))])
+    loaded = load_clip(doubled, None, "vsr", input_kind="crop")
+    assert loaded.batch["video"].shape[1] == len(frames)  # the clip's duration, not twice it
+    # variable rate: the first half shown at 50 fps, the rest at 25 fps; 25 fps ticks pick by timestamp
+    half = len(frames) // 2
+    times = [i / 50 for i in range(2 * half)] + [half / 25 + i / 25 for i in range(len(frames) - half)]
+    vfr = tmp_path / "vfr.mp4"
+    _write_timed(vfr, np.concatenate([np.repeat(frames[:half], 2, axis=0), frames[half:]]), times)
+    assert load_clip(vfr, None, "vsr", input_kind="auto").batch["video"].shape[1] == len(frames)
+
+
+def test_one_rule_for_long_clips_audio_or_video(clip, tmp_path) -> None:
+    mp4, wav = clip
+    frames = read_video(mp4)
+    long_video = tmp_path / "long.mp4"
+    write_video(long_video, np.resize(frames, (31 * 25, *frames.shape[1:])))
+    long_audio = tmp_path / "long.wav"
+    sf.write(str(long_audio), np.resize(read_audio(wav), 31 * 16000), 16000)
+    message = r"the clip is 31.0 s long, longer than the 30 s a model reads at once: cut it into shorter clips"
+    with pytest.raises(ClipTooLong, match=rf"long.mp4: {message}"):
+        load_clip(long_video, None, "vsr", input_kind="crop")
+    with pytest.raises(ClipTooLong, match=rf"long.wav: {message}"):
+        load_clip(None, long_audio, "asr")

@@ -7,6 +7,7 @@ from mome.config import DataConfig
 from mome.data.collate import collate
 from mome.data.dataset import AVDataset
 from mome.data.media import MediaError
+from mome.errors import UserError
 from mome.inference import clip_seconds, load_clip
 from tiny import autocast_spy
 
@@ -65,3 +66,9 @@ def test_transcribe_each_decodes_with_int8_weights(corpus):
     stem = next(corpus.glob("synth/test/**/*.mp4")).with_suffix("")
     results, _ = recognizer.transcribe_each(stem.with_suffix(".mp4"), stem.with_suffix(".wav"), input_kind="crop")
     assert len(results) == 4 and all(isinstance(r.text, str) for r in results)
+
+
+def test_an_unknown_input_kind_is_refused_in_one_line(corpus):
+    mp4 = next(corpus.glob("synth/test/**/*.mp4"))
+    with pytest.raises(UserError, match=r"input_kind 'bogus': expected one of auto, crop, raw"):
+        load_clip(mp4, mp4.with_suffix(".wav"), "avsr", input_kind="bogus")

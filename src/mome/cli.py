@@ -8,8 +8,10 @@ heavy imports (torch, transformers, PyAV) are paid only when it runs.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
+from types import ModuleType
 
 from mome.errors import Interrupted, UserError
 
@@ -63,18 +65,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+"""No space left, or the user's disk quota spent: either way the write stopped, not the data."""
+
+
+def disk_full(err: OSError) -> str:
+    """What a full disk stopped, and why rerunning is safe: every save, shard and export file is written to a
+    temporary name and renamed (`mome.io`), so what was saved before is intact and the command continues."""
+    where = f" while writing {err.filename}" if err.filename else ""
+    return (f"the disk is full ({err.strerror or 'no space left'}{where}); everything saved before is intact: "
+            "free some space and rerun the same command, it continues from there")  # fmt: skip
+
+
+def parse(argv: list[str]) -> tuple[argparse.Namespace, ModuleType]:
+    """(arguments, subcommand module) of a command line. Options may stand anywhere, also between KEY=VALUE
+    overrides (`mome train tiny --restart-optimizer data.root=c`): every subcommand parses intermixed."""
     # Build only the requested subcommand's parser when possible (fast start-up).
     if argv and argv[0] in COMMANDS:
         module_name, help_text = COMMANDS[argv[0]]
         parser = argparse.ArgumentParser(prog=f"mome {argv[0]}", description=help_text)
         module = importlib.import_module(module_name)
         module.add_arguments(parser)
-        args = parser.parse_args(argv[1:])
-    else:
-        args = build_parser().parse_args(argv)
-        module = importlib.import_module(args._module)
+        return parser.parse_intermixed_args(argv[1:]), module
+    args = build_parser().parse_args(argv)  # no subcommand named: usage or --help
+    return args, importlib.import_module(args._module)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, module = parse(sys.argv[1:] if argv is None else argv)
     try:
         return int(module.run(args) or 0)
     except Interrupted as err:  # saved, not finished: a nonzero code, so that scripts do not carry on
@@ -83,6 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"mome: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        if err.errno not in DISK_FULL:
+            raise
+        print(f"mome: error: {disk_full(err)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("mome: interrupted", file=sys.stderr)
         return 130

@@ -16,7 +16,7 @@ import numpy as np
 
 from mome.config import task_modalities
 from mome.constants import MOUTH_CROP_SIZE, SAMPLES_PER_FRAME
-from mome.data.media import MediaError, read_audio, read_audio_track, read_media, read_video
+from mome.data.media import MediaError, read_audio, read_audio_track, read_media
 from mome.lrs.mouth_crop import MIN_FRAMES
 
 MIN_FACE_SHARE = 0.5
@@ -61,11 +61,10 @@ def rms_dbfs(samples: np.ndarray) -> float:
 
 
 def _frames(video: Path, input_kind: str) -> tuple[np.ndarray, bool]:
-    """(frames at 25 fps, whether they are a raw video rather than 96x96 mouth crops)."""
-    frames = read_video(video) if input_kind != "raw" else None
+    """(frames at 25 fps, whether they are a raw video rather than 96x96 mouth crops). Mouth crops too are
+    retimed by timestamp (`read_media`): a 50 fps or variable-rate crop keeps its duration."""
+    frames, _ = read_media(video, need_audio=False)
     raw = input_kind == "raw" or (input_kind == "auto" and frames.shape[1:3] != (MOUTH_CROP_SIZE, MOUTH_CROP_SIZE))
-    if raw:
-        frames, _ = read_media(video, need_audio=False)  # 25 fps by timestamp
     return frames, raw
 
 

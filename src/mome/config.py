@@ -59,6 +59,15 @@ DEFAULT_PROMPTS = {
 
 
 EMBEDDED_PREFIX = "embedded:"
+SNR_RANGE_DB = (-30.0, 60.0)
+"""Babble SNRs outside it (and NaN, inf) are mistakes, not conditions: the one rule for training and evaluation."""
+
+
+def plausible_snr(snr: float | None) -> bool:
+    """None (clean) or a finite number of dB within `SNR_RANGE_DB` (NaN compares false: refused)."""
+    return snr is None or SNR_RANGE_DB[0] <= snr <= SNR_RANGE_DB[1]
+
+
 """Model paths such as `embedded:smollm2-135m` name a model shipped in a PyPI wheel, not a file."""
 
 
@@ -348,7 +357,7 @@ class DataConfig:
 
     def check(self, path: str) -> None:
         for i, snr in enumerate(self.train_snrs):
-            _check(snr is None or -30 <= snr <= 60, f"{path}.train_snrs[{i}]", f"implausible SNR {snr} dB")
+            _check(plausible_snr(snr), f"{path}.train_snrs[{i}]", f"implausible SNR {snr} dB")
         _check(len(self.train_snrs) > 0, f"{path}.train_snrs", "needs at least one value (null = clean)")
         _check(
             1 <= self.crop_size <= MOUTH_CROP_SIZE,

@@ -26,6 +26,9 @@ WHISPER_FRAME_RATE = exact_div(SAMPLE_RATE, WHISPER_HOP * WHISPER_CONV_STRIDE)  
 """Whisper encoder features per second."""
 AVHUBERT_FRAME_RATE = FPS
 """AV-HuBERT features per second: one per video frame."""
+MAX_CLIP_SECONDS = 30
+"""Longest clip a model reads at once, whatever its modalities: Whisper's window (its positional table), and
+for video-only clips the same rule, far beyond the few seconds of an LRS utterance (`errors.ClipTooLong`)."""
 
 MOUTH_CROP_SIZE = 96
 """Side of the mouth crops a corpus stores (`mome synth`, `mome prepare-lrs`; auto_avsr's 96x96)."""

@@ -2,7 +2,9 @@
 
 The clip is either a prepared mouth crop (96x96, 25 fps: what `mome synth` and `mome prepare-lrs` write) or
 a raw video of a person speaking. `input_kind="auto"` treats exactly-96x96 frames as a mouth crop and
-anything else as raw; "crop" / "raw" force one. A raw video is resampled to 25 fps by timestamp and goes
+anything else as raw; "crop" / "raw" force one. Every video is resampled to 25 fps by timestamp (a 50 fps
+or variable-rate mouth crop keeps its duration); a clip over `MAX_CLIP_SECONDS` (30 s), audio or video, is
+refused in one line (`ClipTooLong`). A raw video goes
 through the preparation pipeline (dlib face + 68 landmarks, smoothing, alignment to the mean face, 96x96
 mouth crop: `mome.lrs.prepare.mouth_clip`). Then the clip becomes model inputs exactly like an evaluation
 utterance (`mome.data.transforms.utterance_inputs`: centre crop, grayscale, normalisation; audio at 16 kHz,
@@ -26,12 +28,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from mome.clip import choose_modalities, read_clip
+from mome.clip import ClipMedia, choose_modalities, read_clip
 from mome.config import combination_task, task_modalities
-from mome.constants import FPS, MODEL_CROP_SIZE, SAMPLE_RATE, SAMPLES_PER_FRAME
+from mome.constants import FPS, MAX_CLIP_SECONDS, MODEL_CROP_SIZE, SAMPLE_RATE, SAMPLES_PER_FRAME
 from mome.data.collate import collate
 from mome.data.media import MediaError
 from mome.data.transforms import utterance_inputs
+from mome.errors import ClipTooLong, UserError
 
 if TYPE_CHECKING:
     from mome.config import Combination, CompressionConfig
@@ -48,6 +51,14 @@ def _check_lengths(path: Path, samples: np.ndarray, frames: int, tolerance: int 
             f"audio is {audio_frames:.1f} frames long, video {frames} frames (tolerance {tolerance}; "
             "data.av_tolerance_frames=N accepts more)",
         )
+
+
+def _check_duration(where: str, media: ClipMedia, used: tuple[str, ...]) -> None:
+    """One rule for every modality: a clip longer than `MAX_CLIP_SECONDS` is refused (`ClipTooLong`)."""
+    seconds = max(len(media.frames) / FPS if "video" in used else 0.0,
+                  len(media.samples) / SAMPLE_RATE if "audio" in used else 0.0)  # fmt: skip
+    if seconds > MAX_CLIP_SECONDS:
+        raise ClipTooLong(seconds, MAX_CLIP_SECONDS, where)
 
 
 @dataclass
@@ -81,10 +92,13 @@ def load_clip(
         tolerance: largest accepted |audio frames - video frames| (`data.av_tolerance_frames`); beyond it a
             `MediaError`, as the dataset refuses such an utterance. None: no check.
     """
+    if input_kind not in INPUT_KINDS:
+        raise UserError(f"input_kind {input_kind!r}: expected one of {', '.join(INPUT_KINDS)}")
     media = read_clip(video, audio, task_modalities(task), input_kind, times)
     used = choose_modalities(task, media, str(video or audio))
     if "audio" in used and (media.frames is not None or (media.video_frames and "video" not in media.problems)):
         _check_lengths(audio or video, media.samples, media.num_frames(), tolerance)  # type: ignore[arg-type]
+    _check_duration(str(video or audio), media, used)
     rng = np.random.default_rng(0)  # unused by the evaluation transforms; they take one
     frames = media.frames if "video" in used else None
     samples = media.samples if "audio" in used else None

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from mome.config import load_config
-from mome.evaluation.evaluate import evaluate, tokens_per_second
+from mome.errors import UserError
+from mome.evaluation.evaluate import evaluate, parse_snr, tokens_per_second
 from mome.models.avsr import build_model
 from mome.runs.checkpoint import save_checkpoint
 from mome.runs.load import model_from_checkpoint
@@ -144,3 +145,18 @@ def test_int8_decoding_is_applied_and_recorded(run, tmp_path):
     assert (decode["precision"], decode["quantize"]) == ("fp32", "int8")
     assert decode["precision_reason"] == "as requested; linear layers in int8"  # the tiny preset pins fp32
     assert "beams 1, precision fp32, int8 weights;" in (tmp_path / "results.md").read_text()
+
+
+@pytest.mark.parametrize("text", ["nan", "NaN", "inf", "-inf", "1e9"])
+def test_a_nonfinite_or_implausible_snr_is_refused(text: str) -> None:
+    with pytest.raises(UserError, match=r"SNR .* dB: expected a number from -30 to 60 dB, or 'clean'"):
+        parse_snr(text)
+
+
+def test_evaluate_refuses_a_nan_snr_before_any_work() -> None:
+    with pytest.raises(UserError, match="SNR nan dB"):
+        evaluate(None, None, "labels.csv", "root", [], [None, float("nan")])  # type: ignore[arg-type]
+
+
+def test_clean_and_numbers_still_parse() -> None:
+    assert [parse_snr(t) for t in ("clean", "none", "0", "-5", "2.5")] == [None, None, 0.0, -5.0, 2.5]

@@ -67,7 +67,6 @@ def add_labelled_arguments(parser: argparse.ArgumentParser, labels: str | None =
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_trusted_checkpoint(parser)
     add_base_model_check(parser)
-    parser.parse_args = parser.parse_intermixed_args  # type: ignore[method-assign]  # overrides anywhere
 
 
 @dataclass

@@ -17,7 +17,9 @@ from mome.commands import add_labelled_arguments, open_labelled, run_trusting
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_labelled_arguments(parser)
-    parser.add_argument("--snr", nargs="+", default=["clean"], help="SNRs in dB or 'clean', e.g. clean 0 -5")
+    parser.add_argument(
+        "--snr", nargs="+", default=["clean"], help="SNRs in dB (-30 to 60) or 'clean', e.g. clean 0 -5"
+    )
     parser.add_argument("--out", help="output directory (default: <run>/eval/<labels stem>)")
     parser.add_argument(
         "--skip-bad",

@@ -55,7 +55,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"requests that may wait while one clip decodes; more get 503 (default {DEFAULT_QUEUE})")  # fmt: skip
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     add_base_model_check(parser)
-    parser.parse_args = parser.parse_intermixed_args  # type: ignore[method-assign]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -47,7 +47,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from mome.config import Combination, Config, DecodeConfig, absolute_path, combination_key
+from mome.config import SNR_RANGE_DB, Combination, Config, DecodeConfig, absolute_path, combination_key, plausible_snr
 from mome.constants import AVHUBERT_FRAME_RATE, WHISPER_FRAME_RATE
 from mome.data.collate import collate
 from mome.data.dataset import AVDataset
@@ -76,13 +76,23 @@ def snr_label(snr: float | None) -> str:
 
 
 def parse_snr(text: str) -> float | None:
-    """`clean` (or `none`) -> None, else a number of dB."""
-    if text.strip().lower() in ("clean", "none", "inf"):
+    """`clean` (or `none`) -> None, else a number of dB (`check_snrs`: not NaN, not infinite)."""
+    if text.strip().lower() in ("clean", "none"):
         return None
     try:
-        return float(text)
+        snr = float(text)
     except ValueError:
         raise UserError(f"SNR {text!r}: expected a number of dB or 'clean'") from None
+    check_snrs([snr])
+    return snr
+
+
+def check_snrs(snrs: list[float | None]) -> None:
+    """Refuse what would decode garbage or a second clean column: NaN, inf, an SNR out of `SNR_RANGE_DB`."""
+    low, high = SNR_RANGE_DB
+    for snr in snrs:
+        if not plausible_snr(snr):
+            raise UserError(f"SNR {snr} dB: expected a number from {low:g} to {high:g} dB, or 'clean' for no noise")
 
 
 def frame_rates(model: AVSRModel) -> tuple[float, float]:
@@ -304,6 +314,7 @@ def evaluate(
         cascade: a calibration (`evaluation.cascade`): the cascade is scored beside the fixed rates
             (results.json "policies"; its measured time per utterance in decode_times.json).
     """
+    check_snrs(snrs)
     root = Path(absolute_path(str(root)))
     labels = Path(absolute_path(str(labels), root))
     decode = decode or cfg.decode

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from mome.constants import SAMPLE_RATE, WHISPER_FRAME_RATE
-from mome.errors import UserError
+from mome.errors import ClipTooLong, UserError
 from mome.models.hf_loading import check_loading_info, quiet_transformers
 
 
@@ -161,7 +161,7 @@ class WhisperAudioEncoder(nn.Module):
         """
         longest = int(lengths.max())
         if longest > self.max_samples:
-            raise UserError(f"audio clip of {longest / SAMPLE_RATE:.1f} s is longer than Whisper's 30 s")
+            raise ClipTooLong(longest / SAMPLE_RATE, self.max_samples / SAMPLE_RATE)
         out_lengths = encoder_lengths(lengths, self.samples_per_frame).clamp(max=self.padded_frames(longest))
         dtype = self.encoder.conv1.weight.dtype
         features = audio.new_zeros(len(audio), self.padded_frames(longest), self.output_dim, dtype=dtype)
