@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mome.evaluation.cascade import calibrate, ladder, score, stop
+from mome.errors import UserError
+from mome.evaluation.cascade import calibrate, ladder, load_calibration, save_calibration, score, stop
 
 TOKENS = {"a16_v5": 8.0, "a16_v2": 15.0, "a4_v2": 25.0}
 
@@ -85,3 +86,14 @@ def test_calibrate_then_eval_with_the_cascade(corpus, tmp_path, monkeypatch, cap
     times = json_.loads(Path("run/eval/test/decode_times.json").read_text())
     assert times["policies"]["cascade"]["clean"] > 0
     assert "policy: cascade" in Path("run/eval/test/results.md").read_text()
+
+
+def test_a_changed_calibration_is_refused_in_one_line(tmp_path: Path) -> None:
+    """The threshold decides every cascade answer: a file edited or damaged after `mome calibrate` must not
+    be used silently."""
+    save_calibration(tmp_path, {"threshold": -0.5, "ladder": ["a16_v5", "a4_v2"]})
+    assert load_calibration(tmp_path)["threshold"] == -0.5
+    path = tmp_path / "calibration.json"
+    path.write_text(path.read_text().replace("-0.5", "-5.0"))
+    with pytest.raises(UserError, match="calibration.json: corrupt calibration"):
+        load_calibration(tmp_path)

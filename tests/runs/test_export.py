@@ -35,6 +35,7 @@ def test_an_export_loads_like_its_run(corpus: Path, tmp_path: Path, monkeypatch)
     loaded = mome.load("shared", FAST).model.trainable_state_dict()
     assert all(torch.equal(loaded[k], trained[k]) for k in trained)
     assert Path("shared/calibration.json").is_file()  # budget="auto" works on the export too
+    assert Path("shared/calibration.json.sha256").is_file()  # and is checked like the weights
     card = Path("shared/README.md").read_text()
     assert "a4_v2, a4_v5, a16_v2, a16_v5" in card and "mome.load" in card
     clip = sorted(corpus.glob("synth/test/**/*.mp4"))[0]

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mome.io import atomic_write_text, read_json
+from mome.io import read_json
 from mome.runs import CALIBRATION_FILE
+from mome.runs.checksums import verify_checksum, write_checked
 
 DEFAULT_RELATIVE = 1.05
 """Calibration target: the cascade's validation WER at most 5% (relative) above the finest combination's,
@@ -132,7 +133,9 @@ def calibrate(
 
 def save_calibration(run_dir: Path, calibration: dict[str, Any]) -> Path:
     text = json.dumps({**calibration, "threshold": _finite(calibration["threshold"])}, indent=2) + "\n"
-    return atomic_write_text(run_dir / CALIBRATION_FILE, text)
+    path = run_dir / CALIBRATION_FILE
+    write_checked(path, text.encode())  # a changed threshold would silently change every cascade answer
+    return path
 
 
 def load_calibration(run_dir: Path) -> dict[str, Any]:
@@ -140,6 +143,7 @@ def load_calibration(run_dir: Path) -> dict[str, Any]:
     from mome.errors import UserError
 
     path = run_dir / CALIBRATION_FILE
+    verify_checksum(path, "calibration")
     calibration = read_json(path)
     threshold = calibration.get("threshold", "missing")
     if not isinstance(threshold, (int, float, type(None))) or "ladder" not in calibration:

@@ -35,3 +35,10 @@ def verify_checksum(path: Path, what: str = "checkpoint") -> None:
     expected = side.read_text(encoding="ascii", errors="replace").split(" ", 1)[0].strip()
     if file_sha256(path) != expected:
         raise CorruptCheckpoint(f"{path}: corrupt {what} (sha256 differs from {side.name})")
+
+
+def write_checked(path: Path, data: bytes) -> None:
+    """A file and its `.sha256`; the old checksum goes first, so it never vouches for new bytes."""
+    checksum_path(path).unlink(missing_ok=True)
+    atomic_write_bytes(path, data)
+    write_checksum(path)

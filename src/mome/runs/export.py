@@ -28,10 +28,10 @@ from safetensors.torch import load_file, save
 
 from mome.config import Config, combination_key, combinations, config_from_dict
 from mome.errors import UserError
-from mome.io import atomic_write_bytes, atomic_write_text
+from mome.io import atomic_write_text
 from mome.runs import CALIBRATION_FILE
 from mome.runs.base_models import MISSING_HINT, base_model_check, fingerprints
-from mome.runs.checksums import checksum_path, verify_checksum, write_checksum
+from mome.runs.checksums import verify_checksum, write_checked
 
 WEIGHTS, CONFIG, BASE_MODELS, CARD = "adapter.safetensors", "config.yaml", "base_models.json", "README.md"
 FORMAT = "mome-export-1"
@@ -75,13 +75,6 @@ def refuse_run_directory(out: Path, run: Path) -> None:
         )
 
 
-def _write_checked(path: Path, data: bytes) -> None:
-    """A file of the export and its `.sha256`; the old checksum goes first, so it never vouches for new bytes."""
-    checksum_path(path).unlink(missing_ok=True)
-    atomic_write_bytes(path, data)
-    write_checksum(path)
-
-
 def write_export(out: Path, payload: dict[str, Any], run_dir: Path) -> Path:
     """Write the export of a checkpoint `payload` of `run_dir` into `out`; returns the model card's path."""
     cfg = config_from_dict(payload["config"])
@@ -90,12 +83,12 @@ def write_export(out: Path, payload: dict[str, Any], run_dir: Path) -> Path:
         base = fingerprints(cfg.model)  # a checkpoint from before fingerprints: the models its config names now
     out.mkdir(parents=True, exist_ok=True)
     weights = save({k: v.contiguous() for k, v in payload["model"].items()}, metadata={"format": FORMAT})
-    _write_checked(out / WEIGHTS, weights)
-    _write_checked(out / CONFIG, yaml.safe_dump(payload["config"], sort_keys=False).encode())
-    _write_checked(out / BASE_MODELS, (json.dumps(base, indent=2) + "\n").encode())
+    write_checked(out / WEIGHTS, weights)
+    write_checked(out / CONFIG, yaml.safe_dump(payload["config"], sort_keys=False).encode())
+    write_checked(out / BASE_MODELS, (json.dumps(base, indent=2) + "\n").encode())
     calibration = run_dir / CALIBRATION_FILE
     if calibration.is_file():  # the cascade's threshold travels with the model (`budget="auto"`)
-        atomic_write_text(out / CALIBRATION_FILE, calibration.read_text())
+        write_checked(out / CALIBRATION_FILE, calibration.read_bytes())
     step = (payload.get("train_state") or {}).get("progress", {}).get("step")
     return atomic_write_text(out / CARD, model_card(cfg, base, step, run_dir))
 
