@@ -1,5 +1,6 @@
 """Batched decoding in the Python API: a cascade over several clips and one clip at every rate combination,
-decoded one row per generate call against `decode.batch_size` rows per call (`mome.api`, `AVSRModel.generate_rows`).
+decoded one row per generate call against `decode.batch_size` rows per call (`mome.inference.api`,
+`AVSRModel.generate_rows`).
 
     .venv/bin/python benchmarks/batched_decode.py --threads 2
     .venv/bin/python benchmarks/batched_decode.py --preset tiny --clips 4 --tokens 4 --repeats 1   # a smoke run
@@ -24,16 +25,16 @@ import time
 
 import torch
 
-from mome.api import Recognizer
 from mome.config import load_config
 from mome.constants import AVHUBERT_FRAME_RATE, WHISPER_FRAME_RATE
+from mome.inference.api import Recognizer
 from mome.models.avsr import AVSRModel, Features
 
 AUDIO_DIM, VIDEO_DIM = 384, 768  # Whisper tiny, AV-HuBERT: only the projectors' input width depends on them
 
 
 def clips(count: int, seconds: float) -> list[Features]:
-    """Features of `count` clips of different lengths, each a batch of one (as `mome.api` encodes them)."""
+    """Features of `count` clips of different lengths, each a batch of one (as `mome.inference.api` encodes them)."""
     g = torch.Generator().manual_seed(0)
     out = []
     for i in range(count):

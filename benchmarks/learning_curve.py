@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/learning_curve.py --out study --variants unified three --steps 100 200 400 800
     .venv/bin/python benchmarks/learning_curve.py --out study --variants unified clean-first --steps 400 --seeds 0 1
 
-On one workspace (the demo's corpus, lip encoder and feature cache, built by `mome.pipeline` as `mome demo`
+On one workspace (the demo's corpus, lip encoder and feature cache, built by `mome.workflows.pipeline` as `mome demo`
 does, or reused from `--out`), every (variant, seed, steps) point is its own run of the `demo` preset with the
 variant's overrides, trained for exactly that many steps (the cosine schedule spans them, as a demo of that
 length would), then decoded greedily on the validation split (never the test split) at every rate
@@ -21,12 +21,12 @@ import json
 import time
 from pathlib import Path
 
-from mome import pipeline
 from mome.config import load_config
-from mome.demo_report import word_class_errors
 from mome.evaluation.evaluate import evaluate, snr_label, wer_percent
 from mome.io import atomic_write_text, read_json
 from mome.runs.load import model_from_checkpoint, resolve_checkpoint
+from mome.workflows import pipeline
+from mome.workflows.demo_report import word_class_errors
 
 UNIFIED = ["model.compression.task=any", "train.projector_lr_scale=1"]  # the paper's one learning rate
 VARIANTS: dict[str, list[str]] = {

@@ -13,8 +13,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("adapters", "convert", "data", "features", "lrs", "models", "synthetic"),  # a model and its inputs
     ("runs",),  # a run's stored files: checkpoints, exports, base-model hashes
     ("analysis", "evaluation", "training"),  # what is done with a model: train, evaluate, analyse
-    ("api", "clip", "inference", "serve"),  # a trained model on one clip
-    ("demo", "demo_report", "pipeline", "reproduce", "reproduce_plan", "reproduce_report"),  # workflows of runs
+    ("inference",),  # a trained model on one clip: read it, decode it, serve it
+    ("workflows",),  # workflows of runs: the demo, the reproduction and the stages they share
     ("__init__", "cli", "commands"),  # the front doors: `mome.load` and the command line
 ]
 """Lowest first; each name is a module or package directly under `mome` (`__init__`: the package itself)."""

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from mome.api import Recognizer
+    from mome.inference.api import Recognizer
 
 __version__ = "0.1.0"
 
@@ -18,6 +18,6 @@ def load(
     """A trained run (or checkpoint file, or export) ready to transcribe clips:
     `mome.load("runs/x").transcribe(video=...)`. `check_base_models=False` skips the base-model check (a
     warning instead of an error; `mome.runs.base_models`). Imported on first use, so that `import mome` stays light."""
-    from mome.api import load as load_run
+    from mome.inference.api import load as load_run
 
     return load_run(run, overrides, device, check_base_models)

@@ -457,7 +457,7 @@ class DecodeConfig:
     """Beam scores are divided by length ** length_penalty (Hugging Face's convention); any finite value."""
     batch_size: int = 8
     """Rows decoded in one generate call: utterances (`mome eval`), clips at one cascade rung or one clip's
-    combinations (`mome.api`); results do not depend on it (features are encoded clip by clip)."""
+    combinations (`mome.inference.api`); results do not depend on it (features are encoded clip by clip)."""
     precision: AutoPrecision = "auto"
     """Autocast of encoding and generation (`mome eval`, `mome transcribe`, the demo's evaluation); `auto` as
     `train.precision`. The resolved value is recorded in results.json. Where it resolves to bf16, the frozen

@@ -8,7 +8,6 @@ import json
 import pytest
 import torch
 
-from mome import pipeline
 from mome.adapters.context import Segment
 from mome.analysis.experts import (
     PERMUTATIONS,
@@ -23,9 +22,10 @@ from mome.cli import main
 from mome.config import load_config
 from mome.models.avsr import AVSRModel, Features, build_model
 from mome.models.pooling import pooled_lengths
-from mome.pipeline import Workspace
 from mome.runs.checkpoint import save_checkpoint
 from mome.synthetic.corpus import synthesize_corpus
+from mome.workflows import pipeline
+from mome.workflows.pipeline import Workspace
 from tiny import TINY_CORPUS, tiny_model_config, untrained_run
 
 EXPERTS, K = 8, 2

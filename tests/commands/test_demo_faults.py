@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-import mome.demo as demo
-from mome import pipeline
+import mome.workflows.demo as demo
 from mome.cli import main
 from mome.config import load_config
 from mome.errors import Interrupted
 from mome.training.recipe import train
+from mome.workflows import pipeline
 
 FAST = ["data.max_frames=120", "data.num_workers=0", "train.num_threads=1", "train.val_max_batches=1",
         "train.save_every_steps=2", "decode.num_beams=1", "decode.max_new_tokens=2"]  # fmt: skip

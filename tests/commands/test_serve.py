@@ -23,7 +23,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 def server(corpus: Path, tmp_path: Path):
     import uvicorn
 
-    from mome.serve import app
+    from mome.inference.serve import app
 
     recognizer = mome.load(untrained_run(corpus, tmp_path / "run"), FAST)
     with socket.socket() as s:
@@ -79,7 +79,7 @@ def test_the_endpoint_answers_every_request_with_json(corpus: Path, tmp_path: Pa
     the page can show (Starlette's test client)."""
     from starlette.testclient import TestClient
 
-    from mome.serve import app
+    from mome.inference.serve import app
 
     recognizer = mome.load(untrained_run(corpus, tmp_path / "run"), FAST)
     client = TestClient(app(recognizer))
@@ -96,7 +96,7 @@ def test_the_endpoint_answers_every_request_with_json(corpus: Path, tmp_path: Pa
 
 
 class FakeRecognizer:
-    """What `mome.serve.app` uses of a `Recognizer`, answering at once (or when `release` is set): the page's
+    """What `mome.inference.serve.app` uses of a `Recognizer`, answering at once (or when `release` is set): the page's
     bounds are tested without a model."""
 
     def __init__(self, fail: Exception | None = None) -> None:
@@ -127,7 +127,7 @@ def test_an_upload_over_the_limit_is_refused_with_json_and_a_smaller_one_is_copi
     from starlette.datastructures import UploadFile
     from starlette.testclient import TestClient
 
-    from mome.serve import CHUNK, app
+    from mome.inference.serve import CHUNK, app
 
     fake = FakeRecognizer()
     client = TestClient(app(fake, max_upload_mb=3))
@@ -163,7 +163,7 @@ def test_a_full_queue_answers_503_with_json() -> None:
     instead of waiting behind it; the first one still answers."""
     from starlette.testclient import TestClient
 
-    from mome.serve import app
+    from mome.inference.serve import app
 
     fake = FakeRecognizer()
     fake.release.clear()
@@ -186,7 +186,7 @@ def test_every_error_is_json() -> None:
     a multipart body without a boundary, an unknown path, a wrong method and a crash in the decoder are JSON."""
     from starlette.testclient import TestClient
 
-    from mome.serve import app
+    from mome.inference.serve import app
 
     fake = FakeRecognizer()
     client = TestClient(app(fake))

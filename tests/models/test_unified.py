@@ -130,7 +130,7 @@ def test_beam_search_scores_its_beams_like_greedy_scores_its_tokens() -> None:
 
 
 def _clips(count: int) -> list[Features]:
-    """Features of `count` clips of different lengths, each a batch of one (as `mome.api` encodes them)."""
+    """Features of `count` clips of different lengths, each a batch of one (as `mome.inference.api` encodes them)."""
     out = []
     for i in range(count):
         frames = 6 + 5 * i

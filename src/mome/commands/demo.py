@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from mome.demo import STEPS, DemoOptions
+    from mome.workflows.demo import STEPS, DemoOptions
 
     d = DemoOptions()
     parser.add_argument("--out", type=Path, default=d.out, help=f"output folder (default {d.out})")
@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mome.demo import DemoOptions, run_demo
+    from mome.workflows.demo import DemoOptions, run_demo
 
     opts = DemoOptions(
         out=args.out, utterances=args.utterances, grid_fraction=args.grid_fraction, seed=args.seed, lip_steps=args.lip_steps,

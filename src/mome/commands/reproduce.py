@@ -19,7 +19,7 @@ def _seeds(text: str) -> list[int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from mome.reproduce_plan import QUICK, ReproduceOptions
+    from mome.workflows.reproduce_plan import QUICK, ReproduceOptions
 
     d = ReproduceOptions()
     parser.add_argument("--out", type=Path, default=d.out, help=f"output folder (default {d.out})")
@@ -36,8 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mome.reproduce import run_reproduce
-    from mome.reproduce_plan import QUICK, ReproduceOptions
+    from mome.workflows.reproduce import run_reproduce
+    from mome.workflows.reproduce_plan import QUICK, ReproduceOptions
 
     given = {f.name: getattr(args, f.name) for f in fields(ReproduceOptions) if getattr(args, f.name, None) is not None}
     options = {**(QUICK if args.quick else {}), **given, "overrides": list(args.overrides)}

@@ -1,12 +1,12 @@
 """`mome serve RUN [--port 7860]`: a local web page where a dropped or recorded clip is transcribed at every
-rate combination, with its cost and the cascade's choice (`mome.serve`)."""
+rate combination, with its cost and the cascade's choice (`mome.inference.serve`)."""
 
 from __future__ import annotations
 
 import argparse
 
 from mome.commands import add_base_model_check
-from mome.serve import DEFAULT_MAX_UPLOAD_MB, DEFAULT_QUEUE
+from mome.inference.serve import DEFAULT_MAX_UPLOAD_MB, DEFAULT_QUEUE
 
 
 def port(text: str) -> int:
@@ -58,8 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mome.api import load
-    from mome.serve import listen, serve
+    from mome.inference.api import load
+    from mome.inference.serve import listen, serve
 
     sock = listen(args.host, args.port)  # a port in use fails here, before the (slow) model load
     try:

@@ -7,12 +7,12 @@ modality that is there, and stderr says which modalities and rates were used.
 The clip is a prepared mouth crop (96x96, 25 fps) or a raw video of a person speaking; `--input auto` (the
 default) treats exactly-96x96 frames as a mouth crop and anything else as raw (face detection and mouth crop
 first), `--input crop` / `--input raw` force one. Audio comes from `--audio`, or else from the file's own
-audio track. The default rates are the finest trained combination. How a clip is read: `mome.inference`;
-how it is decoded: `mome.api`. Prints the text on stdout, and on stderr the time of each stage (load, read, face for raw
-videos, encode, decode), the modalities and rates used and the decode precision (`decode.precision`, `auto`
+audio track. The default rates are the finest trained combination. How a clip is read: `mome.inference.inputs`;
+how it is decoded: `mome.inference.api`. Prints the text on stdout, and on stderr the time of each stage (load,
+read, face for raw videos, encode, decode), the modalities and rates used and the decode precision (`decode.precision`, `auto`
 resolved for `--device`). `--budget auto` lets the calibrated cascade choose the rates; `--budget tokens=N`
 the finest rates that fit N LLM input tokens, `--budget ms=N` the finest whose measured decode time fits
-(`mome.api`).
+(`mome.inference.api`).
 """
 
 from __future__ import annotations
@@ -49,9 +49,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from mome.api import from_payload, parse_budget
     from mome.config import parse_combination
     from mome.errors import UserError
+    from mome.inference.api import from_payload, parse_budget
     from mome.runs.checkpoint import checkpoint_config, run_directory
     from mome.runs.load import load_checkpoint, resolve_checkpoint
 

@@ -11,7 +11,7 @@ at the next finer one. Easy utterances stop early; hard ones pay for the finest 
 Evaluation decodes every combination for every utterance anyway, so `mome eval --policy cascade` scores the
 cascade from those hypotheses: each utterance takes the hypothesis of the first rung it stops at, and is
 charged the tokens (and the measured decode time) of every rung it tried. Greedy decoding of one utterance
-does not depend on the others in its batch, so this is what a live cascade (`mome.api`) outputs.
+does not depend on the others in its batch, so this is what a live cascade (`mome.inference.api`) outputs.
 """
 
 from __future__ import annotations

@@ -219,7 +219,7 @@ class AVSRModel(nn.Module):
         """Run the frozen encoders on a collated batch (`audio`, `audio_lengths`, `video`, `video_lengths`), or
         pass on the features a cached batch carries (`audio_features`, ...: `mome.features`)."""
         features = Features()
-        unified = self.cfg.compression.task == "any"  # encodes what the clip has (`mome.clip`)
+        unified = self.cfg.compression.task == "any"  # encodes what the clip has (`mome.inference.clip`)
         if "audio_features" in batch or "video_features" in batch:
             for modality, pooler in (("audio", self.audio_pooler), ("video", self.video_pooler)):
                 if pooler is not None and f"{modality}_features" not in batch and not unified:

@@ -13,7 +13,7 @@ from mome.cli import main
 from mome.config import load_config
 from mome.data.media import MediaError, read_audio, read_video, write_video
 from mome.errors import ClipTooLong
-from mome.inference import combination_for, load_clip
+from mome.inference.inputs import combination_for, load_clip
 from tiny import untrained_run
 
 FAST = ["decode.num_beams=1", "decode.max_new_tokens=2", "data.num_workers=0"]

@@ -1,4 +1,4 @@
-"""`mome.inference.load_clip` gives a corpus clip exactly the inputs `AVDataset` gives it in evaluation."""
+"""`mome.inference.inputs.load_clip` gives a corpus clip exactly the inputs `AVDataset` gives it in evaluation."""
 
 import pytest
 import torch
@@ -8,7 +8,7 @@ from mome.data.collate import collate
 from mome.data.dataset import AVDataset
 from mome.data.media import MediaError
 from mome.errors import UserError
-from mome.inference import clip_seconds, load_clip
+from mome.inference.inputs import clip_seconds, load_clip
 from tiny import autocast_spy
 
 
@@ -36,8 +36,8 @@ def test_a_mouth_crop_without_audio_track_names_the_option(corpus):
 
 @pytest.mark.parametrize(("precision", "dtype"), [("bf16", torch.bfloat16), ("fp32", None)])
 def test_transcribe_encodes_and_generates_under_the_decode_precision(corpus, monkeypatch, precision, dtype):
-    from mome.api import Recognizer
     from mome.config import load_config
+    from mome.inference.api import Recognizer
     from mome.models.avsr import build_model
 
     cfg = load_config("tiny", [f"decode.precision={precision}", "decode.num_beams=1", "decode.max_new_tokens=2"])
@@ -54,8 +54,8 @@ def test_transcribe_encodes_and_generates_under_the_decode_precision(corpus, mon
 
 def test_transcribe_each_decodes_with_int8_weights(corpus):
     """The API (so `mome transcribe` and `mome serve`) lays the LLM out as `decode.quantize` says."""
-    from mome.api import Recognizer
     from mome.config import load_config
+    from mome.inference.api import Recognizer
     from mome.models.avsr import build_model
 
     cfg = load_config("tiny", ["decode.quantize=int8", "decode.num_beams=1", "decode.max_new_tokens=2"])

@@ -14,7 +14,7 @@ at its first rung, then the clips not yet confident together at the next; `trans
 combinations side by side. A clip's result does not depend on the batch it was decoded in. `budget="tokens=N"`
 picks the finest combination whose LLM input tokens for this clip fit in N; `budget="ms=N"` the finest whose
 decode time per utterance, as the run's newest `mome eval` measured it on this machine, fits in N ms. A clip without a usable
-modality falls back (unified model) or raises `MediaError` naming the problem (`mome.clip`).
+modality falls back (unified model) or raises `MediaError` naming the problem (`mome.inference.clip`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import torch
 
 from mome.config import Combination, Config, combination_key, combinations, parse_combination
 from mome.errors import UserError
-from mome.inference import Clip, clip_seconds, combination_for, load_clip, to_device, uses
+from mome.inference.inputs import Clip, clip_seconds, combination_for, load_clip, to_device, uses
 from mome.precision import autocast
 
 
@@ -156,7 +156,7 @@ class Recognizer:
     def _read(
         self, video: str | Path | None, audio: str | Path | None, input_kind: str
     ) -> tuple[Clip, dict[str, float]]:
-        """The clip as model inputs (`mome.inference.load_clip`), and the seconds of reading it (and its faces)."""
+        """The clip as model inputs (`inputs.load_clip`), and the seconds of reading it (and its faces)."""
         seconds: dict[str, float] = {}
         start = time.perf_counter()
         clip = load_clip(Path(video) if video else None, Path(audio) if audio else None, self.cfg.model.compression.task,

@@ -23,7 +23,7 @@ def clip(corpus: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
-def model(corpus: Path, tmp_path_factory) -> mome.api.Recognizer:
+def model(corpus: Path, tmp_path_factory) -> mome.inference.api.Recognizer:
     return mome.load(untrained_run(corpus, tmp_path_factory.mktemp("run")), FAST)
 
 
@@ -109,7 +109,7 @@ def clips(corpus: Path) -> tuple[list[Path], list[Path]]:
     return videos, [v.with_suffix(".wav") for v in videos]
 
 
-def _count_generate(recognizer: mome.api.Recognizer, monkeypatch) -> list[int]:
+def _count_generate(recognizer: mome.inference.api.Recognizer, monkeypatch) -> list[int]:
     """Rows of each `generate` call of the recognizer's LLM, in order."""
     calls: list[int] = []
     generate = recognizer.model.llm.generate

@@ -3,7 +3,7 @@
 Drop a clip (a raw video of a face or a 96x96 mouth crop, with its own audio track or a separate wav), or
 record one with the browser's camera and microphone, and see the transcript at every rate combination with
 its cost in LLM input tokens and decode time, and the combination the calibrated cascade answers with. One
-Starlette app on uvicorn, bound to 127.0.0.1 by default; the model is loaded once (`mome.api`).
+Starlette app on uvicorn, bound to 127.0.0.1 by default; the model is loaded once (`mome.inference.api`).
 
     GET  /             the page (plain HTML and JavaScript, no outside resources)
     POST /transcribe   multipart `video` and/or `audio` -> JSON {modalities, problems, duration, rows, cascade}
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from mome.errors import UserError
 
 if TYPE_CHECKING:  # importing torch is left to the command's run, so that `mome serve --help` stays fast
-    from mome.api import Recognizer
+    from mome.inference.api import Recognizer
 
 DEFAULT_MAX_UPLOAD_MB = 100.0  # a 30 s phone video at 1080p fits; a larger request is refused unread
 DEFAULT_QUEUE = 4  # requests that may wait while one clip decodes (each holds up to two copies of its upload)

@@ -24,8 +24,8 @@ from mome.config import combination_task
 from mome.evaluation.evaluate import markdown, wer_percent
 from mome.evaluation.wer import marked_errors, reference_hits
 from mome.io import atomic_write_text, read_json
-from mome.pipeline import machine
 from mome.synthetic.grammar import GRID_WORDS, grid_word_classes
+from mome.workflows.pipeline import machine
 
 TASKS = ("avsr", "asr", "vsr")
 EXAMPLES = 3
@@ -201,10 +201,10 @@ def write_report(
     lines = [
         "# mome demo report",
         "",
-        "What ran: `mome demo` (stages in `mome/demo.py`). Frozen pretrained Whisper tiny.en and SmolLM2-135M "
-        "(truncated to the layers the `demo` preset keeps), a frozen lip encoder pretrained on the train split, "
-        "trainable projectors and MoME adapters with one router shared by every granularity. One model for "
-        "every task (`model.compression.task=any`), trained for "
+        "What ran: `mome demo` (stages in `mome/workflows/demo.py`). Frozen pretrained Whisper tiny.en and "
+        "SmolLM2-135M (truncated to the layers the `demo` preset keeps), a frozen lip encoder pretrained on the "
+        "train split, trainable projectors and MoME adapters with one router shared by every granularity. "
+        "One model for every task (`model.compression.task=any`), trained for "
         f"{steps} steps in {precision} ({trained.get('reason', '')}): AVSR at audio {{4,16}} x video {{2,5}}, ASR "
         "at audio {4,16} and VSR at "
         "video {2,5}, each training sample drawing one task. Test split: unseen speakers and sentences; babble "

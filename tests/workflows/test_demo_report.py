@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mome.demo_report import word_class_errors
 from mome.synthetic.grammar import GRID_WORDS, grid_word_classes
+from mome.workflows.demo_report import word_class_errors
 
 
 def test_grid_word_classes_name_the_slots_of_grid_sentences_only() -> None:

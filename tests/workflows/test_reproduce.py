@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mome import reproduce_report
 from mome.cli import main
 from mome.config import load_config
 from mome.evaluation.bootstrap import Samples
-from mome.pipeline import task_overrides
-from mome.reproduce_plan import METHODS, ReproduceOptions, jobs
-from mome.reproduce_report import claims, wer_cells, write_report
+from mome.workflows import reproduce_report
+from mome.workflows.pipeline import task_overrides
+from mome.workflows.reproduce_plan import METHODS, ReproduceOptions, jobs
+from mome.workflows.reproduce_report import claims, wer_cells, write_report
 
 COMBOS = ("a4_v2", "a4_v5", "a16_v2", "a16_v5")
 

@@ -15,7 +15,7 @@ Stages (each skipped when its output exists, so an interrupted demo continues wh
                  cost, examples, timings
 
 The noise comparison is the same weights read with and without the video: the model's AVSR rows against its
-own audio-only rows at each SNR. The stages live in `mome.pipeline` (shared with `mome reproduce`).
+own audio-only rows at each SNR. The stages live in `mome.workflows.pipeline` (shared with `mome reproduce`).
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mome import pipeline
 from mome.config import Config, load_config
 from mome.io import read_json
-from mome.pipeline import Stages, Workspace
 from mome.precision import resolve_precision
 from mome.stopping import stoppable
+from mome.workflows import pipeline
+from mome.workflows.pipeline import Stages, Workspace
 
 RUN = "mome"
 """The demo's one run: `<out>/runs/mome`, evaluated in `<out>/eval/mome`."""
@@ -60,7 +60,7 @@ def run_demo(opts: DemoOptions) -> Path:
 
 
 def _run_stages(opts: DemoOptions) -> Path:
-    from mome.demo_report import write_report
+    from mome.workflows.demo_report import write_report
 
     opts.out.mkdir(parents=True, exist_ok=True)
     stages = Stages(opts.out / "timings.json", "demo")

@@ -30,8 +30,8 @@ from mome.config import load_config
 from mome.evaluation.bootstrap import DRAWS, Bootstrap, Interval, Samples, Side, combine, read_counts, wer_samples
 from mome.evaluation.evaluate import wer_percent
 from mome.io import atomic_write_text, read_json
-from mome.pipeline import machine, task_overrides
-from mome.reproduce_plan import PAPER_PRESET, Job, Method, ReproduceOptions
+from mome.workflows.pipeline import machine, task_overrides
+from mome.workflows.reproduce_plan import PAPER_PRESET, Job, Method, ReproduceOptions
 
 SNR_CLEAN, SNR_NOISY = "clean", "0"
 Cell = tuple[str, str, str]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mome.demo import DemoOptions, run_demo
 from mome.synthetic.corpus import synthesize_corpus
+from mome.workflows.demo import DemoOptions, run_demo
 
 pytestmark = pytest.mark.slow
 

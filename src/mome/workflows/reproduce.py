@@ -1,10 +1,9 @@
 """`mome reproduce`: the paper's comparison at CPU scale, in one command.
 
-On one workspace (the demo's kind of corpus, lip encoder and feature cache: `mome.pipeline`), every method of
-`mome.reproduce_plan` is trained with the same LLM, encoders, projectors, steps, batches and schedule, then
-evaluated at every rate combination it supports, clean and in babble at 0 dB. `mome.reproduce_report` turns the
-runs into the WER table, the parameter and time columns and one line per claim of the paper (docs/results.md is
-a full run).
+On one workspace (the demo's kind of corpus, lip encoder and feature cache: `pipeline`), every method of
+`reproduce_plan` is trained with the same LLM, encoders, projectors, steps, batches and schedule, then evaluated
+at every rate combination it supports, clean and in babble at 0 dB. `reproduce_report` turns the runs into
+the WER table, the parameter and time columns and one line per claim of the paper (docs/results.md is a full run).
 
     1 corpus, models, lip encoder, features     as `mome demo` (`<out>/corpus`, `<out>/features`, ...)
     2 train + eval, per method and seed          `<out>/runs/<run>`, `<out>/eval/<run>`
@@ -20,12 +19,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from mome import pipeline
 from mome.config import load_config
-from mome.pipeline import Stages
-from mome.reproduce_plan import Job, ReproduceOptions, jobs
-from mome.reproduce_report import write_report
 from mome.stopping import stoppable
+from mome.workflows import pipeline
+from mome.workflows.pipeline import Stages
+from mome.workflows.reproduce_plan import Job, ReproduceOptions, jobs
+from mome.workflows.reproduce_report import write_report
 
 # The first time estimate, before any run is measured: seconds per training step and rate combination, and
 # per decoded utterance, of the `demo` preset on a 2-core x86 CPU without native bf16 (docs/experiments.md).

@@ -1,4 +1,4 @@
-"""One clip -> model inputs and the rates to decode them at: what `mome.api` (and `mome transcribe`) reads.
+"""One clip -> model inputs and the rates to decode them at: what `mome.inference.api` (and `mome transcribe`) reads.
 
 The clip is either a prepared mouth crop (96x96, 25 fps: what `mome synth` and `mome prepare-lrs` write) or
 a raw video of a person speaking. `input_kind="auto"` treats exactly-96x96 frames as a mouth crop and
@@ -11,12 +11,12 @@ utterance (`mome.data.transforms.utterance_inputs`: centre crop, grayscale, norm
 per-utterance norm, no noise). Audio comes from a separate file, or else from the video's own audio track
 (resampled to 16 kHz mono). Audio and video lengths that disagree by more than `data.av_tolerance_frames`
 are refused, as the dataset refuses such an utterance. A modality the clip lacks (no face, no or silent
-audio: `mome.clip`) stops a task-specific model with one line; a unified model uses the other. Encoding and
+audio: `mome.inference.clip`) stops a task-specific model with one line; a unified model uses the other. Encoding and
 generation run under the autocast of `decode.precision` (`auto`: bf16 where the device has native bf16
 matmul, else fp32; `mome.precision`).
 
     clip = load_clip(Path("clip.mp4"), None, cfg.model.compression.task, cfg.data.crop_size)
-    combo = combination_for(cfg.model.compression, clip.modalities, None)   # then `mome.api` decodes it
+    combo = combination_for(cfg.model.compression, clip.modalities, None)   # then `mome.inference.api` decodes it
 """
 
 from __future__ import annotations
@@ -28,13 +28,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from mome.clip import ClipMedia, choose_modalities, read_clip
 from mome.config import combination_task, task_modalities
 from mome.constants import FPS, MAX_CLIP_SECONDS, MODEL_CROP_SIZE, SAMPLE_RATE, SAMPLES_PER_FRAME
 from mome.data.collate import collate
 from mome.data.media import MediaError
 from mome.data.transforms import utterance_inputs
 from mome.errors import ClipTooLong, UserError
+from mome.inference.clip import ClipMedia, choose_modalities, read_clip
 
 if TYPE_CHECKING:
     from mome.config import Combination, CompressionConfig
@@ -69,7 +69,7 @@ class Clip:
     modalities: tuple[str, ...]
     """The modalities the model will use (a unified model: those the clip has)."""
     problems: dict[str, str]
-    """What was wrong with each modality left out (`mome.clip`)."""
+    """What was wrong with each modality left out (`mome.inference.clip`)."""
 
 
 def load_clip(
@@ -82,7 +82,7 @@ def load_clip(
     tolerance: int | None = None,
 ) -> Clip:
     """One clip with the model inputs of an evaluation utterance, for a model of `task` (`asr`, `vsr`, `avsr`
-    or `any`); a clip the model cannot use raises `MediaError` naming the problem (`mome.clip`).
+    or `any`); a clip the model cannot use raises `MediaError` naming the problem (`mome.inference.clip`).
 
     Args:
         audio: a 16 kHz wav; None = the audio track of `video`.

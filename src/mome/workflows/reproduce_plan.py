@@ -1,6 +1,6 @@
 """What `mome reproduce` runs: the methods it compares (the paper's MoME, its ablations and the baselines), its
-options and the (method, seed) jobs, shared by the runner (`mome.reproduce`) and its report
-(`mome.reproduce_report`)."""
+options and the (method, seed) jobs, shared by the runner (`mome.workflows.reproduce`) and its report
+(`mome.workflows.reproduce_report`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from mome.pipeline import Workspace
+from mome.workflows.pipeline import Workspace
 
 Family = Literal["mome", "mtsk", "llama-avsr", "asr"]
 
