@@ -75,7 +75,9 @@ def test_a_full_disk_is_one_line_and_a_rerun_continues(corpus: Path, tmp_path: P
     monkeypatch.setattr(recipe, "save_checkpoint", real)
     assert main(train) == 0 and _step("run") == 4  # the rerun continued
 
-    monkeypatch.setattr("mome.runs.export.atomic_write_bytes", _disk_full)
+    monkeypatch.setattr(
+        "mome.runs.checksums.atomic_write_bytes", _disk_full
+    )  # every export file goes through write_checked
     assert main(["export", "run", "exported"]) == 1
     _assert_disk_full_line(capsys.readouterr().err)
 
