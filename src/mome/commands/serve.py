@@ -4,42 +4,32 @@ rate combination, with its cost and the cascade's choice (`mome.inference.serve`
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable
 
 from mome.commands import add_base_model_check
 from mome.inference.serve import DEFAULT_MAX_UPLOAD_MB, DEFAULT_QUEUE
 
 
-def port(text: str) -> int:
-    """A TCP port, 1-65535, checked while parsing (not an OverflowError at bind time)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number 1-65535; got {text!r}") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port number 1-65535; got {value}")
-    return value
+def bounded(kind: Callable[[str], float], ok: Callable[[float], bool], expected: str) -> Callable[[str], float]:
+    """An argparse `type` that parses with `kind` and accepts what `ok` allows, so a bad option fails while
+    parsing with one line (not an OverflowError at bind time)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}; got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}; got {text}")
+        return value
+
+    return parse
 
 
-def megabytes(text: str) -> float:
-    """A positive size in MB."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a size in MB such as 100; got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive size in MB; got {text}")
-    return value
-
-
-def waiting(text: str) -> int:
-    """How many requests may wait: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0; got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0; got {value}")
-    return value
+port = bounded(int, lambda v: 1 <= v <= 65535, "a port number 1-65535")
+megabytes = bounded(float, lambda v: 0 < v < math.inf, "a positive size in MB")
+waiting = bounded(int, lambda v: v >= 0, "a whole number >= 0")  # requests that may wait
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
