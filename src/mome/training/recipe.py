@@ -389,9 +389,8 @@ class Trainer:
                 out: AVSROutput = self.ddp_model(features, batch["texts"], packed=self.cfg.train.pack_sequences,
                                                  tasks=self._draw_tasks(len(batch["texts"])))  # fmt: skip
                 loss, lm_loss, ce = _distributed_lm_loss(out, world)
-                aux_loss = (
-                    out.loss - out.lm_loss
-                )  # MoME router terms (and CTC), weighted already (per rank, averaged by DDP)
+                # MoME router terms (and CTC), weighted already (per rank, averaged by DDP)
+                aux_loss = out.loss - out.lm_loss
                 loss = loss + aux_loss
             self.accel.backward(loss)
             keys, aux = list(out.ce), out.aux
