@@ -18,7 +18,8 @@ encoder: the trained one with --lip, else random weights of the same cost), trai
 A step's time is wall time from asking the loader for a batch to the end of the optimiser step, so data
 loading that does not keep up counts. Each variant runs --warmup + --steps steps in a block (a loader's
 workers never run during another variant's steps); the blocks repeat --repeats times and the median of all
-timed steps is reported. Prints `speedup <variant> <x>x` against today's path, `speedup batched-vs-loop`,
+timed steps is reported. Prints `speedup <variant> <x>x` against today's path, `speedup bf16-vs-fp32` (where
+`auto` is bf16: the same step in both precisions), `speedup batched-vs-loop`,
 `overhead mome-vs-none`, and the new path's time with 0, 1 and 2 DataLoader workers.
 """
 
@@ -119,6 +120,8 @@ def main() -> None:
     for name in names:
         if name not in ("today", "loop", "none") and "today" in median:
             print(f"speedup {name} {median['today'] / median[name]:.2f}x")
+    if {"cache+packing", "cache+packing+auto"} <= set(median) and precision.precision != "fp32":
+        print(f"speedup {precision.precision}-vs-fp32 {median['cache+packing'] / median['cache+packing+auto']:.2f}x")
     if {"loop", "cache+packing+auto"} <= set(median):
         print(f"speedup batched-vs-loop {median['loop'] / median['cache+packing+auto']:.2f}x")
     if {"none", "cache+packing+auto"} <= set(median):

@@ -158,6 +158,7 @@ def test_a_bf16_run_stores_the_frozen_llm_in_bf16_and_keeps_what_trains_in_fp32(
     checkpoint (trainable weights only) stay fp32."""
     trainer = _trainer(train_corpus, tmp_path / "run", "train.precision=bf16")
     assert {p.dtype for p in trainer.model.llm.parameters()} == {torch.bfloat16}
+    assert trainer.model.llm.config._attn_implementation == "eager"  # a CPU's bf16 SDPA backward is slow
     trainable = trainer.model.trainable_parameters()
     assert trainable and {p.dtype for p in trainable} == {torch.float32}
     assert torch.isfinite(torch.tensor(_first_step_loss(trainer)))
@@ -166,6 +167,13 @@ def test_a_bf16_run_stores_the_frozen_llm_in_bf16_and_keeps_what_trains_in_fp32(
     weights = load_checkpoint(trainer.save())["model"]
     assert set(weights) == {n for n, p in trainer.model.named_parameters() if p.requires_grad}
     assert {t.dtype for t in weights.values()} == {torch.float32}
+
+
+def test_an_fp32_run_keeps_the_llm_as_built(train_corpus, tmp_path, fresh_accelerate) -> None:
+    """fp32 steps keep fp32 weights and the model's own (SDPA) attention, the faster one in fp32."""
+    trainer = _trainer(train_corpus, tmp_path / "run", "train.precision=fp32")
+    assert {p.dtype for p in trainer.model.llm.parameters()} == {torch.float32}
+    assert trainer.model.llm.config._attn_implementation == "sdpa"
 
 
 def test_fp16_training_on_a_cpu_is_refused(train_corpus, tmp_path, fresh_accelerate) -> None:

@@ -37,7 +37,7 @@ from mome.config import (
     combination_task,
     combinations,
 )
-from mome.models.llm import LoadedLLM, contiguous_lm_head_input, load_llm
+from mome.models.llm import LoadedLLM, contiguous_lm_head_input, load_llm, training_attention
 from mome.models.losses import per_combination_ce, projector_ctc
 from mome.models.pooling import MatryoshkaPooler
 from mome.models.projector import ModalityProjectors
@@ -191,6 +191,15 @@ class AVSRModel(nn.Module):
             for p in self.llm.parameters():
                 assert not p.requires_grad, "the LLM is frozen"
                 p.data = p.data.to(TORCH_DTYPES[precision])
+
+    def prepare_training(self, precision: Precision, device: str | torch.device) -> None:
+        """Lay the frozen LLM out for training steps computed in `precision` on `device`: bf16 weights where
+        the step is bf16 (`store_frozen`), and eager attention for bf16 steps on a CPU, whose fused SDPA
+        backward in bf16 is several times slower than eager attention's (docs/benchmarks.md, train_speed)."""
+        self.store_frozen(precision)
+        attention = training_attention(precision, torch.device(device).type)
+        if attention is not None and self.llm.config._attn_implementation != attention:
+            self.llm.set_attn_implementation(attention)
 
     def prepare_decoding(self, decode: DecodeConfig, device: str | torch.device) -> Resolved:
         """What decoding runs in (`mome.precision.decode_precision`), with the frozen LLM laid out for it: bf16

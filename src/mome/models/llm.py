@@ -126,6 +126,13 @@ def load_llm(cfg: LLMConfig, device: str | torch.device | None = None) -> Loaded
     return LoadedLLM(freeze(model), tokenizer)
 
 
+def training_attention(precision: str, device_type: str) -> str | None:
+    """The attention implementation a training step should use, or None to keep the model's own: eager for bf16
+    on a CPU, where PyTorch's fused SDPA kernel is fast forward but its backward in bf16 is not; sdpa
+    everywhere else (decoding, which has no backward, keeps sdpa on every device)."""
+    return "eager" if precision == "bf16" and device_type == "cpu" else None
+
+
 def _contiguous_input(module: nn.Module, args: tuple) -> tuple | None:
     """Forward pre-hook: the input made contiguous (no copy when it already is)."""
     if args and isinstance(args[0], torch.Tensor) and not args[0].is_contiguous():

@@ -8,7 +8,7 @@ The same command runs on a CPU, on a GPU and data-parallel: `torchrun --nproc-pe
 CONFIG ...` (DDP: gloo on CPUs, NCCL on GPUs). `train.precision: auto` picks bf16 autocast where the device
 multiplies bf16 natively and fp32 elsewhere (`mome.precision`); the choice is printed and kept in
 `<output_dir>/precision.json`, the request (`auto`) in config.yaml. In bf16 the frozen LLM is stored in bf16
-(`AVSRModel.store_frozen`); projectors, adapters and their optimiser state stay fp32.
+(`AVSRModel.prepare_training`); projectors, adapters and their optimiser state stay fp32.
 
 Resuming is exact: a run directory with a checkpoint resumes from it (weights, optimiser, schedule, epoch and
 position inside the epoch); batches are a function of (seed, epoch) and augmentation of (seed, epoch,
@@ -273,7 +273,8 @@ class Trainer:
 
     def _setup_model(self) -> None:
         self.model: AVSRModel = build_model(self.cfg.model)
-        self.model.store_frozen(self.precision.precision)  # bf16 steps: no autocast re-cast of the frozen LLM
+        # bf16 steps: bf16 frozen weights (no autocast re-cast), eager attention on CPUs
+        self.model.prepare_training(self.precision.precision, self.precision.device)
         self.base_models = fingerprints(self.cfg.model) if self.main else {}  # saved with every checkpoint
 
     def _setup_data(self) -> None:
