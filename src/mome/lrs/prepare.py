@@ -30,12 +30,12 @@ Stages, each safe to rerun:
 
 Differences from the public pipelines (auto_avsr's and AV-HuBERT's preparation scripts): no clip is dropped
 silently (auto_avsr drops them; here every skip is in the report, with "unreadable file", "no transcript",
-"no audio", "too long", "no face", "too few frames", "crop out of bounds" or "no words"); segmentation cannot crash on a first word past the limit and pads
-the cuts into the silence around words instead of starting every first segment at 0 (auto_avsr's
-`split_file`); the frame rate is normalised by timestamp (auto_avsr has no fps normalisation); audio is always
-resampled to 16 kHz mono and segments never exceed `max_seconds` (AV-HuBERT relies on the source and has no
-maximum); the largest face is used (AV-HuBERT keeps the last); nothing depends on container frame counts
-(AV-HuBERT's smoothing does).
+"no audio", "too long", "no face", "too few frames", "crop out of bounds" or "no words"); segmentation cannot
+crash on a first word past the limit and pads the cuts into the silence around words instead of starting every
+first segment at 0 (auto_avsr's `split_file`); the frame rate is normalised by timestamp (auto_avsr has no fps
+normalisation); audio is always resampled to 16 kHz mono and segments never exceed `max_seconds` (AV-HuBERT
+relies on the source and has no maximum); the largest face is used (AV-HuBERT keeps the last); nothing depends
+on container frame counts (AV-HuBERT's smoothing does).
 """
 
 from __future__ import annotations
