@@ -173,6 +173,7 @@ def print_prepare_report(report: dict, out: str | Path) -> None:
             f"skipped {len(report['skipped'])} {report['skipped_reasons']} (see {Path(out) / 'meta' / 'report.json'}):"
         )
         for item in report["skipped"][:10]:
-            print(f"  {item['rel_path']}: {item['reason']}: {item['detail']}")
+            reason, detail = item["reason"], item["detail"]
+            print(f"  {item['rel_path']}: {detail if detail.startswith(reason) else f'{reason}: {detail}'}")
         if len(report["skipped"]) > 10:
             print(f"  ... and {len(report['skipped']) - 10} more")

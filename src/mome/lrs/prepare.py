@@ -286,7 +286,7 @@ def _text(clip: Clip) -> tuple[str, list[Word]]:
     if clip.transcript is None:
         raise _Skip("no transcript", "not in the manifest")
     if not clip.transcript.is_file():
-        raise _Skip("no transcript", f"no {clip.transcript.name} beside the video")
+        raise _Skip("no transcript", f"{clip.transcript.name!r} not found beside the video")
     return read_transcript(clip.transcript)
 
 
