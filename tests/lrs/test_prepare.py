@@ -4,44 +4,18 @@
 import json
 
 import av
-import cv2
 import numpy as np
 import pytest
 
+from faces import astronaut_frames, faceless_frames, frame_transform, tone, write_av
 from mome.cli import main
 from mome.data.labels import read_labels
-from mome.data.media import read_audio, read_media, read_video, write_video
+from mome.data.media import read_audio, read_media, read_video
 from mome.lrs.face import FaceLandmarker
 from mome.lrs.mouth_crop import apply_transform, crop_mouths
 from mome.lrs.prepare import Word, scan_release, segment_words, shard
 
 skimage_data = pytest.importorskip("skimage.data")
-FACE_CENTRE = (220.0, 125.0)  # of the astronaut's face in the 512x512 photograph
-SIZE = 224  # LRS3 frames are 224x224
-
-
-def frame_transform(t: int, n: int) -> np.ndarray:
-    """Photograph -> frame t of n: scale 0.88-1.12 and a shift of up to 14 px, moving smoothly."""
-    phase = 2 * np.pi * t / max(n, 1)
-    s, dx, dy = 1.0 + 0.12 * np.sin(phase), 14 * np.sin(1.3 * phase), 10 * np.cos(phase)
-    return np.array([[s, 0, SIZE / 2 + dx - s * FACE_CENTRE[0]], [0, s, SIZE / 2 + dy - s * FACE_CENTRE[1]]])
-
-
-def astronaut_frames(n: int) -> np.ndarray:
-    img = skimage_data.astronaut()
-    return np.stack(
-        [
-            cv2.warpAffine(
-                img, frame_transform(t, n), (SIZE, SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
-            )
-            for t in range(n)
-        ]
-    )
-
-
-def write_av(path, frames, audio, fps=25):
-    """mp4 with H.264 video and a 16 kHz mono AAC track, like the LRS release."""
-    write_video(path, frames, fps=fps, audio=audio)
 
 
 def write_txt(path, words):
@@ -49,11 +23,6 @@ def write_txt(path, words):
     lines = [f"Text:  {' '.join(w for w, _, _ in words).upper()}", "Conf:  3", "", "WORD START END ASDSCORE"]
     lines += [f"{w.upper()} {s:.2f} {e:.2f} 5.1" for w, s, e in words]
     path.write_text("\n".join(lines) + "\n")
-
-
-def tone(seconds):
-    t = np.arange(int(seconds * 16000)) / 16000
-    return 0.3 * np.sin(2 * np.pi * 220 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
 
 
 WORDS = [
@@ -87,11 +56,7 @@ def release(tmp_path_factory):
         if kind == "garbage":
             mp4.write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video" * 10)
             continue
-        frames = (
-            astronaut_frames(n)
-            if kind == "face"
-            else np.stack([np.full((SIZE, SIZE, 3), 90 + t, np.uint8) for t in range(n)])
-        )
+        frames = astronaut_frames(n) if kind == "face" else faceless_frames(n)
         write_av(mp4, frames, tone(seconds), fps)
     return root
 

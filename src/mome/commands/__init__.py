@@ -116,3 +116,64 @@ def labelled_inputs(args: argparse.Namespace, cfg: Any) -> tuple[list[Any], Path
     if not labels.is_file():
         raise UserError(f"{args.labels}: label file not found (also looked in {root})")
     return combos, root, labels
+
+
+def parse_splits(text: str) -> dict[str, float]:
+    """`train=0.8,val=0.1,test=0.1` -> shares per split (`--splits` of `mome synth` and `mome prepare`)."""
+    from mome.errors import UserError
+
+    try:
+        out = {k.strip(): float(v) for k, v in (part.split("=") for part in text.split(","))}
+    except ValueError:
+        raise UserError(f"--splits {text!r}: expected e.g. train=0.8,val=0.1,test=0.1") from None
+    if set(out) - {"train", "val", "test"} or abs(sum(out.values()) - 1) > 1e-6 or min(out.values()) < 0:
+        raise UserError(f"--splits {text!r}: splits are train/val/test and the shares must sum to 1")
+    return out
+
+
+def add_crop_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of the crop and label stages that `mome prepare-lrs` and `mome prepare` share."""
+    parser.add_argument("--shard", default="0/1", help="I/N: process clips I, I+N, I+2N... (I from 0)")
+    parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    parser.add_argument("--crf", type=int, default=20, help="x264 quality of the crops (lower: larger, closer)")
+    parser.add_argument("--detect-size", type=int, default=640, help="detect faces on frames downscaled to this")
+    parser.add_argument("--cnn-fallback", action="store_true", help="also try dlib's CNN detector (slow)")
+    parser.add_argument("--labels-only", action="store_true", help="only rebuild labels and report from markers")
+    parser.add_argument("--redo-skipped", action="store_true", help="process skipped clips again")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`--shard I/N` -> (I, N), checked."""
+    from mome.errors import UserError
+
+    try:
+        index, count = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise UserError(f"--shard {text!r}: expected I/N, e.g. 0/8") from None
+    if count < 1 or not 0 <= index < count:
+        raise UserError(f"--shard {text!r}: expected 0 <= I < N")
+    return index, count
+
+
+def print_prepare_report(report: dict, out: str | Path) -> None:
+    """The short summary of a preparation report: this run, the totals per split, what was skipped and why."""
+    run_ = report["this_run"]
+    if run_["processed"]:
+        print(
+            f"shard {run_['shard']}: {run_['processed']} clips, {run_['frames']} frames in {run_['seconds']} s "
+            f"({run_['frames_per_second']} frames/s on {run_['workers']} processes)"
+        )
+    print(
+        f"{report['done']}/{report['clips']} clips done ({report['pending']} pending): {report['written']} "
+        f"utterances, {report['hours']} h, per split {report['per_split']}"
+    )
+    if report["skipped"]:
+        print(
+            f"skipped {len(report['skipped'])} {report['skipped_reasons']} (see {Path(out) / 'meta' / 'report.json'}):"
+        )
+        for item in report["skipped"][:10]:
+            reason, detail = item["reason"], item["detail"]
+            print(f"  {item['rel_path']}: {detail if detail.startswith(reason) else f'{reason}: {detail}'}")
+        if len(report["skipped"]) > 10:
+            print(f"  ... and {len(report['skipped']) - 10} more")

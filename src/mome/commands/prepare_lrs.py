@@ -8,8 +8,8 @@ run once with `--labels-only` after the last job to write the final label files.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from mome.commands import add_crop_arguments, parse_shard, print_prepare_report
 from mome.errors import UserError
 
 
@@ -17,8 +17,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("root", help="the release: LRS3 {pretrain,trainval,test}/ or LRS2 main/, pretrain/ + lists")
     parser.add_argument("out", help="output corpus root (labels/, meta/, <dataset>/)")
     parser.add_argument("--dataset", required=True, choices=("lrs3", "lrs2"))
-    parser.add_argument("--shard", default="0/1", help="I/N: process clips I, I+N, I+2N... (I from 0)")
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     parser.add_argument("--max-seconds", type=float, default=16.0, help="longest pretrain segment")
     parser.add_argument(
         "--val-fraction",
@@ -26,28 +24,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.01,
         help="LRS3: share of trainval speakers held out as val (0: none, as in the papers)",
     )
-    parser.add_argument("--crf", type=int, default=20, help="x264 quality of the crops (lower: larger, closer)")
-    parser.add_argument("--detect-size", type=int, default=640, help="detect faces on frames downscaled to this")
-    parser.add_argument("--cnn-fallback", action="store_true", help="also try dlib's CNN detector (slow)")
-    parser.add_argument("--labels-only", action="store_true", help="only rebuild labels and report from markers")
-    parser.add_argument("--redo-skipped", action="store_true", help="process skipped clips again")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def _parse_shard(text: str) -> tuple[int, int]:
-    try:
-        index, count = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise UserError(f"--shard {text!r}: expected I/N, e.g. 0/8") from None
-    if count < 1 or not 0 <= index < count:
-        raise UserError(f"--shard {text!r}: expected 0 <= I < N")
-    return index, count
+    add_crop_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from mome.lrs.prepare import Options, prepare_lrs
 
-    index, count = _parse_shard(args.shard)
+    index, count = parse_shard(args.shard)
     if args.max_seconds <= 1:
         raise UserError("--max-seconds must be more than 1")
     if not 0 <= args.val_fraction < 1:
@@ -68,21 +51,5 @@ def run(args: argparse.Namespace) -> int:
         redo_skipped=args.redo_skipped,
         progress=not args.quiet,
     )
-    run_ = report["this_run"]
-    if run_["processed"]:
-        print(
-            f"shard {run_['shard']}: {run_['processed']} clips, {run_['frames']} frames in {run_['seconds']} s "
-            f"({run_['frames_per_second']} frames/s on {run_['workers']} processes)"
-        )
-    print(
-        f"{report['done']}/{report['clips']} clips done ({report['pending']} pending): {report['written']} "
-        f"utterances, {report['hours']} h, per split {report['per_split']}"
-    )
-    if report["skipped"]:
-        print(
-            f"skipped {len(report['skipped'])} {report['skipped_reasons']} "
-            f"(see {Path(args.out) / 'meta' / 'report.json'}):"
-        )
-        for item in report["skipped"][:10]:
-            print(f"  {item['rel_path']}: {item['detail']}")
+    print_prepare_report(report, args.out)
     return 0

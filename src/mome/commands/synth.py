@@ -10,6 +10,7 @@ import argparse
 import time
 from pathlib import Path
 
+from mome.commands import parse_splits
 from mome.errors import UserError
 
 
@@ -43,16 +44,6 @@ def _check_out(out: Path, overwrite: bool) -> None:
         raise UserError(f"{out}: not empty (an existing corpus?); choose another OUT or pass --overwrite")
 
 
-def _parse_splits(text: str) -> dict[str, float]:
-    try:
-        out = {k.strip(): float(v) for k, v in (part.split("=") for part in text.split(","))}
-    except ValueError:
-        raise UserError(f"--splits {text!r}: expected e.g. train=0.8,val=0.1,test=0.1") from None
-    if set(out) - {"train", "val", "test"} or abs(sum(out.values()) - 1) > 1e-6:
-        raise UserError(f"--splits {text!r}: splits are train/val/test and the shares must sum to 1")
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     from mome.synthetic.corpus import synthesize_corpus
 
@@ -71,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         args.seed,
         grid_fraction=args.grid_fraction,
         engines=engines,
-        split_fractions=_parse_splits(args.splits),
+        split_fractions=parse_splits(args.splits),
         babble_seconds=args.babble_seconds,
         fixed_voices=args.fixed_voices,
         workers=args.workers,

@@ -156,6 +156,22 @@ def read_audio_track(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.nda
     return np.concatenate(chunks).astype(np.float32)
 
 
+def header_seconds(path: str | Path) -> float | None:
+    """A file's duration as its container header states it (the video stream's, else the file's), or None
+    where it states none: read without decoding, so that an over-long recording is refused before its frames
+    fill the memory."""
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0] if container.streams.video else None
+            if stream is not None and stream.duration and stream.time_base:
+                return float(stream.duration * stream.time_base)
+            if container.duration:
+                return container.duration / av.time_base
+    except (av.error.FFmpegError, ValueError, OSError):
+        pass  # the decoder says what is wrong with the file
+    return None
+
+
 def read_media(path: str | Path, need_audio: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """(uint8 RGB frames [T, H, W, 3] at 25 fps, float32 mono audio [S] at 16 kHz or None) of a media file.
 

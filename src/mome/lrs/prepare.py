@@ -1,4 +1,5 @@
-"""LRS2 / LRS3 preparation: the original release -> the layout and label files of the synthetic corpus.
+"""LRS2 / LRS3 preparation: the original release -> the layout and label files of the synthetic corpus. The
+crop and label stages take `Clip` records from any scanner: `folder.py` feeds them a folder of videos.
 
     ROOT (LRS3)  {pretrain,trainval,test}/<speaker>/<id>.mp4 + .txt
     ROOT (LRS2)  {main,pretrain}/<video>/<id>.mp4 + .txt, and the lists {pretrain,train,val,test}.txt
@@ -14,7 +15,8 @@ Splits: LRS3 pretrain + trainval -> train (minus `val_fraction` of the trainval 
 the speaker id, -> val), test -> test; LRS2 pretrain + train -> train, val -> val, test -> test. Transcripts
 are lower-cased and the release's `{LG}`/`{NS}`-style annotations dropped. `pretrain` clips longer than
 `max_seconds` are cut at word boundaries into segments of at most `max_seconds` (`segment_words`), named
-`<id>_00`, `<id>_01`...; other subsets are kept whole, as in auto_avsr.
+`<id>_00`, `<id>_01`...; other subsets are kept whole, as in auto_avsr, and a whole clip longer than
+`MAX_CLIP_SECONDS` (what a model reads at once) is refused as "too long", never truncated.
 
 Stages, each safe to rerun:
   1. scan     list the clips of the release (cheap; the same list for every shard); an entry whose files lie
@@ -27,13 +29,13 @@ Stages, each safe to rerun:
               e.g. once after the last job of a cluster array; the report counts clips still `pending`).
 
 Differences from the public pipelines (auto_avsr's and AV-HuBERT's preparation scripts): no clip is dropped
-silently (auto_avsr drops them; here every skip is in the report, with "unreadable file", "no face", "too few
-frames", "crop out of bounds" or "no words"); segmentation cannot crash on a first word past the limit and pads
-the cuts into the silence around words instead of starting every first segment at 0 (auto_avsr's
-`split_file`); the frame rate is normalised by timestamp (auto_avsr has no fps normalisation); audio is always
-resampled to 16 kHz mono and segments never exceed `max_seconds` (AV-HuBERT relies on the source and has no
-maximum); the largest face is used (AV-HuBERT keeps the last); nothing depends on container frame counts
-(AV-HuBERT's smoothing does).
+silently (auto_avsr drops them; here every skip is in the report, with "unreadable file", "no transcript",
+"no audio", "too long", "no face", "too few frames", "crop out of bounds" or "no words"); segmentation cannot
+crash on a first word past the limit and pads the cuts into the silence around words instead of starting every
+first segment at 0 (auto_avsr's `split_file`); the frame rate is normalised by timestamp (auto_avsr has no fps
+normalisation); audio is always resampled to 16 kHz mono and segments never exceed `max_seconds` (AV-HuBERT
+relies on the source and has no maximum); the largest face is used (AV-HuBERT keeps the last); nothing depends
+on container frame counts (AV-HuBERT's smoothing does).
 """
 
 from __future__ import annotations
@@ -51,9 +53,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from mome.constants import FPS, SAMPLES_PER_FRAME
-from mome.data.labels import LabelRow, RootGuard, path_problem, write_labels
-from mome.data.media import MediaError, cut_or_pad, read_media, write_audio, write_video
+from mome.constants import FPS, MAX_CLIP_SECONDS, SAMPLES_PER_FRAME
+from mome.data.labels import LabelRow, RootGuard, media_path, path_problem, write_labels
+from mome.data.media import MediaError, check_file, cut_or_pad, header_seconds, read_media, write_audio, write_video
 from mome.errors import UserError
 from mome.io import atomic_write, atomic_write_text
 from mome.lrs.face import FaceLandmarker, detect_landmarks
@@ -72,22 +74,30 @@ _ANNOTATION = re.compile(r"\{[^}]*\}")
 # ------------------------------------------------------------------------------------------------ stage 1: scan
 @dataclass(frozen=True)
 class Clip:
+    """One source video, its transcript and where its outputs go: what every scanner produces (an LRS
+    release here, a folder of videos in `folder.py`) and the crop stage consumes, so both share one pipeline."""
+
     dataset: str
     subset: str
-    """Release folder: pretrain, trainval, test (LRS3); pretrain, main (LRS2)."""
+    """Release folder: pretrain, trainval, test (LRS3); pretrain, main (LRS2); "" for a folder of videos."""
     clip_id: str
-    """`<speaker or video>/<id>`."""
+    """`<speaker or video>/<id>` in a release; a folder video's path under the folder, without its suffix."""
     split: str
     source: Path
-    """The mp4; the transcript is beside it with the suffix .txt."""
+    """The video file."""
+    transcript: Path | str | None
+    """The `.txt` to read (an LRS transcript with word timings, or plain text), the text itself (a manifest
+    row), or None: no transcript, the clip is reported as such."""
+    speaker: str = ""
+    """Who speaks, where known: the split is chosen by it, and the report counts speakers per split."""
 
     @property
     def rel_stem(self) -> str:
-        return f"{self.dataset}/{self.subset}/{self.clip_id}"
+        return "/".join(part for part in (self.dataset, self.subset, self.clip_id) if part)
 
     @property
     def key(self) -> str:
-        return f"{self.subset}/{self.clip_id}"
+        return f"{self.subset}/{self.clip_id}" if self.subset else self.clip_id
 
 
 def _is_val_speaker(speaker: str, val_fraction: float) -> bool:
@@ -112,7 +122,7 @@ def scan_release(root: str | Path, dataset: str, val_fraction: float = 0.01) -> 
     """Every clip of the release, sorted by (subset, id). Listed clips whose files are missing are kept
     (they are reported as unreadable); a clip whose files would resolve outside `root` (`..`, an absolute
     id, a symlink out) is a `UserError` naming its list file and line, before anything is written."""
-    root = Path(root)
+    root = Path(root).absolute()  # workers may start in another directory
     if dataset not in DATASETS:
         raise UserError(f"--dataset {dataset!r}: choose from {', '.join(DATASETS)}")
     if not root.is_dir():
@@ -127,7 +137,7 @@ def scan_release(root: str | Path, dataset: str, val_fraction: float = 0.01) -> 
                 split = {"pretrain": "train", "test": "test"}.get(subset) or (
                     "val" if _is_val_speaker(mp4.parent.name, val_fraction) else "train"
                 )
-                clips.append(Clip(dataset, subset, clip_id, split, mp4))
+                clips.append(Clip(dataset, subset, clip_id, split, mp4, mp4.with_suffix(".txt"), mp4.parent.name))
     else:
         for listed, subset, split in (
             ("pretrain", "pretrain", "train"),
@@ -142,7 +152,8 @@ def scan_release(root: str | Path, dataset: str, val_fraction: float = 0.01) -> 
                 if line.strip():  # test.txt lines carry a flag after the id ("<video>/<id> NF")
                     clip_id = line.split()[0]
                     _check_source(guard, subset, clip_id, f"{list_file}:{line_no}")
-                    clips.append(Clip(dataset, subset, clip_id, split, root / subset / f"{clip_id}.mp4"))
+                    mp4 = root / subset / f"{clip_id}.mp4"
+                    clips.append(Clip(dataset, subset, clip_id, split, mp4, mp4.with_suffix(".txt")))
     if not clips:
         expected = (
             "pretrain/, trainval/, test/ with <speaker>/<id>.mp4"
@@ -180,17 +191,21 @@ def _clean(text: str) -> str:
 
 
 def read_transcript(path: str | Path) -> tuple[str, list[Word]]:
-    """(lower-cased text of the `Text:` line, word timings under `WORD START END ASDSCORE`)."""
+    """(lower-cased text, word timings) of a transcript file: LRS's `Text:` line and its table under
+    `WORD START END ASDSCORE`, or, for a file without a `Text:` line, the whole file as plain text (no
+    timings). A file that is not UTF-8 is refused rather than read with replacement characters."""
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        lines = path.read_bytes().decode("utf-8-sig").splitlines()
     except OSError as err:
         raise MediaError(path, f"unreadable transcript ({err.strerror or err})") from None
-    text, words, in_table = "", [], False
+    except UnicodeDecodeError as err:
+        raise MediaError(path, f"transcript is not UTF-8 text (byte {err.start})") from None
+    text, words, in_table, labelled = "", [], False, False
     for line in lines:
         fields = line.split()
         if line.startswith("Text:"):
-            text = _clean(line[len("Text:") :])
+            text, labelled = _clean(line[len("Text:") :]), True
         elif fields[:3] == ["WORD", "START", "END"]:
             in_table = True
         elif in_table and len(fields) >= 3:
@@ -200,6 +215,8 @@ def read_transcript(path: str | Path) -> tuple[str, list[Word]]:
                 raise MediaError(path, f"bad word timing line {line!r}") from None
             if word.text:
                 words.append(word)
+    if not labelled and not in_table:
+        text = _clean(" ".join(lines))
     return text, words
 
 
@@ -252,8 +269,62 @@ def _skip(rel: str, reason: str, detail: str) -> dict:
     return {"rel_path": rel, "reason": reason, "detail": detail}
 
 
+NO_AUDIO = ("no audio track", "empty audio track")
+"""`MediaError` reasons reported as "no audio" rather than "unreadable file"."""
+
+
+class _Skip(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason, self.detail = reason, detail
+
+
+def _text(clip: Clip) -> tuple[str, list[Word]]:
+    """The clip's transcript (text, word timings); `_Skip` "no transcript" where it has none."""
+    if isinstance(clip.transcript, str):
+        return _clean(clip.transcript), []
+    if clip.transcript is None:
+        raise _Skip("no transcript", "not in the manifest")
+    if not clip.transcript.is_file():
+        raise _Skip("no transcript", f"{clip.transcript.name!r} not found beside the video")
+    return read_transcript(clip.transcript)
+
+
+def _too_long(seconds: float) -> _Skip:
+    return _Skip("too long", f"{seconds:.1f} s, longer than the {MAX_CLIP_SECONDS} s a model reads at once; "
+                 "cut it into shorter clips")  # fmt: skip
+
+
+def _read(
+    clip: Clip, landmarker: FaceLandmarker, record: dict
+) -> tuple[str, list[Word], np.ndarray, np.ndarray, MouthCrops]:
+    """Transcript, frames, audio and mouth crops of a clip, cheapest checks first; `_Skip` with the reason."""
+    segmented = clip.subset == "pretrain"
+    try:
+        check_file(clip.source)
+        text, words = _text(clip)
+        if not segmented and not (text or words):
+            raise _Skip("no words", "empty transcript")
+        seconds = header_seconds(clip.source)
+        if not segmented and seconds is not None and seconds > MAX_CLIP_SECONDS:
+            raise _too_long(seconds)
+        frames, audio = read_media(clip.source)
+        record["frames"] = len(frames)
+        if not segmented and len(frames) / FPS > MAX_CLIP_SECONDS:
+            raise _too_long(len(frames) / FPS)
+        crops = mouth_clip(frames, landmarker)
+    except MediaError as err:
+        raise _Skip("no audio" if err.reason in NO_AUDIO else "unreadable file", str(err)) from None
+    except CropError as err:
+        raise _Skip(err.reason, str(err)) from None
+    return text, words, frames, audio, crops
+
+
 def process_clip(clip: Clip, out: Path, options: Options, landmarker: FaceLandmarker) -> dict:
-    """Crop, cut and write one source clip; returns its done-marker record (rows and skips)."""
+    """Crop, cut and write one source clip; returns its done-marker record (rows and skips).
+
+    `pretrain` clips of a release longer than `options.max_seconds` are cut at word boundaries; every other
+    clip is kept whole, and refused as "too long" beyond `MAX_CLIP_SECONDS`, never truncated."""
     record = {
         "clip": clip.key,
         "split": clip.split,
@@ -264,15 +335,9 @@ def process_clip(clip: Clip, out: Path, options: Options, landmarker: FaceLandma
         "detected": 0,
     }
     try:
-        text, words = read_transcript(clip.source.with_suffix(".txt"))
-        frames, audio = read_media(clip.source)
-        record["frames"] = len(frames)
-        crops = mouth_clip(frames, landmarker)
-    except MediaError as err:
-        record["skipped"].append(_skip(clip.rel_stem, "unreadable file", str(err)))
-        return record
-    except CropError as err:
-        record["skipped"].append(_skip(clip.rel_stem, err.reason, str(err)))
+        text, words, frames, audio, crops = _read(clip, landmarker, record)
+    except _Skip as skip:
+        record["skipped"].append(_skip(clip.rel_stem, skip.reason, skip.detail))
         return record
     record["detected"] = crops.detected
     audio = cut_or_pad(audio, len(frames) * SAMPLES_PER_FRAME)
@@ -292,10 +357,9 @@ def process_clip(clip: Clip, out: Path, options: Options, landmarker: FaceLandma
         if f1 - f0 < MIN_FRAMES:
             record["skipped"].append(_skip(rel, "too few frames", f"{f1 - f0} frames, at least {MIN_FRAMES} needed"))
             continue
-        stem = out / rel
-        atomic_write(stem.with_suffix(".mp4"), lambda tmp: write_video(tmp, crops.crops[f0:f1], crf=options.crf))
+        atomic_write(media_path(out, rel, ".mp4"), lambda tmp: write_video(tmp, crops.crops[f0:f1], crf=options.crf))
         atomic_write(
-            stem.with_suffix(".wav"),
+            media_path(out, rel, ".wav"),
             lambda tmp: write_audio(tmp, audio[f0 * SAMPLES_PER_FRAME : f1 * SAMPLES_PER_FRAME]),
         )
         record["rows"].append(
@@ -351,8 +415,9 @@ def _work(args: tuple[Clip, Path]) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ stage 3: labels
-def write_labels_and_report(out: Path, clips: list[Clip], this_run: dict) -> dict:
-    """Label files and `meta/report.json` from the markers of every clip of the release that has one."""
+def write_labels_and_report(out: Path, clips: list[Clip], this_run: dict, extra: dict | None = None) -> dict:
+    """Label files and `meta/report.json` from the markers of every clip of the source that has one; `extra`
+    adds the scanner's own entries to the report."""
     rows: dict[str, list[LabelRow]] = {s: [] for s in SPLITS}
     by_subset: dict[str, list[LabelRow]] = {}
     skipped, pending, done = [], 0, 0
@@ -366,7 +431,8 @@ def write_labels_and_report(out: Path, clips: list[Clip], this_run: dict) -> dic
         for r in record["rows"]:
             row = LabelRow(clip.dataset, r["rel_path"], r["frames"], r["text"])
             rows[clip.split].append(row)
-            by_subset.setdefault(f"{clip.dataset}_{clip.subset}", []).append(row)
+            if clip.subset:
+                by_subset.setdefault(f"{clip.dataset}_{clip.subset}", []).append(row)
         skipped += [{"clip": clip.key, **s} for s in record["skipped"]]
     for name, split_rows in [*rows.items(), *by_subset.items()]:
         atomic_write(out / "labels" / f"{name}.csv", lambda tmp: write_labels(tmp, split_rows))
@@ -385,6 +451,7 @@ def write_labels_and_report(out: Path, clips: list[Clip], this_run: dict) -> dic
         "skipped_reasons": reasons,
         "skipped": skipped,
         "this_run": this_run,
+        **(extra or {}),
     }
     _write_json(out / "meta" / "report.json", report)
     return report
@@ -435,22 +502,52 @@ def prepare_lrs(
         redo_skipped: process again the clips whose marker records a skip (e.g. after installing a better
             detector); finished clips are never redone.
     """
-    out = Path(out)
     options = options or Options()
     clips = scan_release(root, dataset, val_fraction)
-    info_path = out / "meta" / "lrs.json"
-    if info_path.is_file() and json.loads(info_path.read_text()).get("dataset") != dataset:
-        raise UserError(f"{out} already holds {json.loads(info_path.read_text())['dataset']}; use another OUT")
-    todo = _todo(out, shard(clips, shard_index, shard_count), redo_skipped)  # checked before anything is written
-    _write_json(
-        info_path,
-        {
-            "dataset": dataset,
-            "root": str(Path(root).resolve()),
-            "val_fraction": val_fraction,
-            "options": options.__dict__,
-        },
+    info = {"dataset": dataset, "root": str(Path(root).resolve()), "val_fraction": val_fraction}
+    return prepare_clips(
+        clips,
+        out,
+        info,
+        shard_index=shard_index,
+        shard_count=shard_count,
+        workers=workers,
+        options=options,
+        labels_only=labels_only,
+        redo_skipped=redo_skipped,
+        progress=progress,
     )
+
+
+def prepare_clips(
+    clips: list[Clip],
+    out: str | Path,
+    info: dict,
+    *,
+    shard_index: int = 0,
+    shard_count: int = 1,
+    workers: int | None = None,
+    options: Options | None = None,
+    labels_only: bool = False,
+    redo_skipped: bool = False,
+    progress: bool = True,
+    extra: dict | None = None,
+) -> dict:
+    """Stages 2 and 3 for the clips of any scanner (sorted, the same list for every shard): crop this shard's
+    clips that have no marker yet, then write labels and report. `info` (its `dataset` and `source` at
+    least) goes to `meta/lrs.json`; an OUT that holds another source is refused. See `prepare_lrs`."""
+    out = Path(out).absolute()  # pool workers may start in another directory
+    options = options or Options()
+    info = {"source": "release", **info, "options": options.__dict__}
+    info_path = out / "meta" / "lrs.json"
+    if info_path.is_file():
+        held = json.loads(info_path.read_text())
+        if (held.get("source", "release"), held.get("dataset")) != (info["source"], info["dataset"]):
+            raise UserError(
+                f"{out} already holds {held.get('dataset')} ({held.get('source', 'release')}); use another OUT"
+            )
+    todo = _todo(out, shard(clips, shard_index, shard_count), redo_skipped)  # checked before anything is written
+    _write_json(info_path, info)
     this_run = {"shard": f"{shard_index}/{shard_count}", "processed": 0, "frames": 0, "seconds": 0.0}
     if todo and not labels_only:
         workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
@@ -465,7 +562,7 @@ def prepare_lrs(
             _init_worker(options)
         try:
             results = pool.imap_unordered(_work, jobs) if pool else map(_work, jobs)
-            bar = tqdm(results, total=len(jobs), desc=f"prepare {dataset}", unit="clip", disable=not progress)
+            bar = tqdm(results, total=len(jobs), desc=f"prepare {info['dataset']}", unit="clip", disable=not progress)
             for record in bar:
                 this_run["processed"] += 1
                 this_run["frames"] += record["frames"]
@@ -479,4 +576,4 @@ def prepare_lrs(
         this_run["seconds"] = round(time.perf_counter() - start, 2)
         this_run["frames_per_second"] = round(this_run["frames"] / max(this_run["seconds"], 1e-9), 1)
         this_run["workers"] = workers
-    return write_labels_and_report(out, clips, this_run)
+    return write_labels_and_report(out, clips, this_run, extra)
