@@ -9,6 +9,7 @@ import torch
 
 from mome.config import DecodeConfig, combination_key
 from mome.models.avsr import AVSRModel, Features
+from mome.models.llm import dense_strides
 from tiny import ADAPTER_KINDS, TINY_LLAMA, TINY_QWEN2, tiny_model_config
 
 TEXTS = ["place red at g nine", "bin blue by a two", "set white with p one", "lay green in z soon"]
@@ -177,16 +178,23 @@ def test_overfits_a_handful_of_pairs_at_every_granularity(kind: str) -> None:
 
 def test_beam_search_hands_the_lm_head_a_contiguous_input_with_the_same_hypotheses() -> None:
     """`generate` passes the strided slice `hidden[:, -1:, :]` to the LM head (on CPU in bf16, F.linear on it
-    allocates rows x vocabulary x hidden); the model's pre-hook makes it contiguous, and beams decode the same."""
+    allocates rows x vocabulary x hidden, and copies the weight even for one row, whose slice `is_contiguous()`
+    calls contiguous); the model's pre-hook lays it out densely, and beams decode the same."""
     model = _model("mome").eval()
     given, received = [], []
     head = model.llm.get_output_embeddings()
-    head.register_forward_pre_hook(lambda m, args: given.append(args[0].is_contiguous()), prepend=True)
-    head.register_forward_pre_hook(lambda m, args: received.append(args[0].is_contiguous()))
-    features, combo = _features(batch=2), model.combinations[-1]
-    decode = DecodeConfig(num_beams=4, max_new_tokens=6)
+    dense = lambda x: x.stride() == dense_strides(x.shape)  # noqa: E731
+    head.register_forward_pre_hook(
+        lambda m, args: given.append((dense(args[0]), args[0].is_contiguous())), prepend=True
+    )
+    head.register_forward_pre_hook(lambda m, args: received.append(dense(args[0])))
+    combo = model.combinations[-1]
+    model.generate_scored(_features(batch=1), combo, DecodeConfig(num_beams=1, max_new_tokens=3))
+    assert (False, True) in given  # batch 1: "contiguous" by is_contiguous(), yet strided (else this proves nothing)
+    given.clear()
+    features, decode = _features(batch=2), DecodeConfig(num_beams=4, max_new_tokens=6)
     hooked = model.generate_scored(features, combo, decode)
-    assert False in given  # what HF hands over (else this test proves nothing)
+    assert (False, False) in given  # what HF hands over with beams
     assert received and all(received)
     model.lm_head_hook.remove()  # the handle is kept: without the hook, the same transcripts and confidences
     plain = model.generate_scored(features, combo, decode)

@@ -74,7 +74,6 @@ def test_projector_lr_scale_sets_the_projectors_rate_and_scale_one_keeps_two_gro
     assert sum(len(g["params"]) for g in scaled.param_groups) == sum(len(g["params"]) for g in plain.param_groups)
 
 
-
 def test_the_optimiser_is_fused_on_cpu_and_steps_like_the_for_loop_adamw(monkeypatch) -> None:
     """One fused kernel instead of a Python loop over ~40 tensors; the same update as the for-loop AdamW."""
     torch.manual_seed(0)

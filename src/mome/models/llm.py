@@ -7,6 +7,7 @@ config and tokenizer, never from the model's name.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -133,16 +134,29 @@ def training_attention(precision: str, device_type: str) -> str | None:
     return "eager" if precision == "bf16" and device_type == "cpu" else None
 
 
+def dense_strides(shape: Sequence[int]) -> tuple[int, ...]:
+    """The strides of a freshly allocated row-major tensor of `shape`."""
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= size
+    return tuple(reversed(strides))
+
+
 def _contiguous_input(module: nn.Module, args: tuple) -> tuple | None:
-    """Forward pre-hook: the input made contiguous (no copy when it already is)."""
-    if args and isinstance(args[0], torch.Tensor) and not args[0].is_contiguous():
-        return (args[0].contiguous(), *args[1:])
+    """Forward pre-hook: the input with the strides of a fresh tensor (no copy when it has them). Not
+    `is_contiguous()`, which ignores the stride of a size-1 dimension: the slice `hidden[:, -1:, :]` passes it
+    with stride L x hidden there, and CPU `F.linear` in bf16 then copies the whole weight (~40x slower)."""
+    x = args[0] if args else None
+    if isinstance(x, torch.Tensor) and x.stride() != dense_strides(x.shape):
+        return (x.clone(memory_format=torch.contiguous_format), *args[1:])
     return None
 
 
 def contiguous_lm_head_input(llm: nn.Module) -> torch.utils.hooks.RemovableHandle | None:
-    """Hand the LM head a contiguous input. `generate` (`logits_to_keep`) passes the strided slice
+    """Hand the LM head a densely laid out input. `generate` (`logits_to_keep`) passes the strided slice
     `hidden[:, -k:, :]`, on which CPU `F.linear` in bf16 allocates rows x vocabulary x hidden (beam search is
-    killed for memory); copying the slice costs rows x hidden. Returns the hook's handle (None: no LM head)."""
+    killed for memory) and is slow even for one row; copying the slice costs rows x hidden. Returns the hook's
+    handle (None: no LM head)."""
     head = llm.get_output_embeddings()
     return None if head is None else head.register_forward_pre_hook(_contiguous_input)
