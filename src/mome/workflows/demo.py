@@ -33,7 +33,7 @@ from mome.workflows.pipeline import Stages, Workspace
 RUN = "mome"
 """The demo's one run: `<out>/runs/mome`, evaluated in `<out>/eval/mome`."""
 
-STEPS = {"fp32": 560, "bf16": 1300}
+STEPS = {"fp32": 560, "bf16": 1200}
 """Default steps per training precision (`train.precision: auto` resolved on this machine), sized so that the
 whole demo fits 15 minutes on 2 cores: a fixed count, so that a seed gives the same model on every machine of
 a kind (docs/experiments.md, section 13)."""
