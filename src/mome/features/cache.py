@@ -25,11 +25,11 @@ from tqdm import tqdm
 
 from mome.config import Config
 from mome.constants import SAMPLES_PER_FRAME
-from mome.data.dataset import check_lengths
 from mome.data.labels import LabelRow, media_path, read_labels
 from mome.data.media import MediaError, cut_or_pad, read_audio, read_video
 from mome.data.noise import Babble
 from mome.data.transforms import audio_transform, video_transform
+from mome.data.utterance import check_lengths
 from mome.errors import UserError
 from mome.features.keys import CLEAN, Condition, FeatureKeys, encoder_identity
 from mome.features.store import FeatureStore, Mode, ShardWriter, describe_cache
