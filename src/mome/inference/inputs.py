@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
-
 from mome.config import combination_task, task_modalities
 from mome.constants import FPS, MAX_CLIP_SECONDS, MODEL_CROP_SIZE, SAMPLE_RATE
 from mome.data.collate import collate
@@ -132,8 +130,3 @@ def finest_combination(comp: CompressionConfig) -> Combination:
 def clip_seconds(batch: dict) -> float:
     """Duration of a loaded clip, from its video frames (or its audio samples for an audio-only model)."""
     return len(batch["video"][0]) / FPS if "video" in batch else len(batch["audio"][0]) / SAMPLE_RATE
-
-
-def to_device(batch: dict, device: str | torch.device) -> dict:
-    """The batch with its tensors on `device` (a no-op for tensors already there)."""
-    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
