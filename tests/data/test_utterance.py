@@ -1,6 +1,6 @@
 """One utterance, three readers: `AVDataset`, `load_clip` and the feature cache give the encoders the same
 tensors (torch.equal), and refuse the same broken utterance. A change to one reader that the others do not
-follow makes cached features, training and `mome transcribe` disagree silently."""
+follow makes cached features, training and `mome transcribe` disagree silently. Then the chain's own length check."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from mome.config import Config, load_config
+from mome.config import Config, DataConfig, load_config
 from mome.data.dataset import AVDataset
 from mome.data.media import MediaError, read_audio
+from mome.data.utterance import InputChain, Utterance
 from mome.features.cache import FeatureCache
 from mome.features.keys import CLEAN, Condition
 from mome.features.store import ShardWriter
@@ -114,3 +115,24 @@ def test_the_three_refuse_the_same_broken_utterance(corpus: Path, tmp_path: Path
     assert [reason for reason in cache.stores["audio"].failures.values() if "frames long, video" in reason]
     assert (dataset.rows[0].rel_path, "clean") not in cached and (dataset.rows[0].rel_path, "video") in cached
     assert (dataset.rows[1].rel_path, "clean") in cached
+
+
+@pytest.mark.parametrize(("samples", "tolerance", "refused"), [(640 * 13, 3, False), (640 * 14, 3, True),
+                                                              (640 * 100, None, False), (640 * 10, 0, False)])  # fmt: skip
+def test_the_length_check_refuses_beyond_the_tolerance_only(samples: int, tolerance: int | None, refused: bool) -> None:
+    """Audio of `samples` against 10 video frames: beyond `tolerance` frames it is refused, naming the option."""
+    utterance = Utterance(None, np.zeros(samples, np.float32), 10, Path("a.wav"))
+    chain = InputChain(tolerance=tolerance)
+    if refused:
+        message = r"a\.wav: audio is 14\.0 frames long, video 10 .*data\.av_tolerance_frames"
+        with pytest.raises(MediaError, match=message):
+            chain.check(utterance)
+    else:
+        chain.check(utterance)
+        assert len(chain.inputs(utterance)[0]["audio"]) == 640 * 10  # cut or padded to the video
+
+
+def test_from_config_can_leave_the_lengths_unchecked() -> None:
+    data = DataConfig(crop_size=80, time_mask=False, av_tolerance_frames=5)
+    assert InputChain.from_config(data) == InputChain(80, False, 5)
+    assert InputChain.from_config(data, check=False).tolerance is None
