@@ -413,8 +413,8 @@ def labelled_batches(model: AVSRModel, cfg: Any, labels: Path, root: Path, limit
     from tqdm import tqdm
 
     from mome.config import absolute_path
-    from mome.data.collate import collate
-    from mome.evaluation.evaluate import feature_cache, to_device
+    from mome.data.collate import collate, to_device
+    from mome.evaluation.evaluate import feature_cache
     from mome.features.dataset import make_dataset
 
     root = Path(absolute_path(str(root)))
@@ -428,4 +428,4 @@ def labelled_batches(model: AVSRModel, cfg: Any, labels: Path, root: Path, limit
                         num_workers=cfg.data.loader_workers, collate_fn=collate)  # fmt: skip
     for batch in tqdm(loader, desc="experts", unit="batch", disable=not progress):
         if batch is not None:
-            yield model.encode(to_device(batch, model)), batch["texts"]
+            yield model.encode(to_device(batch, next(model.parameters()).device)), batch["texts"]

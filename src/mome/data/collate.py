@@ -31,3 +31,8 @@ def collate(items: list[dict | None]) -> dict | None:
             batch[key] = pad_sequence(seqs, batch_first=True)  # [B, S_max], [B, T_max, 1, H, W] or [B, T_max, D]
             batch[f"{key}_lengths"] = torch.tensor([len(s) for s in seqs], dtype=torch.long)
     return batch
+
+
+def to_device(batch: dict, device: str | torch.device) -> dict:
+    """The batch with its tensors on `device` (a no-op for tensors already there); ids, texts and metas stay."""
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}

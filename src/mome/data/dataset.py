@@ -21,11 +21,10 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from mome.config import DataConfig
-from mome.constants import SAMPLES_PER_FRAME
-from mome.data.labels import LabelRow, media_path, read_labels, read_metadata
-from mome.data.media import MediaError, read_audio, read_video
+from mome.data.labels import LabelRow, read_labels, read_metadata
+from mome.data.media import MediaError
 from mome.data.noise import Babble, eval_rng
-from mome.data.transforms import utterance_inputs
+from mome.data.utterance import InputChain
 
 log = logging.getLogger(__name__)
 MODALITIES = ("audio", "video")
@@ -65,6 +64,7 @@ class AVDataset(Dataset):
         self.eval_snr, self.noise_seed = eval_snr, noise_seed
         self.augment_seed, self.epoch = augment_seed, 0
         self.bad: dict[str, str] = {}
+        self.chain = InputChain.from_config(cfg)
         self.babble = self._babble()
 
     def _babble(self) -> Babble | None:
@@ -118,30 +118,13 @@ class AVDataset(Dataset):
         }
 
     def _load(self, row: LabelRow) -> dict:
+        """The item through the one chain of every reader (`mome.data.utterance`), with this split's noise."""
         rng = self._rng(row)
         item = self._item(row)
-        frames, audio, num_frames = None, None, row.input_length
-        if "video" in self.modalities:
-            frames = read_video(media_path(self.root, row.rel_path, ".mp4"))
-            num_frames = len(frames)
-        if "audio" in self.modalities:
-            path = media_path(self.root, row.rel_path, ".wav")
-            audio = read_audio(path)
-            check_lengths(path, len(audio), num_frames, self.cfg.av_tolerance_frames)
+        utterance = self.chain.read(self.root, row.rel_path, self.modalities, row.input_length)
         snrs = ((None,) if self.clean_epoch else self.cfg.train_snrs) if self.train else (self.eval_snr,)
-        inputs, snr = utterance_inputs(
-            frames, audio, num_frames, self.train, rng, self.cfg.crop_size, self.cfg.time_mask, self.babble, snrs
-        )
+        inputs, snr = self.chain.inputs(utterance, self.train, rng, self.babble, snrs)
         item.update(inputs)
-        if audio is not None:
+        if utterance.samples is not None:
             item["meta"]["snr"] = snr
         return item
-
-
-def check_lengths(path: Path, samples: int, frames: int, tolerance: int) -> None:
-    """Audio and video of one utterance must agree within `tolerance` video frames (else it is broken)."""
-    if abs(samples / SAMPLES_PER_FRAME - frames) > tolerance:
-        raise MediaError(
-            path,
-            f"audio is {samples / SAMPLES_PER_FRAME:.1f} frames long, video {frames} frames (tolerance {tolerance})",
-        )

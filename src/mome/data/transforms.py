@@ -6,18 +6,16 @@
     audio eval:  babble at a fixed SNR with a seeded generator (optional) -> per-utterance norm
 
 The time masks zero the signal before normalisation, as in the reference. Randomness comes from the
-generator passed in, so callers decide what is reproducible.
+generator passed in, so callers decide what is reproducible. Every reader applies them through
+`mome.data.utterance.InputChain`, which also aligns the audio to the video.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import torch
 
-from mome.constants import FPS, MODEL_CROP_SIZE, SAMPLE_RATE, SAMPLES_PER_FRAME
-from mome.data.media import cut_or_pad
+from mome.constants import FPS, MODEL_CROP_SIZE, SAMPLE_RATE
 from mome.data.noise import Babble
 
 VIDEO_MEAN, VIDEO_STD = 0.421, 0.165  # LRS3 grayscale statistics (auto_avsr)
@@ -77,36 +75,3 @@ def audio_transform(
         x = babble.add(x, snr, rng)
     x = (x - x.mean()) / np.sqrt(x.var() + 1e-8)  # per-utterance layer norm, eps 1e-8 (reference)
     return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-
-
-def utterance_inputs(
-    frames: np.ndarray | None,
-    audio: np.ndarray | None,
-    num_frames: int,
-    train: bool,
-    rng: np.random.Generator,
-    crop: int = MODEL_CROP_SIZE,
-    mask: bool = True,
-    babble: Babble | None = None,
-    snrs: Sequence[float | None] = (None,),
-) -> tuple[dict[str, torch.Tensor], float | None]:
-    """The model inputs of one utterance, built the same way for training, evaluation and `mome transcribe`.
-
-    `frames` (uint8 RGB [T, H, W, 3]) -> "video"; `audio` (float32 [S] at 16 kHz) is cut or zero-padded to
-    exactly `num_frames` video frames of samples (the video's frame count, or the label's for audio-only
-    items) -> "audio". Either may be None (that modality is left out). The babble SNR is drawn from `snrs`
-    in training (after the video's augmentation, with the same `rng`; empty = clean) and is `snrs[0]`
-    otherwise. Returns (inputs, the SNR used).
-    """
-    inputs: dict[str, torch.Tensor] = {}
-    if frames is not None:
-        inputs["video"] = video_transform(frames, train, rng, crop, mask)
-    snr = None
-    if audio is not None:
-        if train:
-            snr = snrs[int(rng.integers(len(snrs)))] if snrs else None
-        else:
-            snr = snrs[0] if snrs else None
-        audio = cut_or_pad(audio, SAMPLES_PER_FRAME * num_frames)
-        inputs["audio"] = audio_transform(audio, train, rng, babble, snr, mask)
-    return inputs, snr

@@ -49,7 +49,7 @@ from tqdm import tqdm
 
 from mome.config import SNR_RANGE_DB, Combination, Config, DecodeConfig, absolute_path, combination_key, plausible_snr
 from mome.constants import AVHUBERT_FRAME_RATE, WHISPER_FRAME_RATE
-from mome.data.collate import collate
+from mome.data.collate import collate, to_device
 from mome.data.dataset import AVDataset
 from mome.data.labels import media_path
 from mome.errors import UserError
@@ -264,7 +264,7 @@ def _decode_snr(
         if batch is None:
             continue
         with autocast(precision.precision, precision.device):
-            features = model.encode(to_device(batch, model))
+            features = model.encode(to_device(batch, _device(model)))
             hyps_by_combo = [clock.generate(model, features, combo, decode) for combo in combos]
         for combo, (hyps, confidences) in zip(combos, hyps_by_combo):
             for rel, ref, hyp, meta, conf in zip(batch["ids"], batch["texts"], hyps, batch["metas"], confidences):
@@ -278,11 +278,6 @@ def _decode_snr(
 
 def _device(model: AVSRModel) -> torch.device:
     return next(model.parameters()).device
-
-
-def to_device(batch: dict, model: AVSRModel) -> dict:
-    device = _device(model)
-    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
 @torch.no_grad()

@@ -24,12 +24,10 @@ from torch import nn
 from tqdm import tqdm
 
 from mome.config import Config
-from mome.constants import SAMPLES_PER_FRAME
-from mome.data.dataset import check_lengths
-from mome.data.labels import LabelRow, media_path, read_labels
-from mome.data.media import MediaError, cut_or_pad, read_audio, read_video
+from mome.data.labels import LabelRow, read_labels
+from mome.data.media import MediaError
 from mome.data.noise import Babble
-from mome.data.transforms import audio_transform, video_transform
+from mome.data.utterance import InputChain, Utterance
 from mome.errors import UserError
 from mome.features.keys import CLEAN, Condition, FeatureKeys, encoder_identity
 from mome.features.store import FeatureStore, Mode, ShardWriter, describe_cache
@@ -104,6 +102,8 @@ class FeatureCache:
             store.describe({"modality": modality, "encoder": type(encoder).__qualname__, "identity": identity})
             self.stores[modality] = store
         self.frame_rates = {m: int(e.frame_rate) for m, e in encoders.items()}  # for feature-level time masks
+        # audio without video to match is not checked here, as before; the dataset checks it when it reads it
+        self.chain = InputChain.from_config(cfg.data, check="video" in encoders)
         self._babble: Babble | None = None
 
     @classmethod
@@ -209,50 +209,58 @@ class FeatureCache:
         return stats
 
     def _encode_row(self, row: LabelRow, need: Need, writers: dict[str, ShardWriter], stats: FillStats) -> None:
-        root, frames, audio = self.keys.root, need.frames, need.audio
+        frames, audio = need.frames, need.audio
         if need.video_key is not None:
-            try:
-                pixels = read_video(media_path(root, row.rel_path, ".mp4"))
-                clip = video_transform(pixels, False, np.random.default_rng(0), self.cfg.data.crop_size)
-            except (MediaError, ValueError) as err:
-                writers["video"].fail(need.video_key, str(err))
-                stats.failed += 1
+            frames = self._encode_video(row, need.video_key, writers["video"], stats)
+            if frames is None:
                 return
-            features = self._encode("video", clip)
-            writers["video"].add(need.video_key, features, {})
-            stats.clips["video"] += 1
-            frames = len(features)
             try:
                 audio = self._absent(row, frames, audio) if audio else []  # a missing wav: MediaError
             except MediaError:
                 stats.failed += 1  # reported when an item needs it, as without the cache
                 return
-        if not audio:
-            return
-        todo = list(zip(self.keys.audio(row, frames, audio), audio))
-        path = media_path(root, row.rel_path, ".wav")
+        if audio:
+            self._encode_audio(row, frames, audio, writers["audio"], stats)
+
+    def _encode_video(self, row: LabelRow, key: str, writer: ShardWriter, stats: FillStats) -> int | None:
+        """Encode the clip's video; its frame count (the audio is cut to it), or None when it fails."""
         try:
-            raw = read_audio(path)
-            if "video" in self.stores:  # an utterance the dataset would refuse: not worth encoding
-                check_lengths(path, len(raw), frames, self.cfg.data.av_tolerance_frames)
-            wave = cut_or_pad(raw, SAMPLES_PER_FRAME * frames)
+            clip = self.chain.inputs(self.chain.read(self.keys.root, row.rel_path, ("video",), 0))[0]["video"]
+        except (MediaError, ValueError) as err:
+            writer.fail(key, str(err))
+            stats.failed += 1
+            return None
+        features = self._encode("video", clip)
+        writer.add(key, features, {})
+        stats.clips["video"] += 1
+        return len(features)
+
+    def _encode_audio(
+        self, row: LabelRow, frames: int, conditions: list[Condition], writer: ShardWriter, stats: FillStats
+    ) -> None:
+        """Encode the audio cut to `frames` video frames in each condition; a failure fails all of them."""
+        todo = list(zip(self.keys.audio(row, frames, conditions), conditions))
+        try:
+            utterance = self.chain.read(self.keys.root, row.rel_path, ("audio",), frames)  # decode, check
             for key, condition in todo:
-                snr, mixed = self._mix(row, wave, condition)
-                writers["audio"].add(key, self._encode("audio", mixed), {"samples": len(raw), "snr": snr})
+                inputs, snr = self._mix(row, utterance, condition)
+                extra = {"samples": len(utterance.samples), "snr": snr}
+                writer.add(key, self._encode("audio", inputs["audio"]), extra)
                 stats.clips["audio"] += 1
         except UserError as err:  # unreadable, lengths that disagree, longer than Whisper's 30 s
             for key, _ in todo:
-                if key not in writers["audio"].keys:
-                    writers["audio"].fail(key, str(err))
+                if key not in writer.keys:
+                    writer.fail(key, str(err))
             stats.failed += 1
 
-    def _mix(self, row: LabelRow, wave: np.ndarray, condition: Condition) -> tuple[float | None, torch.Tensor]:
-        """The normalised waveform of one condition, as `audio_transform` makes it (no time mask)."""
+    def _mix(self, row: LabelRow, utterance: Utterance, condition: Condition) -> tuple[dict, float | None]:
+        """The model inputs of one condition: the chain's evaluation transforms with this condition's noise
+        (a training version draws its SNR first, from the same generator)."""
         rng = condition.rng(row.rel_path)
         snr = condition.snr
         if condition.version is not None:
             snr = self.keys.noisy_snrs[int(rng.integers(len(self.keys.noisy_snrs)))]
-        return snr, audio_transform(wave, False, rng, self.babble if snr is not None else None, snr, mask=False)
+        return self.chain.inputs(utterance, False, rng, self.babble if snr is not None else None, (snr,))
 
     @property
     def babble(self) -> Babble:

@@ -17,10 +17,11 @@ import numpy as np
 import torch
 
 from mome.config import Config, DataConfig
-from mome.data.dataset import MODALITIES, AVDataset, check_lengths
+from mome.data.dataset import MODALITIES, AVDataset
 from mome.data.labels import LabelRow, media_path
 from mome.data.noise import Babble
 from mome.data.transforms import mask_per_second
+from mome.data.utterance import check_lengths
 from mome.features.cache import FeatureCache
 
 
@@ -61,7 +62,7 @@ class CachedAVDataset(AVDataset):
             path = media_path(self.root, row.rel_path, ".wav")
             (key,) = self.cache.keys.audio(row, frames, [condition])
             audio, extra = self.cache.read("audio", key, path)
-            check_lengths(path, extra["samples"], frames, self.cfg.av_tolerance_frames)
+            check_lengths(path, extra["samples"], frames, self.chain.tolerance)
             item["audio_features"] = self._tensor(audio, "audio", rng)
             item["meta"]["snr"] = extra["snr"]
         return item

@@ -29,8 +29,9 @@ from typing import Any
 import torch
 
 from mome.config import Combination, Config, combination_key, combinations, parse_combination
+from mome.data.collate import to_device
 from mome.errors import UserError
-from mome.inference.inputs import Clip, clip_seconds, combination_for, load_clip, to_device, uses
+from mome.inference.inputs import Clip, clip_seconds, combination_for, load_clip, uses
 from mome.precision import autocast
 
 

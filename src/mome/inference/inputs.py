@@ -7,7 +7,7 @@ or variable-rate mouth crop keeps its duration); a clip over `MAX_CLIP_SECONDS` 
 refused in one line (`ClipTooLong`). A raw video goes
 through the preparation pipeline (dlib face + 68 landmarks, smoothing, alignment to the mean face, 96x96
 mouth crop: `mome.lrs.prepare.mouth_clip`). Then the clip becomes model inputs exactly like an evaluation
-utterance (`mome.data.transforms.utterance_inputs`: centre crop, grayscale, normalisation; audio at 16 kHz,
+utterance (`mome.data.utterance.InputChain`: centre crop, grayscale, normalisation; audio at 16 kHz,
 per-utterance norm, no noise). Audio comes from a separate file, or else from the video's own audio track
 (resampled to 16 kHz mono). Audio and video lengths that disagree by more than `data.av_tolerance_frames`
 are refused, as the dataset refuses such an utterance. A modality the clip lacks (no face, no or silent
@@ -25,14 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-
 from mome.config import combination_task, task_modalities
-from mome.constants import FPS, MAX_CLIP_SECONDS, MODEL_CROP_SIZE, SAMPLE_RATE, SAMPLES_PER_FRAME
+from mome.constants import FPS, MAX_CLIP_SECONDS, MODEL_CROP_SIZE, SAMPLE_RATE
 from mome.data.collate import collate
 from mome.data.media import MediaError
-from mome.data.transforms import utterance_inputs
+from mome.data.utterance import InputChain, Utterance
 from mome.errors import ClipTooLong, UserError
 from mome.inference.clip import ClipMedia, choose_modalities, read_clip
 
@@ -40,17 +37,6 @@ if TYPE_CHECKING:
     from mome.config import Combination, CompressionConfig
 
 INPUT_KINDS = ("auto", "crop", "raw")
-
-
-def _check_lengths(path: Path, samples: np.ndarray, frames: int, tolerance: int | None) -> None:
-    """The model sees audio cut or padded to the video's length: refuse to drop seconds of speech silently."""
-    audio_frames = len(samples) / SAMPLES_PER_FRAME
-    if tolerance is not None and abs(audio_frames - frames) > tolerance:
-        raise MediaError(
-            path,
-            f"audio is {audio_frames:.1f} frames long, video {frames} frames (tolerance {tolerance}; "
-            "data.av_tolerance_frames=N accepts more)",
-        )
 
 
 def _check_duration(where: str, media: ClipMedia, used: tuple[str, ...]) -> None:
@@ -96,19 +82,24 @@ def load_clip(
         raise UserError(f"input_kind {input_kind!r}: expected one of {', '.join(INPUT_KINDS)}")
     media = read_clip(video, audio, task_modalities(task), input_kind, times)
     used = choose_modalities(task, media, str(video or audio))
-    if "audio" in used and (media.frames is not None or (media.video_frames and "video" not in media.problems)):
-        _check_lengths(audio or video, media.samples, media.num_frames(), tolerance)  # type: ignore[arg-type]
+    utterance = _utterance(media, used, audio or video)  # type: ignore[arg-type]
+    known = media.frames is not None or (media.video_frames and "video" not in media.problems)
+    chain = InputChain(crop, tolerance=tolerance if known else None)  # audio alone has no video to match
+    chain.check(utterance)
     _check_duration(str(video or audio), media, used)
-    rng = np.random.default_rng(0)  # unused by the evaluation transforms; they take one
-    frames = media.frames if "video" in used else None
-    samples = media.samples if "audio" in used else None
-    # The model sees audio aligned to the video: SAMPLES_PER_FRAME samples per frame (as in the dataset).
     try:
-        inputs, _ = utterance_inputs(frames, samples, media.num_frames(), False, rng, crop)
+        inputs, _ = chain.inputs(utterance)
     except ValueError as err:  # frames smaller than the crop
         raise MediaError(video or audio, str(err)) from None
     name = (video or audio).stem  # type: ignore[union-attr]
     return Clip(collate([{"id": name, "text": "", **inputs}]), used, media.problems)
+
+
+def _utterance(media: ClipMedia, used: tuple[str, ...], path: Path) -> Utterance:
+    """The streams of a clip the model will use, aligned as a corpus utterance's (the audio to the video)."""
+    frames = media.frames if "video" in used else None
+    samples = media.samples if "audio" in used else None
+    return Utterance(frames, samples, media.num_frames(), path)
 
 
 def combination_for(comp: CompressionConfig, modalities: tuple[str, ...], requested: Combination | None) -> Combination:
@@ -139,8 +130,3 @@ def finest_combination(comp: CompressionConfig) -> Combination:
 def clip_seconds(batch: dict) -> float:
     """Duration of a loaded clip, from its video frames (or its audio samples for an audio-only model)."""
     return len(batch["video"][0]) / FPS if "video" in batch else len(batch["audio"][0]) / SAMPLE_RATE
-
-
-def to_device(batch: dict, device: str | torch.device) -> dict:
-    """The batch with its tensors on `device` (a no-op for tensors already there)."""
-    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}

@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from mome.config import Config, SingleTask, combination_key, config_from_dict, save_config
 from mome.data.bucketing import FrameBudgetBatchSampler, SkipFirst
+from mome.data.collate import to_device
 from mome.data.dataset import AVDataset
 from mome.errors import ConfigError, UserError
 from mome.features.cache import FeatureCache
@@ -187,10 +188,6 @@ def record_precision(path: Path, resolved: Resolved, step: int) -> dict[str, Any
 def _train_device() -> torch.device:
     """The device Accelerate trains on below (`cpu=` follows the same test)."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _to(batch: dict, device: torch.device) -> dict:
-    return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
 
 
 def _all_sum(x: torch.Tensor, world: int) -> torch.Tensor:
@@ -379,7 +376,7 @@ class Trainer:
     def train_step(self, batch: dict) -> dict[str, float] | None:
         """One optimiser step; None when the loss or the gradient is not finite (skipped, `NonFiniteGuard`)."""
         self.model.train()
-        batch = _to(batch, self.accel.device)
+        batch = to_device(batch, self.accel.device)
         world = self.accel.num_processes
         self.optimizer.zero_grad(set_to_none=True)
         if self.cfg.train.granularity_loop:
@@ -485,7 +482,7 @@ class Trainer:
                 continue
             if cfg.train.val_max_batches is not None and i >= cfg.train.val_max_batches:
                 break
-            batch = _to(batch, self.accel.device)
+            batch = to_device(batch, self.accel.device)
             with self.accel.autocast():
                 out = self.model(self.model.encode(batch), batch["texts"], packed=cfg.train.pack_sequences)
             for k, v in out.ce.items():
