@@ -86,7 +86,8 @@ class TrainState:
     epoch: int = 0
     batch_in_epoch: int = 0  # batches of `epoch` already consumed
     curve: list[dict[str, Any]] = field(default_factory=list)
-    """The validation-WER curve (`train.plateau`): {"step", "wer" (the mean, %), "rates" ({key: WER %})} per check."""
+    """The validation-WER curve (`train.plateau`), one point per check: {"step", "wer" (the mean, %), "rates"
+    ({key: WER %})}."""
     stop: dict[str, Any] | None = None
     """Why the run ended: {"reason": "plateau" | "cap", "step", "detail"}; None while it goes on."""
 
@@ -576,8 +577,9 @@ class Trainer:
 
     # -------------------------------------------------------------------------------------- loop
     def fit(self) -> dict[str, float]:
-        """Train until `total_steps`, then save, check replicas and close the logs. SIGINT / SIGTERM: finish the
-        step, save, raise `Interrupted` (exit 130 / 143); faults stop the run with a UserError."""
+        """Train until `total_steps` (the cap) or a plateau (`train.plateau`), then save, check replicas and close
+        the logs. SIGINT / SIGTERM: finish the step, save, raise `Interrupted` (exit 130 / 143); faults stop the
+        run with a UserError."""
         if self.finished():  # a finished run: leave its checkpoint and logs untouched
             if self.main:
                 why = f" ({self.state.stop['detail']})" if (self.state.stop or {}).get("reason") == "plateau" else ""
