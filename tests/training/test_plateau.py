@@ -9,6 +9,8 @@ import math
 import os
 import re
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -208,3 +210,22 @@ def test_plateau_needs_a_validation_split(train_corpus, tmp_path) -> None:
 
     with pytest.raises(UserError, match=r"^train\.plateau: needs a validation split to decode; data\.val_labels"):
         train(load_config("tiny", _overrides(train_corpus, tmp_path / "run", 4, "data.val_labels=labels/none.csv")))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path(sys.executable).with_name("torchrun").exists(), reason="torchrun not installed")
+def test_data_parallel_ranks_stop_at_the_same_plateau(train_corpus, tmp_path) -> None:
+    """The main rank decodes, the other receives its numbers: both stop at the same step (no rank waits for
+    the other at a collective) with the same weights."""
+    out = tmp_path / "ddp"
+    torchrun = str(Path(sys.executable).with_name("torchrun"))
+    result = subprocess.run(
+        [torchrun, "--nproc-per-node", "2", "--master-port", "29537", "-m", "mome.cli", "train", "tiny",
+         *_overrides(train_corpus, out, 12, "train.lr=1e-12")],
+        env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    sums = re.findall(r"\[rank (\d)\] trainable weights checksum ([-+.0-9e]+/[-+.0-9e]+)", result.stdout)
+    assert sorted(r for r, _ in sums) == ["0", "1"] and sums[0][1] == sums[1][1], result.stdout
+    state = load_checkpoint(out)["train_state"]["progress"]
+    assert state["step"] == 4 and state["stop"]["reason"] == "plateau"
