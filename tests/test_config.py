@@ -44,6 +44,7 @@ def test_extends_and_overrides() -> None:
         ("model.compression.task=lipreading", "model.compression.task"),
         ("model.combination_weights={a3_v2: 1.0}", "model.combination_weights.a3_v2"),
         ("model.llm.dtype=auto", "model.llm.dtype"),  # `auto` is an autocast choice, not a weight dtype
+        ("train.plateau.rates=[a4_v3]", "train.plateau.rates"),  # not one of the model's combinations
     ],
 )
 def test_bad_config_names_the_field(override: str, field: str) -> None:
@@ -147,6 +148,11 @@ BAD_VALUES = {
     "train.val_max_batches": "0",
     "train.num_threads": "-2",
     "train.task_mix": "{avsr: -1}",
+    "train.plateau.every_steps": "0",
+    "train.plateau.min_gain": "-0.5",
+    "train.plateau.window": "1.5",
+    "train.plateau.min_steps": "-1",
+    "train.plateau.max_utterances": "0",
     "decode.num_beams": "0",
     "decode.max_new_tokens": "0",
     "decode.length_penalty": ".nan",

@@ -371,6 +371,43 @@ class DataConfig:
 
 # ------------------------------------------------------------------------------------ train / decode
 @dataclass
+class PlateauConfig:
+    """Training until the validation WER stops improving (`train.plateau`): off while `every_steps` is null."""
+
+    every_steps: int | None = None
+    """Period, in steps, of a decode of the validation split (greedy, at the training precision, with
+    `decode.batch_size` and `max_new_tokens`) whose WER (`val/wer` in metrics.csv) is the curve the stop rule
+    reads; `null`: off, the run trains to `train.max_steps` (or `epochs`)."""
+    min_gain: float = 1.0
+    """WER points (absolute) by which the best value of the curve's last `window` must beat the best before
+    it; less, and the run stops (`training.plateau.plateau_reached`)."""
+    window: float = 0.25
+    """The last window as a share of the steps done so far (0.25: the last quarter)."""
+    min_steps: int = 0
+    """No plateau stop before this step: early in a run the curve can sit flat near 100% before the model
+    starts to read."""
+    rates: list[str] | None = None
+    """The rate combinations decoded (keys such as `a4_v2`); the curve is the mean of their WERs. `null`: every
+    combination the model trains."""
+    max_utterances: int | None = None
+    """Decode the first N validation utterances only; `null`: the whole split."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.every_steps is not None
+
+    def check(self, path: str) -> None:
+        for name, low in (("every_steps", 1), ("min_gain", 0), ("min_steps", 0), ("max_utterances", 1)):
+            _at_least(self, path, name, low)
+        _check(
+            0 < self.window < 1, f"{path}.window", f"must be between 0 and 1 (a share of the steps), got {self.window}"
+        )
+        if self.rates is not None:
+            _check(len(self.rates) > 0, f"{path}.rates", "empty; null decodes every combination")
+            _check(len(set(self.rates)) == len(self.rates), f"{path}.rates", f"duplicate rates in {self.rates}")
+
+
+@dataclass
 class TrainConfig:
     seed: int = 7
     lr: float = 1e-3
@@ -424,6 +461,10 @@ class TrainConfig:
     short) into fewer rows of the longest one's length, each original row attending only to itself: the same
     loss and gradient with almost no padding for the frozen LLM to compute. `false`: one right-padded row per
     sample and granularity. Generation is never packed."""
+    plateau: PlateauConfig = field(default_factory=PlateauConfig)
+    """Stop once the validation WER has stopped improving, or at `max_steps` (the cap). The learning-rate
+    schedule spans the cap whatever step the run stops at, so a run stopped on a plateau has computed exactly
+    the first steps of the same run without the rule."""
 
     def __post_init__(self) -> None:
         self.output_dir = absolute_path(self.output_dir)
@@ -495,6 +536,12 @@ class Config:
                    f"keys must be among avsr, asr, vsr; got {sorted(mix)}")  # fmt: skip
             _check(all(v >= 0 for v in mix.values()) and sum(mix.values()) > 0, "train.task_mix",
                    f"needs non-negative probabilities with a positive sum; got {mix}")  # fmt: skip
+        rates = self.train.plateau.rates
+        if rates is not None:
+            known = [combination_key(c) for c in combinations(self.model.compression)]
+            for rate in rates:
+                _check(rate in known, "train.plateau.rates", f"{rate!r} is not a trained combination (trained: "
+                       f"{', '.join(known)})")  # fmt: skip
         if self.model.compression.task == "any":
             _check(not self.train.granularity_loop, "train.granularity_loop",
                    "is not supported with task any; use the batched forward (false)")  # fmt: skip

@@ -7,7 +7,7 @@ import torch
 
 from mome.config import load_config
 from mome.errors import UserError
-from mome.evaluation.evaluate import evaluate, parse_snr, tokens_per_second
+from mome.evaluation.evaluate import dataset_errors, evaluate, parse_snr, tokens_per_second
 from mome.models.avsr import build_model
 from mome.runs.checkpoint import save_checkpoint
 from mome.runs.load import model_from_checkpoint
@@ -110,6 +110,26 @@ def test_hypotheses_do_not_depend_on_the_batch_size(run, tmp_path):
     confidences = {b: [h.pop("confidence") for h in hyps] for b, hyps in hypotheses.items()}
     assert hypotheses[8] == hypotheses[1]
     assert confidences[8] == pytest.approx(confidences[1], abs=1e-4)  # float sums in another order
+
+
+def test_dataset_errors_count_what_evaluate_counts(run, tmp_path):
+    """The training recipe's validation WER (`dataset_errors`) is `evaluate`'s decoding: the same edit counts
+    per combination, clean, with the model's layout and the files left alone."""
+    from mome.features.dataset import make_dataset
+    from mome.precision import resolve_precision
+
+    root, path = run
+    model, cfg = model_from_checkpoint(path, [*FAST, "model.llm.arch.initializer_range=0.5"])
+    counts, skipped = dataset_errors(model, cfg, make_dataset(cfg, root / "labels/train.csv", root, False, None),
+                                     model.combinations, cfg.decode, resolve_precision("fp32", "cpu"), limit=3)  # fmt: skip
+    results = evaluate(model, cfg, "labels/train.csv", root, model.combinations, [None], limit=3, progress=False)
+    assert not skipped and list(counts) == [c["key"] for c in results["combinations"]]
+    for key, c in counts.items():
+        cell = results["wer"]["all"][key]["clean"]
+        assert (c.substitutions, c.deletions, c.insertions, c.ref_words) == (cell["sub"], cell["del"], cell["ins"],
+                                                                              cell["ref_words"]), key  # fmt: skip
+    assert sum(c.substitutions + c.insertions for c in counts.values()) > 0, "empty outputs would prove nothing"
+    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize(("flags", "expected"), [("avx2 avx512_bf16", "bf16"), ("avx2", "fp32")])

@@ -164,20 +164,56 @@ def test_wer_cells_read_every_runs_per_utterance_errors(tmp_path) -> None:
 
 def test_the_report_writes_verdicts_intervals_and_the_step0_control(tmp_path, monkeypatch) -> None:
     methods = _methods([18, 20, 21, 22], [30, 31, 45, 46])
-    for m in methods:
+    rule = {
+        "every_steps": 100,
+        "min_gain": 1.0,
+        "window": 0.25,
+        "min_steps": 800,
+        "rates": None,
+        "max_utterances": None,
+    }
+    for i, m in enumerate(methods):
+        stop = {"reason": "plateau", "step": 900 + 100 * i, "detail": "..."}
+        curve = [{"step": s, "wer": 60.0 - s / 100, "rates": {}} for s in range(100, stop["step"] + 1, 100)]
         m.update(seeds=[0], stored_params=99, paper_stored_params=99, seconds_per_step=0.1,
                  wer_by_seed={"0": m["wer"]}, decode_seconds_per_utterance={},
-                 tokens_per_second={c: 10.0 + i for i, c in enumerate(m["wer"])})  # fmt: skip
+                 tokens_per_second={c: 10.0 + i for i, c in enumerate(m["wer"])},
+                 curves={f"{m['key']}-s0": {"stop": stop, "cap": 2000, "rule": rule, "curve": curve}})  # fmt: skip
+    methods[-1]["curves"]["asr-s0"]["stop"] = {"reason": "cap", "step": 2000, "detail": "cap of 2000 steps"}
     monkeypatch.setattr(reproduce_report, "method_results", lambda opts, jobs: methods)
     monkeypatch.setattr(reproduce_report, "wer_cells", lambda opts, jobs: _cells(methods))
     controls = {"mome-mhsa-s0": _experts(0.26, 0.22)}
     readme = write_report(ReproduceOptions(out=tmp_path), [], SOUND, {"report": 1.0}, controls).read_text()
     assert "1. **holds**: MoME's WER is below" in readme and "(-2.0 [" in readme
     assert "| mome-mhsa-s0 (step 0) | 0.260 (0.200, p 0.001) |" in readme
+    assert (
+        "every 100 steps (the mean WER of its rate combinations) and stops at the first check, from step 800" in readme
+    )
+    assert "| mome-mhsa-s0 | plateau at step 900 | 51.0 (900) | 100: 59.0, 200: 58.0," in readme
+    assert "| mtsk-ms-s0 | plateau at step 1000 |" in readme and "| asr-s0 | cap (2000 steps) |" in readme
+    assert (tmp_path / "val_curves.png").read_bytes()[:4] == b"\x89PNG"
     results = json.loads((tmp_path / "results.json").read_text())
     assert [c["verdict"] for c in results["claims"]] == ["holds"] * 4
     assert "utterances" not in results["consistency"]["mome-mhsa-s0"]["audio"]  # the sums stay in experts/<run>
     assert results["consistency_step0"]["mome-mhsa-s0"]["audio"]["excess"] == pytest.approx(0.06)
+
+
+def test_the_plan_states_the_stop_rule_and_a_time_range() -> None:
+    from mome.workflows.reproduce import Estimate, plan
+
+    opts = ReproduceOptions(seeds=[0])
+    todo = jobs(opts)
+    estimate = Estimate(opts, 4, 80)
+    text = plan(opts, todo, estimate, 60.0)
+    assert (
+        "each until its validation WER stops improving (checked every 100 steps, from step 800) or 2000 steps" in text
+    )
+    (train_low, eval_low), (train_high, eval_high) = estimate.job_seconds(todo[0], 800), estimate.job_seconds(todo[0])
+    assert train_high == pytest.approx(2.5 * train_low) and eval_high == eval_low > 0  # training scales, eval not
+    low, high = (round((60.0 + estimate.remaining(todo, s)) / 60) for s in (800, None))
+    assert f"estimated {low}-{high} min: every run stopping at step 800 or at the cap" in text
+    cfg = load_config("demo", opts.plateau_overrides())  # what every run gets
+    assert (cfg.train.plateau.every_steps, cfg.train.plateau.min_steps) == (100, 800)
 
 
 def test_the_plan_trains_every_method_once_and_the_seeded_ones_at_every_seed() -> None:
@@ -218,4 +254,10 @@ def test_quick_reproduction_from_a_relative_out_writes_every_row_and_claim(corpu
     readme = Path("rep/README.md").read_text()
     for m in METHODS:
         assert f"| {m.label}" in readme, m.label
-    assert Path("rep/wer_vs_tokens.png").is_file()
+    assert Path("rep/wer_vs_tokens.png").is_file() and Path("rep/val_curves.png").is_file()
+    assert "## Validation curves" in readme
+    for m in methods.values():  # every run stopped on a plateau or at the cap (4), with its curve (every 2 steps)
+        for run, curve in m["curves"].items():
+            assert curve["stop"]["reason"] in ("plateau", "cap") and curve["stop"]["step"] in (4,), (run, curve)
+            assert [p["step"] for p in curve["curve"]] == [2, 4], (run, curve)
+            assert f"| {run} | " in readme

@@ -1,5 +1,6 @@
-"""`mome reproduce`: train MoME, its ablations and the baselines with the same budget on one synthetic corpus,
-evaluate them clean and at 0 dB, and say whether each of the paper's claims holds. Rerun to continue after a stop."""
+"""`mome reproduce`: train MoME, its ablations and the baselines on one synthetic corpus, each until its validation
+WER stops improving (or a cap), evaluate them clean and at 0 dB, and say whether each of the paper's claims holds.
+Rerun to continue after a stop."""
 
 from __future__ import annotations
 
@@ -27,7 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"the same code with tiny steps and data, in minutes ({QUICK})")  # fmt: skip
     parser.add_argument("--seeds", type=_seeds, default=d.seeds, help="training seeds of MoME-MHSA and MTSK-MS "
                         "(the first seeds every other run; default 0,1)")  # fmt: skip
-    parser.add_argument("--steps", type=int, help=f"training steps of every run (default {d.steps})")
+    parser.add_argument("--steps", type=int, help="the cap: the most training steps of a run, and the span of its "
+                        f"learning-rate schedule (default {d.steps})")  # fmt: skip
+    parser.add_argument("--plateau-every", type=int, help="validation-WER check period: a run stops once the best WER "
+                        "of its last quarter of steps is not 1 point below the best before "
+                        f"(default {d.plateau_every})")  # fmt: skip
+    parser.add_argument("--min-steps", type=int, help=f"no plateau stop before this step (default {d.min_steps})")
     parser.add_argument("--utterances", type=int, help=f"corpus size (default {d.utterances})")
     parser.add_argument("--lip-steps", type=int, help=f"lip-encoder pretraining steps (default {d.lip_steps})")
     parser.add_argument("--eval-limit", type=int, help="evaluate on the first N test utterances only")

@@ -337,13 +337,7 @@ def evaluate(
                 stats = cache.fill(labels, cache.conditions("test", [snr]), limit=limit, progress=progress)
                 if stats.utterances:
                     print(f"features {labels.name} at {snr_label(snr)}: {stats.line()}")
-            loader = DataLoader(
-                _Tracked(dataset, limit),
-                batch_size=decode.batch_size,
-                shuffle=False,
-                num_workers=cfg.data.loader_workers,
-                collate_fn=collate_tracked,
-            )
+            loader = _loader(dataset, cfg, decode, limit)
             records += _decode_snr(model, loader, _heard(combos, snr, cascade), decode, precision, snr_label(snr),
                                    skip_bad, skipped, progress, clock)  # fmt: skip
     if not records:
@@ -362,6 +356,29 @@ def evaluate(
         write_outputs(results, records, Path(out_dir))
         atomic_write_text(Path(out_dir) / "decode_times.json", json.dumps(times, indent=2))
     return results
+
+
+def _loader(dataset: AVDataset, cfg: Config, decode: DecodeConfig, limit: int | None) -> DataLoader:
+    """Batches of `decode.batch_size` utterances in label order, failed items marked (`collate_tracked`)."""
+    return DataLoader(_Tracked(dataset, limit), batch_size=decode.batch_size, shuffle=False,
+                      num_workers=cfg.data.loader_workers, collate_fn=collate_tracked)  # fmt: skip
+
+
+@torch.no_grad()
+def dataset_errors(
+    model: AVSRModel, cfg: Config, dataset: AVDataset, combos: list[Combination], decode: DecodeConfig,
+    precision: Resolved, limit: int | None = None,
+) -> tuple[dict[str, ErrorCounts], dict[str, str]]:  # fmt: skip
+    """Corpus error counts per combination key of `dataset` decoded as `evaluate` decodes (batches in label
+    order, encoders once per batch), but in `precision` as given, with the model's layout left as it is and
+    nothing written: the training recipe's validation WER (`train.plateau`). Unreadable utterances are left
+    out and returned as {id: reason}."""
+    model.eval()
+    skipped: dict[str, str] = {}
+    records = _decode_snr(model, _loader(dataset, cfg, decode, limit), combos, decode, precision, "clean", True,
+                          skipped, False, DecodeClock())  # fmt: skip
+    keys = [combination_key(c) for c in combos]
+    return {k: total(r.counts for r in records if r.combo == k) for k in keys}, skipped
 
 
 def _heard(combos: list[Combination], snr: float | None, cascade: dict[str, Any] | None) -> list[Combination]:

@@ -17,6 +17,7 @@ checkpoint's config with the new one: the fields in `RESUMABLE` may change (and 
 is refused unless `restart_optimizer` (`mome train --restart-optimizer`: the weights, a fresh optimiser and
 schedule). Faults (signals, non-finite steps, unreadable data): `mome.training.faults`. One process trains
 into a run directory at a time (`mome.training.lock`); metrics.csv rows are keyed by step (`metrics`).
+With `train.plateau` the run also stops once its validation WER has stopped improving (`mome.training.plateau`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from mome.data.bucketing import FrameBudgetBatchSampler, SkipFirst
 from mome.data.collate import to_device
 from mome.data.dataset import AVDataset
 from mome.errors import ConfigError, UserError
+from mome.evaluation.evaluate import dataset_errors
 from mome.features.cache import FeatureCache
 from mome.features.dataset import make_dataset
 from mome.io import atomic_write_text
@@ -62,15 +64,18 @@ from mome.training.faults import (
 from mome.training.lock import run_lock
 from mome.training.metrics import MetricsLogger
 from mome.training.optim import build_optimizer, build_scheduler
+from mome.training.plateau import curve_value, plateau_reached, write_curve
 
 RESUMABLE = (
     "train.max_steps", "train.epochs", "train.log_every_steps", "train.save_every_steps", "train.val_every_steps",
     "train.val_max_batches", "train.keep_checkpoints", "train.max_nonfinite_steps", "train.max_bad_fraction",
     "train.output_dir",
-    "train.num_threads", "train.pack_sequences", "data.num_workers", "data.feature_cache", "decode.",
+    "train.num_threads", "train.pack_sequences", "train.plateau.", "data.num_workers", "data.feature_cache",
+    "decode.",
 )  # fmt: skip
 """Config fields (or `section.` prefixes) that a resumed run may change: lengths, periods, places and speed,
-nothing that changes what a step computes (packing changes only the layout of the same rows). `train.precision`
+nothing that changes what a step computes (packing changes only the layout of the same rows; the plateau rule
+only where the run ends, as `max_steps` does). `train.precision`
 is not one of them; `resume_precision` says when a change of it is let through."""
 ACCELERATE_MIXED = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 """`config.Precision` -> Accelerate's `mixed_precision`."""
@@ -81,9 +86,14 @@ class TrainState:
     step: int = 0  # optimiser steps done
     epoch: int = 0
     batch_in_epoch: int = 0  # batches of `epoch` already consumed
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    """The validation-WER curve (`train.plateau`), one point per check: {"step", "wer" (the mean, %), "rates"
+    ({key: WER %})}."""
+    stop: dict[str, Any] | None = None
+    """Why the run ended: {"reason": "plateau" | "cap", "step", "detail"}; None while it goes on."""
 
-    def to_dict(self) -> dict[str, int]:
-        return {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch}
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def _data_root(cfg: Config) -> Path:
@@ -285,6 +295,11 @@ class Trainer:
             num_buckets=cfg.data.num_buckets, rank=self.accel.process_index, world_size=self.accel.num_processes,
         )  # fmt: skip
         self.total_steps = cfg.train.max_steps or cfg.train.epochs * len(self.sampler)
+        labels = cfg.data.val_labels
+        if cfg.train.plateau.enabled and not (labels and Path(labels).is_file()):
+            raise UserError(
+                f"train.plateau: needs a validation split to decode; data.val_labels: no such file: {labels}"
+            )
 
     def _fill_feature_cache(self) -> None:
         """Compute the train and validation features the cache lacks: each rank its share, on its device, then
@@ -341,6 +356,7 @@ class Trainer:
             raise UserError(f"{path}: weights do not fit the config ({err}); choose a fresh train.output_dir") from None
         ts = payload["train_state"]
         self.state = TrainState(**ts["progress"])
+        self.state.stop = self._stop_after_resume(self.state.stop)
         if self.restart_optimizer:  # a schedule of its own over the steps that remain
             self.optimizer = build_optimizer(self.model, self.cfg.train)
             self.scheduler = build_scheduler(self.optimizer, self.cfg.train, max(1, self.total_steps - self.state.step))
@@ -369,6 +385,10 @@ class Trainer:
             }
             path = save_checkpoint(self.ckpt_dir, self.state.step, weights, self.cfg, train_state,
                                    keep=self.cfg.train.keep_checkpoints, base_models=self.base_models)  # fmt: skip
+            plateau = self.cfg.train.plateau
+            if plateau.enabled:  # the curve of this checkpoint, for readers that do not load it
+                write_curve(self.run_dir, self.state.curve, self.state.stop, self.state.step, self.total_steps,
+                            asdict(plateau))  # fmt: skip
         self.accel.wait_for_everyone()
         return path
 
@@ -467,9 +487,7 @@ class Trainer:
         cfg = self.cfg
         if not cfg.data.val_labels:
             return {}
-        if self.val_set is None:  # read the label file and corpus metadata once, not at every validation
-            self.val_set = _dataset(cfg, cfg.data.val_labels, train=False, cache=self.cache)
-        ds = self.val_set
+        ds = self._val_dataset()
         sampler = FrameBudgetBatchSampler(ds.lengths, cfg.data.max_frames, shuffle=False,
                                           rank=self.accel.process_index, world_size=self.accel.num_processes)  # fmt: skip
         self.model.eval()
@@ -491,13 +509,79 @@ class Trainer:
             n += 1
         return {k: v / max(1, n) for k, v in sums.items()}
 
+    def _val_dataset(self) -> AVDataset:
+        """The validation split, read (label file and corpus metadata) once, not at every validation."""
+        if self.val_set is None:
+            self.val_set = _dataset(self.cfg, self.cfg.data.val_labels, train=False, cache=self.cache)
+        return self.val_set
+
+    # -------------------------------------------------------------------------------------- plateau
+    @torch.no_grad()
+    def validation_wers(self) -> dict[str, float]:
+        """WER (%) per decoded combination (`train.plateau.rates`) of the validation split, decoded greedily at
+        the training precision by the main process (the others wait for its numbers, so every rank decides the
+        same stop)."""
+        cfg, plateau = self.cfg, self.cfg.train.plateau
+        combos = [c for c in self.model.combinations if plateau.rates is None or combination_key(c) in plateau.rates]
+        values = torch.zeros(len(combos), dtype=torch.float64, device=self.accel.device)
+        if self.main:
+            counts, failed = dataset_errors(self.model, cfg, self._val_dataset(), combos,
+                                            replace(cfg.decode, num_beams=1), self.precision,
+                                            plateau.max_utterances)  # fmt: skip
+            self.val_skips.add(failed)
+            values = torch.tensor([100 * counts[combination_key(c)].wer for c in combos], dtype=torch.float64,
+                                  device=self.accel.device)  # fmt: skip
+        if self.accel.num_processes > 1:
+            dist.broadcast(values, src=0)
+        return {combination_key(c): round(v, 4) for c, v in zip(combos, values.tolist())}
+
+    def _plateau_check(self) -> dict[str, float]:
+        """Add this step's point to the curve and stop the run if the rule says so; returns the values to log."""
+        plateau, step = self.cfg.train.plateau, self.state.step
+        wers = self.validation_wers()
+        point = {"step": step, "wer": curve_value(wers), "rates": wers}
+        self.state.curve = [p for p in self.state.curve if p["step"] < step] + [point]
+        reason = plateau_reached([(p["step"], p["wer"]) for p in self.state.curve], plateau.min_gain, plateau.window,
+                                 plateau.min_steps)  # fmt: skip
+        if reason is not None:
+            self.state.stop = {"reason": "plateau", "step": step, "detail": reason}
+            if self.main:
+                print(f"\ntrain: {reason}; stopping (cap {self.total_steps})", flush=True)
+        return {"val/wer": point["wer"], **{f"val/wer/{k}": v for k, v in wers.items()}}
+
+    def _curve_row(self) -> dict[str, float]:
+        """The logged values of the curve's point at the current step, if it has one (a validation row logged
+        again at that step replaces the earlier row, so it carries them too)."""
+        point = next((p for p in self.state.curve if p["step"] == self.state.step), None)
+        if point is None:
+            return {}
+        return {"val/wer": point["wer"], **{f"val/wer/{k}": v for k, v in point["rates"].items()}}
+
+    def _stop_after_resume(self, stop: dict[str, Any] | None) -> dict[str, Any] | None:
+        """A checkpoint's stop, as the config of this start sees it: the cap only while `max_steps` is not
+        raised, a plateau only while the rule (perhaps changed) still finds one on the same curve."""
+        if stop is None:
+            return None
+        if stop["reason"] == "cap":
+            return stop if self.state.step >= self.total_steps else None
+        plateau = self.cfg.train.plateau
+        curve = [(p["step"], p["wer"]) for p in self.state.curve if p["step"] <= stop["step"]]
+        found = plateau.enabled and plateau_reached(curve, plateau.min_gain, plateau.window, plateau.min_steps)
+        return stop if found else None
+
+    def finished(self) -> bool:
+        """True when the run has nothing left to do: at the cap, or stopped on a plateau."""
+        return self.state.step >= self.total_steps or self.state.stop is not None
+
     # -------------------------------------------------------------------------------------- loop
     def fit(self) -> dict[str, float]:
-        """Train until `total_steps`, then save, check replicas and close the logs. SIGINT / SIGTERM: finish the
-        step, save, raise `Interrupted` (exit 130 / 143); faults stop the run with a UserError."""
-        if self.state.step >= self.total_steps:  # a finished run: leave its checkpoint and logs untouched
+        """Train until `total_steps` (the cap) or a plateau (`train.plateau`), then save, check replicas and close
+        the logs. SIGINT / SIGTERM: finish the step, save, raise `Interrupted` (exit 130 / 143); faults stop the
+        run with a UserError."""
+        if self.finished():  # a finished run: leave its checkpoint and logs untouched
             if self.main:
-                print(f"{self.run_dir}: already trained for {self.state.step} steps; nothing to do")
+                why = f" ({self.state.stop['detail']})" if (self.state.stop or {}).get("reason") == "plateau" else ""
+                print(f"{self.run_dir}: already trained for {self.state.step} steps{why}; nothing to do")
             return {}
         if self.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -505,6 +589,12 @@ class Trainer:
             record_precision(self.run_dir / "precision.json", self.precision, self.state.step)
         try:
             last = self._fit_epochs()
+            if self.state.stop is None and self.state.step >= self.total_steps:
+                self.state.stop = {
+                    "reason": "cap",
+                    "step": self.state.step,
+                    "detail": f"cap of {self.total_steps} steps",
+                }
             saved = self.save()
             checksum = self.check_replicas()
         finally:
@@ -521,7 +611,7 @@ class Trainer:
         last: dict[str, float] = {}
         with quiet_dataset(), self.signals:
             try:
-                while self.state.step < self.total_steps and not self._should_stop():
+                while not self.finished() and not self._should_stop():
                     last = self._train_epoch(bar) or last
             except Exception:
                 if not self.signals.stop:  # a loader whose workers the Ctrl-C also reached: stop as asked
@@ -577,14 +667,14 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(loss=f"{last['loss']:.3f}", lr=f"{last['lr']:.1e}")
                 self._after_step(last)
-            if self.state.step >= self.total_steps or self._should_stop():
+            if self.finished() or self._should_stop():
                 return last
         if whole_epoch and not yielded:
             raise self.skips.no_batch(len(self.train_set), self.state.epoch)
         self.state.epoch += 1
         self.state.batch_in_epoch = 0
         if not cfg.train.val_every_steps:
-            self.logger.log(self.state.step, self.validate())
+            self.logger.log(self.state.step, {**self.validate(), **self._curve_row()})
         self.save()
         return last
 
@@ -596,8 +686,11 @@ class Trainer:
         if step % train_cfg.log_every_steps == 0 or step == 1:
             self.logger.log(step, {**_window_means(self.window), "epoch": self.state.epoch})
             self.window.clear()
-        if train_cfg.val_every_steps and step % train_cfg.val_every_steps == 0:
-            self.logger.log(step, self.validate())
+        row = self.validate() if train_cfg.val_every_steps and step % train_cfg.val_every_steps == 0 else None
+        if train_cfg.plateau.enabled and step % train_cfg.plateau.every_steps == 0:
+            row = {**(row or {}), **self._plateau_check()}  # one validation row per step (`metrics`)
+        if row is not None:
+            self.logger.log(step, row)
         if step % train_cfg.save_every_steps == 0:
             self.save()
 

@@ -73,7 +73,7 @@ METHODS: tuple[Method, ...] = (
 PAPER_PRESET = "paper-mome-23-4-mhsa"
 """The paper-size model (Llama 3.2-3B, Whisper medium, AV-HuBERT Large) the same overrides are counted on."""
 
-QUICK = {"utterances": 60, "lip_steps": 4, "steps": 4, "eval_limit": 4}
+QUICK = {"utterances": 60, "lip_steps": 4, "steps": 4, "eval_limit": 4, "plateau_every": 2, "min_steps": 0}
 """`--quick`: the same code with tiny steps, a tiny corpus and a few test utterances (minutes, not an hour)."""
 
 
@@ -81,11 +81,23 @@ QUICK = {"utterances": 60, "lip_steps": 4, "steps": 4, "eval_limit": 4}
 class ReproduceOptions(Workspace):
     out: Path = Path("reproduce_out")
     snrs: list[float | None] = field(default_factory=lambda: [None, 0.0])
-    steps: int = 300
-    """Training steps of every run."""
+    steps: int = 2000
+    """The cap: the most training steps of a run, and the span of every run's learning-rate schedule (cosine).
+    Long enough for the demo model to read the letters, which need well over 1,000 steps (docs/experiments.md,
+    section 13)."""
+    plateau_every: int = 100
+    """Period (steps) of the validation-WER check: each run stops once the best WER of its last quarter of steps is
+    not at least 1 point below the best before it (`train.plateau`; `train.plateau.min_gain` / `window` change it)."""
+    min_steps: int = 800
+    """No plateau stop before this step: at 400 steps no variant reads yet, and the WER halves by 800
+    (docs/experiments.md, section 13), so an earlier stop would compare how fast the grammar is learned."""
     seeds: list[int] = field(default_factory=lambda: [0, 1])
     """Training seeds of MoME-MHSA and MTSK-MS (every other method: the first)."""
     quick: bool = False
+
+    def plateau_overrides(self) -> list[str]:
+        """The plateau rule of every run; overrides of `train.plateau.min_gain` or `window` change the rest."""
+        return [f"train.plateau.every_steps={self.plateau_every}", f"train.plateau.min_steps={self.min_steps}"]
 
 
 @dataclass(frozen=True)

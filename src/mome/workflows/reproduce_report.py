@@ -3,12 +3,18 @@
     {"methods": [{"key", "name", "family", "adapter_kind", "runs", "seeds",
                   "active_params", "stored_params", "paper_active_params", "paper_stored_params",
                   "seconds_per_step", "wer": {"a4_v2": {"clean": 30.1, "0": 41.2}, ...},        % over seeds
-                  "wer_by_seed": {"0": {...}, ...}, "decode_seconds_per_utterance": {"a4_v2": 0.04, ...}}, ...],
+                  "wer_by_seed": {"0": {...}, ...}, "decode_seconds_per_utterance": {"a4_v2": 0.04, ...},
+                  "curves": {"<run>": {"stop": {"reason": "plateau" | "cap", "step", "detail"}, "cap",
+                                       "curve": [{"step", "wer", "rates": {"a4_v2": 41.0, ...}}, ...]}, ...}}, ...],
      "claims": [{"claim": "...", "verdict": "holds" | "does not hold" | "inconclusive", "evidence": "...",
                  "differences": [{"what", "estimate", "low", "high", "verdict"}, ...]}, ...],
      "consistency": {"<run>": {"audio": {"score", "chance", "excess", "p_value", ...}, "video": {...}}, ...},
      "consistency_step0": {...the same, of each routed run's config freshly initialised},
      "tokens_per_second": {"a4_v2": 25.0, ...}, "settings": {...}, "machine": "...", "timings": {...}}
+
+Each run's validation curve is the mean greedy WER of its rate combinations on the validation split, every
+`--plateau-every` steps (`train.plateau`, `<run>/curve.json`); the run ends where the curve stopped improving or
+at the cap, and is evaluated there.
 
 "Active" parameters are those of the adapters one token uses at one granularity (the paper's Table 1 column:
 top-k routed + shared experts + router for MoME, the shared and/or that granularity's LoRA for the baselines);
@@ -30,6 +36,7 @@ from mome.config import load_config
 from mome.evaluation.bootstrap import DRAWS, Bootstrap, Interval, Samples, Side, combine, read_counts, wer_samples
 from mome.evaluation.evaluate import wer_percent
 from mome.io import atomic_write_text, read_json
+from mome.training.plateau import read_curve
 from mome.workflows.pipeline import machine, task_overrides
 from mome.workflows.reproduce_plan import PAPER_PRESET, Job, Method, ReproduceOptions
 
@@ -95,8 +102,20 @@ def method_results(opts: ReproduceOptions, jobs: list[Job]) -> list[dict[str, An
             "wer_by_seed": {str(job.seed): table for job, table in zip(group, tables)},
             "decode_seconds_per_utterance": {k: round(v, 4) for k, v in decode.items()},
             "tokens_per_second": {c["key"]: c["tokens_per_second"] for c in evals[0]["combinations"]},
+            "curves": {job.run: _curve(opts.out / "runs" / job.run) for job in group},
         })  # fmt: skip
     return methods
+
+
+def _curve(run_dir: Path) -> dict[str, Any]:
+    """A run's validation curve and why it stopped (`<run>/curve.json`); empty lists for a run without one."""
+    data = read_curve(run_dir)
+    return {
+        "stop": data.get("stop"),
+        "cap": data.get("cap"),
+        "rule": data.get("plateau"),
+        "curve": data.get("curve", []),
+    }
 
 
 # ----------------------------------------------------------------------------------------------------- cells
@@ -379,6 +398,69 @@ def plot(methods: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def _stopped(curve: dict[str, Any]) -> str:
+    stop = curve.get("stop")
+    if not stop:
+        return "not finished"
+    return f"plateau at step {stop['step']}" if stop["reason"] == "plateau" else f"cap ({stop['step']} steps)"
+
+
+def curve_table(methods: list[dict[str, Any]]) -> list[str]:
+    """One row per run: where and why it stopped, its best validation WER and the whole curve."""
+    lines = ["| run | stopped | best val WER (step) | val WER at each check (step: WER) |", "|---|---|---:|---|"]
+    for m in methods:
+        for run, curve in m.get("curves", {}).items():
+            points = curve["curve"]
+            best = min(points, key=lambda p: p["wer"]) if points else None
+            best_text = f"{best['wer']:.1f} ({best['step']})" if best else "-"
+            sequence = ", ".join(f"{p['step']}: {p['wer']:.1f}" for p in points) or "-"
+            lines.append(f"| {run} | {_stopped(curve)} | {best_text} | {sequence} |")
+    return lines
+
+
+def rule_text(methods: list[dict[str, Any]]) -> str:
+    """The stop rule the runs trained under, from the first run that recorded one."""
+    curve = next((c for m in methods for c in m.get("curves", {}).values() if c.get("rule")), None)
+    if curve is None:
+        return "No run recorded a validation curve."
+    rule = curve["rule"]
+    return (f"Each run decodes the validation split greedily every {rule['every_steps']} steps (the mean WER of "
+            f"its rate combinations) and stops at the first check, from step {rule['min_steps']} on, where the best "
+            f"WER of the last {rule['window']:.0%} of its steps is not at least {rule['min_gain']:g} point(s) below "
+            f"the best before them, or at the cap of {curve['cap']} steps; the learning-rate schedule (cosine) spans "
+            "the cap. Each run is evaluated at the step it stopped at.")  # fmt: skip
+
+
+def curve_plot(methods: list[dict[str, Any]], path: Path) -> None:
+    """Validation WER against steps, one line per run; a star where a run stopped on a plateau, a square at the cap."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 6))
+    colours = plt.get_cmap("tab20").colors
+    for i, m in enumerate(methods):
+        for j, (run, curve) in enumerate(m.get("curves", {}).items()):
+            points = [(p["step"], p["wer"]) for p in curve["curve"]]
+            if not points:
+                continue
+            style = ("-", "--", ":")[j % 3]  # the seeds of one method: one colour
+            line = ax.plot(*zip(*points), style, color=colours[i % 20], label=run, linewidth=1.2)[0]
+            stop = curve.get("stop") or {}
+            if stop:
+                marker = "*" if stop["reason"] == "plateau" else "s"
+                ax.plot(*points[-1], marker=marker, markersize=9, color=line.get_color(), linestyle="")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("validation WER (%), mean of the rate combinations")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title("mome reproduce: validation curves (star: plateau, square: cap)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, metadata={"Software": None})
+    plt.close(fig)
+
+
 def _consistency(experts: dict[str, dict[str, Any] | None]) -> dict[str, dict[str, Any]]:
     """Per run and modality the consistency summary, without the per-utterance sums (in experts/<run>)."""
     return {run: {m: {k: v for k, v in c.items() if k != "utterances"} for m, c in e["consistency_mean"].items()}
@@ -394,7 +476,8 @@ def write_report(
     out = Path(opts.out)
     methods = method_results(opts, jobs)
     claim_list = claims(methods, experts, wer_cells(opts, jobs), controls)
-    settings = {"preset": opts.preset, "steps": opts.steps, "seeds": opts.seeds, "quick": opts.quick,
+    settings = {"preset": opts.preset, "steps": opts.steps, "plateau_every": opts.plateau_every,
+                "min_steps": opts.min_steps, "seeds": opts.seeds, "quick": opts.quick,
                 "utterances": opts.utterances, "lip_steps": opts.lip_steps, "eval_limit": opts.eval_limit,
                 "overrides": opts.overrides, "bootstrap": {"draws": DRAWS, "seed": 0, "level": 0.95}}  # fmt: skip
     summary = {
@@ -404,18 +487,20 @@ def write_report(
     }  # fmt: skip
     atomic_write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")
     plot(methods, out / "wer_vs_tokens.png")
+    curve_plot(methods, out / "val_curves.png")
     combos = _combos(methods)
     total = sum(times.values())
     lines = [
         "# mome reproduce: the paper's claims at CPU scale",
         "",
         f"Command: `mome reproduce{' --quick' if opts.quick else ''} --seeds {','.join(map(str, opts.seeds))}`"
-        f" ({opts.steps} steps per run). Machine: {machine()}. Wall time: {total / 60:.0f} min.",
+        f" (each run until its validation WER stops improving, at most {opts.steps} steps). Machine: {machine()}. "
+        f"Wall time: {total / 60:.0f} min.",
         "",
         f"Every run: preset `{opts.preset}` (frozen Whisper tiny.en, SmolLM2-135M truncated, a lip encoder pretrained "
-        "on the train split), the same steps, batches, learning-rate schedule and cached features; only the "
-        "adapter differs. Test split: unseen speakers and sentences, clean and babble at 0 dB. WER in %, the "
-        "mean over seeds (± half the spread where there are two).",
+        "on the train split), the same stop rule, cap, batches, learning-rate schedule and cached features; only the "
+        "adapter differs (validation curves below). Test split: unseen speakers and sentences, clean and babble at "
+        "0 dB. WER in %, the mean over seeds (± half the spread where there are two).",
         "",
         "## Claims",
         "",
@@ -437,11 +522,19 @@ def write_report(
         "",
         *wer_table(methods, combos, lambda m: m["family"] != "asr"),
         "",
-        "Audio only (the noise baseline, the same steps):",
+        "Audio only (the noise baseline, the same stop rule):",
         "",
         *wer_table(methods, ["a4", "a16"], lambda m: m["family"] == "asr"),
         "",
         "![WER against tokens per second](wer_vs_tokens.png)",
+        "",
+        "## Validation curves",
+        "",
+        rule_text(methods),
+        "",
+        *curve_table(methods),
+        "",
+        "![validation curves](val_curves.png)",
         "",
         "## Decode time per utterance (ms, greedy, batched, on cached encoder features)",
         "",
