@@ -274,3 +274,25 @@ def test_mome_features_sets_a_damaged_shard_aside_and_fills_it_again(corpus: Pat
     assert again.clips == {"audio": 0, "video": _rows(cfg.data.val_labels)}  # the damaged shard's entries only
     assert capsys.readouterr().out.count("set aside") == 1
     assert len(open_cache(cfg, mode="read").stores["video"]) == _rows(cfg.data.val_labels)
+
+
+def test_a_fill_says_how_long_it_will_take_before_most_of_it(corpus: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr("mome.features.cache.ESTIMATE_AFTER", (1, 1e9))  # after the first utterance
+    cfg = _config(corpus, tmp_path / "cache")
+    cache = FeatureCache(cfg, _encoders(cfg))
+    conditions = cache.conditions("train")
+    cache.fill(cfg.data.train_labels, conditions, limit=1, progress=True)  # one utterance: nothing left to estimate
+    assert "to encode" not in capsys.readouterr().out
+    cache.fill(cfg.data.train_labels, conditions, progress=False)
+    assert "to encode" not in capsys.readouterr().out  # a worker without progress output stays silent
+    cache = FeatureCache(cfg, _encoders(cfg))
+    cache.fill(cfg.data.val_labels, [CLEAN], progress=True)
+    rows = _rows(cfg.data.val_labels)
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if "to encode" in line]
+    assert f"{rows} utterances ({2 * rows} clips) to encode; the first 1 took" in line and "more" in line
+
+
+def test_durations_read_in_the_unit_that_matters() -> None:
+    from mome.features.cache import duration
+
+    assert [duration(s) for s in (40, 600, 3 * 3600 + 300, 50 * 3600)] == ["40 s", "10 min", "3 h 05 min", "2 d 2 h"]

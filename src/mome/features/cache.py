@@ -70,6 +70,25 @@ class FillStats:
 
 
 NOT_SET = "data.feature_cache: not set; name a directory, e.g. data.feature_cache=features"
+ESTIMATE_AFTER = (3, 5.0)
+"""A fill with more to do prints how long it will take once it has encoded this many utterances or spent this
+many seconds, whichever comes first: a large corpus can take days on a CPU, which is better known at once."""
+
+
+def duration(seconds: float) -> str:
+    """`40 s`, `12 min`, `3 h 05 min`, `2 d 4 h`: a rough length of time, to the unit that matters."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    if minutes < 90:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours < 48 else f"{hours // 24} d {hours % 24} h"
+
+
+def _clips(need: Need) -> int:
+    """The clips an utterance's need will encode (a video first decoded brings every audio condition)."""
+    return (need.video_key is not None) + len(need.audio)
 
 
 class FeatureCache:
@@ -194,10 +213,13 @@ class FeatureCache:
         start = time.perf_counter()
         writers = {m: s.writer() for m, s in self.stores.items()}
         bar = tqdm(todo, desc=f"features {Path(labels).stem}", unit="utt", disable=not progress)
+        total, estimated = sum(_clips(need) for _, need in todo), not progress
         try:
             for row, need in bar:
                 self._encode_row(row, need, writers, stats)
                 stats.utterances += 1
+                if not estimated and stats.utterances < len(todo):
+                    estimated = self._estimate(Path(labels).stem, len(todo), total, stats, time.perf_counter() - start)
                 if stop is not None and getattr(stop, "stop", False):
                     break
         finally:
@@ -207,6 +229,20 @@ class FeatureCache:
                 stats.bytes_written += writer.written_bytes
             stats.seconds = time.perf_counter() - start
         return stats
+
+    @staticmethod
+    def _estimate(name: str, utterances: int, clips: int, stats: FillStats, elapsed: float) -> bool:
+        """Print how long the rest of a fill will take, at the clips per second so far, once `ESTIMATE_AFTER`
+        is reached; returns whether it printed."""
+        done = sum(stats.clips.values())
+        if not done or (stats.utterances < ESTIMATE_AFTER[0] and elapsed < ESTIMATE_AFTER[1]):
+            return False
+        left = elapsed / done * max(0, clips - done)
+        tqdm.write(
+            f"features {name}: {utterances} utterances ({clips} clips) to encode; the first {stats.utterances} took "
+            f"{elapsed:.1f} s: about {duration(left)} more"
+        )
+        return True
 
     def _encode_row(self, row: LabelRow, need: Need, writers: dict[str, ShardWriter], stats: FillStats) -> None:
         frames, audio = need.frames, need.audio
