@@ -128,6 +128,7 @@ BAD_VALUES = {
     "data.av_tolerance_frames": "-1",
     "data.eval_noise_seed": "-3",
     "data.feature_noisy_versions": "0",
+    "data.feature_cache_store": "pooled-ish",
     "train.seed": "-1",
     "train.lr": "0",
     "train.projector_lr_scale": "0",

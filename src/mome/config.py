@@ -48,6 +48,7 @@ AutoPrecision = Literal["auto", Precision]
 """An autocast precision, or `auto`: bf16 where the device multiplies bf16 natively, else fp32
 (`mome.precision.resolve_precision`)."""
 Quantize = Literal["none", "int8"]
+FeatureCacheStore = Literal["full", "pooled"]
 """Decoding with the frozen LLM's linear layers (LM head included) as they are, or dynamically quantised to int8."""
 
 # Prompts of the Llama-AVSR / Llama-MTSK reference code; the MoME paper does not give its own.
@@ -337,6 +338,10 @@ class DataConfig:
     """K: babble-noisy versions cached per training utterance, each with an SNR drawn from the non-clean
     `train_snrs` and its own babble segment; each epoch draws clean (with the share of `null`s in
     `train_snrs`) or one of the K (docs/design.md)."""
+    feature_cache_store: FeatureCacheStore = "full"
+    """What the cache keeps of a clip: `full`, the encoders' outputs (a later run may pool them at any rate), or
+    `pooled`, only the features pooled at `model.compression`'s rates, what training reads: a fraction of the
+    disk (`benchmarks/cache_size.py`); training time masks then scale the pooled tokens (docs/design.md)."""
 
     @property
     def loader_workers(self) -> int:
@@ -542,6 +547,10 @@ class Config:
             for rate in rates:
                 _check(rate in known, "train.plateau.rates", f"{rate!r} is not a trained combination (trained: "
                        f"{', '.join(known)})")  # fmt: skip
+        if self.data.feature_cache_store == "pooled":
+            _check(self.model.compression.mode == "avg-pool", "data.feature_cache_store",
+                   "pooled needs model.compression.mode=avg-pool (stacked frames take the full features' room "
+                   "at every rate); use full")  # fmt: skip
         if self.model.compression.task == "any":
             _check(not self.train.granularity_loop, "train.granularity_loop",
                    "is not supported with task any; use the batched forward (false)")  # fmt: skip

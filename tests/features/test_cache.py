@@ -296,3 +296,83 @@ def test_durations_read_in_the_unit_that_matters() -> None:
     from mome.features.cache import duration
 
     assert [duration(s) for s in (40, 600, 3 * 3600 + 300, 50 * 3600)] == ["40 s", "10 min", "3 h 05 min", "2 d 2 h"]
+
+
+def _pooled_pair(corpus: Path, tmp_path: Path, *overrides: str) -> tuple:
+    """(full cfg, its cache, pooled cfg, its cache), both filled for every split, sharing one directory."""
+    caches = []
+    for store in ("full", "pooled"):
+        cfg = _config(corpus, tmp_path / "cache", f"data.feature_cache_store={store}", *overrides)
+        cache = FeatureCache(cfg, _encoders(cfg))
+        for split in ("train", "val"):
+            cache.fill(getattr(cfg.data, f"{split}_labels"), cache.conditions(split), progress=False)
+        caches += [cfg, cache]
+    return tuple(caches)
+
+
+def test_pooled_cache_batches_equal_full_cache_batches_after_pooling(corpus: Path, tmp_path: Path) -> None:
+    from mome.data.collate import collate
+    from mome.models.avsr import build_model
+
+    full_cfg, full, pooled_cfg, pooled = _pooled_pair(corpus, tmp_path)
+    assert full.stores["audio"].directory != pooled.stores["audio"].directory  # never one served as the other
+    ratio = pooled.stores["audio"].size_bytes() / full.stores["audio"].size_bytes()
+    assert ratio < 0.5  # tiny preset: audio rates {4, 16} keep 1/4 + 1/16 of the frames
+    model = build_model(full_cfg.model).eval()
+    combos = model.combinations
+    for split in ("val", "train"):  # evaluation items, then training items with no time mask
+        labels = getattr(full_cfg.data, f"{split}_labels")
+        data = [full_cfg.data, pooled_cfg.data]
+        for d in data:
+            d.time_mask = False
+        a = CachedAVDataset(labels, corpus, data[0], split == "train", full, augment_seed=1)
+        b = CachedAVDataset(labels, corpus, data[1], split == "train", pooled, augment_seed=1)
+        batch_a, batch_b = collate([a[i] for i in range(len(a))]), collate([b[i] for i in range(len(b))])
+        assert "audio_features" not in batch_b and "audio_pooled16_lengths" in batch_b
+        assert [m["snr"] for m in batch_a["metas"]] == [m["snr"] for m in batch_b["metas"]]
+        with torch.no_grad():
+            tokens_a, tokens_b = (
+                model._project(model.encode(batch_a), combos),
+                model._project(model.encode(batch_b), combos),
+            )
+            for modality_a, modality_b in zip(tokens_a, tokens_b):
+                assert modality_a.keys() == modality_b.keys()
+                for rate, (x, lengths) in modality_a.items():
+                    torch.testing.assert_close(modality_b[rate][1], lengths)
+                    torch.testing.assert_close(modality_b[rate][0], x, atol=2e-3, rtol=2e-3)  # fp16 of the mean
+            loss_a = model(model.encode(batch_a), batch_a["texts"]).loss
+            loss_b = model(model.encode(batch_b), batch_b["texts"]).loss
+        torch.testing.assert_close(loss_b, loss_a, atol=1e-3, rtol=1e-3)
+
+
+def test_pooled_cache_masks_the_spans_a_full_cache_masks(corpus: Path, tmp_path: Path) -> None:
+    """Time masks drawn alike, applied after pooling: a token whose frames the full item zeroed is zero, one
+    whose frames it kept is the mean of the kept frames."""
+    from mome.models.pooling import pool, pooled_key
+
+    full_cfg, full, pooled_cfg, pooled = _pooled_pair(corpus, tmp_path, "data.time_mask=true")
+    a = CachedAVDataset(full_cfg.data.train_labels, corpus, full_cfg.data, True, full, augment_seed=2)
+    b = CachedAVDataset(pooled_cfg.data.train_labels, corpus, pooled_cfg.data, True, pooled, augment_seed=2)
+    seen = {"masked": 0, "kept": 0}
+    for i in range(len(a)):
+        item_a, item_b = a[i], b[i]
+        assert item_a["meta"]["snr"] == item_b["meta"]["snr"]
+        for modality, rates in (("audio", [4, 16]), ("video", [2, 5])):
+            x = item_a[f"{modality}_features"]  # masked full frames
+            kept = (x != 0).any(dim=1).float()[None, :, None]
+            for rate in rates:
+                share = pool(kept, torch.tensor([len(x)]), rate).features[0, :, 0]
+                means = pool(x[None], torch.tensor([len(x)]), rate).features[0]
+                y = item_b[pooled_key(modality, rate)]
+                assert (y[share == 0] == 0).all()
+                torch.testing.assert_close(y[share == 1], means[share == 1], atol=2e-3, rtol=2e-3)
+                seen["masked"] += int((share == 0).sum())
+                seen["kept"] += int((share == 1).sum())
+    assert seen["masked"] > 0 and seen["kept"] > 0
+
+
+def test_pooled_cache_refuses_stacked_frames(corpus: Path, tmp_path: Path) -> None:
+    from mome.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="feature_cache_store"):
+        _config(corpus, tmp_path / "cache", "data.feature_cache_store=pooled", "model.compression.mode=stack")

@@ -5,7 +5,8 @@ Output (B = valid items, S = audio samples, T = video frames):
     audio [B, S_max] + audio_lengths [B] (samples)          when the items have audio
     video [B, T_max, 1, 88, 88] + video_lengths [B] (frames) when the items have video
     audio_features [B, T_a, D_a] + audio_features_lengths [B], likewise video_features: cached encoder
-    outputs (`mome.features`), which the model uses instead of running its encoders
+    outputs (`mome.features`), which the model uses instead of running its encoders; audio_pooled4 [B, T_4, D_a]
+    + audio_pooled4_lengths [B] and the like: cached outputs pooled already (a pooled cache)
 Tokenisation happens later, in the LLM's sequence builder.
 """
 
@@ -25,7 +26,8 @@ def collate(items: list[dict | None]) -> dict | None:
         "texts": [it["text"] for it in items],
         "metas": [it.get("meta", {}) for it in items],
     }
-    for key in ("audio", "video", "audio_features", "video_features"):
+    tensors = [key for key, value in items[0].items() if isinstance(value, torch.Tensor)]
+    for key in tensors:  # audio, video, their cached features, pooled or not
         if all(key in it for it in items):
             seqs = [it[key] for it in items]
             batch[key] = pad_sequence(seqs, batch_first=True)  # [B, S_max], [B, T_max, 1, H, W] or [B, T_max, D]

@@ -4,6 +4,11 @@
     validation           video: centre crop          audio: clean
     evaluation           video: centre crop          audio: each SNR asked for, noise seeded per utterance
 
+What an entry holds (`data.feature_cache_store`): `full`, the encoder's output [frames, D]; or `pooled`, the
+output average-pooled at each of the model's rates, one after another [sum of tokens, D], with `frames` and
+`pooled` ([[rate, tokens], ...]) in its extra fields (`split_pooled`). The pooling is the model's own
+(`models.pooling.pool`) on the fp16-rounded output, so a pooled entry is what pooling a full entry gives.
+
 Each clip is encoded on its own (batch of one), so a feature never depends on what else was computed with it.
 The encoders run in their own dtype (fp32), without autocast: the evaluation features equal those of the
 uncached path in fp32 up to fp16 storage (under a bf16 `decode.precision` the uncached path encodes in bf16).
@@ -31,6 +36,7 @@ from mome.data.utterance import InputChain, Utterance
 from mome.errors import UserError
 from mome.features.keys import CLEAN, Condition, FeatureKeys, encoder_identity
 from mome.features.store import FeatureStore, Mode, ShardWriter, describe_cache
+from mome.models.pooling import pool
 
 
 class Need(NamedTuple):
@@ -109,6 +115,11 @@ class FeatureCache:
         self.directory = Path(cfg.data.feature_cache)
         self.encoders = encoders
         self.keys = FeatureKeys.from_config(cfg.data)
+        comp = cfg.model.compression
+        rates = {"audio": comp.audio_rates, "video": comp.video_rates}
+        self.pooled: dict[str, list[int]] = {}  # modality -> the rates its entries are pooled at (`pooled` store)
+        if cfg.data.feature_cache_store == "pooled":
+            self.pooled = {m: sorted(rates[m]) for m in encoders}
         self.stores: dict[str, FeatureStore] = {}
         for modality, encoder in encoders.items():
             if any(p.requires_grad for p in encoder.parameters()):
@@ -117,8 +128,11 @@ class FeatureCache:
                     "its features change at every step and cannot be cached; set data.feature_cache=null"
                 )
             identity = encoder_identity(encoder, modality)
-            store = FeatureStore(self.directory / f"{modality}-{identity}", mode)
-            store.describe({"modality": modality, "encoder": type(encoder).__qualname__, "identity": identity})
+            pooled = self.pooled.get(modality)
+            suffix = "-avg" + "-".join(map(str, pooled)) if pooled else ""
+            store = FeatureStore(self.directory / f"{modality}-{identity}{suffix}", mode)
+            store.describe({"modality": modality, "encoder": type(encoder).__qualname__, "identity": identity,
+                            **({"pooled": pooled} if pooled else {})})  # fmt: skip
             self.stores[modality] = store
         self.frame_rates = {m: int(e.frame_rate) for m, e in encoders.items()}  # for feature-level time masks
         # audio without video to match is not checked here, as before; the dataset checks it when it reads it
@@ -151,7 +165,8 @@ class FeatureCache:
             if key in video.failures:
                 return None  # known bad (a changed file gets a new key and is tried again)
             if key in video.entries:
-                frames = video.entries[key][2]
+                _, _, rows, extra = video.entries[key]
+                frames = extra.get("frames", rows)  # a pooled entry has fewer rows than the clip has frames
             else:
                 video_key, frames = key, None  # the audio's length follows the video's, known once decoded
         audio: list[Condition] = []
@@ -267,7 +282,7 @@ class FeatureCache:
             stats.failed += 1
             return None
         features = self._encode("video", clip)
-        writer.add(key, features, {})
+        self._add(writer, "video", key, features, {})
         stats.clips["video"] += 1
         return len(features)
 
@@ -281,13 +296,23 @@ class FeatureCache:
             for key, condition in todo:
                 inputs, snr = self._mix(row, utterance, condition)
                 extra = {"samples": len(utterance.samples), "snr": snr}
-                writer.add(key, self._encode("audio", inputs["audio"]), extra)
+                self._add(writer, "audio", key, self._encode("audio", inputs["audio"]), extra)
                 stats.clips["audio"] += 1
         except UserError as err:  # unreadable, lengths that disagree, longer than Whisper's 30 s
             for key, _ in todo:
                 if key not in writer.keys:
                     writer.fail(key, str(err))
             stats.failed += 1
+
+    def _add(self, writer: ShardWriter, modality: str, key: str, features: np.ndarray, extra: dict) -> None:
+        """Write an entry: the encoder's output, or it pooled at each rate (`data.feature_cache_store`)."""
+        rates = self.pooled.get(modality)
+        if rates:
+            x = torch.from_numpy(features.astype(np.float16).astype(np.float32))[None]  # as a full entry is read
+            parts = [pool(x, torch.tensor([len(features)]), r).features[0] for r in rates]
+            extra = {**extra, "frames": len(features), "pooled": [[r, len(p)] for r, p in zip(rates, parts)]}
+            features = torch.cat(parts).numpy()
+        writer.add(key, features, extra)
 
     def _mix(self, row: LabelRow, utterance: Utterance, condition: Condition) -> tuple[dict, float | None]:
         """The model inputs of one condition: the chain's evaluation transforms with this condition's noise
@@ -332,3 +357,12 @@ class FeatureCache:
         state["encoders"] = {}  # DataLoader workers read features; they never encode
         state["_babble"] = None
         return state
+
+
+def split_pooled(features: np.ndarray, extra: dict) -> dict[int, np.ndarray]:
+    """A pooled entry's rows as {rate: [tokens, D]} (views, no copy)."""
+    out, start = {}, 0
+    for rate, tokens in extra["pooled"]:
+        out[int(rate)] = features[start : start + tokens]
+        start += tokens
+    return out

@@ -39,7 +39,7 @@ from mome.config import (
 )
 from mome.models.llm import LoadedLLM, contiguous_lm_head_input, load_llm, training_attention
 from mome.models.losses import per_combination_ce, projector_ctc
-from mome.models.pooling import MatryoshkaPooler
+from mome.models.pooling import MatryoshkaPooler, pooled_key
 from mome.models.projector import ModalityProjectors
 from mome.models.sequence import SequenceBatch, SequenceBuilder, pack
 from mome.precision import TORCH_DTYPES, Resolved, decode_precision
@@ -58,10 +58,15 @@ class Features:
     audio_lengths: torch.Tensor | None = None  # [B]
     video: torch.Tensor | None = None  # [B, T_v, D_v]
     video_lengths: torch.Tensor | None = None  # [B]
+    pooled: dict[str, dict[int, tuple[torch.Tensor, torch.Tensor]]] = field(default_factory=dict)
+    """Features a pooled cache pooled already: {modality: {rate: ([B, T_r, D], lengths [B])}}."""
 
     @property
     def batch_size(self) -> int:
-        return (self.audio if self.audio is not None else self.video).shape[0]
+        for x in (self.audio, self.video):
+            if x is not None:
+                return x.shape[0]
+        return next(x for rates in self.pooled.values() for x, _ in rates.values()).shape[0]
 
 
 @dataclass
@@ -229,13 +234,15 @@ class AVSRModel(nn.Module):
         pass on the features a cached batch carries (`audio_features`, ...: `mome.features`)."""
         features = Features()
         unified = self.cfg.compression.task == "any"  # encodes what the clip has (`mome.inference.clip`)
-        if "audio_features" in batch or "video_features" in batch:
+        pooled = self._pooled_inputs(batch)
+        if "audio_features" in batch or "video_features" in batch or pooled:
             for modality, pooler in (("audio", self.audio_pooler), ("video", self.video_pooler)):
-                if pooler is not None and f"{modality}_features" not in batch and not unified:
+                cached = f"{modality}_features" in batch or modality in pooled
+                if pooler is not None and not cached and not unified:
                     raise ValueError(f"this model needs {modality}: the cached batch has no {modality} features")
             return Features(
                 batch.get("audio_features"), batch.get("audio_features_lengths"),
-                batch.get("video_features"), batch.get("video_features_lengths"),
+                batch.get("video_features"), batch.get("video_features_lengths"), pooled,
             )  # fmt: skip
         if self.audio_pooler is not None and not (unified and "audio" not in batch):
             if self.audio_encoder is None or "audio" not in batch:
@@ -249,6 +256,17 @@ class AVSRModel(nn.Module):
                 features.video, features.video_lengths = self.video_encoder(batch["video"], batch["video_lengths"])
         return features
 
+    def _pooled_inputs(self, batch: dict) -> dict[str, dict[int, tuple[torch.Tensor, torch.Tensor]]]:
+        """The features a batch carries pooled already (`pooling.pooled_key`), at this model's rates."""
+        found: dict[str, dict[int, tuple[torch.Tensor, torch.Tensor]]] = {}
+        for modality in ("audio", "video"):
+            pooler = getattr(self, f"{modality}_pooler")
+            for rate in pooler.rates if pooler is not None else []:
+                key = pooled_key(modality, rate)
+                if key in batch:
+                    found.setdefault(modality, {})[rate] = (batch[key], batch[f"{key}_lengths"])
+        return found
+
     # ------------------------------------------------------------------------------------ sequences
     def _project(self, features: Features, combos: list[Combination]) -> tuple[dict, dict]:
         """Pool and project each modality once per rate that `combos` need: {rate: (tokens [B,T',D], lengths)}."""
@@ -257,9 +275,17 @@ class AVSRModel(nn.Module):
             pooler, x = getattr(self, f"{modality}_pooler"), getattr(features, modality)
             if not rates:
                 continue
+            projectors = getattr(self, f"{modality}_projectors")
+            if modality in features.pooled:  # pooled in the feature cache
+                have = features.pooled[modality]
+                if not rates <= set(have):
+                    raise ValueError(f"rates {sorted(rates - set(have))} of {modality}: the batch's features are "
+                                     f"pooled at {sorted(have)} only")  # fmt: skip
+                for rate in sorted(rates):
+                    tokens[modality][rate] = (projectors(rate, have[rate][0]), have[rate][1])
+                continue
             if pooler is None or x is None:
                 raise ValueError(f"rates {sorted(rates)} need {modality}: this batch or model has none")
-            projectors = getattr(self, f"{modality}_projectors")
             for rate, p in pooler(x, getattr(features, f"{modality}_lengths"), sorted(rates)).items():
                 tokens[modality][rate] = (projectors(rate, p.features), p.lengths)
         return tokens["audio"], tokens["video"]

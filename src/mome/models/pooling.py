@@ -16,6 +16,12 @@ import torch
 from torch import nn
 
 
+def pooled_key(modality: str, rate: int) -> str:
+    """The batch key of features pooled ahead of time (a pooled feature cache): `audio_pooled4`; its lengths
+    are under the key + `_lengths`."""
+    return f"{modality}_pooled{rate}"
+
+
 def pooled_lengths(lengths: torch.Tensor, rate: int) -> torch.Tensor:
     """Tokens kept per clip at `rate`: floor(T / rate), at least 1 for a non-empty clip. The only copy of this rule."""
     return torch.where(lengths > 0, (lengths // rate).clamp_min(1), torch.zeros_like(lengths))
