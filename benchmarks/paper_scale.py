@@ -20,6 +20,7 @@ Each phase runs in its own process, so that its peak RSS (VmHWM, what the out-of
                   decoded by the loader, the frozen encoders run in the step
     train-cache   the same steps reading `data.feature_cache`; the fill before them (train and val splits) is
                   timed, and each encoder's store is measured: bytes per second of speech of one entry
+    train-pooled  the same with `data.feature_cache_store=pooled` (its own store, filled likewise)
     decode        one test utterance through the Recognizer of `mome.load` at the finest rates, greedy and then
                   with the preset's `decode.num_beams`, each one's peak measured from its own start
                   (`/proc/self/clear_refs`), and how far it rose above the RSS before it
@@ -52,7 +53,7 @@ from typing import Any
 from mome.constants import FPS
 
 PRESETS = ["paper-mome-23-4-mhsa", "paper-mtsk-ms", "paper-llama-avsr"]
-PHASES = ("train", "train-cache", "decode")
+PHASES = ("train", "train-cache", "train-pooled", "decode")
 TINY_LLM = dict(
     model_type="llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
     num_key_value_heads=2, head_dim=16, vocab_size=512, max_position_embeddings=4096, tie_word_embeddings=True,
@@ -254,12 +255,14 @@ class FixedBatches:
         return 1 << 30
 
 
-def phase_train(cfg: Any, args: argparse.Namespace, cached: bool) -> dict[str, Any]:
+def phase_train(cfg: Any, args: argparse.Namespace, cached: bool, pooled: bool = False) -> dict[str, Any]:
     """Timed steps of the recipe; with the cache, its fill and what it stores per second of speech."""
     from mome.training.recipe import Trainer
 
     if not cached:
         cfg.data.feature_cache = None
+    elif pooled:
+        cfg.data.feature_cache_store = "pooled"
     fill: dict[str, Any] = {}
 
     class TimedTrainer(Trainer):
@@ -318,10 +321,11 @@ def phase_train(cfg: Any, args: argparse.Namespace, cached: bool) -> dict[str, A
 
 
 def store_sizes(cache: Any, train_set: Any) -> dict[str, Any]:
-    """Per encoder: entries, bytes on disk, and bytes per second of speech of one entry (fp16 [frames, D])."""
+    """Per encoder: entries, bytes on disk, and bytes per second of speech of one entry (fp16 rows of D)."""
     out = {}
     for modality, store in cache.stores.items():
-        frames = sum(entry[2] for entry in store.entries.values())
+        rows = sum(entry[2] for entry in store.entries.values())
+        frames = sum(entry[3].get("frames", entry[2]) for entry in store.entries.values())  # pooled: fewer rows
         key = next(iter(store.entries))
         dim = store.get(key)[0].shape[1]
         out[modality] = {
@@ -329,7 +333,7 @@ def store_sizes(cache: Any, train_set: Any) -> dict[str, Any]:
             "dim": dim,
             "frame_rate": cache.frame_rates[modality],
             "disk_bytes": store.size_bytes(),
-            "bytes_per_second": frames * dim * 2 / (frames / cache.frame_rates[modality]),
+            "bytes_per_second": rows * dim * 2 / (frames / cache.frame_rates[modality]),
             "versions_per_train_utterance": len(cache.conditions("train")) if modality == "audio" else 1,
         }
     return out
@@ -384,7 +388,7 @@ def child(args: argparse.Namespace) -> None:
     elif args._child == "decode":
         result = phase_decode(cfg, args)
     else:
-        result = phase_train(cfg, args, cached=args._child == "train-cache")
+        result = phase_train(cfg, args, cached=args._child != "train", pooled=args._child == "train-pooled")
     result["process_peak_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # KiB on Linux
     Path(args._out).write_text(json.dumps(result, indent=2))
 
@@ -421,25 +425,25 @@ def _mean(values: list[float] | None) -> float | None:
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    heads = ["preset", "speech s", "s/step", "cached", "speed-up", "peak GB", "cached peak", "fill s/utt", "greedy s",
-             "greedy peak", "beam s", "beams", "beam peak", "beam rise", "audio B/s", "video B/s"]  # fmt: skip
+    heads = ["preset", "speech s", "s/step", "cached", "speed-up", "pooled", "peak GB", "cached peak", "fill s/utt",
+             "greedy s", "greedy peak", "beam s", "beams", "beam peak", "beam rise", "audio B/s full/pooled",
+             "video B/s full/pooled"]  # fmt: skip
     rows = []
     for r in results:
-        train, cached, decode = (r["phases"].get(p, {}) for p in PHASES)
+        train, cached, pooled, decode = (r["phases"].get(p, {}) for p in PHASES)
         filled = cached.get("fill", {}).get("train", {})
         fill_per = filled["seconds"] / filled["utterances"] if filled.get("utterances") else None
-        store = cached.get("store", {})
+        stores = cached.get("store", {}), pooled.get("store", {})
         greedy, beam = decode.get("greedy", {}), decode.get("beam", {})
         speedup = train.get("s_per_step", math.nan) / cached.get("s_per_step", math.nan)
         rows.append([
             r["preset"], _f(_mean(train.get("speech_s_per_step") or cached.get("speech_s_per_step")), ".1f"),
             _f(train.get("s_per_step"), ".2f"), _f(cached.get("s_per_step"), ".2f"),
-            _f(speedup, ".2f") + ("x" if not math.isnan(speedup) else ""),
+            _f(speedup, ".2f") + ("x" if not math.isnan(speedup) else ""), _f(pooled.get("s_per_step"), ".2f"),
             _f(train.get("process_peak_gb"), ".1f"), _f(cached.get("process_peak_gb"), ".1f"), _f(fill_per, ".1f"),
             _f(greedy.get("s"), ".2f"), _f(greedy.get("peak_gb"), ".1f"), _f(beam.get("s"), ".2f"),
             _f(beam.get("beams"), "d"), _f(beam.get("peak_gb"), ".1f"), _f(beam.get("rise_gb"), ".2f"),
-            _f(store.get("audio", {}).get("bytes_per_second"), ",.0f"),
-            _f(store.get("video", {}).get("bytes_per_second"), ",.0f"),
+            *("/".join(_f(st.get(m, {}).get("bytes_per_second"), ",.0f") for st in stores) for m in ("audio", "video")),
         ])  # fmt: skip
         for phase, value in [("write", r.get("write", {})), *r["phases"].items()]:
             if "error" in value:
@@ -475,6 +479,7 @@ def main() -> None:
     parser.add_argument("--utterances-per-step", type=int, default=1)
     parser.add_argument("--skip-train", action="store_true", help="no training phases")
     parser.add_argument("--skip-decode", action="store_true", help="no decoding phase")
+    parser.add_argument("--skip-pooled", action="store_true", help="no training phase with a pooled cache")
     parser.add_argument("--tiny", action="store_true", help="shrink every size (a check of the script)")
     parser.add_argument("--weights", choices=("files", "arch"), default="files",
                         help="files: random checkpoints read through the paths (default); arch: built from arch")  # fmt: skip
@@ -495,11 +500,9 @@ def main() -> None:
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"), env.get("PYTHONPATH", "")])
     train_utterances = (args.warmup + args.steps) * args.utterances_per_step
     corpus = Path(args.corpus).resolve() if args.corpus else synth_corpus(workdir / "corpus", train_utterances)
-    phases = [
-        p
-        for p in PHASES
-        if not (p.startswith("train") and args.skip_train) and not (p == "decode" and args.skip_decode)
-    ]
+    skipped = {"train": args.skip_train, "train-cache": args.skip_train, "decode": args.skip_decode,
+               "train-pooled": args.skip_train or args.skip_pooled}  # fmt: skip
+    phases = [p for p in PHASES if not skipped[p]]
     results = []
     for preset in args.preset or PRESETS:
         from mome.config import save_config

@@ -25,11 +25,14 @@ def test_tiny_run_measures_every_phase(tmp_path):
     models = tmp_path / "work" / "models"
     (written,) = [d for d in models.iterdir() if d.is_dir()]
     assert {p.name for p in written.iterdir()} == {"llm", "whisper", "avhubert.pt"}
-    for phase in ("train", "train-cache", "decode"):
+    for phase in ("train", "train-cache", "train-pooled", "decode"):
         assert "error" not in result["phases"][phase], result["phases"][phase]
     cached = result["phases"]["train-cache"]
     assert cached["fill"]["train"]["utterances"] > 0
     assert cached["store"]["audio"]["versions_per_train_utterance"] == 5  # clean + 4 noisy (preset defaults)
+    pooled = result["phases"]["train-pooled"]["store"]
+    for modality in ("audio", "video"):
+        assert pooled[modality]["bytes_per_second"] < cached["store"][modality]["bytes_per_second"]
     decode = result["phases"]["decode"]
     assert decode["beam"]["beams"] == 15 and decode["greedy"]["beams"] == 1
     assert "paper-mtsk-ms" in proc.stdout.splitlines()[-2]  # the table's one row
