@@ -48,8 +48,9 @@ AutoPrecision = Literal["auto", Precision]
 """An autocast precision, or `auto`: bf16 where the device multiplies bf16 natively, else fp32
 (`mome.precision.resolve_precision`)."""
 Quantize = Literal["none", "int8"]
-FeatureCacheStore = Literal["full", "pooled"]
 """Decoding with the frozen LLM's linear layers (LM head included) as they are, or dynamically quantised to int8."""
+FeatureCacheStore = Literal["full", "pooled"]
+"""What a feature cache keeps: the encoders' outputs, or only those pooled at the model's rates."""
 
 # Prompts of the Llama-AVSR / Llama-MTSK reference code; the MoME paper does not give its own.
 DEFAULT_PROMPTS = {
