@@ -83,7 +83,7 @@ def test_the_optimiser_is_fused_on_cpu_and_steps_like_the_for_loop_adamw(monkeyp
     grads = [torch.randn_like(p) for p in params]
     cfg = TrainConfig(lr=1e-3, weight_decay=0.1, projector_lr_scale=5)
 
-    def two_steps() -> list[torch.Tensor]:
+    def two_steps() -> tuple[list[torch.Tensor], bool | None]:
         with torch.no_grad():
             for p, s in zip(params, start):
                 p.copy_(s)
