@@ -33,7 +33,7 @@ from mome.errors import UserError
 from mome.io import atomic_directory
 
 PREFIX = "embedded:"
-FORMAT = 1
+FORMAT = 2
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ def _save_weights(model: torch.nn.Module, out_dir: Path) -> None:
 def _save_config(model: torch.nn.Module, out_dir: Path) -> None:
     config = model.config.to_dict()
     config.pop("quantization_config", None)  # GGUF origin; would make the directory look quantised
+    config.pop("_name_or_path", None)  # the wheel's install path: two venvs would write different bytes
     config["dtype"] = "float32"
     (out_dir / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
