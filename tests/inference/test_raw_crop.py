@@ -14,8 +14,7 @@ from faces import astronaut_frames, faceless_frames
 from mome.data.media import read_media, write_video
 from mome.inference.clip import read_clip
 from mome.lrs.face import FaceLandmarker
-from mome.lrs.mouth_crop import CropError
-from mome.lrs.prepare import mouth_clip
+from mome.lrs.mouth_crop import CropError, mouth_clip
 
 pytest.importorskip("skimage.data")
 N = 30
