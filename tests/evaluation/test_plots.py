@@ -1,5 +1,6 @@
-"""The content of the WER figures of `mome eval`, the demo's and the reproduction's reports: the lines (label,
-points, colour, style, marker), the labels at points, titles, axis labels and legends of each figure as saved."""
+"""The WER figures (`mome.evaluation.plots`) of `mome eval`, the demo's and the reproduction's reports: the lines
+(label, points, colour, style, marker), the labels at points, titles, axis labels and legends of each figure
+as saved, and the shared figure drawing exactly the series it is given."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
+from mome.evaluation import plots
 from mome.evaluation.evaluate import plot as eval_plot
 from mome.workflows.demo_report import plot as demo_plot
 from mome.workflows.reproduce_report import curve_plot
@@ -169,3 +171,32 @@ def test_validation_curve_figure(saved, tmp_path: Path) -> None:
         "suptitle": "",
         "figure_legends": [],
     }  # fmt: skip
+
+
+def test_the_shared_figure_draws_the_series_it_is_given(tmp_path: Path) -> None:
+    clean = plots.Panel(
+        [plots.Series([(8.0, 30.0), (25.0, 10.0)], "ours", colour="tab:red"),
+         plots.Series([(12.0, 20.0)], None, "", "tab:red", "*", marker_size=12)],
+        "clean", notes=[("a16_v5", (8.0, 30.0))],
+    )  # fmt: skip
+    noisy = plots.Panel([plots.Series([(8.0, 50.0)], "ours", "--", "tab:red", width=2.5)], "0 dB", xlabel="cost")
+    fig = plots.figure([clean, noisy], size=(8, 4), title="both", legend={"ncol": 2})
+    red = "#d62728"
+    assert content(fig) == {
+        "axes": [
+            {"title": "clean", "xlabel": TOKENS, "ylabel": "WER (%)",
+             "lines": [line("ours", [(8.0, 30.0), (25.0, 10.0)], red),
+                       line(None, [(12.0, 20.0)], red, "None", "*", size=12.0)],
+             "notes": [("a16_v5", (8.0, 30.0))], "legend": None},
+            {"title": "0 dB", "xlabel": "cost", "ylabel": "",
+             "lines": [line("ours", [(8.0, 50.0)], red, "--", width=2.5)], "notes": [], "legend": None},
+        ],
+        "suptitle": "both",
+        "figure_legends": [["ours"]],  # the first panel's labelled lines, once
+    }  # fmt: skip
+    one = plots.figure([clean], size=(6, 4), legend={"title": "SNR"})
+    assert content(one)["axes"][0]["legend"] == (["ours"], "SNR") and content(one)["figure_legends"] == []
+    plots.save(one, tmp_path / "a.png")
+    plots.plot([clean], tmp_path / "b.png", size=(6, 4), legend={"title": "SNR"})
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()  # no date or version inside
+    plots.save(fig, tmp_path / "both.png")
