@@ -53,6 +53,7 @@ from mome.data.collate import collate, to_device
 from mome.data.dataset import AVDataset
 from mome.data.labels import media_path
 from mome.errors import UserError
+from mome.evaluation import plots
 from mome.evaluation.cascade import policy_results
 from mome.evaluation.wer import ErrorCounts, normalize, total, utterance_errors
 from mome.features.cache import FeatureCache
@@ -521,38 +522,19 @@ def _column(snr: str) -> str:
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
-    """WER (%) of group `all` against LLM input tokens per second, one line per SNR."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """WER (%) of group `all` against LLM input tokens per second, one line per SNR, a star per policy and SNR."""
     combos = sorted(results["combinations"], key=lambda c: c["tokens_per_second"])
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for snr in results["snrs"]:
-        xs = [c["tokens_per_second"] for c in combos]
-        ys = [100 * results["wer"]["all"][c["key"]][snr]["wer"] for c in combos]
-        line = ax.plot(xs, ys, marker="o", label=_column(snr))[0]
-        for name, policy in results.get("policies", {}).items():  # a policy: one point per SNR
-            p = policy[snr]
-            ax.plot(p["tokens_per_second"], 100 * p["wer"], marker="*", markersize=12, color=line.get_color(),
-                    linestyle="", label=f"{name} {_column(snr)}")  # fmt: skip
-    for c in combos:
-        ax.annotate(
-            c["key"],
-            (c["tokens_per_second"], 100 * results["wer"]["all"][c["key"]][results["snrs"][0]]["wer"]),
-            textcoords="offset points",
-            xytext=(3, 3),
-            fontsize=7,
-        )
-    ax.set_xlabel("LLM input tokens per second of speech")
-    ax.set_ylabel("WER (%)")
-    ax.set_title(results["name"])
-    ax.grid(alpha=0.3)
-    ax.legend(title="SNR")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120, metadata={"Software": None})  # no version stamp: stable bytes
-    plt.close(fig)
+    series = []
+    for i, snr in enumerate(results["snrs"]):
+        colour = f"C{i}"  # the SNR's stars take its line's colour
+        points = [(c["tokens_per_second"], 100 * results["wer"]["all"][c["key"]][snr]["wer"]) for c in combos]
+        series.append(plots.Series(points, _column(snr), colour=colour))
+        for name, policy in results.get("policies", {}).items():
+            star = (policy[snr]["tokens_per_second"], 100 * policy[snr]["wer"])
+            series.append(plots.Series([star], f"{name} {_column(snr)}", "", colour, "*", marker_size=12))
+    first = results["snrs"][0]
+    notes = [(c["key"], (c["tokens_per_second"], 100 * results["wer"]["all"][c["key"]][first]["wer"])) for c in combos]
+    plots.plot([plots.Panel(series, results["name"], notes)], path, size=(6, 4), legend={"title": "SNR"})
 
 
 def write_outputs(results: dict[str, Any], records: list[_Record], out_dir: Path) -> None:

@@ -17,7 +17,8 @@ import numpy as np
 from mome.config import task_modalities
 from mome.constants import MOUTH_CROP_SIZE, SAMPLES_PER_FRAME
 from mome.data.media import MediaError, read_audio, read_audio_track, read_media
-from mome.lrs.mouth_crop import MIN_FRAMES
+from mome.lrs.face import FaceLandmarker
+from mome.lrs.mouth_crop import MIN_FRAMES, CropError, mouth_clip
 
 MIN_FACE_SHARE = 0.5
 """A raw video whose face is found on fewer of its frames than this is not lip-readable (the mouth crops
@@ -69,19 +70,13 @@ def _frames(video: Path, input_kind: str) -> tuple[np.ndarray, bool]:
 
 
 def _mouth_crops(frames: np.ndarray, times: dict) -> tuple[np.ndarray | None, str | None]:
-    """A raw video's mouth crops, or (None, what is wrong): too few frames with a face, a crop that fails."""
-    from mome.lrs.face import FaceLandmarker, detect_landmarks
-    from mome.lrs.mouth_crop import CropError, crop_mouths
-
+    """A raw video's mouth crops, made as the training data's (`mouth_clip`), or (None, what is wrong): too
+    few frames with a face, a crop that fails."""
     start = time.perf_counter()
     try:
-        landmarks = detect_landmarks(frames, FaceLandmarker())
-        found = sum(lm is not None for lm in landmarks)
-        if found < MIN_FACE_SHARE * len(landmarks):
-            return None, f"a face is found on only {found} of {len(landmarks)} frames"
-        return crop_mouths(frames, landmarks).crops, None
+        return mouth_clip(frames, FaceLandmarker(), min_face_share=MIN_FACE_SHARE).crops, None
     except CropError as err:
-        return None, f"cannot crop the mouth: {err}"
+        return None, err.detail if err.reason == "too few faces" else f"cannot crop the mouth: {err}"
     finally:
         times["face"] = time.perf_counter() - start
 

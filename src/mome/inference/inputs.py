@@ -6,9 +6,9 @@ anything else as raw; "crop" / "raw" force one. Every video is resampled to 25 f
 or variable-rate mouth crop keeps its duration); a clip over `MAX_CLIP_SECONDS` (30 s), audio or video, is
 refused in one line (`ClipTooLong`). A raw video goes
 through the preparation pipeline (dlib face + 68 landmarks, smoothing, alignment to the mean face, 96x96
-mouth crop: `mome.lrs.prepare.mouth_clip`). Then the clip becomes model inputs exactly like an evaluation
-utterance (`mome.data.utterance.InputChain`: centre crop, grayscale, normalisation; audio at 16 kHz,
-per-utterance norm, no noise). Audio comes from a separate file, or else from the video's own audio track
+mouth crop: `mome.lrs.mouth_crop.mouth_clip`, the function that crops the training data). Then the clip
+becomes model inputs exactly like an evaluation utterance (`mome.data.utterance.InputChain`: centre crop,
+grayscale, normalisation; audio at 16 kHz, per-utterance norm, no noise). Audio comes from a separate file, or else from the video's own audio track
 (resampled to 16 kHz mono). Audio and video lengths that disagree by more than `data.av_tolerance_frames`
 are refused, as the dataset refuses such an utterance. A modality the clip lacks (no face, no or silent
 audio: `mome.inference.clip`) stops a task-specific model with one line; a unified model uses the other. Encoding and

@@ -86,8 +86,3 @@ class FaceLandmarker:
         gray = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
         box = self.detect(gray)
         return None if box is None else self.landmarks(gray, box)
-
-
-def detect_landmarks(frames: np.ndarray, landmarker: FaceLandmarker) -> list[np.ndarray | None]:
-    """Per frame of uint8 RGB [T, H, W, 3]: the (68, 2) landmarks of the largest face, or None."""
-    return [landmarker(f) for f in frames]

@@ -1,6 +1,7 @@
 """Mouth crops from 68-point face landmarks, with the auto_avsr geometry (pure numpy + OpenCV).
 
-    landmarks per frame (68x2 or None)
+    frames (25 fps RGB)
+      -> landmarks        per frame, 68x2 or None, from a landmarker (`face.FaceLandmarker`)   (`mouth_clip`)
       -> fill gaps        linear between detections, copied at the ends   (`interpolate_landmarks`)
       -> smooth           centred mean over +-6 frames, re-anchored to the frame's own centroid (`smooth_landmarks`)
       -> align            LMEDS similarity of the stable points 28,33,36,39,42,45,48,54 onto the mean face (256x256)
@@ -14,10 +15,14 @@ clips without any face or with fewer than `MIN_FRAMES` frames raise `CropError` 
 dropped silently (auto_avsr) or resized whole (AV-HuBERT), and the bounds check runs before anything is
 clamped (AV-HuBERT clamps first, so its check never fires). The warp goes straight to the 96x96 box (the same pixels as warping the
 whole 256x256 frame and cutting the box out, about 7x less work).
+
+`mouth_clip` is the one way from a video's frames to its crops: `mome prepare-lrs` / `mome prepare` make the
+training data with it, and inference crops a raw clip with it, so a model reads the crops it was trained on.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -118,11 +123,11 @@ MEAN_FACE = np.array(
 class CropError(ValueError):
     """A clip that cannot give a mouth crop; `reason` is one of `REASONS`, the message says more."""
 
-    REASONS = ("no face", "too few frames", "crop out of bounds")
+    REASONS = ("no face", "too few faces", "too few frames", "crop out of bounds")
 
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
+        self.reason, self.detail = reason, detail
 
 
 @dataclass
@@ -251,6 +256,31 @@ def crop_mouths(
         ]
     )
     return MouthCrops(crops, transforms, detected, fallbacks)
+
+
+def mouth_clip(
+    frames: np.ndarray,
+    landmarker: Callable[[np.ndarray], np.ndarray | None],
+    *,
+    min_face_share: float = 0.0,
+    **crop_options,
+) -> MouthCrops:
+    """Mouth crops of 25 fps RGB frames from the landmarks `landmarker` finds on each (see the module docstring).
+
+    Args:
+        landmarker: frame -> (68, 2) landmarks or None (a `face.FaceLandmarker`).
+        min_face_share: refuse a clip whose face is found on fewer than this share of its frames (its crops
+            would be interpolated over most of it); 0 (preparation) crops any clip with one face.
+        crop_options: passed on to `crop_mouths`.
+
+    Raises:
+        CropError: "too few faces" (before any crop), else as `crop_mouths`.
+    """
+    landmarks = [landmarker(f) for f in frames]
+    found = sum(lm is not None for lm in landmarks)
+    if found < min_face_share * len(landmarks):
+        raise CropError("too few faces", f"a face is found on only {found} of {len(landmarks)} frames")
+    return crop_mouths(frames, landmarks, **crop_options)
 
 
 def apply_transform(m: np.ndarray, points: np.ndarray) -> np.ndarray:

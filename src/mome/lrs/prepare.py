@@ -58,8 +58,8 @@ from mome.data.labels import LabelRow, RootGuard, media_path, path_problem, writ
 from mome.data.media import MediaError, check_file, cut_or_pad, header_seconds, read_media, write_audio, write_video
 from mome.errors import UserError
 from mome.io import atomic_write, atomic_write_text
-from mome.lrs.face import FaceLandmarker, detect_landmarks
-from mome.lrs.mouth_crop import MIN_FRAMES, CropError, MouthCrops, crop_mouths
+from mome.lrs.face import FaceLandmarker
+from mome.lrs.mouth_crop import MIN_FRAMES, CropError, MouthCrops, mouth_clip
 
 log = logging.getLogger(__name__)
 DATASETS = ("lrs3", "lrs2")
@@ -247,12 +247,6 @@ def segment_words(
         segments.append(Segment(start, end, " ".join(w.text for w in words[i : j + 1])))
         i = j + 1
     return segments
-
-
-# --------------------------------------------------------------------------------------------------- crops
-def mouth_clip(frames: np.ndarray, landmarker: FaceLandmarker, **crop_options) -> MouthCrops:
-    """Mouth crops of 25 fps RGB frames (raises `CropError`)."""
-    return crop_mouths(frames, detect_landmarks(frames, landmarker), **crop_options)
 
 
 # -------------------------------------------------------------------------------------------- stage 2: crop

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mome.config import combination_task
+from mome.evaluation import plots
 from mome.evaluation.evaluate import markdown, wer_percent
 from mome.evaluation.wer import marked_errors, reference_hits
 from mome.io import atomic_write_text, read_json
@@ -139,34 +140,19 @@ def examples(hypotheses: Path, snr: str = "clean", per_combo: int = EXAMPLES) ->
 
 def plot(summary: dict[str, Any], snrs: list[str], path: Path) -> None:
     """WER (%) against LLM input tokens per second for every task, one line per task and SNR."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
     styles = {"clean": "-", "5": "--", "0": ":", "-5": "-."}
+    series, notes = [], []
     for task, colour in (("avsr", "tab:blue"), ("asr", "tab:orange"), ("vsr", "tab:green")):
-        combos = sorted(summary.get(task, {}), key=lambda k: summary["tokens_per_second"][task][k])
+        tokens = summary["tokens_per_second"].get(task, {})
+        combos = sorted(summary.get(task, {}), key=lambda k: tokens[k])
         for snr in snrs:
-            points = [(summary["tokens_per_second"][task][k], summary[task][k].get(snr)) for k in combos]
-            points = [(x, y) for x, y in points if y is not None]
+            points = [(tokens[k], y) for k in combos if (y := summary[task][k].get(snr)) is not None]
             if points:
                 label = f"{task.upper()} {snr if snr == 'clean' else snr + ' dB'}"
-                ax.plot(*zip(*points), styles.get(snr, "-"), marker="o", color=colour, label=label)
-        for k in combos:
-            y = summary[task][k].get(snrs[0])
-            if y is not None:
-                ax.annotate(k, (summary["tokens_per_second"][task][k], y), textcoords="offset points",
-                            xytext=(3, 3), fontsize=7)  # fmt: skip
-    ax.set_xlabel("LLM input tokens per second of speech")
-    ax.set_ylabel("WER (%)")
-    ax.set_title("mome demo: WER against compression rate")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120, metadata={"Software": None})
-    plt.close(fig)
+                series.append(plots.Series(points, label, styles.get(snr, "-"), colour))
+        notes += [(k, (tokens[k], y)) for k in combos if (y := summary[task][k].get(snrs[0])) is not None]
+    panel = plots.Panel(series, "mome demo: WER against compression rate", notes)
+    plots.plot([panel], path, size=(7, 4.5), legend={"fontsize": 7, "ncol": 2})
 
 
 def _expert_lines(experts: dict[str, Any]) -> list[str]:

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from mome.config import load_config
+from mome.evaluation import plots
 from mome.evaluation.bootstrap import DRAWS, Bootstrap, Interval, Samples, Side, combine, read_counts, wer_samples
 from mome.evaluation.evaluate import wer_percent
 from mome.io import atomic_write_text, read_json
@@ -371,31 +372,19 @@ def decode_table(methods: list[dict[str, Any]], combos: list[str]) -> list[str]:
 
 def plot(methods: list[dict[str, Any]], path: Path) -> None:
     """WER against LLM input tokens per second of speech, clean and at 0 dB, one line per method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 6), sharey=True)
-    colours = plt.get_cmap("tab20").colors
-    for ax, snr in zip(axes, (SNR_CLEAN, SNR_NOISY)):
+    styles = {"mome": "-", "mtsk": "--", "llama-avsr": "-"}
+    panels = []
+    for snr in (SNR_CLEAN, SNR_NOISY):
+        series = []
         for i, m in enumerate(x for x in methods if x["family"] != "asr"):
             points = sorted((m["tokens_per_second"][c], w) for c, cells in m["wer"].items()
                             if (w := cells.get(snr)) is not None)  # fmt: skip
-            style = {"mome": "-", "mtsk": "--", "llama-avsr": ""}[m["family"]]
             if points:
                 width = 2.5 if m["key"] == "mome-mhsa" else 1
-                ax.plot(*zip(*points), style, marker="o", label=m["name"], color=colours[i % 20], linewidth=width)
-        ax.set_title("clean" if snr == SNR_CLEAN else f"babble {snr} dB")
-        ax.set_xlabel("LLM input tokens per second of speech")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("WER (%)")
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
-    fig.subplots_adjust(bottom=0.28)
-    fig.suptitle("mome reproduce: WER against compression")
-    fig.savefig(path, dpi=120, metadata={"Software": None})
-    plt.close(fig)
+                series.append(plots.Series(points, m["name"], styles[m["family"]], plots.tab20(i), width=width))
+        panels.append(plots.Panel(series, "clean" if snr == SNR_CLEAN else f"babble {snr} dB"))
+    plots.plot(panels, path, size=(11, 6), title="mome reproduce: WER against compression",
+               legend={"ncol": 3, "fontsize": 8, "frameon": False})  # fmt: skip
 
 
 def _stopped(curve: dict[str, Any]) -> str:
@@ -433,32 +422,22 @@ def rule_text(methods: list[dict[str, Any]]) -> str:
 
 def curve_plot(methods: list[dict[str, Any]], path: Path) -> None:
     """Validation WER against steps, one line per run; a star where a run stopped on a plateau, a square at the cap."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(10, 6))
-    colours = plt.get_cmap("tab20").colors
+    series = []
     for i, m in enumerate(methods):
         for j, (run, curve) in enumerate(m.get("curves", {}).items()):
             points = [(p["step"], p["wer"]) for p in curve["curve"]]
             if not points:
                 continue
             style = ("-", "--", ":")[j % 3]  # the seeds of one method: one colour
-            line = ax.plot(*zip(*points), style, color=colours[i % 20], label=run, linewidth=1.2)[0]
+            series.append(plots.Series(points, run, style, plots.tab20(i), marker=None, width=1.2))
             stop = curve.get("stop") or {}
             if stop:
                 marker = "*" if stop["reason"] == "plateau" else "s"
-                ax.plot(*points[-1], marker=marker, markersize=9, color=line.get_color(), linestyle="")
-    ax.set_xlabel("training step")
-    ax.set_ylabel("validation WER (%), mean of the rate combinations")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-    ax.set_title("mome reproduce: validation curves (star: plateau, square: cap)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120, metadata={"Software": None})
-    plt.close(fig)
+                series.append(plots.Series(points[-1:], None, "", plots.tab20(i), marker, marker_size=9))
+    panel = plots.Panel(series, "mome reproduce: validation curves (star: plateau, square: cap)",
+                        xlabel="training step")  # fmt: skip
+    plots.plot([panel], path, size=(10, 6), ylabel="validation WER (%), mean of the rate combinations",
+               legend={"fontsize": 7, "ncol": 2})  # fmt: skip
 
 
 def _consistency(experts: dict[str, dict[str, Any] | None]) -> dict[str, dict[str, Any]]:
