@@ -49,6 +49,7 @@ def test_demo_runs_every_stage_and_resumes(tmp_path: Path) -> None:
             assert set(cells) == {"command", "colour", "preposition", "letter", "digit", "adverb"}
             assert all(0 <= v <= 100 for v in cells.values())
     assert summary["steps"] == 2 and summary["precision"] in ("fp32", "bf16") and summary["machine"]
+    assert summary["step_plan"] == {"steps": 2, "chosen": "--steps"} and "Steps: 2, as asked" in text
     times = json.loads((out / "timings.json").read_text())
     assert {"corpus", "models", "lip encoder", "features", "train", "eval", "experts"} <= set(times)
 
@@ -58,3 +59,51 @@ def test_demo_runs_every_stage_and_resumes(tmp_path: Path) -> None:
     run_demo(opts)
     after = {p: p.stat().st_mtime_ns for p in before}
     assert before == after
+
+
+def test_budget_steps_fit_the_seconds_left_in_multiples_of_50() -> None:
+    from mome.workflows.demo import AFTER_TRAINING_STEPS, STEP_RANGE, STEP_TIME_MARGIN, budget_steps
+
+    for left, step in [(300.0, 0.4), (600.0, 0.64), (640.0, 0.41), (900.0, 0.9)]:
+        steps = budget_steps(left, step)
+        assert steps % 50 == 0 and STEP_RANGE[0] <= steps <= STEP_RANGE[1]
+        if steps > STEP_RANGE[0]:  # training and the stages after it, at the margin's step time, fit the budget
+            assert (steps + AFTER_TRAINING_STEPS) * step * STEP_TIME_MARGIN <= left
+            assert (steps + 50 + AFTER_TRAINING_STEPS) * step * STEP_TIME_MARGIN > left  # and no 50 more would
+    assert budget_steps(600.0, 0.3) > budget_steps(600.0, 0.6)  # a faster machine trains longer
+    assert budget_steps(10.0, 1.0) == STEP_RANGE[0] and budget_steps(1e6, 0.01) == STEP_RANGE[1]
+
+
+def test_the_step_plan_is_measured_once_and_kept(tmp_path: Path, monkeypatch) -> None:
+    from mome.workflows import demo, pipeline
+
+    probes = []
+    monkeypatch.setattr(pipeline, "seconds_per_step", lambda cfg: probes.append(cfg) or 0.5)
+    stages = pipeline.Stages(tmp_path / "timings.json", "demo")
+    stages.times.update({"corpus": 100.0, "lip encoder": 200.0})
+    opts = DemoOptions(out=tmp_path, budget_minutes=15)
+    plan = demo.plan_steps(opts, stages, "probe-config")  # type: ignore[arg-type]
+    assert probes == ["probe-config"] and plan["chosen"] == "budget" and plan["step_seconds"] == 0.5
+    spent = plan["seconds_before_training"]
+    assert spent >= 300.0 and "step time" in stages.times
+    assert plan["steps"] == demo.budget_steps(900 - spent, 0.5)
+    # A rerun (a stopped demo continuing) trains the same run: the stored plan, no new measurement.
+    assert demo.plan_steps(DemoOptions(out=tmp_path), stages, "again") == plan and probes == ["probe-config"]
+    # --steps wins over the budget, and is what the report will say.
+    assert demo.plan_steps(DemoOptions(out=tmp_path, steps=30), stages, "x") == {"steps": 30, "chosen": "--steps"}
+
+
+def test_seconds_per_step_times_real_steps_in_a_throwaway_folder(tmp_path: Path, monkeypatch) -> None:
+    from mome.config import load_config
+    from mome.workflows.pipeline import seconds_per_step
+
+    monkeypatch.chdir(tmp_path)
+    synthesize_corpus(
+        Path("corpus"), 8, seed=5, split_fractions={"train": 0.5, "val": 0.25, "test": 0.25},
+        speakers_per_split={"train": 2, "val": 1, "test": 1, "noise": 2},
+        babble_seconds=6.0, babble_talkers=2, workers=1, progress=False,
+    )  # fmt: skip
+    cfg = load_config("tiny", ["data.root=corpus", "train.output_dir=runs/probe", "model.compression.task=any", *FAST])
+    seconds = seconds_per_step(cfg, steps=2, warmup=1)
+    assert 0 < seconds < 60
+    assert not Path("runs").exists()  # the probe leaves no run behind

@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from mome.workflows.demo import STEPS, DemoOptions
+    from mome.workflows.demo import DemoOptions
 
     d = DemoOptions()
     parser.add_argument("--out", type=Path, default=d.out, help=f"output folder (default {d.out})")
@@ -16,9 +16,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grid-fraction", type=float, default=d.grid_fraction, help="share of GRID-like sentences")
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--lip-steps", type=int, default=d.lip_steps, help="lip-encoder pretraining steps")
-    steps = ", ".join(f"{n} in {p}" for p, n in STEPS.items())
     parser.add_argument("--steps", type=int, default=None,
-                        help=f"training steps of the one model (default: {steps}, the precision this machine trains in)")  # fmt: skip
+                        help="training steps of the one model (default: as many as the budget holds on this machine)")  # fmt: skip
+    parser.add_argument("--budget-minutes", type=float, default=d.budget_minutes,
+                        help=f"time for every stage; sets the steps unless --steps does (default {d.budget_minutes:g})")  # fmt: skip
     parser.add_argument("--eval-limit", type=int, default=None, help="evaluate on the first N test utterances only")
     parser.add_argument("--preset", default=d.preset, help="training preset (default: demo)")
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE overrides for the training runs")
@@ -29,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
 
     opts = DemoOptions(
         out=args.out, utterances=args.utterances, grid_fraction=args.grid_fraction, seed=args.seed, lip_steps=args.lip_steps,
-        steps=args.steps, eval_limit=args.eval_limit, preset=args.preset, overrides=list(args.overrides),
+        steps=args.steps, budget_minutes=args.budget_minutes, eval_limit=args.eval_limit, preset=args.preset,
+        overrides=list(args.overrides),
     )  # fmt: skip
     report = run_demo(opts)
     print(f"\nreport: {report}")

@@ -20,12 +20,13 @@ own audio-only rows at each SNR. The stages live in `mome.workflows.pipeline` (s
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mome.config import Config, load_config
-from mome.io import read_json
-from mome.precision import resolve_precision
+from mome.io import atomic_write_text, read_json
 from mome.stopping import stoppable
 from mome.workflows import pipeline
 from mome.workflows.pipeline import Stages, Workspace
@@ -33,10 +34,24 @@ from mome.workflows.pipeline import Stages, Workspace
 RUN = "mome"
 """The demo's one run: `<out>/runs/mome`, evaluated in `<out>/eval/mome`."""
 
-STEPS = {"fp32": 560, "bf16": 1200}
-"""Default steps per training precision (`train.precision: auto` resolved on this machine), sized so that the
-whole demo fits 15 minutes on 2 cores: a fixed count, so that a seed gives the same model on every machine of
-a kind (docs/experiments.md, section 13)."""
+BUDGET_MINUTES = 15.0
+"""The demo's promise: every stage within this on a 2-core CPU (package installation aside)."""
+AFTER_TRAINING_STEPS = 90
+"""The evaluation and expert stages after training take about as long as this many training steps (the same
+model decodes them: docs/experiments.md, section 1.0.7)."""
+STEP_TIME_MARGIN = 1.15
+"""A whole run's seconds per step against the probe's: steps slow down within a run, and validation and
+checkpoints add to them (docs/experiments.md, section 1.0.7)."""
+STEP_RANGE = (200, 4000)
+"""Fewest and most steps a budget gives: below 200 a model learns nothing worth a report; above 4000 a fast
+machine would spend its budget past the plateau."""
+
+
+def budget_steps(seconds_left: float, step_seconds: float) -> int:
+    """Training steps that fit `seconds_left` with the stages after training, in multiples of 50, in STEP_RANGE."""
+    steps = int(seconds_left / (step_seconds * STEP_TIME_MARGIN)) - AFTER_TRAINING_STEPS
+    low, high = STEP_RANGE
+    return max(low, min(high, steps // 50 * 50))
 
 
 @dataclass
@@ -45,13 +60,27 @@ class DemoOptions(Workspace):
     snrs: list[float | None] = field(default_factory=lambda: [None, 0.0, -5.0])
     """Test conditions: clean and babble at 0 and -5 dB (each noisy one costs the time of about 35 steps)."""
     steps: int | None = None
-    """Training steps of the one model; None: `STEPS` for the precision this machine trains in."""
+    """Training steps of the one model; None: what is left of `budget_minutes` after the stages before training
+    holds at this machine's measured step time (`plan_steps`)."""
+    budget_minutes: float = BUDGET_MINUTES
 
-    def resolved_steps(self, preset: Config) -> int:
-        """`steps`, or `STEPS` for the precision `preset` trains in on this machine."""
-        if self.steps is not None:
-            return self.steps
-        return STEPS.get(resolve_precision(preset.train.precision, "cpu").precision, STEPS["fp32"])
+
+def plan_steps(opts: DemoOptions, stages: Stages, probe: Config) -> dict[str, Any]:
+    """The training steps and why: `opts.steps`, else the budget's share measured on `probe` (the run's config).
+    Kept in `<out>/steps.json`, so a stopped demo resumes the same run, whatever the machine does meanwhile."""
+    path = opts.out / "steps.json"
+    if opts.steps is not None:
+        plan: dict[str, Any] = {"steps": opts.steps, "chosen": "--steps"}
+    elif path.is_file():
+        return read_json(path)
+    else:
+        step_seconds = stages.run("step time", lambda: pipeline.seconds_per_step(probe))
+        spent = sum(stages.times.values())
+        left = opts.budget_minutes * 60 - spent
+        plan = {"steps": budget_steps(left, step_seconds), "chosen": "budget", "budget_minutes": opts.budget_minutes,
+                "seconds_before_training": round(spent, 1), "step_seconds": round(step_seconds, 3)}  # fmt: skip
+    atomic_write_text(path, json.dumps(plan, indent=2) + "\n")
+    return plan
 
 
 def run_demo(opts: DemoOptions) -> Path:
@@ -66,13 +95,14 @@ def _run_stages(opts: DemoOptions) -> Path:
     stages = Stages(opts.out / "timings.json", "demo")
     preset = load_config(opts.preset)
     corpus, lip = pipeline.prepare(opts, stages, preset)
-    steps = opts.resolved_steps(preset)
+    plan = plan_steps(opts, stages, pipeline.run_config(opts, corpus, lip, "any", STEP_RANGE[1], RUN))
+    steps = plan["steps"]
     cfg = pipeline.run_config(opts, corpus, lip, "any", steps, RUN)
     stages.run("train", lambda: pipeline.train(cfg))
     results = stages.run("eval", lambda: pipeline.evaluate(opts, RUN))
     title = "the demo's MoME model on the test split"
     experts = stages.run("experts", lambda: pipeline.experts(opts, RUN, opts.out / "experts", title))
     decode_times = read_json(opts.out / "eval" / RUN / "decode_times.json")
-    report = write_report(opts, RUN, steps, results, decode_times, stages.times, experts)
+    report = write_report(opts, RUN, plan, results, decode_times, stages.times, experts)
     print(f"\n{stages.summary()} (saved in {stages.path})")
     return report

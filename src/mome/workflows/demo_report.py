@@ -9,7 +9,8 @@ task; its results are split by the task each rate combination reads:
                                                                                  clean, % of those words wrong
      "tokens_per_second": {"avsr": {"a4_v2": 25.0, ...}, ...},                 LLM input tokens per s of speech
      "decode_seconds_per_utterance": {"avsr": {"a4_v2": 0.05, ...}, ...},      `model.generate`, greedy
-     "steps": 560, "precision": "fp32", "machine": "...",                       what trained, and where
+     "steps": 1050, "precision": "bf16", "machine": "...",                      what trained, and where
+     "step_plan": {"steps": 1050, "chosen": "budget", "step_seconds": 0.41, ...},  why that many steps
      "timings": {"corpus": 95.1, ...}}                                          seconds per stage
 """
 
@@ -169,18 +170,30 @@ def _expert_lines(experts: dict[str, Any]) -> list[str]:
     return lines
 
 
+def step_plan_line(plan: dict[str, Any]) -> str:
+    """Why the model trained the steps it did, in one sentence (`demo.plan_steps`)."""
+    if plan.get("chosen") != "budget":
+        return f"Steps: {plan['steps']:,}, as asked (`--steps`)."
+    return (
+        f"Steps: {plan['steps']:,}, what the {plan['budget_minutes']:g}-minute budget left after "
+        f"{plan['seconds_before_training']:.0f} s of earlier stages holds at {plan['step_seconds']:.2f} s per "
+        "step, measured on this machine before training (`--steps N` fixes the count)."
+    )
+
+
 def write_report(
-    opts: Any, run: str, steps: int, results: dict[str, Any], decode_times: dict[str, Any], times: dict[str, float],
-    experts: dict[str, Any] | None = None,
+    opts: Any, run: str, plan: dict[str, Any], results: dict[str, Any], decode_times: dict[str, Any],
+    times: dict[str, float], experts: dict[str, Any] | None = None,
 ) -> Path:  # fmt: skip
-    """Write `<out>/results.json`, `<out>/wer_vs_tokens.png` and `<out>/README.md` for the demo's run `run`;
-    returns the README path."""
+    """Write `<out>/results.json`, `<out>/wer_vs_tokens.png` and `<out>/README.md` for the demo's run `run`,
+    trained for `plan["steps"]` (`demo.plan_steps`); returns the README path."""
     out = Path(opts.out)
     eval_dir = out / "eval" / run
     summary = demo_results(results, decode_times, times, eval_dir / "hypotheses.jsonl")
     trained = read_json(out / "runs" / run / "precision.json")
     precision = trained.get("precision")
-    summary.update(steps=steps, precision=precision, machine=machine())
+    steps = plan["steps"]
+    summary.update(steps=steps, step_plan=plan, precision=precision, machine=machine())
     atomic_write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")
     snrs = results["snrs"]
     plot(summary, snrs, out / "wer_vs_tokens.png")
@@ -198,7 +211,7 @@ def write_report(
         "",
         f"Options: `{json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in vars(opts).items()})}`",
         "",
-        f"Machine: {summary['machine']}. The same numbers: `results.json`.",
+        f"Machine: {summary['machine']}. {step_plan_line(plan)} The same numbers: `results.json`.",
         "",
         "## WER (%) per task, rate and SNR, with the cost of each rate",
         "",

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from mome.config import Config, absolute_path, load_config
+from mome.config import Config, absolute_path, load_config, saved_config
 from mome.errors import Interrupted
 from mome.io import read_json
 from mome.stopping import exit_code
@@ -170,6 +170,29 @@ def train(cfg: Config) -> None:
     from mome.training.recipe import train as train_recipe
 
     train_recipe(cfg)
+
+
+def seconds_per_step(cfg: Config, steps: int = 8, warmup: int = 2) -> float:
+    """Wall seconds per training step of `cfg` (batch loading included), the mean of `steps` steps after `warmup`
+    untimed ones, in a throwaway run folder: what turns a time budget into a step count."""
+    import itertools
+    import tempfile
+
+    from mome.training.recipe import Trainer
+
+    with tempfile.TemporaryDirectory(prefix="mome-step-time-") as tmp:
+        cfg = saved_config(cfg.to_dict(), [f"train.output_dir={tmp}"])
+        trainer = Trainer(cfg, resume=False).setup()
+        try:
+            batches = (m["batch"] for m in trainer.epoch_batches() if m["batch"] is not None)
+            for batch in itertools.islice(batches, warmup):
+                trainer.train_step(batch)
+            start = time.perf_counter()
+            for batch in itertools.islice(batches, steps):
+                trainer.train_step(batch)
+            return (time.perf_counter() - start) / steps
+        finally:
+            trainer.logger.close()
 
 
 def evaluate(ws: Workspace, name: str) -> dict[str, Any]:
