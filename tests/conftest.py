@@ -17,6 +17,15 @@ def seed() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def fast_cpu_bf16(monkeypatch) -> None:
+    """`auto` precision follows the CPU flags (real or faked by a test) as on a CPU whose bf16 matmul is fast, not
+    this machine's measured speed (`mome.precision.cpu_bf16_speedup`, tested on its own)."""
+    import mome.precision
+
+    monkeypatch.setattr(mome.precision, "cpu_bf16_speedup", lambda: 4.0)
+
+
 @pytest.fixture(scope="session")
 def embedded(tmp_path_factory) -> Callable[[str], Path]:
     """Converts an embedded model from its PyPI wheel into a cache private to this test session (so that

@@ -3,8 +3,11 @@ and to fp32 elsewhere, because bf16 matmul without hardware support is emulated 
 (docs/experiments.md, section 6). Explicit `fp32`, `bf16` and `fp16` pass through unchanged.
 
 Native bf16: a CUDA GPU for which `torch.cuda.is_bf16_supported(including_emulation=False)` holds (Ampere
-and later); a Linux x86 CPU whose /proc/cpuinfo `flags` include `avx512_bf16` or `amx_bf16`; an aarch64 CPU
-whose `Features` include `bf16`. Anything else (other devices, a CPU whose features cannot be read) is fp32.
+and later); a Linux x86 CPU whose /proc/cpuinfo `flags` include `avx512_bf16` or `amx_bf16`, or an aarch64 CPU
+whose `Features` include `bf16`, *and* on which a bf16 matmul measures at least `MIN_BF16_SPEEDUP` times faster
+than fp32 (`cpu_bf16_speedup`, about 0.1 s once per process): the flags alone misjudge some machines, e.g. a VM
+that shows AVX512-BF16 but hides AMX, where bf16 runs at about half of fp32's speed. Anything else (other
+devices, a CPU whose features cannot be read) is fp32.
 
     resolved = resolve_precision(cfg.train.precision, device)    # Resolved("fp32", "auto: this CPU has ...")
     with autocast(resolved.precision, device): ...
@@ -18,6 +21,8 @@ resolves `decode.precision` through `decode_precision`, which also knows that in
 from __future__ import annotations
 
 import contextlib
+import functools
+import time
 import typing
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
@@ -31,6 +36,9 @@ from mome.errors import ConfigError
 CPUINFO = Path("/proc/cpuinfo")
 X86_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 ARM_BF16_FEATURE = "bf16"
+MIN_BF16_SPEEDUP = 1.5
+"""The least bf16-over-fp32 matmul speed-up for which `auto` picks bf16 on a CPU: a training step gains well
+under the matmul's gain (docs/experiments.md, section 6)."""
 
 TORCH_DTYPES: dict[Precision, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 """`config.Precision` -> torch dtype: the one table (frozen LLM weights, autocast)."""
@@ -97,6 +105,40 @@ def cpu_support(text: str) -> Support:
     return Support(False, name, "this CPU's features cannot be read from /proc/cpuinfo, so fp32 to be safe")
 
 
+def measure_cpu_bf16_speedup() -> float:
+    """fp32 time over bf16 time of one matmul the size of an LLM projection over a packed batch, best of a few
+    repeats on this process's threads."""
+    a, b = torch.randn(512, 576), torch.randn(576, 1536)
+
+    def best_seconds(x: torch.Tensor, y: torch.Tensor) -> float:
+        x @ y  # first call: kernel selection, page faults
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            x @ y
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    with torch.no_grad():
+        return best_seconds(a, b) / best_seconds(a.bfloat16(), b.bfloat16())
+
+
+cpu_bf16_speedup = functools.cache(measure_cpu_bf16_speedup)
+"""`measure_cpu_bf16_speedup`, measured once per process."""
+
+
+def measured_cpu_support(text: str) -> Support:
+    """`cpu_support`, with a CPU whose flags claim native bf16 checked by timing (`cpu_bf16_speedup`)."""
+    support = cpu_support(text)
+    if not support.native:
+        return support
+    speedup = cpu_bf16_speedup()
+    if speedup < MIN_BF16_SPEEDUP:
+        why = f"{support.why.split(',')[0]}, but a bf16 matmul runs {speedup:.2f}x as fast as fp32 here (measured)"
+        return Support(False, support.hardware, why)
+    return Support(True, support.hardware, f"{support.why} ({speedup:.1f}x fp32, measured)")
+
+
 def cuda_support(device: torch.device) -> Support:
     """bf16 support of a CUDA GPU: native from Ampere on; before, torch emulates it."""
     name = torch.cuda.get_device_name(device)
@@ -109,7 +151,7 @@ def device_support(device: torch.device) -> Support:
     if device.type == "cuda":
         return cuda_support(device)
     if device.type == "cpu":
-        return cpu_support(read_cpuinfo())
+        return measured_cpu_support(read_cpuinfo())
     return Support(False, device.type, f"no bf16 check for {device.type} devices, so fp32 to be safe")
 
 

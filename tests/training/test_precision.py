@@ -72,6 +72,25 @@ def test_the_reason_is_a_sentence_that_names_what_is_missing(cpuinfo) -> None:
     assert reason == "auto: this CPU has no AVX512-BF16 or AMX, bf16 matmul would be emulated"
 
 
+@pytest.mark.parametrize("speedup", [0.55, 1.2])
+def test_auto_is_fp32_where_the_flags_claim_bf16_but_it_measures_slow(cpuinfo, monkeypatch, speedup) -> None:
+    """A VM may show avx512_bf16 and hide AMX: bf16 matmul then runs at about half of fp32's speed."""
+    cpuinfo(X86.format(extra="avx512f avx512_bf16"))
+    monkeypatch.setattr(precision_module, "cpu_bf16_speedup", lambda: speedup)
+    resolved = resolve_precision("auto", "cpu")
+    assert resolved.precision == "fp32"
+    assert (
+        resolved.reason
+        == f"auto: this CPU has avx512_bf16, but a bf16 matmul runs {speedup:.2f}x as fast as fp32 here (measured)"
+    )
+    assert resolve_precision("bf16", "cpu").reason.startswith("as requested; slow here: this CPU has avx512_bf16")
+
+
+def test_the_bf16_speedup_is_a_measured_ratio() -> None:
+    speedups = [precision_module.measure_cpu_bf16_speedup() for _ in range(2)]
+    assert all(0 < x < 100 for x in speedups)  # fp32 time / bf16 time: finite and positive on any CPU
+
+
 def test_auto_is_bf16_on_an_arm_cpu_with_bf16(cpuinfo) -> None:
     cpuinfo(ARM.format(extra="sve bf16 i8mm"))
     assert resolve_precision("auto", "cpu").precision == "bf16"
