@@ -294,7 +294,6 @@ def test_quick_reproduction_from_a_relative_out_writes_every_row_and_claim(corpu
     assert set(methods) == {m.key for m in METHODS}
     for key in ("mome-mhsa", "mtsk-ms", "mome-small", "mome-mhsa-pergran", "mtsk-ss", "mtsk-mss"):
         assert methods[key]["seeds"] == [0, 1, 2], key
-    assert methods["mome-small"]["active_params"] < methods["mtsk-ms"]["active_params"]
     assert set(methods["mome-mhsa"]["wer"]) == set(COMBOS) and set(methods["asr"]["wer"]) == {"a4", "a16"}
     assert set(methods["llama-avsr-a16-v5"]["wer"]) == {"a16_v5"}
     for m in methods.values():
