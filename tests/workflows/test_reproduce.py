@@ -63,9 +63,13 @@ def _experts(audio: float, video: float, chance: float = 0.2) -> dict:
     return {"consistency_mean": {"audio": _modality(audio, chance), "video": _modality(video, chance)}}
 
 
-def _methods(mome_clean: list[float], mome_noisy: list[float], mome_active: int = 5) -> list[dict]:
+def _methods(mome_clean: list[float], mome_noisy: list[float], mome_active: int = 5,
+             small_clean: list[float] | None = None, small_active: int = 4) -> list[dict]:  # fmt: skip
+    """MoME-MHSA, mome-small (2 points below MTSK MS at every combination unless `small_clean`), MTSK MS and SS,
+    Llama-AVSR and ASR."""
     return [
         _method("mome-mhsa", "mome", mome_clean, mome_noisy, active=mome_active),
+        _method("mome-small", "mome", small_clean or [18, 20, 23, 28], active=small_active),
         _method("mtsk-ms", "mtsk", [20, 22, 25, 30], active=8),
         _method("mtsk-ss", "mtsk", [21, 23, 26, 31], active=8),
         _method("llama-avsr-a4-v2", "llama-avsr", [20], combos=("a4_v2",)),
@@ -107,6 +111,47 @@ def test_a_claim_follows_its_intervals(clean, noisy, active, claim, verdict) -> 
     result = _claims(_methods(clean, noisy, active), SOUND)
     assert result[claim]["verdict"] == verdict, result[claim]
     assert [c["verdict"] for i, c in enumerate(result) if i != claim] == ["holds"] * 3, result
+
+
+@pytest.mark.parametrize(
+    ("small_clean", "small_active", "verdict"),
+    [
+        ([18, 20, 23, 28], 4, "holds"),
+        ([18, 24, 23, 28], 4, "does not hold"),  # worse than MTSK MS (22) at (4,5)
+        ([18, 22, 23, 28], 4, "inconclusive"),  # the same as MTSK MS (22) at (4,5)
+        ([18, 20, 23, 28], 8, "does not hold"),  # as many active parameters as MTSK at this width
+    ],
+)
+def test_claim_1_is_judged_on_the_small_mome_at_this_width(small_clean, small_active, verdict) -> None:
+    methods = _methods([18, 20, 21, 22], [30, 31, 45, 46], small_clean=small_clean, small_active=small_active)
+    for m in methods:  # the paper's size does not save the small MoME: only this width's count is its premise
+        m["paper_active_params"] = {"mome-small": 1, "mome-mhsa": 5}.get(m["key"], 8)
+    claim = _claims(methods, SOUND)[0]
+    assert claim["verdict"] == verdict, claim
+    assert claim["evidence"].startswith("the preset's MoME: holds; a4_v2: MoME 18.0 vs mtsk-ms 20.0 (")
+    small = [d for d in claim["differences"] if d["what"].startswith("WER a4_v5 clean: mome-small - ")]
+    assert [d["what"][-7:] for d in small] == ["mtsk-ms", "mtsk-ss"]
+    assert small[0]["estimate"] == pytest.approx(small_clean[1] - 22)
+    evidence = claim["evidence"]
+    assert f"at this width mome-small ({small_active:,} active params vs mtsk-ms 8, mtsk-ss 8): {verdict}, " in evidence
+    assert f"a4_v5: mome-small {small_clean[1]:.1f} vs mtsk-ms 22.0 (" in evidence
+
+
+def test_claim_1_without_the_small_mome_is_inconclusive() -> None:
+    methods = [m for m in _methods([18, 20, 21, 22], [30, 31, 45, 46]) if m["key"] != "mome-small"]
+    claim = _claims(methods, SOUND)[0]
+    assert claim["verdict"] == "inconclusive", claim
+    assert "mome-small (fewer active params at this width): not run" in claim["evidence"]
+
+
+def test_the_small_mome_has_fewer_active_params_than_every_mtsk_at_the_demo_width() -> None:
+    # counted as the report counts them (the model built on the meta device), at the width the runs train at
+    by_key = {m.key: m for m in METHODS}
+    small, _ = reproduce_report._params("demo", by_key["mome-small"])
+    mtsk = {m.key: reproduce_report._params("demo", m)[0] for m in METHODS if m.family == "mtsk"}
+    assert set(mtsk) == {"mtsk-ms", "mtsk-ss", "mtsk-mss"}
+    assert all(small < active for active in mtsk.values()), (small, mtsk)
+    assert reproduce_report._params("demo", by_key["mome-mhsa"])[0] > mtsk["mtsk-ms"]  # why the row exists
 
 
 def test_seeds_that_disagree_make_a_claim_inconclusive() -> None:
@@ -190,7 +235,8 @@ def test_the_report_writes_verdicts_intervals_and_the_step0_control(tmp_path, mo
         "every 100 steps (the mean WER of its rate combinations) and stops at the first check, from step 800" in readme
     )
     assert "| mome-mhsa-s0 | plateau at step 900 | 51.0 (900) | 100: 59.0, 200: 58.0," in readme
-    assert "| mtsk-ms-s0 | plateau at step 1000 |" in readme and "| asr-s0 | cap (2000 steps) |" in readme
+    assert "| mtsk-ms-s0 | plateau at step 1100 |" in readme and "| asr-s0 | cap (2000 steps) |" in readme
+    assert "at this width mome-small (4 active params vs mtsk-ms 8, mtsk-ss 8): holds, a4_v2: mome-small 18.0" in readme
     assert (tmp_path / "val_curves.png").read_bytes()[:4] == b"\x89PNG"
     results = json.loads((tmp_path / "results.json").read_text())
     assert [c["verdict"] for c in results["claims"]] == ["holds"] * 4
@@ -217,9 +263,17 @@ def test_the_plan_states_the_stop_rule_and_a_time_range() -> None:
 
 
 def test_the_plan_trains_every_method_once_and_the_seeded_ones_at_every_seed() -> None:
-    planned = [job.run for job in jobs(ReproduceOptions(seeds=[3, 7]))]
-    assert len(planned) == len(set(planned)) == len(METHODS) + 2
-    assert {"mome-mhsa-s3", "mome-mhsa-s7", "mtsk-ms-s3", "mtsk-ms-s7", "llama-avsr-a16-v5-s3"} <= set(planned)
+    assert ReproduceOptions().seeds == [0, 1, 2]
+    seeded = ["mome-mhsa", "mtsk-ms", "mome-small", "mome-mhsa-pergran", "mtsk-ss", "mtsk-mss"]
+    assert sorted(m.key for m in METHODS if m.every_seed) == sorted(seeded)
+    planned = [job.run for job in jobs(ReproduceOptions(seeds=[3, 7, 9]))]
+    assert len(planned) == len(set(planned)) == len(METHODS) + 2 * len(seeded)
+    assert {f"{key}-s{seed}" for key in seeded for seed in (3, 7, 9)} <= set(planned)
+    assert "llama-avsr-a16-v5-s3" in planned and "llama-avsr-a16-v5-s7" not in planned
+    # the runs every claim needs, at every seed, before the ablations: a stopped reproduction has them
+    ablations = [i for i, run in enumerate(planned) if run.startswith(("mome-ffn", "mome-layer", "mome-mhsa-noshared",
+                                                                        "mome-1-1", "mome-4-2"))]  # fmt: skip
+    assert ablations == list(range(len(planned) - 5, len(planned)))
     for method in METHODS:  # each method's overrides make a valid config of the kind it claims to be
         cfg = load_config("demo", [*task_overrides(method.task), *method.overrides])
         kind = cfg.model.adapter.kind
@@ -238,7 +292,8 @@ def test_quick_reproduction_from_a_relative_out_writes_every_row_and_claim(corpu
     results = json.loads(Path("rep/results.json").read_text())
     methods = {m["key"]: m for m in results["methods"]}
     assert set(methods) == {m.key for m in METHODS}
-    assert methods["mome-mhsa"]["seeds"] == [0, 1] and methods["mtsk-ms"]["seeds"] == [0, 1]
+    for key in ("mome-mhsa", "mtsk-ms", "mome-small", "mome-mhsa-pergran", "mtsk-ss", "mtsk-mss"):
+        assert methods[key]["seeds"] == [0, 1, 2], key
     assert set(methods["mome-mhsa"]["wer"]) == set(COMBOS) and set(methods["asr"]["wer"]) == {"a4", "a16"}
     assert set(methods["llama-avsr-a16-v5"]["wer"]) == {"a16_v5"}
     for m in methods.values():
@@ -249,7 +304,7 @@ def test_quick_reproduction_from_a_relative_out_writes_every_row_and_claim(corpu
     assert [set(c) for c in results["claims"]] == [{"claim", "verdict", "evidence", "differences"}] * 4
     assert {c["verdict"] for c in results["claims"]} <= {"holds", "does not hold", "inconclusive"}
     assert all(d["estimate"] is not None for c in results["claims"][:3] for d in c["differences"])  # every cell read
-    assert {"mome-mhsa-s0", "mome-mhsa-s1", "mome-mhsa-pergran-s0"} <= set(results["consistency"])
+    assert {f"mome-mhsa{k}-s{s}" for k in ("", "-pergran") for s in (0, 1, 2)} <= set(results["consistency"])
     assert set(results["consistency_step0"]) == set(results["consistency"])
     readme = Path("rep/README.md").read_text()
     for m in METHODS:

@@ -26,8 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=d.out, help=f"output folder (default {d.out})")
     parser.add_argument("--quick", action="store_true",
                         help=f"the same code with tiny steps and data, in minutes ({QUICK})")  # fmt: skip
-    parser.add_argument("--seeds", type=_seeds, default=d.seeds, help="training seeds of MoME-MHSA and MTSK-MS "
-                        "(the first seeds every other run; default 0,1)")  # fmt: skip
+    parser.add_argument("--seeds", type=_seeds, default=d.seeds, help="training seeds of the runs the claims "
+                        "compare (MoME-MHSA, its small and per-granularity-router variants, MTSK MS/SS/MSS; the first "
+                        f"seeds every other run; default {','.join(map(str, d.seeds))})")  # fmt: skip
     parser.add_argument("--steps", type=int, help="the cap: the most training steps of a run, and the span of its "
                         f"learning-rate schedule (default {d.steps})")  # fmt: skip
     parser.add_argument("--plateau-every", type=int, help="validation-WER check period: a run stops once the best WER "
