@@ -44,6 +44,7 @@ VARIANTS: dict[str, list[str]] = {
     "unified-proj-lr5x-layers2": [*UNIFIED, "train.projector_lr_scale=5", "model.llm.num_layers=2"],
     "unified-proj-lr5x-clean": [*UNIFIED, "train.projector_lr_scale=5", "data.train_snrs=[null]"],
     "unified-proj-lr5x-clean-first3": [*UNIFIED, "train.projector_lr_scale=5", "data.clean_epochs=3"],
+    "unified-proj-lr5x-clean-first5": [*UNIFIED, "train.projector_lr_scale=5", "data.clean_epochs=5"],
     "unified-proj-lr5x-lr2e-3": [*UNIFIED, "train.projector_lr_scale=5", "train.lr=2e-3"],
     "unified-proj-lr5x-half-clean": [*UNIFIED, "train.projector_lr_scale=5",
                                      "data.train_snrs=[-5,0,5,10,15,20,null,null,null,null,null,null]"],
