@@ -46,8 +46,11 @@ VARIANTS: dict[str, list[str]] = {
     "unified-proj-lr5x-clean-first3": [*UNIFIED, "train.projector_lr_scale=5", "data.clean_epochs=3"],
     "unified-proj-lr5x-clean-first5": [*UNIFIED, "train.projector_lr_scale=5", "data.clean_epochs=5"],
     "unified-proj-lr5x-lr2e-3": [*UNIFIED, "train.projector_lr_scale=5", "train.lr=2e-3"],
-    "unified-proj-lr5x-half-clean": [*UNIFIED, "train.projector_lr_scale=5",
-                                     "data.train_snrs=[-5,0,5,10,15,20,null,null,null,null,null,null]"],
+    "unified-proj-lr5x-half-clean": [
+        *UNIFIED,
+        "train.projector_lr_scale=5",
+        "data.train_snrs=[-5,0,5,10,15,20,null,null,null,null,null,null]",
+    ],
 }
 THREE_SPLIT = {"avsr": 250, "asr": 250, "vsr": 400}  # the demo's step shares before it trained one model
 
