@@ -60,6 +60,22 @@ def test_fp32_compute_leaves_the_llm_as_built() -> None:
     assert {p.dtype for p in model.parameters()} == {torch.float32}
 
 
+def test_fp32_decoding_widens_an_llm_loaded_in_bf16() -> None:
+    """The paper presets load the LLM in bf16 (`model.llm.dtype`); where `decode.precision: auto` resolves to fp32
+    (a CPU without fast bf16) decoding used to meet bf16 weights with fp32 activations and fail."""
+    model = _model()
+    model.llm.to(torch.bfloat16)  # as loaded with model.llm.dtype: bf16
+    resolved = model.prepare_decoding(DecodeConfig(precision="fp32"), "cpu")
+    assert resolved.precision == "fp32" and {p.dtype for p in model.llm.parameters()} == {torch.float32}
+    combo = model.combinations[0]
+    texts, _ = model.generate_scored(_features(), combo, DecodeConfig(**GREEDY))
+    rounded = _model()  # the same weights through bf16 and back: what the widened model holds
+    with torch.no_grad():
+        for p in rounded.llm.parameters():
+            p.copy_(p.to(torch.bfloat16).float())
+    assert texts == rounded.generate_scored(_features(), combo, DecodeConfig(**GREEDY))[0]
+
+
 @pytest.mark.parametrize("kind", ADAPTER_KINDS + ["none"])
 def test_bf16_stored_weights_decode_like_autocast(kind: str) -> None:
     """Over the prompt (A/V tokens and text), the next-token distribution equals that of autocast over fp32

@@ -187,15 +187,19 @@ class AVSRModel(nn.Module):
                 p.copy_(state[name])
 
     def store_frozen(self, precision: Precision) -> None:
-        """Store the frozen LLM's weights in bf16 when the step or decoding computes in bf16, so that autocast
-        has nothing to re-cast at each call. Trainable weights (so optimiser state and checkpoints) stay fp32;
-        buffers (rotary frequencies) keep their dtype, as when HF loads a model in bf16; tied weights stay tied."""
-        if precision != "bf16":
+        """Store the frozen LLM's weights in the dtype the step or decoding computes in: bf16 for bf16, so that
+        autocast has nothing to re-cast at each call; fp32 for fp32, where an LLM loaded in bf16
+        (`model.llm.dtype`, the paper presets) would otherwise meet fp32 activations. fp16 (autocast on a GPU)
+        leaves them as loaded. Trainable weights (so optimiser state and checkpoints) stay fp32; buffers (rotary
+        frequencies) keep their dtype, as when HF loads a model in bf16; tied weights stay tied."""
+        if precision == "fp16":
             return
+        dtype = TORCH_DTYPES[precision]
         with torch.no_grad():
             for p in self.llm.parameters():
                 assert not p.requires_grad, "the LLM is frozen"
-                p.data = p.data.to(TORCH_DTYPES[precision])
+                if p.dtype != dtype:
+                    p.data = p.data.to(dtype)
 
     def prepare_training(self, precision: Precision, device: str | torch.device) -> None:
         """Lay the frozen LLM out for training steps computed in `precision` on `device`: bf16 weights where
@@ -217,11 +221,12 @@ class AVSRModel(nn.Module):
         if self.decode_layout not in (None, layout):
             raise ValueError(f"this model's LLM is laid out for decoding in {self.decode_layout}, not {layout}: "
                              "build the model again")  # fmt: skip
-        if self.decode_layout is None and layout != ("fp32", "none"):
-            self.store_frozen(resolved.precision)
-            if decode.quantize == "int8":
-                quantize_int8(self.llm)
-            self.decode_layout = layout
+        if self.decode_layout is None:
+            self.store_frozen(resolved.precision)  # fp32 too: an LLM loaded in bf16 is widened
+            if layout != ("fp32", "none"):  # fp32 weights as built: any layout may still follow
+                if decode.quantize == "int8":
+                    quantize_int8(self.llm)
+                self.decode_layout = layout
         return resolved
 
     def active_adapter_parameters(self) -> int:
