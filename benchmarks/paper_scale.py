@@ -409,7 +409,8 @@ def run_child(
     start = time.perf_counter()
     proc = subprocess.run(command, env=env)
     if proc.returncode != 0 or not out.is_file():
-        return {"error": f"exit code {proc.returncode} (-9: killed, e.g. out of memory)"}
+        killed = " (killed, e.g. out of memory)" if proc.returncode in (-9, 137) else " (its traceback is above)"
+        return {"error": f"exit code {proc.returncode}{killed}"}
     result = json.loads(out.read_text())
     result["wall_s"] = time.perf_counter() - start
     return result
