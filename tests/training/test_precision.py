@@ -86,9 +86,11 @@ def test_auto_is_fp32_where_the_flags_claim_bf16_but_it_measures_slow(cpuinfo, m
     assert resolve_precision("bf16", "cpu").reason.startswith("as requested; slow here: this CPU has avx512_bf16")
 
 
-def test_the_bf16_speedup_is_a_measured_ratio() -> None:
+def test_the_bf16_speedup_is_a_measured_ratio_that_leaves_the_random_state_alone() -> None:
+    state = torch.get_rng_state()
     speedups = [precision_module.measure_cpu_bf16_speedup() for _ in range(2)]
     assert all(0 < x < 100 for x in speedups)  # fp32 time / bf16 time: finite and positive on any CPU
+    assert torch.equal(torch.get_rng_state(), state)  # a resolution never shifts a seeded run's draws
 
 
 def test_auto_is_bf16_on_an_arm_cpu_with_bf16(cpuinfo) -> None:
