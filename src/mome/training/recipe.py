@@ -200,6 +200,11 @@ def _train_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def _logged(point: dict[str, Any]) -> dict[str, float]:
+    """A curve point as metrics.csv logs it: the mean `val/wer` and one `val/wer/<rates>` per combination."""
+    return {"val/wer": point["wer"], **{f"val/wer/{k}": v for k, v in point["rates"].items()}}
+
+
 def _all_sum(x: torch.Tensor, world: int) -> torch.Tensor:
     x = x.detach().float().clone()
     if world > 1:
@@ -547,15 +552,13 @@ class Trainer:
             self.state.stop = {"reason": "plateau", "step": step, "detail": reason}
             if self.main:
                 print(f"\ntrain: {reason}; stopping (cap {self.total_steps})", flush=True)
-        return {"val/wer": point["wer"], **{f"val/wer/{k}": v for k, v in wers.items()}}
+        return _logged(point)
 
     def _curve_row(self) -> dict[str, float]:
         """The logged values of the curve's point at the current step, if it has one (a validation row logged
         again at that step replaces the earlier row, so it carries them too)."""
         point = next((p for p in self.state.curve if p["step"] == self.state.step), None)
-        if point is None:
-            return {}
-        return {"val/wer": point["wer"], **{f"val/wer/{k}": v for k, v in point["rates"].items()}}
+        return {} if point is None else _logged(point)
 
     def _stop_after_resume(self, stop: dict[str, Any] | None) -> dict[str, Any] | None:
         """A checkpoint's stop, as the config of this start sees it: the cap only while `max_steps` is not
