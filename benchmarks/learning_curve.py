@@ -45,6 +45,12 @@ VARIANTS: dict[str, list[str]] = {
     "unified-proj-lr5x-clean": [*UNIFIED, "train.projector_lr_scale=5", "data.train_snrs=[null]"],
     "unified-proj-lr5x-clean-first3": [*UNIFIED, "train.projector_lr_scale=5", "data.clean_epochs=3"],
     "unified-proj-lr5x-clean-first5": [*UNIFIED, "train.projector_lr_scale=5", "data.clean_epochs=5"],
+    "unified-proj-lr5x-clean-share0.6": [
+        *UNIFIED,
+        "train.projector_lr_scale=5",
+        "data.clean_epochs=0",
+        "data.clean_steps_share=0.6",
+    ],
     "unified-proj-lr5x-lr2e-3": [*UNIFIED, "train.projector_lr_scale=5", "train.lr=2e-3"],
     "unified-proj-lr5x-half-clean": [
         *UNIFIED,

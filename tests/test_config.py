@@ -122,6 +122,7 @@ BAD_VALUES = {
     "data.train_snrs": "[100]",
     "data.max_frames": "0",
     "data.clean_epochs": "-1",
+    "data.clean_steps_share": "1.5",
     "data.crop_size": "200",
     "data.num_workers": "-1",
     "data.num_buckets": "0",

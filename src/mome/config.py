@@ -314,7 +314,11 @@ class DataConfig:
     """SNRs (dB) drawn uniformly per training utterance; `null` = clean (reference code)."""
     clean_epochs: int = 0
     """Training epochs of clean audio only before `train_snrs` apply (a clean-to-babble curriculum); 0: none,
-    as in the reference code (a demo-only deviation when set: docs/experiments.md, section 13)."""
+    as in the reference code (a demo-only deviation when set: docs/experiments.md, section 17)."""
+    clean_steps_share: float = 0.0
+    """The same curriculum as a share of the run's steps, rounded to whole epochs: a run that trains fewer steps
+    (a slower machine under the demo's time budget) keeps the same balance of clean and noisy audio. Set this or
+    `clean_epochs`, not both."""
     max_frames: int = 1500
     """Frame budget of a training batch, in video frames (reference: 1000-1500 per GPU)."""
     crop_size: int = MODEL_CROP_SIZE
@@ -345,6 +349,17 @@ class DataConfig:
     disk (`benchmarks/cache_size.py`); training time masks then scale the pooled tokens (docs/design.md)."""
 
     @property
+    def curriculum(self) -> bool:
+        """The first epochs train on clean audio (`clean_epochs` or `clean_steps_share`)."""
+        return self.clean_epochs > 0 or self.clean_steps_share > 0
+
+    def clean_epochs_for(self, total_steps: int, steps_per_epoch: int) -> int:
+        """Epochs of clean audio in a run of `total_steps`: `clean_epochs`, or `clean_steps_share` of the steps."""
+        if self.clean_steps_share == 0:
+            return self.clean_epochs
+        return round(self.clean_steps_share * total_steps / max(1, steps_per_epoch))
+
+    @property
     def loader_workers(self) -> int:
         """`num_workers`, or its automatic value."""
         if self.num_workers is not None:
@@ -373,6 +388,10 @@ class DataConfig:
         for name, low in (("max_frames", 1), ("num_workers", 0), ("num_buckets", 1), ("av_tolerance_frames", 0),
                           ("eval_noise_seed", 0), ("feature_noisy_versions", 1), ("clean_epochs", 0)):  # fmt: skip
             _at_least(self, path, name, low)
+        _check(0 <= self.clean_steps_share <= 1, f"{path}.clean_steps_share",
+               f"must be between 0 and 1, got {self.clean_steps_share}")  # fmt: skip
+        _check(not (self.clean_epochs and self.clean_steps_share), f"{path}.clean_steps_share",
+               "set it or data.clean_epochs, not both")  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------ train / decode

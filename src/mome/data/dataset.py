@@ -63,6 +63,7 @@ class AVDataset(Dataset):
         self.cfg, self.train, self.modalities = cfg, train, tuple(modalities)
         self.eval_snr, self.noise_seed = eval_snr, noise_seed
         self.augment_seed, self.epoch = augment_seed, 0
+        self.clean_epochs = cfg.clean_epochs  # the trainer resolves `data.clean_steps_share` into epochs
         self.bad: dict[str, str] = {}
         self.chain = InputChain.from_config(cfg)
         self.babble = self._babble()
@@ -99,8 +100,8 @@ class AVDataset(Dataset):
 
     @property
     def clean_epoch(self) -> bool:
-        """Training in one of the first `data.clean_epochs` epochs: clean audio only (a curriculum)."""
-        return self.train and self.epoch < self.cfg.clean_epochs
+        """Training in one of the curriculum's first epochs: clean audio only."""
+        return self.train and self.epoch < self.clean_epochs
 
     def _rng(self, row: LabelRow) -> np.random.Generator:
         if self.train:

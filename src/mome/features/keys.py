@@ -109,7 +109,7 @@ class FeatureKeys:
     noisy_snrs: tuple[float, ...]  # the non-clean training SNRs
     clean_share: float  # the share of clean draws in training (`None`s in data.train_snrs)
     versions: int  # K noisy versions per training utterance
-    clean_first: bool = False  # data.clean_epochs > 0: the first epochs read clean audio, so it is cached
+    clean_first: bool = False  # data.curriculum: the first epochs read clean audio, so it is cached
 
     @classmethod
     def from_config(cls, data: DataConfig) -> FeatureKeys:
@@ -118,9 +118,7 @@ class FeatureKeys:
         clean_share = sum(s is None for s in data.train_snrs) / len(data.train_snrs)
         noise_id = file_identity(noise, "babble") if noise is not None and noise.is_file() else None
         versions = data.feature_noisy_versions if noisy and noise is not None else 0  # noise_path null: clean
-        return cls(
-            Path(data.root), data.crop_size, noise_id, noise, noisy, clean_share, versions, data.clean_epochs > 0
-        )
+        return cls(Path(data.root), data.crop_size, noise_id, noise, noisy, clean_share, versions, data.curriculum)
 
     def video(self, row: LabelRow) -> str:
         name = row.rel_path + ".mp4"
@@ -151,7 +149,7 @@ class FeatureKeys:
     def draw(self, rng: np.random.Generator, clean: bool = False) -> Condition:
         """A training condition, as the uncached path draws an SNR from data.train_snrs: clean with the share of
         `null`s, else one of the K noisy versions (each made with an SNR drawn from the non-clean values);
-        always clean with `clean` (an epoch of `data.clean_epochs`)."""
+        always clean with `clean` (an epoch of the clean-audio curriculum)."""
         conditions = self.train_conditions()
         if clean:
             return CLEAN

@@ -3,7 +3,7 @@
     per second, per modality   versions x sum over what is stored of (features per second x width x 2 bytes)
     full                       the encoder's output: its frame rate (Whisper 50 Hz, AV-HuBERT 25 Hz) x its width
     pooled                     each configured rate r: frame rate / r tokens of width (avg-pool) or r x width (stack)
-    versions                   audio: clean (if `data.train_snrs` has null, or `data.clean_epochs`) + K noisy; video: 1
+    versions                   audio: clean (if `data.train_snrs` has null, or a curriculum) + K noisy; video: 1
 
 Validation (clean) and evaluation entries come on top; they are a small share of a corpus. The width comes from
 the encoder's `arch` (or, for Whisper with a `path`, its config.json), so no weights are read.
@@ -43,11 +43,11 @@ def encoder_widths(model: ModelConfig) -> dict[str, int]:
 
 
 def audio_versions(data: DataConfig, noisy: int | None = None) -> int:
-    """Audio entries per training utterance: clean where a draw or `clean_epochs` can read it, plus `noisy`
+    """Audio entries per training utterance: clean where a draw or the curriculum can read it, plus `noisy`
     (default `data.feature_noisy_versions`; none without noisy SNRs or a noise file), as `FeatureKeys` caches."""
     has_noisy = any(s is not None for s in data.train_snrs) and data.noise_path is not None
     noisy = (data.feature_noisy_versions if noisy is None else noisy) if has_noisy else 0
-    clean = None in data.train_snrs or data.clean_epochs > 0 or noisy == 0
+    clean = None in data.train_snrs or data.curriculum or noisy == 0
     return int(clean) + noisy
 
 

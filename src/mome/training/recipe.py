@@ -300,6 +300,11 @@ class Trainer:
             num_buckets=cfg.data.num_buckets, rank=self.accel.process_index, world_size=self.accel.num_processes,
         )  # fmt: skip
         self.total_steps = cfg.train.max_steps or cfg.train.epochs * len(self.sampler)
+        self.train_set.clean_epochs = cfg.data.clean_epochs_for(self.total_steps, len(self.sampler))
+        if self.main and cfg.data.curriculum:
+            epochs = self.train_set.clean_epochs
+            print(f"train: clean audio for the first {epochs} epochs (~{epochs * len(self.sampler)} of "
+                  f"{self.total_steps} steps), then data.train_snrs", flush=True)  # fmt: skip
         labels = cfg.data.val_labels
         if cfg.train.plateau.enabled and not (labels and Path(labels).is_file()):
             raise UserError(
