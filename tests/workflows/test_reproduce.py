@@ -272,12 +272,14 @@ def test_the_plan_trains_every_method_once_and_the_seeded_ones_at_every_seed() -
     assert "llama-avsr-a16-v5-s3" in planned and "llama-avsr-a16-v5-s7" not in planned
     # the runs every claim needs, at every seed, before the ablations: a stopped reproduction has them
     ablations = [i for i, run in enumerate(planned) if run.startswith(("mome-ffn", "mome-layer", "mome-mhsa-noshared",
-                                                                        "mome-1-1", "mome-4-2"))]  # fmt: skip
-    assert ablations == list(range(len(planned) - 5, len(planned)))
+                                                                        "mome-lb-pooled", "mome-1-1", "mome-4-2"))]  # fmt: skip
+    assert ablations == list(range(len(planned) - 6, len(planned)))
     for method in METHODS:  # each method's overrides make a valid config of the kind it claims to be
         cfg = load_config("demo", [*task_overrides(method.task), *method.overrides])
         kind = cfg.model.adapter.kind
         assert kind == {"mome": "mome", "asr": "mome", "mtsk": method.key, "llama-avsr": "lora"}[method.family]
+        if kind == "mome":  # the authors' pooled load balance: one row, every other MoME the per-layer form
+            assert (cfg.model.adapter.mome.load_balance == "pooled") == (method.key == "mome-lb-pooled")
 
 
 FAST = ["data.num_workers=0", "data.max_frames=120", "train.num_threads=1", "decode.num_beams=1",

@@ -82,6 +82,13 @@ METHODS: tuple[Method, ...] = (
         ("model.adapter.mome.num_shared_experts=0",),
         ablation=True,
     ),
+    Method(
+        "mome-lb-pooled",
+        "MoME-23/4-MHSA, load balance pooled over layers (the authors' form)",
+        "mome",
+        ("model.adapter.mome.load_balance=pooled",),
+        ablation=True,
+    ),
     Method("mome-1-1", "MoME-1/1-MHSA (1 expert, width 48)", "mome", _mome(1, 1, 0, 48), ablation=True),
     Method("mome-4-2", "MoME-4/2-MHSA (width 24, 1 shared)", "mome", _mome(4, 2, 1, 24), ablation=True),
 )
