@@ -51,6 +51,12 @@ VARIANTS: dict[str, list[str]] = {
         "data.clean_epochs=0",
         "data.clean_steps_share=0.6",
     ],
+    "unified-proj-lr5x-clean-first5-pooled": [
+        *UNIFIED,
+        "train.projector_lr_scale=5",
+        "data.clean_epochs=5",
+        "data.feature_cache_store=pooled",
+    ],
     "unified-proj-lr5x-lr2e-3": [*UNIFIED, "train.projector_lr_scale=5", "train.lr=2e-3"],
     "unified-proj-lr5x-half-clean": [
         *UNIFIED,
