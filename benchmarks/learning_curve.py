@@ -28,7 +28,13 @@ from mome.runs.load import model_from_checkpoint, resolve_checkpoint
 from mome.workflows import pipeline
 from mome.workflows.demo_report import word_class_errors
 
-UNIFIED = ["model.compression.task=any", "train.projector_lr_scale=1"]  # the paper's one learning rate
+# the paper's one learning rate and no clean-audio curriculum, whatever the demo preset sets; variants add theirs
+UNIFIED = [
+    "model.compression.task=any",
+    "train.projector_lr_scale=1",
+    "data.clean_epochs=0",
+    "data.clean_steps_share=0",
+]
 VARIANTS: dict[str, list[str]] = {
     "unified": UNIFIED,
     "three": [],  # three task-specific models, steps split as the earlier demo did
@@ -48,7 +54,6 @@ VARIANTS: dict[str, list[str]] = {
     "unified-proj-lr5x-clean-share0.6": [
         *UNIFIED,
         "train.projector_lr_scale=5",
-        "data.clean_epochs=0",
         "data.clean_steps_share=0.6",
     ],
     "unified-proj-lr5x-clean-first5-pooled": [
