@@ -168,10 +168,17 @@ def main() -> None:
     parser.add_argument("--snr", nargs="*", type=float, default=[0.0], help="babble SNRs besides clean")
     parser.add_argument("--workspace-seed", type=int, default=0, help="seed of the corpus and lip encoder")
     parser.add_argument("--lip-steps", type=int, default=pipeline.Workspace.lip_steps)
+    parser.add_argument("--train-speakers", type=int, default=pipeline.Workspace.train_speakers)
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE overrides for every run")
     args = parser.parse_args()
 
-    ws = pipeline.Workspace(out=args.out, seed=args.workspace_seed, lip_steps=args.lip_steps, snrs=[None, *args.snr])
+    ws = pipeline.Workspace(
+        out=args.out,
+        seed=args.workspace_seed,
+        lip_steps=args.lip_steps,
+        train_speakers=args.train_speakers,
+        snrs=[None, *args.snr],
+    )
     ws.out.mkdir(parents=True, exist_ok=True)
     stages = pipeline.Stages(ws.out / "timings.json", "learning_curve")
     corpus, lip = pipeline.prepare(ws, stages, load_config(ws.preset))

@@ -2,6 +2,7 @@ import json
 import zlib
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from mome.data.labels import read_labels, read_metadata
@@ -69,6 +70,20 @@ def test_speakers_disjoint_between_splits(corpus):
         assert {s.voice.engine for s in all_speakers if s.split == split} == {"flite", "espeak"}
     babble = json.loads((corpus / "meta" / "speakers.json").read_text())
     assert {s["split"] for s in babble} == {"train", "val", "test", "noise"}
+
+
+def test_more_training_speakers_leave_the_held_out_speakers_as_they_were():
+    """A corpus with more training voices is compared on the same validation and test speakers."""
+    default = [s.to_dict() for s in make_speakers(0)]
+    more = [s.to_dict() for s in make_speakers(0, {"train": 100, "val": 6, "test": 8, "noise": 8})]
+    assert [s for s in more if s["split"] != "train"] == [s for s in default if s["split"] != "train"]
+    train = [s for s in more if s["split"] == "train"]
+    assert train[:32] == [s for s in default if s["split"] == "train"]  # the extra ones are added after
+    assert len(train) == len({s["id"] for s in train}) == 100
+    espeak = [s["voice"] for s in more if s["engine"] == "espeak"]
+    assert len(espeak) == len(set(espeak)) and 45 <= sum(s["engine"] == "flite" for s in train) <= 55
+    with pytest.raises(ValueError, match="more espeak speakers than"):
+        make_speakers(0, {"train": 400})
 
 
 def test_fixed_voices_change_only_rate_and_pitch():

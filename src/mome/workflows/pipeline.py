@@ -38,6 +38,8 @@ class Workspace:
     """Share of GRID-like sentences in the corpus (the rest: open grammar). The open grammar needs far more
     steps than a CPU budget of minutes gives (docs/experiments.md), so the commands spend their data on the
     grammar of GRID, the classic AVSR benchmark. `mome synth` defaults to 0.5."""
+    train_speakers: int = 32
+    """Distinct speakers of the training split (the validation, test and babble speakers do not depend on it)."""
     lip_steps: int = 220
     snrs: list[float | None] = field(default_factory=lambda: [None, 5.0, 0.0, -5.0])
     """Test conditions: clean and babble at these SNRs (dB)."""
@@ -102,7 +104,8 @@ def corpus(ws: Workspace) -> Path:
 
     root = ws.out / "corpus"
     if not (root / "labels" / "test.csv").is_file():
-        synthesize_corpus(root, ws.utterances, seed=ws.seed, grid_fraction=ws.grid_fraction)
+        synthesize_corpus(root, ws.utterances, seed=ws.seed, grid_fraction=ws.grid_fraction,
+                          speakers_per_split={"train": ws.train_speakers})  # fmt: skip
     return root
 
 
