@@ -105,6 +105,18 @@ def test_synth_fixed_voices_flag(tmp_path):
     assert {(s["engine"], s["rate"], s["pitch"]) for s in speakers} == {("flite", 1.0, 1.0)}
 
 
+def test_synth_train_speakers_flag(tmp_path, capsys):
+    from mome.cli import main
+
+    out = tmp_path / "corpus"
+    assert main(["synth", str(out), "--utterances", "12", "--engines", "flite", "--grid-fraction", "1",
+                 "--train-speakers", "5", "--babble-seconds", "0", "--workers", "1"]) == 0  # fmt: skip
+    speakers = json.loads((out / "meta" / "speakers.json").read_text())
+    assert sum(s["split"] == "train" for s in speakers) == 5
+    assert main(["synth", str(tmp_path / "other"), "--train-speakers", "0"]) == 2
+    assert capsys.readouterr().err.strip().endswith("--train-speakers must be at least 1")
+
+
 def test_test_sentences_never_in_training():
     import random
 

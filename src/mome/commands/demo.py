@@ -15,6 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--utterances", type=int, default=d.utterances, help="corpus size")
     parser.add_argument("--grid-fraction", type=float, default=d.grid_fraction, help="share of GRID-like sentences")
     parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--train-speakers", type=int, default=d.train_speakers, help="distinct training speakers")
     parser.add_argument("--lip-steps", type=int, default=d.lip_steps, help="lip-encoder pretraining steps")
     parser.add_argument("--steps", type=int, default=None,
                         help="training steps of the one model (default: as many as the budget holds on this machine)")  # fmt: skip
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
     opts = DemoOptions(
         out=args.out, utterances=args.utterances, grid_fraction=args.grid_fraction, seed=args.seed, lip_steps=args.lip_steps,
-        steps=args.steps, budget_minutes=args.budget_minutes, eval_limit=args.eval_limit, preset=args.preset,
+        train_speakers=args.train_speakers, steps=args.steps, budget_minutes=args.budget_minutes, eval_limit=args.eval_limit, preset=args.preset,
         overrides=list(args.overrides),
     )  # fmt: skip
     report = run_demo(opts)

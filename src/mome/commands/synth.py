@@ -21,6 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grid-fraction", type=float, default=0.5, help="share of GRID sentences (rest: open grammar)")
     parser.add_argument("--engines", default="flite,espeak", help="comma-separated TTS engines: flite, espeak")
     parser.add_argument("--splits", default="train=0.8,val=0.1,test=0.1", help="share of utterances per split")
+    parser.add_argument("--train-speakers", type=int, default=None,
+                        help="distinct training speakers (default 32; the val/test/babble speakers do not depend on it)")  # fmt: skip
     parser.add_argument("--babble-seconds", type=float, default=60.0, help="length of noise/babble.wav (0: none)")
     parser.add_argument(
         "--fixed-voices",
@@ -54,19 +56,25 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--utterances must be at least 1")
     if not 0.0 <= args.grid_fraction <= 1.0:
         raise UserError("--grid-fraction must be in [0, 1]")
+    if args.train_speakers is not None and args.train_speakers < 1:
+        raise UserError("--train-speakers must be at least 1")
     _check_out(Path(args.out), args.overwrite)
     start = time.perf_counter()
-    report = synthesize_corpus(
-        args.out,
-        args.utterances,
-        args.seed,
-        grid_fraction=args.grid_fraction,
-        engines=engines,
-        split_fractions=parse_splits(args.splits),
-        babble_seconds=args.babble_seconds,
-        fixed_voices=args.fixed_voices,
-        workers=args.workers,
-    )
+    try:
+        report = synthesize_corpus(
+            args.out,
+            args.utterances,
+            args.seed,
+            grid_fraction=args.grid_fraction,
+            engines=engines,
+            split_fractions=parse_splits(args.splits),
+            speakers_per_split={"train": args.train_speakers} if args.train_speakers else None,
+            babble_seconds=args.babble_seconds,
+            fixed_voices=args.fixed_voices,
+            workers=args.workers,
+        )
+    except ValueError as err:  # more speakers than voices, a split without speakers
+        raise UserError(f"mome synth: {err}") from None
     seconds = time.perf_counter() - start
     print(
         f"wrote {report['written']}/{report['requested']} utterances ({report['hours'] * 60:.1f} min of speech) "
