@@ -104,6 +104,11 @@ def test_pretrain_video_interrupted_saves_a_partial_run_and_continues(train_corp
     monkeypatch.undo()
     metrics = pretrain_video(train_corpus, out, steps=4, seed=0, objective="visemes", **LIP)
     assert out.is_file() and not pv.partial_path(out).exists() and len(metrics["loss_history"]) == 4
+    # the continued run is the uninterrupted one, bit for bit
+    whole = pretrain_video(train_corpus, tmp_path / "whole.pt", steps=4, seed=0, objective="visemes", **LIP)
+    assert metrics["loss_history"] == whole["loss_history"]
+    resumed, reference = (torch.load(p, weights_only=True)["model"] for p in (out, tmp_path / "whole.pt"))
+    assert resumed.keys() == reference.keys() and all(torch.equal(resumed[k], reference[k]) for k in reference)
 
 
 def test_pretrain_video_continues_only_with_the_same_settings(train_corpus, tmp_path, monkeypatch) -> None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import shutil
 import time
 import typing
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +176,7 @@ class LipPretrainer(Engine):
         self.progress = progress
         self.history: list[float] = []  # the loss of every step
         self.last: dict[str, float] = {}  # the loss terms of the last step
+        self.resumed_rng: torch.Tensor | None = None  # a checkpoint's random state, until the loader is made
 
     def _where(self) -> str:
         return self.what
@@ -208,7 +210,17 @@ class LipPretrainer(Engine):
     def _restore(self, train_state: dict[str, Any]) -> None:
         super()._restore(train_state)
         self.history = list(train_state["history"])
-        torch.set_rng_state(train_state["rng"])
+        self.resumed_rng = train_state["rng"]
+
+    def epoch_batches(self) -> Iterator[dict]:
+        """As the engine's; a resumed run takes the checkpoint's random state once the loader has drawn its seed
+        from the global generator, as the uninterrupted run's loader did at the epoch's start, before the save:
+        the dropout of the steps that follow then draws what it would have drawn."""
+        batches = super().epoch_batches()
+        if self.resumed_rng is not None:
+            torch.set_rng_state(self.resumed_rng)
+            self.resumed_rng = None
+        return batches
 
     def _resumed(self, path: str, applied: list[str]) -> None:
         print(f"continuing from {path} (step {self.state.step})")
