@@ -819,12 +819,15 @@ def _parse_yaml(text: str, where: str) -> Any:
 _LEGACY_DTYPES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 
 
-def config_from_dict(data: dict[str, Any]) -> Config:
+def config_from_dict(data: dict[str, Any], checked: bool = True) -> Config:
+    """The config of a dict (types checked); `checked`: its values too (`validate`), which a run that uses only
+    some sections (`mome pretrain-video`) cannot pass."""
     llm = data.get("model", {}).get("llm") if isinstance(data.get("model"), dict) else None
     dtype = llm.get("dtype") if isinstance(llm, dict) else None
     if isinstance(dtype, str) and dtype in _LEGACY_DTYPES:  # runs saved before one dtype vocabulary
         llm["dtype"] = _LEGACY_DTYPES[dtype]
-    return _from_dict(Config, data).validate()
+    cfg = _from_dict(Config, data)
+    return cfg.validate() if checked else cfg
 
 
 def saved_config(saved: dict[str, Any], overrides: list[str] | None = None) -> Config:

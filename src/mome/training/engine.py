@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import torch
 from torch import nn
@@ -94,7 +94,7 @@ def config_changes(saved: dict[str, Any], new: Config, resumable: tuple[str, ...
     """(changes a resume may apply: fields or `section.` prefixes in `resumable`, changes it must refuse), each
     as `field: old -> new`."""
     try:
-        saved = config_from_dict(saved).to_dict()  # the same normal form (old dtype names ...)
+        saved = config_from_dict(saved, checked=False).to_dict()  # the same normal form (old dtype names, new fields)
     except ConfigError:
         pass
     old, cur = _flat(saved), _flat(new.to_dict())
@@ -139,7 +139,7 @@ class Engine:
         return f"{self.what} {self.run_dir}"
 
     # -------------------------------------------------------------------------------------- setup
-    def setup(self) -> Engine:
+    def setup(self) -> Self:
         """Build everything a run needs, in order; the random state is seeded first."""
         self._setup_runtime()
         self._setup_model()
