@@ -174,7 +174,7 @@ class Engine:
         """What a checkpoint holds of the model."""
         return self.model.state_dict()
 
-    def _load_weights(self, weights: dict[str, torch.Tensor], path: str) -> None:
+    def _load_weights(self, weights: dict[str, torch.Tensor]) -> None:
         self.model.load_state_dict(weights)
 
     def _extra_state(self) -> dict[str, Any]:
@@ -192,7 +192,7 @@ class Engine:
         payload = load_checkpoint(self.ckpt_dir)  # the newest intact one (a damaged one is reported)
         applied = self._check_config(payload)
         try:
-            self._load_weights(payload["model"], payload["path"])
+            self._load_weights(payload["model"])
         except KeyError as err:
             raise UserError(
                 f"{payload['path']}: weights do not fit the config ({err}); {self._fresh_start()}"

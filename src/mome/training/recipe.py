@@ -300,7 +300,7 @@ class Trainer(Engine):
     def _weights(self) -> dict[str, torch.Tensor]:
         return self.model.trainable_state_dict()  # never the frozen LLM or encoders
 
-    def _load_weights(self, weights: dict[str, torch.Tensor], path: str) -> None:
+    def _load_weights(self, weights: dict[str, torch.Tensor]) -> None:
         self.model.load_trainable_state_dict(weights)
 
     def _extra_state(self) -> dict[str, Any]:
