@@ -161,6 +161,9 @@ BAD_VALUES = {
     "decode.batch_size": "0",
     "decode.precision": "fp64",
     "decode.quantize": "int4",
+    "lip.objective": "lipreading",
+    "lip.ctc_weight": "-1",
+    "lip.max_val": "0",
 }
 
 

@@ -12,6 +12,7 @@ Where the paper is silent, the choice is a field here, documented on the field a
     │   ├── projector, llm
     │   └── adapter: kind + mome / lora hyper-parameters
     ├── data, train, decode
+    └── lip: the lip encoder's own pretraining (`mome pretrain-video`; its steps, optimiser and data: train, data)
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ AutoPrecision = Literal["auto", Precision]
 (`mome.precision.resolve_precision`)."""
 Quantize = Literal["none", "int8"]
 """Decoding with the frozen LLM's linear layers (LM head included) as they are, or dynamically quantised to int8."""
+LipObjective = Literal["visemes", "ctc-chars", "both"]
+"""What the lip encoder's pretraining learns from: per-frame visemes, CTC on characters, or the sum of both."""
 FeatureCacheStore = Literal["full", "pooled"]
 """What a feature cache keeps: the encoders' outputs, or only those pooled at the model's rates."""
 
@@ -540,6 +543,25 @@ class DecodeConfig:
                    f"int8 decodes in fp32; decode.precision={self.precision} cannot go with it (use auto or fp32)")  # fmt: skip
 
 
+# ------------------------------------------------------------------------------------- lip pretraining
+@dataclass
+class LipConfig:
+    """What `mome pretrain-video` trains (`training.pretrain_video`); the rest of a pretraining run is the tree's:
+    steps, optimiser and seed in `train`, corpus, batch budget, workers and masks in `data`. Unused by `mome train`."""
+
+    arch: str = "compact"
+    """Named AV-HuBERT arch of the encoder (`models/avhubert.py` ARCHS); `tiny` for tests."""
+    objective: LipObjective = "both"
+    ctc_weight: float = 1.0
+    """Weight of the CTC term when `objective=both`."""
+    max_val: int | None = None
+    """Validation utterances to score at the end (`null`: the whole val split)."""
+
+    def check(self, path: str) -> None:
+        _at_least(self, path, "ctc_weight", 0)
+        _at_least(self, path, "max_val", 1)
+
+
 @dataclass
 class Config:
     name: str = "experiment"
@@ -547,6 +569,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
+    lip: LipConfig = field(default_factory=LipConfig)
 
     def validate(self) -> Config:
         validate(self)
@@ -796,12 +819,15 @@ def _parse_yaml(text: str, where: str) -> Any:
 _LEGACY_DTYPES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 
 
-def config_from_dict(data: dict[str, Any]) -> Config:
+def config_from_dict(data: dict[str, Any], checked: bool = True) -> Config:
+    """The config of a dict (types checked); `checked`: its values too (`validate`), which a run that uses only
+    some sections (`mome pretrain-video`) cannot pass."""
     llm = data.get("model", {}).get("llm") if isinstance(data.get("model"), dict) else None
     dtype = llm.get("dtype") if isinstance(llm, dict) else None
     if isinstance(dtype, str) and dtype in _LEGACY_DTYPES:  # runs saved before one dtype vocabulary
         llm["dtype"] = _LEGACY_DTYPES[dtype]
-    return _from_dict(Config, data).validate()
+    cfg = _from_dict(Config, data)
+    return cfg.validate() if checked else cfg
 
 
 def saved_config(saved: dict[str, Any], overrides: list[str] | None = None) -> Config:

@@ -59,20 +59,20 @@ def _step(run: str) -> int:
 @pytest.mark.slow
 def test_a_full_disk_is_one_line_and_a_rerun_continues(corpus: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     """Checkpoint save, `mome export` and `mome features` each stop on ENOSPC with one line, exit 1."""
-    from mome.training import recipe
+    from mome.training import engine
 
     shutil.copytree(corpus, tmp_path / "corpus")
     monkeypatch.chdir(tmp_path)
     train = ["train", "tiny", "data.root=corpus", "train.output_dir=run", "train.max_steps=4",
              "train.save_every_steps=2", *FAST]  # fmt: skip
-    real = recipe.save_checkpoint
+    real = engine.save_checkpoint
     monkeypatch.setattr(
-        recipe, "save_checkpoint", lambda d, step, *a, **k: (_disk_full if step == 4 else real)(d, step, *a, **k)
+        engine, "save_checkpoint", lambda d, step, *a, **k: (_disk_full if step == 4 else real)(d, step, *a, **k)
     )  # noqa: E501
     assert main(train) == 1
     _assert_disk_full_line(capsys.readouterr().err)
     assert _step("run") == 2  # the save before is intact
-    monkeypatch.setattr(recipe, "save_checkpoint", real)
+    monkeypatch.setattr(engine, "save_checkpoint", real)
     assert main(train) == 0 and _step("run") == 4  # the rerun continued
 
     monkeypatch.setattr(

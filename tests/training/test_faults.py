@@ -87,23 +87,48 @@ def test_ctrl_c_saves_exits_130_and_the_rerun_finishes(train_corpus, tmp_path, m
 def test_pretrain_video_interrupted_saves_a_partial_run_and_continues(train_corpus, tmp_path, monkeypatch) -> None:
     import mome.training.pretrain_video as pv
 
-    step = pv._step
+    after = pv.LipPretrainer._after_step
 
-    def hook(run, batch, guard):
-        done = step(run, batch, guard)
-        if run.step == 2:
+    def hook(self, values):
+        after(self, values)
+        if self.state.step == 2:
             os.kill(os.getpid(), signal.SIGTERM)
-        return done
 
-    monkeypatch.setattr(pv, "_step", hook)
+    monkeypatch.setattr(pv.LipPretrainer, "_after_step", hook)
     out = tmp_path / "lip.pt"
     with pytest.raises(Interrupted, match="interrupted by SIGTERM") as err:
         pretrain_video(train_corpus, out, steps=4, seed=0, objective="visemes", **LIP)
     assert err.value.code == 143
-    assert not out.exists() and pv.partial_path(out).is_file()  # never mistaken for a finished encoder
+    assert not out.exists() and pv.partial_path(out).is_dir()  # never mistaken for a finished encoder
+    assert load_checkpoint(pv.partial_path(out))["train_state"]["progress"]["step"] == 2  # `mome train`'s format
     monkeypatch.undo()
     metrics = pretrain_video(train_corpus, out, steps=4, seed=0, objective="visemes", **LIP)
     assert out.is_file() and not pv.partial_path(out).exists() and len(metrics["loss_history"]) == 4
+    # the continued run is the uninterrupted one, bit for bit
+    whole = pretrain_video(train_corpus, tmp_path / "whole.pt", steps=4, seed=0, objective="visemes", **LIP)
+    assert metrics["loss_history"] == whole["loss_history"]
+    resumed, reference = (torch.load(p, weights_only=True)["model"] for p in (out, tmp_path / "whole.pt"))
+    assert resumed.keys() == reference.keys() and all(torch.equal(resumed[k], reference[k]) for k in reference)
+
+
+def test_pretrain_video_continues_only_with_the_same_settings(train_corpus, tmp_path, monkeypatch) -> None:
+    import mome.training.pretrain_video as pv
+
+    after = pv.LipPretrainer._after_step
+
+    def hook(self, values):
+        after(self, values)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(pv.LipPretrainer, "_after_step", hook)
+    out = tmp_path / "lip.pt"
+    with pytest.raises(Interrupted):
+        pretrain_video(train_corpus, out, steps=3, seed=0, objective="visemes", **LIP)
+    monkeypatch.undo()
+    with pytest.raises(UserError, match=r"train.lr: 0.002 -> 0.001; .* delete .*lip.pt.partial to start over"):
+        pretrain_video(train_corpus, out, steps=3, seed=0, objective="visemes", **{**LIP, "lr": 1e-3})
+    metrics = pretrain_video(train_corpus, out, steps=3, seed=0, objective="visemes", **{**LIP, "max_val": 1})
+    assert len(metrics["loss_history"]) == 3 and metrics["val_utterances"] == 1  # a runtime option may change
 
 
 # ------------------------------------------------------------------------------------------ no batch

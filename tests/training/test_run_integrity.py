@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import mome.training.engine as engine
 import mome.training.recipe as recipe
 from mome.cli import main
 from mome.config import load_config
@@ -104,18 +105,18 @@ def test_a_resume_after_a_disk_full_save_logs_each_step_once(train_corpus: Path,
     out = tmp_path / "run"
     overrides = [f"data.root={train_corpus}", f"train.output_dir={out}", "train.max_steps=6",
                  "train.save_every_steps=2", *FAST]  # fmt: skip
-    real = recipe.save_checkpoint
+    real = engine.save_checkpoint
 
     def disk_full_at_step_4(directory, step, *args, **kwargs):
         if step == 4:
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(directory, step, *args, **kwargs)
 
-    monkeypatch.setattr(recipe, "save_checkpoint", disk_full_at_step_4)
+    monkeypatch.setattr(engine, "save_checkpoint", disk_full_at_step_4)
     with pytest.raises(OSError, match="No space left"):
         train(load_config("tiny", overrides))
     assert {r["step"] for r in _rows(out) if r.get("loss")} >= {"3", "4"}  # logged before the failed save
-    monkeypatch.setattr(recipe, "save_checkpoint", real)
+    monkeypatch.setattr(engine, "save_checkpoint", real)
     train(load_config("tiny", overrides))  # resumes from step 2
     keys = Counter((int(r["step"]), _kind(r)) for r in _rows(out))
     assert {step for step, kind in keys if kind == "train"} == set(range(1, 7))

@@ -1,6 +1,7 @@
 """`mome pretrain-video CORPUS --out lip_encoder.pt`: train the compact lip encoder (see `mome.training.pretrain_video`).
 
-SIGINT / SIGTERM save the run to `<out>.partial` and exit with 130 / 143; the same command continues from it.
+SIGINT / SIGTERM save the run as a checkpoint of `<out>.partial/` (the format of `mome train`'s run directories)
+and exit with 130 / 143; the same command continues from it.
 """
 
 from __future__ import annotations

@@ -17,15 +17,20 @@ within a few hundred steps; adding the CTC term costs nothing per step, keeps mo
 linear character probe, which is closest to what the LLM has to read off (the comparison and the speed:
 docs/experiments.md, section 3).
 
-Faults as in `mome train` (`mome.training.faults`): SIGINT / SIGTERM save the run so far to `<out>.partial`
-and exit with 130 / 143 (rerunning the same command continues from it; the encoder file is written only at
-the end); non-finite steps are skipped (5 in a row stop it); an epoch without a single batch stops it.
+The run is a `LipPretrainer` on the training loop of `mome train` (`mome.training.engine`), its settings a
+`Config` (`lip_config`: steps, optimiser and seed in `train`, corpus and batches in `data`, the rest in `lip`).
+Faults as in `mome train` (`mome.training.faults`): SIGINT / SIGTERM save the run so far as a checkpoint of
+the run directory `<out>.partial/` and exit with 130 / 143 (rerunning the same command continues from it;
+the encoder file is written only at the end); non-finite steps are skipped (5 in a row stop it); an epoch
+without a single batch stops it.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
-from dataclasses import asdict, dataclass, field
+import typing
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +40,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from mome.config import DataConfig, TrainConfig
-from mome.data.bucketing import FrameBudgetBatchSampler, SkipFirst
+from mome.config import Config, DataConfig, LipConfig, LipObjective, TrainConfig, validate
+from mome.data.bucketing import FrameBudgetBatchSampler
 from mome.data.collate import collate
 from mome.data.dataset import AVDataset
 from mome.errors import UserError
@@ -44,56 +49,47 @@ from mome.evaluation.wer import character_errors
 from mome.models.avhubert import AVHubertEncoder, FrameCTCHead, build_avhubert
 from mome.models.avhubert_checkpoint import lip_encoder_file
 from mome.runs.checkpoint import save_torch
-from mome.stopping import StopSignals
 from mome.synthetic.visemes import VISEMES
-from mome.training.faults import (
-    Marked,
-    NonFiniteGuard,
-    SkipLog,
-    collate_marked,
-    grad_norm,
-    quiet_dataset,
-)
-from mome.training.optim import build_optimizer, build_scheduler
+from mome.training.engine import Engine
 
-OBJECTIVES = ("visemes", "ctc-chars", "both")
+OBJECTIVES: tuple[str, ...] = typing.get_args(LipObjective)
 CHARS = " abcdefghijklmnopqrstuvwxyz'"
 """CTC vocabulary after the blank (index 0); other characters of a transcript are dropped."""
 IGNORE = -100
-PARTIAL_FORMAT = "mome-lip-partial-1"
-MAX_NONFINITE_STEPS = 5
-RUNTIME_OPTIONS = ("num_workers", "threads", "max_val", "progress")
-"""Options that an interrupted run may change when it continues: they do not change what a step computes."""
+LOSS_TERMS = ("loss", "ce", "ctc")
+RESUMABLE = ("data.num_workers", "train.num_threads", "train.output_dir", "lip.max_val")
+"""Config fields that an interrupted run may change when it continues: they do not change what a step computes."""
 
 
-@dataclass
-class PretrainVideoOptions:
-    """Every knob of `pretrain_video`; the defaults fit the demo's ~2 minute budget on 2 CPU cores."""
+def lip_config(
+    corpus_root: str | Path, steps: int = 200, seed: int = 0, out_path: str | Path | None = None, *,
+    arch: str = "compact", objective: str = "both", max_frames: int = 320, lr: float = 2e-3, warmup: float = 0.1,
+    weight_decay: float = 0.01, ctc_weight: float = 1.0, num_workers: int = 1, threads: int | None = None,
+    max_val: int | None = None, time_mask: bool = False,
+) -> Config:  # fmt: skip
+    """A pretraining run in the config tree; the defaults fit the demo's ~2 minute budget on 2 CPU cores.
 
-    arch: str = "compact"
-    """Named AV-HuBERT arch (`models/avhubert.py` ARCHS); `tiny` for tests."""
-    objective: str = "both"
-    """`visemes` (per-frame CE), `ctc-chars` (CTC on characters) or `both` (sum of the two)."""
-    steps: int = 200
-    """Optimiser steps (the cosine schedule spans them); epochs repeat with fresh augmentation."""
-    max_frames: int = 320
-    """Frame budget of a batch (padded frames, `FrameBudgetBatchSampler`)."""
-    lr: float = 2e-3
-    """AdamW peak learning rate, after a linear warmup over `warmup` of the steps."""
-    warmup: float = 0.1
-    weight_decay: float = 0.01
-    ctc_weight: float = 1.0
-    """Weight of the CTC term when `objective=both`."""
-    num_workers: int = 1
-    """DataLoader workers (mp4 decoding overlaps the step; 0 = in the main process)."""
-    threads: int | None = None
-    """torch intra-op threads; None leaves torch's default."""
-    max_val: int | None = None
-    """Validation utterances to score (None: the whole val split)."""
-    time_mask: bool = False
-    """auto_avsr's video time masks in training (`data.time_mask`). Off by default: in the demo's budget the
-    masks cost val viseme accuracy and VSR WER on top (docs/experiments.md, section 3.2)."""
-    progress: bool = True
+    `steps` optimiser steps (the cosine schedule spans them; epochs repeat with fresh augmentation) in batches
+    of `max_frames` padded frames; AdamW (default betas) at peak `lr` after a linear warmup over `warmup` of the
+    steps (at least one), gradients clipped at 5; `num_workers` DataLoader workers (mp4 decoding overlaps the
+    step), `threads` torch intra-op threads (None: torch's default). `time_mask`: auto_avsr's video time masks
+    (off: in the demo's budget they cost val viseme accuracy and VSR WER, docs/experiments.md, section 3.2).
+    `out_path`: the encoder file; its run directory is `partial_path(out_path)`."""
+    if objective not in OBJECTIVES:
+        raise UserError(f"--objective {objective!r}: choose from {', '.join(OBJECTIVES)}")
+    if steps < 1:
+        raise UserError("--steps must be at least 1")
+    data = DataConfig(root=str(corpus_root), time_mask=time_mask, max_frames=max_frames, num_workers=num_workers)
+    train = TrainConfig(
+        seed=seed, lr=lr, weight_decay=weight_decay, betas=[0.9, 0.999], warmup_steps=max(1, int(warmup * steps)),
+        max_steps=steps, grad_clip=5.0, max_bad_fraction=1.0, num_threads=threads or None,
+    )  # fmt: skip
+    if out_path is not None:
+        train.output_dir = str(partial_path(out_path))
+    lip = LipConfig(arch=arch, objective=objective, ctc_weight=ctc_weight, max_val=max_val)  # type: ignore[arg-type]
+    for name, section in (("data", data), ("train", train), ("lip", lip)):  # `model` is not used
+        validate(section, name)
+    return Config(name="pretrain-video", data=data, train=train, lip=lip)
 
 
 # ------------------------------------------------------------------------------------------ targets
@@ -160,38 +156,109 @@ class LipPretrainModel(nn.Module):
         return out
 
 
-# ------------------------------------------------------------------------------------------ loop
-def _loader(dataset: AVDataset, max_frames: int, seed: int, shuffle: bool, workers: int) -> tuple[DataLoader, Any]:
-    sampler = FrameBudgetBatchSampler(dataset.lengths, max_frames, shuffle=shuffle, seed=seed)
-    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=workers)
-    return loader, sampler
-
-
+# ------------------------------------------------------------------------------------------ recipe
 def partial_path(out_path: str | Path) -> Path:
-    """Where an interrupted run keeps its state: `<out>.partial` (never mistaken for a finished encoder)."""
+    """The run directory of an unfinished run: `<out>.partial/` (never mistaken for a finished encoder)."""
     out_path = Path(out_path)
     return out_path.with_name(out_path.name + ".partial")
 
 
-def _train_config(opts: PretrainVideoOptions) -> TrainConfig:
-    """The optimiser settings in the recipe's terms, so that `build_optimizer` / `build_scheduler` serve here too
-    (AdamW's default betas; at least one warmup step)."""
-    return TrainConfig(
-        lr=opts.lr,
-        weight_decay=opts.weight_decay,
-        betas=[0.9, 0.999],
-        warmup_steps=max(1, int(opts.warmup * opts.steps)),
-        max_steps=opts.steps,
-    )
+class LipPretrainer(Engine):
+    """Lip pretraining on the shared loop (`engine.Engine`): one CPU process in fp32 (`engine.LocalRuntime`),
+    the encoder with the objective's heads, the train split's video. It checkpoints only when a stop signal
+    ends it (`resume=False`: never), since the run is short and its product is the encoder file."""
+
+    what = "pretrain-video"
+    resumable = RESUMABLE
+
+    def __init__(self, cfg: Config, resume: bool = True, progress: bool = True) -> None:
+        super().__init__(cfg, resume)
+        self.progress = progress
+        self.history: list[float] = []  # the loss of every step
+        self.last: dict[str, float] = {}  # the loss terms of the last step
+        self.resumed_rng: torch.Tensor | None = None  # a checkpoint's random state, until the loader is made
+
+    def _where(self) -> str:
+        return self.what
+
+    def _setup_runtime(self) -> None:
+        legacy = self.run_dir if self.resume and self.run_dir.is_file() else None
+        if legacy is not None:
+            raise UserError(f"{legacy}: an interrupted run of an older mome (not a run directory); delete it to start "
+                            "over")  # fmt: skip
+        torch.manual_seed(self.cfg.train.seed)
+
+    def _setup_model(self) -> None:
+        lip = self.cfg.lip
+        self.model: LipPretrainModel = LipPretrainModel(lip.arch, lip.objective, lip.ctc_weight)
+        self.model.train()
+
+    def _setup_data(self) -> None:
+        data, seed = self.cfg.data, self.cfg.train.seed
+        if not Path(data.train_labels).is_file():
+            raise UserError(f"{data.train_labels}: no training labels (make a corpus with `mome synth`)")
+        self.train_set = AVDataset(data.train_labels, str(data.root), data, train=True, modalities=("video",),
+                                   augment_seed=seed)  # fmt: skip
+        self.sampler = FrameBudgetBatchSampler(self.train_set.lengths, data.max_frames, shuffle=True, seed=seed,
+                                               num_buckets=data.num_buckets)  # fmt: skip
+        self.total_steps = self.cfg.train.max_steps or 1
+
+    def _extra_state(self) -> dict[str, Any]:
+        """The loss history, and the random state (dropout draws from it)."""
+        return {"history": self.history, "rng": torch.get_rng_state()}
+
+    def _restore(self, train_state: dict[str, Any]) -> None:
+        super()._restore(train_state)
+        self.history = list(train_state["history"])
+        self.resumed_rng = train_state["rng"]
+
+    def epoch_batches(self) -> Iterator[dict]:
+        """As the engine's; a resumed run takes the checkpoint's random state once the loader has drawn its seed
+        from the global generator, as the uninterrupted run's loader did at the epoch's start, before the save:
+        the dropout of the steps that follow then draws what it would have drawn."""
+        batches = super().epoch_batches()
+        if self.resumed_rng is not None:
+            torch.set_rng_state(self.resumed_rng)
+            self.resumed_rng = None
+        return batches
+
+    def _resumed(self, path: str, applied: list[str]) -> None:
+        print(f"continuing from {path} (step {self.state.step})")
+
+    def _backward(self, batch: dict) -> tuple[tuple[torch.Tensor, ...], Any]:
+        out = self.model(batch)
+        out["loss"].backward()
+        return (out["loss"].detach(),), out
+
+    def _step_values(self, out: Any) -> dict[str, float]:
+        return {k: float(v.detach()) for k, v in out.items() if k in LOSS_TERMS}
+
+    def _after_step(self, values: dict[str, float]) -> None:
+        self.last = {k: v for k, v in values.items() if k in LOSS_TERMS}
+        self.history.append(self.last["loss"])
+
+    def _progress_bar(self) -> tqdm:
+        return tqdm(total=self.total_steps, initial=self.state.step, desc=self.what, disable=not self.progress,
+                    dynamic_ncols=True)  # fmt: skip
+
+    def _show(self, bar: tqdm, values: dict[str, float]) -> None:
+        bar.set_postfix({k: f"{v:.3f}" for k, v in values.items() if k in LOSS_TERMS}, refresh=False)
+
+    def _finish(self) -> Path | None:
+        """A stopped run is saved, to continue from; a finished one leaves the encoder to `pretrain_video`."""
+        return self.save() if self.signals.stop and self.resume else None
 
 
 @torch.no_grad()
-def evaluate(model: LipPretrainModel, root: Path, cfg: DataConfig, opts: PretrainVideoOptions) -> dict[str, float]:
+def evaluate(model: LipPretrainModel, cfg: Config) -> dict[str, float]:
     """Validation-split scores: frame viseme accuracy (held-out speakers) and greedy-CTC CER, per head."""
-    dataset = AVDataset(cfg.val_labels, root, cfg, train=False, modalities=("video",))
-    if opts.max_val is not None:
-        dataset.rows = dataset.rows[: opts.max_val]
-    loader, _ = _loader(dataset, max(opts.max_frames, max(dataset.lengths, default=1)), 0, False, opts.num_workers)
+    data = cfg.data
+    dataset = AVDataset(data.val_labels, str(data.root), data, train=False, modalities=("video",))
+    if cfg.lip.max_val is not None:
+        dataset.rows = dataset.rows[: cfg.lip.max_val]
+    budget = max(data.max_frames, max(dataset.lengths, default=1))
+    sampler = FrameBudgetBatchSampler(dataset.lengths, budget, shuffle=False, seed=0, num_buckets=data.num_buckets)
+    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=data.loader_workers)
     was_training = model.training
     model.eval()
     correct = frames = errors = chars = 0
@@ -222,168 +289,56 @@ def save_lip_encoder(encoder: AVHubertEncoder, out_path: str | Path) -> Path:
     return save_torch(out_path, lip_encoder_file(encoder))
 
 
+def run_options(cfg: Config, progress: bool) -> dict[str, Any]:
+    """A run's settings under the names of `lip_config`'s options, for its metrics."""
+    lip, data, train = cfg.lip, cfg.data, cfg.train
+    return {
+        "arch": lip.arch, "objective": lip.objective, "steps": train.max_steps, "max_frames": data.max_frames,
+        "lr": train.lr, "warmup_steps": train.warmup_steps, "weight_decay": train.weight_decay,
+        "ctc_weight": lip.ctc_weight, "num_workers": data.num_workers, "threads": train.num_threads,
+        "max_val": lip.max_val, "time_mask": data.time_mask, "progress": progress,
+    }  # fmt: skip
+
+
 def train_lip_encoder(
-    corpus_root: str | Path, steps: int = 200, seed: int = 0, partial: Path | None = None, **options: Any
-) -> tuple[AVHubertEncoder, dict[str, Any]]:
+    corpus_root: str | Path, steps: int = 200, seed: int = 0, partial: Path | None = None, progress: bool = True,
+    **options: Any,
+) -> tuple[AVHubertEncoder, dict[str, Any]]:  # fmt: skip
     """Train on the corpus's train split and score on its val split; returns the frozen encoder and metrics.
 
-    Args: as `pretrain_video`; `partial`: where a stop signal saves the run (and where it continues from).
+    Args: as `pretrain_video`; `partial`: the run directory where a stop signal saves the run (and where it
+    continues from); None: nothing is saved.
     """
-    opts = PretrainVideoOptions(steps=steps, **options)
-    if opts.objective not in OBJECTIVES:
-        raise UserError(f"--objective {opts.objective!r}: choose from {', '.join(OBJECTIVES)}")
-    if opts.steps < 1:
-        raise UserError("--steps must be at least 1")
-    cfg = DataConfig(root=str(corpus_root), time_mask=opts.time_mask)  # resolves the root and label paths
-    root = Path(cfg.root)
-    if not Path(cfg.train_labels).is_file():
-        raise UserError(f"{cfg.train_labels}: no training labels (make a corpus with `mome synth`)")
+    cfg = lip_config(corpus_root, steps, seed, **options)
+    if partial is not None:
+        cfg.train.output_dir = str(partial)
     threads = torch.get_num_threads()
-    if opts.threads:
-        torch.set_num_threads(opts.threads)
+    if cfg.train.num_threads:
+        torch.set_num_threads(cfg.train.num_threads)
     try:
-        return _train(root, cfg, opts, seed, partial)
+        return _train(cfg, partial is not None, progress)
     finally:
         torch.set_num_threads(threads)
 
 
-@dataclass
-class _Run:
-    """The state of a pretraining run, as `<out>.partial` saves it."""
-
-    model: LipPretrainModel
-    optimizer: torch.optim.Optimizer
-    scheduler: Any
-    step: int = 0
-    epoch: int = 0
-    batch_in_epoch: int = 0
-    history: list[float] = field(default_factory=list)
-    last: dict[str, float] = field(default_factory=dict)
-
-    def payload(self, opts: PretrainVideoOptions, seed: int) -> dict[str, Any]:
-        return {
-            "format": PARTIAL_FORMAT, "options": _fixed_options(opts, seed), "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "progress": [self.step, self.epoch, self.batch_in_epoch], "history": self.history,
-            "rng": torch.get_rng_state(),
-        }  # fmt: skip
-
-    def restore(self, path: Path, opts: PretrainVideoOptions, seed: int) -> None:
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:
-            raise UserError(f"{path}: unreadable ({type(err).__name__}); delete it to start over") from None
-        if not isinstance(payload, dict) or payload.get("format") != PARTIAL_FORMAT:
-            raise UserError(f"{path}: not an interrupted pretrain-video run; delete it to start over")
-        if payload["options"] != _fixed_options(opts, seed):
-            changed = sorted(k for k, v in _fixed_options(opts, seed).items() if payload["options"].get(k) != v)
-            raise UserError(f"{path}: written with other options ({', '.join(changed)}); delete it to start over")
-        self.model.load_state_dict(payload["model"])
-        self.optimizer.load_state_dict(payload["optimizer"])
-        self.scheduler.load_state_dict(payload["scheduler"])
-        self.step, self.epoch, self.batch_in_epoch = payload["progress"]
-        self.history = list(payload["history"])
-        torch.set_rng_state(payload["rng"])
-        print(f"continuing from {path} (step {self.step})")
-
-
-def _epochs(
-    run: _Run, train_set: AVDataset, sampler: FrameBudgetBatchSampler, opts: PretrainVideoOptions,
-    signals: StopSignals, skips: SkipLog,
-) -> None:  # fmt: skip
-    """Steps until `opts.steps` or a stop signal, each epoch from its next unseen batch."""
-    guard = NonFiniteGuard(MAX_NONFINITE_STEPS, "pretrain-video")
-    bar = tqdm(total=opts.steps, initial=run.step, desc="pretrain-video", disable=not opts.progress, dynamic_ncols=True)
-    try:
-        while run.step < opts.steps and not signals.stop:
-            _epoch(run, train_set, sampler, opts, signals, guard, skips, bar)
-    except Exception:
-        if not signals.stop:  # a loader whose workers the Ctrl-C also reached: stop as asked
-            raise
-    finally:
-        bar.close()
-
-
-def _epoch(run: _Run, train_set: AVDataset, sampler: FrameBudgetBatchSampler, opts: PretrainVideoOptions,
-           signals: StopSignals, guard: NonFiniteGuard, skips: SkipLog, bar: tqdm) -> None:  # fmt: skip
-    """The rest of the current epoch; one that yields no batch at all stops the run (`SkipLog.no_batch`)."""
-    sampler.set_epoch(run.epoch)
-    train_set.set_epoch(run.epoch)  # before iter(): workers copy the dataset when they start
-    whole, yielded = run.batch_in_epoch == 0, 0
-    loader = DataLoader(Marked(train_set), batch_sampler=SkipFirst(sampler, run.batch_in_epoch),
-                        collate_fn=collate_marked, num_workers=opts.num_workers)  # fmt: skip
-    for marked in loader:
-        skips.add(marked["failed"])
-        run.batch_in_epoch += 1
-        if marked["batch"] is None:
-            continue
-        yielded += 1
-        if _step(run, marked["batch"], guard):
-            bar.update(1)
-            bar.set_postfix({k: f"{v:.3f}" for k, v in run.last.items()}, refresh=False)
-        if run.step >= opts.steps or signals.stop:
-            return
-    if whole and not yielded:
-        raise skips.no_batch(len(train_set), run.epoch)
-    run.epoch, run.batch_in_epoch = run.epoch + 1, 0
-
-
-def _step(run: _Run, batch: dict, guard: NonFiniteGuard) -> bool:
-    """One optimiser step; False (skipped) when the loss or the gradient is not finite."""
-    out = run.model(batch)
-    run.optimizer.zero_grad(set_to_none=True)
-    out["loss"].backward()
-    if not guard.ok(out["loss"].detach(), grad_norm(run.model.parameters()), step=run.step + 1):
-        run.optimizer.zero_grad(set_to_none=True)
-        return False
-    torch.nn.utils.clip_grad_norm_(run.model.parameters(), 5.0)
-    run.optimizer.step()
-    run.scheduler.step()
-    run.last = {k: float(v.detach()) for k, v in out.items() if k in ("loss", "ce", "ctc")}
-    run.history.append(run.last["loss"])
-    run.step += 1
-    return True
-
-
-def _fixed_options(opts: PretrainVideoOptions, seed: int) -> dict[str, Any]:
-    return {**{k: v for k, v in asdict(opts).items() if k not in RUNTIME_OPTIONS}, "seed": seed}
-
-
-def _train(
-    root: Path, cfg: DataConfig, opts: PretrainVideoOptions, seed: int, partial: Path | None = None
-) -> tuple[AVHubertEncoder, dict]:
-    torch.manual_seed(seed)
+def _train(cfg: Config, resume: bool, progress: bool) -> tuple[AVHubertEncoder, dict[str, Any]]:
     start = time.perf_counter()
-    model = LipPretrainModel(opts.arch, opts.objective, opts.ctc_weight)
-    model.train()
-    train_cfg = _train_config(opts)
-    optimizer = build_optimizer(model, train_cfg)  # no decay on norms, biases, PReLU slopes
-    run = _Run(model, optimizer, build_scheduler(optimizer, train_cfg, opts.steps))
-    if partial is not None and partial.is_file():
-        run.restore(partial, opts, seed)
-    train_set = AVDataset(cfg.train_labels, root, cfg, train=True, modalities=("video",), augment_seed=seed)
-    sampler = FrameBudgetBatchSampler(train_set.lengths, opts.max_frames, shuffle=True, seed=seed)
+    run = LipPretrainer(cfg, resume=resume, progress=progress).setup()
     train_start = time.perf_counter()
-    signals = StopSignals()
-    with quiet_dataset(), signals:
-        _epochs(run, train_set, sampler, opts, signals, SkipLog(cfg.train_labels))
-    if signals.stop:
-        saved = save_torch(partial, run.payload(opts, seed)) if partial is not None else None
-        raise signals.interrupted(f"pretrain-video (step {run.step})", saved)
+    run.fit()
     train_seconds = time.perf_counter() - train_start
-    model, step, epoch, history, last = run.model, run.step, run.epoch, run.history, run.last
-
-    metrics: dict[str, Any] = {f"train_{k}": v for k, v in last.items()}
-    metrics.update(evaluate(model, root, cfg, opts))
+    model, step = run.model, run.state.step
+    metrics: dict[str, Any] = {f"train_{k}": v for k, v in run.last.items()}
+    metrics.update(evaluate(model, cfg))
     model.encoder.freeze()
-    metrics.update(asdict(opts))
+    metrics.update(run_options(cfg, progress))
     metrics.update(
         steps=step,
-        epochs=epoch + (run.batch_in_epoch > 0),  # epochs begun
-        seed=seed,
+        epochs=run.state.epoch + (run.state.batch_in_epoch > 0),  # epochs begun
+        seed=cfg.train.seed,
         s_per_step=train_seconds / max(1, step),
         seconds=time.perf_counter() - start,
-        loss_history=history,
+        loss_history=run.history,
     )
     return model.encoder, metrics
 
@@ -397,18 +352,19 @@ def pretrain_video(
         corpus_root: a corpus in the auto_avsr layout with `meta/*.jsonl` (`mome synth`); `labels/train.csv`
             trains, `labels/val.csv` scores; the test split is never read.
         out_path: the encoder file (written atomically with `save_lip_encoder`); `model.encoders.video.path`.
-            A stop signal saves the run to `partial_path(out_path)` instead, which the same call continues from.
+            A stop signal saves the run to the run directory `partial_path(out_path)` instead, which the same
+            call continues from.
         steps: optimiser steps.
         seed: fixes initialisation, batch order and augmentation.
-        **options: fields of `PretrainVideoOptions` (objective, arch, max_frames, lr, ...).
+        **options: `progress`, and the options of `lip_config` (objective, arch, max_frames, lr, ...).
 
     Returns:
         metrics: final train loss terms, `val_viseme_acc` and/or `val_cer`, `s_per_step`, `seconds`,
-        `loss_history` (per step) and the options used.
+        `loss_history` (per step) and the settings used.
     """
     partial = partial_path(out_path)
     encoder, metrics = train_lip_encoder(corpus_root, steps, seed, partial=partial, **options)
     save_lip_encoder(encoder, out_path)
-    partial.unlink(missing_ok=True)
+    shutil.rmtree(partial, ignore_errors=True)
     metrics["out"] = str(out_path)
     return metrics

@@ -15,8 +15,10 @@ position inside the epoch); batches are a function of (seed, epoch) and augmenta
 utterance), so the resumed run sees the same data as an uninterrupted one. A resume compares the
 checkpoint's config with the new one: the fields in `RESUMABLE` may change (and are listed), any other change
 is refused unless `restart_optimizer` (`mome train --restart-optimizer`: the weights, a fresh optimiser and
-schedule). Faults (signals, non-finite steps, unreadable data): `mome.training.faults`. One process trains
-into a run directory at a time (`mome.training.lock`); metrics.csv rows are keyed by step (`metrics`).
+schedule). The loop, the checkpoints and the resume are `mome.training.engine`'s, shared with `mome
+pretrain-video`; this module supplies the AVSR task (model, data, loss, validation) on it. Faults (signals,
+non-finite steps, unreadable data): `mome.training.faults`. One process trains into a run directory at a time
+(`mome.training.lock`); metrics.csv rows are keyed by step (`metrics`).
 With `train.plateau` the run also stops once its validation WER has stopped improving (`mome.training.plateau`).
 """
 
@@ -24,9 +26,8 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +35,14 @@ import torch
 import torch.distributed as dist
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
+from torch import nn
 from torch.utils.data import DataLoader, Sampler
-from tqdm import tqdm
 
-from mome.config import Config, SingleTask, combination_key, config_from_dict, save_config
-from mome.data.bucketing import FrameBudgetBatchSampler, SkipFirst
+from mome.config import Config, SingleTask, combination_key, save_config
+from mome.data.bucketing import FrameBudgetBatchSampler
 from mome.data.collate import to_device
 from mome.data.dataset import AVDataset
-from mome.errors import ConfigError, UserError
+from mome.errors import UserError
 from mome.evaluation.evaluate import dataset_errors
 from mome.features.cache import FeatureCache
 from mome.features.dataset import make_dataset
@@ -49,18 +50,9 @@ from mome.io import atomic_write_text
 from mome.models.avsr import AVSRModel, AVSROutput, build_model
 from mome.precision import Resolved, resolve_precision
 from mome.runs.base_models import fingerprints
-from mome.runs.checkpoint import save_checkpoint
-from mome.runs.load import load_checkpoint
-from mome.stopping import StopSignals
-from mome.training.faults import (
-    Marked,
-    NonFiniteGuard,
-    SkipLog,
-    check_finite,
-    collate_marked,
-    grad_norm,
-    quiet_dataset,
-)
+from mome.training import engine
+from mome.training.engine import Engine, batch_loader
+from mome.training.faults import SkipLog
 from mome.training.lock import run_lock
 from mome.training.metrics import MetricsLogger
 from mome.training.optim import build_optimizer, build_scheduler
@@ -71,29 +63,14 @@ RESUMABLE = (
     "train.val_max_batches", "train.keep_checkpoints", "train.max_nonfinite_steps", "train.max_bad_fraction",
     "train.output_dir",
     "train.num_threads", "train.pack_sequences", "train.plateau.", "data.num_workers", "data.feature_cache",
-    "decode.",
+    "decode.", "lip.",
 )  # fmt: skip
 """Config fields (or `section.` prefixes) that a resumed run may change: lengths, periods, places and speed,
 nothing that changes what a step computes (packing changes only the layout of the same rows; the plateau rule
-only where the run ends, as `max_steps` does). `train.precision`
+only where the run ends, as `max_steps` does; `lip.*` is `mome pretrain-video`'s). `train.precision`
 is not one of them; `resume_precision` says when a change of it is let through."""
 ACCELERATE_MIXED = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 """`config.Precision` -> Accelerate's `mixed_precision`."""
-
-
-@dataclass
-class TrainState:
-    step: int = 0  # optimiser steps done
-    epoch: int = 0
-    batch_in_epoch: int = 0  # batches of `epoch` already consumed
-    curve: list[dict[str, Any]] = field(default_factory=list)
-    """The validation-WER curve (`train.plateau`), one point per check: {"step", "wer" (the mean, %), "rates"
-    ({key: WER %})}."""
-    stop: dict[str, Any] | None = None
-    """Why the run ended: {"reason": "plateau" | "cap", "step", "detail"}; None while it goes on."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _data_root(cfg: Config) -> Path:
@@ -120,30 +97,12 @@ def _dataset(cfg: Config, labels: str, train: bool, cache: FeatureCache | None =
 
 def _loader(ds: AVDataset, sampler: Sampler, cfg: Config) -> DataLoader:
     """Batches as {"batch": collated or None, "failed": {id: reason}} (`faults.Marked`)."""
-    workers = cfg.data.loader_workers
-    return DataLoader(Marked(ds), batch_sampler=sampler, collate_fn=collate_marked, num_workers=workers,
-                      persistent_workers=False)  # fmt: skip
-
-
-def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        path = f"{prefix}{key}"
-        out.update(_flat(value, f"{path}.") if isinstance(value, dict) else {path: value})
-    return out
+    return batch_loader(ds, sampler, cfg.data.loader_workers)
 
 
 def config_changes(saved: dict[str, Any], new: Config) -> tuple[list[str], list[str]]:
-    """(changes a resume may apply, changes it must refuse), each as `field: old -> new`."""
-    try:
-        saved = config_from_dict(saved).to_dict()  # the same normal form (old dtype names ...)
-    except ConfigError:
-        pass
-    old, cur = _flat(saved), _flat(new.to_dict())
-    changed = sorted(k for k in old.keys() | cur.keys() if old.get(k, "<unset>") != cur.get(k, "<unset>"))
-    lines = {k: f"{k}: {old.get(k, '<unset>')} -> {cur.get(k, '<unset>')}" for k in changed}
-    allowed = [lines[k] for k in changed if k.startswith(RESUMABLE)]
-    return allowed, [lines[k] for k in changed if not k.startswith(RESUMABLE)]
+    """(changes a resume may apply, changes it must refuse), each as `field: old -> new` (`RESUMABLE`)."""
+    return engine.config_changes(saved, new, RESUMABLE)
 
 
 def trained_precision(payload: dict[str, Any]) -> str | None:
@@ -232,36 +191,28 @@ def _distributed_lm_loss(out: AVSROutput, world: int) -> tuple[torch.Tensor, tor
     return local * world, _all_sum(local, world), ce
 
 
-class Trainer:
-    """The training recipe in torchtune's shape: the constructor stores, `setup` builds (`_setup_*`), `fit`
-    runs one loop of epochs, and `_after_step` does the periodic work (log, validate, save)."""
+class Trainer(Engine):
+    """The AVSR recipe on the shared loop (`engine.Engine`): the model (frozen encoders and LLM, trainable
+    projectors and adapters), the data, the loss of every granularity, and the periodic work of `_after_step`
+    (log, validate, save); on Accelerate, data-parallel."""
+
+    what = "train"
+    resumable = RESUMABLE
 
     def __init__(self, cfg: Config, resume: bool = True, restart_optimizer: bool = False) -> None:
-        self.cfg, self.resume, self.restart_optimizer = cfg, resume, restart_optimizer
-        self.run_dir = Path(cfg.train.output_dir)
-        self.ckpt_dir = self.run_dir / "checkpoints"
-        self.state = TrainState()
+        super().__init__(cfg, resume)
+        self.restart_optimizer = restart_optimizer
         self.cache: FeatureCache | None = None  # data.feature_cache, opened in setup
         self.val_set: AVDataset | None = None  # built at the first validation
         self.window: dict[str, list[float]] = {}  # values of the steps since the last logged row
-        self.signals = StopSignals()
-        self.nonfinite = NonFiniteGuard(cfg.train.max_nonfinite_steps, f"train {self.run_dir}")
-        self.skips = SkipLog(cfg.data.train_labels)
         self.val_skips = SkipLog(cfg.data.val_labels)
+        self.resume_note = ""  # `resume_precision`'s, printed with the resume
 
-    def setup(self) -> Trainer:
-        """Build everything a run needs, in order; the random state is seeded first."""
-        self._setup_runtime()
-        self._setup_model()
-        self._setup_data()
-        self._setup_optimizer()
-        if self.resume:
-            self._maybe_resume()
+    def _setup_after_resume(self) -> None:
         if self.cache is not None:  # after the resume check: a refused resume costs no encoding
             self._fill_feature_cache()
         self.ddp_model = self.accel.prepare_model(self.model)
         self.logger = MetricsLogger(self.run_dir, enabled=self.main, resume_step=self.state.step)
-        return self
 
     def _setup_runtime(self) -> None:
         cfg = self.cfg
@@ -342,73 +293,64 @@ class Trainer:
         if self.main:
             print(cache.summary())
 
-    def _setup_optimizer(self) -> None:
-        self.optimizer = build_optimizer(self.model, self.cfg.train)
-        self.scheduler = build_scheduler(self.optimizer, self.cfg.train, self.total_steps)
-
     # -------------------------------------------------------------------------------------- state
-    def _maybe_resume(self) -> None:
-        if not list(self.ckpt_dir.glob("step-*.pt")):
-            return
-        payload = load_checkpoint(self.ckpt_dir)  # the newest intact one (a damaged one is reported)
-        path = payload["path"]
+    def trainable_parameters(self) -> Iterator[nn.Parameter]:
+        return self.model.trainable_parameters()
+
+    def _weights(self) -> dict[str, torch.Tensor]:
+        return self.model.trainable_state_dict()  # never the frozen LLM or encoders
+
+    def _load_weights(self, weights: dict[str, torch.Tensor]) -> None:
+        self.model.load_trainable_state_dict(weights)
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {"precision": self.precision.precision}  # what the steps ran in (`auto` resolves per machine)
+
+    def _base_models(self) -> dict[str, Any]:
+        return self.base_models
+
+    def _fresh_start(self) -> str:
+        return "choose a fresh train.output_dir"
+
+    def _check_config(self, payload: dict[str, Any]) -> list[str]:
+        """`config_changes` and `resume_precision`; with `restart_optimizer` any change is applied."""
         applied, refused = config_changes(payload["config"], self.cfg)
-        applied, refused, note = resume_precision(trained_precision(payload), self.precision, applied, refused)
+        applied, refused, self.resume_note = resume_precision(trained_precision(payload), self.precision, applied,
+                                                              refused)  # fmt: skip
         if refused and not self.restart_optimizer:
             raise UserError(
-                f"{path}: the config differs from the run's in {'; '.join(refused)}; these cannot change on resume: "
-                "pass --restart-optimizer (keep the weights, fresh optimiser and schedule) or choose a fresh "
+                f"{payload['path']}: the config differs from the run's in {'; '.join(refused)}; these cannot change on "
+                "resume: pass --restart-optimizer (keep the weights, fresh optimiser and schedule) or choose a fresh "
                 "train.output_dir"
             )
-        try:
-            self.model.load_trainable_state_dict(payload["model"])
-        except KeyError as err:
-            raise UserError(f"{path}: weights do not fit the config ({err}); choose a fresh train.output_dir") from None
-        ts = payload["train_state"]
-        self.state = TrainState(**ts["progress"])
+        return applied + refused
+
+    def _restore(self, train_state: dict[str, Any]) -> None:
         self.state.stop = self._stop_after_resume(self.state.stop)
         if self.restart_optimizer:  # a schedule of its own over the steps that remain
             self.optimizer = build_optimizer(self.model, self.cfg.train)
             self.scheduler = build_scheduler(self.optimizer, self.cfg.train, max(1, self.total_steps - self.state.step))
         else:
-            self.optimizer.load_state_dict(ts["optimizer"])
-            self.scheduler.load_state_dict(ts["scheduler"])
+            super()._restore(train_state)
+
+    def _resumed(self, path: str, applied: list[str]) -> None:
         if self.main:
             fresh = "; fresh optimiser and schedule" if self.restart_optimizer else ""
-            changes = f"; applied {', '.join(sorted(applied + refused))}" if applied or refused else ""
+            changes = f"; applied {', '.join(sorted(applied))}" if applied else ""
             print(f"resuming from {path} (step {self.state.step}, epoch {self.state.epoch}){fresh}{changes}")
-            if note:
-                print(note)
+            if self.resume_note:
+                print(self.resume_note)
 
-    def save(self) -> Path | None:
-        """Write a checkpoint (main process); never one of non-finite weights. Returns its path."""
-        path = None
-        if self.main:
-            weights = self.model.trainable_state_dict()
-            if not check_finite(weights.values()):
-                raise UserError(f"{self.ckpt_dir}: non-finite weights at step {self.state.step}: no checkpoint written")
-            train_state: dict[str, Any] = {
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "progress": self.state.to_dict(),
-                "precision": self.precision.precision,  # what the steps ran in (`auto` resolves per machine)
-            }
-            path = save_checkpoint(self.ckpt_dir, self.state.step, weights, self.cfg, train_state,
-                                   keep=self.cfg.train.keep_checkpoints, base_models=self.base_models)  # fmt: skip
-            plateau = self.cfg.train.plateau
-            if plateau.enabled:  # the curve of this checkpoint, for readers that do not load it
-                write_curve(self.run_dir, self.state.curve, self.state.stop, self.state.step, self.total_steps,
-                            asdict(plateau))  # fmt: skip
-        self.accel.wait_for_everyone()
-        return path
+    def _saved(self) -> None:
+        plateau = self.cfg.train.plateau
+        if plateau.enabled:  # the curve of this checkpoint, for readers that do not load it
+            write_curve(self.run_dir, self.state.curve, self.state.stop, self.state.step, self.total_steps,
+                        asdict(plateau))  # fmt: skip
 
     # -------------------------------------------------------------------------------------- steps
-    def train_step(self, batch: dict) -> dict[str, float] | None:
-        """One optimiser step; None when the loss or the gradient is not finite (skipped, `NonFiniteGuard`)."""
-        self.model.train()
-        batch = to_device(batch, self.accel.device)
+    def _backward(self, batch: dict) -> tuple[tuple[torch.Tensor, ...], Any]:
+        """All granularities' loss, back-propagated (`train.granularity_loop`: one granularity at a time)."""
         world = self.accel.num_processes
-        self.optimizer.zero_grad(set_to_none=True)
         if self.cfg.train.granularity_loop:
             lm_loss, ce, aux_loss, keys, aux = self._looped_backward(batch)
         else:
@@ -423,14 +365,11 @@ class Trainer:
             self.accel.backward(loss)
             keys, aux = list(out.ce), out.aux
         aux_mean = _all_sum(aux_loss, world) / world  # the same on every rank, like the gradients
-        norm = grad_norm(self.model.trainable_parameters())
-        if not self.nonfinite.ok(lm_loss, aux_mean, norm, step=self.state.step + 1):
-            self.optimizer.zero_grad(set_to_none=True)
-            return None
-        if self.cfg.train.grad_clip:
-            self.accel.clip_grad_norm_(self.model.trainable_parameters(), self.cfg.train.grad_clip)
-        self.optimizer.step()
-        self.scheduler.step()
+        return (lm_loss, aux_mean), (lm_loss, ce, aux_mean, keys, aux)
+
+    def _step_values(self, out: Any) -> dict[str, float]:
+        lm_loss, ce, aux_mean, keys, aux = out
+        world = self.accel.num_processes
         values = {"loss": (lm_loss + aux_mean).item(), "lm_loss": lm_loss.item(), "lr": self.scheduler.get_last_lr()[0]}
         if self.nonfinite.total:
             values["skipped_steps"] = float(self.nonfinite.total)
@@ -577,56 +516,30 @@ class Trainer:
         found = plateau.enabled and plateau_reached(curve, plateau.min_gain, plateau.window, plateau.min_steps)
         return stop if found else None
 
-    def finished(self) -> bool:
-        """True when the run has nothing left to do: at the cap, or stopped on a plateau."""
-        return self.state.step >= self.total_steps or self.state.stop is not None
-
     # -------------------------------------------------------------------------------------- loop
-    def fit(self) -> dict[str, float]:
-        """Train until `total_steps` (the cap) or a plateau (`train.plateau`), then save, check replicas and close
-        the logs. SIGINT / SIGTERM: finish the step, save, raise `Interrupted` (exit 130 / 143); faults stop the
-        run with a UserError."""
-        if self.finished():  # a finished run: leave its checkpoint and logs untouched
-            if self.main:
-                why = f" ({self.state.stop['detail']})" if (self.state.stop or {}).get("reason") == "plateau" else ""
-                print(f"{self.run_dir}: already trained for {self.state.step} steps{why}; nothing to do")
-            return {}
+    def _already_finished(self) -> None:
+        if self.main:
+            why = f" ({self.state.stop['detail']})" if (self.state.stop or {}).get("reason") == "plateau" else ""
+            print(f"{self.run_dir}: already trained for {self.state.step} steps{why}; nothing to do")
+
+    def _begin(self) -> None:
         if self.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.cfg, self.run_dir / "config.yaml")  # the request (`auto`); precision.json: the choice
             record_precision(self.run_dir / "precision.json", self.precision, self.state.step)
-        try:
-            last = self._fit_epochs()
-            if self.state.stop is None and self.state.step >= self.total_steps:
-                self.state.stop = {
-                    "reason": "cap",
-                    "step": self.state.step,
-                    "detail": f"cap of {self.total_steps} steps",
-                }
-            saved = self.save()
-            checksum = self.check_replicas()
-        finally:
-            self.logger.close()
+
+    def _finish(self) -> Path | None:
+        """At the cap (or a plateau, or a stop signal): save, and check that the replicas agree."""
+        if self.state.stop is None and self.state.step >= self.total_steps:
+            self.state.stop = {"reason": "cap", "step": self.state.step, "detail": f"cap of {self.total_steps} steps"}
+        saved = self.save()
+        checksum = self.check_replicas()
         if self.accel.num_processes > 1:
             print(f"[rank {self.accel.process_index}] trainable weights checksum {checksum}", flush=True)
-        if self.signals.stop:
-            raise self.signals.interrupted(f"train {self.run_dir} (step {self.state.step})", saved)
-        return last if self.main else {}
+        return saved
 
-    def _fit_epochs(self) -> dict[str, float]:
-        """The epochs, with stop signals caught and per-utterance warnings given once (`faults`)."""
-        bar = tqdm(total=self.total_steps, initial=self.state.step, disable=not self.main, desc="train", unit="step")
-        last: dict[str, float] = {}
-        with quiet_dataset(), self.signals:
-            try:
-                while not self.finished() and not self._should_stop():
-                    last = self._train_epoch(bar) or last
-            except Exception:
-                if not self.signals.stop:  # a loader whose workers the Ctrl-C also reached: stop as asked
-                    raise
-            finally:
-                bar.close()
-        return last
+    def _close(self) -> None:
+        self.logger.close()
 
     def _check_bad_rows(self) -> None:
         """Stop every rank once the rows left out (over all ranks) exceed `train.max_bad_fraction`."""
@@ -648,43 +561,11 @@ class Trainer:
             self.signals.signum = int(flag.item()) or None
         return self.signals.stop
 
-    def epoch_batches(self) -> Iterator[dict]:
-        """The current epoch's batches not yet trained on, as {"batch", "failed"} (`faults.Marked`)."""
-        self.sampler.set_epoch(self.state.epoch)
-        self.train_set.set_epoch(self.state.epoch)
-        return iter(_loader(self.train_set, SkipFirst(self.sampler, self.state.batch_in_epoch), self.cfg))
-
-    def _train_epoch(self, bar: tqdm) -> dict[str, float]:
-        """The rest of the current epoch (after a resume: from the next unseen batch); returns the last
-        step's metrics. A finished epoch advances the state, validates (unless by steps) and saves; more rows
-        left out than `train.max_bad_fraction` (`SkipLog.too_many`) or an epoch that yields no batch at all
-        (`SkipLog.no_batch`) stop the run."""
-        cfg = self.cfg
-        whole_epoch, yielded = self.state.batch_in_epoch == 0, 0
-        last: dict[str, float] = {}
-        for marked in self.epoch_batches():
-            self.skips.add(marked["failed"])
-            self._check_bad_rows()
-            yielded += marked["batch"] is not None
-            t0 = time.perf_counter()
-            values = self.train_step(marked["batch"]) if marked["batch"] is not None else None
-            self.state.batch_in_epoch += 1  # None: every item failed to load (reported), or a non-finite step
-            if values is not None:
-                last = {**values, "s_per_step": time.perf_counter() - t0}
-                self.state.step += 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{last['loss']:.3f}", lr=f"{last['lr']:.1e}")
-                self._after_step(last)
-            if self.finished() or self._should_stop():
-                return last
-        if whole_epoch and not yielded:
-            raise self.skips.no_batch(len(self.train_set), self.state.epoch)
-        self.state.epoch += 1
-        self.state.batch_in_epoch = 0
-        if not cfg.train.val_every_steps:
+    def _after_epoch(self) -> None:
+        """Validate (unless by steps) and save."""
+        if not self.cfg.train.val_every_steps:
             self.logger.log(self.state.step, {**self.validate(), **self._curve_row()})
         self.save()
-        return last
 
     def _after_step(self, values: dict[str, float]) -> None:
         """The periodic work: a metrics row (the mean since the last row), validation, a checkpoint."""
