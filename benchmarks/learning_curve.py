@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from mome.config import load_config
-from mome.evaluation.evaluate import evaluate, snr_label, wer_percent
+from mome.evaluation.evaluate import evaluate, snr_label
 from mome.io import atomic_write_text, read_json
 from mome.runs.load import model_from_checkpoint, resolve_checkpoint
 from mome.workflows import pipeline
@@ -99,7 +99,7 @@ def train_and_score(ws: pipeline.Workspace, corpus: Path, lip: Path, variant: st
         task_snrs = [None] if cfg.model.compression.task == "vsr" else snrs
         results = evaluate(model, cfg, cfg.data.val_labels, cfg.data.root, model.combinations, task_snrs,
                            out_dir=ws.out / "eval" / name, progress=False)  # fmt: skip
-        wer.update(wer_percent(results))
+        wer.update(results.wer_percent())
         classes.update(word_class_errors(ws.out / "eval" / name / "hypotheses.jsonl"))
     return {"variant": variant, "seed": seed, "steps": steps, "train_seconds": round(seconds, 1), "wer": wer,
             "word_classes": classes}  # fmt: skip

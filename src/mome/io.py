@@ -15,6 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+JsonObject = dict[str, Any]
+"""A JSON object as `json` reads and writes it: its values are whatever the file holds."""
+
 
 def _fsync(path: Path) -> None:
     with open(path, "rb") as f:
@@ -82,7 +85,7 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def read_json(path: str | Path) -> dict[str, Any]:
+def read_json(path: str | Path) -> JsonObject:
     """The JSON object in `path`; {} when it is absent or cut short by a kill (the counterpart of the writes
     above for a reader that must not fail on what a killed writer left)."""
     try:

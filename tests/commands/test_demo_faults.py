@@ -68,16 +68,16 @@ def test_cached_results_are_recomputed_when_the_checkpoint_changes(corpus, tmp_p
     train(load_config("tiny", [*overrides, "train.max_steps=2"]))
     results = tmp_path / "eval" / "avsr" / "results.json"
     first = pipeline.evaluate(opts, "avsr")
-    assert first["source"]["step"] == 2 and len(first["source"]["sha256"]) == 64
+    assert first.info["source"]["step"] == 2 and len(first.info["source"]["sha256"]) == 64
     mtime = results.stat().st_mtime_ns
-    assert pipeline.evaluate(opts, "avsr") == json.loads(results.read_text())  # reused ...
+    assert pipeline.evaluate(opts, "avsr").to_json() == json.loads(results.read_text())  # reused ...
     assert results.stat().st_mtime_ns == mtime  # ... not recomputed
 
     train(load_config("tiny", [*overrides, "train.max_steps=4"]))  # the run is trained further
     second = pipeline.evaluate(opts, "avsr")
-    assert second["source"]["step"] == 4 and json.loads(results.read_text())["source"]["step"] == 4
+    assert second.info["source"]["step"] == 4 and json.loads(results.read_text())["source"]["step"] == 4
     results.write_text('{"wer": ')  # cut short by a kill: evaluated again, not a traceback
-    assert pipeline.evaluate(opts, "avsr")["source"] == second["source"]
+    assert pipeline.evaluate(opts, "avsr").info["source"] == second.info["source"]
     opts.snrs = [None, 0.0]  # other conditions: evaluated again, not the clean-only results
     assert json.loads(results.read_text())["snrs"] == ["clean"]
-    assert pipeline.evaluate(opts, "avsr")["snrs"] == ["clean", "0"]
+    assert pipeline.evaluate(opts, "avsr").snrs == ("clean", "0")

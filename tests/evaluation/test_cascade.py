@@ -10,6 +10,7 @@ import pytest
 
 from mome.errors import UserError
 from mome.evaluation.cascade import calibrate, ladder, load_calibration, save_calibration, score, stop
+from mome.evaluation.results import RateCombination
 
 TOKENS = {"a16_v5": 8.0, "a16_v2": 15.0, "a4_v2": 25.0}
 
@@ -29,7 +30,7 @@ def _records() -> list[dict]:
 
 
 def test_the_ladder_is_the_fullest_task_coarsest_first() -> None:
-    combos = [{"key": k, "audio_rate": a, "video_rate": v, "tokens_per_second": t}
+    combos = [RateCombination(k, a, v, t)
               for k, a, v, t in [("a4_v2", 4, 2, 25), ("a16_v5", 16, 5, 8.1), ("a4", 4, None, 12.5)]]  # fmt: skip
     assert ladder(combos) == ["a16_v5", "a4_v2"]
     assert stop({"a16_v5": -0.2, "a4_v2": -9}, ["a16_v5", "a4_v2"], threshold=-0.5) == 0

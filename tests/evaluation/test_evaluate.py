@@ -50,20 +50,18 @@ def test_writes_tables_plot_and_hypotheses(run, tmp_path):
     names = {p.name for p in tmp_path.iterdir()}
     assert names == {"results.json", "results.md", "wer_vs_tokens.png", "hypotheses.jsonl", "decode_times.json"}
     keys = ["a4_v2", "a4_v5", "a16_v2", "a16_v5"]
-    assert [c["key"] for c in results["combinations"]] == keys
-    assert results["snrs"] == ["clean", "0"]
+    assert [c.key for c in results.combinations] == keys
+    assert results.snrs == ("clean", "0")
     # groups from the corpus metadata: every utterance is in `all` and in one grammar and one engine group
-    assert results["groups"][0] == "all" and any(g.startswith("grammar=") for g in results["groups"])
-    assert any(g.startswith("engine=") for g in results["groups"])
-    n = results["wer"]["all"]["a4_v2"]["clean"]["utterances"]
-    assert n == 4 and not results["skipped"]
+    assert results.groups[0] == "all" and any(g.startswith("grammar=") for g in results.groups)
+    assert any(g.startswith("engine=") for g in results.groups)
+    n = results.wer["all"]["a4_v2"]["clean"].utterances
+    assert n == 4 and not results.skipped
     for kind in ("grammar", "engine"):
-        assert (
-            sum(results["wer"][g]["a4_v2"]["0"]["utterances"] for g in results["groups"] if g.startswith(kind + "="))
-            == n
-        )
+        assert sum(results.wer[g]["a4_v2"]["0"].utterances for g in results.groups if g.startswith(kind + "=")) == n
+    assert json.loads((tmp_path / "results.json").read_text()) == results.to_json()  # the file is what returned
     md = (tmp_path / "results.md").read_text().splitlines()
-    for group in results["groups"]:
+    for group in results.groups:
         at = md.index(f"## {group}")
         assert md[at + 2] == "| rates | tokens/s | clean | 0 dB |"
         rows = [line for line in md[at + 4 : at + 4 + len(keys)]]
@@ -123,11 +121,11 @@ def test_dataset_errors_count_what_evaluate_counts(run, tmp_path):
     counts, skipped = dataset_errors(model, cfg, make_dataset(cfg, root / "labels/train.csv", root, False, None),
                                      model.combinations, cfg.decode, resolve_precision("fp32", "cpu"), limit=3)  # fmt: skip
     results = evaluate(model, cfg, "labels/train.csv", root, model.combinations, [None], limit=3, progress=False)
-    assert not skipped and list(counts) == [c["key"] for c in results["combinations"]]
+    assert not skipped and list(counts) == [c.key for c in results.combinations]
     for key, c in counts.items():
-        cell = results["wer"]["all"][key]["clean"]
-        assert (c.substitutions, c.deletions, c.insertions, c.ref_words) == (cell["sub"], cell["del"], cell["ins"],
-                                                                              cell["ref_words"]), key  # fmt: skip
+        cell = results.wer["all"][key]["clean"]
+        assert (c.substitutions, c.deletions, c.insertions, c.ref_words) == (cell.substitutions, cell.deletions,
+                                                                              cell.insertions, cell.ref_words), key  # fmt: skip
     assert sum(c.substitutions + c.insertions for c in counts.values()) > 0, "empty outputs would prove nothing"
     assert not list(tmp_path.iterdir())
 

@@ -14,6 +14,14 @@ from matplotlib.figure import Figure
 
 from mome.evaluation import plots
 from mome.evaluation.evaluate import plot as eval_plot
+from mome.evaluation.results import (
+    CascadeScore,
+    DecodeSettings,
+    EvaluationResult,
+    PolicyScores,
+    RateCombination,
+    WerCell,
+)
 from mome.workflows.demo_report import plot as demo_plot
 from mome.workflows.reproduce_report import curve_plot
 from mome.workflows.reproduce_report import plot as reproduce_plot
@@ -67,14 +75,20 @@ def content(fig: Figure) -> dict[str, Any]:
 
 
 def test_eval_figure(saved, tmp_path: Path) -> None:
-    results = {
-        "name": "run1", "snrs": ["clean", "0"],
-        "combinations": [{"key": "a4_v2", "tokens_per_second": 25.0}, {"key": "a16_v5", "tokens_per_second": 8.125}],
-        "wer": {"all": {"a4_v2": {"clean": {"wer": 0.125}, "0": {"wer": 0.375}},
-                        "a16_v5": {"clean": {"wer": 0.25}, "0": {"wer": 0.5}}}},
-        "policies": {"cascade": {"clean": {"tokens_per_second": 12.0, "wer": 0.1875},
-                                 "0": {"tokens_per_second": 20.0, "wer": 0.4375}}},
-    }  # fmt: skip
+    def cell(wer: float) -> WerCell:
+        return WerCell(wer, errors=0, ref_words=0, substitutions=0, deletions=0, insertions=0, utterances=1)
+
+    results = EvaluationResult(
+        name="run1", task="avsr", decode=DecodeSettings(1, 4, 1.0, "fp32", "as requested"), eval_noise_seed=0,
+        snrs=("clean", "0"),
+        combinations=(RateCombination("a4_v2", 4, 2, 25.0), RateCombination("a16_v5", 16, 5, 8.125)),
+        groups=("all",),
+        wer={"all": {"a4_v2": {"clean": cell(0.125), "0": cell(0.375)},
+                     "a16_v5": {"clean": cell(0.25), "0": cell(0.5)}}},
+        skipped={}, label_problems=(), labels="labels.csv", root="corpus",
+        policies={"cascade": PolicyScores(-1.0, ("a16_v5", "a4_v2"), {"clean": CascadeScore(0.1875, 12.0, {}),
+                                                                       "0": CascadeScore(0.4375, 20.0, {})})},
+    )  # fmt: skip
     eval_plot(results, tmp_path / "wer.png")
     assert (tmp_path / "wer.png").read_bytes()[:4] == b"\x89PNG"
     (fig,) = saved

@@ -43,8 +43,7 @@ def _run(args: argparse.Namespace) -> int:
     results = evaluate(model, cfg, split.labels, split.root, split.combos, [None], out_dir=out, limit=args.limit,
                        progress=not args.quiet, info={"checkpoint": str(split.checkpoint)})  # fmt: skip
     rows = [json.loads(line) for line in (out / "hypotheses.jsonl").read_text(encoding="utf-8").splitlines()]
-    tokens = {c["key"]: c["tokens_per_second"] for c in results["combinations"]}
-    calibration = calibrate(rows, ladder(results["combinations"]), tokens, args.relative)
+    calibration = calibrate(rows, ladder(results.combinations), results.tokens_per_second(), args.relative)
     calibration["labels"] = str(split.labels)
     path = save_calibration(run_directory(split.checkpoint), calibration)
     finest, cascade = calibration["finest"], calibration["cascade"]

@@ -71,15 +71,15 @@ def _run(args: argparse.Namespace) -> int:
         cascade=cascade,
     )
     seconds = time.perf_counter() - start
-    print(markdown({**results, "groups": ["all"]}))
-    print(f"decode precision {results['decode']['precision']} ({results['decode']['precision_reason']})")
-    decoded = sum(c["utterances"] for cells in results["wer"]["all"].values() for c in cells.values())
+    print(markdown(results, groups=["all"]))
+    print(f"decode precision {results.decode.precision} ({results.decode.precision_reason})")
+    decoded = results.decodes()
     print(
-        f"{decoded} decodes ({len(split.combos)} combinations x {len(results['snrs'])} SNRs) in {seconds:.1f} s "
+        f"{decoded} decodes ({len(split.combos)} combinations x {len(results.snrs)} SNRs) in {seconds:.1f} s "
         f"({1000 * seconds / max(decoded, 1):.0f} ms per utterance and combination; model load {load_s:.1f} s)"
     )
-    if results["skipped"]:
-        print(f"skipped {len(results['skipped'])} unreadable utterance(s): see results.json")
+    if results.skipped:
+        print(f"skipped {len(results.skipped)} unreadable utterance(s): see results.json")
     if cascade is not None:  # measured times stay out of results.json (reproducible bytes): decode_times.json
         times = json.loads((out / "decode_times.json").read_text())
         fixed = ", ".join(f"{k} {1000 * v:.0f}" for k, v in times["seconds_per_utterance"].items())

@@ -19,11 +19,11 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from mome.io import read_json
+from mome.evaluation.results import CascadeScore, PolicyScores, RateCombination
+from mome.io import JsonObject, read_json
 from mome.runs import CALIBRATION_FILE
 from mome.runs.checksums import verify_checksum, write_checked
 
@@ -32,11 +32,11 @@ DEFAULT_RELATIVE = 1.05
 leaving room below the 10% that the test split is judged against."""
 
 
-def ladder(combinations: list[dict[str, Any]]) -> list[str]:
+def ladder(combinations: Sequence[RateCombination]) -> list[str]:
     """Keys of the combinations of the fullest task present (AVSR over ASR / VSR), coarsest first."""
-    both = [c for c in combinations if c["audio_rate"] and c["video_rate"]]
+    both = [c for c in combinations if c.audio_rate and c.video_rate]
     rungs = both or combinations
-    return [c["key"] for c in sorted(rungs, key=lambda c: c["tokens_per_second"])]
+    return [c.key for c in sorted(rungs, key=lambda c: c.tokens_per_second)]
 
 
 def stop(confidences: dict[str, float], rungs: list[str], threshold: float) -> int:
@@ -47,24 +47,9 @@ def stop(confidences: dict[str, float], rungs: list[str], threshold: float) -> i
     return len(rungs) - 1
 
 
-@dataclass
-class CascadeScore:
-    wer: float
-    tokens_per_second: float
-    """Mean LLM input tokens per second of speech over every rung tried."""
-    stops: dict[str, float]
-    """Share of utterances that stopped at each rung."""
-    seconds_per_utterance: float | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        out = {"wer": round(self.wer, 6), "tokens_per_second": round(self.tokens_per_second, 4),
-               "stops": {k: round(v, 4) for k, v in self.stops.items()}}  # fmt: skip
-        return out
-
-
-def _utterances(records: list[dict[str, Any]], snr: str, rungs: list[str]) -> list[dict[str, dict[str, Any]]]:
+def _utterances(records: list[JsonObject], snr: str, rungs: list[str]) -> list[dict[str, JsonObject]]:
     """{rung: record} per utterance at `snr` that has a hypothesis at every rung."""
-    by_id: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    by_id: dict[str, dict[str, JsonObject]] = defaultdict(dict)
     for r in records:
         if r["snr"] == snr and r["rates"] in rungs:
             by_id[r["id"]][r["rates"]] = r
@@ -72,7 +57,7 @@ def _utterances(records: list[dict[str, Any]], snr: str, rungs: list[str]) -> li
 
 
 def score(
-    records: list[dict[str, Any]], snr: str, rungs: list[str], tokens: dict[str, float], threshold: float,
+    records: list[JsonObject], snr: str, rungs: list[str], tokens: dict[str, float], threshold: float,
     seconds: dict[str, float] | None = None,
 ) -> CascadeScore:  # fmt: skip
     """The cascade at `threshold` over the hypotheses in `records` (hypotheses.jsonl rows) at one SNR."""
@@ -80,7 +65,7 @@ def score(
 
 
 def _score(
-    utterances: list[dict[str, dict[str, Any]]], rungs: list[str], tokens: dict[str, float], threshold: float,
+    utterances: list[dict[str, JsonObject]], rungs: list[str], tokens: dict[str, float], threshold: float,
     seconds: dict[str, float] | None = None,
 ) -> CascadeScore:  # fmt: skip
     """`score` over utterances already grouped ({rung: record} each, with every rung of `rungs`)."""
@@ -103,9 +88,9 @@ def _score(
 
 
 def calibrate(
-    records: list[dict[str, Any]], rungs: list[str], tokens: dict[str, float], relative: float = DEFAULT_RELATIVE,
+    records: list[JsonObject], rungs: list[str], tokens: dict[str, float], relative: float = DEFAULT_RELATIVE,
     snr: str = "clean",
-) -> dict[str, Any]:  # fmt: skip
+) -> JsonObject:  # fmt: skip
     """The cheapest cascade (fewest tokens) whose WER is at most `relative` x the finest rung's: a threshold
     and the coarser rungs worth trying before the finest (every subset of them, in order, is considered)."""
     utterances = _utterances(records, snr, rungs)  # grouped once: every ladder is scored on the same ones
@@ -131,14 +116,14 @@ def calibrate(
     }
 
 
-def save_calibration(run_dir: Path, calibration: dict[str, Any]) -> Path:
+def save_calibration(run_dir: Path, calibration: JsonObject) -> Path:
     text = json.dumps({**calibration, "threshold": _finite(calibration["threshold"])}, indent=2) + "\n"
     path = run_dir / CALIBRATION_FILE
     write_checked(path, text.encode())  # a changed threshold would silently change every cascade answer
     return path
 
 
-def load_calibration(run_dir: Path) -> dict[str, Any]:
+def load_calibration(run_dir: Path) -> JsonObject:
     """The run's calibrated cascade (threshold, ladder); a one-line error when `mome calibrate` has not run."""
     from mome.errors import UserError
 
@@ -153,18 +138,16 @@ def load_calibration(run_dir: Path) -> dict[str, Any]:
 
 
 def policy_results(
-    records: list[dict[str, Any]], combinations: list[dict[str, Any]], snrs: list[str],
-    calibration: dict[str, Any], seconds: dict[str, float],
-) -> tuple[dict[str, Any], dict[str, float]]:  # fmt: skip
-    """The calibrated cascade scored at every SNR: ({"threshold", "ladder", "<snr>": CascadeScore as JSON},
-    {"<snr>": seconds per utterance}). The times stay apart: results.json holds no timings."""
-    tokens = {c["key"]: c["tokens_per_second"] for c in combinations}
-    out: dict[str, Any] = {"threshold": _finite(calibration["threshold"]), "ladder": calibration["ladder"]}
-    times: dict[str, float] = {}
-    for snr in snrs:
-        s = score(records, snr, calibration["ladder"], tokens, calibration["threshold"], seconds)
-        out[snr], times[snr] = s.to_json(), s.seconds_per_utterance  # type: ignore[assignment]
-    return out, times
+    records: list[JsonObject], combinations: Sequence[RateCombination], snrs: list[str],
+    calibration: JsonObject, seconds: dict[str, float],
+) -> tuple[PolicyScores, dict[str, float | None]]:  # fmt: skip
+    """The calibrated cascade scored at every SNR, and its measured seconds per utterance at each SNR. The times
+    stay apart: results.json holds no timings."""
+    tokens = {c.key: c.tokens_per_second for c in combinations}
+    rungs, threshold = calibration["ladder"], calibration["threshold"]
+    scores = {snr: score(records, snr, rungs, tokens, threshold, seconds) for snr in snrs}
+    policy = PolicyScores(_finite(threshold), tuple(rungs), scores)
+    return policy, {snr: s.seconds_per_utterance for snr, s in scores.items()}
 
 
 def _finite(value: float) -> float | None:

@@ -9,9 +9,10 @@ Encoding and generation run under the autocast of `decode.precision` (`auto`: bf
 bf16 matmul, else fp32; `mome.precision`), with the frozen LLM laid out for it (bf16 weights, or int8 linear
 layers under `decode.quantize: int8`: `AVSRModel.prepare_decoding`), recorded in results.json under "decode".
 
-Outputs in `out_dir`:
-    results.json      counts and WER per group x combination x SNR, plus everything needed to read them;
-                      no timings or dates, so two runs of the same checkpoint give identical bytes
+`evaluate` returns an `EvaluationResult` (`mome.evaluation.results`), which the reports read; outputs in `out_dir`:
+    results.json      counts and WER per group x combination x SNR, plus everything needed to read them
+                      (`EvaluationResult.to_json`); no timings or dates, so two runs of the same checkpoint give
+                      identical bytes
     results.md        one table per group (rows: combinations, columns: SNR), WER in %
     wer_vs_tokens.png WER against LLM input tokens per second of speech, one line per SNR (group "all")
     hypotheses.jsonl  one line per (SNR, combination, utterance): reference, hypothesis, edit counts
@@ -37,11 +38,10 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -55,11 +55,19 @@ from mome.data.labels import media_path
 from mome.errors import UserError
 from mome.evaluation import plots
 from mome.evaluation.cascade import policy_results
+from mome.evaluation.results import (
+    DecodeSettings,
+    EvaluationResult,
+    PolicyScores,
+    RateCombination,
+    WerTable,
+    wer_table,
+)
 from mome.evaluation.wer import ErrorCounts, normalize, total, utterance_errors
 from mome.features.cache import FeatureCache
 from mome.features.dataset import make_dataset
-from mome.io import atomic_write_text
-from mome.models.avsr import AVSRModel
+from mome.io import JsonObject, atomic_write_text
+from mome.models.avsr import AVSRModel, Features
 from mome.precision import Resolved, autocast
 
 log = logging.getLogger(__name__)
@@ -169,7 +177,7 @@ class DecodeClock:
         self.utterances: dict[str, int] = defaultdict(int)
 
     def generate(
-        self, model: AVSRModel, features: Any, combo: Combination, decode: DecodeConfig
+        self, model: AVSRModel, features: Features, combo: Combination, decode: DecodeConfig
     ) -> tuple[list[str], list[float]]:
         start = time.perf_counter()
         hyps, confidences = model.generate_scored(features, combo, decode)
@@ -178,7 +186,8 @@ class DecodeClock:
         self.utterances[key] += len(hyps)
         return hyps, confidences
 
-    def summary(self, decode: DecodeConfig, precision: Resolved) -> dict[str, Any]:
+    def summary(self, decode: DecodeConfig, precision: Resolved) -> JsonObject:
+        """decode_times.json: seconds per utterance at each combination, with what the speed depends on."""
         return {
             "seconds_per_utterance": {k: self.seconds[k] / self.utterances[k] for k in self.seconds},
             "utterances": dict(self.utterances),
@@ -202,7 +211,8 @@ class _Record:
     confidence: float
     """Mean log-probability of the hypothesis' tokens (`AVSRModel.generate_scored`): a cascade's signal."""
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JsonObject:
+        """One line of hypotheses.jsonl."""
         c = self.counts
         return {
             "snr": self.snr,
@@ -294,10 +304,10 @@ def evaluate(
     limit: int | None = None,
     skip_bad: bool = False,
     progress: bool = True,
-    info: dict[str, Any] | None = None,
-    cascade: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Decode `labels` at every combination x SNR; return the results dict (written to `out_dir` if given).
+    info: JsonObject | None = None,
+    cascade: JsonObject | None = None,
+) -> EvaluationResult:
+    """Decode `labels` at every combination x SNR; return the results (written to `out_dir` if given).
 
     Args:
         labels: label CSV, absolute or relative to `root` (resolved here, once).
@@ -343,16 +353,31 @@ def evaluate(
                                    skip_bad, skipped, progress, clock)  # fmt: skip
     if not records:
         raise UserError(f"{labels}: none of the utterances could be read (first: {next(iter(skipped.items()), '')})")
-    results = _summarise(model, cfg, records, combos, [snr_label(s) for s in snrs], decode, precision, info or {})
-    results["skipped"] = dict(sorted(skipped.items()))
-    results["label_problems"] = label_problems
-    results["labels"], results["root"] = str(labels), str(root)
+    snr_labels = [snr_label(s) for s in snrs]
+    rated = tuple(RateCombination(combination_key(c), c[0], c[1], tokens_per_second(model, c)) for c in combos)
+    table = _wer_table(records, [c.key for c in rated], snr_labels)
     times = clock.summary(decode, precision)
+    policies: dict[str, PolicyScores] = {}
     if cascade is not None:
         rows = [r.to_json() for r in records]
-        scored, seconds = policy_results(rows, results["combinations"], results["snrs"], cascade,
-                                         times["seconds_per_utterance"])  # fmt: skip
-        results["policies"], times["policies"] = {"cascade": scored}, {"cascade": seconds}
+        policies["cascade"], seconds = policy_results(rows, rated, snr_labels, cascade, times["seconds_per_utterance"])
+        times["policies"] = {"cascade": seconds}
+    results = EvaluationResult(
+        name=cfg.name,
+        task=cfg.model.compression.task,
+        decode=_decode_settings(decode, precision),
+        eval_noise_seed=cfg.data.eval_noise_seed,
+        snrs=tuple(snr_labels),
+        combinations=rated,
+        groups=tuple(table),
+        wer=table,
+        skipped=dict(sorted(skipped.items())),
+        label_problems=tuple(label_problems),
+        labels=str(labels),
+        root=str(root),
+        policies=policies,
+        info=dict(info or {}),
+    )
     if out_dir is not None:
         write_outputs(results, records, Path(out_dir))
         atomic_write_text(Path(out_dir) / "decode_times.json", json.dumps(times, indent=2))
@@ -382,7 +407,7 @@ def dataset_errors(
     return {k: total(r.counts for r in records if r.combo == k) for k in keys}, skipped
 
 
-def _heard(combos: list[Combination], snr: float | None, cascade: dict[str, Any] | None) -> list[Combination]:
+def _heard(combos: list[Combination], snr: float | None, cascade: JsonObject | None) -> list[Combination]:
     """The combinations worth decoding at `snr`: in babble, those that read audio (a video-only row of a unified
     model decodes the same as clean) and the cascade's rungs."""
     rungs = set(cascade["ladder"]) if cascade else set()
@@ -399,121 +424,66 @@ def feature_cache(model: AVSRModel, cfg: Config, root: Path) -> FeatureCache | N
 
 
 # ------------------------------------------------------------------------------------------ summaries
-def _summarise(
-    model: AVSRModel,
-    cfg: Config,
-    records: list[_Record],
-    combos: list[Combination],
-    snrs: list[str],
-    decode: DecodeConfig,
-    precision: Resolved,
-    info: dict[str, Any],
-) -> dict[str, Any]:
+def _wer_table(records: list[_Record], keys: list[str], snrs: list[str]) -> WerTable:
+    """group -> combination key -> SNR -> the cell of the records there; groups `all` first, then by name."""
     sums: dict[tuple[str, str, str], list[ErrorCounts]] = defaultdict(list)
     for r in records:
         for g in r.groups:
             sums[(g, r.combo, r.snr)].append(r.counts)
     groups = sorted({g for g, _, _ in sums}, key=lambda g: (g != "all", g))
-    table: dict[str, dict] = {}
-    for g in groups:
-        table[g] = {}
-        for combo in combos:
-            key = combination_key(combo)
-            table[g][key] = {}
-            for snr in snrs:
-                counts = sums.get((g, key, snr), [])
-                c = total(counts)
-                table[g][key][snr] = {
-                    "wer": round(c.wer, 6),
-                    "errors": c.errors,
-                    "ref_words": c.ref_words,
-                    "sub": c.substitutions,
-                    "del": c.deletions,
-                    "ins": c.insertions,
-                    "utterances": len(counts),
-                }
-    return {
-        **info,
-        "name": cfg.name,
-        "task": cfg.model.compression.task,
-        "normaliser": "mome.evaluation.wer.normalize: NFKC, lowercase, punctuation -> space, apostrophes "
-        "only inside words, whitespace collapsed, digits unchanged",
-        "decode": {
-            "num_beams": decode.num_beams,
-            "max_new_tokens": decode.max_new_tokens,
-            "length_penalty": decode.length_penalty,
-            "precision": precision.precision,  # what ran, not what was asked (`auto`)
-            "precision_reason": precision.reason,
-            "quantize": decode.quantize,
-        },
-        "eval_noise_seed": cfg.data.eval_noise_seed,
-        "snrs": snrs,
-        "combinations": [
-            {
-                "key": combination_key(c),
-                "audio_rate": c[0],
-                "video_rate": c[1],
-                "tokens_per_second": tokens_per_second(model, c),
-            }
-            for c in combos
-        ],
-        "groups": groups,
-        "wer": table,
-    }
+    return wer_table(sums, groups, keys, snrs)
 
 
-def wer_percent(results: dict[str, Any]) -> dict[str, dict[str, float | None]]:
-    """Corpus WER in % (2 decimals) of group `all` per rate combination and SNR; None where no utterance was
-    decoded. The numbers the demo's and reproduce's reports compare."""
-    return {
-        c["key"]: {
-            snr: round(100 * cell["wer"], 2) if (cell := results["wer"]["all"].get(c["key"], {}).get(snr)) and
-            cell["utterances"] else None
-            for snr in results["snrs"]
-        }
-        for c in results["combinations"]
-    }  # fmt: skip
+def _decode_settings(decode: DecodeConfig, precision: Resolved) -> DecodeSettings:
+    return DecodeSettings(
+        num_beams=decode.num_beams,
+        max_new_tokens=decode.max_new_tokens,
+        length_penalty=decode.length_penalty,
+        precision=precision.precision,  # what ran, not what was asked (`auto`)
+        precision_reason=precision.reason,
+        quantize=decode.quantize,
+    )
 
 
-def markdown(results: dict[str, Any]) -> str:
-    """One table per group: rows = rate combinations, columns = SNR; WER in %."""
-    snrs = results["snrs"]
-    settings = f"Task {results['task']}, beams {results['decode']['num_beams']}{_precision_note(results)}"
+def markdown(results: EvaluationResult, groups: Sequence[str] | None = None) -> str:
+    """One table per group (`groups`: these only, default every group): rows = rate combinations, columns = SNR;
+    WER in %."""
+    snrs = results.snrs
+    settings = f"Task {results.task}, beams {results.decode.num_beams}{_precision_note(results.decode)}"
     lines = [
-        f"# WER (%) of {results['name']} on {results['labels']}",
+        f"# WER (%) of {results.name} on {results.labels}",
         "",
         f"{settings}; tokens/s = LLM input (A/V) tokens per second of speech. "
-        f"Skipped utterances: {len(results['skipped'])}.",
+        f"Skipped utterances: {len(results.skipped)}.",
         "",
     ]
-    for group in results["groups"]:
+    for group in results.groups if groups is None else groups:
         lines += [
             f"## {group}",
             "",
             "| rates | tokens/s | " + " | ".join(_column(s) for s in snrs) + " |",
             "|---|---:|" + "---:|" * len(snrs),
         ]
-        for combo in results["combinations"]:
-            cells = results["wer"][group][combo["key"]]
-            wers = [f"{100 * cells[s]['wer']:.2f}" if cells[s]["utterances"] else "-" for s in snrs]
-            lines.append(f"| {combo['key']} | {combo['tokens_per_second']:.3g} | " + " | ".join(wers) + " |")
+        for combo in results.combinations:
+            cells = results.wer[group][combo.key]
+            wers = [f"{100 * cells[s].wer:.2f}" if cells[s].utterances else "-" for s in snrs]
+            lines.append(f"| {combo.key} | {combo.tokens_per_second:.3g} | " + " | ".join(wers) + " |")
         lines.append("")
-    for name, policy in results.get("policies", {}).items():
-        lines += [f"## policy: {name} (group all; threshold {policy['threshold']}, ladder {' > '.join(policy['ladder'])})",
+    for name, policy in results.policies.items():
+        lines += [f"## policy: {name} (group all; threshold {policy.threshold}, ladder {' > '.join(policy.ladder)})",
                   "", "| SNR | tokens/s | WER | stops |", "|---|---:|---:|---|"]  # fmt: skip
         for snr in snrs:
-            p = policy[snr]
-            stops = ", ".join(f"{k} {100 * v:.0f}%" for k, v in p["stops"].items())
-            lines.append(f"| {_column(snr)} | {p['tokens_per_second']:.3g} | {100 * p['wer']:.2f} | {stops} |")
+            p = policy.by_snr[snr]
+            stops = ", ".join(f"{k} {100 * v:.0f}%" for k, v in p.stops.items())
+            lines.append(f"| {_column(snr)} | {p.tokens_per_second:.3g} | {100 * p.wer:.2f} | {stops} |")
         lines.append("")
     return "\n".join(lines)
 
 
-def _precision_note(results: dict[str, Any]) -> str:
+def _precision_note(decode: DecodeSettings) -> str:
     """`, precision bf16` (`, precision fp32, int8 weights`); nothing for results written before the precision
     was recorded (fp32 then)."""
-    precision = results["decode"].get("precision")
-    quantize = results["decode"].get("quantize", "none")
+    precision, quantize = decode.precision, decode.quantize
     return (f", precision {precision}" if precision else "") + (f", {quantize} weights" if quantize != "none" else "")
 
 
@@ -521,25 +491,27 @@ def _column(snr: str) -> str:
     return snr if snr == "clean" else f"{snr} dB"
 
 
-def plot(results: dict[str, Any], path: Path) -> None:
+def plot(results: EvaluationResult, path: Path) -> None:
     """WER (%) of group `all` against LLM input tokens per second, one line per SNR, a star per policy and SNR."""
-    combos = sorted(results["combinations"], key=lambda c: c["tokens_per_second"])
+    combos = sorted(results.combinations, key=lambda c: c.tokens_per_second)
+    table = results.wer["all"]
     series = []
-    for i, snr in enumerate(results["snrs"]):
+    for i, snr in enumerate(results.snrs):
         colour = f"C{i}"  # the SNR's stars take its line's colour
-        points = [(c["tokens_per_second"], 100 * results["wer"]["all"][c["key"]][snr]["wer"]) for c in combos]
+        points = [(c.tokens_per_second, 100 * table[c.key][snr].wer) for c in combos]
         series.append(plots.Series(points, _column(snr), colour=colour))
-        for name, policy in results.get("policies", {}).items():
-            star = (policy[snr]["tokens_per_second"], 100 * policy[snr]["wer"])
+        for name, policy in results.policies.items():
+            star = (policy.by_snr[snr].tokens_per_second, 100 * policy.by_snr[snr].wer)
             series.append(plots.Series([star], f"{name} {_column(snr)}", "", colour, "*", marker_size=12))
-    first = results["snrs"][0]
-    notes = [(c["key"], (c["tokens_per_second"], 100 * results["wer"]["all"][c["key"]][first]["wer"])) for c in combos]
-    plots.plot([plots.Panel(series, results["name"], notes)], path, size=(6, 4), legend={"title": "SNR"})
+    first = results.snrs[0]
+    notes = [(c.key, (c.tokens_per_second, 100 * table[c.key][first].wer)) for c in combos]
+    plots.plot([plots.Panel(series, results.name, notes)], path, size=(6, 4), legend={"title": "SNR"})
 
 
-def write_outputs(results: dict[str, Any], records: list[_Record], out_dir: Path) -> None:
+def write_outputs(results: EvaluationResult, records: list[_Record], out_dir: Path) -> None:
+    """results.json, results.md, wer_vs_tokens.png and hypotheses.jsonl in `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2) + "\n")
+    atomic_write_text(out_dir / "results.json", json.dumps(results.to_json(), indent=2) + "\n")
     atomic_write_text(out_dir / "results.md", markdown(results))
     plot(results, out_dir / "wer_vs_tokens.png")
     with open(out_dir / "hypotheses.jsonl", "w", encoding="utf-8") as f:

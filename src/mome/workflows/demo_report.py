@@ -18,41 +18,43 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 from mome.config import combination_task
 from mome.evaluation import plots
-from mome.evaluation.evaluate import markdown, wer_percent
+from mome.evaluation.evaluate import markdown
+from mome.evaluation.results import EvaluationResult
 from mome.evaluation.wer import marked_errors, reference_hits
-from mome.io import atomic_write_text, read_json
+from mome.io import JsonObject, atomic_write_text, read_json
 from mome.synthetic.grammar import GRID_WORDS, grid_word_classes
-from mome.workflows.pipeline import machine
+from mome.workflows.pipeline import Workspace, machine
 
+V = TypeVar("V")
 TASKS = ("avsr", "asr", "vsr")
 EXAMPLES = 3
 """Example transcripts per rate combination in the report."""
 
 
 def demo_results(
-    results: dict[str, Any], decode_times: dict[str, Any], times: dict[str, float], hypotheses: Path
-) -> dict[str, Any]:
+    results: EvaluationResult, decode_times: JsonObject, times: dict[str, float], hypotheses: Path
+) -> JsonObject:
     """The numbers of `<out>/results.json` (schema in the module docstring) from the model's eval results."""
-    task_of = {c["key"]: combination_task((c["audio_rate"], c["video_rate"])) for c in results["combinations"]}
-    by_task: dict[str, dict[str, Any]] = {task: {} for task in TASKS}
-    for key, cells in wer_percent(results).items():
+    task_of = {c.key: combination_task(c.rates) for c in results.combinations}
+    by_task: dict[str, dict[str, dict[str, float | None]]] = {task: {} for task in TASKS}
+    for key, cells in results.wer_percent().items():
         by_task[task_of[key]][key] = cells
-    out: dict[str, Any] = {task: cells for task, cells in by_task.items() if cells}
+    out: JsonObject = {task: cells for task, cells in by_task.items() if cells}
     out["word_classes"] = _split(word_class_errors(hypotheses), out)
-    tokens = {c["key"]: c["tokens_per_second"] for c in results["combinations"]}
     seconds = {k: round(v, 4) for k, v in decode_times.get("seconds_per_utterance", {}).items()}
-    out["tokens_per_second"] = _split(tokens, out)
+    out["tokens_per_second"] = _split(results.tokens_per_second(), out)
     out["decode_seconds_per_utterance"] = _split(seconds, out)
     out["timings"] = dict(times)
     return out
 
 
-def _split(per_key: dict[str, Any], tasks: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def _split(per_key: Mapping[str, V], tasks: Mapping[str, Mapping[str, object]]) -> dict[str, dict[str, V]]:
     """{key: value} -> {task: {key: value}} for the tasks in `tasks`."""
     return {task: {k: v for k, v in per_key.items() if k in tasks[task]} for task in TASKS if task in tasks}
 
@@ -80,7 +82,7 @@ def word_class_errors(hypotheses: Path, snr: str = "clean") -> dict[str, dict[st
     }
 
 
-def noise_comparison(summary: dict[str, Any], snrs: list[str]) -> list[str]:
+def noise_comparison(summary: JsonObject, snrs: list[str]) -> list[str]:
     """The model's AVSR rows against its own audio-only rows at the same audio rate, per noisy SNR: the same
     weights, with and without the video."""
     if "asr" not in summary or "avsr" not in summary:
@@ -97,7 +99,7 @@ def noise_comparison(summary: dict[str, Any], snrs: list[str]) -> list[str]:
     return lines
 
 
-def word_class_table(summary: dict[str, Any]) -> list[str]:
+def word_class_table(summary: JsonObject) -> list[str]:
     """One row per rate combination: % of each word class's words lost (clean)."""
     classes = list(GRID_WORDS)
     lines = ["| task | rates | " + " | ".join(classes) + " |", "|---|---|" + "---:|" * len(classes)]
@@ -108,7 +110,7 @@ def word_class_table(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-def wer_table(summary: dict[str, Any], snrs: list[str]) -> list[str]:
+def wer_table(summary: JsonObject, snrs: list[str]) -> list[str]:
     """One row per task and rate combination: its cost (tokens/s, decode time) and WER at every SNR."""
     head = "| task | rates | tokens/s | decode ms/utt | " + " | ".join(s if s == "clean" else f"{s} dB" for s in snrs)
     lines = [head + " |", "|---|---|---:|---:|" + "---:|" * len(snrs)]
@@ -139,7 +141,7 @@ def examples(hypotheses: Path, snr: str = "clean", per_combo: int = EXAMPLES) ->
     return lines
 
 
-def plot(summary: dict[str, Any], snrs: list[str], path: Path) -> None:
+def plot(summary: JsonObject, snrs: list[str], path: Path) -> None:
     """WER (%) against LLM input tokens per second for every task, one line per task and SNR."""
     styles = {"clean": "-", "5": "--", "0": ":", "-5": "-."}
     series, notes = [], []
@@ -156,7 +158,7 @@ def plot(summary: dict[str, Any], snrs: list[str], path: Path) -> None:
     plots.plot([panel], path, size=(7, 4.5), legend={"fontsize": 7, "ncol": 2})
 
 
-def _expert_lines(experts: dict[str, Any]) -> list[str]:
+def _expert_lines(experts: JsonObject) -> list[str]:
     """The router's consistency across granularities, and the heatmap of the last layer."""
     lines = [f"{experts['num_experts']} routed experts, top-{experts['top_k']}, one router for every granularity. "
              "Consistency: how often tokens that cover the same speech at two granularities pick the same "
@@ -170,7 +172,7 @@ def _expert_lines(experts: dict[str, Any]) -> list[str]:
     return lines
 
 
-def step_plan_line(plan: dict[str, Any]) -> str:
+def step_plan_line(plan: JsonObject) -> str:
     """Why the model trained the steps it did, in one sentence (`demo.plan_steps`)."""
     if plan.get("chosen") != "budget":
         return f"Steps: {plan['steps']:,}, as asked (`--steps`)."
@@ -182,8 +184,8 @@ def step_plan_line(plan: dict[str, Any]) -> str:
 
 
 def write_report(
-    opts: Any, run: str, plan: dict[str, Any], results: dict[str, Any], decode_times: dict[str, Any],
-    times: dict[str, float], experts: dict[str, Any] | None = None,
+    opts: Workspace, run: str, plan: JsonObject, results: EvaluationResult, decode_times: JsonObject,
+    times: dict[str, float], experts: JsonObject | None = None,
 ) -> Path:  # fmt: skip
     """Write `<out>/results.json`, `<out>/wer_vs_tokens.png` and `<out>/README.md` for the demo's run `run`,
     trained for `plan["steps"]` (`demo.plan_steps`); returns the README path."""
@@ -195,7 +197,7 @@ def write_report(
     steps = plan["steps"]
     summary.update(steps=steps, step_plan=plan, precision=precision, machine=machine())
     atomic_write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")
-    snrs = results["snrs"]
+    snrs = list(results.snrs)
     plot(summary, snrs, out / "wer_vs_tokens.png")
     lines = [
         "# mome demo report",

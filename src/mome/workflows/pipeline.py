@@ -14,12 +14,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mome.config import Config, absolute_path, load_config, saved_config
 from mome.errors import Interrupted
 from mome.io import read_json
 from mome.stopping import exit_code
+
+if TYPE_CHECKING:
+    from mome.evaluation.results import EvaluationResult
 
 T = TypeVar("T")
 
@@ -200,15 +203,17 @@ def seconds_per_step(cfg: Config, steps: int = 8, warmup: int = 2) -> float:
             trainer.logger.close()
 
 
-def evaluate(ws: Workspace, name: str) -> dict[str, Any]:
+def evaluate(ws: Workspace, name: str) -> EvaluationResult:
     """Run `name` on the test split at every rate combination and SNR, in `<out>/eval/<name>` (reused while its
     checkpoint is). Video-only runs are evaluated clean only: babble is added to the audio, which they never hear."""
     from mome.evaluation.evaluate import evaluate as evaluate_model
+    from mome.evaluation.results import EvaluationResult
     from mome.runs.load import model_from_checkpoint
 
     out_dir = ws.out / "eval" / name
-    source, cached = _current(ws, name, out_dir / "results.json")
-    if cached is not None and cached.get("limit") == ws.eval_limit and cached["snrs"] == _snr_labels(ws, cached):
+    source, found = _current(ws, name, out_dir / "results.json")
+    cached = EvaluationResult.from_json(found) if found is not None else None
+    if cached is not None and cached.info.get("limit") == ws.eval_limit and cached.snrs == _snr_labels(ws, cached):
         return cached  # the same checkpoint, utterances and conditions
     model, cfg = model_from_checkpoint(source["checkpoint"])
     snrs = [None] if cfg.model.compression.task == "vsr" else ws.snrs
@@ -216,10 +221,11 @@ def evaluate(ws: Workspace, name: str) -> dict[str, Any]:
                           out_dir=out_dir, limit=ws.eval_limit, info={"source": source, "limit": ws.eval_limit})  # fmt: skip
 
 
-def _snr_labels(ws: Workspace, results: dict[str, Any]) -> list[str]:
+def _snr_labels(ws: Workspace, results: EvaluationResult) -> tuple[str, ...]:
+    """The SNR columns that `results` must have to be reused."""
     from mome.evaluation.evaluate import snr_label
 
-    return ["clean"] if results.get("task") == "vsr" else [snr_label(s) for s in ws.snrs]
+    return ("clean",) if results.task == "vsr" else tuple(snr_label(s) for s in ws.snrs)
 
 
 def experts(ws: Workspace, name: str, out_dir: Path, title: str, untrained: bool = False) -> dict[str, Any] | None:

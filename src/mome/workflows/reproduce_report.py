@@ -35,7 +35,7 @@ import numpy as np
 from mome.config import load_config
 from mome.evaluation import plots
 from mome.evaluation.bootstrap import DRAWS, Bootstrap, Interval, Samples, Side, combine, read_counts, wer_samples
-from mome.evaluation.evaluate import wer_percent
+from mome.evaluation.results import EvaluationResult
 from mome.io import atomic_write_text, read_json
 from mome.training.plateau import read_curve
 from mome.workflows.pipeline import machine, task_overrides
@@ -84,10 +84,11 @@ def method_results(opts: ReproduceOptions, jobs: list[Job]) -> list[dict[str, An
     methods = []
     for group in by_method.values():
         method = group[0].method
-        evals = [read_json(opts.out / "eval" / job.run / "results.json") for job in group]
-        if not all(evals):
+        found = [read_json(opts.out / "eval" / job.run / "results.json") for job in group]
+        if not all(found):
             continue
-        tables = [wer_percent(res) for res in evals]
+        evals = [EvaluationResult.from_json(res) for res in found]
+        tables = [res.wer_percent() for res in evals]
         decode = read_json(opts.out / "eval" / group[0].run / "decode_times.json").get("seconds_per_utterance", {})
         steps = [s for job in group if (s := _seconds_per_step(opts.out / "runs" / job.run)) is not None]
         active, stored = _params(opts.preset, method)
@@ -102,7 +103,7 @@ def method_results(opts: ReproduceOptions, jobs: list[Job]) -> list[dict[str, An
             "wer": _mean_over_seeds(tables),
             "wer_by_seed": {str(job.seed): table for job, table in zip(group, tables)},
             "decode_seconds_per_utterance": {k: round(v, 4) for k, v in decode.items()},
-            "tokens_per_second": {c["key"]: c["tokens_per_second"] for c in evals[0]["combinations"]},
+            "tokens_per_second": evals[0].tokens_per_second(),
             "curves": {job.run: _curve(opts.out / "runs" / job.run) for job in group},
         })  # fmt: skip
     return methods
