@@ -15,6 +15,7 @@ from mome.config import load_config
 from mome.evaluation.bootstrap import Samples
 from mome.workflows import reproduce_report
 from mome.workflows.pipeline import task_overrides
+from mome.workflows.reproduce import curriculum_overrides
 from mome.workflows.reproduce_plan import METHODS, ReproduceOptions, jobs
 from mome.workflows.reproduce_report import claims, wer_cells, write_report
 
@@ -260,6 +261,15 @@ def test_the_plan_states_the_stop_rule_and_a_time_range() -> None:
     assert f"estimated {low}-{high} min: every run stopping at step 800 or at the cap" in text
     cfg = load_config("demo", opts.plateau_overrides())  # what every run gets
     assert (cfg.train.plateau.every_steps, cfg.train.plateau.min_steps) == (100, 800)
+
+
+def test_the_clean_audio_share_is_taken_of_the_minimum_steps_not_of_the_cap() -> None:
+    opts = ReproduceOptions()  # min 800 of a 2,000-step cap
+    demo = load_config("demo")
+    assert curriculum_overrides(opts, demo) == [f"data.clean_steps_share={demo.data.clean_steps_share * 0.4:g}"]
+    cfg = load_config("demo", curriculum_overrides(opts, demo))
+    assert cfg.data.clean_epochs_for(2000, 150) == demo.data.clean_epochs_for(800, 150) > 0  # as a run of 800 steps
+    assert curriculum_overrides(opts, load_config("tiny")) == []  # a preset without a curriculum gets none
 
 
 def test_the_plan_trains_every_method_once_and_the_seeded_ones_at_every_seed() -> None:

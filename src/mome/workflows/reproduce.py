@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from mome.config import load_config
+from mome.config import Config, load_config
 from mome.stopping import stoppable
 from mome.training.plateau import read_curve
 from mome.workflows import pipeline
@@ -69,6 +69,15 @@ class Estimate:
         return sum(sum(self.job_seconds(job, steps)) for job in todo)
 
 
+def curriculum_overrides(opts: ReproduceOptions, preset: Config) -> list[str]:
+    """The preset's clean-audio share of the steps (`data.clean_steps_share`) taken of `--min-steps`, not of the
+    cap: a run that stops at its first plateau check has then trained on the babble too."""
+    share = preset.data.clean_steps_share
+    if not share or opts.steps <= opts.min_steps:
+        return []
+    return [f"data.clean_steps_share={share * opts.min_steps / opts.steps:g}"]
+
+
 def plan(opts: ReproduceOptions, todo: list[Job], estimate: Estimate, prepare_seconds: float) -> str:
     """What will run and the estimated time, printed before anything starts."""
     lines = [f"mome reproduce: {len(todo)} runs on preset {opts.preset!r}, each until its validation WER stops "
@@ -113,8 +122,9 @@ def _run_stages(opts: ReproduceOptions) -> Path:
     started = time.perf_counter()
     stages = Stages(opts.out / "timings.json", "reproduce")
     corpus, lip = pipeline.prepare(opts, stages, preset)
+    curriculum = curriculum_overrides(opts, preset)
     for i, job in enumerate(todo):
-        overrides = [*opts.plateau_overrides(), *job.method.overrides, f"train.seed={job.seed}"]
+        overrides = [*opts.plateau_overrides(), *curriculum, *job.method.overrides, f"train.seed={job.seed}"]
         cfg = pipeline.run_config(opts, corpus, lip, job.method.task, opts.steps, job.run, overrides)
         start_step, was_trained = _steps_done(opts, job)
         t0 = time.perf_counter()
