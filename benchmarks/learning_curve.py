@@ -35,6 +35,8 @@ UNIFIED = [
     "data.clean_epochs=0",
     "data.clean_steps_share=0",
 ]
+# the demo's recipe as section 17 measured it (5 clean epochs: a fixed curriculum whatever the steps)
+DEMO_RECIPE = [*UNIFIED, "train.projector_lr_scale=5", "data.clean_epochs=5"]
 VARIANTS: dict[str, list[str]] = {
     "unified": UNIFIED,
     "three": [],  # three task-specific models, steps split as the earlier demo did
@@ -50,7 +52,7 @@ VARIANTS: dict[str, list[str]] = {
     "unified-proj-lr5x-layers2": [*UNIFIED, "train.projector_lr_scale=5", "model.llm.num_layers=2"],
     "unified-proj-lr5x-clean": [*UNIFIED, "train.projector_lr_scale=5", "data.train_snrs=[null]"],
     "unified-proj-lr5x-clean-first3": [*UNIFIED, "train.projector_lr_scale=5", "data.clean_epochs=3"],
-    "unified-proj-lr5x-clean-first5": [*UNIFIED, "train.projector_lr_scale=5", "data.clean_epochs=5"],
+    "unified-proj-lr5x-clean-first5": DEMO_RECIPE,
     "unified-proj-lr5x-clean-share0.6": [
         *UNIFIED,
         "train.projector_lr_scale=5",
@@ -62,6 +64,10 @@ VARIANTS: dict[str, list[str]] = {
         "data.clean_epochs=5",
         "data.feature_cache_store=pooled",
     ],
+    # fifth round (docs/experiments.md, section 19): what might carry the letters to unseen voices
+    "unified-proj-lr5x-clean-first5-tmask": [*DEMO_RECIPE, "data.time_mask=true"],
+    "unified-proj-lr5x-clean-first5-stack": [*DEMO_RECIPE, "model.compression.mode=stack"],
+    "unified-proj-lr5x-clean-first5-whisper-base": [*DEMO_RECIPE, "model.encoders.audio.path=embedded:whisper-base"],
     "unified-proj-lr5x-lr2e-3": [*UNIFIED, "train.projector_lr_scale=5", "train.lr=2e-3"],
     "unified-proj-lr5x-half-clean": [
         *UNIFIED,
