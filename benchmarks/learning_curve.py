@@ -175,6 +175,7 @@ def main() -> None:
     parser.add_argument("--workspace-seed", type=int, default=0, help="seed of the corpus and lip encoder")
     parser.add_argument("--lip-steps", type=int, default=pipeline.Workspace.lip_steps)
     parser.add_argument("--train-speakers", type=int, default=pipeline.Workspace.train_speakers)
+    parser.add_argument("--utterances", type=int, default=pipeline.Workspace.utterances, help="corpus size")
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE overrides for every run")
     args = parser.parse_args()
 
@@ -183,6 +184,7 @@ def main() -> None:
         seed=args.workspace_seed,
         lip_steps=args.lip_steps,
         train_speakers=args.train_speakers,
+        utterances=args.utterances,
         snrs=[None, *args.snr],
     )
     ws.out.mkdir(parents=True, exist_ok=True)
