@@ -202,6 +202,8 @@ def synthesize_corpus(
     report = {
         "seed": seed,
         "requested": num_utterances,
+        "grid_fraction": grid_fraction,
+        "speakers": counts,
         "written": len(records),
         "skipped": skipped,
         "per_split": {s: sum(r["split"] == s for r in records) for s in SPLITS},
