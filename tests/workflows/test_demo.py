@@ -125,10 +125,9 @@ def test_a_workspace_corpus_built_with_other_options_is_refused(tmp_path: Path) 
         pipeline.corpus(DemoOptions(out=tmp_path, seed=5, utterances=8))
     with pytest.raises(UserError, match=r"--seed 5 \(now 0\), --utterances 8 \(now 800\)"):
         pipeline.corpus(DemoOptions(out=tmp_path, train_speakers=2))
-    # a corpus written before its report kept the options: the training speakers are counted
+    # a corpus of an older version (letter a spoken as i by espeak-ng) is refused whatever its options
     report = json.loads((tmp_path / "corpus" / "meta" / "report.json").read_text())
-    del report["speakers"], report["grid_fraction"]
+    del report["version"]
     (tmp_path / "corpus" / "meta" / "report.json").write_text(json.dumps(report))
-    assert pipeline.corpus(same) == tmp_path / "corpus"
-    with pytest.raises(UserError, match=r"--train-speakers 2 \(now 3\)"):
-        pipeline.corpus(DemoOptions(out=tmp_path, seed=5, utterances=8, train_speakers=3))
+    with pytest.raises(UserError, match="written by an older mome .corpus version 1, now 2"):
+        pipeline.corpus(same)

@@ -117,17 +117,19 @@ def corpus(ws: Workspace) -> Path:
 
 
 def check_corpus(root: Path, ws: Workspace) -> None:
-    """Refuse a workspace corpus built with other options than this command's: reusing it would silently
-    train and test on another corpus than the one asked for."""
+    """Refuse a workspace corpus written by another corpus version or with other options than this command's:
+    reusing it would silently train and test on another corpus than the one asked for."""
+    from mome.synthetic.corpus import CORPUS_VERSION
+
     report = read_json(root / "meta" / "report.json")
     if not report:  # killed between its labels and its report: nothing to compare
         return
-    if "speakers" in report:
-        train_speakers = report["speakers"].get("train")
-    else:  # a corpus written before the report kept its options
-        train_speakers = sum(s["split"] == "train" for s in (read_json(root / "meta" / "speakers.json") or []))
-    built = {"--seed": report.get("seed"), "--utterances": report.get("requested"),
-             "--grid-fraction": report.get("grid_fraction", ws.grid_fraction), "--train-speakers": train_speakers}  # fmt: skip
+    version = report.get("version", 1)
+    if version != CORPUS_VERSION:
+        raise UserError(f"{root} was written by an older mome (corpus version {version}, now {CORPUS_VERSION}): "
+                        "delete it, or pass another --out for a new workspace")  # fmt: skip
+    built = {"--seed": report["seed"], "--utterances": report["requested"], "--grid-fraction": report["grid_fraction"],
+             "--train-speakers": report["speakers"]["train"]}  # fmt: skip
     asked = {"--seed": ws.seed, "--utterances": ws.utterances, "--grid-fraction": ws.grid_fraction,
              "--train-speakers": ws.train_speakers}  # fmt: skip
     differ = [f"{k} {built[k]} (now {asked[k]})" for k in asked if built[k] != asked[k]]
