@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from mome.errors import UserError
 from mome.synthetic.corpus import synthesize_corpus
+from mome.workflows import pipeline
 from mome.workflows.demo import DemoOptions, run_demo
 
 pytestmark = pytest.mark.slow
@@ -19,13 +21,15 @@ FAST = ["data.num_workers=0", "data.max_frames=120", "train.num_threads=1", "tra
 
 def test_demo_runs_every_stage_and_resumes(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    # A corpus already in place is used as is (the stage is skipped): a small one keeps the test fast.
+    # A corpus already in place, built with the demo's options, is used as is (the stage is skipped): a small
+    # one keeps the test fast.
     synthesize_corpus(
-        out / "corpus", 16, seed=3, split_fractions={"train": 0.5, "val": 0.25, "test": 0.25},
+        out / "corpus", 16, seed=3, grid_fraction=1.0, split_fractions={"train": 0.5, "val": 0.25, "test": 0.25},
         speakers_per_split={"train": 2, "val": 1, "test": 1, "noise": 2},
         babble_seconds=6.0, babble_talkers=2, workers=1, progress=False,
     )  # fmt: skip
-    opts = DemoOptions(out=out, lip_steps=2, steps=2, preset="tiny", overrides=FAST)
+    opts = DemoOptions(out=out, seed=3, utterances=16, train_speakers=2, lip_steps=2, steps=2, preset="tiny",
+                       overrides=FAST)  # fmt: skip
     report = run_demo(opts)
 
     text = report.read_text()
@@ -107,3 +111,23 @@ def test_seconds_per_step_times_real_steps_in_a_throwaway_folder(tmp_path: Path,
     seconds = seconds_per_step(cfg, steps=2, warmup=1)
     assert 0 < seconds < 60
     assert not Path("runs").exists()  # the probe leaves no run behind
+
+
+def test_a_workspace_corpus_built_with_other_options_is_refused(tmp_path: Path) -> None:
+    synthesize_corpus(
+        tmp_path / "corpus", 8, seed=5, grid_fraction=1.0, split_fractions={"train": 0.5, "val": 0.25, "test": 0.25},
+        speakers_per_split={"train": 2, "val": 1, "test": 1, "noise": 2},
+        babble_seconds=0, workers=1, progress=False,
+    )  # fmt: skip
+    same = DemoOptions(out=tmp_path, seed=5, utterances=8, train_speakers=2)
+    assert pipeline.corpus(same) == tmp_path / "corpus"
+    with pytest.raises(UserError, match=r"built with --train-speakers 2 \(now 128\): pass the same options"):
+        pipeline.corpus(DemoOptions(out=tmp_path, seed=5, utterances=8))
+    with pytest.raises(UserError, match=r"--seed 5 \(now 0\), --utterances 8 \(now 800\)"):
+        pipeline.corpus(DemoOptions(out=tmp_path, train_speakers=2))
+    # a corpus of an older version (letter a spoken as i by espeak-ng) is refused whatever its options
+    report = json.loads((tmp_path / "corpus" / "meta" / "report.json").read_text())
+    del report["version"]
+    (tmp_path / "corpus" / "meta" / "report.json").write_text(json.dumps(report))
+    with pytest.raises(UserError, match="written by an older mome .corpus version 1, now 2"):
+        pipeline.corpus(same)

@@ -38,6 +38,9 @@ from mome.synthetic.visemes import articulation, frame_labels, viseme_segments
 
 log = logging.getLogger(__name__)
 DATASET = "synth"
+CORPUS_VERSION = 2
+"""What `synthesize_corpus` writes for given options; raised when that changes (2: the GRID letter "a" spoken
+as its name by both engines, where version 1 had espeak-ng voices say the letter i)."""
 MIN_FRAMES = 8
 
 
@@ -200,8 +203,11 @@ def synthesize_corpus(
         )
         write_metadata(root / "meta" / f"{split}.jsonl", rows)
     report = {
+        "version": CORPUS_VERSION,
         "seed": seed,
         "requested": num_utterances,
+        "grid_fraction": grid_fraction,
+        "speakers": counts,
         "written": len(records),
         "skipped": skipped,
         "per_split": {s: sum(r["split"] == s for r in records) for s in SPLITS},

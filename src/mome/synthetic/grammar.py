@@ -43,6 +43,9 @@ def grid_word_classes(text: str) -> list[str] | None:
 _PARTITIONS = 20
 
 
+LETTER_A_SPOKEN = "eigh"
+"""How the TTS engines are asked to say the GRID letter "a" (see `Sentence.spoken`)."""
+
 @dataclass(frozen=True)
 class Sentence:
     text: str
@@ -52,10 +55,11 @@ class Sentence:
 
     def spoken(self) -> str:
         """Text given to the TTS engine. Both engines read a lone "a" as the article (schwa); in GRID
-        it is the letter, so it is spelled "ay" there while the transcript keeps "a"."""
+        it is the letter, so it is spelled "eigh" there (the transcript keeps "a"): the one spelling that both
+        read as the letter's name, where espeak-ng reads "ay" as "aye", the letter i."""
         if self.grammar != "grid":
             return self.text
-        return " ".join("ay" if w == "a" else w for w in self.text.split())
+        return " ".join(LETTER_A_SPOKEN if w == "a" else w for w in self.text.split())
 
 
 def sentence_partition(text: str) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mome.config import Config, absolute_path, load_config, saved_config
-from mome.errors import Interrupted
+from mome.errors import Interrupted, UserError
 from mome.io import read_json
 from mome.stopping import exit_code
 
@@ -108,10 +108,34 @@ def corpus(ws: Workspace) -> Path:
     from mome.synthetic.corpus import synthesize_corpus
 
     root = ws.out / "corpus"
-    if not (root / "labels" / "test.csv").is_file():
+    if (root / "labels" / "test.csv").is_file():
+        check_corpus(root, ws)
+    else:
         synthesize_corpus(root, ws.utterances, seed=ws.seed, grid_fraction=ws.grid_fraction,
                           speakers_per_split={"train": ws.train_speakers})  # fmt: skip
     return root
+
+
+def check_corpus(root: Path, ws: Workspace) -> None:
+    """Refuse a workspace corpus written by another corpus version or with other options than this command's:
+    reusing it would silently train and test on another corpus than the one asked for."""
+    from mome.synthetic.corpus import CORPUS_VERSION
+
+    report = read_json(root / "meta" / "report.json")
+    if not report:  # killed between its labels and its report: nothing to compare
+        return
+    version = report.get("version", 1)
+    if version != CORPUS_VERSION:
+        raise UserError(f"{root} was written by an older mome (corpus version {version}, now {CORPUS_VERSION}): "
+                        "delete it, or pass another --out for a new workspace")  # fmt: skip
+    built = {"--seed": report["seed"], "--utterances": report["requested"], "--grid-fraction": report["grid_fraction"],
+             "--train-speakers": report["speakers"]["train"]}  # fmt: skip
+    asked = {"--seed": ws.seed, "--utterances": ws.utterances, "--grid-fraction": ws.grid_fraction,
+             "--train-speakers": ws.train_speakers}  # fmt: skip
+    differ = [f"{k} {built[k]} (now {asked[k]})" for k in asked if built[k] != asked[k]]
+    if differ:
+        raise UserError(f"{root} was built with {', '.join(differ)}: pass the same options, or another --out for a "
+                        "new workspace")  # fmt: skip
 
 
 def models(cfg: Config) -> None:
