@@ -48,13 +48,14 @@ def _parse(argv: list[str], **kwargs) -> Options:
 
 
 def test_each_annotation_parses_as_its_type() -> None:
-    opts = _parse(["--count", "7", "--ratio", "1e-1", "--name", "n", "--where", "a/b", "--limit", "4", "--cap", "none",
+    opts = _parse(["--count", "7", "--ratio", "1e-1", "--name", "n", "--where", "a/b", "--limit", "4", "--cap", "3",
                    "--ids", "5", "6", "--snrs", "none", "-5", "--tags", "p", "q", "--fast", "k=v"])  # fmt: skip
-    assert opts == Options(count=7, ratio=0.1, name="n", where=Path("a/b"), limit=4, cap=None, ids=[5, 6],
+    assert opts == Options(count=7, ratio=0.1, name="n", where=Path("a/b"), limit=4, cap=3.0, ids=[5, 6],
                            snrs=[None, -5.0], tags=["p", "q"], fast=True, rest=["k=v"])  # fmt: skip
     assert isinstance(opts.where, Path) and isinstance(opts.snrs[1], float)
-    with pytest.raises(argparse.ArgumentError):
-        _parser().parse_args(["--count", "1.5"])
+    for bad in (["--count", "1.5"], ["--limit", "none"], ["--ids", "none"]):
+        with pytest.raises(argparse.ArgumentError):
+            _parser().parse_args(bad)
 
 
 def test_flags_not_given_keep_the_defaults_and_base_values_lie_between() -> None:
@@ -75,15 +76,18 @@ def test_flag_names_and_help_come_from_the_fields_and_their_docstrings() -> None
 
 
 def test_a_field_override_replaces_the_generated_syntax() -> None:
-    ids = {"type": lambda text: [int(s) for s in text.split(",")], "nargs": None}
+    ids = {"type": lambda text: [int(s) for s in text.split(",")]}
     opts = _parse(["--ids", "4,5"], overrides={"ids": ids})
     assert opts.ids == [4, 5]
     assert next(a for a in _parser(overrides={"ids": ids})._actions if a.dest == "ids").help == "ids (default 1,2)"
 
 
-def test_a_field_without_a_flag_type_must_be_skipped() -> None:
+def test_a_field_without_a_flag_type_must_be_skipped_or_given_a_syntax() -> None:
     with pytest.raises(TypeError, match="table"):
         add_option_arguments(argparse.ArgumentParser(), Options, positional=("rest",))
+    parser = argparse.ArgumentParser()
+    add_option_arguments(parser, Options, positional=("rest",), overrides={"table": {"type": lambda t: {t: 1}}})
+    assert options_from_args(Options, parser.parse_args(["--table", "a"])).table == {"a": 1}
     with pytest.raises(ValueError, match="nope"):
         add_option_arguments(argparse.ArgumentParser(), Options, skip=("table", "nope"))
 

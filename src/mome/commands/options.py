@@ -49,7 +49,8 @@ def _optional(annotation: Any) -> tuple[Any, bool]:
 
 
 def _scalar(annotation: Any, name: str) -> Callable[[str], Any]:
-    """The parser of one token: the scalar type itself, or for `X | None` one that reads `none` as None."""
+    """The parser of one token: the scalar type itself, or for `X | None` (a list element) one that reads `none`
+    as None."""
     inner, optional = _optional(annotation)
     if inner not in SCALARS:
         raise TypeError(f"option {name!r}: no flag for type {annotation!r}; pass it in `skip` or `overrides`")
@@ -72,8 +73,8 @@ def _kwargs(annotation: Any, default: Any, name: str) -> dict[str, Any]:
     if typing.get_origin(annotation) is list:
         (element,) = typing.get_args(annotation)
         return {"type": _scalar(element, name), "nargs": "+"}
-    inner, _ = _optional(annotation)
-    return {} if inner is str else {"type": _scalar(annotation, name)}
+    inner, _ = _optional(annotation)  # a flag not given is None: no token for it
+    return {} if inner is str else {"type": _scalar(inner, name)}
 
 
 def _default(f: Field) -> Any:
@@ -92,8 +93,8 @@ def add_option_arguments(
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> None:  # fmt: skip
     """A flag per field of dataclass `cls` (`--name-with-dashes`) but those in `skip`; those in `positional` are
-    positional (`nargs="*"`). `overrides`: `add_argument` keywords replacing the generated ones of a field whose
-    syntax is its own (e.g. a comma-separated list). Flags default to None (switches to False), so
+    positional (`nargs="*"`). `overrides`: `add_argument` keywords over the generated ones of a field; with a
+    `type` or `action`, the field's syntax is its own (e.g. a comma-separated list) and they replace them. Flags default to None (switches to False), so
     `options_from_args` can tell the given ones apart; the help shows the field's default."""
     overrides = overrides or {}
     names = {f.name for f in fields(cls)}
@@ -110,7 +111,9 @@ def add_option_arguments(
             parser.add_argument(f.name, nargs="*", help=text, **overrides.get(f.name, {}))
             continue
         default = _default(f)
-        kwargs = {**_kwargs(hints[f.name], default, f.name), **overrides.get(f.name, {})}
+        custom = overrides.get(f.name, {})
+        own_syntax = "type" in custom or "action" in custom
+        kwargs = dict(custom) if own_syntax else {**_kwargs(hints[f.name], default, f.name), **custom}
         if default is not None and kwargs.get("action") != "store_true":
             text += f" (default {_shown(default, ' ' if kwargs.get('nargs') else ',')})"
         parser.add_argument("--" + f.name.replace("_", "-"), help=text, **{"default": None, **kwargs})

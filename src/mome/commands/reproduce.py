@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     quick = f"{field_docs(ReproduceOptions)['quick']} ({QUICK})"
     add_option_arguments(parser, ReproduceOptions, skip=SKIP, positional=("overrides",),
-                         overrides={"seeds": {"type": _seeds, "nargs": None}, "quick": {"help": quick}})  # fmt: skip
+                         overrides={"seeds": {"type": _seeds}, "quick": {"help": quick}})  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
