@@ -106,3 +106,14 @@ def test_every_field_of_a_command_is_a_flag_or_skipped(module, cls: str) -> None
     dests = {a.dest for a in parser._actions} - {"help"}
     assert dests == {f.name for f in fields(options)} - set(module.SKIP)
     assert dests <= set(field_docs(options)), "every flag's help is its field's docstring"
+
+
+def test_a_percent_sign_in_a_docstring_is_printed_as_written() -> None:
+    @dataclass
+    class Shares:
+        train: float = 0.8
+        """Share of the corpus for training (80% by default)."""
+
+    parser = argparse.ArgumentParser()
+    add_option_arguments(parser, Shares)
+    assert "(80% by default). (default 0.8)" in " ".join(parser.format_help().split())

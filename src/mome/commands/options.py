@@ -106,12 +106,12 @@ def add_option_arguments(
     for f in fields(cls):
         if f.name in skip or not f.init:
             continue
-        text = docs.get(f.name, f.name.replace("_", " "))
+        custom = dict(overrides.get(f.name, {}))
+        text = custom.pop("help", docs.get(f.name, f.name.replace("_", " "))).replace("%", "%%")  # argparse formats help
         if f.name in positional:
-            parser.add_argument(f.name, nargs="*", help=text, **overrides.get(f.name, {}))
+            parser.add_argument(f.name, nargs="*", help=text, **custom)
             continue
         default = _default(f)
-        custom = overrides.get(f.name, {})
         own_syntax = "type" in custom or "action" in custom
         kwargs = dict(custom) if own_syntax else {**_kwargs(hints[f.name], default, f.name), **custom}
         if default is not None and kwargs.get("action") != "store_true":
