@@ -1,12 +1,13 @@
 """`mome reproduce`: train MoME, its ablations and the baselines on one synthetic corpus, each until its validation
 WER stops improving (or a cap), evaluate them clean and at 0 dB, and say whether each of the paper's claims holds.
-Rerun to continue after a stop."""
+Rerun to continue after a stop. The flags are `ReproduceOptions`' fields (`mome.commands.options`)."""
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
-from pathlib import Path
+
+SKIP = ("seed", "grid_fraction", "train_speakers", "snrs")
+"""`ReproduceOptions` fields without a flag."""
 
 
 def _seeds(text: str) -> list[int]:
@@ -20,34 +21,19 @@ def _seeds(text: str) -> list[int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from mome.commands.options import add_option_arguments, field_docs
     from mome.workflows.reproduce_plan import QUICK, ReproduceOptions
 
-    d = ReproduceOptions()
-    parser.add_argument("--out", type=Path, default=d.out, help=f"output folder (default {d.out})")
-    parser.add_argument("--quick", action="store_true",
-                        help=f"the same code with tiny steps and data, in minutes ({QUICK})")  # fmt: skip
-    parser.add_argument("--seeds", type=_seeds, default=d.seeds, help="training seeds of the runs the claims "
-                        "compare (MoME-MHSA, its small and per-granularity-router variants, MTSK MS/SS/MSS; the first "
-                        f"seeds every other run; default {','.join(map(str, d.seeds))})")  # fmt: skip
-    parser.add_argument("--steps", type=int, help="the cap: the most training steps of a run, and the span of its "
-                        f"learning-rate schedule (default {d.steps})")  # fmt: skip
-    parser.add_argument("--plateau-every", type=int, help="validation-WER check period: a run stops once the best WER "
-                        "of its last quarter of steps is not 1 point below the best before "
-                        f"(default {d.plateau_every})")  # fmt: skip
-    parser.add_argument("--min-steps", type=int, help=f"no plateau stop before this step (default {d.min_steps})")
-    parser.add_argument("--utterances", type=int, help=f"corpus size (default {d.utterances})")
-    parser.add_argument("--lip-steps", type=int, help=f"lip-encoder pretraining steps (default {d.lip_steps})")
-    parser.add_argument("--eval-limit", type=int, help="evaluate on the first N test utterances only")
-    parser.add_argument("--preset", default=d.preset, help="training preset (default: demo)")
-    parser.add_argument("overrides", nargs="*", help="KEY=VALUE overrides for every run")
+    quick = f"{field_docs(ReproduceOptions)['quick']} ({QUICK})"
+    add_option_arguments(parser, ReproduceOptions, skip=SKIP, positional=("overrides",),
+                         overrides={"seeds": {"type": _seeds}, "quick": {"help": quick}})  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
+    from mome.commands.options import options_from_args
     from mome.workflows.reproduce import run_reproduce
     from mome.workflows.reproduce_plan import QUICK, ReproduceOptions
 
-    given = {f.name: getattr(args, f.name) for f in fields(ReproduceOptions) if getattr(args, f.name, None) is not None}
-    options = {**(QUICK if args.quick else {}), **given, "overrides": list(args.overrides)}
-    report = run_reproduce(ReproduceOptions(**options))
+    report = run_reproduce(options_from_args(ReproduceOptions, args, QUICK if args.quick else {}))
     print(f"\nreport: {report}")
     return 0

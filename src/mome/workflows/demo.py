@@ -60,9 +60,10 @@ class DemoOptions(Workspace):
     snrs: list[float | None] = field(default_factory=lambda: [None, 0.0, -5.0])
     """Test conditions: clean and babble at 0 and -5 dB (each noisy one costs the time of about 35 steps)."""
     steps: int | None = None
-    """Training steps of the one model; None: what is left of `budget_minutes` after the stages before training
-    holds at this machine's measured step time (`plan_steps`)."""
+    """Training steps of the one model; None: as many as what is left of `budget_minutes` after the stages before
+    training holds at this machine's measured step time (`plan_steps`)."""
     budget_minutes: float = BUDGET_MINUTES
+    """Minutes for every stage; they set the training steps unless `steps` does."""
 
 
 def plan_steps(opts: DemoOptions, stages: Stages, probe: Config) -> dict[str, Any]:

@@ -32,7 +32,9 @@ class Workspace:
     """Where a command's corpus, lip encoder, features and runs live, and how they are made."""
 
     out: Path = Path("workspace")
+    """Output folder: corpus, lip encoder, features, runs and report."""
     preset: str = "demo"
+    """Training preset of every run."""
     seed: int = 0
     """Seed of the corpus, the lip encoder and (unless a run overrides `train.seed`) every run."""
     utterances: int = 800
@@ -46,11 +48,13 @@ class Workspace:
     and faces generalise better to the unseen test speakers (docs/experiments.md, section 18). The validation,
     test and babble speakers do not depend on it."""
     lip_steps: int = 220
+    """Lip-encoder pretraining steps."""
     snrs: list[float | None] = field(default_factory=lambda: [None, 5.0, 0.0, -5.0])
     """Test conditions: clean and babble at these SNRs (dB)."""
     eval_limit: int | None = None
+    """Evaluate on the first N test utterances only (None: all)."""
     overrides: list[str] = field(default_factory=list)
-    """Extra KEY=VALUE overrides for every run (e.g. model.llm.num_layers=6)."""
+    """KEY=VALUE overrides for every run (e.g. model.llm.num_layers=6)."""
 
     def __post_init__(self) -> None:
         self.out = Path(absolute_path(str(self.out)))  # the stages below pass it on; none depends on the cwd

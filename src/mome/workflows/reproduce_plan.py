@@ -116,8 +116,10 @@ class ReproduceOptions(Workspace):
     """No plateau stop before this step: at 400 steps no variant reads yet, and the WER halves by 800
     (docs/experiments.md, section 13), so an earlier stop would compare how fast the grammar is learned."""
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    """Training seeds of the methods with `every_seed` (every other method: the first)."""
+    """Training seeds (on the command line: 0,1,2) of the methods with `every_seed`, the runs the claims compare
+    (MoME-MHSA, its small and per-granularity-router variants, MTSK MS/SS/MSS); every other method: the first."""
     quick: bool = False
+    """The same code with tiny steps and data (`QUICK`, under the options given), in minutes."""
 
     def plateau_overrides(self) -> list[str]:
         """The plateau rule of every run; overrides of `train.plateau.min_gain` or `window` change the rest."""
