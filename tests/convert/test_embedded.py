@@ -141,3 +141,18 @@ def test_concurrent_converts_into_one_out_do_not_race(cache, monkeypatch, tmp_pa
     assert sorted(outcomes, key=str) == [0, 2, 2], outcomes
     assert capsys.readouterr().err.count("exists and is not an empty directory") == 2
     assert (tmp_path / "out" / "config.json").is_file() and not list(tmp_path.glob(".out.tmp-*"))
+
+
+def test_a_first_use_inside_a_meta_device_build_converts_real_weights(cache, monkeypatch):
+    """`mome params` builds its model on the meta device; the conversion it triggers must still write data."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    def convert(dirs: list[Path], out: Path) -> Path:
+        save_file({"w": torch.ones(2, 3)}, str(out / "model.safetensors"))
+        return out
+
+    name = _register(monkeypatch, convert)
+    with torch.device("meta"):
+        path = resolve_model_path(f"embedded:{name}")
+    assert torch.equal(load_file(str(path / "model.safetensors"))["w"], torch.ones(2, 3))

@@ -127,8 +127,11 @@ def convert_into(model: EmbeddedModel, target: Path) -> Path:
     pkg_dirs = package_dirs(model)  # fail before creating anything
 
     def build(tmp: Path) -> None:
+        import torch  # the converters need it; listing models does not
+
         start = time.perf_counter()
-        model.convert(pkg_dirs, tmp)
+        with torch.device("cpu"):  # real tensors even when the first use is inside a meta-device build (`mome params`)
+            model.convert(pkg_dirs, tmp)
         record = _source_record(model, time.perf_counter() - start)
         (tmp / "mome_source.json").write_text(json.dumps(record, indent=2) + "\n")
 
