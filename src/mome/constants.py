@@ -34,3 +34,6 @@ MOUTH_CROP_SIZE = 96
 """Side of the mouth crops a corpus stores (`mome synth`, `mome prepare-lrs`; auto_avsr's 96x96)."""
 MODEL_CROP_SIZE = 88
 """Side of the crop the video encoder sees, cut from the 96x96 mouth crop (the default `data.crop_size`)."""
+
+SYNTH_SPEAKERS = {"train": 32, "val": 6, "test": 8, "noise": 8}
+"""Distinct speakers per split of a synthetic corpus by default (`noise`: the babble's talkers, in no split)."""

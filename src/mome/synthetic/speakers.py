@@ -11,11 +11,12 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, replace
 
+from mome.constants import SYNTH_SPEAKERS
 from mome.synthetic.render import Appearance, random_appearance
 from mome.synthetic.tts import ESPEAK_ACCENTS, ESPEAK_VARIANTS, FLITE_VOICES, Voice
 
 SPLITS = ("train", "val", "test")
-DEFAULT_SPEAKERS = {"train": 32, "val": 6, "test": 8, "noise": 8}
+DEFAULT_SPEAKERS = SYNTH_SPEAKERS
 
 
 @dataclass
