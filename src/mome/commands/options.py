@@ -107,7 +107,8 @@ def add_option_arguments(
         if f.name in skip or not f.init:
             continue
         custom = dict(overrides.get(f.name, {}))
-        text = custom.pop("help", docs.get(f.name, f.name.replace("_", " "))).replace("%", "%%")  # argparse formats help
+        text = custom.pop("help", docs.get(f.name, f.name.replace("_", " ")))
+        text = text.replace("%", "%%")  # argparse formats help strings with %
         if f.name in positional:
             parser.add_argument(f.name, nargs="*", help=text, **custom)
             continue

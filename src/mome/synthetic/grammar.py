@@ -46,6 +46,7 @@ _PARTITIONS = 20
 LETTER_A_SPOKEN = "eigh"
 """How the TTS engines are asked to say the GRID letter "a" (see `Sentence.spoken`)."""
 
+
 @dataclass(frozen=True)
 class Sentence:
     text: str
