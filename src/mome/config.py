@@ -532,8 +532,9 @@ class DecodeConfig:
     `train.precision`. The resolved value is recorded in results.json. Where it resolves to bf16, the frozen
     LLM's weights are stored in bf16 for decoding (`AVSRModel.prepare_decoding`)."""
     quantize: Quantize = "none"
-    """`int8`: the frozen LLM's linear layers and LM head dynamically quantised to int8 for decoding (CPUs only;
-    it runs in fp32, so `precision` must be `auto` or `fp32`): at batch 1 a token streams every weight."""
+    """`int8`: the frozen LLM's linear layers (but the MLP's output projections, `quantize.KEPT_FP32`) and LM head
+    dynamically quantised to int8 for decoding (CPUs only; it runs in fp32, so `precision` must be `auto` or
+    `fp32`): at batch 1 a token streams every weight."""
 
     def check(self, path: str) -> None:
         for name in ("num_beams", "max_new_tokens", "batch_size"):

@@ -158,7 +158,8 @@ def test_int8_decoding_is_applied_and_recorded(run, tmp_path):
     model, cfg = model_from_checkpoint(path, [*FAST, "decode.quantize=int8"])
     evaluate(model, cfg, "labels/train.csv", root, model.combinations[:1], [None], out_dir=tmp_path, limit=2,
              progress=False)  # fmt: skip
-    assert not any(isinstance(m, torch.nn.Linear) for m in model.llm.modules())
+    fp32 = {n.rsplit(".", 1)[-1] for n, m in model.llm.named_modules() if isinstance(m, torch.nn.Linear)}
+    assert fp32 == {"down_proj"}  # every other linear layer in int8 (`quantize.KEPT_FP32`)
     decode = json.loads((tmp_path / "results.json").read_text())["decode"]
     assert (decode["precision"], decode["quantize"]) == ("fp32", "int8")
     assert decode["precision_reason"] == "as requested; linear layers in int8"  # the tiny preset pins fp32

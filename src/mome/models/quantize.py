@@ -1,8 +1,9 @@
 """Dynamic int8 quantisation of the frozen LLM for decoding on CPUs (`decode.quantize: int8`).
 
-Every `nn.Linear` of the LLM, the LM head included, becomes torch's dynamically quantised Linear: int8 weights
-per output channel, activations quantised at each call, an int8 matmul (fbgemm on x86, qnnpack on Arm). At
-batch 1 a generated token reads every weight of the LLM, so weights four times smaller make a token cheaper.
+Every `nn.Linear` of the LLM but the MLP's output projections (`KEPT_FP32`), the LM head included, becomes torch's
+dynamically quantised Linear: int8 weights per output channel, activations quantised at each call, an int8
+matmul (fbgemm on x86, qnnpack on Arm). At batch 1 a generated token reads every weight of the LLM, so weights
+four times smaller make a token cheaper.
 
 Why `torch.ao.nn.quantized.dynamic` although torch marks `torch.ao.quantization` deprecated: its successor,
 torchao's `quantize_(model, Int8DynamicActivationInt8WeightConfig())`, runs its CPU matmul through
@@ -49,8 +50,16 @@ def _move_hooks(old: nn.Module, new: nn.Module) -> None:
         setattr(new, name, getattr(old, name))
 
 
+KEPT_FP32 = ("down_proj",)
+"""Names of the linear layers left in fp32: the MLP's output projection (Llama, Qwen2, SmolLM2), whose input,
+the gated product, carries outlier activations that one int8 scale per tensor flattens (the LLM.int8 finding).
+Kept in fp32, the demo model's transcripts stay as close to fp32's as int8 allows, for part of int8's time
+saving (docs/experiments.md, section 15)."""
+
+
 def quantize_int8(llm: nn.Module) -> int:
-    """Replace every `nn.Linear` inside `llm` by a dynamically quantised int8 one; returns how many.
+    """Replace every `nn.Linear` inside `llm` but those named in `KEPT_FP32` by a dynamically quantised int8 one;
+    returns how many.
 
     In place and for inference only: the replacements have no gradients. Modules outside `llm` (projectors,
     adapters) keep their fp32 weights."""
@@ -61,7 +70,7 @@ def quantize_int8(llm: nn.Module) -> int:
         count = 0
         for parent in list(llm.modules()):
             for name, child in list(parent.named_children()):
-                if type(child) is not nn.Linear:
+                if type(child) is not nn.Linear or name in KEPT_FP32:
                     continue
                 child.qconfig = per_channel_dynamic_qconfig
                 quantised = DynamicLinear.from_float(child)
