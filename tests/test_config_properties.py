@@ -45,6 +45,7 @@ KEYS = st.one_of(st.sampled_from(FIELDS), st.sampled_from(FIELDS).map(lambda k: 
 @example(key="model.llm.dtype", value="{}")  # was a TypeError (an unhashable dtype looked up among legacy names)
 @example(key="train.lr", value="9" * 400)  # was an OverflowError (math.isfinite of a huge int)
 @example(key="data.root", value="~nosuchuser/x")  # was a RuntimeError (pathlib's expanduser)
+@example(key="model.llm.path", value="n" + "9" * 400)  # was an OSError: a file name too long for is_dir
 def test_random_overrides_never_give_a_traceback(key, value):
     override = f"{key}={value}"
     try:

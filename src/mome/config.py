@@ -206,7 +206,7 @@ class LLMConfig:
             "missing: give a local Hugging Face model directory (or `arch` to build one without weights)",
         )
         if self.path is not None and not self.path.startswith(EMBEDDED_PREFIX):
-            _check(Path(self.path).is_dir(), f"{path}.path", f"no such directory: {self.path}")
+            _check(os.path.isdir(self.path), f"{path}.path", f"no such directory: {self.path}")  # False on any OSError
         _at_least(self, path, "num_layers", 1)
         _at_least(self, path, "hidden_size", 1)
 
