@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from mome.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
+from mome.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, SYNTH_SPEAKERS
 from mome.data.labels import LabelRow, write_labels, write_metadata
 from mome.data.media import write_audio, write_video
 from mome.synthetic import grammar
 from mome.synthetic.render import render_clip
-from mome.synthetic.speakers import DEFAULT_SPEAKERS, SPLITS, Speaker, make_speakers
+from mome.synthetic.speakers import SPLITS, Speaker, make_speakers
 from mome.synthetic.tts import TTSError, synthesize
 from mome.synthetic.visemes import articulation, frame_labels, viseme_segments
 
@@ -171,7 +171,7 @@ def synthesize_corpus(
     """
     root = Path(out_dir)
     split_fractions = split_fractions or {"train": 0.8, "val": 0.1, "test": 0.1}
-    counts = {**DEFAULT_SPEAKERS, **(speakers_per_split or {})}
+    counts = {**SYNTH_SPEAKERS, **(speakers_per_split or {})}
     speakers = make_speakers(seed, counts, engines, fixed_voices=fixed_voices)
     jobs = plan(num_utterances, seed, split_fractions, grid_fraction, speakers)
     workers = workers or os.cpu_count() or 1

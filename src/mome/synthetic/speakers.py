@@ -16,7 +16,6 @@ from mome.synthetic.render import Appearance, random_appearance
 from mome.synthetic.tts import ESPEAK_ACCENTS, ESPEAK_VARIANTS, FLITE_VOICES, Voice
 
 SPLITS = ("train", "val", "test")
-DEFAULT_SPEAKERS = SYNTH_SPEAKERS
 
 
 @dataclass
@@ -53,14 +52,14 @@ def make_speakers(
     alike across splits (the setting of the feasibility prototype, docs/experiments.md); faces still differ.
     The same random draws are made either way, so nothing else about the speakers changes.
     """
-    counts = counts or DEFAULT_SPEAKERS
+    counts = counts or SYNTH_SPEAKERS
     rng = random.Random(f"speakers:{seed}")
     espeak_pool = [f"{a}+{v}" for a in ESPEAK_ACCENTS for v in ESPEAK_VARIANTS]
     rng.shuffle(espeak_pool)
     draw = _VoiceDraw(rng, espeak_pool, rng.randrange(len(FLITE_VOICES)), engines, flite_fraction, fixed_voices)
     # Up to the default count of each split first, then the speakers beyond it: a corpus with more training
     # speakers has the same validation, test and babble speakers (and a default corpus is unchanged).
-    first = {split: min(n, DEFAULT_SPEAKERS.get(split, n)) for split, n in counts.items()}
+    first = {split: min(n, SYNTH_SPEAKERS.get(split, n)) for split, n in counts.items()}
     speakers: list[Speaker] = []
     for split, n_first in first.items():
         speakers += [_speaker(seed, split, i, voice) for i, voice in enumerate(draw.voices(n_first))]
