@@ -208,9 +208,10 @@ def train(cfg: Config) -> None:
     train_recipe(cfg)
 
 
-def seconds_per_step(cfg: Config, steps: int = 8, warmup: int = 2) -> float:
+def seconds_per_step(cfg: Config, steps: int = 8, warmup: int = 2) -> tuple[float, str]:
     """Wall seconds per training step of `cfg` (batch loading included), the mean of `steps` steps after `warmup`
-    untimed ones, in a throwaway run folder: what turns a time budget into a step count."""
+    untimed ones, in a throwaway run folder, and the precision they ran in: what turns a time budget into a step
+    count."""
     import itertools
     import tempfile
 
@@ -226,7 +227,7 @@ def seconds_per_step(cfg: Config, steps: int = 8, warmup: int = 2) -> float:
             start = time.perf_counter()
             for batch in itertools.islice(batches, steps):
                 trainer.train_step(batch)
-            return (time.perf_counter() - start) / steps
+            return (time.perf_counter() - start) / steps, trainer.precision.precision
         finally:
             trainer.logger.close()
 
