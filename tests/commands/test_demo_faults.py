@@ -28,7 +28,7 @@ def _stub_stages(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setattr(pipeline, "lip_encoder", lambda ws, corpus, preset: tmp_path / "lip.pt")
     monkeypatch.setattr(pipeline, "run_config", lambda *args: None)
     monkeypatch.setattr(pipeline, "features", lambda cfg, snrs: None)
-    monkeypatch.setattr(pipeline, "seconds_per_step", lambda cfg: 0.5)  # the budget's probe
+    monkeypatch.setattr(pipeline, "seconds_per_step", lambda cfg: (0.5, "fp32"))  # the budget's probe
 
 
 def test_an_interrupted_training_stage_stops_the_demo_with_its_code(monkeypatch, tmp_path, capsys) -> None:
