@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mome.config import Config, load_config
+from mome.config import Config, Precision, load_config
 from mome.io import atomic_write_text, read_json
 from mome.stopping import stoppable
 from mome.workflows import pipeline
@@ -39,7 +39,7 @@ BUDGET_MINUTES = 15.0
 AFTER_TRAINING_STEPS = 110
 """The evaluation and expert stages after training take about as long as this many training steps (the same
 model decodes them: docs/experiments.md, section 1.0.7)."""
-STEP_TIME_MARGIN: dict[str, float] = {"fp32": 1.15, "bf16": 1.25, "fp16": 1.25}
+STEP_TIME_MARGIN: dict[Precision, float] = {"fp32": 1.15, "bf16": 1.25, "fp16": 1.25}
 """A whole run's seconds per step against the probe's, by the precision it trains in: steps slow down within a
 run, and validation and checkpoints add to them; above the largest ratios measured, 1.12 in fp32 and 1.25 in
 bf16 (docs/experiments.md, 1.0.8 and 1.0.9)."""
@@ -48,7 +48,7 @@ STEP_RANGE = (200, 4000)
 machine would spend its budget past the plateau."""
 
 
-def budget_steps(seconds_left: float, step_seconds: float, precision: str) -> int:
+def budget_steps(seconds_left: float, step_seconds: float, precision: Precision) -> int:
     """Training steps in `precision` that fit `seconds_left` with the stages after training, in multiples of 50,
     in STEP_RANGE."""
     steps = int(seconds_left / (step_seconds * STEP_TIME_MARGIN[precision])) - AFTER_TRAINING_STEPS

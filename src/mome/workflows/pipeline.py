@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from mome.config import Config, absolute_path, load_config, saved_config
+from mome.config import Config, Precision, absolute_path, load_config, saved_config
 from mome.errors import Interrupted, UserError
 from mome.io import read_json
 from mome.stopping import exit_code
@@ -208,7 +208,7 @@ def train(cfg: Config) -> None:
     train_recipe(cfg)
 
 
-def seconds_per_step(cfg: Config, steps: int = 8, warmup: int = 2) -> tuple[float, str]:
+def seconds_per_step(cfg: Config, steps: int = 8, warmup: int = 2) -> tuple[float, Precision]:
     """Wall seconds per training step of `cfg` (batch loading included), the mean of `steps` steps after `warmup`
     untimed ones, in a throwaway run folder, and the precision they ran in: what turns a time budget into a step
     count."""
