@@ -15,8 +15,9 @@ from mome.evaluation.bootstrap import Samples
 from mome.workflows import reproduce_report
 from mome.workflows.pipeline import task_overrides
 from mome.workflows.reproduce import curriculum_overrides
+from mome.errors import UserError
 from mome.workflows.reproduce_plan import METHODS, ReproduceOptions, jobs
-from mome.workflows.reproduce_report import claims, wer_cells, write_report
+from mome.workflows.reproduce_report import claims, command_line, wer_cells, write_report
 
 COMBOS = ("a4_v2", "a4_v5", "a16_v2", "a16_v5")
 
@@ -289,6 +290,27 @@ def test_the_plan_trains_every_method_once_and_the_seeded_ones_at_every_seed() -
         assert kind == {"mome": "mome", "asr": "mome", "mtsk": method.key, "llama-avsr": "lora"}[method.family]
         if kind == "mome":  # the authors' pooled load balance: one row, every other MoME the per-layer form
             assert (cfg.model.adapter.mome.load_balance == "pooled") == (method.key == "mome-lb-pooled")
+
+
+def test_methods_choose_the_runs_in_plan_order_and_unknown_keys_fail_in_one_line(capsys) -> None:
+    chosen = ReproduceOptions(seeds=[0, 1], methods=["mome-ffn", "mtsk-ms", "asr", "mome-mhsa"])
+    planned = [job.run for job in jobs(chosen)]
+    # plan order, not the order given: the claims' runs at the first seed, the extra seeds, then the ablations
+    assert planned == ["mome-mhsa-s0", "mtsk-ms-s0", "asr-s0", "mome-mhsa-s1", "mtsk-ms-s1", "mome-ffn-s0"]
+    assert len(jobs(ReproduceOptions(seeds=[0]))) == len(METHODS)  # None: every method
+    with pytest.raises(UserError, match="unknown method.*mome-bogus"):
+        ReproduceOptions(methods=["mome-mhsa", "mome-bogus"])
+    with pytest.raises(SystemExit):
+        main(["reproduce", "--methods", "mome-mhsa,mome-bogus"])
+    assert "unknown method key(s) mome-bogus" in capsys.readouterr().err
+
+
+def test_the_report_names_the_command_that_gives_its_options() -> None:
+    assert command_line(ReproduceOptions()) == "mome reproduce"
+    opts = ReproduceOptions(seeds=[0, 1], steps=1000, methods=["mome-mhsa", "mtsk-ms"], overrides=["a.b=1"])
+    assert command_line(opts) == "mome reproduce --steps 1000 --seeds 0,1 --methods mome-mhsa,mtsk-ms a.b=1"
+    quick = ReproduceOptions(quick=True, **{**reproduce_report.QUICK, "eval_limit": 2})
+    assert command_line(quick) == "mome reproduce --quick --eval-limit 2"
 
 
 FAST = ["data.num_workers=0", "data.max_frames=120", "train.num_threads=1", "decode.num_beams=1",

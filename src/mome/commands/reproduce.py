@@ -20,13 +20,28 @@ def _seeds(text: str) -> list[int]:
     return seeds
 
 
+def _methods(text: str) -> list[str]:
+    from mome.workflows.reproduce_plan import METHOD_KEYS
+
+    keys = [k.strip() for k in text.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in METHOD_KEYS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown method key(s) {', '.join(unknown)}; `--help` lists them")
+    if not keys or len(set(keys)) != len(keys):
+        raise argparse.ArgumentTypeError(f"expected distinct method keys like mome-mhsa,mtsk-ms; got {text!r}")
+    return keys
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from mome.commands.options import add_option_arguments, field_docs
-    from mome.workflows.reproduce_plan import QUICK, ReproduceOptions
+    from mome.workflows.reproduce_plan import METHOD_KEYS, QUICK, ReproduceOptions
 
-    quick = f"{field_docs(ReproduceOptions)['quick']} ({QUICK})"
+    docs = field_docs(ReproduceOptions)
+    quick = f"{docs['quick']} ({QUICK})"
+    methods = f"{docs['methods']} Keys: {', '.join(METHOD_KEYS)}."
     add_option_arguments(parser, ReproduceOptions, skip=SKIP, positional=("overrides",),
-                         overrides={"seeds": {"type": _seeds}, "quick": {"help": quick}})  # fmt: skip
+                         overrides={"seeds": {"type": _seeds}, "quick": {"help": quick},
+                                    "methods": {"type": _methods, "help": methods}})  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from mome.errors import UserError
 from mome.workflows.pipeline import Workspace
 
 Family = Literal["mome", "mtsk", "llama-avsr", "asr"]
@@ -93,6 +94,7 @@ METHODS: tuple[Method, ...] = (
     Method("mome-4-2", "MoME-4/2-MHSA (width 24, 1 shared)", "mome", _mome(4, 2, 1, 24), ablation=True),
 )
 """The runs every claim needs come first (`jobs`: at every seed), so a stopped reproduction has them."""
+METHOD_KEYS: tuple[str, ...] = tuple(m.key for m in METHODS)
 
 PAPER_PRESET = "paper-mome-23-4-mhsa"
 """The paper-size model (Llama 3.2-3B, Whisper medium, AV-HuBERT Large) the same overrides are counted on."""
@@ -118,8 +120,17 @@ class ReproduceOptions(Workspace):
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     """Training seeds (on the command line: 0,1,2) of the methods with `every_seed`, the runs the claims compare
     (MoME-MHSA, its small and per-granularity-router variants, MTSK MS/SS/MSS); every other method: the first."""
+    methods: list[str] | None = None
+    """Keys of the methods to train (on the command line: mome-mhsa,mtsk-ms), e.g. the runs the claims compare
+    without the ablations; None (the default): every one. A claim whose runs were not trained is inconclusive."""
     quick: bool = False
     """The same code with tiny steps and data (`QUICK`, under the options given), in minutes."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        unknown = [key for key in self.methods or () if key not in METHOD_KEYS]
+        if unknown:
+            raise UserError(f"unknown method(s) {', '.join(unknown)}; expected some of {', '.join(METHOD_KEYS)}")
 
     def plateau_overrides(self) -> list[str]:
         """The plateau rule of every run; overrides of `train.plateau.min_gain` or `window` change the rest."""
@@ -137,9 +148,10 @@ class Job:
 
 
 def jobs(opts: ReproduceOptions) -> list[Job]:
-    """Every (method, seed) to train, in order: the methods the claims rest on at the first seed, then the extra
-    seeds, then the ablations."""
-    first = [Job(m, opts.seeds[0]) for m in METHODS if not m.ablation]
-    extra = [Job(m, s) for s in opts.seeds[1:] for m in METHODS if m.every_seed]
-    ablations = [Job(m, opts.seeds[0]) for m in METHODS if m.ablation]
+    """Every (method, seed) to train, in order (of the chosen `methods`): the methods the claims rest on at the
+    first seed, then the extra seeds, then the ablations."""
+    chosen = [m for m in METHODS if opts.methods is None or m.key in opts.methods]
+    first = [Job(m, opts.seeds[0]) for m in chosen if not m.ablation]
+    extra = [Job(m, s) for s in opts.seeds[1:] for m in chosen if m.every_seed]
+    ablations = [Job(m, opts.seeds[0]) for m in chosen if m.ablation]
     return first + extra + ablations

@@ -39,7 +39,7 @@ from mome.evaluation.results import EvaluationResult
 from mome.io import atomic_write_text, read_json
 from mome.training.plateau import read_curve
 from mome.workflows.pipeline import machine, task_overrides
-from mome.workflows.reproduce_plan import PAPER_PRESET, Job, Method, ReproduceOptions
+from mome.workflows.reproduce_plan import PAPER_PRESET, QUICK, Job, Method, ReproduceOptions
 
 SNR_CLEAN, SNR_NOISY = "clean", "0"
 Cell = tuple[str, str, str]
@@ -470,6 +470,23 @@ def _consistency(experts: dict[str, dict[str, Any] | None]) -> dict[str, dict[st
             for run, e in experts.items() if e}  # fmt: skip
 
 
+FLAGS = ("preset", "utterances", "lip_steps", "eval_limit", "steps", "plateau_every", "min_steps", "seeds", "methods")
+"""The `ReproduceOptions` fields the report's command line shows when they differ from their defaults."""
+
+
+def command_line(opts: ReproduceOptions) -> str:
+    """The `mome reproduce` command that gives `opts` (output folder aside): the flags that differ from their
+    defaults (under `--quick`, from QUICK's), then the overrides."""
+    defaults = {**{f: getattr(ReproduceOptions(), f) for f in FLAGS}, **(QUICK if opts.quick else {})}
+    parts = ["mome reproduce", *(["--quick"] if opts.quick else [])]
+    for name in FLAGS:
+        value = getattr(opts, name)
+        if value != defaults[name]:
+            shown = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+            parts.append(f"--{name.replace('_', '-')} {shown}")
+    return " ".join([*parts, *opts.overrides])
+
+
 def write_report(
     opts: ReproduceOptions, jobs: list[Job], experts: dict[str, dict[str, Any] | None], times: dict[str, float],
     controls: dict[str, dict[str, Any] | None] | None = None,
@@ -480,7 +497,7 @@ def write_report(
     methods = method_results(opts, jobs)
     claim_list = claims(methods, experts, wer_cells(opts, jobs), controls)
     settings = {"preset": opts.preset, "steps": opts.steps, "plateau_every": opts.plateau_every,
-                "min_steps": opts.min_steps, "seeds": opts.seeds, "quick": opts.quick,
+                "min_steps": opts.min_steps, "seeds": opts.seeds, "methods": opts.methods, "quick": opts.quick,
                 "utterances": opts.utterances, "lip_steps": opts.lip_steps, "eval_limit": opts.eval_limit,
                 "overrides": opts.overrides, "bootstrap": {"draws": DRAWS, "seed": 0, "level": 0.95}}  # fmt: skip
     summary = {
@@ -496,7 +513,7 @@ def write_report(
     lines = [
         "# mome reproduce: the paper's claims at CPU scale",
         "",
-        f"Command: `mome reproduce{' --quick' if opts.quick else ''} --seeds {','.join(map(str, opts.seeds))}`"
+        f"Command: `{command_line(opts)}`"
         f" (each run until its validation WER stops improving, at most {opts.steps} steps). Machine: {machine()}. "
         f"Wall time: {total / 60:.0f} min.",
         "",
