@@ -11,11 +11,11 @@ import pytest
 
 from mome.cli import main
 from mome.config import load_config
+from mome.errors import UserError
 from mome.evaluation.bootstrap import Samples
 from mome.workflows import reproduce_report
 from mome.workflows.pipeline import task_overrides
 from mome.workflows.reproduce import curriculum_overrides
-from mome.errors import UserError
 from mome.workflows.reproduce_plan import METHODS, ReproduceOptions, jobs
 from mome.workflows.reproduce_report import claims, command_line, wer_cells, write_report
 
