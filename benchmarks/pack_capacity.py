@@ -33,7 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     overrides = [
-        f"data.root={os.path.abspath(args.corpus)}", f"data.feature_cache={os.path.abspath(args.cache)}",
+        ("data.root", os.path.abspath(args.corpus)), ("data.feature_cache", os.path.abspath(args.cache)),
         "train.output_dir=/tmp/mome-pack-capacity", "train.seed=0", "train.num_threads=1",
     ]  # fmt: skip
     trainer = Trainer(load_config("demo", overrides), resume=False).setup()

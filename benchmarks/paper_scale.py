@@ -97,15 +97,15 @@ def reset_peak() -> bool:
 
 
 # ------------------------------------------------------------------------------------------ configs
-def size_overrides(tiny: bool) -> list[str]:
+def size_overrides(tiny: bool) -> list[Any]:
     """Overrides that shrink every size of a paper preset (`--tiny`); none at the true size."""
     if not tiny:
         return []
     return [
-        f"model.llm.arch={json.dumps(TINY_LLM)}",
-        f"model.llm.hidden_size={TINY_LLM['hidden_size']}",
+        ("model.llm.arch", TINY_LLM),
+        ("model.llm.hidden_size", TINY_LLM["hidden_size"]),
         "model.projector.hidden_size=32",
-        f"model.encoders.audio.arch={json.dumps(TINY_WHISPER)}",
+        ("model.encoders.audio.arch", TINY_WHISPER),
         'model.encoders.video.arch={"name": "tiny"}',
     ]
 
@@ -122,17 +122,17 @@ def run_config(preset: str, args: argparse.Namespace, workdir: Path, corpus: Pat
     from mome.config import load_config
 
     overrides = size_overrides(args.tiny) + [
-        f"data.root={corpus}",
-        f"data.feature_cache={workdir / 'features'}",
-        f"train.num_threads={args.threads}",
+        ("data.root", corpus),
+        ("data.feature_cache", workdir / "features"),
+        ("train.num_threads", args.threads),
     ]
     if models is None:
         overrides += ["model.llm.allow_random_weights=true"]
     else:
         overrides += [
-            f"model.llm.path={models / 'llm'}",
-            f"model.encoders.audio.path={models / 'whisper'}",
-            f"model.encoders.video.path={models / 'avhubert.pt'}",
+            ("model.llm.path", models / "llm"),
+            ("model.encoders.audio.path", models / "whisper"),
+            ("model.encoders.video.path", models / "avhubert.pt"),
         ]
     return load_config(preset, overrides)
 

@@ -57,11 +57,11 @@ VARIANTS: dict[str, list[str]] = {
 
 def trainer(args, cache: Path, out: Path, overrides: list[str]) -> Trainer:
     base = [
-        f"data.root={args.corpus}", f"data.feature_cache={cache}", f"train.output_dir={out}",
-        f"train.num_threads={args.threads}", "train.seed=0", "train.max_steps=100000",
+        ("data.root", args.corpus), ("data.feature_cache", cache), ("train.output_dir", out),
+        ("train.num_threads", args.threads), ("train.seed", 0), ("train.max_steps", 100000),
     ]  # fmt: skip
     if args.lip:
-        base.append(f"model.encoders.video.path={args.lip}")
+        base.append(("model.encoders.video.path", args.lip))
     AcceleratorState._reset_state()  # Accelerate allows one mixed precision per process; variants differ in it
     torch.manual_seed(0)
     return Trainer(load_config("demo", base + overrides), resume=False).setup()

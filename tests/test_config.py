@@ -241,6 +241,17 @@ def test_a_malformed_override_is_a_config_error() -> None:
         load_config("tiny", ["train.betas=[0.9,"])
 
 
+def test_a_typed_override_sets_its_value_as_it_is(tmp_path) -> None:
+    """Code sets fields by (key, value): a path with `#` or `: ` in it would be cut or turned into a mapping by
+    YAML, as the same text typed by a user is."""
+    odd = tmp_path / "run #2: final"
+    cfg = load_config("tiny", [("data.root", odd), ("train.max_steps", 7), ("model.compression.audio_rates", [4, 8])])
+    assert (cfg.data.root, cfg.train.max_steps, cfg.model.compression.audio_rates) == (str(odd), 7, [4, 8])
+    assert load_config("tiny", [f"data.root={tmp_path / 'run #2'}"]).data.root == str(tmp_path / "run")
+    later = load_config("tiny", [("train.max_steps", 7), "train.max_steps=9"])  # in order: the later wins
+    assert later.train.max_steps == 9
+
+
 def test_loader_workers_are_automatic_unless_set() -> None:
     """A cached batch is a few memory-mapped reads: no workers; media decoding: two (docs/benchmarks.md)."""
     assert load_config("tiny").data.loader_workers == 2

@@ -23,8 +23,9 @@ import os
 import sys
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Literal
 
 import yaml
@@ -790,19 +791,29 @@ def _read_yaml(source: str | Path, seen: tuple[str, ...] = ()) -> dict[str, Any]
     return data
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply `a.b.c=value` overrides; values are parsed as YAML (`16`, `[4,16]`, `null`, `true`)."""
+Override = str | tuple[str, Any]
+"""A change to one config field: `"a.b=value"` as a user types it (the value parsed as YAML: `16`, `[4,16]`,
+`null`), or `("a.b", value)` from code, set as it is, so that a path with `#` or `: ` in it stays that path."""
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[Override]) -> dict[str, Any]:
+    """Apply overrides (`Override`) in order, the later winning."""
     for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. train.lr=5e-4")
+        if isinstance(item, str):
+            key, sep, raw = item.partition("=")
+            if not sep or not key:
+                raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. train.lr=5e-4")
+            value = _parse_yaml(raw, f"override {item!r}")
+        else:
+            key, value = item
+            value = str(value) if isinstance(value, PurePath) else value
         node = data
         parts = key.split(".")
         for p in parts[:-1]:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {p} is not a section")
-        node[parts[-1]] = _parse_yaml(raw, f"override {item!r}")
+        node[parts[-1]] = value
     return data
 
 
@@ -831,8 +842,8 @@ def config_from_dict(data: dict[str, Any], checked: bool = True) -> Config:
     return cfg.validate() if checked else cfg
 
 
-def saved_config(saved: dict[str, Any], overrides: list[str] | None = None) -> Config:
-    """A config saved with a run, with `key=value` overrides. A new `data.root` takes along the label and noise
+def saved_config(saved: dict[str, Any], overrides: Sequence[Override] | None = None) -> Config:
+    """A config saved with a run, with overrides (`Override`). A new `data.root` takes along the label and noise
     files that lay under the old root (they were saved as absolute paths), so a moved corpus just works."""
     data = copy.deepcopy(saved)
     old_root = (data.get("data") or {}).get("root")
@@ -846,8 +857,8 @@ def saved_config(saved: dict[str, Any], overrides: list[str] | None = None) -> C
     return config_from_dict(data)
 
 
-def load_config(source: str | Path, overrides: list[str] | None = None) -> Config:
-    """Load a preset name or a YAML path, apply `key=value` overrides, type-check and validate."""
+def load_config(source: str | Path, overrides: Sequence[Override] | None = None) -> Config:
+    """Load a preset name or a YAML path, apply overrides (`Override`), type-check and validate."""
     return config_from_dict(apply_overrides(_read_yaml(source), list(overrides or [])))
 
 

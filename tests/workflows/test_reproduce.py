@@ -266,7 +266,7 @@ def test_the_plan_states_the_stop_rule_and_a_time_range() -> None:
 def test_the_clean_audio_share_is_taken_of_the_minimum_steps_not_of_the_cap() -> None:
     opts = ReproduceOptions()  # min 800 of a 2,000-step cap
     demo = load_config("demo")
-    assert curriculum_overrides(opts, demo) == [f"data.clean_steps_share={demo.data.clean_steps_share * 0.4:g}"]
+    assert curriculum_overrides(opts, demo) == [("data.clean_steps_share", demo.data.clean_steps_share * 0.4)]
     cfg = load_config("demo", curriculum_overrides(opts, demo))
     assert cfg.data.clean_epochs_for(2000, 150) == demo.data.clean_epochs_for(800, 150) > 0  # as a run of 800 steps
     assert curriculum_overrides(opts, load_config("tiny")) == []  # a preset without a curriculum gets none
@@ -303,6 +303,18 @@ def test_methods_choose_the_runs_in_plan_order_and_unknown_keys_fail_in_one_line
     with pytest.raises(SystemExit):
         main(["reproduce", "--methods", "mome-mhsa,mome-bogus"])
     assert "unknown method key(s) mome-bogus" in capsys.readouterr().err
+
+
+def test_a_run_config_keeps_workspace_paths_that_yaml_would_cut(tmp_path) -> None:
+    from mome.workflows.pipeline import run_config
+
+    out = tmp_path / "take #2: babble"  # as text, YAML would read "take" (a comment after " #") or a mapping
+    opts = ReproduceOptions(out=out, seeds=[0])
+    cfg = run_config(opts, out / "corpus", out / "lip.pt", "avsr", 800, "mome-mhsa-s0", opts.plateau_overrides())
+    assert cfg.data.root == str(out / "corpus") and cfg.data.feature_cache == str(out / "features")
+    assert cfg.train.output_dir == str(out / "runs" / "mome-mhsa-s0")
+    assert cfg.model.encoders.video.path == str(out / "lip.pt")
+    assert (cfg.train.max_steps, cfg.train.plateau.every_steps, cfg.name) == (800, 100, "demo-mome-mhsa-s0")
 
 
 def test_the_report_names_the_command_that_gives_its_options() -> None:

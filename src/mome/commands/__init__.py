@@ -90,7 +90,7 @@ def open_labelled(args: argparse.Namespace, multi: tuple[str, ...] = ("rates",))
 
     collect_overrides(args, multi)
     if args.root is not None:  # the flag is a shorthand: data.root is the one place the corpus is named
-        args.overrides.append(f"data.root={args.root}")
+        args.overrides.append(("data.root", args.root))  # as given: no YAML parsing of a path
     if args.limit is not None and args.limit < 1:
         raise UserError("--limit must be at least 1")
     checkpoint = resolve_checkpoint(args.checkpoint)

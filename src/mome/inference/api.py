@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from mome.config import Combination, Config, combination_key, combinations, parse_combination
+from mome.config import Combination, Config, Override, combination_key, combinations, parse_combination
 from mome.data.collate import to_device
 from mome.errors import UserError
 from mome.inference.inputs import Clip, clip_seconds, combination_for, load_clip, uses
@@ -284,7 +284,7 @@ def _parse_rates(rates: Combination | str, comp: Any) -> Combination:
 
 
 def from_payload(
-    payload: dict[str, Any], run_dir: Path | None, overrides: list[str] | None = None, device: str = "cpu"
+    payload: dict[str, Any], run_dir: Path | None, overrides: Sequence[Override] | None = None, device: str = "cpu"
 ) -> Recognizer:
     from mome.runs.load import model_from_payload
 

@@ -18,13 +18,13 @@ two renames) loads unverified. A run, a checkpoint or an export read as one: `mo
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 
-from mome.config import Config, saved_config
+from mome.config import Config, Override, saved_config
 from mome.errors import UserError
 from mome.io import atomic_write, atomic_write_bytes, file_sha256
 from mome.runs.checksums import CorruptCheckpoint, checksum_path, verify_checksum, write_checksum
@@ -188,6 +188,6 @@ def run_directory(checkpoint: Path) -> Path:
     return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
 
 
-def checkpoint_config(payload: dict[str, Any], overrides: list[str] | None = None) -> Config:
-    """The config stored in a checkpoint, with optional `key=value` overrides (e.g. a new data.root)."""
+def checkpoint_config(payload: dict[str, Any], overrides: Sequence[Override] | None = None) -> Config:
+    """The config stored in a checkpoint, with optional overrides (e.g. a new data.root)."""
     return saved_config(payload["config"], overrides)

@@ -4,12 +4,13 @@ exactly like the run it came from (`runs.export`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from mome.config import Config
+from mome.config import Config, Override
 from mome.errors import UserError
 from mome.models.avsr import AVSRModel, build_model
 from mome.runs.base_models import check
@@ -44,14 +45,14 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def model_from_checkpoint(
-    path: str | Path, overrides: list[str] | None = None, device: str | torch.device | None = None
+    path: str | Path, overrides: Sequence[Override] | None = None, device: str | torch.device | None = None
 ) -> tuple[AVSRModel, Config]:
     """Rebuild (model, config) from a checkpoint: frozen parts from their paths, trained weights from the file."""
     return model_from_payload(load_checkpoint(path), overrides, device)
 
 
 def model_from_payload(
-    payload: dict[str, Any], overrides: list[str] | None = None, device: str | torch.device | None = None
+    payload: dict[str, Any], overrides: Sequence[Override] | None = None, device: str | torch.device | None = None
 ) -> tuple[AVSRModel, Config]:
     """(model, config) from a checkpoint already read by `load_checkpoint` (the file is read and hashed once)."""
     cfg = checkpoint_config(payload, overrides)

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from mome.config import Config, Precision, absolute_path, load_config, saved_config
+from mome.config import Config, Override, Precision, absolute_path, load_config, saved_config
 from mome.errors import Interrupted, UserError
 from mome.io import read_json
 from mome.stopping import exit_code
@@ -165,19 +165,19 @@ def lip_encoder(ws: Workspace, corpus_root: Path, preset: Config) -> Path:
 
 def run_config(
     ws: Workspace, corpus_root: Path, lip: Path, task: str, steps: int, name: str | None = None,
-    overrides: list[str] | tuple[str, ...] = (),
+    overrides: Sequence[Override] = (),
 ) -> Config:  # fmt: skip
     """The config of run `name` (default: the task) in `<out>/runs/<name>`: the preset on the workspace's data,
     with the task's encoders, then the workspace's and this run's overrides."""
     name = name or task
-    base = [
-        f"name={ws.preset}-{name}",
-        f"data.root={corpus_root}",
-        f"model.encoders.video.path={lip}",
-        f"train.max_steps={steps}",
-        f"train.output_dir={ws.out / 'runs' / name}",
-        f"train.seed={ws.seed}",
-        f"data.feature_cache={ws.out / 'features'}",
+    base: list[Override] = [
+        ("name", f"{ws.preset}-{name}"),
+        ("data.root", corpus_root),
+        ("model.encoders.video.path", lip),
+        ("train.max_steps", steps),
+        ("train.output_dir", ws.out / "runs" / name),
+        ("train.seed", ws.seed),
+        ("data.feature_cache", ws.out / "features"),
     ]
     return load_config(ws.preset, base + task_overrides(task) + ws.overrides + list(overrides))
 
@@ -218,7 +218,7 @@ def seconds_per_step(cfg: Config, steps: int = 8, warmup: int = 2) -> tuple[floa
     from mome.training.recipe import Trainer
 
     with tempfile.TemporaryDirectory(prefix="mome-step-time-") as tmp:
-        cfg = saved_config(cfg.to_dict(), [f"train.output_dir={tmp}"])
+        cfg = saved_config(cfg.to_dict(), [("train.output_dir", tmp)])
         trainer = Trainer(cfg, resume=False).setup()
         try:
             batches = (m["batch"] for m in trainer.epoch_batches() if m["batch"] is not None)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from mome.config import Config, load_config
+from mome.config import Config, Override, load_config
 from mome.stopping import stoppable
 from mome.training.plateau import read_curve
 from mome.workflows import pipeline
@@ -69,13 +69,13 @@ class Estimate:
         return sum(sum(self.job_seconds(job, steps)) for job in todo)
 
 
-def curriculum_overrides(opts: ReproduceOptions, preset: Config) -> list[str]:
+def curriculum_overrides(opts: ReproduceOptions, preset: Config) -> list[Override]:
     """The preset's clean-audio share of the steps (`data.clean_steps_share`) taken of `--min-steps`, not of the
     cap: a run that stops at its first plateau check has then trained on the babble too."""
     share = preset.data.clean_steps_share
     if not share or opts.steps <= opts.min_steps:
         return []
-    return [f"data.clean_steps_share={share * opts.min_steps / opts.steps:g}"]
+    return [("data.clean_steps_share", share * opts.min_steps / opts.steps)]
 
 
 def plan(opts: ReproduceOptions, todo: list[Job], estimate: Estimate, prepare_seconds: float) -> str:
@@ -110,7 +110,7 @@ def run_reproduce(opts: ReproduceOptions) -> Path:
 
 def _run_stages(opts: ReproduceOptions) -> Path:
     opts.out.mkdir(parents=True, exist_ok=True)
-    preset = load_config(opts.preset, [f"train.max_steps={opts.steps}", *opts.plateau_overrides()])  # bad: one line now
+    preset = load_config(opts.preset, [("train.max_steps", opts.steps), *opts.plateau_overrides()])  # bad: one line now
     combinations = len(preset.model.compression.audio_rates) * len(preset.model.compression.video_rates)
     test_utterances = min(opts.eval_limit or opts.utterances // 10, opts.utterances // 10)
     estimate = Estimate(opts, combinations, test_utterances)
@@ -124,7 +124,7 @@ def _run_stages(opts: ReproduceOptions) -> Path:
     corpus, lip = pipeline.prepare(opts, stages, preset)
     curriculum = curriculum_overrides(opts, preset)
     for i, job in enumerate(todo):
-        overrides = [*opts.plateau_overrides(), *curriculum, *job.method.overrides, f"train.seed={job.seed}"]
+        overrides = [*opts.plateau_overrides(), *curriculum, *job.method.overrides, ("train.seed", job.seed)]
         cfg = pipeline.run_config(opts, corpus, lip, job.method.task, opts.steps, job.run, overrides)
         start_step, was_trained = _steps_done(opts, job)
         t0 = time.perf_counter()

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from mome.config import Override
 from mome.errors import UserError
 from mome.workflows.pipeline import Workspace
 
@@ -132,9 +133,9 @@ class ReproduceOptions(Workspace):
         if unknown:
             raise UserError(f"unknown method(s) {', '.join(unknown)}; expected some of {', '.join(METHOD_KEYS)}")
 
-    def plateau_overrides(self) -> list[str]:
+    def plateau_overrides(self) -> list[Override]:
         """The plateau rule of every run; overrides of `train.plateau.min_gain` or `window` change the rest."""
-        return [f"train.plateau.every_steps={self.plateau_every}", f"train.plateau.min_steps={self.min_steps}"]
+        return [("train.plateau.every_steps", self.plateau_every), ("train.plateau.min_steps", self.min_steps)]
 
 
 @dataclass(frozen=True)
