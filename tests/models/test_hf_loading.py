@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from mome.config import LLMConfig
-from mome.errors import UserError
+from mome.errors import ConfigError, UserError
 from mome.models.hf_loading import check_loading_info
 from mome.models.llm import load_llm
 from tiny import TINY_LLAMA
@@ -55,3 +56,43 @@ def test_only_the_dropped_layers_may_be_unexpected():
     with pytest.raises(UserError, match="unexpected"):
         check_loading_info({"unexpected_keys": ["extra.weight"]}, "ckpt", kept_layers=3)
     check_loading_info({"missing_keys": ["lm_head.weight"]}, "ckpt", allowed_missing=["lm_head.weight"])
+
+
+@pytest.mark.parametrize(
+    ("section", "typo", "field"),
+    [("llm", {"num_hidden_layer": 3}, "model.llm.arch.num_hidden_layer"),
+     ("audio", {"encoder_layer": 3}, "model.encoders.audio.arch.encoder_layer"),
+     ("llm", {"model_type": "lama"}, "model.llm.arch.model_type")],
+)  # fmt: skip
+def test_an_unknown_arch_field_is_refused_not_kept_as_a_loose_attribute(section, typo, field) -> None:
+    """transformers would keep `num_hidden_layer` as an attribute and build its default depth."""
+    from mome.config import load_config
+    from mome.models.llm import load_config as llm_config
+    from mome.models.whisper_encoder import load_whisper_encoder
+
+    cfg = load_config("tiny")
+    if section == "llm":
+        with pytest.raises(ConfigError, match=rf"^{field}"):
+            llm_config(dataclasses.replace(cfg.model.llm, arch={**cfg.model.llm.arch, **typo}))
+        assert llm_config(cfg.model.llm).num_hidden_layers == cfg.model.llm.arch["num_hidden_layers"]
+    else:
+        with pytest.raises(ConfigError, match=rf"^{field}"):
+            load_whisper_encoder({**cfg.model.encoders.audio.arch, **typo})
+        assert load_whisper_encoder(cfg.model.encoders.audio.arch)[0].config.encoder_layers > 0
+
+
+def test_every_preset_arch_is_in_the_transformers_schema() -> None:
+    from transformers import CONFIG_MAPPING, WhisperConfig
+
+    from mome.config import list_presets, load_config
+    from mome.models.hf_loading import checked_arch
+
+    checked = 0
+    for preset in list_presets():
+        m = load_config(preset).model
+        if m.llm.arch:
+            llm = dict(m.llm.arch)
+            checked += bool(checked_arch(CONFIG_MAPPING[llm.pop("model_type")], llm, f"{preset}: model.llm.arch"))
+        if m.encoders.audio.arch:
+            checked += bool(checked_arch(WhisperConfig, m.encoders.audio.arch, f"{preset}: model.encoders.audio.arch"))
+    assert checked >= 4  # tiny and the paper presets carry both

@@ -9,13 +9,27 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
+from transformers import PretrainedConfig
 from transformers.utils import logging as hf_logging
 
-from mome.errors import UserError
+from mome.errors import ConfigError, UserError
 
 _LAYER = re.compile(r"\.layers\.(\d+)\.")
+
+
+def checked_arch(config_class: type[PretrainedConfig], arch: Mapping[str, Any], where: str) -> PretrainedConfig:
+    """`config_class(**arch)`, refusing a key its schema does not take: transformers keeps an unknown key as a
+    loose attribute, so `num_hidden_layer: 2` would silently build the default depth. A key is loose when the
+    built config serialises it and a default one does not (legacy keys it converts, e.g. `rope_scaling`, pass)."""
+    config = config_class(**arch)
+    schema = set(config_class().to_dict()) | set(config_class.attribute_map)
+    loose = sorted(k for k in config.to_dict() if k in arch and k not in schema)
+    if loose:
+        raise ConfigError(f"{where}.{loose[0]}: unknown field of {config_class.__name__} (a typo?)")
+    return config
 
 
 @contextlib.contextmanager

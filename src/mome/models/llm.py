@@ -12,11 +12,18 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig, PreTrainedTokenizerBase
+from transformers import (
+    CONFIG_MAPPING,
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedTokenizerBase,
+)
 
 from mome.config import LLMConfig
 from mome.errors import ConfigError, UserError
-from mome.models.hf_loading import check_loading_info, quiet_transformers
+from mome.models.hf_loading import check_loading_info, checked_arch, quiet_transformers
 from mome.models.tokenizer import build_char_tokenizer
 from mome.precision import TORCH_DTYPES
 
@@ -71,7 +78,9 @@ def load_config(cfg: LLMConfig) -> PretrainedConfig:
         model_type = arch.pop("model_type", None)
         if model_type is None:
             raise ConfigError("model.llm.arch.model_type: missing (e.g. llama, qwen2)")
-        config = AutoConfig.for_model(model_type, **arch)
+        if model_type not in CONFIG_MAPPING:
+            raise ConfigError(f"model.llm.arch.model_type: {model_type!r} is not a transformers model type")
+        config = checked_arch(CONFIG_MAPPING[model_type], arch, "model.llm.arch")
     _truncate_config(config, cfg.num_layers)
     _check_width(cfg, config)
     return config

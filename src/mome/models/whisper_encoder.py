@@ -27,7 +27,7 @@ from torch import nn
 
 from mome.constants import SAMPLE_RATE, WHISPER_FRAME_RATE
 from mome.errors import ClipTooLong, UserError
-from mome.models.hf_loading import check_loading_info, quiet_transformers
+from mome.models.hf_loading import check_loading_info, checked_arch, quiet_transformers
 
 
 def log_mel(audio: torch.Tensor, window: torch.Tensor, filters: torch.Tensor, hop_length: int) -> torch.Tensor:
@@ -79,7 +79,7 @@ def load_whisper_encoder(path_or_arch: str | Path | dict[str, Any]) -> tuple[nn.
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
     if isinstance(path_or_arch, dict):  # random weights: tests, parameter counts
-        config = WhisperConfig(**path_or_arch)
+        config = checked_arch(WhisperConfig, path_or_arch, "model.encoders.audio.arch")
         return WhisperEncoder(config), WhisperFeatureExtractor(feature_size=config.num_mel_bins)
     from mome.convert.embedded import resolve_model_path
 
