@@ -18,7 +18,8 @@ from mome.config import load_config
 from mome.errors import UserError
 from mome.precision import Resolved, autocast, resolve_precision
 from mome.runs.load import load_checkpoint
-from mome.training.recipe import Trainer, _loader, record_precision, resume_precision, train
+from mome.training.engine import batch_loader
+from mome.training.recipe import Trainer, record_precision, resume_precision, train
 
 X86 = "processor\t: 0\nmodel name\t: Test x86 CPU\nflags\t\t: fpu sse2 avx avx2 fma {extra}\n\nprocessor\t: 1\n"
 ARM = "processor\t: 0\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd {extra}\nCPU part\t: 0xd40\n"
@@ -146,7 +147,7 @@ def _trainer(root: Path, out: Path, *extra: str) -> Trainer:
 def _first_step_loss(trainer: Trainer) -> float:
     trainer.sampler.set_epoch(0)
     trainer.train_set.set_epoch(0)
-    batch = next(iter(_loader(trainer.train_set, trainer.sampler, trainer.cfg)))["batch"]
+    batch = next(iter(batch_loader(trainer.train_set, trainer.sampler, trainer.cfg.data.loader_workers)))["batch"]
     return trainer.train_step(batch)["loss"]
 
 

@@ -220,10 +220,18 @@ class Engine:
         self.scheduler.load_state_dict(train_state["scheduler"])
 
     def _resumed(self, path: str, applied: list[str]) -> None:
+        """The one resume message: where, the progress, then the task's `_resume_notes` and the config changes."""
         if not self.main:
             return
-        changes = f"; applied {', '.join(sorted(applied))}" if applied else ""
-        print(f"resuming from {path} (step {self.state.step}, epoch {self.state.epoch}){changes}")
+        notes = [*self._resume_notes(), *([f"applied {', '.join(sorted(applied))}"] if applied else [])]
+        print(
+            f"resuming from {path} (step {self.state.step}, epoch {self.state.epoch})"
+            + "".join(f"; {n}" for n in notes)
+        )
+
+    def _resume_notes(self) -> list[str]:
+        """What a task adds to the resume message (e.g. a fresh optimiser)."""
+        return []
 
     def save(self) -> Path | None:
         """Write a checkpoint (main process); never one of non-finite weights. Returns its path."""

@@ -222,9 +222,6 @@ class LipPretrainer(Engine):
             self.resumed_rng = None
         return batches
 
-    def _resumed(self, path: str, applied: list[str]) -> None:
-        print(f"continuing from {path} (step {self.state.step})")
-
     def _backward(self, batch: dict) -> tuple[tuple[torch.Tensor, ...], Any]:
         out = self.model(batch)
         out["loss"].backward()

@@ -36,7 +36,6 @@ import torch.distributed as dist
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from torch import nn
-from torch.utils.data import DataLoader, Sampler
 
 from mome.config import Config, SingleTask, combination_key, save_config
 from mome.data.bucketing import FrameBudgetBatchSampler
@@ -93,11 +92,6 @@ def _dataset(cfg: Config, labels: str, train: bool, cache: FeatureCache | None =
         first = f"; first: {ds.label_problems[0]}" if ds.label_problems else ""
         raise UserError(f"{path}: no usable rows ({len(ds.label_problems)} malformed{first})")
     return ds
-
-
-def _loader(ds: AVDataset, sampler: Sampler, cfg: Config) -> DataLoader:
-    """Batches as {"batch": collated or None, "failed": {id: reason}} (`faults.Marked`)."""
-    return batch_loader(ds, sampler, cfg.data.loader_workers)
 
 
 def config_changes(saved: dict[str, Any], new: Config) -> tuple[list[str], list[str]]:
@@ -330,12 +324,12 @@ class Trainer(Engine):
             super()._restore(train_state)
 
     def _resumed(self, path: str, applied: list[str]) -> None:
-        if self.main:
-            fresh = "; fresh optimiser and schedule" if self.restart_optimizer else ""
-            changes = f"; applied {', '.join(sorted(applied))}" if applied else ""
-            print(f"resuming from {path} (step {self.state.step}, epoch {self.state.epoch}){fresh}{changes}")
-            if self.resume_note:
-                print(self.resume_note)
+        super()._resumed(path, applied)
+        if self.main and self.resume_note:
+            print(self.resume_note)
+
+    def _resume_notes(self) -> list[str]:
+        return ["fresh optimiser and schedule"] if self.restart_optimizer else []
 
     def _saved(self) -> None:
         plateau = self.cfg.train.plateau
@@ -438,7 +432,7 @@ class Trainer(Engine):
         self.model.eval()
         sums: dict[str, float] = {}
         n = 0
-        for i, marked in enumerate(_loader(ds, sampler, cfg)):
+        for i, marked in enumerate(batch_loader(ds, sampler, cfg.data.loader_workers)):
             self.val_skips.add(marked["failed"])
             batch = marked["batch"]
             if batch is None:
