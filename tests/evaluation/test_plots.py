@@ -23,7 +23,7 @@ from mome.evaluation.results import (
     WerCell,
 )
 from mome.workflows.demo_report import plot as demo_plot
-from mome.workflows.reproduce_report import curve_plot
+from mome.workflows.reproduce_report import MethodResult, curve_plot
 from mome.workflows.reproduce_report import plot as reproduce_plot
 
 TOKENS = "LLM input tokens per second of speech"
@@ -132,14 +132,13 @@ def test_demo_figure(saved, tmp_path: Path) -> None:
 def test_reproduce_figure(saved, tmp_path: Path) -> None:
     tokens = {"a4_v2": 25.0, "a16_v5": 8.125}
     methods = [
-        {"key": "mome-mhsa", "name": "MoME MHSA", "family": "mome", "tokens_per_second": tokens,
-         "wer": {"a4_v2": {"clean": 10.0, "0": 20.0}, "a16_v5": {"clean": 30.0, "0": 40.0}}},
-        {"key": "asr", "name": "ASR", "family": "asr", "tokens_per_second": {"a4": 12.5},
-         "wer": {"a4": {"clean": 5.0, "0": 9.0}}},
-        {"key": "mtsk-ms", "name": "MTSK", "family": "mtsk", "tokens_per_second": tokens,
-         "wer": {"a4_v2": {"clean": 15.0}, "a16_v5": {"clean": 35.0, "0": None}}},
-        {"key": "llama", "name": "Llama-AVSR", "family": "llama-avsr", "tokens_per_second": {"a4_v2": 25.0},
-         "wer": {"a4_v2": {"clean": 12.0, "0": 22.0}}},
+        MethodResult("mome-mhsa", "MoME MHSA", "mome", tokens_per_second=tokens,
+                     wer={"a4_v2": {"clean": 10.0, "0": 20.0}, "a16_v5": {"clean": 30.0, "0": 40.0}}),
+        MethodResult("asr", "ASR", "asr", tokens_per_second={"a4": 12.5}, wer={"a4": {"clean": 5.0, "0": 9.0}}),
+        MethodResult("mtsk-ms", "MTSK", "mtsk", tokens_per_second=tokens,
+                     wer={"a4_v2": {"clean": 15.0}, "a16_v5": {"clean": 35.0, "0": None}}),
+        MethodResult("llama", "Llama-AVSR", "llama-avsr", tokens_per_second={"a4_v2": 25.0},
+                     wer={"a4_v2": {"clean": 12.0, "0": 22.0}}),
     ]  # fmt: skip
     reproduce_plot(methods, tmp_path / "wer.png")
     (fig,) = saved
@@ -162,11 +161,11 @@ def test_reproduce_figure(saved, tmp_path: Path) -> None:
 
 def test_validation_curve_figure(saved, tmp_path: Path) -> None:
     methods = [
-        {"curves": {"r1": {"curve": [{"step": 10, "wer": 50.0}, {"step": 20, "wer": 40.0}],
-                           "stop": {"reason": "plateau"}},
-                    "r1-seed2": {"curve": [{"step": 10, "wer": 55.0}], "stop": None}}},
-        {"curves": {"r2": {"curve": [], "stop": None}}},
-        {"curves": {"r3": {"curve": [{"step": 10, "wer": 60.0}], "stop": {"reason": "cap"}}}},
+        MethodResult("m1", "m1", "mome", curves={
+            "r1": {"curve": [{"step": 10, "wer": 50.0}, {"step": 20, "wer": 40.0}], "stop": {"reason": "plateau"}},
+            "r1-seed2": {"curve": [{"step": 10, "wer": 55.0}], "stop": None}}),
+        MethodResult("m2", "m2", "mome", curves={"r2": {"curve": [], "stop": None}}),
+        MethodResult("m3", "m3", "mome", curves={"r3": {"curve": [{"step": 10, "wer": 60.0}], "stop": {"reason": "cap"}}}),
     ]  # fmt: skip
     curve_plot(methods, tmp_path / "curves.png")
     (fig,) = saved

@@ -17,16 +17,16 @@ from mome.workflows import reproduce_report
 from mome.workflows.pipeline import task_overrides
 from mome.workflows.reproduce import curriculum_overrides
 from mome.workflows.reproduce_plan import METHODS, ReproduceOptions, jobs
-from mome.workflows.reproduce_report import claims, command_line, wer_cells, write_report
+from mome.workflows.reproduce_report import MethodResult, claims, command_line, wer_cells, write_report
 
 COMBOS = ("a4_v2", "a4_v5", "a16_v2", "a16_v5")
 
 
 def _method(key: str, family: str, clean: list[float], noisy: list[float] | None = None, active: int = 10,
-            combos: tuple[str, ...] = COMBOS) -> dict:  # fmt: skip
+            combos: tuple[str, ...] = COMBOS) -> MethodResult:  # fmt: skip
     noisy = noisy or clean
-    return {"key": key, "name": key, "family": family, "active_params": active, "paper_active_params": active,
-            "wer": {c: {"clean": w, "0": n} for c, w, n in zip(combos, clean, noisy)}}  # fmt: skip
+    return MethodResult(key, key, family, active_params=active, paper_active_params=active,
+                        wer={c: {"clean": w, "0": n} for c, w, n in zip(combos, clean, noisy)})  # fmt: skip
 
 
 UTTERANCES, WORDS = 200, 10
@@ -39,15 +39,15 @@ def _spread(wer: float) -> np.ndarray:
     return np.diff(edges)
 
 
-def _cells(methods: list[dict], seeds: dict[str, list[dict]] | None = None) -> dict:
+def _cells(methods: list[MethodResult], seeds: dict[str, list[MethodResult]] | None = None) -> dict:
     """Per-utterance WER cells of every method's table (or of each seed's table in `seeds`)."""
     cells = {}
     for m in methods:
-        tables = [t["wer"] for t in (seeds or {}).get(m["key"], [m])]
-        for combo, snrs in m["wer"].items():
+        tables = [t.wer for t in (seeds or {}).get(m.key, [m])]
+        for combo, snrs in m.wer.items():
             for snr in snrs:
                 errors = np.stack([_spread(t[combo][snr]) for t in tables])
-                cells[(m["key"], combo, snr)] = Samples(errors, np.full(errors.shape, float(WORDS)), m["key"])
+                cells[(m.key, combo, snr)] = Samples(errors, np.full(errors.shape, float(WORDS)), m.key)
     return cells
 
 
@@ -65,7 +65,7 @@ def _experts(audio: float, video: float, chance: float = 0.2) -> dict:
 
 
 def _methods(mome_clean: list[float], mome_noisy: list[float], mome_active: int = 5,
-             small_clean: list[float] | None = None, small_active: int = 4) -> list[dict]:  # fmt: skip
+             small_clean: list[float] | None = None, small_active: int = 4) -> list[MethodResult]:  # fmt: skip
     """MoME-MHSA, mome-small (2 points below MTSK MS at every combination unless `small_clean`), MTSK MS and SS,
     Llama-AVSR and ASR."""
     return [
@@ -79,7 +79,7 @@ def _methods(mome_clean: list[float], mome_noisy: list[float], mome_active: int 
     ]
 
 
-def _claims(methods: list[dict], experts: dict, **kwargs) -> list[dict]:
+def _claims(methods: list[MethodResult], experts: dict, **kwargs) -> list[dict]:
     return claims(methods, experts, _cells(methods, kwargs.pop("seeds", None)), draws=500, **kwargs)
 
 
@@ -126,7 +126,7 @@ def test_a_claim_follows_its_intervals(clean, noisy, active, claim, verdict) -> 
 def test_claim_1_is_judged_on_the_small_mome_at_this_width(small_clean, small_active, verdict) -> None:
     methods = _methods([18, 20, 21, 22], [30, 31, 45, 46], small_clean=small_clean, small_active=small_active)
     for m in methods:  # the paper's size does not save the small MoME: only this width's count is its premise
-        m["paper_active_params"] = {"mome-small": 1, "mome-mhsa": 5}.get(m["key"], 8)
+        m.paper_active_params = {"mome-small": 1, "mome-mhsa": 5}.get(m.key, 8)
     claim = _claims(methods, SOUND)[0]
     assert claim["verdict"] == verdict, claim
     assert claim["evidence"].startswith("the preset's MoME: holds; a4_v2: MoME 18.0 vs mtsk-ms 20.0 (")
@@ -139,7 +139,7 @@ def test_claim_1_is_judged_on_the_small_mome_at_this_width(small_clean, small_ac
 
 
 def test_claim_1_without_the_small_mome_is_inconclusive() -> None:
-    methods = [m for m in _methods([18, 20, 21, 22], [30, 31, 45, 46]) if m["key"] != "mome-small"]
+    methods = [m for m in _methods([18, 20, 21, 22], [30, 31, 45, 46]) if m.key != "mome-small"]
     claim = _claims(methods, SOUND)[0]
     assert claim["verdict"] == "inconclusive", claim
     assert "mome-small (fewer active params at this width): not run" in claim["evidence"]
@@ -221,11 +221,10 @@ def test_the_report_writes_verdicts_intervals_and_the_step0_control(tmp_path, mo
     for i, m in enumerate(methods):
         stop = {"reason": "plateau", "step": 900 + 100 * i, "detail": "..."}
         curve = [{"step": s, "wer": 60.0 - s / 100, "rates": {}} for s in range(100, stop["step"] + 1, 100)]
-        m.update(seeds=[0], stored_params=99, paper_stored_params=99, seconds_per_step=0.1,
-                 wer_by_seed={"0": m["wer"]}, decode_seconds_per_utterance={},
-                 tokens_per_second={c: 10.0 + i for i, c in enumerate(m["wer"])},
-                 curves={f"{m['key']}-s0": {"stop": stop, "cap": 2000, "rule": rule, "curve": curve}})  # fmt: skip
-    methods[-1]["curves"]["asr-s0"]["stop"] = {"reason": "cap", "step": 2000, "detail": "cap of 2000 steps"}
+        vars(m).update(seeds=[0], stored_params=99, paper_stored_params=99, seconds_per_step=0.1,
+                       wer_by_seed={"0": m.wer}, tokens_per_second={c: 10.0 + i for i, c in enumerate(m.wer)},
+                       curves={f"{m.key}-s0": {"stop": stop, "cap": 2000, "rule": rule, "curve": curve}})  # fmt: skip
+    methods[-1].curves["asr-s0"]["stop"] = {"reason": "cap", "step": 2000, "detail": "cap of 2000 steps"}
     monkeypatch.setattr(reproduce_report, "method_results", lambda opts, jobs: methods)
     monkeypatch.setattr(reproduce_report, "wer_cells", lambda opts, jobs: _cells(methods))
     controls = {"mome-mhsa-s0": _experts(0.26, 0.22)}

@@ -1,6 +1,6 @@
 """The report of `mome reproduce`: `<out>/README.md`, `<out>/results.json` and plots.
 
-    {"methods": [{"key", "name", "family", "adapter_kind", "runs", "seeds",
+    {"methods": [{"key", "name", "family", "adapter_kind", "runs", "seeds",      # `MethodResult`
                   "active_params", "stored_params", "paper_active_params", "paper_stored_params",
                   "seconds_per_step", "wer": {"a4_v2": {"clean": 30.1, "0": 41.2}, ...},        % over seeds
                   "wer_by_seed": {"0": {...}, ...}, "decode_seconds_per_utterance": {"a4_v2": 0.04, ...},
@@ -27,6 +27,7 @@ import csv
 import json
 import statistics
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,53 @@ Cell = tuple[str, str, str]
 """(method key, rate combination, SNR): one WER of the bootstrap."""
 FIRST, LAST = "a4_v2", "a16_v5"
 """The finest and the coarsest rate combinations the paper's claims compare."""
+WerTable = dict[str, dict[str, float | None]]
+"""Rate combination -> SNR (`clean`, `0`) -> WER %."""
+
+
+@dataclass
+class MethodResult:
+    """One method's row of the report (`results.json`'s `methods`): its runs' WER, the mean over seeds, its
+    parameter counts, seconds per step, decode times and validation curves."""
+
+    key: str
+    name: str
+    family: str
+    adapter_kind: str = ""
+    runs: list[str] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+    active_params: int = 0
+    stored_params: int = 0
+    paper_active_params: int = 0
+    paper_stored_params: int = 0
+    seconds_per_step: float | None = None
+    wer: WerTable = field(default_factory=dict)
+    wer_by_seed: dict[str, WerTable] = field(default_factory=dict)
+    decode_seconds_per_utterance: dict[str, float] = field(default_factory=dict)
+    tokens_per_second: dict[str, float] = field(default_factory=dict)
+    curves: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Run -> {"stop", "cap", "rule", "curve"} (`_curve`)."""
+
+    def cell(self, combo: str, snr: str) -> float | None:
+        return self.wer.get(combo, {}).get(snr)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A baseline of claim 2: the WER at FIRST is `first`'s, at LAST `last`'s (Llama-AVSR trains one model per
+    rate combination; every other baseline is one method)."""
+
+    name: str
+    first: MethodResult
+    last: MethodResult
+
+    @classmethod
+    def of(cls, method: MethodResult) -> Baseline:
+        return cls(method.name, method, method)
+
+    def degradation(self, snr: str = SNR_CLEAN) -> float | None:
+        first, last = self.first.cell(FIRST, snr), self.last.cell(LAST, snr)
+        return None if first is None or last is None else last - first
 
 
 def _seconds_per_step(run_dir: Path) -> float | None:
@@ -59,8 +107,8 @@ def _seconds_per_step(run_dir: Path) -> float | None:
     return round(statistics.mean(values), 3) if values else None
 
 
-def _mean_over_seeds(tables: list[dict[str, dict[str, float | None]]]) -> dict[str, dict[str, float | None]]:
-    out: dict[str, dict[str, float | None]] = {}
+def _mean_over_seeds(tables: list[WerTable]) -> WerTable:
+    out: WerTable = {}
     for combo, cells in tables[0].items():
         out[combo] = {}
         for snr in cells:
@@ -76,7 +124,7 @@ def _params(preset: str, method: Method) -> tuple[int, int]:
     return report.active_adapters, report.trainable
 
 
-def method_results(opts: ReproduceOptions, jobs: list[Job]) -> list[dict[str, Any]]:
+def method_results(opts: ReproduceOptions, jobs: list[Job]) -> list[MethodResult]:
     """One entry per method: its runs' WER (mean over seeds), parameters, seconds per step and decode times."""
     by_method: dict[str, list[Job]] = {}
     for job in jobs:
@@ -93,19 +141,17 @@ def method_results(opts: ReproduceOptions, jobs: list[Job]) -> list[dict[str, An
         steps = [s for job in group if (s := _seconds_per_step(opts.out / "runs" / job.run)) is not None]
         active, stored = _params(opts.preset, method)
         paper_active, paper_stored = _params(PAPER_PRESET, method)
-        methods.append({
-            "key": method.key, "name": method.label, "family": method.family,
-            "adapter_kind": load_config(opts.preset, list(method.overrides)).model.adapter.kind,
-            "runs": [job.run for job in group], "seeds": [job.seed for job in group],
-            "active_params": active, "stored_params": stored,
-            "paper_active_params": paper_active, "paper_stored_params": paper_stored,
-            "seconds_per_step": round(statistics.mean(steps), 3) if steps else None,
-            "wer": _mean_over_seeds(tables),
-            "wer_by_seed": {str(job.seed): table for job, table in zip(group, tables)},
-            "decode_seconds_per_utterance": {k: round(v, 4) for k, v in decode.items()},
-            "tokens_per_second": evals[0].tokens_per_second(),
-            "curves": {job.run: _curve(opts.out / "runs" / job.run) for job in group},
-        })  # fmt: skip
+        methods.append(MethodResult(
+            key=method.key, name=method.label, family=method.family,
+            adapter_kind=load_config(opts.preset, list(method.overrides)).model.adapter.kind,
+            runs=[job.run for job in group], seeds=[job.seed for job in group],
+            active_params=active, stored_params=stored, paper_active_params=paper_active,
+            paper_stored_params=paper_stored, seconds_per_step=round(statistics.mean(steps), 3) if steps else None,
+            wer=_mean_over_seeds(tables), wer_by_seed={str(job.seed): table for job, table in zip(group, tables)},
+            decode_seconds_per_utterance={k: round(v, 4) for k, v in decode.items()},
+            tokens_per_second=evals[0].tokens_per_second(),
+            curves={job.run: _curve(opts.out / "runs" / job.run) for job in group},
+        ))  # fmt: skip
     return methods
 
 
@@ -167,10 +213,6 @@ def consistency_cells(experts: dict[str, list[dict[str, Any]]], modality: str) -
 # ----------------------------------------------------------------------------------------------------- claims
 
 
-def _cell(method: dict[str, Any], combo: str, snr: str) -> float | None:
-    return method["wer"].get(combo, {}).get(snr)
-
-
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f}"
 
@@ -203,86 +245,75 @@ def _claim(text: str, differences: list[dict[str, Any]], evidence: list[str],
     return {"claim": text, "verdict": verdict, "evidence": "; ".join(evidence), "differences": differences}
 
 
-def _below_mtsk(mome: dict[str, Any], mtsk: list[dict[str, Any]], boot: Bootstrap | None,
+def _below_mtsk(mome: MethodResult, mtsk: list[MethodResult], boot: Bootstrap | None,
                 name: str) -> tuple[list[dict[str, Any]], list[str]]:  # fmt: skip
     """`mome`'s clean WER minus each MTSK variant's at each of its rate combinations: the differences, and one
     evidence line per combination with `mome` called `name`."""
     differences, evidence = [], []
-    for combo in mome["wer"]:
+    for combo in mome.wer:
         parts = []
         for m in mtsk:
-            terms = {(mome["key"], combo, SNR_CLEAN): 1.0, (m["key"], combo, SNR_CLEAN): -1.0}
-            d = _difference(boot, f"WER {combo} clean: {name} - {m['name']}", terms, "negative")
+            terms = {(mome.key, combo, SNR_CLEAN): 1.0, (m.key, combo, SNR_CLEAN): -1.0}
+            d = _difference(boot, f"WER {combo} clean: {name} - {m.name}", terms, "negative")
             differences.append(d)
-            parts.append(f"{m['name']} {_fmt(_cell(m, combo, SNR_CLEAN))} ({_interval_text(d)})")
-        evidence.append(f"{combo}: {name} {_fmt(_cell(mome, combo, SNR_CLEAN))} vs " + ", ".join(parts))
+            parts.append(f"{m.name} {_fmt(m.cell(combo, SNR_CLEAN))} ({_interval_text(d)})")
+        evidence.append(f"{combo}: {name} {_fmt(mome.cell(combo, SNR_CLEAN))} vs " + ", ".join(parts))
     return differences, evidence
 
 
-def claim_fewer_params_lower_wer(mome: dict[str, Any], mtsk: list[dict[str, Any]], boot: Bootstrap | None,
-                                 small: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+def claim_fewer_params_lower_wer(mome: MethodResult, mtsk: list[MethodResult], boot: Bootstrap | None,
+                                 small: MethodResult | None = None) -> dict[str, Any]:  # fmt: skip
     """(1) MoME's WER is below every MTSK variant's at every rate combination (clean), with fewer active
     parameters: the preset's MoME has fewer at the paper's size, `small` (`mome-small`) has fewer at this width,
     so the claim is tested both where the paper states it and where this width lets it be true."""
     differences, evidence = _below_mtsk(mome, mtsk, boot, "MoME")
     # The paper's size: there (d = 3072) LoRA's rank d/32 = 96 outgrows MoME's fixed bottleneck; at a small width
     # the router (d x N_r) and the same bottleneck can make the preset's MoME the larger one.
-    fewer = bool(mtsk) and all(mome["paper_active_params"] < m["paper_active_params"] for m in mtsk)
+    fewer = bool(mtsk) and all(mome.paper_active_params < m.paper_active_params for m in mtsk)
     for size, col in (("paper size", "paper_active_params"), ("this width", "active_params")):
-        evidence.append(f"active params at {size}: MoME {mome[col]:,} vs "
-                        + ", ".join(f"{m['name']} {m[col]:,}" for m in mtsk))  # fmt: skip
+        evidence.append(f"active params at {size}: MoME {getattr(mome, col):,} vs "
+                        + ", ".join(f"{m.name} {getattr(m, col):,}" for m in mtsk))  # fmt: skip
     evidence.insert(0, f"the preset's MoME: {combine(d['verdict'] for d in differences) if fewer else 'does not hold'}")
     if small is None:
         differences.append(_difference(None, "WER clean: mome-small - Llama-MTSK (not run)", {}, "negative"))
         evidence.append("mome-small (fewer active params at this width): not run")
     else:
-        more, lines = _below_mtsk(small, mtsk, boot, small["key"])
-        here = bool(mtsk) and all(small["active_params"] < m["active_params"] for m in mtsk)
+        more, lines = _below_mtsk(small, mtsk, boot, small.key)
+        here = bool(mtsk) and all(small.active_params < m.active_params for m in mtsk)
         verdict = combine(d["verdict"] for d in more) if here else "does not hold"
         differences += more
         fewer = fewer and here
-        evidence.append(f"at this width {small['key']} ({small['active_params']:,} active params vs "
-                        + ", ".join(f"{m['name']} {m['active_params']:,}" for m in mtsk)
+        evidence.append(f"at this width {small.key} ({small.active_params:,} active params vs "
+                        + ", ".join(f"{m.name} {m.active_params:,}" for m in mtsk)
                         + f"): {verdict}, " + "; ".join(lines))  # fmt: skip
     return _claim("MoME's WER is below Llama-MTSK's at every rate combination (clean), with fewer active "
                   "parameters (the preset's MoME at the paper's size, mome-small at this width)", differences, evidence,
                   premise=fewer)  # fmt: skip
 
 
-def _degradation(method: dict[str, Any], snr: str = SNR_CLEAN) -> float | None:
-    first, last = _cell(method, FIRST, snr), _cell(method, LAST, snr)
-    return None if first is None or last is None else last - first
-
-
-def claim_degrades_less(mome: dict[str, Any], baselines: list[dict[str, Any]],
-                        boot: Bootstrap | None) -> dict[str, Any]:  # fmt: skip
-    """(2) MoME loses less WER than each baseline from (4,2) to (16,5), clean (Llama-AVSR: its two models,
-    named by the baseline's `first` and `last` method keys)."""
-    ours = {(mome["key"], LAST, SNR_CLEAN): 1.0, (mome["key"], FIRST, SNR_CLEAN): -1.0}
-    differences, evidence = [], [f"WER({LAST}) - WER({FIRST}), clean: MoME {_fmt(_degradation(mome))}"]
+def claim_degrades_less(mome: MethodResult, baselines: list[Baseline], boot: Bootstrap | None) -> dict[str, Any]:
+    """(2) MoME loses less WER than each baseline from (4,2) to (16,5), clean (Llama-AVSR: its two models)."""
+    ours = {(mome.key, LAST, SNR_CLEAN): 1.0, (mome.key, FIRST, SNR_CLEAN): -1.0}
+    differences, evidence = [], [f"WER({LAST}) - WER({FIRST}), clean: MoME {_fmt(Baseline.of(mome).degradation())}"]
     for b in baselines:
-        terms = {
-            **ours,
-            (b.get("last", b["key"]), LAST, SNR_CLEAN): -1.0,
-            (b.get("first", b["key"]), FIRST, SNR_CLEAN): 1.0,
-        }
-        d = _difference(boot, f"degradation: MoME - {b['name']}", terms, "negative")
+        terms = {**ours, (b.last.key, LAST, SNR_CLEAN): -1.0, (b.first.key, FIRST, SNR_CLEAN): 1.0}
+        d = _difference(boot, f"degradation: MoME - {b.name}", terms, "negative")
         differences.append(d)
-        evidence.append(f"{b['name']} {_fmt(_degradation(b))} (MoME minus it: {_interval_text(d)})")
+        evidence.append(f"{b.name} {_fmt(b.degradation())} (MoME minus it: {_interval_text(d)})")
     return _claim(f"MoME degrades less than the baselines from {FIRST} to {LAST}", differences, evidence)
 
 
-def claim_avsr_beats_asr_in_noise(mome: dict[str, Any], asr: dict[str, Any] | None,
+def claim_avsr_beats_asr_in_noise(mome: MethodResult, asr: MethodResult | None,
                                   boot: Bootstrap | None) -> dict[str, Any]:  # fmt: skip
     """(3) At 0 dB, MoME AVSR's WER is below the audio-only model's at the same audio rate, at every combination."""
     differences, evidence = [], []
-    for combo in mome["wer"]:
+    for combo in mome.wer:
         audio = combo.split("_")[0]
-        terms = {(mome["key"], combo, SNR_NOISY): 1.0, (asr["key"] if asr else "asr", audio, SNR_NOISY): -1.0}
+        terms = {(mome.key, combo, SNR_NOISY): 1.0, (asr.key if asr else "asr", audio, SNR_NOISY): -1.0}
         d = _difference(boot, f"WER {combo} at 0 dB: AVSR - ASR {audio}", terms, "negative")
         differences.append(d)
-        evidence.append(f"{combo}: AVSR {_fmt(_cell(mome, combo, SNR_NOISY))} vs ASR "
-                        f"{_fmt(_cell(asr, audio, SNR_NOISY) if asr else None)} ({_interval_text(d)})")  # fmt: skip
+        evidence.append(f"{combo}: AVSR {_fmt(mome.cell(combo, SNR_NOISY))} vs ASR "
+                        f"{_fmt(asr.cell(audio, SNR_NOISY) if asr else None)} ({_interval_text(d)})")  # fmt: skip
     return _claim("AVSR beats ASR in babble at 0 dB (same steps, same audio rate)", differences, evidence)
 
 
@@ -314,23 +345,21 @@ def claim_shared_router_consistent(shared: list[dict[str, Any]], per_granularity
                   "per-granularity routers (above chance, per modality)", differences, evidence)  # fmt: skip
 
 
-def claims(methods: list[dict[str, Any]], experts: dict[str, dict[str, Any] | None],
+def claims(methods: list[MethodResult], experts: dict[str, dict[str, Any] | None],
            cells: dict[Cell, Samples] | None = None, controls: dict[str, dict[str, Any] | None] | None = None,
            draws: int = DRAWS, seed: int = 0) -> list[dict[str, Any]]:  # fmt: skip
     """The paper's four claims, each with its verdict (holds / does not hold / inconclusive), the differences it
     rests on with their intervals, and the numbers. `cells`: per-utterance errors (`wer_cells`)."""
-    by_key = {m["key"]: m for m in methods}
+    by_key = {m.key: m for m in methods}
     mome = by_key.get("mome-mhsa")
     if mome is None:
         return []
     boot = Bootstrap(cells, draws, seed) if cells else None
-    mtsk = [m for m in methods if m["family"] == "mtsk"]
+    mtsk = [m for m in methods if m.family == "mtsk"]
     llama = [by_key[k] for k in ("llama-avsr-a4-v2", "llama-avsr-a16-v5") if k in by_key]
-    baselines = list(mtsk)
+    baselines = [Baseline.of(m) for m in mtsk]
     if len(llama) == 2:  # one model per rate: its degradation is the coarse model's WER minus the fine one's
-        merged = {FIRST: llama[0]["wer"].get(FIRST, {}), LAST: llama[1]["wer"].get(LAST, {})}
-        baselines.append({"name": "Llama-AVSR", "key": "llama-avsr", "first": llama[0]["key"],
-                          "last": llama[1]["key"], "wer": merged})  # fmt: skip
+        baselines.append(Baseline("Llama-AVSR", *llama))
     shared = [e for run, e in experts.items() if e and run.startswith("mome-mhsa-s")]
     per_granularity = [e for run, e in experts.items() if e and run.startswith("mome-mhsa-pergran-")]
     return [
@@ -346,33 +375,33 @@ def claims(methods: list[dict[str, Any]], experts: dict[str, dict[str, Any] | No
 # ------------------------------------------------------------------------------------------------ markdown
 
 
-def _combos(methods: list[dict[str, Any]]) -> list[str]:
+def _combos(methods: list[MethodResult]) -> list[str]:
     """Every audio-visual rate combination in the table, finest first."""
     seen: dict[str, float] = {}
     for m in methods:
-        if m["family"] != "asr":
-            seen.update(m["tokens_per_second"])
+        if m.family != "asr":
+            seen.update(m.tokens_per_second)
     return sorted(seen, key=lambda k: -seen[k])
 
 
-def _spread(method: dict[str, Any], combo: str, snr: str) -> str:
-    values = [t.get(combo, {}).get(snr) for t in method["wer_by_seed"].values()]
+def _spread(method: MethodResult, combo: str, snr: str) -> str:
+    values = [t.get(combo, {}).get(snr) for t in method.wer_by_seed.values()]
     values = [v for v in values if v is not None]
     return f" ±{(max(values) - min(values)) / 2:.1f}" if len(values) > 1 else ""
 
 
-def wer_table(methods: list[dict[str, Any]], combos: list[str], keep: Callable[[dict[str, Any]], bool]) -> list[str]:
+def wer_table(methods: list[MethodResult], combos: list[str], keep: Callable[[MethodResult], bool]) -> list[str]:
     snrs = [SNR_CLEAN, SNR_NOISY]
     head = " | ".join(f"{c} {'clean' if s == SNR_CLEAN else s + ' dB'}" for s in snrs for c in combos)
     lines = [f"| method | active | stored | paper active | paper stored | s/step | {head} |",
              "|---|---:|---:|---:|---:|---:|" + "---:|" * (len(snrs) * len(combos))]  # fmt: skip
     for m in filter(keep, methods):
-        cells = [f"{_fmt(_cell(m, c, s))}{_spread(m, c, s)}" if _cell(m, c, s) is not None else "-"
+        cells = [f"{_fmt(m.cell(c, s))}{_spread(m, c, s)}" if m.cell(c, s) is not None else "-"
                  for s in snrs for c in combos]  # fmt: skip
-        seeds = f" (seeds {', '.join(map(str, m['seeds']))})" if len(m["seeds"]) > 1 else ""
-        lines.append(f"| {m['name']}{seeds} | {_k(m['active_params'])} | {_k(m['stored_params'])} | "
-                     f"{_m(m['paper_active_params'])} | {_m(m['paper_stored_params'])} | "
-                     f"{m['seconds_per_step'] or '-'} | " + " | ".join(cells) + " |")  # fmt: skip
+        seeds = f" (seeds {', '.join(map(str, m.seeds))})" if len(m.seeds) > 1 else ""
+        lines.append(f"| {m.name}{seeds} | {_k(m.active_params)} | {_k(m.stored_params)} | "
+                     f"{_m(m.paper_active_params)} | {_m(m.paper_stored_params)} | "
+                     f"{m.seconds_per_step or '-'} | " + " | ".join(cells) + " |")  # fmt: skip
     return lines
 
 
@@ -384,28 +413,28 @@ def _m(n: int) -> str:
     return f"{n / 1e6:.1f}M"
 
 
-def decode_table(methods: list[dict[str, Any]], combos: list[str]) -> list[str]:
+def decode_table(methods: list[MethodResult], combos: list[str]) -> list[str]:
     lines = ["| method | " + " | ".join(combos) + " |", "|---|" + "---:|" * len(combos)]
     for m in methods:
-        times = m["decode_seconds_per_utterance"]
-        if m["family"] in ("mome", "mtsk") and times:
-            lines.append(f"| {m['name']} | " + " | ".join(f"{1000 * times[c]:.0f}" if c in times else "-"
+        times = m.decode_seconds_per_utterance
+        if m.family in ("mome", "mtsk") and times:
+            lines.append(f"| {m.name} | " + " | ".join(f"{1000 * times[c]:.0f}" if c in times else "-"
                                                          for c in combos) + " |")  # fmt: skip
     return lines
 
 
-def plot(methods: list[dict[str, Any]], path: Path) -> None:
+def plot(methods: list[MethodResult], path: Path) -> None:
     """WER against LLM input tokens per second of speech, clean and at 0 dB, one line per method."""
     styles = {"mome": "-", "mtsk": "--", "llama-avsr": "-"}
     panels = []
     for snr in (SNR_CLEAN, SNR_NOISY):
         series = []
-        for i, m in enumerate(x for x in methods if x["family"] != "asr"):
-            points = sorted((m["tokens_per_second"][c], w) for c, cells in m["wer"].items()
+        for i, m in enumerate(x for x in methods if x.family != "asr"):
+            points = sorted((m.tokens_per_second[c], w) for c, cells in m.wer.items()
                             if (w := cells.get(snr)) is not None)  # fmt: skip
             if points:
-                width = 2.5 if m["key"] == "mome-mhsa" else 1
-                series.append(plots.Series(points, m["name"], styles[m["family"]], plots.tab20(i), width=width))
+                width = 2.5 if m.key == "mome-mhsa" else 1
+                series.append(plots.Series(points, m.name, styles[m.family], plots.tab20(i), width=width))
         panels.append(plots.Panel(series, "clean" if snr == SNR_CLEAN else f"babble {snr} dB"))
     plots.plot(panels, path, size=(11, 6), title="mome reproduce: WER against compression",
                legend={"ncol": 3, "fontsize": 8, "frameon": False})  # fmt: skip
@@ -418,11 +447,11 @@ def _stopped(curve: dict[str, Any]) -> str:
     return f"plateau at step {stop['step']}" if stop["reason"] == "plateau" else f"cap ({stop['step']} steps)"
 
 
-def curve_table(methods: list[dict[str, Any]]) -> list[str]:
+def curve_table(methods: list[MethodResult]) -> list[str]:
     """One row per run: where and why it stopped, its best validation WER and the whole curve."""
     lines = ["| run | stopped | best val WER (step) | val WER at each check (step: WER) |", "|---|---|---:|---|"]
     for m in methods:
-        for run, curve in m.get("curves", {}).items():
+        for run, curve in m.curves.items():
             points = curve["curve"]
             best = min(points, key=lambda p: p["wer"]) if points else None
             best_text = f"{best['wer']:.1f} ({best['step']})" if best else "-"
@@ -431,9 +460,9 @@ def curve_table(methods: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def rule_text(methods: list[dict[str, Any]]) -> str:
+def rule_text(methods: list[MethodResult]) -> str:
     """The stop rule the runs trained under, from the first run that recorded one."""
-    curve = next((c for m in methods for c in m.get("curves", {}).values() if c.get("rule")), None)
+    curve = next((c for m in methods for c in m.curves.values() if c.get("rule")), None)
     if curve is None:
         return "No run recorded a validation curve."
     rule = curve["rule"]
@@ -444,11 +473,11 @@ def rule_text(methods: list[dict[str, Any]]) -> str:
             "the cap. Each run is evaluated at the step it stopped at.")  # fmt: skip
 
 
-def curve_plot(methods: list[dict[str, Any]], path: Path) -> None:
+def curve_plot(methods: list[MethodResult], path: Path) -> None:
     """Validation WER against steps, one line per run; a star where a run stopped on a plateau, a square at the cap."""
     series = []
     for i, m in enumerate(methods):
-        for j, (run, curve) in enumerate(m.get("curves", {}).items()):
+        for j, (run, curve) in enumerate(m.curves.items()):
             points = [(p["step"], p["wer"]) for p in curve["curve"]]
             if not points:
                 continue
@@ -501,7 +530,7 @@ def write_report(
                 "utterances": opts.utterances, "lip_steps": opts.lip_steps, "eval_limit": opts.eval_limit,
                 "overrides": opts.overrides, "bootstrap": {"draws": DRAWS, "seed": 0, "level": 0.95}}  # fmt: skip
     summary = {
-        "methods": methods, "claims": claim_list,
+        "methods": [asdict(m) for m in methods], "claims": claim_list,
         "consistency": _consistency(experts), "consistency_step0": _consistency(controls or {}),
         "settings": settings, "machine": machine(), "timings": dict(times),
     }  # fmt: skip
@@ -540,11 +569,11 @@ def write_report(
         "trainable parameter (adapters and projectors); paper: the same method counted at the paper's size "
         "(Llama 3.2-3B, Whisper medium, AV-HuBERT Large). s/step: mean seconds per training step here.",
         "",
-        *wer_table(methods, combos, lambda m: m["family"] != "asr"),
+        *wer_table(methods, combos, lambda m: m.family != "asr"),
         "",
         "Audio only (the noise baseline, the same stop rule):",
         "",
-        *wer_table(methods, ["a4", "a16"], lambda m: m["family"] == "asr"),
+        *wer_table(methods, ["a4", "a16"], lambda m: m.family == "asr"),
         "",
         "![WER against tokens per second](wer_vs_tokens.png)",
         "",
