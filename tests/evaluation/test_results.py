@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mome.evaluation.evaluate import markdown
-from mome.evaluation.results import EvaluationResult, WerCell
+from mome.evaluation.results import DecodeTimes, EvaluationResult, WerCell
 from mome.evaluation.wer import ErrorCounts
 from mome.workflows.demo_report import demo_results
 
@@ -61,9 +61,19 @@ def test_wer_percent_is_unchanged() -> None:
 
 
 def test_the_demo_summary_is_unchanged(tmp_path: Path) -> None:
-    decode_times = {"seconds_per_utterance": {"a4_v2": 0.12345, "a16_v5": 0.5}}
+    decode_times = DecodeTimes(seconds_per_utterance={"a4_v2": 0.12345, "a16_v5": 0.5})
     summary = demo_results(_result("results.json"), decode_times, {"eval": 1.0}, tmp_path / "no_hypotheses.jsonl")
     assert json.dumps(summary, indent=2) + "\n" == _golden("demo_summary.json")
+
+
+def test_decode_times_round_trip_and_a_file_cut_short_reads_empty(tmp_path: Path) -> None:
+    times = DecodeTimes({"a4_v2": 0.05}, {"a4_v2": 80}, 8, 1, "bf16", None, 2, {"cascade": {"clean": 0.04}})
+    path = tmp_path / "decode_times.json"
+    path.write_text(json.dumps(times.to_json()))
+    assert DecodeTimes.read(path) == times
+    assert "policies" not in DecodeTimes({"a4_v2": 0.05}).to_json()  # written only where a policy was scored
+    path.write_text(json.dumps(times.to_json())[:20])  # what a killed writer leaves
+    assert DecodeTimes.read(path) == DecodeTimes() and DecodeTimes.read(tmp_path / "absent.json") == DecodeTimes()
 
 
 def test_results_written_before_the_precision_was_recorded_still_read() -> None:

@@ -34,6 +34,7 @@ reason under `skipped` in results.json; the WER is then over the utterances that
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import time
@@ -57,6 +58,7 @@ from mome.evaluation import plots
 from mome.evaluation.cascade import policy_results
 from mome.evaluation.results import (
     DecodeSettings,
+    DecodeTimes,
     EvaluationResult,
     PolicyScores,
     RateCombination,
@@ -186,17 +188,17 @@ class DecodeClock:
         self.utterances[key] += len(hyps)
         return hyps, confidences
 
-    def summary(self, decode: DecodeConfig, precision: Resolved) -> JsonObject:
-        """decode_times.json: seconds per utterance at each combination, with what the speed depends on."""
-        return {
-            "seconds_per_utterance": {k: self.seconds[k] / self.utterances[k] for k in self.seconds},
-            "utterances": dict(self.utterances),
-            "batch_size": decode.batch_size,
-            "num_beams": decode.num_beams,
-            "precision": precision.precision,
-            "quantize": decode.quantize,
-            "threads": torch.get_num_threads(),
-        }
+    def summary(self, decode: DecodeConfig, precision: Resolved) -> DecodeTimes:
+        """Seconds per utterance at each combination, with what the speed depends on."""
+        return DecodeTimes(
+            seconds_per_utterance={k: self.seconds[k] / self.utterances[k] for k in self.seconds},
+            utterances=dict(self.utterances),
+            batch_size=decode.batch_size,
+            num_beams=decode.num_beams,
+            precision=precision.precision,
+            quantize=decode.quantize,
+            threads=torch.get_num_threads(),
+        )
 
 
 @dataclass
@@ -360,8 +362,8 @@ def evaluate(
     policies: dict[str, PolicyScores] = {}
     if cascade is not None:
         rows = [r.to_json() for r in records]
-        policies["cascade"], seconds = policy_results(rows, rated, snr_labels, cascade, times["seconds_per_utterance"])
-        times["policies"] = {"cascade": seconds}
+        policies["cascade"], seconds = policy_results(rows, rated, snr_labels, cascade, times.seconds_per_utterance)
+        times = dataclasses.replace(times, policies={"cascade": seconds})
     results = EvaluationResult(
         name=cfg.name,
         task=cfg.model.compression.task,
@@ -380,7 +382,7 @@ def evaluate(
     )
     if out_dir is not None:
         write_outputs(results, records, Path(out_dir))
-        atomic_write_text(Path(out_dir) / "decode_times.json", json.dumps(times, indent=2))
+        atomic_write_text(Path(out_dir) / "decode_times.json", json.dumps(times.to_json(), indent=2))
     return results
 
 

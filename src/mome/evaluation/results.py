@@ -14,12 +14,13 @@ take the value those versions meant).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import TypeVar
 
 from mome.config import Combination
 from mome.evaluation.wer import ErrorCounts, total
-from mome.io import JsonObject
+from mome.io import JsonObject, read_json
 
 NORMALISER = (
     "mome.evaluation.wer.normalize: NFKC, lowercase, punctuation -> space, apostrophes only inside words, "
@@ -31,6 +32,8 @@ A = TypeVar("A")
 B = TypeVar("B")
 WerTable = Mapping[str, Mapping[str, Mapping[str, "WerCell"]]]
 """group -> rate combination key -> SNR label -> cell."""
+WerPercent = dict[str, dict[str, float | None]]
+"""rate combination key -> SNR label -> corpus WER in % of group `all` (`EvaluationResult.wer_percent`)."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,35 @@ class PolicyScores:
         return cls(data["threshold"], tuple(data["ladder"]), scores)
 
 
+@dataclass(frozen=True)
+class DecodeTimes:
+    """decode_times.json: seconds of `model.generate` per utterance at each rate combination (and of each
+    policy, per SNR), with what that speed depends on. Written by every evaluation on its machine; read by time
+    budgets (`ms=N`) and the reports. Kept apart from results.json, which holds no timings."""
+
+    seconds_per_utterance: dict[str, float] = field(default_factory=dict)
+    utterances: dict[str, int] = field(default_factory=dict)
+    batch_size: int | None = None
+    num_beams: int | None = None
+    precision: str | None = None
+    quantize: str | None = None
+    threads: int | None = None
+    policies: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    """Policy -> SNR -> seconds per utterance (`cascade`), when the evaluation scored one."""
+
+    @classmethod
+    def read(cls, path: str | Path) -> DecodeTimes:
+        """The file's times; empty when it is absent or cut short by a kill (`read_json`)."""
+        data = read_json(path)
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+    def to_json(self) -> JsonObject:
+        data = asdict(self)
+        if not self.policies:
+            del data["policies"]
+        return data
+
+
 _FIELDS = ("name", "task", "normaliser", "decode", "eval_noise_seed", "snrs", "combinations", "groups", "wer",
            "skipped", "label_problems", "labels", "root", "policies")  # fmt: skip
 """results.json's own keys, in their order; every other key is the caller's `info`, written first."""
@@ -191,7 +223,7 @@ class EvaluationResult:
         """The cell of `group` at combination `key` and `snr`; None where the table has none."""
         return self.wer.get(group, {}).get(key, {}).get(snr)
 
-    def wer_percent(self) -> dict[str, dict[str, float | None]]:
+    def wer_percent(self) -> WerPercent:
         """Corpus WER in % (2 decimals) of group `all` per rate combination and SNR; None where no utterance was
         decoded. The numbers the demo's and reproduce's reports compare."""
         return {

@@ -74,11 +74,11 @@ def parse_budget(budget: str) -> tuple[str, float]:
 def measured_decode_ms(run_dir: Path | None) -> dict[str, float]:
     """Decode time per utterance of each rate combination, in ms, as the run's newest evaluation measured it
     on this machine (`<run>/eval/*/decode_times.json`); {} when it has none."""
-    from mome.io import read_json
+    from mome.evaluation.results import DecodeTimes
 
     files = sorted((run_dir / "eval").glob("*/decode_times.json"), key=lambda f: f.stat().st_mtime) if run_dir else []
     for path in reversed(files):
-        if seconds := read_json(path).get("seconds_per_utterance"):  # {} when absent or cut short by a kill
+        if seconds := DecodeTimes.read(path).seconds_per_utterance:  # empty when absent or cut short by a kill
             return {k: 1000 * v for k, v in seconds.items()}
     return {}
 

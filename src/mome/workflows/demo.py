@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from mome.config import Config, Precision, load_config
+from mome.evaluation.results import DecodeTimes
 from mome.io import atomic_write_text, read_json
 from mome.stopping import stoppable
 from mome.workflows import pipeline
@@ -106,7 +107,7 @@ def _run_stages(opts: DemoOptions) -> Path:
     results = stages.run("eval", lambda: pipeline.evaluate(opts, RUN))
     title = "the demo's MoME model on the test split"
     experts = stages.run("experts", lambda: pipeline.experts(opts, RUN, opts.out / "experts", title))
-    decode_times = read_json(opts.out / "eval" / RUN / "decode_times.json")
+    decode_times = DecodeTimes.read(opts.out / "eval" / RUN / "decode_times.json")
     report = write_report(opts, RUN, plan, results, decode_times, stages.times, experts)
     print(f"\n{stages.summary()} (saved in {stages.path})")
     return report

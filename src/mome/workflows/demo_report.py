@@ -25,7 +25,7 @@ from typing import TypeVar
 from mome.config import combination_task
 from mome.evaluation import plots
 from mome.evaluation.evaluate import markdown
-from mome.evaluation.results import EvaluationResult
+from mome.evaluation.results import DecodeTimes, EvaluationResult
 from mome.evaluation.wer import marked_errors, reference_hits
 from mome.io import JsonObject, atomic_write_text, read_json
 from mome.synthetic.grammar import GRID_WORDS, grid_word_classes
@@ -38,7 +38,7 @@ EXAMPLES = 3
 
 
 def demo_results(
-    results: EvaluationResult, decode_times: JsonObject, times: dict[str, float], hypotheses: Path
+    results: EvaluationResult, decode_times: DecodeTimes, times: dict[str, float], hypotheses: Path
 ) -> JsonObject:
     """The numbers of `<out>/results.json` (schema in the module docstring) from the model's eval results."""
     task_of = {c.key: combination_task(c.rates) for c in results.combinations}
@@ -47,7 +47,7 @@ def demo_results(
         by_task[task_of[key]][key] = cells
     out: JsonObject = {task: cells for task, cells in by_task.items() if cells}
     out["word_classes"] = _split(word_class_errors(hypotheses), out)
-    seconds = {k: round(v, 4) for k, v in decode_times.get("seconds_per_utterance", {}).items()}
+    seconds = {k: round(v, 4) for k, v in decode_times.seconds_per_utterance.items()}
     out["tokens_per_second"] = _split(results.tokens_per_second(), out)
     out["decode_seconds_per_utterance"] = _split(seconds, out)
     out["timings"] = dict(times)
@@ -184,7 +184,7 @@ def step_plan_line(plan: JsonObject) -> str:
 
 
 def write_report(
-    opts: Workspace, run: str, plan: JsonObject, results: EvaluationResult, decode_times: JsonObject,
+    opts: Workspace, run: str, plan: JsonObject, results: EvaluationResult, decode_times: DecodeTimes,
     times: dict[str, float], experts: JsonObject | None = None,
 ) -> Path:  # fmt: skip
     """Write `<out>/results.json`, `<out>/wer_vs_tokens.png` and `<out>/README.md` for the demo's run `run`,

@@ -36,7 +36,7 @@ import numpy as np
 from mome.config import load_config
 from mome.evaluation import plots
 from mome.evaluation.bootstrap import DRAWS, Bootstrap, Interval, Samples, Side, combine, read_counts, wer_samples
-from mome.evaluation.results import EvaluationResult
+from mome.evaluation.results import DecodeTimes, EvaluationResult, WerPercent
 from mome.io import atomic_write_text, read_json
 from mome.training.plateau import read_curve
 from mome.workflows.pipeline import machine, task_overrides
@@ -47,8 +47,6 @@ Cell = tuple[str, str, str]
 """(method key, rate combination, SNR): one WER of the bootstrap."""
 FIRST, LAST = "a4_v2", "a16_v5"
 """The finest and the coarsest rate combinations the paper's claims compare."""
-WerTable = dict[str, dict[str, float | None]]
-"""Rate combination -> SNR (`clean`, `0`) -> WER %."""
 
 
 @dataclass
@@ -67,8 +65,8 @@ class MethodResult:
     paper_active_params: int = 0
     paper_stored_params: int = 0
     seconds_per_step: float | None = None
-    wer: WerTable = field(default_factory=dict)
-    wer_by_seed: dict[str, WerTable] = field(default_factory=dict)
+    wer: WerPercent = field(default_factory=dict)
+    wer_by_seed: dict[str, WerPercent] = field(default_factory=dict)
     decode_seconds_per_utterance: dict[str, float] = field(default_factory=dict)
     tokens_per_second: dict[str, float] = field(default_factory=dict)
     curves: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -107,8 +105,8 @@ def _seconds_per_step(run_dir: Path) -> float | None:
     return round(statistics.mean(values), 3) if values else None
 
 
-def _mean_over_seeds(tables: list[WerTable]) -> WerTable:
-    out: WerTable = {}
+def _mean_over_seeds(tables: list[WerPercent]) -> WerPercent:
+    out: WerPercent = {}
     for combo, cells in tables[0].items():
         out[combo] = {}
         for snr in cells:
@@ -137,7 +135,7 @@ def method_results(opts: ReproduceOptions, jobs: list[Job]) -> list[MethodResult
             continue
         evals = [EvaluationResult.from_json(res) for res in found]
         tables = [res.wer_percent() for res in evals]
-        decode = read_json(opts.out / "eval" / group[0].run / "decode_times.json").get("seconds_per_utterance", {})
+        decode = DecodeTimes.read(opts.out / "eval" / group[0].run / "decode_times.json").seconds_per_utterance
         steps = [s for job in group if (s := _seconds_per_step(opts.out / "runs" / job.run)) is not None]
         active, stored = _params(opts.preset, method)
         paper_active, paper_stored = _params(PAPER_PRESET, method)
