@@ -182,15 +182,15 @@ def run_config(
     return load_config(ws.preset, base + task_overrides(task) + ws.overrides + list(overrides))
 
 
-def task_overrides(task: str) -> list[str]:
+def task_overrides(task: str) -> list[Override]:
     """A preset's AVSR model turned into the task's: audio only (`asr`), video only (`vsr`) or one model for
     every task (`any`)."""
     if task == "any":
-        return ["model.compression.task=any"]
+        return [("model.compression.task", "any")]
     if task == "asr":
-        return ["model.compression.task=asr", "model.encoders.video.kind=none"]
+        return [("model.compression.task", "asr"), ("model.encoders.video.kind", "none")]
     if task == "vsr":
-        return ["model.compression.task=vsr", "model.encoders.audio.kind=none"]
+        return [("model.compression.task", "vsr"), ("model.encoders.audio.kind", "none")]
     return []
 
 

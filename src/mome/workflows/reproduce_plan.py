@@ -23,7 +23,7 @@ class Method:
     """Run folder prefix (`<out>/runs/<key>-s<seed>`)."""
     label: str
     family: Family
-    overrides: tuple[str, ...] = ()
+    overrides: tuple[Override, ...] = ()
     task: Literal["avsr", "asr"] = "avsr"
     every_seed: bool = False
     """Trained at every seed of `--seeds` (the others at the first seed only)."""
@@ -37,15 +37,15 @@ class Method:
         return 2 if self.task == "asr" else combinations
 
 
-def _mome(routed: int, top_k: int, shared: int, bottleneck: int) -> tuple[str, ...]:
+def _mome(routed: int, top_k: int, shared: int, bottleneck: int) -> tuple[Override, ...]:
     m = "model.adapter.mome"
-    return (f"{m}.num_routed_experts={routed}", f"{m}.top_k={top_k}", f"{m}.num_shared_experts={shared}",
-            f"{m}.bottleneck={bottleneck}")  # fmt: skip
+    return ((f"{m}.num_routed_experts", routed), (f"{m}.top_k", top_k), (f"{m}.num_shared_experts", shared),
+            (f"{m}.bottleneck", bottleneck))  # fmt: skip
 
 
-def _single_rate(audio: int, video: int) -> tuple[str, ...]:
-    return ("model.adapter.kind=lora", f"model.compression.audio_rates=[{audio}]",
-            f"model.compression.video_rates=[{video}]")  # fmt: skip
+def _single_rate(audio: int, video: int) -> tuple[Override, ...]:
+    return (("model.adapter.kind", "lora"), ("model.compression.audio_rates", [audio]),
+            ("model.compression.video_rates", [video]))  # fmt: skip
 
 
 # The preset (`demo`) is MoME-23/4 with 1 shared expert, bottleneck 12, parallel to attention. The ablation
@@ -55,7 +55,7 @@ def _single_rate(audio: int, video: int) -> tuple[str, ...]:
 # than every MTSK variant at this width, where claim 1 can be tested as stated.
 METHODS: tuple[Method, ...] = (
     Method("mome-mhsa", "MoME-23/4-MHSA", "mome", every_seed=True),
-    Method("mtsk-ms", "Llama-MTSK MS", "mtsk", ("model.adapter.kind=mtsk-ms",), every_seed=True),
+    Method("mtsk-ms", "Llama-MTSK MS", "mtsk", (("model.adapter.kind", "mtsk-ms"),), every_seed=True),
     Method(
         "mome-small",
         "MoME-23/2-MHSA, bottleneck 4, 1 shared",
@@ -68,27 +68,27 @@ METHODS: tuple[Method, ...] = (
         "mome-mhsa-pergran",
         "MoME-23/4-MHSA, a router per granularity",
         "mome",
-        ("model.adapter.mome.shared_router=false",),
+        (("model.adapter.mome.shared_router", False),),
         every_seed=True,
     ),
     Method("llama-avsr-a4-v2", "Llama-AVSR (4,2)", "llama-avsr", _single_rate(4, 2)),
     Method("llama-avsr-a16-v5", "Llama-AVSR (16,5)", "llama-avsr", _single_rate(16, 5)),
-    Method("mtsk-ss", "Llama-MTSK SS", "mtsk", ("model.adapter.kind=mtsk-ss",), every_seed=True),
-    Method("mtsk-mss", "Llama-MTSK MSS", "mtsk", ("model.adapter.kind=mtsk-mss",), every_seed=True),
-    Method("mome-ffn", "MoME-23/4-FFN", "mome", ("model.adapter.mome.placement=ffn",), ablation=True),
-    Method("mome-layer", "MoME-23/4-LAYER", "mome", ("model.adapter.mome.placement=layer",), ablation=True),
+    Method("mtsk-ss", "Llama-MTSK SS", "mtsk", (("model.adapter.kind", "mtsk-ss"),), every_seed=True),
+    Method("mtsk-mss", "Llama-MTSK MSS", "mtsk", (("model.adapter.kind", "mtsk-mss"),), every_seed=True),
+    Method("mome-ffn", "MoME-23/4-FFN", "mome", (("model.adapter.mome.placement", "ffn"),), ablation=True),
+    Method("mome-layer", "MoME-23/4-LAYER", "mome", (("model.adapter.mome.placement", "layer"),), ablation=True),
     Method(
         "mome-mhsa-noshared",
         "MoME-23/4-MHSA, no shared expert",
         "mome",
-        ("model.adapter.mome.num_shared_experts=0",),
+        (("model.adapter.mome.num_shared_experts", 0),),
         ablation=True,
     ),
     Method(
         "mome-lb-pooled",
         "MoME-23/4-MHSA, load balance pooled over layers (the authors' form)",
         "mome",
-        ("model.adapter.mome.load_balance=pooled",),
+        (("model.adapter.mome.load_balance", "pooled"),),
         ablation=True,
     ),
     Method("mome-1-1", "MoME-1/1-MHSA (1 expert, width 48)", "mome", _mome(1, 1, 0, 48), ablation=True),
