@@ -806,7 +806,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[Override]) -> dict
             value = _parse_yaml(raw, f"override {item!r}")
         else:
             key, value = item
-            value = str(value) if isinstance(value, PurePath) else value
+            value = str(value) if isinstance(value, PurePath) else copy.deepcopy(value)  # no alias to the caller's
         node = data
         parts = key.split(".")
         for p in parts[:-1]:
