@@ -250,10 +250,10 @@ def test_a_typed_override_sets_its_value_as_it_is(tmp_path) -> None:
     assert load_config("tiny", [f"data.root={tmp_path / 'run #2'}"]).data.root == str(tmp_path / "run")
     later = load_config("tiny", [("train.max_steps", 7), "train.max_steps=9"])  # in order: the later wins
     assert later.train.max_steps == 9
-    rates = [4, 8]
-    cfg = load_config("tiny", [("model.compression.audio_rates", rates)])
-    rates.append(16)  # the caller's list, changed later, is not the config's
-    assert cfg.model.compression.audio_rates == [4, 8]
+    arch = dict(load_config("tiny").model.llm.arch)
+    cfg = load_config("tiny", [("model.llm.arch", arch)])
+    arch["num_hidden_layers"] = 9  # the caller's dict, changed later, is not the config's
+    assert cfg.model.llm.arch["num_hidden_layers"] == 2
 
 
 def test_loader_workers_are_automatic_unless_set() -> None:

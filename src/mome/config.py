@@ -806,7 +806,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[Override]) -> dict
             value = _parse_yaml(raw, f"override {item!r}")
         else:
             key, value = item
-            value = str(value) if isinstance(value, PurePath) else copy.deepcopy(value)  # no alias to the caller's
+            value = str(value) if isinstance(value, PurePath) else value
         node = data
         parts = key.split(".")
         for p in parts[:-1]:
