@@ -100,6 +100,9 @@ METHOD_KEYS: tuple[str, ...] = tuple(m.key for m in METHODS)
 PAPER_PRESET = "paper-mome-23-4-mhsa"
 """The paper-size model (Llama 3.2-3B, Whisper medium, AV-HuBERT Large) the same overrides are counted on."""
 
+NO_FLAG = ("seed", "grid_fraction", "train_speakers", "snrs")
+"""`ReproduceOptions` fields without a command-line flag (`mome reproduce` keeps the demo's workspace there)."""
+
 QUICK = {"utterances": 60, "lip_steps": 4, "steps": 4, "eval_limit": 4, "plateau_every": 2, "min_steps": 0}
 """`--quick`: the same code with tiny steps, a tiny corpus and a few test utterances (minutes, not an hour)."""
 

@@ -27,7 +27,7 @@ import csv
 import json
 import statistics
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ from mome.evaluation.results import DecodeTimes, EvaluationResult, WerPercent
 from mome.io import atomic_write_text, read_json
 from mome.training.plateau import read_curve
 from mome.workflows.pipeline import machine, task_overrides
-from mome.workflows.reproduce_plan import PAPER_PRESET, QUICK, Job, Method, ReproduceOptions
+from mome.workflows.reproduce_plan import NO_FLAG, PAPER_PRESET, QUICK, Job, Method, ReproduceOptions
 
 SNR_CLEAN, SNR_NOISY = "clean", "0"
 Cell = tuple[str, str, str]
@@ -497,16 +497,13 @@ def _consistency(experts: dict[str, dict[str, Any] | None]) -> dict[str, dict[st
             for run, e in experts.items() if e}  # fmt: skip
 
 
-FLAGS = ("preset", "utterances", "lip_steps", "eval_limit", "steps", "plateau_every", "min_steps", "seeds", "methods")
-"""The `ReproduceOptions` fields the report's command line shows when they differ from their defaults."""
-
-
 def command_line(opts: ReproduceOptions) -> str:
     """The `mome reproduce` command that gives `opts` (output folder aside): the flags that differ from their
     defaults (under `--quick`, from QUICK's), then the overrides."""
-    defaults = {**{f: getattr(ReproduceOptions(), f) for f in FLAGS}, **(QUICK if opts.quick else {})}
+    flags = [f.name for f in fields(ReproduceOptions) if f.name not in (*NO_FLAG, "out", "quick", "overrides")]
+    defaults = {**{f: getattr(ReproduceOptions(), f) for f in flags}, **(QUICK if opts.quick else {})}
     parts = ["mome reproduce", *(["--quick"] if opts.quick else [])]
-    for name in FLAGS:
+    for name in flags:
         value = getattr(opts, name)
         if value != defaults[name]:
             shown = ",".join(map(str, value)) if isinstance(value, list) else str(value)
