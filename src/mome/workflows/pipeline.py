@@ -208,7 +208,7 @@ def train(cfg: Config) -> None:
     train_recipe(cfg)
 
 
-def seconds_per_step(cfg: Config, steps: int = 8, warmup: int = 2) -> tuple[float, Precision]:
+def seconds_per_step(cfg: Config, steps: int = 16, warmup: int = 2) -> tuple[float, Precision]:
     """Wall seconds per training step of `cfg` (batch loading included), the mean of `steps` steps after `warmup`
     untimed ones, in a throwaway run folder, and the precision they ran in: what turns a time budget into a step
     count."""
