@@ -9,7 +9,7 @@
     OUT/labels/{train,val,test}.csv, OUT/meta/report.json, OUT/meta/lrs_done/<path>.json   as prepare-lrs
     OUT/meta/speakers.json                                      the speakers of each split, where known
 
-Only the scan is here: every `Clip` goes through `prepare.prepare_clips`, the crop and label stages of
+Only the scan is here: every `SourceVideo` goes through `prepare.prepare_clips`, the crop and label stages of
 prepare-lrs (landmarks, mouth crop, 16 kHz audio, done-markers, `--shard`, the report). A clip is kept whole;
 one longer than `MAX_CLIP_SECONDS` is reported as "too long" (cut such recordings yourself: without word
 timings there is nowhere safe to cut). With a manifest, it is the only source of transcripts: a video it does
@@ -36,7 +36,7 @@ from pathlib import Path
 from mome.data.labels import MEDIA_SUFFIXES, RootGuard, path_problem
 from mome.errors import UserError
 from mome.io import atomic_write_text
-from mome.lrs.prepare import SPLITS, Clip, Options, prepare_clips
+from mome.lrs.prepare import SPLITS, Options, SourceVideo, prepare_clips
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov")
 SPEAKER_FROM = ("folder", "column", "none")
@@ -47,7 +47,7 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 @dataclass(frozen=True)
 class FolderScan:
-    clips: list[Clip]
+    clips: list[SourceVideo]
     """Sorted by id: the same list, and so the same shards, on every machine."""
     speaker_from: str
     """Where speakers came from: folder, column or none."""
@@ -230,7 +230,7 @@ def scan_folder(
         entry = entries.get(rel)
         transcript = (entry.text if entry else None) if manifest is not None else src / rel.with_suffix(".txt")
         speaker = _speaker(rel, entry, speaker_from, src, manifest)
-        clips.append(Clip(name, "", clip_id, "train", src / rel, transcript, speaker))
+        clips.append(SourceVideo(name, "", clip_id, "train", src / rel, transcript, speaker))
     clips.sort(key=lambda c: c.clip_id)
     sizes: dict[str, int] = {}
     for clip in clips:

@@ -1,5 +1,5 @@
 """LRS2 / LRS3 preparation: the original release -> the layout and label files of the synthetic corpus. The
-crop and label stages take `Clip` records from any scanner: `folder.py` feeds them a folder of videos.
+crop and label stages take `SourceVideo` records from any scanner: `folder.py` feeds them a folder of videos.
 
     ROOT (LRS3)  {pretrain,trainval,test}/<speaker>/<id>.mp4 + .txt
     ROOT (LRS2)  {main,pretrain}/<video>/<id>.mp4 + .txt, and the lists {pretrain,train,val,test}.txt
@@ -73,7 +73,7 @@ _ANNOTATION = re.compile(r"\{[^}]*\}")
 
 # ------------------------------------------------------------------------------------------------ stage 1: scan
 @dataclass(frozen=True)
-class Clip:
+class SourceVideo:
     """One source video, its transcript and where its outputs go: what every scanner produces (an LRS
     release here, a folder of videos in `folder.py`) and the crop stage consumes, so both share one pipeline."""
 
@@ -118,7 +118,7 @@ def _check_source(guard: RootGuard, subset: str, clip_id: str, where: str) -> No
         raise UserError(f"{where}: {reason}; fix or remove this entry")
 
 
-def scan_release(root: str | Path, dataset: str, val_fraction: float = 0.01) -> list[Clip]:
+def scan_release(root: str | Path, dataset: str, val_fraction: float = 0.01) -> list[SourceVideo]:
     """Every clip of the release, sorted by (subset, id). Listed clips whose files are missing are kept
     (they are reported as unreadable); a clip whose files would resolve outside `root` (`..`, an absolute
     id, a symlink out) is a `UserError` naming its list file and line, before anything is written."""
@@ -137,7 +137,9 @@ def scan_release(root: str | Path, dataset: str, val_fraction: float = 0.01) -> 
                 split = {"pretrain": "train", "test": "test"}.get(subset) or (
                     "val" if _is_val_speaker(mp4.parent.name, val_fraction) else "train"
                 )
-                clips.append(Clip(dataset, subset, clip_id, split, mp4, mp4.with_suffix(".txt"), mp4.parent.name))
+                clips.append(
+                    SourceVideo(dataset, subset, clip_id, split, mp4, mp4.with_suffix(".txt"), mp4.parent.name)
+                )
     else:
         for listed, subset, split in (
             ("pretrain", "pretrain", "train"),
@@ -153,7 +155,7 @@ def scan_release(root: str | Path, dataset: str, val_fraction: float = 0.01) -> 
                     clip_id = line.split()[0]
                     _check_source(guard, subset, clip_id, f"{list_file}:{line_no}")
                     mp4 = root / subset / f"{clip_id}.mp4"
-                    clips.append(Clip(dataset, subset, clip_id, split, mp4, mp4.with_suffix(".txt")))
+                    clips.append(SourceVideo(dataset, subset, clip_id, split, mp4, mp4.with_suffix(".txt")))
     if not clips:
         expected = (
             "pretrain/, trainval/, test/ with <speaker>/<id>.mp4"
@@ -164,7 +166,7 @@ def scan_release(root: str | Path, dataset: str, val_fraction: float = 0.01) -> 
     return clips
 
 
-def shard(clips: list[Clip], index: int, count: int) -> list[Clip]:
+def shard(clips: list[SourceVideo], index: int, count: int) -> list[SourceVideo]:
     """Clips `index`, `index + count`, ... of the sorted list (disjoint, and together complete)."""
     if count < 1 or not 0 <= index < count:
         raise UserError(f"--shard {index}/{count}: expected I/N with 0 <= I < N")
@@ -180,7 +182,7 @@ class Word:
 
 
 @dataclass(frozen=True)
-class Segment:
+class TranscriptSegment:
     start: float
     end: float
     text: str
@@ -222,7 +224,7 @@ def read_transcript(path: str | Path) -> tuple[str, list[Word]]:
 
 def segment_words(
     words: list[Word], clip_seconds: float, max_seconds: float = MAX_SECONDS, pad: float = PAD_SECONDS
-) -> list[Segment]:
+) -> list[TranscriptSegment]:
     """Cut a long clip at word boundaries into segments of at most `max_seconds`.
 
     A clip no longer than `max_seconds` is one segment, [0, clip_seconds]. Otherwise words are added
@@ -231,7 +233,7 @@ def segment_words(
     `max_seconds` (not seen in LRS) is cut at `max_seconds` rather than crashing (auto_avsr 5.2.6).
     """
     if clip_seconds <= max_seconds:
-        return [Segment(0.0, clip_seconds, " ".join(w.text for w in words))]
+        return [TranscriptSegment(0.0, clip_seconds, " ".join(w.text for w in words))]
     n = len(words)
     before = [max(0.0, w.start - pad, (words[i - 1].end + w.start) / 2 if i else 0.0) for i, w in enumerate(words)]
     after = [
@@ -244,7 +246,7 @@ def segment_words(
         while j + 1 < n and after[j + 1] - start <= max_seconds:
             j += 1
         end = min(after[j], start + max_seconds)
-        segments.append(Segment(start, end, " ".join(w.text for w in words[i : j + 1])))
+        segments.append(TranscriptSegment(start, end, " ".join(w.text for w in words[i : j + 1])))
         i = j + 1
     return segments
 
@@ -273,7 +275,7 @@ class _Skip(Exception):
         self.reason, self.detail = reason, detail
 
 
-def _text(clip: Clip) -> tuple[str, list[Word]]:
+def _text(clip: SourceVideo) -> tuple[str, list[Word]]:
     """The clip's transcript (text, word timings); `_Skip` "no transcript" where it has none."""
     if isinstance(clip.transcript, str):
         return _clean(clip.transcript), []
@@ -290,7 +292,7 @@ def _too_long(seconds: float) -> _Skip:
 
 
 def _read(
-    clip: Clip, landmarker: FaceLandmarker, record: dict
+    clip: SourceVideo, landmarker: FaceLandmarker, record: dict
 ) -> tuple[str, list[Word], np.ndarray, np.ndarray, MouthCrops]:
     """Transcript, frames, audio and mouth crops of a clip, cheapest checks first; `_Skip` with the reason."""
     segmented = clip.subset == "pretrain"
@@ -314,7 +316,7 @@ def _read(
     return text, words, frames, audio, crops
 
 
-def process_clip(clip: Clip, out: Path, options: Options, landmarker: FaceLandmarker) -> dict:
+def process_clip(clip: SourceVideo, out: Path, options: Options, landmarker: FaceLandmarker) -> dict:
     """Crop, cut and write one source clip; returns its done-marker record (rows and skips).
 
     `pretrain` clips of a release longer than `options.max_seconds` are cut at word boundaries; every other
@@ -342,7 +344,7 @@ def process_clip(clip: Clip, out: Path, options: Options, landmarker: FaceLandma
             for i, s in enumerate(segment_words(words, seconds, options.max_seconds, options.pad))
         ]
     else:
-        parts = [(clip.rel_stem, Segment(0.0, seconds, text or " ".join(w.text for w in words)))]
+        parts = [(clip.rel_stem, TranscriptSegment(0.0, seconds, text or " ".join(w.text for w in words)))]
     for rel, seg in parts:
         f0, f1 = round(seg.start * FPS), min(len(frames), round(seg.end * FPS))
         if not seg.text:
@@ -368,7 +370,7 @@ def process_clip(clip: Clip, out: Path, options: Options, landmarker: FaceLandma
     return record
 
 
-def _marker(out: Path, clip: Clip) -> Path:
+def _marker(out: Path, clip: SourceVideo) -> Path:
     return out / "meta" / "lrs_done" / f"{clip.key}.json"
 
 
@@ -387,7 +389,7 @@ def _init_worker(options: Options) -> None:
     _WORKER["options"] = options
 
 
-def _work(args: tuple[Clip, Path]) -> dict:
+def _work(args: tuple[SourceVideo, Path]) -> dict:
     clip, out = args
     start = time.perf_counter()
     try:
@@ -409,7 +411,7 @@ def _work(args: tuple[Clip, Path]) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ stage 3: labels
-def write_labels_and_report(out: Path, clips: list[Clip], this_run: dict, extra: dict | None = None) -> dict:
+def write_labels_and_report(out: Path, clips: list[SourceVideo], this_run: dict, extra: dict | None = None) -> dict:
     """Label files and `meta/report.json` from the markers of every clip of the source that has one; `extra`
     adds the scanner's own entries to the report."""
     rows: dict[str, list[LabelRow]] = {s: [] for s in SPLITS}
@@ -452,7 +454,7 @@ def write_labels_and_report(out: Path, clips: list[Clip], this_run: dict, extra:
 
 
 # -------------------------------------------------------------------------------------------------- driver
-def _todo(out: Path, clips: list[Clip], redo_skipped: bool) -> list[Clip]:
+def _todo(out: Path, clips: list[SourceVideo], redo_skipped: bool) -> list[SourceVideo]:
     """The clips without a done-marker (or with a skip, if `redo_skipped`), each checked to write inside OUT."""
     media, markers = RootGuard(out), RootGuard(out, (".json",))
     todo = []
@@ -465,7 +467,7 @@ def _todo(out: Path, clips: list[Clip], redo_skipped: bool) -> list[Clip]:
     return todo
 
 
-def _check_output(media: RootGuard, markers: RootGuard, clip: Clip) -> None:
+def _check_output(media: RootGuard, markers: RootGuard, clip: SourceVideo) -> None:
     """A clip's media and marker are written inside OUT, even where a folder there is a symlink."""
     reason = media.problem(clip.rel_stem) or markers.problem(f"meta/lrs_done/{clip.key}")
     if reason:
@@ -514,7 +516,7 @@ def prepare_lrs(
 
 
 def prepare_clips(
-    clips: list[Clip],
+    clips: list[SourceVideo],
     out: str | Path,
     info: dict,
     *,

@@ -45,7 +45,9 @@ MIN_FRAMES = 8
 
 
 @dataclass
-class Job:
+class UtteranceJob:
+    """One utterance to synthesise: its split, path, sentence, voice and seed."""
+
     split: str
     rel_path: str
     sentence: grammar.Sentence
@@ -59,7 +61,7 @@ def _seed(*parts) -> int:
 
 def plan(
     num_utterances: int, seed: int, split_fractions: dict[str, float], grid_fraction: float, speakers: list[Speaker]
-) -> list[Job]:
+) -> list[UtteranceJob]:
     """The fixed list of utterances; sizes are rounded per split and the remainder goes to train."""
     sizes = {s: int(num_utterances * f) for s, f in split_fractions.items()}
     sizes["train"] = sizes.get("train", 0) + num_utterances - sum(sizes.values())
@@ -72,11 +74,11 @@ def plan(
         for i, sentence in enumerate(sentences):
             spk = pool[i % len(pool)]
             rel = f"{DATASET}/{split}/{spk.id}/{i:05d}"
-            jobs.append(Job(split, rel, sentence, spk, _seed(seed, rel)))
+            jobs.append(UtteranceJob(split, rel, sentence, spk, _seed(seed, rel)))
     return jobs
 
 
-def make_utterance(job: Job, root: Path) -> dict:
+def make_utterance(job: UtteranceJob, root: Path) -> dict:
     """Synthesise, render and write one utterance; returns its metadata record (raises on failure)."""
     voice = job.speaker.voice
     speech = synthesize(job.sentence.spoken(), voice)
@@ -111,7 +113,7 @@ def make_utterance(job: Job, root: Path) -> dict:
     }
 
 
-def _work(args: tuple[Job, Path]) -> tuple[Job, dict | None, str | None]:
+def _work(args: tuple[UtteranceJob, Path]) -> tuple[UtteranceJob, dict | None, str | None]:
     job, root = args
     try:
         return job, make_utterance(job, root), None
