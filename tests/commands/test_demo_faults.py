@@ -38,7 +38,7 @@ def test_an_interrupted_training_stage_stops_the_demo_with_its_code(monkeypatch,
         raise Interrupted("train runs/avsr (step 4): interrupted by SIGTERM; saved step-00000004.pt", 143)
 
     monkeypatch.setattr(pipeline, "train", interrupted)
-    monkeypatch.setattr(pipeline, "evaluate", lambda ws, name: pytest.fail("evaluated a half-trained model"))
+    monkeypatch.setattr(pipeline, "evaluate_run", lambda ws, name: pytest.fail("evaluated a half-trained model"))
     assert main(["demo", "--out", str(tmp_path / "out"), "--preset", "tiny"]) == 143
     err = capsys.readouterr().err
     assert "demo stopped at stage 'train'" in err and "rerun the same `mome demo` command" in err
@@ -67,17 +67,17 @@ def test_cached_results_are_recomputed_when_the_checkpoint_changes(corpus, tmp_p
     overrides = [f"data.root={corpus}", f"train.output_dir={run}", *FAST]
     train(load_config("tiny", [*overrides, "train.max_steps=2"]))
     results = tmp_path / "eval" / "avsr" / "results.json"
-    first = pipeline.evaluate(opts, "avsr")
+    first = pipeline.evaluate_run(opts, "avsr")
     assert first.info["source"]["step"] == 2 and len(first.info["source"]["sha256"]) == 64
     mtime = results.stat().st_mtime_ns
-    assert pipeline.evaluate(opts, "avsr").to_json() == json.loads(results.read_text())  # reused ...
+    assert pipeline.evaluate_run(opts, "avsr").to_json() == json.loads(results.read_text())  # reused ...
     assert results.stat().st_mtime_ns == mtime  # ... not recomputed
 
     train(load_config("tiny", [*overrides, "train.max_steps=4"]))  # the run is trained further
-    second = pipeline.evaluate(opts, "avsr")
+    second = pipeline.evaluate_run(opts, "avsr")
     assert second.info["source"]["step"] == 4 and json.loads(results.read_text())["source"]["step"] == 4
     results.write_text('{"wer": ')  # cut short by a kill: evaluated again, not a traceback
-    assert pipeline.evaluate(opts, "avsr").info["source"] == second.info["source"]
+    assert pipeline.evaluate_run(opts, "avsr").info["source"] == second.info["source"]
     opts.snrs = [None, 0.0]  # other conditions: evaluated again, not the clean-only results
     assert json.loads(results.read_text())["snrs"] == ["clean"]
-    assert pipeline.evaluate(opts, "avsr").snrs == ("clean", "0")
+    assert pipeline.evaluate_run(opts, "avsr").snrs == ("clean", "0")

@@ -247,7 +247,7 @@ class LipPretrainer(Engine):
 
 
 @torch.no_grad()
-def evaluate(model: LipPretrainModel, cfg: Config) -> dict[str, float]:
+def validation_metrics(model: LipPretrainModel, cfg: Config) -> dict[str, float]:
     """Validation-split scores: frame viseme accuracy (held-out speakers) and greedy-CTC CER, per head."""
     data = cfg.data
     dataset = AVDataset(data.val_labels, str(data.root), data, train=False, modalities=("video",))
@@ -326,7 +326,7 @@ def _train(cfg: Config, resume: bool, progress: bool) -> tuple[AVHubertEncoder, 
     train_seconds = time.perf_counter() - train_start
     model, step = run.model, run.state.step
     metrics: dict[str, Any] = {f"train_{k}": v for k, v in run.last.items()}
-    metrics.update(evaluate(model, cfg))
+    metrics.update(validation_metrics(model, cfg))
     model.encoder.freeze()
     metrics.update(run_options(cfg, progress))
     metrics.update(

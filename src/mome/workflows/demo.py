@@ -104,7 +104,7 @@ def _run_stages(opts: DemoOptions) -> Path:
     steps = plan["steps"]
     cfg = pipeline.run_config(opts, corpus, lip, "any", steps, RUN)
     stages.run("train", lambda: pipeline.train(cfg))
-    results = stages.run("eval", lambda: pipeline.evaluate(opts, RUN))
+    results = stages.run("eval", lambda: pipeline.evaluate_run(opts, RUN))
     title = "the demo's MoME model on the test split"
     experts = stages.run("experts", lambda: pipeline.experts(opts, RUN, opts.out / "experts", title))
     decode_times = DecodeTimes.read(opts.out / "eval" / RUN / "decode_times.json")

@@ -232,7 +232,7 @@ def seconds_per_step(cfg: Config, steps: int = 16, warmup: int = 2) -> tuple[flo
             trainer.logger.close()
 
 
-def evaluate(ws: Workspace, name: str) -> EvaluationResult:
+def evaluate_run(ws: Workspace, name: str) -> EvaluationResult:
     """Run `name` on the test split at every rate combination and SNR, in `<out>/eval/<name>` (reused while its
     checkpoint is). Video-only runs are evaluated clean only: babble is added to the audio, which they never hear."""
     from mome.evaluation.evaluate import evaluate as evaluate_model

@@ -130,7 +130,7 @@ def _run_stages(opts: ReproduceOptions) -> Path:
         t0 = time.perf_counter()
         stages.run(f"train {job.run}", lambda cfg=cfg: pipeline.train(cfg))
         t1 = time.perf_counter()
-        stages.run(f"eval {job.run}", lambda job=job: pipeline.evaluate(opts, job.run))
+        stages.run(f"eval {job.run}", lambda job=job: pipeline.evaluate_run(opts, job.run))
         if not was_trained:  # a run found finished measures nothing
             estimate.record(job, _steps_done(opts, job)[0] - start_step, t1 - t0, time.perf_counter() - t1)
         rest = todo[i + 1 :]
