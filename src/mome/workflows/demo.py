@@ -42,8 +42,8 @@ AFTER_TRAINING_STEPS = 110
 model decodes them: docs/experiments.md, section 1.0.7)."""
 STEP_TIME_MARGIN: dict[Precision, float] = {"fp32": 1.15, "bf16": 1.35, "fp16": 1.35}
 """A whole run's seconds per step against the probe's, by the precision it trains in: the probe's few batches
-are a sample of the run's lengths, and validation and checkpoints add to every step; above the largest ratios
-measured, 1.12 in fp32 and 1.32 in bf16 (docs/experiments.md, 1.0.8, 1.0.9 and 1.0.11)."""
+are a sample of the run's lengths, and validation and checkpoints add to every step; above the largest ratio
+measured in each precision (docs/experiments.md, 1.0.8, 1.0.9 and 1.0.11)."""
 STEP_RANGE = (200, 4000)
 """Fewest and most steps a budget gives: below 200 a model learns nothing worth a report; above 4000 a fast
 machine would spend its budget past the plateau."""
