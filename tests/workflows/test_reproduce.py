@@ -228,7 +228,9 @@ def test_the_report_writes_verdicts_intervals_and_the_step0_control(tmp_path, mo
     monkeypatch.setattr(reproduce_report, "method_results", lambda opts, jobs: methods)
     monkeypatch.setattr(reproduce_report, "wer_cells", lambda opts, jobs: _cells(methods))
     controls = {"mome-mhsa-s0": _experts(0.26, 0.22)}
-    readme = write_report(ReproduceOptions(out=tmp_path), [], SOUND, {"report": 1.0}, controls).read_text()
+    times = {"train mome-mhsa-s0": 120.0, "report": 1.0}  # a rerun: the earlier report's seconds, left out
+    readme = write_report(ReproduceOptions(out=tmp_path), [], SOUND, times, controls).read_text()
+    assert "| train mome-mhsa-s0 | 120 |" in readme and "| report |" not in readme and "Wall time: 2 min." in readme
     assert "1. **holds**: MoME's WER is below" in readme and "(-2.0 [" in readme
     assert "| mome-mhsa-s0 (step 0) | 0.260 (0.200, p 0.001) |" in readme
     assert (
@@ -239,7 +241,9 @@ def test_the_report_writes_verdicts_intervals_and_the_step0_control(tmp_path, mo
     assert "at this width mome-small (4 active params vs mtsk-ms 8, mtsk-ss 8): holds, a4_v2: mome-small 18.0" in readme
     assert (tmp_path / "val_curves.png").read_bytes()[:4] == b"\x89PNG"
     results = json.loads((tmp_path / "results.json").read_text())
-    assert [c["verdict"] for c in results["claims"]] == ["holds"] * 4
+    assert [c["verdict"] for c in results["claims"]] == ["holds"] * 4 and results["timings"] == {
+        "train mome-mhsa-s0": 120.0
+    }
     assert "utterances" not in results["consistency"]["mome-mhsa-s0"]["audio"]  # the sums stay in experts/<run>
     assert results["consistency_step0"]["mome-mhsa-s0"]["audio"]["excess"] == pytest.approx(0.06)
 

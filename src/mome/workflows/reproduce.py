@@ -27,7 +27,7 @@ from mome.training.plateau import read_curve
 from mome.workflows import pipeline
 from mome.workflows.pipeline import Stages
 from mome.workflows.reproduce_plan import Job, ReproduceOptions, jobs
-from mome.workflows.reproduce_report import write_report
+from mome.workflows.reproduce_report import REPORT_STAGE, write_report
 
 # The first time estimate, before any run is measured: seconds per training step and rate combination, and
 # per decoded utterance, of the `demo` preset on a 2-core x86 CPU without native bf16 (docs/experiments.md).
@@ -150,6 +150,6 @@ def _run_stages(opts: ReproduceOptions) -> Path:
                 f"experts {job.run} step 0",
                 lambda j=job, o=control_dir, t=control_title: pipeline.experts(opts, j.run, o, t, untrained=True),
             )
-    report = stages.run("report", lambda: write_report(opts, todo, experts, stages.times, controls))
+    report = stages.run(REPORT_STAGE, lambda: write_report(opts, todo, experts, stages.times, controls))
     print(f"\n{stages.summary()} (saved in {stages.path})")
     return report

@@ -511,13 +511,19 @@ def command_line(opts: ReproduceOptions) -> str:
     return " ".join([*parts, *opts.overrides])
 
 
+REPORT_STAGE = "report"
+"""The stage that writes the report, in `<out>/timings.json`."""
+
+
 def write_report(
     opts: ReproduceOptions, jobs: list[Job], experts: dict[str, dict[str, Any] | None], times: dict[str, float],
     controls: dict[str, dict[str, Any] | None] | None = None,
 ) -> Path:  # fmt: skip
     """Write `<out>/results.json`, `<out>/wer_vs_tokens.png` and `<out>/README.md`; returns the README path.
-    `controls`: the step-0 analyses of the routed runs (keyed by run)."""
+    `controls`: the step-0 analyses of the routed runs (keyed by run). `times`: the stages' seconds, less the
+    report's own (`REPORT_STAGE`: on a rerun, the earlier reports' time; this one's is not known yet)."""
     out = Path(opts.out)
+    times = {stage: seconds for stage, seconds in times.items() if stage != REPORT_STAGE}
     methods = method_results(opts, jobs)
     claim_list = claims(methods, experts, wer_cells(opts, jobs), controls)
     settings = {"preset": opts.preset, "steps": opts.steps, "plateau_every": opts.plateau_every,
