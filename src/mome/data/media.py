@@ -89,13 +89,19 @@ def video_stream(container: av.container.InputContainer, path: Path) -> av.Video
     return stream
 
 
+def rgb(frame: av.VideoFrame) -> np.ndarray:
+    """A decoded frame as uint8 RGB [H, W, 3], converted in this thread: swscale's own slice threads, started in
+    a parent process, deadlock a DataLoader worker forked from it (seen as a hung test run)."""
+    return frame.to_ndarray(format="rgb24", threads=1)
+
+
 def read_video(path: str | Path) -> np.ndarray:
     """Decode all frames of an mp4 as uint8 RGB [T, H, W, 3]."""
     path = Path(path)
     check_file(path)
     try:
         with av.open(str(path)) as container:
-            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video_stream(container, path))]
+            frames = [rgb(f) for f in container.decode(video_stream(container, path))]
     except MediaError:
         raise
     except (av.error.FFmpegError, ValueError, OSError) as err:
@@ -192,7 +198,7 @@ def read_media(path: str | Path, need_audio: bool = True) -> tuple[np.ndarray, n
             for packet in container.demux(*streams):
                 for frame in packet.decode():
                     if isinstance(frame, av.VideoFrame):
-                        frames.append(frame.to_ndarray(format="rgb24"))
+                        frames.append(rgb(frame))
                         times.append(frame.time)
                     else:
                         chunks += _resampled(resampler, frame)
