@@ -52,8 +52,10 @@ def main() -> None:
         for seconds in args.seconds:
             r = time_encoder(arch, seconds, args.repeats)
             results.append(r)
-            print(f"{arch:8s} {r['params_m']:7.1f}M params  {seconds:4.1f} s of video: {r['wall_s']:7.3f} s  "
-                  f"-> {r['rtf']:.3f} s per second of video")  # fmt: skip
+            print(
+                f"{arch:8s} {r['params_m']:7.1f}M params  {seconds:4.1f} s of video: {r['wall_s']:7.3f} s  "
+                f"-> {r['rtf']:.3f} s per second of video"
+            )
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"threads": torch.get_num_threads(), "results": results}, f, indent=2)

@@ -40,8 +40,14 @@ def clips(count: int, seconds: float) -> list[Features]:
     for i in range(count):
         length = seconds * (0.5 + i / max(count - 1, 1))
         ta, tv = int(length * WHISPER_FRAME_RATE), int(length * AVHUBERT_FRAME_RATE)
-        out.append(Features(torch.randn(1, ta, AUDIO_DIM, generator=g), torch.tensor([ta]),
-                            torch.randn(1, tv, VIDEO_DIM, generator=g), torch.tensor([tv])))  # fmt: skip
+        out.append(
+            Features(
+                torch.randn(1, ta, AUDIO_DIM, generator=g),
+                torch.tensor([ta]),
+                torch.randn(1, tv, VIDEO_DIM, generator=g),
+                torch.tensor([tv]),
+            )
+        )
     return out
 
 
@@ -94,8 +100,10 @@ def main() -> None:
                 times.setdefault(("cascade", size), []).append(seconds)
                 seconds, texts[("each", size)], _ = decode(recognizer, each_rows, size)
                 times.setdefault(("each", size), []).append(seconds)
-    print(f"\n{args.preset} preset, {args.clips} clips of {args.seconds:g} s on average, up to {args.tokens} tokens, "
-          f"{torch.get_num_threads()} threads; median of {args.repeats}")  # fmt: skip
+    print(
+        f"\n{args.preset} preset, {args.clips} clips of {args.seconds:g} s on average, up to {args.tokens} tokens, "
+        f"{torch.get_num_threads()} threads; median of {args.repeats}"
+    )
     print(f"| decode | rows | ms per row, 1 per call | ms per row, {args.batch_size} per call | ratio | same texts |")
     print("|---|---:|---:|---:|---:|---|")
     for name in ("cascade", "each"):

@@ -31,8 +31,14 @@ def storages(default_noisy: int, noisy: list[int]) -> list[Storage]:
     options = []
     for store in ("full", "pooled"):
         for k in dict.fromkeys([default_noisy, *noisy]):
-            options.append(Storage(f"{store}, K={k}" + (" (default)" if store == "full" and k == default_noisy else ""),
-                                   store, store, k))  # fmt: skip
+            options.append(
+                Storage(
+                    f"{store}, K={k}" + (" (default)" if store == "full" and k == default_noisy else ""),
+                    store,
+                    store,
+                    k,
+                )
+            )
     options.append(Storage("video only, noise on the fly", "none", "full", 0))
     options.append(Storage("video only pooled, noise on the fly", "none", "pooled", 0))
     return options
@@ -58,17 +64,32 @@ def main() -> None:
         per_second = bytes_per_second(cfg, storage)
         total = sum(per_second.values())
         versions = audio_versions(cfg.data, storage.noisy_versions) if storage.audio != "none" else 0
-        rows.append({
-            "storage": storage.name, "audio_versions": versions, "bytes_per_second": per_second, "total": total,
-            "sizes": {name: total * hours * 3600 for name, hours in corpora.items()},
-        })  # fmt: skip
+        rows.append(
+            {
+                "storage": storage.name,
+                "audio_versions": versions,
+                "bytes_per_second": per_second,
+                "total": total,
+                "sizes": {name: total * hours * 3600 for name, hours in corpora.items()},
+            }
+        )
     comp = cfg.model.compression
-    print(f"{args.preset}: audio rates {comp.audio_rates}, video rates {comp.video_rates} ({comp.mode}); "
-          f"fp16; train_snrs {cfg.data.train_snrs}")  # fmt: skip
+    print(
+        f"{args.preset}: audio rates {comp.audio_rates}, video rates {comp.video_rates} ({comp.mode}); "
+        f"fp16; train_snrs {cfg.data.train_snrs}"
+    )
     heads = ["storage", "audio versions", "audio B/s", "video B/s", "total B/s", *corpora]
-    table = [[r["storage"], str(r["audio_versions"]), f"{r['bytes_per_second'].get('audio', 0):,.0f}",
-              f"{r['bytes_per_second'].get('video', 0):,.0f}", f"{r['total']:,.0f}",
-              *(human(r["sizes"][c]) for c in corpora)] for r in rows]  # fmt: skip
+    table = [
+        [
+            r["storage"],
+            str(r["audio_versions"]),
+            f"{r['bytes_per_second'].get('audio', 0):,.0f}",
+            f"{r['bytes_per_second'].get('video', 0):,.0f}",
+            f"{r['total']:,.0f}",
+            *(human(r["sizes"][c]) for c in corpora),
+        ]
+        for r in rows
+    ]
     widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(heads)]
     for row in [heads, *table]:
         print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))

@@ -65,8 +65,12 @@ def build(llm: LLMConfig, kind: str, decode: DecodeConfig) -> tuple[AVSRModel, R
 def features(seconds: float) -> Features:
     ta, tv = int(seconds * WHISPER_FRAME_RATE), int(seconds * AVHUBERT_FRAME_RATE)
     g = torch.Generator().manual_seed(0)
-    return Features(torch.randn(1, ta, 384, generator=g), torch.tensor([ta]),
-                    torch.randn(1, tv, 768, generator=g), torch.tensor([tv]))  # fmt: skip
+    return Features(
+        torch.randn(1, ta, 384, generator=g),
+        torch.tensor([ta]),
+        torch.randn(1, tv, 768, generator=g),
+        torch.tensor([tv]),
+    )
 
 
 @torch.no_grad()
@@ -78,8 +82,14 @@ def timed_generate(
     start = time.perf_counter()
     with autocast(precision, "cpu"):
         seq = model.build_sequences(feats, [combo], None, padding_side="left")
-        gen = GenerationConfig(max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False, num_beams=1,
-                               eos_token_id=model.builder.eos, pad_token_id=model.builder.pad)  # fmt: skip
+        gen = GenerationConfig(
+            max_new_tokens=tokens,
+            min_new_tokens=tokens,
+            do_sample=False,
+            num_beams=1,
+            eos_token_id=model.builder.eos,
+            pad_token_id=model.builder.pad,
+        )
         with adapter_context(AdapterContext(model.combinations.index(combo), collect=False)):
             model.llm.generate(inputs_embeds=seq.embeds, attention_mask=seq.attention_mask, generation_config=gen)
     return time.perf_counter() - start, seq.embeds.shape[1]
@@ -103,8 +113,12 @@ def measure(
         for combo in COMBOS:
             key = f"a{combo[0]}_v{combo[1]}"
             full, first = median[(name, combo, tokens)], median[(name, combo, 1)]
-            row[key] = {"prefill_ms": 1000 * first, "per_token_ms": 1000 * (full - first) / (tokens - 1),
-                        "utterance_ms": 1000 * full, "input_length": lengths[combo]}  # fmt: skip
+            row[key] = {
+                "prefill_ms": 1000 * first,
+                "per_token_ms": 1000 * (full - first) / (tokens - 1),
+                "utterance_ms": 1000 * full,
+                "input_length": lengths[combo],
+            }
         out[name] = row
     return out
 
@@ -130,21 +144,30 @@ def ratios(table: dict[str, dict], native: Resolved) -> dict[str, float | str]:
 
 
 def report(name: str, table: dict[str, dict], ratio: dict[str, float | str], args: argparse.Namespace) -> None:
-    print(f"\n{name} ({MODELS[name].num_layers or 'all'} layers), {args.seconds:g} s clip, {args.tokens} tokens, "
-          f"{torch.get_num_threads()} threads; median of {args.repeats}")  # fmt: skip
+    print(
+        f"\n{name} ({MODELS[name].num_layers or 'all'} layers), {args.seconds:g} s clip, {args.tokens} tokens, "
+        f"{torch.get_num_threads()} threads; median of {args.repeats}"
+    )
     print("| variant | rates | LLM input | prefill ms | per token ms | utterance ms |")
     print("|---|---|---:|---:|---:|---:|")
     for variant, rows in table.items():
         for key, r in rows.items():
-            print(f"| {variant} | {key} | {r['input_length']} | {r['prefill_ms']:.1f} | {r['per_token_ms']:.2f} | "
-                  f"{r['utterance_ms']:.0f} |")  # fmt: skip
+            print(
+                f"| {variant} | {key} | {r['input_length']} | {r['prefill_ms']:.1f} | {r['per_token_ms']:.2f} | "
+                f"{r['utterance_ms']:.0f} |"
+            )
     bf16 = ratio["per_token_bf16_vs_fp32"]
     print(f"per token: MoME / none = {ratio['per_token_mome_vs_none']:.2f} (target <= 1.3)")
     print(f"per token: int8 / fp32 = {ratio['per_token_int8_vs_fp32']:.2f} (target <= 0.5)")
-    print(f"per token: bf16-stored / fp32 = {bf16:.2f} (target <= 0.5)" if isinstance(bf16, float)
-          else f"per token: bf16-stored / fp32 {bf16}")  # fmt: skip
-    print(f"utterance at batch 1: (16,5) / (4,2) = {ratio['utterance_16_5_vs_4_2']:.2f} (target <= 0.75; the LLM "
-          f"input lengths alone would give {ratio['input_length_16_5_vs_4_2']:.2f})")  # fmt: skip
+    print(
+        f"per token: bf16-stored / fp32 = {bf16:.2f} (target <= 0.5)"
+        if isinstance(bf16, float)
+        else f"per token: bf16-stored / fp32 {bf16}"
+    )
+    print(
+        f"utterance at batch 1: (16,5) / (4,2) = {ratio['utterance_16_5_vs_4_2']:.2f} (target <= 0.75; the LLM "
+        f"input lengths alone would give {ratio['input_length_16_5_vs_4_2']:.2f})"
+    )
 
 
 def main() -> None:

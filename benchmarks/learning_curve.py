@@ -82,8 +82,16 @@ def point_key(variant: str, seed: int, steps: int) -> str:
     return f"{variant}-s{seed}-n{steps}"
 
 
-def train_and_score(ws: pipeline.Workspace, corpus: Path, lip: Path, variant: str, extra: list[str], seed: int,
-                    steps: int, snrs: list[float | None]) -> dict:  # fmt: skip
+def train_and_score(
+    ws: pipeline.Workspace,
+    corpus: Path,
+    lip: Path,
+    variant: str,
+    extra: list[str],
+    seed: int,
+    steps: int,
+    snrs: list[float | None],
+) -> dict:
     """Train one point's run(s) and decode the validation split; returns WER % per combination and SNR."""
     key = point_key(variant, seed, steps)
     if variant == "three":
@@ -103,12 +111,26 @@ def train_and_score(ws: pipeline.Workspace, corpus: Path, lip: Path, variant: st
         seconds += time.perf_counter() - t0
         model, cfg = model_from_checkpoint(resolve_checkpoint(Path(cfg.train.output_dir)))
         task_snrs = [None] if cfg.model.compression.task == "vsr" else snrs
-        results = evaluate(model, cfg, cfg.data.val_labels, cfg.data.root, model.combinations, task_snrs,
-                           out_dir=ws.out / "eval" / name, progress=False)  # fmt: skip
+        results = evaluate(
+            model,
+            cfg,
+            cfg.data.val_labels,
+            cfg.data.root,
+            model.combinations,
+            task_snrs,
+            out_dir=ws.out / "eval" / name,
+            progress=False,
+        )
         wer.update(results.wer_percent())
         classes.update(word_class_errors(ws.out / "eval" / name / "hypotheses.jsonl"))
-    return {"variant": variant, "seed": seed, "steps": steps, "train_seconds": round(seconds, 1), "wer": wer,
-            "word_classes": classes}  # fmt: skip
+    return {
+        "variant": variant,
+        "seed": seed,
+        "steps": steps,
+        "train_seconds": round(seconds, 1),
+        "wer": wer,
+        "word_classes": classes,
+    }
 
 
 def table(points: list[dict], snr: str = "clean") -> str:

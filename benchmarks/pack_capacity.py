@@ -33,9 +33,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     overrides = [
-        ("data.root", os.path.abspath(args.corpus)), ("data.feature_cache", os.path.abspath(args.cache)),
-        "train.output_dir=/tmp/mome-pack-capacity", "train.seed=0", "train.num_threads=1",
-    ]  # fmt: skip
+        ("data.root", os.path.abspath(args.corpus)),
+        ("data.feature_cache", os.path.abspath(args.cache)),
+        "train.output_dir=/tmp/mome-pack-capacity",
+        "train.seed=0",
+        "train.num_threads=1",
+    ]
     trainer = Trainer(load_config("demo", overrides), resume=False).setup()
     batches = trainer.epoch_batches()
     batches = [next(batches)["batch"] for _ in range(args.batches)]

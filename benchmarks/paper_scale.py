@@ -55,13 +55,29 @@ from mome.constants import FPS
 PRESETS = ["paper-mome-23-4-mhsa", "paper-mtsk-ms", "paper-llama-avsr"]
 PHASES = ("train", "train-cache", "train-pooled", "decode")
 TINY_LLM = dict(
-    model_type="llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-    num_key_value_heads=2, head_dim=16, vocab_size=512, max_position_embeddings=4096, tie_word_embeddings=True,
-)  # fmt: skip
+    model_type="llama",
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=16,
+    vocab_size=512,
+    max_position_embeddings=4096,
+    tie_word_embeddings=True,
+)
 TINY_WHISPER = dict(
-    d_model=64, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=128, decoder_layers=1,
-    decoder_attention_heads=2, decoder_ffn_dim=128, num_mel_bins=80, max_source_positions=1500, vocab_size=51865,
-)  # fmt: skip
+    d_model=64,
+    encoder_layers=2,
+    encoder_attention_heads=2,
+    encoder_ffn_dim=128,
+    decoder_layers=1,
+    decoder_attention_heads=2,
+    decoder_ffn_dim=128,
+    num_mel_bins=80,
+    max_source_positions=1500,
+    vocab_size=51865,
+)
 BPE_VOCAB = 2000
 """Largest BPE vocabulary trained on the corpus (a small corpus reaches whole words well before it)."""
 
@@ -146,10 +162,16 @@ def synth_corpus(out: Path, train: int) -> Path:
         return out
     total = train + 4
     synthesize_corpus(
-        out, total, seed=0, split_fractions={"train": train / total, "val": 2 / total, "test": 2 / total},
-        speakers_per_split={"train": 2, "val": 1, "test": 1, "noise": 2}, babble_seconds=20.0, babble_talkers=3,
-        workers=1, progress=False,
-    )  # fmt: skip
+        out,
+        total,
+        seed=0,
+        split_fractions={"train": train / total, "val": 2 / total, "test": 2 / total},
+        speakers_per_split={"train": 2, "val": 1, "test": 1, "noise": 2},
+        babble_seconds=20.0,
+        babble_talkers=3,
+        workers=1,
+        progress=False,
+    )
     return out
 
 
@@ -180,11 +202,14 @@ def official_avhubert(model: Any) -> dict[str, Any]:
     heads = model.arch.heads
     return {
         "args": None,
-        "cfg": {"model": {"_name": "av_hubert", "encoder_attention_heads": heads}, "task": {"_name": "av_hubert_pretraining"}},
+        "cfg": {
+            "model": {"_name": "av_hubert", "encoder_attention_heads": heads},
+            "task": {"_name": "av_hubert_pretraining"},
+        },
         "model": state,
         "optimizer_history": [],
         "extra_state": {},
-    }  # fmt: skip
+    }
 
 
 def write_models(cfg: Any, out: Path, tokenizer_dir: str | None) -> dict[str, Any]:
@@ -209,8 +234,11 @@ def write_models(cfg: Any, out: Path, tokenizer_dir: str | None) -> dict[str, An
     if tokenizer_dir:
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     else:
-        texts = [r.transcript for split in ("train", "val", "test")
-                 for r in read_labels(getattr(cfg.data, f"{split}_labels"))[0]]  # fmt: skip
+        texts = [
+            r.transcript
+            for split in ("train", "val", "test")
+            for r in read_labels(getattr(cfg.data, f"{split}_labels"))[0]
+        ]
         tokenizer = train_tokenizer(texts, min(BPE_VOCAB, llm.vocab_size - 8))
     llm.bos_token_id, llm.eos_token_id = tokenizer.bos_token_id, tokenizer.eos_token_id  # as a real checkpoint
     tmp = out.with_name(out.name + ".tmp")
@@ -350,8 +378,12 @@ def phase_decode(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
     video, audio = (media_path(Path(cfg.data.root), row.rel_path, ext) for ext in (".mp4", ".wav"))
     start = time.perf_counter()
     recognizer = Recognizer(build_model(cfg.model), cfg, None)
-    out: dict[str, Any] = {"load_s": time.perf_counter() - start, "load_peak_gb": peak_gb(),
-                           "clip_s": row.input_length / FPS, "precision": recognizer.precision.precision}  # fmt: skip
+    out: dict[str, Any] = {
+        "load_s": time.perf_counter() - start,
+        "load_peak_gb": peak_gb(),
+        "clip_s": row.input_length / FPS,
+        "precision": recognizer.precision.precision,
+    }
     beams, tokens = cfg.decode.num_beams, cfg.decode.max_new_tokens
     cfg.decode.num_beams, cfg.decode.max_new_tokens = 1, 2
     recognizer.transcribe(video, audio)  # warm-up: kernels and allocator
@@ -397,9 +429,24 @@ def run_child(
     phase: str, config: Path, out: Path, args: argparse.Namespace, env: dict, models: Path | None = None
 ) -> dict:
     """Run one phase in a fresh process; its JSON result (an `error` entry if it failed)."""
-    command = [sys.executable, __file__, "--_child", phase, "--_config", str(config), "--_out", str(out),
-               "--threads", str(args.threads), "--steps", str(args.steps), "--warmup", str(args.warmup),
-               "--utterances-per-step", str(args.utterances_per_step)]  # fmt: skip
+    command = [
+        sys.executable,
+        __file__,
+        "--_child",
+        phase,
+        "--_config",
+        str(config),
+        "--_out",
+        str(out),
+        "--threads",
+        str(args.threads),
+        "--steps",
+        str(args.steps),
+        "--warmup",
+        str(args.warmup),
+        "--utterances-per-step",
+        str(args.utterances_per_step),
+    ]
     if models is not None:
         command += ["--_models", str(models)]
     if args.tokenizer:
@@ -426,9 +473,25 @@ def _mean(values: list[float] | None) -> float | None:
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    heads = ["preset", "speech s", "s/step", "cached", "speed-up", "pooled", "peak GB", "cached peak", "fill s/utt",
-             "greedy s", "greedy peak", "beam s", "beams", "beam peak", "beam rise", "audio B/s full/pooled",
-             "video B/s full/pooled"]  # fmt: skip
+    heads = [
+        "preset",
+        "speech s",
+        "s/step",
+        "cached",
+        "speed-up",
+        "pooled",
+        "peak GB",
+        "cached peak",
+        "fill s/utt",
+        "greedy s",
+        "greedy peak",
+        "beam s",
+        "beams",
+        "beam peak",
+        "beam rise",
+        "audio B/s full/pooled",
+        "video B/s full/pooled",
+    ]
     rows = []
     for r in results:
         train, cached, pooled, decode = (r["phases"].get(p, {}) for p in PHASES)
@@ -437,15 +500,29 @@ def table(results: list[dict[str, Any]]) -> str:
         stores = cached.get("store", {}), pooled.get("store", {})
         greedy, beam = decode.get("greedy", {}), decode.get("beam", {})
         speedup = train.get("s_per_step", math.nan) / cached.get("s_per_step", math.nan)
-        rows.append([
-            r["preset"], _f(_mean(train.get("speech_s_per_step") or cached.get("speech_s_per_step")), ".1f"),
-            _f(train.get("s_per_step"), ".2f"), _f(cached.get("s_per_step"), ".2f"),
-            _f(speedup, ".2f") + ("x" if not math.isnan(speedup) else ""), _f(pooled.get("s_per_step"), ".2f"),
-            _f(train.get("process_peak_gb"), ".1f"), _f(cached.get("process_peak_gb"), ".1f"), _f(fill_per, ".1f"),
-            _f(greedy.get("s"), ".2f"), _f(greedy.get("peak_gb"), ".1f"), _f(beam.get("s"), ".2f"),
-            _f(beam.get("beams"), "d"), _f(beam.get("peak_gb"), ".1f"), _f(beam.get("rise_gb"), ".2f"),
-            *("/".join(_f(st.get(m, {}).get("bytes_per_second"), ",.0f") for st in stores) for m in ("audio", "video")),
-        ])  # fmt: skip
+        rows.append(
+            [
+                r["preset"],
+                _f(_mean(train.get("speech_s_per_step") or cached.get("speech_s_per_step")), ".1f"),
+                _f(train.get("s_per_step"), ".2f"),
+                _f(cached.get("s_per_step"), ".2f"),
+                _f(speedup, ".2f") + ("x" if not math.isnan(speedup) else ""),
+                _f(pooled.get("s_per_step"), ".2f"),
+                _f(train.get("process_peak_gb"), ".1f"),
+                _f(cached.get("process_peak_gb"), ".1f"),
+                _f(fill_per, ".1f"),
+                _f(greedy.get("s"), ".2f"),
+                _f(greedy.get("peak_gb"), ".1f"),
+                _f(beam.get("s"), ".2f"),
+                _f(beam.get("beams"), "d"),
+                _f(beam.get("peak_gb"), ".1f"),
+                _f(beam.get("rise_gb"), ".2f"),
+                *(
+                    "/".join(_f(st.get(m, {}).get("bytes_per_second"), ",.0f") for st in stores)
+                    for m in ("audio", "video")
+                ),
+            ]
+        )
         for phase, value in [("write", r.get("write", {})), *r["phases"].items()]:
             if "error" in value:
                 rows[-1][0] += f" ({phase}: {value['error']})"
@@ -462,14 +539,19 @@ def machine() -> str:
 
     cpu = platform.processor() or platform.machine()
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))  # fmt: skip
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         pass
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
     auto = resolve_precision("auto", torch.device("cpu"))
-    return (f"{cpu}, {os.cpu_count()} cores, {total:.0f} GB RAM; torch {torch.__version__}; "
-            f"precision auto -> {auto.precision} ({auto.reason})")  # fmt: skip
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {total:.0f} GB RAM; torch {torch.__version__}; "
+        f"precision auto -> {auto.precision} ({auto.reason})"
+    )
 
 
 def main() -> None:
@@ -482,8 +564,12 @@ def main() -> None:
     parser.add_argument("--skip-decode", action="store_true", help="no decoding phase")
     parser.add_argument("--skip-pooled", action="store_true", help="no training phase with a pooled cache")
     parser.add_argument("--tiny", action="store_true", help="shrink every size (a check of the script)")
-    parser.add_argument("--weights", choices=("files", "arch"), default="files",
-                        help="files: random checkpoints read through the paths (default); arch: built from arch")  # fmt: skip
+    parser.add_argument(
+        "--weights",
+        choices=("files", "arch"),
+        default="files",
+        help="files: random checkpoints read through the paths (default); arch: built from arch",
+    )
     parser.add_argument("--tokenizer", help="an HF tokenizer directory for the LLM (default: BPE on the corpus)")
     parser.add_argument("--corpus", help="a `mome synth` / prepared corpus (default: a small synthetic one)")
     parser.add_argument("--workdir", help="models, corpus, cache and runs; kept (default: a temporary directory)")
@@ -501,8 +587,12 @@ def main() -> None:
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"), env.get("PYTHONPATH", "")])
     train_utterances = (args.warmup + args.steps) * args.utterances_per_step
     corpus = Path(args.corpus).resolve() if args.corpus else synth_corpus(workdir / "corpus", train_utterances)
-    skipped = {"train": args.skip_train, "train-cache": args.skip_train, "decode": args.skip_decode,
-               "train-pooled": args.skip_train or args.skip_pooled}  # fmt: skip
+    skipped = {
+        "train": args.skip_train,
+        "train-cache": args.skip_train,
+        "decode": args.skip_decode,
+        "train-pooled": args.skip_train or args.skip_pooled,
+    }
     phases = [p for p in PHASES if not skipped[p]]
     results = []
     for preset in args.preset or PRESETS:
@@ -533,13 +623,17 @@ def main() -> None:
         results.append(entry)
 
     print(f"\n{machine()}")
-    print(f"{args.threads} threads; {args.utterances_per_step} utterance(s) per step, median of {args.steps} steps "
-          f"after {args.warmup}; corpus {corpus}; weights {args.weights}{' (tiny)' if args.tiny else ''}")  # fmt: skip
+    print(
+        f"{args.threads} threads; {args.utterances_per_step} utterance(s) per step, median of {args.steps} steps "
+        f"after {args.warmup}; corpus {corpus}; weights {args.weights}{' (tiny)' if args.tiny else ''}"
+    )
     print(table(results))
-    print("speech s: seconds of speech per step; peak: the process's peak RSS (GB); greedy/beam peak: from the start "
-          "of that decode; rise: above the RSS before it; fill s/utt: the cache fill's seconds per training utterance "
-          "(every audio version and the video; - where the cache was filled already); B/s: bytes per second of speech "
-          "of one cached entry (one audio version)")  # fmt: skip
+    print(
+        "speech s: seconds of speech per step; peak: the process's peak RSS (GB); greedy/beam peak: from the start "
+        "of that decode; rise: above the RSS before it; fill s/utt: the cache fill's seconds per training utterance "
+        "(every audio version and the video; - where the cache was filled already); B/s: bytes per second of speech "
+        "of one cached entry (one audio version)"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": machine(), "args": vars(args), "results": results}, indent=2))
     if not args.workdir:

@@ -38,8 +38,10 @@ from mome.models.avsr import AVSRModel, build_model
 from mome.precision import TORCH_DTYPES, resolve_precision
 
 DEFAULT_PRESETS = "paper-mome-23-4-mhsa,paper-mome-23-4-ffn,paper-mome-23-4-layer,paper-llama-avsr,paper-mtsk-mss"
-WORDS = ("bin lay place set blue green red white at by in with again now please soon the of and to a in that is "
-         "was he for it with as his on be at by i this had not are but from or have an they which one you were").split()  # fmt: skip
+WORDS = (
+    "bin lay place set blue green red white at by in with again now please soon the of and to a in that is "
+    "was he for it with as his on be at by i this had not are but from or have an they which one you were"
+).split()
 
 
 def make_batch(batch: int, min_s: float, max_s: float, crop: int, device: torch.device, seed: int = 0) -> dict:

@@ -57,9 +57,13 @@ VARIANTS: dict[str, list[str]] = {
 
 def trainer(args, cache: Path, out: Path, overrides: list[str]) -> Trainer:
     base = [
-        ("data.root", args.corpus), ("data.feature_cache", cache), ("train.output_dir", out),
-        ("train.num_threads", args.threads), ("train.seed", 0), ("train.max_steps", 100000),
-    ]  # fmt: skip
+        ("data.root", args.corpus),
+        ("data.feature_cache", cache),
+        ("train.output_dir", out),
+        ("train.num_threads", args.threads),
+        ("train.seed", 0),
+        ("train.max_steps", 100000),
+    ]
     if args.lip:
         base.append(("model.encoders.video.path", args.lip))
     AcceleratorState._reset_state()  # Accelerate allows one mixed precision per process; variants differ in it
@@ -109,14 +113,18 @@ def main() -> None:
                 t = trainer(args, cache, Path(tmp) / name, VARIANTS[name])
                 times[name] += time_steps(t, args.warmup, args.steps)
                 del t
-                print(f"[{repeat + 1}/{args.repeats}] {name}: median {statistics.median(times[name]):.3f} s/step",
-                      flush=True)  # fmt: skip
+                print(
+                    f"[{repeat + 1}/{args.repeats}] {name}: median {statistics.median(times[name]):.3f} s/step",
+                    flush=True,
+                )
 
     median = {n: statistics.median(v) for n, v in times.items()}
     precision = resolve_precision("auto", torch.device("cpu"))
-    print(f"\ndemo preset, {args.threads} threads, median of {args.repeats} x {args.steps} steps, "
-          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; precision auto -> {precision.precision} "
-          f"({precision.reason})")  # fmt: skip
+    print(
+        f"\ndemo preset, {args.threads} threads, median of {args.repeats} x {args.steps} steps, "
+        f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; precision auto -> {precision.precision} "
+        f"({precision.reason})"
+    )
     for name in names:
         print(f"{name:<20} {median[name]:.3f} s/step  {60 / median[name]:6.1f} steps/min")
     for name in names:

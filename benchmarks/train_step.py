@@ -43,10 +43,18 @@ from mome.models.llm import LoadedLLM, load_llm
 from mome.models.sequence import pack
 
 TINY_LLAMA = {  # the `tiny` preset's LLM
-    "model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-    "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 96, "max_position_embeddings": 512,
-    "bos_token_id": 2, "eos_token_id": 1, "tie_word_embeddings": True,
-}  # fmt: skip
+    "model_type": "llama",
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "vocab_size": 96,
+    "max_position_embeddings": 512,
+    "bos_token_id": 2,
+    "eos_token_id": 1,
+    "tie_word_embeddings": True,
+}
 
 # name -> (LLMConfig, audio feature width, video feature width, projector hidden width)
 MODELS: dict[str, tuple[LLMConfig, int, int, int]] = {
@@ -56,11 +64,13 @@ MODELS: dict[str, tuple[LLMConfig, int, int, int]] = {
 }
 
 WORDS = {  # GRID-like sentences, ~10 words each
-    "command": ["bin", "lay", "place", "set"], "colour": ["blue", "green", "red", "white"],
-    "prep": ["at", "by", "in", "with"], "letter": list("abcdefghijklmnopqrstuvxyz"),
+    "command": ["bin", "lay", "place", "set"],
+    "colour": ["blue", "green", "red", "white"],
+    "prep": ["at", "by", "in", "with"],
+    "letter": list("abcdefghijklmnopqrstuvxyz"),
     "digit": ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"],
     "adverb": ["again", "now", "please", "soon"],
-}  # fmt: skip
+}
 
 TARGET_SPEEDUP = 1.5  # sequential / batched
 TARGET_OVERHEAD = 0.10  # MoME step / none step - 1
@@ -68,8 +78,10 @@ TARGET_OVERHEAD = 0.10  # MoME step / none step - 1
 
 def sentence(rng: random.Random) -> str:
     w = {k: rng.choice(v) for k, v in WORDS.items()}
-    return (f"{w['command']} {w['colour']} {w['prep']} {w['letter']} {w['digit']} {w['adverb']} "
-            f"and then {rng.choice(WORDS['command'])} {rng.choice(WORDS['colour'])}")  # fmt: skip
+    return (
+        f"{w['command']} {w['colour']} {w['prep']} {w['letter']} {w['digit']} {w['adverb']} "
+        f"and then {rng.choice(WORDS['command'])} {rng.choice(WORDS['colour'])}"
+    )
 
 
 def make_inputs(batch: int, audio_dim: int, video_dim: int, min_s: float, max_s: float, seed: int = 0):
@@ -79,9 +91,11 @@ def make_inputs(batch: int, audio_dim: int, video_dim: int, min_s: float, max_s:
     video_lengths = torch.tensor([round(rng.uniform(min_s, max_s) * AVHUBERT_FRAME_RATE) for _ in range(batch)])
     audio_lengths = exact_div(WHISPER_FRAME_RATE, AVHUBERT_FRAME_RATE) * video_lengths
     features = Features(
-        torch.randn(batch, int(audio_lengths.max()), audio_dim, generator=gen), audio_lengths,
-        torch.randn(batch, int(video_lengths.max()), video_dim, generator=gen), video_lengths,
-    )  # fmt: skip
+        torch.randn(batch, int(audio_lengths.max()), audio_dim, generator=gen),
+        audio_lengths,
+        torch.randn(batch, int(video_lengths.max()), video_dim, generator=gen),
+        video_lengths,
+    )
     return features, [sentence(rng) for _ in range(batch)]
 
 
@@ -208,18 +222,24 @@ def print_table(results: list[dict], args) -> None:
     for r in results:
         ok1 = "PASS" if r["speedup_batched"] >= TARGET_SPEEDUP else "FAIL"
         ok2 = "PASS" if r["mome_overhead"] <= TARGET_OVERHEAD else "FAIL"
-        tokens = (f"{r['real_tokens']}/{r['packed_padded_tokens']}/{r['batched_padded_tokens']}/"
-                  f"{r['sequential_padded_tokens']}")  # fmt: skip
+        tokens = (
+            f"{r['real_tokens']}/{r['packed_padded_tokens']}/{r['batched_padded_tokens']}/"
+            f"{r['sequential_padded_tokens']}"
+        )
         ms = r["ms"]
-        print(f"{r['model']:<10} {r['layers']:>3} {tokens:>31} {ms['packed mome']:>9.1f} ms {ms['batched mome']:>10.1f} ms"
-              f" {ms['sequential mome']:>7.1f} ms {ms['batched none']:>10.1f} ms {r['speedup_packed']:>14.2f}x"
-              f" {r['speedup_batched']:>11.2f}x {ok1:4} {100 * r['mome_overhead']:>10.1f}% {ok2:4}")  # fmt: skip
+        print(
+            f"{r['model']:<10} {r['layers']:>3} {tokens:>31} {ms['packed mome']:>9.1f} ms {ms['batched mome']:>10.1f} ms"
+            f" {ms['sequential mome']:>7.1f} ms {ms['batched none']:>10.1f} ms {r['speedup_packed']:>14.2f}x"
+            f" {r['speedup_batched']:>11.2f}x {ok1:4} {100 * r['mome_overhead']:>10.1f}% {ok2:4}"
+        )
     print("same, in process CPU time (less sensitive to other jobs; OpenMP spin-waits count at --threads > 1):")
     for r in results:
         ms = r["cpu_ms"]
-        print(f"{r['model']:<10} {r['layers']:>3} {'':>31} {ms['packed mome']:>9.1f} ms {ms['batched mome']:>10.1f} ms"
-              f" {ms['sequential mome']:>7.1f} ms {ms['batched none']:>10.1f} ms {r['cpu_speedup_packed']:>14.2f}x"
-              f" {r['cpu_speedup_batched']:>11.2f}x {'':4} {100 * r['cpu_mome_overhead']:>10.1f}%")  # fmt: skip
+        print(
+            f"{r['model']:<10} {r['layers']:>3} {'':>31} {ms['packed mome']:>9.1f} ms {ms['batched mome']:>10.1f} ms"
+            f" {ms['sequential mome']:>7.1f} ms {ms['batched none']:>10.1f} ms {r['cpu_speedup_packed']:>14.2f}x"
+            f" {r['cpu_speedup_batched']:>11.2f}x {'':4} {100 * r['cpu_mome_overhead']:>10.1f}%"
+        )
     print(f"targets: seq/batched >= {TARGET_SPEEDUP}x, MoME overhead <= {100 * TARGET_OVERHEAD:.0f}%")
 
 
@@ -244,8 +264,14 @@ def main() -> None:
         print(f"{name}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in results[-1]["ms"].items()), flush=True)
     print_table(results, args)
     if args.json:
-        meta = {"threads": args.threads, "batch": args.batch, "steps": args.steps, "warmup": args.warmup,
-                "loadavg": os.getloadavg(), "torch": torch.__version__}  # fmt: skip
+        meta = {
+            "threads": args.threads,
+            "batch": args.batch,
+            "steps": args.steps,
+            "warmup": args.warmup,
+            "loadavg": os.getloadavg(),
+            "torch": torch.__version__,
+        }
         with open(args.json, "w") as f:
             json.dump({"meta": meta, "results": results}, f, indent=2)
 

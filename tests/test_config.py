@@ -16,8 +16,16 @@ from mome.config import (
 
 def test_every_preset_loads_and_validates() -> None:
     presets = list_presets()
-    assert {"paper-mome-23-4-mhsa", "paper-mome-23-4-ffn", "paper-mome-23-4-layer", "paper-llama-avsr",
-            "paper-mtsk-ms", "paper-mtsk-ss", "paper-mtsk-mss", "tiny"} <= set(presets)  # fmt: skip
+    assert {
+        "paper-mome-23-4-mhsa",
+        "paper-mome-23-4-ffn",
+        "paper-mome-23-4-layer",
+        "paper-llama-avsr",
+        "paper-mtsk-ms",
+        "paper-mtsk-ss",
+        "paper-mtsk-mss",
+        "tiny",
+    } <= set(presets)
     for name in presets:
         cfg = load_config(name)
         assert cfg.name == name

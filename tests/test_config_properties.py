@@ -26,10 +26,46 @@ def _fields(cls: type, prefix: str = "") -> list[str]:
 
 FIELDS = _fields(Config)
 YAMLISH = st.sampled_from(
-    ["", "null", "~", "true", "-1", "0", "1e400", "-1e-3", "nan", ".inf", "[", "]", "{", "}", "[1,", "{a: 1}",
-     "[4, 16]", "[null]", "'", '"', ":", "- x", "&a [*a]", "!!python/object:os.system", "2026-12-01", "0x1F",
-     "9" * 400, "é", "\x00", "\t", "a: b: c", "[[1]]", "{arch: 1}", "=", "fp32", "avsr", "~nosuchuser/x"]
-)  # fmt: skip
+    [
+        "",
+        "null",
+        "~",
+        "true",
+        "-1",
+        "0",
+        "1e400",
+        "-1e-3",
+        "nan",
+        ".inf",
+        "[",
+        "]",
+        "{",
+        "}",
+        "[1,",
+        "{a: 1}",
+        "[4, 16]",
+        "[null]",
+        "'",
+        '"',
+        ":",
+        "- x",
+        "&a [*a]",
+        "!!python/object:os.system",
+        "2026-12-01",
+        "0x1F",
+        "9" * 400,
+        "é",
+        "\x00",
+        "\t",
+        "a: b: c",
+        "[[1]]",
+        "{arch: 1}",
+        "=",
+        "fp32",
+        "avsr",
+        "~nosuchuser/x",
+    ]
+)
 VALUES = st.one_of(
     st.text(max_size=30),
     st.lists(YAMLISH, min_size=1, max_size=4).map("".join),

@@ -24,15 +24,37 @@ from tiny import tiny_model_config
         ("paper-mtsk-ss", [], 27.5),
         ("paper-mtsk-mss", [], 55.0),
         # Table 3 ablation rows
-        ("paper-mome-23-4-mhsa", ["model.adapter.mome.num_routed_experts=4", "model.adapter.mome.top_k=2",
-                                  "model.adapter.mome.bottleneck=24"], 12.99),
-        ("paper-mome-23-4-mhsa", ["model.adapter.mome.num_routed_experts=4", "model.adapter.mome.top_k=2",
-                                  "model.adapter.mome.bottleneck=24", "model.adapter.mome.num_shared_experts=0"], 8.77),
-        ("paper-mome-23-4-mhsa", ["model.adapter.mome.num_routed_experts=0", "model.adapter.mome.num_shared_experts=1",
-                                  "model.adapter.mome.bottleneck=48"], 8.34),  # one expert, no router
+        (
+            "paper-mome-23-4-mhsa",
+            [
+                "model.adapter.mome.num_routed_experts=4",
+                "model.adapter.mome.top_k=2",
+                "model.adapter.mome.bottleneck=24",
+            ],
+            12.99,
+        ),
+        (
+            "paper-mome-23-4-mhsa",
+            [
+                "model.adapter.mome.num_routed_experts=4",
+                "model.adapter.mome.top_k=2",
+                "model.adapter.mome.bottleneck=24",
+                "model.adapter.mome.num_shared_experts=0",
+            ],
+            8.77,
+        ),
+        (
+            "paper-mome-23-4-mhsa",
+            [
+                "model.adapter.mome.num_routed_experts=0",
+                "model.adapter.mome.num_shared_experts=1",
+                "model.adapter.mome.bottleneck=48",
+            ],
+            8.34,
+        ),  # one expert, no router
         ("paper-mome-23-4-mhsa", ["model.adapter.mome.num_shared_experts=2"], 14.88),
     ],
-)  # fmt: skip
+)
 def test_active_parameters_match_the_paper(preset: str, overrides: list[str], active_millions: float) -> None:
     report = parameter_report(load_config(preset, overrides))
     # The paper's tables truncate (55.05M is printed 55.0, 8.345M is 8.34): compare at the table's precision.
@@ -60,8 +82,9 @@ def test_cli_json(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize("num_shared", [0, 1, 2])
 def test_mome_active_parameters_count_what_one_token_uses(shared_router: bool, num_shared: int) -> None:
     """Counted from the built tensors: every shared expert, top_k / N_r of the routed ones, one router."""
-    cfg = tiny_model_config("mome", num_routed_experts=5, top_k=2, num_shared_experts=num_shared,
-                            shared_router=shared_router)  # fmt: skip
+    cfg = tiny_model_config(
+        "mome", num_routed_experts=5, top_k=2, num_shared_experts=num_shared, shared_router=shared_router
+    )
     model = AVSRModel.from_config(cfg, audio_dim=12, video_dim=10)
     active = 0
     for layer in model.adapters:
@@ -78,8 +101,9 @@ def test_mome_active_parameters_count_what_one_token_uses(shared_router: bool, n
     assert model.active_adapter_parameters() == active
 
 
-@pytest.mark.parametrize(("kind", "shared", "specific"),
-                         [("lora", 1, 0), ("mtsk-ms", 1, 0), ("mtsk-ss", 0, 1), ("mtsk-mss", 1, 1)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("kind", "shared", "specific"), [("lora", 1, 0), ("mtsk-ms", 1, 0), ("mtsk-ss", 0, 1), ("mtsk-mss", 1, 1)]
+)
 def test_lora_active_parameters_count_what_one_token_uses(kind: str, shared: int, specific: int) -> None:
     """Counted from the built banks: the shared LoRA and one granularity's LoRA of each projection."""
     model = AVSRModel.from_config(tiny_model_config(kind), audio_dim=12, video_dim=10)

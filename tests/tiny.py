@@ -10,15 +10,31 @@ from mome import config
 from mome.config import LLMConfig, ModelConfig
 
 TINY_LLAMA = dict(
-    model_type="llama", hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-    num_key_value_heads=2, vocab_size=80, max_position_embeddings=256, bos_token_id=2, eos_token_id=1,
+    model_type="llama",
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    vocab_size=80,
+    max_position_embeddings=256,
+    bos_token_id=2,
+    eos_token_id=1,
     initializer_range=0.5,  # a random LLM with the default 0.02 cannot make a confident prediction
-)  # fmt: skip
+)
 TINY_QWEN2 = dict(
-    model_type="qwen2", hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-    num_key_value_heads=2, vocab_size=80, max_position_embeddings=256, bos_token_id=None, eos_token_id=1,
+    model_type="qwen2",
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    vocab_size=80,
+    max_position_embeddings=256,
+    bos_token_id=None,
+    eos_token_id=1,
     initializer_range=0.5,
-)  # fmt: skip
+)
 ADAPTER_KINDS = [kind for kind in config.ADAPTER_KINDS if kind != "none"]  # every kind that adds adapters
 # synthesize_corpus keyword arguments for the tiny corpus the data and synthetic tests share (about 2 s)
 TINY_CORPUS = dict(

@@ -77,8 +77,10 @@ def disk_full(err: OSError) -> str:
     """What a full disk stopped, and why rerunning is safe: every save, shard and export file is written to a
     temporary name and renamed (`mome.io`), so what was saved before is intact and the command continues."""
     where = f" while writing {err.filename}" if err.filename else ""
-    return (f"the disk is full ({err.strerror or 'no space left'}{where}); everything saved before is intact: "
-            "free some space and rerun the same command, it continues from there")  # fmt: skip
+    return (
+        f"the disk is full ({err.strerror or 'no space left'}{where}); everything saved before is intact: "
+        "free some space and rerun the same command, it continues from there"
+    )
 
 
 def parse(argv: list[str]) -> tuple[argparse.Namespace, ModuleType]:

@@ -148,8 +148,10 @@ class CompressionConfig:
         return task_modalities(self.task)
 
     def check(self, path: str) -> None:
-        for name, rates, used in (("audio_rates", self.audio_rates, self.uses_audio),
-                                  ("video_rates", self.video_rates, self.uses_video)):  # fmt: skip
+        for name, rates, used in (
+            ("audio_rates", self.audio_rates, self.uses_audio),
+            ("video_rates", self.video_rates, self.uses_video),
+        ):
             where = f"{path}.{name}"
             if used:
                 _check(len(rates) > 0, where, f"empty rate list; task {self.task!r} needs at least one rate")
@@ -389,13 +391,26 @@ class DataConfig:
             f"{path}.crop_size",
             f"must be between 1 and the {MOUTH_CROP_SIZE}-pixel mouth crop, got {self.crop_size}",
         )
-        for name, low in (("max_frames", 1), ("num_workers", 0), ("num_buckets", 1), ("av_tolerance_frames", 0),
-                          ("eval_noise_seed", 0), ("feature_noisy_versions", 1), ("clean_epochs", 0)):  # fmt: skip
+        for name, low in (
+            ("max_frames", 1),
+            ("num_workers", 0),
+            ("num_buckets", 1),
+            ("av_tolerance_frames", 0),
+            ("eval_noise_seed", 0),
+            ("feature_noisy_versions", 1),
+            ("clean_epochs", 0),
+        ):
             _at_least(self, path, name, low)
-        _check(0 <= self.clean_steps_share <= 1, f"{path}.clean_steps_share",
-               f"must be between 0 and 1, got {self.clean_steps_share}")  # fmt: skip
-        _check(not (self.clean_epochs and self.clean_steps_share), f"{path}.clean_steps_share",
-               "set it or data.clean_epochs, not both")  # fmt: skip
+        _check(
+            0 <= self.clean_steps_share <= 1,
+            f"{path}.clean_steps_share",
+            f"must be between 0 and 1, got {self.clean_steps_share}",
+        )
+        _check(
+            not (self.clean_epochs and self.clean_steps_share),
+            f"{path}.clean_steps_share",
+            "set it or data.clean_epochs, not both",
+        )
 
 
 # ------------------------------------------------------------------------------------ train / decode
@@ -506,10 +521,21 @@ class TrainConfig:
             f"{path}.betas",
             f"needs two values in [0, 1), got {self.betas}",
         )
-        for name, low in (("seed", 0), ("weight_decay", 0), ("warmup_steps", 0), ("epochs", 1), ("max_steps", 1),
-                          ("grad_clip", 0), ("save_every_steps", 1), ("keep_checkpoints", 1), ("max_nonfinite_steps", 1),
-                          ("log_every_steps", 1), ("val_every_steps", 1), ("val_max_batches", 1),
-                          ("num_threads", 1)):  # fmt: skip
+        for name, low in (
+            ("seed", 0),
+            ("weight_decay", 0),
+            ("warmup_steps", 0),
+            ("epochs", 1),
+            ("max_steps", 1),
+            ("grad_clip", 0),
+            ("save_every_steps", 1),
+            ("keep_checkpoints", 1),
+            ("max_nonfinite_steps", 1),
+            ("log_every_steps", 1),
+            ("val_every_steps", 1),
+            ("val_max_batches", 1),
+            ("num_threads", 1),
+        ):
             _at_least(self, path, name, low)
         _check(
             0 <= self.max_bad_fraction <= 1,
@@ -541,8 +567,11 @@ class DecodeConfig:
         for name in ("num_beams", "max_new_tokens", "batch_size"):
             _at_least(self, path, name, 1)
         if self.quantize == "int8":
-            _check(self.precision in ("auto", "fp32"), f"{path}.quantize",
-                   f"int8 decodes in fp32; decode.precision={self.precision} cannot go with it (use auto or fp32)")  # fmt: skip
+            _check(
+                self.precision in ("auto", "fp32"),
+                f"{path}.quantize",
+                f"int8 decodes in fp32; decode.precision={self.precision} cannot go with it (use auto or fp32)",
+            )
 
 
 # ------------------------------------------------------------------------------------- lip pretraining
@@ -580,25 +609,43 @@ class Config:
     def check(self, path: str) -> None:
         mix = self.train.task_mix
         if mix is not None:
-            _check(self.model.compression.task == "any", "train.task_mix",
-                   "needs model.compression.task=any (one model for every task)")  # fmt: skip
-            _check(set(mix) <= set(typing.get_args(SingleTask)), "train.task_mix",
-                   f"keys must be among avsr, asr, vsr; got {sorted(mix)}")  # fmt: skip
-            _check(all(v >= 0 for v in mix.values()) and sum(mix.values()) > 0, "train.task_mix",
-                   f"needs non-negative probabilities with a positive sum; got {mix}")  # fmt: skip
+            _check(
+                self.model.compression.task == "any",
+                "train.task_mix",
+                "needs model.compression.task=any (one model for every task)",
+            )
+            _check(
+                set(mix) <= set(typing.get_args(SingleTask)),
+                "train.task_mix",
+                f"keys must be among avsr, asr, vsr; got {sorted(mix)}",
+            )
+            _check(
+                all(v >= 0 for v in mix.values()) and sum(mix.values()) > 0,
+                "train.task_mix",
+                f"needs non-negative probabilities with a positive sum; got {mix}",
+            )
         rates = self.train.plateau.rates
         if rates is not None:
             known = [combination_key(c) for c in combinations(self.model.compression)]
             for rate in rates:
-                _check(rate in known, "train.plateau.rates", f"{rate!r} is not a trained combination (trained: "
-                       f"{', '.join(known)})")  # fmt: skip
+                _check(
+                    rate in known,
+                    "train.plateau.rates",
+                    f"{rate!r} is not a trained combination (trained: {', '.join(known)})",
+                )
         if self.data.feature_cache_store == "pooled":
-            _check(self.model.compression.mode == "avg-pool", "data.feature_cache_store",
-                   "pooled needs model.compression.mode=avg-pool (stacked frames take the full features' room "
-                   "at every rate); use full")  # fmt: skip
+            _check(
+                self.model.compression.mode == "avg-pool",
+                "data.feature_cache_store",
+                "pooled needs model.compression.mode=avg-pool (stacked frames take the full features' room "
+                "at every rate); use full",
+            )
         if self.model.compression.task == "any":
-            _check(not self.train.granularity_loop, "train.granularity_loop",
-                   "is not supported with task any; use the batched forward (false)")  # fmt: skip
+            _check(
+                not self.train.granularity_loop,
+                "train.granularity_loop",
+                "is not supported with task any; use the batched forward (false)",
+            )
 
     @property
     def task_mix(self) -> dict[str, float]:

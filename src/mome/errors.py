@@ -19,8 +19,10 @@ class ClipTooLong(UserError):
 
     def __init__(self, seconds: float, limit: float, where: str = "") -> None:
         prefix = f"{where}: " if where else ""
-        super().__init__(f"{prefix}the clip is {seconds:.1f} s long, longer than the {limit:g} s a model reads at "
-                         "once: cut it into shorter clips")  # fmt: skip
+        super().__init__(
+            f"{prefix}the clip is {seconds:.1f} s long, longer than the {limit:g} s a model reads at "
+            "once: cut it into shorter clips"
+        )
 
 
 class Interrupted(UserError):

@@ -180,13 +180,16 @@ def decode_precision(decode: DecodeConfig, device: str | torch.device) -> Resolv
     if decode.quantize == "none":
         return resolve_precision(decode.precision, device)
     if torch.device(device).type != "cpu":
-        raise ConfigError(f"decode.quantize: {decode.quantize} runs on CPUs only, not on {device}; use "
-                          "decode.quantize=none there (bf16 weights where the GPU has bf16)")  # fmt: skip
+        raise ConfigError(
+            f"decode.quantize: {decode.quantize} runs on CPUs only, not on {device}; use "
+            "decode.quantize=none there (bf16 weights where the GPU has bf16)"
+        )
     decode.check("decode")  # a DecodeConfig made in code has not been checked: int8 with bf16 is refused there
     resolved = resolve_precision(decode.precision, device)
     reason = resolved.reason if resolved.precision == "fp32" else f"{decode.quantize} decoding runs in fp32"
-    return Resolved(decode.precision, "fp32", f"{reason}; linear layers in {decode.quantize}", resolved.device,
-                    resolved.hardware)  # fmt: skip
+    return Resolved(
+        decode.precision, "fp32", f"{reason}; linear layers in {decode.quantize}", resolved.device, resolved.hardware
+    )
 
 
 def autocast(precision: Precision, device: str | torch.device) -> AbstractContextManager:

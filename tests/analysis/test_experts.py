@@ -45,8 +45,15 @@ def _audio_routing(sets_for, utterances: int = 3) -> Routing:
                 start.append(i * span)
                 end.append((i + 1) * span)
     n = len(topk)
-    return Routing(0, torch.tensor(topk), torch.tensor(combination), torch.full((n,), int(Segment.AUDIO)),
-                   torch.tensor(utterance), torch.tensor(start), torch.tensor(end))  # fmt: skip
+    return Routing(
+        0,
+        torch.tensor(topk),
+        torch.tensor(combination),
+        torch.full((n,), int(Segment.AUDIO)),
+        torch.tensor(utterance),
+        torch.tensor(start),
+        torch.tensor(end),
+    )
 
 
 def _summary(routing: Routing, permutations: int = 200, seed: int = 0) -> dict:
@@ -165,8 +172,10 @@ def test_analyse_reports_every_layer_and_pair() -> None:
     result = analyse(routings, model.combinations, EXPERTS)
     assert len(result["layers"]) == model.llm.config.num_hidden_layers
     pairs = result["layers"][0]["consistency"]
-    assert {(p["first"], p["second"], p["modality"]) for p in pairs} >= {("a4_v2", "a16_v2", "audio"),
-                                                                          ("a4_v2", "a4_v5", "video")}  # fmt: skip
+    assert {(p["first"], p["second"], p["modality"]) for p in pairs} >= {
+        ("a4_v2", "a16_v2", "audio"),
+        ("a4_v2", "a4_v5", "video"),
+    }
     assert ("a4_v2", "a4_v5", "audio") not in {(p["first"], p["second"], p["modality"]) for p in pairs}  # same rate
     assert all(0 <= p["score"] <= 1 and 0 <= p["chance"] <= 1 and 0 < p["p_value"] <= 1 for p in pairs)
     assert set(result["consistency_mean"]) == {"audio", "video"}  # reported apart, never averaged

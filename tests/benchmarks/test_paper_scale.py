@@ -17,8 +17,21 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_tiny_run_measures_every_phase(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, str(ROOT / "benchmarks" / "paper_scale.py"), "--tiny", "--preset", "paper-mtsk-ms",
-               "--steps", "1", "--threads", "1", "--workdir", "work", "--json", "out.json"]  # fmt: skip
+    command = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "paper_scale.py"),
+        "--tiny",
+        "--preset",
+        "paper-mtsk-ms",
+        "--steps",
+        "1",
+        "--threads",
+        "1",
+        "--workdir",
+        "work",
+        "--json",
+        "out.json",
+    ]
     proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (result,) = json.loads((tmp_path / "out.json").read_text())["results"]

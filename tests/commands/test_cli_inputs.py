@@ -34,8 +34,14 @@ def test_every_command_parses_options_anywhere(command: str, capsys) -> None:
     assert exit_.value.code == 0 and f"mome {command}" in capsys.readouterr().out
 
 
-FAST = ["data.num_workers=0", "data.max_frames=120", "train.num_threads=1", "train.val_max_batches=1",
-        "decode.num_beams=1", "decode.max_new_tokens=3"]  # fmt: skip
+FAST = [
+    "data.num_workers=0",
+    "data.max_frames=120",
+    "train.num_threads=1",
+    "train.val_max_batches=1",
+    "decode.num_beams=1",
+    "decode.max_new_tokens=3",
+]
 DISK_FULL_LINE = re.compile(
     r"mome: error: the disk is full \(No space left on device( while writing \S+)?\); everything saved before is "
     r"intact: free some space and rerun the same command, it continues from there"
@@ -63,8 +69,15 @@ def test_a_full_disk_is_one_line_and_a_rerun_continues(corpus: Path, tmp_path: P
 
     shutil.copytree(corpus, tmp_path / "corpus")
     monkeypatch.chdir(tmp_path)
-    train = ["train", "tiny", "data.root=corpus", "train.output_dir=run", "train.max_steps=4",
-             "train.save_every_steps=2", *FAST]  # fmt: skip
+    train = [
+        "train",
+        "tiny",
+        "data.root=corpus",
+        "train.output_dir=run",
+        "train.max_steps=4",
+        "train.save_every_steps=2",
+        *FAST,
+    ]
     real = engine.save_checkpoint
     monkeypatch.setattr(
         engine, "save_checkpoint", lambda d, step, *a, **k: (_disk_full if step == 4 else real)(d, step, *a, **k)
@@ -82,6 +95,22 @@ def test_a_full_disk_is_one_line_and_a_rerun_continues(corpus: Path, tmp_path: P
     _assert_disk_full_line(capsys.readouterr().err)
 
     monkeypatch.setattr("mome.features.store.atomic_write", _disk_full)
-    assert main(["features", "tiny", "data.root=corpus", "data.feature_cache=f", "--splits", "test", "--snr", "clean",
-                 "--workers", "1", "--quiet"]) == 1  # fmt: skip
+    assert (
+        main(
+            [
+                "features",
+                "tiny",
+                "data.root=corpus",
+                "data.feature_cache=f",
+                "--splits",
+                "test",
+                "--snr",
+                "clean",
+                "--workers",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 1
+    )
     _assert_disk_full_line(capsys.readouterr().err)

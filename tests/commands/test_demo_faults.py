@@ -18,8 +18,15 @@ from mome.errors import Interrupted
 from mome.training.recipe import train
 from mome.workflows import pipeline
 
-FAST = ["data.max_frames=120", "data.num_workers=0", "train.num_threads=1", "train.val_max_batches=1",
-        "train.save_every_steps=2", "decode.num_beams=1", "decode.max_new_tokens=2"]  # fmt: skip
+FAST = [
+    "data.max_frames=120",
+    "data.num_workers=0",
+    "train.num_threads=1",
+    "train.val_max_batches=1",
+    "train.save_every_steps=2",
+    "decode.num_beams=1",
+    "decode.max_new_tokens=2",
+]
 
 
 def _stub_stages(monkeypatch, tmp_path: Path) -> None:

@@ -13,8 +13,13 @@ from mome.cli import main
 
 pytestmark = pytest.mark.slow
 
-FAST = ["data.num_workers=0", "data.max_frames=120", "train.num_threads=1", "decode.num_beams=1",
-        "decode.max_new_tokens=3"]  # fmt: skip
+FAST = [
+    "data.num_workers=0",
+    "data.max_frames=120",
+    "train.num_threads=1",
+    "decode.num_beams=1",
+    "decode.max_new_tokens=3",
+]
 
 
 @pytest.fixture
@@ -45,8 +50,20 @@ def test_features_refuses_a_bad_shard_in_one_line(workdir: Path, capsys) -> None
 
 def test_train_and_eval_on_cached_features(workdir: Path, capsys) -> None:
     """Training fills the cache on first use and reads it; eval adds the test split at its SNRs."""
-    assert main(["train", "tiny", "data.root=corpus", "data.feature_cache=features", "train.output_dir=runs/c",
-                 "train.max_steps=2", *FAST]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "tiny",
+                "data.root=corpus",
+                "data.feature_cache=features",
+                "train.output_dir=runs/c",
+                "train.max_steps=2",
+                *FAST,
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "features train.csv: encoded" in out and "feature cache" in out
     assert main(["eval", "runs/c", "--labels", "labels/test.csv", "--snr", "clean", "0", "--quiet"]) == 0
@@ -57,6 +74,22 @@ def test_train_and_eval_on_cached_features(workdir: Path, capsys) -> None:
 
 
 def test_overrides_may_follow_the_snrs(workdir: Path, capsys) -> None:
-    assert main(["features", "tiny", "--splits", "test", "--snr", "clean", "data.root=corpus",
-                 "data.feature_cache=features", "--workers", "1", "--quiet"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "features",
+                "tiny",
+                "--splits",
+                "test",
+                "--snr",
+                "clean",
+                "data.root=corpus",
+                "data.feature_cache=features",
+                "--workers",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "test: encoded" in capsys.readouterr().out

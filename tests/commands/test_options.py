@@ -48,10 +48,46 @@ def _parse(argv: list[str], **kwargs) -> Options:
 
 
 def test_each_annotation_parses_as_its_type() -> None:
-    opts = _parse(["--count", "7", "--ratio", "1e-1", "--name", "n", "--where", "a/b", "--limit", "4", "--cap", "3",
-                   "--ids", "5", "6", "--snrs", "none", "-5", "--tags", "p", "q", "--fast", "k=v"])  # fmt: skip
-    assert opts == Options(count=7, ratio=0.1, name="n", where=Path("a/b"), limit=4, cap=3.0, ids=[5, 6],
-                           snrs=[None, -5.0], tags=["p", "q"], fast=True, rest=["k=v"])  # fmt: skip
+    opts = _parse(
+        [
+            "--count",
+            "7",
+            "--ratio",
+            "1e-1",
+            "--name",
+            "n",
+            "--where",
+            "a/b",
+            "--limit",
+            "4",
+            "--cap",
+            "3",
+            "--ids",
+            "5",
+            "6",
+            "--snrs",
+            "none",
+            "-5",
+            "--tags",
+            "p",
+            "q",
+            "--fast",
+            "k=v",
+        ]
+    )
+    assert opts == Options(
+        count=7,
+        ratio=0.1,
+        name="n",
+        where=Path("a/b"),
+        limit=4,
+        cap=3.0,
+        ids=[5, 6],
+        snrs=[None, -5.0],
+        tags=["p", "q"],
+        fast=True,
+        rest=["k=v"],
+    )
     assert isinstance(opts.where, Path) and isinstance(opts.snrs[1], float)
     for bad in (["--count", "1.5"], ["--limit", "none"], ["--ids", "none"]):
         with pytest.raises(argparse.ArgumentError):
@@ -94,9 +130,11 @@ def test_a_field_without_a_flag_type_must_be_skipped_or_given_a_syntax() -> None
 
 @pytest.mark.parametrize(
     ("module", "cls", "skip"),
-    [(demo, "mome.workflows.demo.DemoOptions", "mome.commands.demo.SKIP"),
-     (reproduce, "mome.workflows.reproduce_plan.ReproduceOptions", "mome.workflows.reproduce_plan.NO_FLAG")],
-)  # fmt: skip
+    [
+        (demo, "mome.workflows.demo.DemoOptions", "mome.commands.demo.SKIP"),
+        (reproduce, "mome.workflows.reproduce_plan.ReproduceOptions", "mome.workflows.reproduce_plan.NO_FLAG"),
+    ],
+)
 def test_every_field_of_a_command_is_a_flag_or_skipped(module, cls: str, skip: str) -> None:
     import importlib
 

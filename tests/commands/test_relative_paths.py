@@ -16,10 +16,27 @@ from mome.cli import main
 
 pytestmark = pytest.mark.slow
 
-FAST = ["data.num_workers=0", "data.max_frames=120", "train.num_threads=1", "decode.num_beams=1",
-        "decode.max_new_tokens=3"]  # fmt: skip
-SYNTH = ["--utterances", "16", "--splits", "train=0.5,val=0.25,test=0.25", "--seed", "3", "--babble-seconds", "6",
-         "--workers", "1", "--grid-fraction", "1"]  # fmt: skip
+FAST = [
+    "data.num_workers=0",
+    "data.max_frames=120",
+    "train.num_threads=1",
+    "decode.num_beams=1",
+    "decode.max_new_tokens=3",
+]
+SYNTH = [
+    "--utterances",
+    "16",
+    "--splits",
+    "train=0.5,val=0.25,test=0.25",
+    "--seed",
+    "3",
+    "--babble-seconds",
+    "6",
+    "--workers",
+    "1",
+    "--grid-fraction",
+    "1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +57,40 @@ def _first_test_clip(corpus: Path) -> str:
 
 def test_pretrain_train_eval_transcribe_with_relative_paths(workdir: Path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(workdir)
-    assert main(["pretrain-video", "corpus", "--out", "lip.pt", "--arch", "tiny", "--steps", "2", "--workers", "0",
-                 "--no-progress"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "pretrain-video",
+                "corpus",
+                "--out",
+                "lip.pt",
+                "--arch",
+                "tiny",
+                "--steps",
+                "2",
+                "--workers",
+                "0",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert Path("lip.pt").is_file()
 
-    assert main(["train", "tiny", "data.root=corpus", "train.output_dir=runs/tiny", "train.max_steps=2",
-                 "model.encoders.video.path=lip.pt", *FAST]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "tiny",
+                "data.root=corpus",
+                "train.output_dir=runs/tiny",
+                "train.max_steps=2",
+                "model.encoders.video.path=lip.pt",
+                *FAST,
+            ]
+        )
+        == 0
+    )
     assert Path("runs/tiny/checkpoints/latest").is_file()
     saved = Path("runs/tiny/config.yaml").read_text()
     assert f"root: {workdir / 'corpus'}" in saved  # the run records where its data is, wherever it is read from
@@ -67,8 +112,10 @@ def test_run_moved_elsewhere_still_finds_its_data(workdir: Path, monkeypatch) ->
     elsewhere = workdir / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    assert main(["eval", "../runs/moved", "--labels", "labels/val.csv", "--limit", "1", "--quiet", "--out", "ev",
-                 *FAST]) == 0  # fmt: skip
+    assert (
+        main(["eval", "../runs/moved", "--labels", "labels/val.csv", "--limit", "1", "--quiet", "--out", "ev", *FAST])
+        == 0
+    )
     assert (elsewhere / "ev" / "results.json").is_file()
 
 

@@ -56,8 +56,10 @@ def test_the_page_transcribes_a_dropped_clip_at_every_rate(server, corpus: Path,
         page.set_input_files("#audio", str(clip.with_suffix(".wav")))
         page.click("#go")
         page.wait_for_selector("#results tr.row", timeout=60_000)
-        rows = {r.get_attribute("data-rates"): r.query_selector(".text").inner_text()
-                for r in page.query_selector_all("#results tr.row")}  # fmt: skip
+        rows = {
+            r.get_attribute("data-rates"): r.query_selector(".text").inner_text()
+            for r in page.query_selector_all("#results tr.row")
+        }
         status = page.inner_text("#status")
         page.screenshot(path=str(tmp_path / "serve.png"), full_page=True)
         page.set_input_files("#video", [])
@@ -88,8 +90,13 @@ def test_the_endpoint_answers_every_request_with_json(corpus: Path, tmp_path: Pa
     clip = sorted(corpus.glob("synth/test/**/*.mp4"))[0]
     no_audio = client.post("/transcribe", files={"video": ("clip.mp4", clip.read_bytes(), "video/mp4")})
     assert no_audio.status_code == 422 and "audio: no audio track" in no_audio.json()["error"]
-    ok = client.post("/transcribe", files={"video": ("clip.mp4", clip.read_bytes(), "video/mp4"),
-                                           "audio": ("clip.wav", clip.with_suffix(".wav").read_bytes(), "audio/wav")})  # fmt: skip
+    ok = client.post(
+        "/transcribe",
+        files={
+            "video": ("clip.mp4", clip.read_bytes(), "video/mp4"),
+            "audio": ("clip.wav", clip.with_suffix(".wav").read_bytes(), "audio/wav"),
+        },
+    )
     body = ok.json()
     assert ok.status_code == 200 and [r["rates"] for r in body["rows"]] == ["a4_v2", "a4_v5", "a16_v2", "a16_v5"]
     assert body["modalities"] == ["audio", "video"] and body["cascade"] is None
@@ -110,14 +117,23 @@ class FakeRecognizer:
         self.release.set()
 
     def transcribe_each(self, video: Path | None, audio: Path | None):
-        self.seen.append({"video": video and (video.name, video.read_bytes()),
-                          "audio": audio and (audio.name, audio.read_bytes())})  # fmt: skip
+        self.seen.append(
+            {"video": video and (video.name, video.read_bytes()), "audio": audio and (audio.name, audio.read_bytes())}
+        )
         self.started.set()
         assert self.release.wait(20)
         if self.fail is not None:
             raise self.fail
-        row = SimpleNamespace(rates="a4_v2", tokens=3.0, seconds={"decode": 0.01}, confidence=0.5, text="hi",
-                              modalities=("video",), problems={}, duration=1.0)  # fmt: skip
+        row = SimpleNamespace(
+            rates="a4_v2",
+            tokens=3.0,
+            seconds={"decode": 0.01},
+            confidence=0.5,
+            text="hi",
+            modalities=("video",),
+            problems={},
+            duration=1.0,
+        )
         return [row], None
 
 
@@ -138,8 +154,11 @@ def test_an_upload_over_the_limit_is_refused_with_json_and_a_smaller_one_is_copi
         + b"x" * 3_100_000
         + b"\r\n--b--\r\n"
     )
-    chunked = client.post("/transcribe", content=iter([body[i : i + 65536] for i in range(0, len(body), 65536)]),
-                          headers={"Content-Type": "multipart/form-data; boundary=b"})  # fmt: skip
+    chunked = client.post(
+        "/transcribe",
+        content=iter([body[i : i + 65536] for i in range(0, len(body), 65536)]),
+        headers={"Content-Type": "multipart/form-data; boundary=b"},
+    )
     assert "content-length" not in chunked.request.headers
     assert chunked.status_code == 413 and "upload too large" in chunked.json()["error"]
     assert fake.seen == []

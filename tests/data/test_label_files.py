@@ -93,8 +93,12 @@ def test_symlinks_out_of_the_root_are_refused(corpus, tmp_path):
 
 
 @settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(content=st.binary(max_size=400) | st.lists(st.sampled_from([b",", b'"', b"\n", b"\r", b"a", b"1", b"\xff",
-                                                                    b"..", b"/", b" ", b"\x00"]), max_size=60).map(b"".join))  # fmt: skip
+@given(
+    content=st.binary(max_size=400)
+    | st.lists(
+        st.sampled_from([b",", b'"', b"\n", b"\r", b"a", b"1", b"\xff", b"..", b"/", b" ", b"\x00"]), max_size=60
+    ).map(b"".join)
+)
 def test_random_bytes_never_give_a_traceback(tmp_path, content):
     path = _labels(tmp_path, content)
     rows, problems = read_labels(path, root=tmp_path)
@@ -136,7 +140,9 @@ def test_training_on_a_file_of_an_unknown_layout_names_its_first_line(corpus, tm
     labels = tmp_path / "extra.csv"
     rows = (corpus / "labels" / "train.csv").read_text().splitlines()
     labels.write_text("".join(f"{row},speaker\n" for row in rows))
-    cfg = load_config("tiny", [f"data.root={corpus}", f"data.train_labels={labels}", f"train.output_dir={tmp_path}/r",
-                               "train.max_steps=1"])  # fmt: skip
+    cfg = load_config(
+        "tiny",
+        [f"data.root={corpus}", f"data.train_labels={labels}", f"train.output_dir={tmp_path}/r", "train.max_steps=1"],
+    )
     with pytest.raises(UserError, match=rf"no usable rows \({len(rows)} malformed; first: {labels}:1: unknown column"):
         train(cfg)

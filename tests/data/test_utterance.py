@@ -64,8 +64,14 @@ def test_clean_evaluation_inputs_are_one_chain(corpus: Path, tmp_path: Path, mon
     assert len(dataset) >= 2 and len(cached) == 2 * len(dataset)
     for i, row in enumerate(dataset.rows):
         item, stem = dataset[i], corpus / row.rel_path
-        clip = load_clip(stem.with_suffix(".mp4"), stem.with_suffix(".wav"), "avsr", cfg.data.crop_size, "crop",
-                         tolerance=cfg.data.av_tolerance_frames).batch  # fmt: skip
+        clip = load_clip(
+            stem.with_suffix(".mp4"),
+            stem.with_suffix(".wav"),
+            "avsr",
+            cfg.data.crop_size,
+            "crop",
+            tolerance=cfg.data.av_tolerance_frames,
+        ).batch
         for modality, name in (("video", "video"), ("audio", "clean")):
             assert torch.equal(item[modality], clip[modality][0]), modality
             assert torch.equal(item[modality], cached[row.rel_path, name]), modality
@@ -88,8 +94,9 @@ def test_noisy_evaluation_inputs_are_one_chain(corpus: Path, tmp_path: Path, mon
 def test_a_cached_training_version_is_the_datasets_training_draw(corpus: Path, tmp_path: Path, monkeypatch) -> None:
     """Version k of an utterance is the audio the dataset draws in training with augment seed k at the epoch
     `TRAIN_VERSION_SALT` (no time masks, no clean SNR, no video: the same generator, drawn the same way)."""
-    cfg = _config(corpus, tmp_path / "cache", "data.train_snrs=[0,10]", "data.time_mask=false",
-                  "data.feature_noisy_versions=2")  # fmt: skip
+    cfg = _config(
+        corpus, tmp_path / "cache", "data.train_snrs=[0,10]", "data.time_mask=false", "data.feature_noisy_versions=2"
+    )
     cache = FeatureCache(cfg, {})
     conditions = cache.keys.train_conditions()
     assert [c.version for c in conditions] == [0, 1]
@@ -117,8 +124,10 @@ def test_the_three_refuse_the_same_broken_utterance(corpus: Path, tmp_path: Path
     assert (dataset.rows[1].rel_path, "clean") in cached
 
 
-@pytest.mark.parametrize(("samples", "tolerance", "refused"), [(640 * 13, 3, False), (640 * 14, 3, True),
-                                                              (640 * 100, None, False), (640 * 10, 0, False)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("samples", "tolerance", "refused"),
+    [(640 * 13, 3, False), (640 * 14, 3, True), (640 * 100, None, False), (640 * 10, 0, False)],
+)
 def test_the_length_check_refuses_beyond_the_tolerance_only(samples: int, tolerance: int | None, refused: bool) -> None:
     """Audio of `samples` against 10 video frames: beyond `tolerance` frames it is refused, naming the option."""
     utterance = Utterance(None, np.zeros(samples, np.float32), 10, Path("a.wav"))

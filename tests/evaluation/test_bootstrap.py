@@ -106,8 +106,12 @@ def test_cells_from_hypotheses_files(tmp_path) -> None:
         ("0", "a4_v2", "u2", 0, 0, 0, 6),
     ]
     path = tmp_path / "hypotheses.jsonl"
-    path.write_text("".join(json.dumps({"snr": s, "rates": r, "id": i, "sub": a, "del": b, "ins": c, "ref_words": w})
-                            + "\n" for s, r, i, a, b, c, w in rows))  # fmt: skip
+    path.write_text(
+        "".join(
+            json.dumps({"snr": s, "rates": r, "id": i, "sub": a, "del": b, "ins": c, "ref_words": w}) + "\n"
+            for s, r, i, a, b, c, w in rows
+        )
+    )
     counts = read_counts(path)
     cell = wer_samples("m", [counts, counts], "a4_v2", "clean", ["u2", "u1"])
     np.testing.assert_array_equal(cell.numerator, [[3, 1], [3, 1]])

@@ -16,22 +16,35 @@ TOKENS = {"a16_v5": 8.0, "a16_v2": 15.0, "a4_v2": 25.0}
 
 
 def _row(utt: str, rates: str, errors: int, confidence: float, snr: str = "clean") -> dict:
-    return {"snr": snr, "rates": rates, "id": utt, "sub": errors, "del": 0, "ins": 0, "ref_words": 10,
-            "confidence": confidence}  # fmt: skip
+    return {
+        "snr": snr,
+        "rates": rates,
+        "id": utt,
+        "sub": errors,
+        "del": 0,
+        "ins": 0,
+        "ref_words": 10,
+        "confidence": confidence,
+    }
 
 
 def _records() -> list[dict]:
     """Four utterances: the coarse rung is right where it is confident (-0.1) and wrong where it is not (-2)."""
     rows = []
     for utt, (coarse_errors, coarse_conf) in enumerate([(0, -0.1), (0, -0.1), (5, -2.0), (4, -2.0)]):
-        rows += [_row(str(utt), "a16_v5", coarse_errors, coarse_conf), _row(str(utt), "a16_v2", 3, -1.0),
-                 _row(str(utt), "a4_v2", 0, -0.5)]  # fmt: skip
+        rows += [
+            _row(str(utt), "a16_v5", coarse_errors, coarse_conf),
+            _row(str(utt), "a16_v2", 3, -1.0),
+            _row(str(utt), "a4_v2", 0, -0.5),
+        ]
     return rows
 
 
 def test_the_ladder_is_the_fullest_task_coarsest_first() -> None:
-    combos = [RateCombination(k, a, v, t)
-              for k, a, v, t in [("a4_v2", 4, 2, 25), ("a16_v5", 16, 5, 8.1), ("a4", 4, None, 12.5)]]  # fmt: skip
+    combos = [
+        RateCombination(k, a, v, t)
+        for k, a, v, t in [("a4_v2", 4, 2, 25), ("a16_v5", 16, 5, 8.1), ("a4", 4, None, 12.5)]
+    ]
     assert ladder(combos) == ["a16_v5", "a4_v2"]
     assert stop({"a16_v5": -0.2, "a4_v2": -9}, ["a16_v5", "a4_v2"], threshold=-0.5) == 0
     assert stop({"a16_v5": -0.7, "a4_v2": -9}, ["a16_v5", "a4_v2"], threshold=-0.5) == 1  # the finest: always last

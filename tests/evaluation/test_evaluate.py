@@ -118,14 +118,25 @@ def test_dataset_errors_count_what_evaluate_counts(run, tmp_path):
 
     root, path = run
     model, cfg = model_from_checkpoint(path, [*FAST, "model.llm.arch.initializer_range=0.5"])
-    counts, skipped = dataset_errors(model, cfg, make_dataset(cfg, root / "labels/train.csv", root, False, None),
-                                     model.combinations, cfg.decode, resolve_precision("fp32", "cpu"), limit=3)  # fmt: skip
+    counts, skipped = dataset_errors(
+        model,
+        cfg,
+        make_dataset(cfg, root / "labels/train.csv", root, False, None),
+        model.combinations,
+        cfg.decode,
+        resolve_precision("fp32", "cpu"),
+        limit=3,
+    )
     results = evaluate(model, cfg, "labels/train.csv", root, model.combinations, [None], limit=3, progress=False)
     assert not skipped and list(counts) == [c.key for c in results.combinations]
     for key, c in counts.items():
         cell = results.wer["all"][key]["clean"]
-        assert (c.substitutions, c.deletions, c.insertions, c.ref_words) == (cell.substitutions, cell.deletions,
-                                                                              cell.insertions, cell.ref_words), key  # fmt: skip
+        assert (c.substitutions, c.deletions, c.insertions, c.ref_words) == (
+            cell.substitutions,
+            cell.deletions,
+            cell.insertions,
+            cell.ref_words,
+        ), key
     assert sum(c.substitutions + c.insertions for c in counts.values()) > 0, "empty outputs would prove nothing"
     assert not list(tmp_path.iterdir())
 
@@ -140,8 +151,9 @@ def test_results_record_the_decode_precision_that_ran(run, tmp_path, monkeypatch
     root, path = run
     model, cfg = model_from_checkpoint(path, [*FAST, "decode.precision=auto"])
     seen = autocast_spy(model, monkeypatch)
-    evaluate(model, cfg, "labels/train.csv", root, model.combinations[:2], [None], out_dir=tmp_path, limit=2,
-             progress=False)  # fmt: skip
+    evaluate(
+        model, cfg, "labels/train.csv", root, model.combinations[:2], [None], out_dir=tmp_path, limit=2, progress=False
+    )
     decode = json.loads((tmp_path / "results.json").read_text())["decode"]
     assert decode["precision"] == expected and decode["precision_reason"].startswith("auto: this CPU has ")
     assert len(seen) == 3 and set(seen) == {torch.bfloat16 if expected == "bf16" else None}  # 1 encode, 2 generate
@@ -156,8 +168,9 @@ def test_int8_decoding_is_applied_and_recorded(run, tmp_path):
     results.json and results.md."""
     root, path = run
     model, cfg = model_from_checkpoint(path, [*FAST, "decode.quantize=int8"])
-    evaluate(model, cfg, "labels/train.csv", root, model.combinations[:1], [None], out_dir=tmp_path, limit=2,
-             progress=False)  # fmt: skip
+    evaluate(
+        model, cfg, "labels/train.csv", root, model.combinations[:1], [None], out_dir=tmp_path, limit=2, progress=False
+    )
     fp32 = {n.rsplit(".", 1)[-1] for n, m in model.llm.named_modules() if isinstance(m, torch.nn.Linear)}
     assert fp32 == {"down_proj"}  # every other linear layer in int8 (`quantize.KEPT_FP32`)
     decode = json.loads((tmp_path / "results.json").read_text())["decode"]

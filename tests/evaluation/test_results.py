@@ -40,8 +40,9 @@ def test_the_result_reads_what_the_file_says() -> None:
     assert [c.key for c in result.combinations] == ["a4_v2", "a4_v5", "a16_v2", "a16_v5"]
     cell = result.cell("a16_v5", "0")
     raw = data["wer"]["all"]["a16_v5"]["0"]
-    assert cell == WerCell(raw["wer"], raw["errors"], raw["ref_words"], raw["sub"], raw["del"], raw["ins"],
-                           raw["utterances"])  # fmt: skip
+    assert cell == WerCell(
+        raw["wer"], raw["errors"], raw["ref_words"], raw["sub"], raw["del"], raw["ins"], raw["utterances"]
+    )
     assert result.tokens_per_second()["a16_v5"] == 50 / 16 + 25 / 5
     assert result.decodes() == sum(c["utterances"] for cells in data["wer"]["all"].values() for c in cells.values())
     assert result.policies["cascade"].ladder == tuple(data["policies"]["cascade"]["ladder"])

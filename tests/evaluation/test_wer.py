@@ -13,16 +13,19 @@ from mome.evaluation.wer import (
 )
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("PLACE Red at A three", "place red at a three"),          # lowercase
-    ("Hello, world!  How are   you?", "hello world how are you"),  # punctuation out, spaces collapsed
-    ("well-known/path", "well known path"),                    # never glues two words together
-    ("don't 'quote' rock 'n' roll", "don't quote rock n roll"),  # apostrophes only inside words
-    ("IT\u2019S", "it's"),                                     # typographic apostrophe
-    ("room 101, 3.5", "room 101 3 5"),                         # digits as they are
-    ("Caf\u00e9", "caf\u00e9"),                                # letters beyond ASCII kept
-    ("  \t\n", ""),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("PLACE Red at A three", "place red at a three"),  # lowercase
+        ("Hello, world!  How are   you?", "hello world how are you"),  # punctuation out, spaces collapsed
+        ("well-known/path", "well known path"),  # never glues two words together
+        ("don't 'quote' rock 'n' roll", "don't quote rock n roll"),  # apostrophes only inside words
+        ("IT\u2019S", "it's"),  # typographic apostrophe
+        ("room 101, 3.5", "room 101 3 5"),  # digits as they are
+        ("Caf\u00e9", "caf\u00e9"),  # letters beyond ASCII kept
+        ("  \t\n", ""),
+    ],
+)
 def test_normalize(text, expected):
     assert normalize(text) == expected
 
@@ -53,13 +56,16 @@ def test_character_errors_count_every_character_as_given():
     assert character_errors("kitten", "sitting") == 3
 
 
-@pytest.mark.parametrize("ref, hyp, expected", [
-    ("Bin blue at F two now", "bin blue at f two now", "bin blue at f two now"),
-    ("bin blue at f two now", "bin blue at s two", "bin blue at ~~f~~ **s** two ~~now~~"),
-    ("bin blue", "place bin blue", "**place** bin blue"),
-    ("bin blue", "", "~~bin~~ ~~blue~~"),
-    ("", "bin", "**bin**"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "ref, hyp, expected",
+    [
+        ("Bin blue at F two now", "bin blue at f two now", "bin blue at f two now"),
+        ("bin blue at f two now", "bin blue at s two", "bin blue at ~~f~~ **s** two ~~now~~"),
+        ("bin blue", "place bin blue", "**place** bin blue"),
+        ("bin blue", "", "~~bin~~ ~~blue~~"),
+        ("", "bin", "**bin**"),
+    ],
+)
 def test_marked_errors_strike_what_was_said_and_bold_what_was_heard(ref, hyp, expected):
     marked = marked_errors(ref, hyp)
     assert marked == expected
@@ -68,14 +74,17 @@ def test_marked_errors_strike_what_was_said_and_bold_what_was_heard(ref, hyp, ex
     assert marked.count("~~") // 2 == counts.substitutions + counts.deletions
 
 
-@pytest.mark.parametrize("ref, hyp, expected", [
-    ("place blue at i six now", "place blue at i six now", [True] * 6),
-    ("place blue at i six now", "place blue by x four now", [True, True, False, False, False, True]),
-    ("place blue at i six now", "place blue at six now", [True, True, True, False, True, True]),  # deletion
-    ("place blue at i six now", "place blue at at i six now", [True] * 6),  # an insertion is no reference word's
-    ("place blue", "", [False, False]),
-    ("", "place", []),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "ref, hyp, expected",
+    [
+        ("place blue at i six now", "place blue at i six now", [True] * 6),
+        ("place blue at i six now", "place blue by x four now", [True, True, False, False, False, True]),
+        ("place blue at i six now", "place blue at six now", [True, True, True, False, True, True]),  # deletion
+        ("place blue at i six now", "place blue at at i six now", [True] * 6),  # an insertion is no reference word's
+        ("place blue", "", [False, False]),
+        ("", "place", []),
+    ],
+)
 def test_reference_hits_mark_each_reference_word_found_or_lost(ref, hyp, expected):
     hits = reference_hits(ref, hyp)
     assert [w for w, _ in hits] == normalize(ref).split()

@@ -158,13 +158,16 @@ def test_training_draws_clean_or_a_noisy_version_per_epoch(corpus: Path, tmp_pat
 def test_clean_epochs_read_clean_audio_then_the_noise_mix(corpus: Path, tmp_path: Path) -> None:
     """`data.clean_epochs`: the first epochs train on clean audio (cached even with no `null` SNR), later ones
     draw from `train_snrs`, cached and uncached alike."""
-    cfg = _config(corpus, tmp_path / "cache", "data.feature_noisy_versions=2", "data.train_snrs=[-5, 5]",
-                  "data.clean_epochs=2")  # fmt: skip
+    cfg = _config(
+        corpus, tmp_path / "cache", "data.feature_noisy_versions=2", "data.train_snrs=[-5, 5]", "data.clean_epochs=2"
+    )
     cache = FeatureCache(cfg, _encoders(cfg))
     assert cache.conditions("train")[0] == CLEAN
     cache.fill(cfg.data.train_labels, cache.conditions("train"), progress=False)
-    for ds in (CachedAVDataset(cfg.data.train_labels, corpus, cfg.data, True, cache, augment_seed=3),
-               AVDataset(cfg.data.train_labels, corpus, cfg.data, True, augment_seed=3)):  # fmt: skip
+    for ds in (
+        CachedAVDataset(cfg.data.train_labels, corpus, cfg.data, True, cache, augment_seed=3),
+        AVDataset(cfg.data.train_labels, corpus, cfg.data, True, augment_seed=3),
+    ):
         snrs = {}
         for epoch in range(4):
             ds.set_epoch(epoch)
@@ -254,8 +257,9 @@ def test_evaluation_noise_is_one_condition_for_int_and_float_snrs(corpus: Path) 
     assert eval_rng("a/b", 0, 3).random() == eval_rng("a/b", 0.0, 3).random()
 
 
-def test_mome_features_sets_a_damaged_shard_aside_and_fills_it_again(corpus: Path, tmp_path: Path, capsys,
-                                                                       monkeypatch) -> None:  # fmt: skip
+def test_mome_features_sets_a_damaged_shard_aside_and_fills_it_again(
+    corpus: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
     from mome.features import store as store_module
     from mome.features.fill import fill_splits, open_cache
     from mome.features.store import DamagedShard

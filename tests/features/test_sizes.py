@@ -31,9 +31,15 @@ def test_derived_bytes_per_second_equal_a_filled_cache(corpus: Path, tmp_path: P
 
 @pytest.mark.parametrize(
     "overrides",
-    [[], ["data.train_snrs=[0, 5]"], ["data.train_snrs=[0, 5]", "data.clean_epochs=1"], ["data.noise_path=null"],
-     ["data.train_snrs=[null]"], ["data.feature_noisy_versions=2"]],
-)  # fmt: skip
+    [
+        [],
+        ["data.train_snrs=[0, 5]"],
+        ["data.train_snrs=[0, 5]", "data.clean_epochs=1"],
+        ["data.noise_path=null"],
+        ["data.train_snrs=[null]"],
+        ["data.feature_noisy_versions=2"],
+    ],
+)
 def test_audio_versions_are_the_conditions_the_cache_fills(corpus: Path, overrides: list[str]) -> None:
     cfg = load_config("tiny", [f"data.root={corpus}", *overrides])
     assert audio_versions(cfg.data) == len(FeatureKeys.from_config(cfg.data).train_conditions())

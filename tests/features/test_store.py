@@ -122,9 +122,12 @@ def _damages() -> dict:
         "truncated shard": (lambda npy, index: npy.write_bytes(npy.read_bytes()[:-6]), "npy", "truncated"),
         "missing shard": (lambda npy, index: npy.unlink(), "npy", "missing"),
         "truncated index": (lambda npy, index: index.write_text(index.read_text()[:40]), "json", "unreadable index"),
-        "edited index": (lambda npy, index: index.write_text(index.read_text().replace("[0, 4,", "[1, 4,")),
-                         "json", "differs from its checksum"),
-    }  # fmt: skip
+        "edited index": (
+            lambda npy, index: index.write_text(index.read_text().replace("[0, 4,", "[1, 4,")),
+            "json",
+            "differs from its checksum",
+        ),
+    }
 
 
 @pytest.mark.parametrize("damage", list(_damages()))

@@ -12,8 +12,10 @@ from mome.inference.inputs import clip_seconds, load_clip
 from tiny import autocast_spy
 
 
-@pytest.mark.parametrize(("task", "modalities"), [("avsr", ("audio", "video")), ("asr", ("audio",)),
-                                                 ("vsr", ("video",)), ("any", ("audio", "video"))])  # fmt: skip
+@pytest.mark.parametrize(
+    ("task", "modalities"),
+    [("avsr", ("audio", "video")), ("asr", ("audio",)), ("vsr", ("video",)), ("any", ("audio", "video"))],
+)
 def test_clip_inputs_equal_the_evaluation_item(corpus, task, modalities):
     ds = AVDataset(corpus / "labels/test.csv", corpus, DataConfig(root=str(corpus)), train=False, modalities=modalities)
     expected = collate([ds[0]])

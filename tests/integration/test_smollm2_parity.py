@@ -50,10 +50,12 @@ def inputs(smollm2):
     ids = tokenizer(SENTENCE, return_tensors="pt").input_ids  # [1, L]
     with torch.no_grad():
         return {
-            "embeds": embeds, "mask": mask, "ids": ids,
+            "embeds": embeds,
+            "mask": mask,
+            "ids": ids,
             "want_embeds": reference(inputs_embeds=embeds, attention_mask=mask).logits,
             "want_ids": reference(input_ids=ids).logits,
-        }  # fmt: skip
+        }
 
 
 def _model_config(kind: str) -> ModelConfig:
@@ -71,9 +73,11 @@ def _features(batch: int = 2, audio_dim: int = 32, video_dim: int = 24):
     video_lengths = torch.tensor([25, 15][:batch])  # 1 s and 0.6 s at 25 Hz: short rows keep the test fast
     audio_lengths = 2 * video_lengths  # 50 Hz
     return Features(
-        torch.randn(batch, int(audio_lengths.max()), audio_dim), audio_lengths,
-        torch.randn(batch, int(video_lengths.max()), video_dim), video_lengths,
-    )  # fmt: skip
+        torch.randn(batch, int(audio_lengths.max()), audio_dim),
+        audio_lengths,
+        torch.randn(batch, int(video_lengths.max()), video_dim),
+        video_lengths,
+    )
 
 
 def test_loaded_llm_is_the_checkpoint(smollm2) -> None:

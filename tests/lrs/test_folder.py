@@ -181,8 +181,13 @@ def test_manifest_gives_text_and_speakers(workdir, tmp_path, monkeypatch):
 def test_train_and_eval_read_the_output(workdir, tmp_path, monkeypatch):
     """`mome train` and `mome eval` on the prepared folder, from its working directory."""
     monkeypatch.chdir(workdir)
-    fast = ["data.num_workers=0", "train.num_threads=1", "decode.num_beams=1", "decode.max_new_tokens=3",
-            "data.noise_path=null"]  # fmt: skip
+    fast = [
+        "data.num_workers=0",
+        "train.num_threads=1",
+        "decode.num_beams=1",
+        "decode.max_new_tokens=3",
+        "data.noise_path=null",
+    ]
     assert main(["train", "tiny", "data.root=out", "train.output_dir=runs/own", "train.max_steps=1", *fast]) == 0
     assert main(["eval", "runs/own", "--labels", "labels/test.csv", "--quiet", "--out", "ev", *fast]) == 0
     results = json.loads(Path("ev/results.json").read_text())

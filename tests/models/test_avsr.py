@@ -19,9 +19,11 @@ def _features(batch: int = 3, audio_dim: int = 12, video_dim: int = 10) -> Featu
     lengths_v = torch.tensor([24, 17, 9, 30][:batch])
     lengths_a = 2 * lengths_v  # 50 Hz audio, 25 Hz video
     return Features(
-        torch.randn(batch, int(lengths_a.max()), audio_dim), lengths_a,
-        torch.randn(batch, int(lengths_v.max()), video_dim), lengths_v,
-    )  # fmt: skip
+        torch.randn(batch, int(lengths_a.max()), audio_dim),
+        lengths_a,
+        torch.randn(batch, int(lengths_v.max()), video_dim),
+        lengths_v,
+    )
 
 
 def _model(kind: str, arch: dict = TINY_LLAMA, **mome) -> AVSRModel:
@@ -170,9 +172,11 @@ def test_overfits_a_handful_of_pairs_at_every_granularity(kind: str) -> None:
     assert batched == model.generate(features, combo, decode)
     for b in range(features.batch_size):
         alone = Features(
-            features.audio[b : b + 1, : int(features.audio_lengths[b])], features.audio_lengths[b : b + 1],
-            features.video[b : b + 1, : int(features.video_lengths[b])], features.video_lengths[b : b + 1],
-        )  # fmt: skip
+            features.audio[b : b + 1, : int(features.audio_lengths[b])],
+            features.audio_lengths[b : b + 1],
+            features.video[b : b + 1, : int(features.video_lengths[b])],
+            features.video_lengths[b : b + 1],
+        )
         assert model.generate(alone, combo, decode) == [batched[b]]
 
 

@@ -33,8 +33,9 @@ def _model(kind: str = "mome", arch: dict = TIED, seed: int = 0) -> AVSRModel:
 def _features(batch: int = 3) -> Features:
     g = torch.Generator().manual_seed(1)
     lengths_v = torch.tensor([24, 17, 30][:batch])
-    return Features(torch.randn(batch, 60, 12, generator=g), 2 * lengths_v,
-                    torch.randn(batch, 30, 10, generator=g), lengths_v)  # fmt: skip
+    return Features(
+        torch.randn(batch, 60, 12, generator=g), 2 * lengths_v, torch.randn(batch, 30, 10, generator=g), lengths_v
+    )
 
 
 def _linears(module: nn.Module) -> list[str]:

@@ -60,10 +60,12 @@ def test_only_the_dropped_layers_may_be_unexpected():
 
 @pytest.mark.parametrize(
     ("section", "typo", "field"),
-    [("llm", {"num_hidden_layer": 3}, "model.llm.arch.num_hidden_layer"),
-     ("audio", {"encoder_layer": 3}, "model.encoders.audio.arch.encoder_layer"),
-     ("llm", {"model_type": "lama"}, "model.llm.arch.model_type")],
-)  # fmt: skip
+    [
+        ("llm", {"num_hidden_layer": 3}, "model.llm.arch.num_hidden_layer"),
+        ("audio", {"encoder_layer": 3}, "model.encoders.audio.arch.encoder_layer"),
+        ("llm", {"model_type": "lama"}, "model.llm.arch.model_type"),
+    ],
+)
 def test_an_unknown_arch_field_is_refused_not_kept_as_a_loose_attribute(section, typo, field) -> None:
     """transformers would keep `num_hidden_layer` as an attribute and build its default depth."""
     from mome.config import load_config

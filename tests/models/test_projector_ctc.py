@@ -32,8 +32,9 @@ def test_tokens_shaped_like_the_words_embeddings_score_better_than_random_ones()
     blank = torch.randn(16)
     targets = [[3, 7, 7, 9], [9, 4]]
     # blank, word, blank, word ...: the alignment CTC wants, made of the words' own embedding vectors
-    aligned = torch.stack([torch.stack([v for i in t for v in (blank, embeddings[i])] + [blank] * (10 - 2 * len(t)))
-                           for t in targets])  # fmt: skip
+    aligned = torch.stack(
+        [torch.stack([v for i in t for v in (blank, embeddings[i])] + [blank] * (10 - 2 * len(t))) for t in targets]
+    )
     lengths = torch.tensor([10, 10])
     good = projector_ctc(aligned, lengths, targets, embeddings, blank)
     bad = projector_ctc(torch.randn(2, 10, 16), lengths, targets, embeddings, blank)

@@ -47,8 +47,12 @@ def test_each_sample_trains_on_the_granularities_of_its_task(kind: str) -> None:
     assert all(counts[k] > 0 for k in counts)
     # each granularity's CE is that of its own sample alone: sample 0 for AVSR, 1 for audio, 2 for video
     for b, keys in ((0, ["a4_v2", "a16_v5"]), (1, ["a4", "a16"]), (2, ["v2", "v5"])):
-        one = Features(features.audio[b : b + 1], features.audio_lengths[b : b + 1],
-                       features.video[b : b + 1], features.video_lengths[b : b + 1])  # fmt: skip
+        one = Features(
+            features.audio[b : b + 1],
+            features.audio_lengths[b : b + 1],
+            features.video[b : b + 1],
+            features.video_lengths[b : b + 1],
+        )
         for key in keys:
             combo = parse_combination(key, model.cfg.compression)
             alone = model(one, TEXTS[b : b + 1], [combo])
@@ -120,8 +124,14 @@ def test_beam_search_scores_its_beams_like_greedy_scores_its_tokens() -> None:
     _, greedy = model.generate_scored(features, combo, decode)
     seq = model.build_sequences(features, [combo], None, "left")
     with torch.no_grad(), adapter_context(AdapterContext(model.combinations.index(combo), collect=False)):
-        out = model.llm.generate(inputs_embeds=seq.embeds, attention_mask=seq.attention_mask, max_new_tokens=5,
-                                 do_sample=False, eos_token_id=model.builder.eos, pad_token_id=model.builder.pad)  # fmt: skip
+        out = model.llm.generate(
+            inputs_embeds=seq.embeds,
+            attention_mask=seq.attention_mask,
+            max_new_tokens=5,
+            do_sample=False,
+            eos_token_id=model.builder.eos,
+            pad_token_id=model.builder.pad,
+        )
         forced = model._teacher_forced(seq, out)
     keep = model._up_to_eos(out)
     assert ((forced * keep).sum(1) / keep.sum(1)).tolist() == pytest.approx(greedy, abs=1e-4)
@@ -134,8 +144,14 @@ def _clips(count: int) -> list[Features]:
     out = []
     for i in range(count):
         frames = 6 + 5 * i
-        out.append(Features(torch.randn(1, 2 * frames, 12), torch.tensor([2 * frames]),
-                            torch.randn(1, frames, 10), torch.tensor([frames])))  # fmt: skip
+        out.append(
+            Features(
+                torch.randn(1, 2 * frames, 12),
+                torch.tensor([2 * frames]),
+                torch.randn(1, frames, 10),
+                torch.tensor([frames]),
+            )
+        )
     return out
 
 

@@ -39,8 +39,10 @@ def test_an_export_loads_like_its_run(corpus: Path, tmp_path: Path, monkeypatch)
     card = Path("shared/README.md").read_text()
     assert "a4_v2, a4_v5, a16_v2, a16_v5" in card and "mome.load" in card
     clip = sorted(corpus.glob("synth/test/**/*.mp4"))[0]
-    texts = [mome.load(p, FAST).transcribe(video=clip, audio=clip.with_suffix(".wav"), rates=(16, 5)).text
-             for p in (run, Path("shared"))]  # fmt: skip
+    texts = [
+        mome.load(p, FAST).transcribe(video=clip, audio=clip.with_suffix(".wav"), rates=(16, 5)).text
+        for p in (run, Path("shared"))
+    ]
     assert texts[0] == texts[1]
 
 
@@ -94,16 +96,32 @@ def shared(corpus: Path, tmp_path: Path, monkeypatch) -> Path:
 
 def _transcribe(export: Path, corpus: Path, *flags: str) -> int:
     clip = sorted(corpus.glob("synth/test/**/*.mp4"))[0]
-    return main(["transcribe", str(export), "--video", str(clip), "--audio", str(clip.with_suffix(".wav")),
-                 "--rates", "16,5", *FAST, *flags])  # fmt: skip
+    return main(
+        [
+            "transcribe",
+            str(export),
+            "--video",
+            str(clip),
+            "--audio",
+            str(clip.with_suffix(".wav")),
+            "--rates",
+            "16,5",
+            *FAST,
+            *flags,
+        ]
+    )
 
 
 @pytest.mark.parametrize("damage", ["changed byte", "truncated"])
 @pytest.mark.parametrize("name", ["adapter.safetensors", "config.yaml", "base_models.json"])
-def test_a_damaged_export_file_is_one_line_naming_it(shared: Path, corpus: Path, capsys, name: str,
-                                                     damage: str) -> None:  # fmt: skip
-    assert {p.name for p in shared.glob("*.sha256")} == {"adapter.safetensors.sha256", "config.yaml.sha256",
-                                                          "base_models.json.sha256"}  # fmt: skip
+def test_a_damaged_export_file_is_one_line_naming_it(
+    shared: Path, corpus: Path, capsys, name: str, damage: str
+) -> None:
+    assert {p.name for p in shared.glob("*.sha256")} == {
+        "adapter.safetensors.sha256",
+        "config.yaml.sha256",
+        "base_models.json.sha256",
+    }
     data = bytearray((shared / name).read_bytes())
     if damage == "changed byte":
         data[len(data) // 2] ^= 0x01  # inside the weights' data, a value of the config, a hash
@@ -127,8 +145,9 @@ def test_an_export_without_checksums_that_is_truncated_is_one_line(shared: Path)
         load_checkpoint(shared)
 
 
-def test_an_export_without_base_models_json_loads_only_when_the_check_is_off(shared: Path, corpus: Path,
-                                                                             capsys) -> None:  # fmt: skip
+def test_an_export_without_base_models_json_loads_only_when_the_check_is_off(
+    shared: Path, corpus: Path, capsys
+) -> None:
     (shared / "base_models.json").unlink()
     assert _transcribe(shared, corpus) == 2
     err = capsys.readouterr().err
@@ -155,8 +174,7 @@ def test_the_base_model_check_off_turns_a_mismatch_into_a_warning(corpus, tmp_pa
 
 
 @pytest.mark.parametrize("out", ["run", "run/checkpoints", "other"])
-def test_an_export_into_a_run_directory_is_refused(corpus: Path, tmp_path: Path, monkeypatch, capsys,
-                                                   out: str) -> None:  # fmt: skip
+def test_an_export_into_a_run_directory_is_refused(corpus: Path, tmp_path: Path, monkeypatch, capsys, out: str) -> None:
     """`mome export RUN RUN` would make the run's commands read the stale export instead of its newest
     checkpoint; another run's directory likewise."""
     untrained_run(corpus, tmp_path / "run")

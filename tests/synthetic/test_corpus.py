@@ -100,8 +100,26 @@ def test_synth_fixed_voices_flag(tmp_path):
     from mome.cli import main
 
     out = tmp_path / "corpus"
-    assert main(["synth", str(out), "--utterances", "10", "--engines", "flite", "--grid-fraction", "1",
-                 "--fixed-voices", "--babble-seconds", "0", "--workers", "1"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "synth",
+                str(out),
+                "--utterances",
+                "10",
+                "--engines",
+                "flite",
+                "--grid-fraction",
+                "1",
+                "--fixed-voices",
+                "--babble-seconds",
+                "0",
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
     speakers = json.loads((out / "meta" / "speakers.json").read_text())
     assert {(s["engine"], s["rate"], s["pitch"]) for s in speakers} == {("flite", 1.0, 1.0)}
 
@@ -110,8 +128,27 @@ def test_synth_train_speakers_flag(tmp_path, capsys):
     from mome.cli import main
 
     out = tmp_path / "corpus"
-    assert main(["synth", str(out), "--utterances", "12", "--engines", "flite", "--grid-fraction", "1",
-                 "--train-speakers", "5", "--babble-seconds", "0", "--workers", "1"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "synth",
+                str(out),
+                "--utterances",
+                "12",
+                "--engines",
+                "flite",
+                "--grid-fraction",
+                "1",
+                "--train-speakers",
+                "5",
+                "--babble-seconds",
+                "0",
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
     speakers = json.loads((out / "meta" / "speakers.json").read_text())
     assert sum(s["split"] == "train" for s in speakers) == 5
     assert main(["synth", str(tmp_path / "other"), "--train-speakers", "0"]) == 2

@@ -9,9 +9,15 @@ from mome.synthetic.corpus import synthesize_corpus
 def train_corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("train_corpus")
     report = synthesize_corpus(
-        root, 16, seed=11, split_fractions={"train": 0.75, "val": 0.125, "test": 0.125},
+        root,
+        16,
+        seed=11,
+        split_fractions={"train": 0.75, "val": 0.125, "test": 0.125},
         speakers_per_split={"train": 3, "val": 1, "test": 1, "noise": 2},
-        babble_seconds=6.0, babble_talkers=2, workers=1, progress=False,
-    )  # fmt: skip
+        babble_seconds=6.0,
+        babble_talkers=2,
+        workers=1,
+        progress=False,
+    )
     assert report["written"] == 16, report
     return root

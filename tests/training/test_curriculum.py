@@ -35,8 +35,16 @@ def test_the_trainer_gives_the_training_set_its_clean_epochs(
     train_corpus: Path, tmp_path: Path, steps: int, expected: int
 ) -> None:
     """The same share gives a long run more clean epochs than a short one, each in proportion to its steps."""
-    cfg = load_config("tiny", [f"data.root={train_corpus}", f"train.output_dir={tmp_path / 'run'}",
-                               f"train.max_steps={steps}", "data.clean_steps_share=0.5", *FAST])  # fmt: skip
+    cfg = load_config(
+        "tiny",
+        [
+            f"data.root={train_corpus}",
+            f"train.output_dir={tmp_path / 'run'}",
+            f"train.max_steps={steps}",
+            "data.clean_steps_share=0.5",
+            *FAST,
+        ],
+    )
     trainer = Trainer(cfg).setup()
     per_epoch = len(trainer.sampler)
     assert trainer.train_set.clean_epochs == round(0.5 * steps / per_epoch) == expected, per_epoch

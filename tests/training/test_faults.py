@@ -28,14 +28,27 @@ from mome.runs.load import load_checkpoint, resolve_checkpoint
 from mome.training.pretrain_video import pretrain_video, train_lip_encoder
 from mome.training.recipe import Trainer, train
 
-FAST = ["data.max_frames=120", "data.num_workers=0", "train.num_threads=1", "train.val_max_batches=1",
-        "train.log_every_steps=1", "decode.num_beams=1", "decode.max_new_tokens=3"]  # fmt: skip
+FAST = [
+    "data.max_frames=120",
+    "data.num_workers=0",
+    "train.num_threads=1",
+    "train.val_max_batches=1",
+    "train.log_every_steps=1",
+    "decode.num_beams=1",
+    "decode.max_new_tokens=3",
+]
 LIP = dict(arch="tiny", max_frames=150, warmup=0.0, num_workers=0, threads=1, progress=False)
 
 
 def _overrides(root: Path, out: Path, steps: int, *extra: str) -> list[str]:
-    return [f"data.root={root}", f"train.output_dir={out}", f"train.max_steps={steps}", "train.save_every_steps=2",
-            *FAST, *extra]  # fmt: skip
+    return [
+        f"data.root={root}",
+        f"train.output_dir={out}",
+        f"train.max_steps={steps}",
+        "train.save_every_steps=2",
+        *FAST,
+        *extra,
+    ]
 
 
 def _steps(run: Path) -> list[int]:
@@ -47,8 +60,13 @@ def _steps(run: Path) -> list[int]:
 def test_sigterm_saves_and_exits_143(train_corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "mome.cli", "train", "tiny", *_overrides(train_corpus, out, 500)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mome.cli", "train", "tiny", *_overrides(train_corpus, out, 500)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.time() + 120
     while not _steps(out):
         assert proc.poll() is None and time.time() < deadline, proc.stdout.read() if proc.stdout else ""
@@ -251,8 +269,10 @@ def test_resume_applies_allowed_changes_and_refuses_others(train_corpus, tmp_pat
     out = tmp_path / "run"
     train(load_config("tiny", _overrides(train_corpus, out, 2)))
     saved = (out / "config.yaml").read_text()
-    for change, field in (("train.lr=0.01", "train.lr: 0.003 -> 0.01"), ("model.adapter.mome.top_k=1",
-                                                                          "model.adapter.mome.top_k: 2 -> 1")):  # fmt: skip
+    for change, field in (
+        ("train.lr=0.01", "train.lr: 0.003 -> 0.01"),
+        ("model.adapter.mome.top_k=1", "model.adapter.mome.top_k: 2 -> 1"),
+    ):
         with pytest.raises(UserError, match=rf"{field}.*--restart-optimizer"):
             train(load_config("tiny", _overrides(train_corpus, out, 4, change)))
     assert (out / "config.yaml").read_text() == saved  # a refused resume changes nothing

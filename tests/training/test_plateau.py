@@ -23,13 +23,27 @@ from mome.training.optim import warmup_cosine
 from mome.training.plateau import plateau_reached, read_curve
 from mome.training.recipe import Trainer, train
 
-FAST = ["data.max_frames=120", "data.num_workers=0", "train.num_threads=1", "train.val_max_batches=1",
-        "train.log_every_steps=1", "decode.num_beams=1", "decode.max_new_tokens=3"]  # fmt: skip
+FAST = [
+    "data.max_frames=120",
+    "data.num_workers=0",
+    "train.num_threads=1",
+    "train.val_max_batches=1",
+    "train.log_every_steps=1",
+    "decode.num_beams=1",
+    "decode.max_new_tokens=3",
+]
 
 
 def _overrides(root: Path, out: Path, steps: int, *extra: str) -> list[str]:
-    return [f"data.root={root}", f"train.output_dir={out}", f"train.max_steps={steps}", "train.save_every_steps=2",
-            "train.plateau.every_steps=2", *FAST, *extra]  # fmt: skip
+    return [
+        f"data.root={root}",
+        f"train.output_dir={out}",
+        f"train.max_steps={steps}",
+        "train.save_every_steps=2",
+        "train.plateau.every_steps=2",
+        *FAST,
+        *extra,
+    ]
 
 
 # ------------------------------------------------------------------------------------------ the rule
@@ -220,10 +234,23 @@ def test_data_parallel_ranks_stop_at_the_same_plateau(train_corpus, tmp_path) ->
     out = tmp_path / "ddp"
     torchrun = str(Path(sys.executable).with_name("torchrun"))
     result = subprocess.run(
-        [torchrun, "--nproc-per-node", "2", "--master-port", "29537", "-m", "mome.cli", "train", "tiny",
-         *_overrides(train_corpus, out, 12, "train.lr=1e-12")],
-        env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            torchrun,
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            "29537",
+            "-m",
+            "mome.cli",
+            "train",
+            "tiny",
+            *_overrides(train_corpus, out, 12, "train.lr=1e-12"),
+        ],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     sums = re.findall(r"\[rank (\d)\] trainable weights checksum ([-+.0-9e]+/[-+.0-9e]+)", result.stdout)
     assert sorted(r for r, _ in sums) == ["0", "1"] and sums[0][1] == sums[1][1], result.stdout

@@ -24,8 +24,14 @@ from mome.training.recipe import Trainer, record_precision, resume_precision, tr
 X86 = "processor\t: 0\nmodel name\t: Test x86 CPU\nflags\t\t: fpu sse2 avx avx2 fma {extra}\n\nprocessor\t: 1\n"
 ARM = "processor\t: 0\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd {extra}\nCPU part\t: 0xd40\n"
 NO_BF16 = X86.format(extra="")
-FAST = ["data.max_frames=120", "data.num_workers=0", "train.num_threads=1", "train.val_max_batches=1",
-        "train.log_every_steps=1", "train.save_every_steps=1"]  # fmt: skip
+FAST = [
+    "data.max_frames=120",
+    "data.num_workers=0",
+    "train.num_threads=1",
+    "train.val_max_batches=1",
+    "train.log_every_steps=1",
+    "train.save_every_steps=1",
+]
 
 
 @pytest.fixture
@@ -209,15 +215,29 @@ def test_mome_train_prints_and_saves_its_choice(train_corpus, tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     Path("corpus").symlink_to(train_corpus)
     cpuinfo(NO_BF16)
-    args = ["train", "tiny", "data.root=corpus", "train.output_dir=runs/tiny", "train.max_steps=1",
-            "train.precision=auto", *FAST]  # fmt: skip
+    args = [
+        "train",
+        "tiny",
+        "data.root=corpus",
+        "train.output_dir=runs/tiny",
+        "train.max_steps=1",
+        "train.precision=auto",
+        *FAST,
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     reason = "auto: this CPU has no AVX512-BF16 or AMX, bf16 matmul would be emulated"
     assert out.count(f"train: precision fp32 ({reason})") == 1
     record = json.loads(Path("runs/tiny/precision.json").read_text())
-    assert record == {"requested": "auto", "precision": "fp32", "reason": reason, "device": "cpu",
-                      "hardware": "Test x86 CPU", "from_step": 0, "earlier": []}  # fmt: skip
+    assert record == {
+        "requested": "auto",
+        "precision": "fp32",
+        "reason": reason,
+        "device": "cpu",
+        "hardware": "Test x86 CPU",
+        "from_step": 0,
+        "earlier": [],
+    }
     assert yaml.safe_load(Path("runs/tiny/config.yaml").read_text())["train"]["precision"] == "auto"
     assert load_checkpoint(Path("runs/tiny"))["train_state"]["precision"] == "fp32"
 

@@ -30,16 +30,28 @@ pytestmark = pytest.mark.slow
 
 def _overrides(root: Path, out: Path, steps: int) -> list[str]:
     return [
-        f"data.root={root}", f"train.output_dir={out}", f"train.max_steps={steps}", "train.save_every_steps=2",
-        "data.max_frames=120", "data.num_workers=0", "train.num_threads=1", "train.log_every_steps=1",
+        f"data.root={root}",
+        f"train.output_dir={out}",
+        f"train.max_steps={steps}",
+        "train.save_every_steps=2",
+        "data.max_frames=120",
+        "data.num_workers=0",
+        "train.num_threads=1",
+        "train.log_every_steps=1",
         "train.val_max_batches=1",
-    ]  # fmt: skip
+    ]
 
 
 def _mome(*args: str, **kw) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "mome.cli", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, **kw)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "mome.cli", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kw,
+    )
 
 
 def test_resume_after_kill_matches_an_uninterrupted_run(train_corpus: Path, tmp_path: Path) -> None:
@@ -113,8 +125,10 @@ def test_granularity_loop_and_packing_train_like_the_batched_forward(train_corpu
     assert step > 100 * 1e-5, "training barely moved the weights: the comparison above would prove nothing"
 
 
-@pytest.mark.skipif(shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(),
-                    reason="torchrun not installed")  # fmt: skip
+@pytest.mark.skipif(
+    shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(),
+    reason="torchrun not installed",
+)
 @pytest.mark.parametrize("loop", [False, True], ids=["batched", "granularity-loop"])
 def test_ddp_two_cpu_processes(train_corpus: Path, tmp_path: Path, loop: bool) -> None:
     out = tmp_path / "ddp"
@@ -124,8 +138,11 @@ def test_ddp_two_cpu_processes(train_corpus: Path, tmp_path: Path, loop: bool) -
     port = "29533" if not loop else "29534"
     result = subprocess.run(
         [torchrun, "--nproc-per-node", "2", "--master-port", port, "-m", "mome.cli", "train", "tiny", *overrides],
-        env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     # Both ranks print to the same pipe, so their lines may run together: match the numbers exactly.
     sums = re.findall(r"\[rank (\d)\] trainable weights checksum ([-+.0-9e]+/[-+.0-9e]+)", result.stdout)
@@ -137,19 +154,39 @@ def test_ddp_two_cpu_processes(train_corpus: Path, tmp_path: Path, loop: bool) -
     cfg = load_config("tiny", overrides)
     set_seed(cfg.train.seed)
     model = build_model(cfg.model).train()
-    ds = AVDataset(train_corpus / cfg.data.train_labels, train_corpus, cfg.data, train=True,
-                   modalities=cfg.model.compression.modalities, augment_seed=cfg.train.seed)  # fmt: skip
+    ds = AVDataset(
+        train_corpus / cfg.data.train_labels,
+        train_corpus,
+        cfg.data,
+        train=True,
+        modalities=cfg.model.compression.modalities,
+        augment_seed=cfg.train.seed,
+    )
     ds.set_epoch(0)
-    batches = [next(iter(FrameBudgetBatchSampler(ds.lengths, cfg.data.max_frames, seed=cfg.train.seed,
-                                                 num_buckets=cfg.data.num_buckets, rank=r, world_size=2)))
-               for r in range(2)]  # fmt: skip
+    batches = [
+        next(
+            iter(
+                FrameBudgetBatchSampler(
+                    ds.lengths,
+                    cfg.data.max_frames,
+                    seed=cfg.train.seed,
+                    num_buckets=cfg.data.num_buckets,
+                    rank=r,
+                    world_size=2,
+                )
+            )
+        )
+        for r in range(2)
+    ]
     batch = collate([ds[i] for b in batches for i in b])
     out_single = model(model.encode(batch), batch["texts"])
     assert float(first["lm_loss"]) == pytest.approx(out_single.lm_loss.item(), abs=2e-5)
 
 
-@pytest.mark.skipif(shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(),
-                    reason="torchrun not installed")  # fmt: skip
+@pytest.mark.skipif(
+    shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(),
+    reason="torchrun not installed",
+)
 def test_ddp_ranks_fill_the_feature_cache_in_shares(train_corpus: Path, tmp_path: Path) -> None:
     """Each rank encodes its share of the utterances, then both read all of them and train in step."""
     from mome.features.store import FeatureStore
@@ -159,8 +196,11 @@ def test_ddp_ranks_fill_the_feature_cache_in_shares(train_corpus: Path, tmp_path
     torchrun = str(Path(sys.executable).with_name("torchrun"))
     result = subprocess.run(
         [torchrun, "--nproc-per-node", "2", "--master-port", "29535", "-m", "mome.cli", "train", "tiny", *overrides],
-        env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     sums = re.findall(r"\[rank (\d)\] trainable weights checksum ([-+.0-9e]+/[-+.0-9e]+)", result.stdout)
     assert sorted(r for r, _ in sums) == ["0", "1"] and sums[0][1] == sums[1][1], result.stdout

@@ -22,18 +22,28 @@ from mome.training.lock import LOCK_FILE, RunLocked, run_lock
 from mome.training.metrics import MetricsLogger
 from mome.training.recipe import train
 
-FAST = ["data.max_frames=120", "data.num_workers=0", "train.num_threads=1", "train.val_max_batches=1",
-        "train.log_every_steps=1", "decode.num_beams=1", "decode.max_new_tokens=3"]  # fmt: skip
-HOLD = "import sys, time; from pathlib import Path; from mome.training.lock import run_lock\n" \
-       "with run_lock(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(120)"  # fmt: skip
+FAST = [
+    "data.max_frames=120",
+    "data.num_workers=0",
+    "train.num_threads=1",
+    "train.val_max_batches=1",
+    "train.log_every_steps=1",
+    "decode.num_beams=1",
+    "decode.max_new_tokens=3",
+]
+HOLD = (
+    "import sys, time; from pathlib import Path; from mome.training.lock import run_lock\n"
+    "with run_lock(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(120)"
+)
 
 
 @pytest.fixture
 def holder(tmp_path: Path):
     """Another process holding the lock of `tmp_path / "run"`."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / "run")], stdout=subprocess.PIPE, env=env,
-                            text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(tmp_path / "run")], stdout=subprocess.PIPE, env=env, text=True
+    )
     assert proc.stdout.readline().strip() == "held"
     yield proc
     proc.kill()
@@ -103,8 +113,13 @@ def test_metrics_rows_are_keyed_by_step_and_kind(tmp_path: Path) -> None:
 
 def test_a_resume_after_a_disk_full_save_logs_each_step_once(train_corpus: Path, tmp_path: Path, monkeypatch) -> None:
     out = tmp_path / "run"
-    overrides = [f"data.root={train_corpus}", f"train.output_dir={out}", "train.max_steps=6",
-                 "train.save_every_steps=2", *FAST]  # fmt: skip
+    overrides = [
+        f"data.root={train_corpus}",
+        f"train.output_dir={out}",
+        "train.max_steps=6",
+        "train.save_every_steps=2",
+        *FAST,
+    ]
     real = engine.save_checkpoint
 
     def disk_full_at_step_4(directory, step, *args, **kwargs):

@@ -15,8 +15,14 @@ from mome.workflows.demo import DemoOptions, run_demo
 
 pytestmark = pytest.mark.slow
 
-FAST = ["data.num_workers=0", "data.max_frames=120", "train.num_threads=1", "train.save_every_steps=2",
-        "decode.num_beams=1", "decode.max_new_tokens=3"]  # fmt: skip
+FAST = [
+    "data.num_workers=0",
+    "data.max_frames=120",
+    "train.num_threads=1",
+    "train.save_every_steps=2",
+    "decode.num_beams=1",
+    "decode.max_new_tokens=3",
+]
 
 
 def test_demo_runs_every_stage_and_resumes(tmp_path: Path) -> None:
@@ -24,12 +30,20 @@ def test_demo_runs_every_stage_and_resumes(tmp_path: Path) -> None:
     # A corpus already in place, built with the demo's options, is used as is (the stage is skipped): a small
     # one keeps the test fast.
     synthesize_corpus(
-        out / "corpus", 16, seed=3, grid_fraction=1.0, split_fractions={"train": 0.5, "val": 0.25, "test": 0.25},
+        out / "corpus",
+        16,
+        seed=3,
+        grid_fraction=1.0,
+        split_fractions={"train": 0.5, "val": 0.25, "test": 0.25},
         speakers_per_split={"train": 2, "val": 1, "test": 1, "noise": 2},
-        babble_seconds=6.0, babble_talkers=2, workers=1, progress=False,
-    )  # fmt: skip
-    opts = DemoOptions(out=out, seed=3, utterances=16, train_speakers=2, lip_steps=2, steps=2, preset="tiny",
-                       overrides=FAST)  # fmt: skip
+        babble_seconds=6.0,
+        babble_talkers=2,
+        workers=1,
+        progress=False,
+    )
+    opts = DemoOptions(
+        out=out, seed=3, utterances=16, train_speakers=2, lip_steps=2, steps=2, preset="tiny", overrides=FAST
+    )
     report = run_demo(opts)
 
     text = report.read_text()
@@ -105,10 +119,16 @@ def test_seconds_per_step_times_real_steps_in_a_throwaway_folder(tmp_path: Path,
 
     monkeypatch.chdir(tmp_path)
     synthesize_corpus(
-        Path("corpus"), 8, seed=5, split_fractions={"train": 0.5, "val": 0.25, "test": 0.25},
+        Path("corpus"),
+        8,
+        seed=5,
+        split_fractions={"train": 0.5, "val": 0.25, "test": 0.25},
         speakers_per_split={"train": 2, "val": 1, "test": 1, "noise": 2},
-        babble_seconds=6.0, babble_talkers=2, workers=1, progress=False,
-    )  # fmt: skip
+        babble_seconds=6.0,
+        babble_talkers=2,
+        workers=1,
+        progress=False,
+    )
     cfg = load_config("tiny", ["data.root=corpus", "train.output_dir=runs/probe", "model.compression.task=any", *FAST])
     seconds, precision = seconds_per_step(cfg, steps=2, warmup=1)
     assert 0 < seconds < 60 and precision == "fp32"  # the tiny preset trains in fp32
@@ -117,10 +137,16 @@ def test_seconds_per_step_times_real_steps_in_a_throwaway_folder(tmp_path: Path,
 
 def test_a_workspace_corpus_built_with_other_options_is_refused(tmp_path: Path) -> None:
     synthesize_corpus(
-        tmp_path / "corpus", 8, seed=5, grid_fraction=1.0, split_fractions={"train": 0.5, "val": 0.25, "test": 0.25},
+        tmp_path / "corpus",
+        8,
+        seed=5,
+        grid_fraction=1.0,
+        split_fractions={"train": 0.5, "val": 0.25, "test": 0.25},
         speakers_per_split={"train": 2, "val": 1, "test": 1, "noise": 2},
-        babble_seconds=0, workers=1, progress=False,
-    )  # fmt: skip
+        babble_seconds=0,
+        workers=1,
+        progress=False,
+    )
     same = DemoOptions(out=tmp_path, seed=5, utterances=8, train_speakers=2)
     assert pipeline.corpus(same) == tmp_path / "corpus"
     with pytest.raises(UserError, match=r"built with --train-speakers 2 \(now 128\): pass the same options"):

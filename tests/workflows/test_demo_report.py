@@ -28,6 +28,12 @@ def test_word_class_errors_count_lost_letters_and_digits_per_rate(tmp_path: Path
         "".join(json.dumps({"rates": r, "snr": s, "ref": ref, "hyp": hyp}) + "\n" for r, s, ref, hyp in records)
     )
     classes = word_class_errors(path)
-    assert classes["a4_v2"] == {"command": 0.0, "colour": 0.0, "preposition": 50.0, "letter": 50.0, "digit": 50.0,
-                                "adverb": 0.0}  # fmt: skip
+    assert classes["a4_v2"] == {
+        "command": 0.0,
+        "colour": 0.0,
+        "preposition": 50.0,
+        "letter": 50.0,
+        "digit": 50.0,
+        "adverb": 0.0,
+    }
     assert classes["a16_v5"]["letter"] == 100.0 and sum(classes["a16_v5"].values()) == 100.0

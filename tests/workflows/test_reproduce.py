@@ -22,11 +22,23 @@ from mome.workflows.reproduce_report import MethodResult, claims, command_line, 
 COMBOS = ("a4_v2", "a4_v5", "a16_v2", "a16_v5")
 
 
-def _method(key: str, family: str, clean: list[float], noisy: list[float] | None = None, active: int = 10,
-            combos: tuple[str, ...] = COMBOS) -> MethodResult:  # fmt: skip
+def _method(
+    key: str,
+    family: str,
+    clean: list[float],
+    noisy: list[float] | None = None,
+    active: int = 10,
+    combos: tuple[str, ...] = COMBOS,
+) -> MethodResult:
     noisy = noisy or clean
-    return MethodResult(key, key, family, active_params=active, paper_active_params=active,
-                        wer={c: {"clean": w, "0": n} for c, w, n in zip(combos, clean, noisy)})  # fmt: skip
+    return MethodResult(
+        key,
+        key,
+        family,
+        active_params=active,
+        paper_active_params=active,
+        wer={c: {"clean": w, "0": n} for c, w, n in zip(combos, clean, noisy)},
+    )
 
 
 UTTERANCES, WORDS = 200, 10
@@ -55,17 +67,31 @@ def _modality(score: float, chance: float) -> dict:
     """Per-utterance consistency sums of 50 utterances whose score moves +-0.05 around `score`."""
     n = 50
     wobble = 0.05 * np.where(np.arange(n) % 2 == 0, 1, -1)
-    return {"score": score, "chance": chance, "excess": score - chance, "p_value": 0.001,
-            "utterances": {"index": list(range(n)), "score": list(score + wobble), "chance": [chance] * n,
-                           "weight": [1.0] * n}}  # fmt: skip
+    return {
+        "score": score,
+        "chance": chance,
+        "excess": score - chance,
+        "p_value": 0.001,
+        "utterances": {
+            "index": list(range(n)),
+            "score": list(score + wobble),
+            "chance": [chance] * n,
+            "weight": [1.0] * n,
+        },
+    }
 
 
 def _experts(audio: float, video: float, chance: float = 0.2) -> dict:
     return {"consistency_mean": {"audio": _modality(audio, chance), "video": _modality(video, chance)}}
 
 
-def _methods(mome_clean: list[float], mome_noisy: list[float], mome_active: int = 5,
-             small_clean: list[float] | None = None, small_active: int = 4) -> list[MethodResult]:  # fmt: skip
+def _methods(
+    mome_clean: list[float],
+    mome_noisy: list[float],
+    mome_active: int = 5,
+    small_clean: list[float] | None = None,
+    small_active: int = 4,
+) -> list[MethodResult]:
     """MoME-MHSA, mome-small (2 points below MTSK MS at every combination unless `small_clean`), MTSK MS and SS,
     Llama-AVSR and ASR."""
     return [
@@ -158,8 +184,12 @@ def test_the_small_mome_has_fewer_active_params_than_every_mtsk_at_the_demo_widt
 def test_seeds_that_disagree_make_a_claim_inconclusive() -> None:
     methods = _methods([18, 20, 21, 22], [30, 31, 45, 46])
     # MoME's two seeds: one far better than MTSK at every rate, one far worse; the mean is the same as above
-    seeds = {"mome-mhsa": [_method("s0", "mome", [8, 10, 11, 12], [30, 31, 45, 46]),
-                           _method("s1", "mome", [28, 30, 31, 32], [30, 31, 45, 46])]}  # fmt: skip
+    seeds = {
+        "mome-mhsa": [
+            _method("s0", "mome", [8, 10, 11, 12], [30, 31, 45, 46]),
+            _method("s1", "mome", [28, 30, 31, 32], [30, 31, 45, 46]),
+        ]
+    }
     result = _claims(methods, SOUND, seeds=seeds)
     assert result[0]["verdict"] == "inconclusive", result[0]
     interval = result[0]["differences"][0]
@@ -198,8 +228,18 @@ def test_wer_cells_read_every_runs_per_utterance_errors(tmp_path) -> None:
     opts = ReproduceOptions(out=tmp_path, seeds=[0, 1])
     planned = [job for job in jobs(opts) if job.method.key in ("mome-mhsa", "asr")]
     for job in planned:
-        rows = [{"snr": "clean", "rates": "a4" if job.method.key == "asr" else "a4_v2", "id": f"u{i}", "sub": i,
-                 "del": job.seed, "ins": 0, "ref_words": 5} for i in range(3)]  # fmt: skip
+        rows = [
+            {
+                "snr": "clean",
+                "rates": "a4" if job.method.key == "asr" else "a4_v2",
+                "id": f"u{i}",
+                "sub": i,
+                "del": job.seed,
+                "ins": 0,
+                "ref_words": 5,
+            }
+            for i in range(3)
+        ]
         (tmp_path / "eval" / job.run).mkdir(parents=True)
         (tmp_path / "eval" / job.run / "hypotheses.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     cells = wer_cells(opts, planned)
@@ -221,9 +261,15 @@ def test_the_report_writes_verdicts_intervals_and_the_step0_control(tmp_path, mo
     for i, m in enumerate(methods):
         stop = {"reason": "plateau", "step": 900 + 100 * i, "detail": "..."}
         curve = [{"step": s, "wer": 60.0 - s / 100, "rates": {}} for s in range(100, stop["step"] + 1, 100)]
-        vars(m).update(seeds=[0], stored_params=99, paper_stored_params=99, seconds_per_step=0.1,
-                       wer_by_seed={"0": m.wer}, tokens_per_second={c: 10.0 + i for i, c in enumerate(m.wer)},
-                       curves={f"{m.key}-s0": {"stop": stop, "cap": 2000, "rule": rule, "curve": curve}})  # fmt: skip
+        vars(m).update(
+            seeds=[0],
+            stored_params=99,
+            paper_stored_params=99,
+            seconds_per_step=0.1,
+            wer_by_seed={"0": m.wer},
+            tokens_per_second={c: 10.0 + i for i, c in enumerate(m.wer)},
+            curves={f"{m.key}-s0": {"stop": stop, "cap": 2000, "rule": rule, "curve": curve}},
+        )
     methods[-1].curves["asr-s0"]["stop"] = {"reason": "cap", "step": 2000, "detail": "cap of 2000 steps"}
     monkeypatch.setattr(reproduce_report, "method_results", lambda opts, jobs: methods)
     monkeypatch.setattr(reproduce_report, "wer_cells", lambda opts, jobs: _cells(methods))
@@ -284,8 +330,11 @@ def test_the_plan_trains_every_method_once_and_the_seeded_ones_at_every_seed() -
     assert {f"{key}-s{seed}" for key in seeded for seed in (3, 7, 9)} <= set(planned)
     assert "llama-avsr-a16-v5-s3" in planned and "llama-avsr-a16-v5-s7" not in planned
     # the runs every claim needs, at every seed, before the ablations: a stopped reproduction has them
-    ablations = [i for i, run in enumerate(planned) if run.startswith(("mome-ffn", "mome-layer", "mome-mhsa-noshared",
-                                                                        "mome-lb-pooled", "mome-1-1", "mome-4-2"))]  # fmt: skip
+    ablations = [
+        i
+        for i, run in enumerate(planned)
+        if run.startswith(("mome-ffn", "mome-layer", "mome-mhsa-noshared", "mome-lb-pooled", "mome-1-1", "mome-4-2"))
+    ]
     assert ablations == list(range(len(planned) - 6, len(planned)))
     for method in METHODS:  # each method's overrides make a valid config of the kind it claims to be
         cfg = load_config("demo", [*task_overrides(method.task), *method.overrides])
@@ -327,8 +376,13 @@ def test_the_report_names_the_command_that_gives_its_options() -> None:
     assert command_line(quick) == "mome reproduce --quick --eval-limit 2"
 
 
-FAST = ["data.num_workers=0", "data.max_frames=120", "train.num_threads=1", "decode.num_beams=1",
-        "decode.max_new_tokens=3"]  # fmt: skip
+FAST = [
+    "data.num_workers=0",
+    "data.max_frames=120",
+    "train.num_threads=1",
+    "decode.num_beams=1",
+    "decode.max_new_tokens=3",
+]
 
 
 @pytest.mark.slow

@@ -42,8 +42,14 @@ class DecoderShape:
         heads = llm_config.num_attention_heads
         head_dim = getattr(llm_config, "head_dim", None) or llm_config.hidden_size // heads
         kv_heads = getattr(llm_config, "num_key_value_heads", None) or heads
-        return cls(llm_config.num_hidden_layers, llm_config.hidden_size, llm_config.intermediate_size, heads,
-                   kv_heads, head_dim)  # fmt: skip
+        return cls(
+            llm_config.num_hidden_layers,
+            llm_config.hidden_size,
+            llm_config.intermediate_size,
+            heads,
+            kv_heads,
+            head_dim,
+        )
 
     def linear_flops_per_token(self) -> int:
         """Projections and MLP of one layer for one token."""
@@ -92,19 +98,31 @@ def cost_table(cfg: Config, seconds: float = 5.0, extra: list[Combination] | Non
         tokens = tps * seconds
         llm = shape.prefill_flops(tokens) / seconds
         adapters = adapter_flops_per_token(model, shape) * tokens / seconds
-        rows.append({"rates": combination_key(combo), "tokens_per_second": tps, "llm_gflops_per_second": llm / 1e9,
-                     "adapter_gflops_per_second": adapters / 1e9, "trained": combo not in (extra or [])})  # fmt: skip
+        rows.append(
+            {
+                "rates": combination_key(combo),
+                "tokens_per_second": tps,
+                "llm_gflops_per_second": llm / 1e9,
+                "adapter_gflops_per_second": adapters / 1e9,
+                "trained": combo not in (extra or []),
+            }
+        )
     return {"name": cfg.name, "adapter": cfg.model.adapter.kind, "seconds": seconds, "shape": vars(shape), "rows": rows}
 
 
 def markdown(table: dict[str, Any]) -> str:
     totals = [r["llm_gflops_per_second"] + r["adapter_gflops_per_second"] for r in table["rows"]]
     most = table["rows"][totals.index(max(totals))]["rates"]
-    lines = [f"{table['name']} ({table['adapter']}): prefill of a {table['seconds']:g} s clip, per second of speech",
-             "", f"| rates | tokens/s | LLM GFLOPs/s | adapter GFLOPs/s | FLOPs vs {most} |",
-             "|---|---:|---:|---:|---:|"]  # fmt: skip
+    lines = [
+        f"{table['name']} ({table['adapter']}): prefill of a {table['seconds']:g} s clip, per second of speech",
+        "",
+        f"| rates | tokens/s | LLM GFLOPs/s | adapter GFLOPs/s | FLOPs vs {most} |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for r, total in zip(table["rows"], totals):
         name = r["rates"] if r["trained"] else f"{r['rates']} (reference, not trained)"
-        lines.append(f"| {name} | {r['tokens_per_second']:.3g} | {r['llm_gflops_per_second']:.3g} | "
-                     f"{r['adapter_gflops_per_second']:.3g} | {max(totals) / total:.1f}x fewer |")  # fmt: skip
+        lines.append(
+            f"| {name} | {r['tokens_per_second']:.3g} | {r['llm_gflops_per_second']:.3g} | "
+            f"{r['adapter_gflops_per_second']:.3g} | {max(totals) / total:.1f}x fewer |"
+        )
     return "\n".join(lines)

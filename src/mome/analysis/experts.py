@@ -65,8 +65,13 @@ class Routing:
 
     @staticmethod
     def concat(parts: list[Routing]) -> Routing:
-        return Routing(parts[0].layer, *(torch.cat([getattr(p, f) for p in parts]) for f in
-                                         ("topk", "combination", "segment", "utterance", "start", "end")))  # fmt: skip
+        return Routing(
+            parts[0].layer,
+            *(
+                torch.cat([getattr(p, f) for p in parts])
+                for f in ("topk", "combination", "segment", "utterance", "start", "end")
+            ),
+        )
 
 
 def _spans(seq_segments: torch.Tensor, rates: torch.Tensor, fps: float, kind: Segment) -> tuple:
@@ -80,9 +85,13 @@ def _spans(seq_segments: torch.Tensor, rates: torch.Tensor, fps: float, kind: Se
 
 @torch.no_grad()
 def route_batch(
-    model: AVSRModel, features: Features, texts: list[str], combos: list[Combination], first_utterance: int,
+    model: AVSRModel,
+    features: Features,
+    texts: list[str],
+    combos: list[Combination],
+    first_utterance: int,
     frame_rates: tuple[float, float],
-) -> list[Routing]:  # fmt: skip
+) -> list[Routing]:
     """One teacher-forced forward of a batch at `combos`; the routing of its real tokens, per MoME layer."""
     batch = features.batch_size
     seq = model.build_sequences(features, combos, texts, padding_side="right")  # rows: c * B + b
@@ -94,8 +103,10 @@ def route_batch(
     local = torch.arange(len(combos)).repeat_interleave(batch)  # [R] index into `combos`
     start = torch.full(mask.shape, torch.nan)
     end = torch.full(mask.shape, torch.nan)
-    for kind, rates, fps in ((Segment.AUDIO, [c[0] for c in combos], frame_rates[0]),
-                             (Segment.VIDEO, [c[1] for c in combos], frame_rates[1])):  # fmt: skip
+    for kind, rates, fps in (
+        (Segment.AUDIO, [c[0] for c in combos], frame_rates[0]),
+        (Segment.VIDEO, [c[1] for c in combos], frame_rates[1]),
+    ):
         if any(rates):
             present = torch.tensor([r or 0 for r in rates])  # 0: a row without this modality (unified model)
             s, e = _spans(seq.segments.cpu(), present.repeat_interleave(batch), fps, kind)
@@ -106,8 +117,12 @@ def route_batch(
     return [Routing(r.layer, r.topk_index.cpu(), *fields) for r in sorted(ctx.records, key=lambda r: r.layer)]
 
 
-def collect(model: AVSRModel, batches: Iterable[tuple[Features, list[str]]], combos: list[Combination],
-            frame_rates: tuple[float, float]) -> list[Routing]:  # fmt: skip
+def collect(
+    model: AVSRModel,
+    batches: Iterable[tuple[Features, list[str]]],
+    combos: list[Combination],
+    frame_rates: tuple[float, float],
+) -> list[Routing]:
     """The routing of every batch, concatenated per layer. Raises ValueError for a model without routers."""
     per_layer: dict[int, list[Routing]] = {}
     seen = 0
@@ -174,19 +189,32 @@ class ConsistencySums:
         NaN without any overlap."""
         weight, score = float(self.weight.sum()), float(self.score.sum())
         if not weight:
-            return {"score": math.nan, "chance": math.nan, "excess": math.nan, "p_value": math.nan,
-                    "permutations": len(self.null), "chance_across_utterances": math.nan}  # fmt: skip
+            return {
+                "score": math.nan,
+                "chance": math.nan,
+                "excess": math.nan,
+                "p_value": math.nan,
+                "permutations": len(self.null),
+                "chance_across_utterances": math.nan,
+            }
         chance = float(self.chance.sum()) / weight
         at_least = int((self.null >= score - 1e-9 * abs(score)).sum())  # ties count against the score
-        return {"score": score / weight, "chance": chance, "excess": score / weight - chance,
-                "p_value": (1 + at_least) / (1 + len(self.null)), "permutations": len(self.null),
-                "chance_across_utterances": float(self.across.sum()) / weight}  # fmt: skip
+        return {
+            "score": score / weight,
+            "chance": chance,
+            "excess": score / weight - chance,
+            "p_value": (1 + at_least) / (1 + len(self.null)),
+            "permutations": len(self.null),
+            "chance_across_utterances": float(self.across.sum()) / weight,
+        }
 
     def per_utterance(self) -> dict[str, list]:
         """The utterances with overlapping tokens: index, score, chance and weight sums (for the bootstrap)."""
         keep = (self.weight > 0).nonzero().squeeze(1)
-        return {"index": keep.tolist(), **{f: [round(float(v), 6) for v in getattr(self, f)[keep]]
-                                           for f in ("score", "chance", "weight")}}  # fmt: skip
+        return {
+            "index": keep.tolist(),
+            **{f: [round(float(v), 6) for v in getattr(self, f)[keep]] for f in ("score", "chance", "weight")},
+        }
 
 
 @dataclass
@@ -225,8 +253,10 @@ def _overlaps(routing: Routing, first: _Group, second: _Group) -> tuple[torch.Te
 
     def spans(table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         real, pick = table >= 0, table.clamp_min(0)
-        return (torch.where(real, routing.start[pick].double(), math.nan),
-                torch.where(real, routing.end[pick].double(), math.nan))  # fmt: skip
+        return (
+            torch.where(real, routing.start[pick].double(), math.nan),
+            torch.where(real, routing.end[pick].double(), math.nan),
+        )
 
     (start_a, end_a), (start_b, end_b) = spans(first.table), spans(second.table)
     latest_start = torch.maximum(start_a[:, :, None], start_b[:, None, :])
@@ -235,8 +265,15 @@ def _overlaps(routing: Routing, first: _Group, second: _Group) -> tuple[torch.Te
     return pairs, overlap[tuple(pairs.T)]
 
 
-def consistency(routings: list[Routing], first: int, second: int, kind: Segment, num_experts: int,
-                permutations: int = PERMUTATIONS, seed: int = 0) -> list[ConsistencySums] | None:  # fmt: skip
+def consistency(
+    routings: list[Routing],
+    first: int,
+    second: int,
+    kind: Segment,
+    num_experts: int,
+    permutations: int = PERMUTATIONS,
+    seed: int = 0,
+) -> list[ConsistencySums] | None:
     """Per layer of `routings` (one token layout), the sums of granularities `first` and `second` on tokens of
     `kind` (module docstring), observed and under `permutations` seeded within-utterance shuffles; None when no
     two such tokens overlap in time."""
@@ -275,13 +312,20 @@ def consistency(routings: list[Routing], first: int, second: int, kind: Segment,
     def by_utterance(values: torch.Tensor) -> torch.Tensor:  # [M] -> [utterances]
         return values.new_zeros(utterances).index_add_(0, u, values)
 
-    return [ConsistencySums(by_utterance(o), by_utterance(c), by_utterance(weight), n, by_utterance(x))
-            for o, c, n, x in zip(observed, chance, null, across)]  # fmt: skip
+    return [
+        ConsistencySums(by_utterance(o), by_utterance(c), by_utterance(weight), n, by_utterance(x))
+        for o, c, n, x in zip(observed, chance, null, across)
+    ]
 
 
 # ------------------------------------------------------------------------------------------ report
-def analyse(routings: list[Routing], combos: list[Combination], num_experts: int,
-            permutations: int = PERMUTATIONS, seed: int = 0) -> dict[str, Any]:  # fmt: skip
+def analyse(
+    routings: list[Routing],
+    combos: list[Combination],
+    num_experts: int,
+    permutations: int = PERMUTATIONS,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Usage, load balance and consistency of every layer, as the JSON that `mome experts` writes."""
     keys = [combination_key(c) for c in combos]
     layers = [_usage_entry(routing, keys, num_experts) for routing in routings]
@@ -295,9 +339,15 @@ def analyse(routings: list[Routing], combos: list[Combination], num_experts: int
                 layer["consistency"].append({"first": keys[i], "second": keys[j], "modality": name, **sums.summary()})
                 if per_layer is not None:
                     totals[name] = totals[name] + sums if name in totals else sums
-    return {"combinations": keys, "num_experts": num_experts, "top_k": int(routings[0].topk.shape[1]),
-            "layers": layers, "consistency_mean": {m: {**t.summary(), "utterances": t.per_utterance()}
-                                                   for m, t in totals.items() if t.weight.sum() > 0}}  # fmt: skip
+    return {
+        "combinations": keys,
+        "num_experts": num_experts,
+        "top_k": int(routings[0].topk.shape[1]),
+        "layers": layers,
+        "consistency_mean": {
+            m: {**t.summary(), "utterances": t.per_utterance()} for m, t in totals.items() if t.weight.sum() > 0
+        },
+    }
 
 
 _NO_OVERLAP = ConsistencySums(*[torch.zeros(0, dtype=torch.float64)] * 5)
@@ -320,27 +370,38 @@ def _floats(values: torch.Tensor) -> list[float | None]:
 
 
 def markdown(result: dict[str, Any], title: str) -> str:
-    lines = [f"# Expert usage of {title}", "",
-             f"{result['num_experts']} routed experts, top-{result['top_k']}. Consistency: overlap-weighted "
-             "Jaccard of the top-k sets of tokens that cover the same speech at two granularities (1 = the same "
-             "experts). Chance: the same score with each token's set moved to a random moment of its utterance "
-             "(same granularity and modality), and p the share of such shuffles scoring at least as high. Across "
-             "utterances: sets shuffled over every utterance, which also counts utterance preferences.", ""]  # fmt: skip
+    lines = [
+        f"# Expert usage of {title}",
+        "",
+        f"{result['num_experts']} routed experts, top-{result['top_k']}. Consistency: overlap-weighted "
+        "Jaccard of the top-k sets of tokens that cover the same speech at two granularities (1 = the same "
+        "experts). Chance: the same score with each token's set moved to a random moment of its utterance "
+        "(same granularity and modality), and p the share of such shuffles scoring at least as high. Across "
+        "utterances: sets shuffled over every utterance, which also counts utterance preferences.",
+        "",
+    ]
     for modality, v in result["consistency_mean"].items():
-        lines.append(f"- {modality}: consistency {v['score']:.3f}, chance {v['chance']:.3f} "
-                     f"(excess {v['excess']:+.3f}, p = {v['p_value']:.3g}, {v['permutations']} shuffles within "
-                     f"utterances); chance across utterances {v['chance_across_utterances']:.3f}. Every layer and "
-                     "pair pooled")  # fmt: skip
+        lines.append(
+            f"- {modality}: consistency {v['score']:.3f}, chance {v['chance']:.3f} "
+            f"(excess {v['excess']:+.3f}, p = {v['p_value']:.3g}, {v['permutations']} shuffles within "
+            f"utterances); chance across utterances {v['chance_across_utterances']:.3f}. Every layer and "
+            "pair pooled"
+        )
     lines += ["", "| layer | granularity | load balance CV | tokens |", "|---:|---|---:|---:|"]
     for layer in result["layers"]:
         for key in result["combinations"]:
             lines.append(f"| {layer['layer']} | {key} | {layer['load_balance_cv'][key]:.3f} | {layer['tokens'][key]} |")
-    lines += ["", "| layer | first | second | modality | consistency | chance | p | across utterances |",
-              "|---:|---|---|---|---:|---:|---:|---:|"]  # fmt: skip
+    lines += [
+        "",
+        "| layer | first | second | modality | consistency | chance | p | across utterances |",
+        "|---:|---|---|---|---:|---:|---:|---:|",
+    ]
     for layer in result["layers"]:
         for p in layer["consistency"]:
-            lines.append(f"| {layer['layer']} | {p['first']} | {p['second']} | {p['modality']} | {p['score']:.3f} "
-                         f"| {p['chance']:.3f} | {p['p_value']:.3g} | {p['chance_across_utterances']:.3f} |")  # fmt: skip
+            lines.append(
+                f"| {layer['layer']} | {p['first']} | {p['second']} | {p['modality']} | {p['score']:.3f} "
+                f"| {p['chance']:.3f} | {p['p_value']:.3g} | {p['chance_across_utterances']:.3f} |"
+            )
     lines += ["", "Heatmaps: `layer_<i>.png` (rows: granularity x token kind, columns: experts).", ""]
     return "\n".join(lines)
 
@@ -395,18 +456,27 @@ def untrained_model(cfg: Any, device: str | torch.device | None = None) -> AVSRM
     return build_model(cfg.model, device=device).eval()
 
 
-def expert_usage(model: AVSRModel, cfg: Any, labels: Path, root: Path, combos: list[Combination],
-                 limit: int | None = None, progress: bool = True) -> dict[str, Any]:  # fmt: skip
+def expert_usage(
+    model: AVSRModel,
+    cfg: Any,
+    labels: Path,
+    root: Path,
+    combos: list[Combination],
+    limit: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """`analyse` of the clean utterances of `labels` at `combos`: what `mome experts` and the demo report."""
     from mome.evaluation.evaluate import frame_rates
 
-    routings = collect(model.eval(), labelled_batches(model, cfg, labels, root, limit, progress), combos,
-                       frame_rates(model))  # fmt: skip
+    routings = collect(
+        model.eval(), labelled_batches(model, cfg, labels, root, limit, progress), combos, frame_rates(model)
+    )
     return analyse(routings, combos, cfg.model.adapter.mome.num_routed_experts)
 
 
-def labelled_batches(model: AVSRModel, cfg: Any, labels: Path, root: Path, limit: int | None,
-                 progress: bool = True) -> Iterable[tuple[Features, list[str]]]:  # fmt: skip
+def labelled_batches(
+    model: AVSRModel, cfg: Any, labels: Path, root: Path, limit: int | None, progress: bool = True
+) -> Iterable[tuple[Features, list[str]]]:
     """(features, transcripts) of the clean utterances of `labels` in file order, as `mome eval` reads them
     (cached features when `data.feature_cache` is set); unreadable utterances are left out."""
     from torch.utils.data import DataLoader, Subset
@@ -424,8 +494,13 @@ def labelled_batches(model: AVSRModel, cfg: Any, labels: Path, root: Path, limit
     size = len(dataset) if limit is None else min(limit, len(dataset))
     if cache is not None:
         cache.fill(labels, cache.conditions("test", [None]), limit=size, progress=progress)
-    loader = DataLoader(Subset(dataset, range(size)), batch_size=cfg.decode.batch_size, shuffle=False,
-                        num_workers=cfg.data.loader_workers, collate_fn=collate)  # fmt: skip
+    loader = DataLoader(
+        Subset(dataset, range(size)),
+        batch_size=cfg.decode.batch_size,
+        shuffle=False,
+        num_workers=cfg.data.loader_workers,
+        collate_fn=collate,
+    )
     for batch in tqdm(loader, desc="experts", unit="batch", disable=not progress):
         if batch is not None:
             yield model.encode(to_device(batch, next(model.parameters()).device)), batch["texts"]

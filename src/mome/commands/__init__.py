@@ -57,8 +57,12 @@ def add_labelled_arguments(parser: argparse.ArgumentParser, labels: str | None =
     (required unless `labels` gives a default), `--root`, `--rates`, `--limit`, `--device`, `--quiet`."""
     parser.add_argument("checkpoint", help="checkpoint file, run directory (its newest checkpoint) or export")
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE config overrides, e.g. decode.num_beams=5")
-    parser.add_argument("--labels", required=labels is None, default=labels,
-                        help="label CSV, a path or relative to the corpus root" + (f" (default {labels})" if labels else ""))  # fmt: skip
+    parser.add_argument(
+        "--labels",
+        required=labels is None,
+        default=labels,
+        help="label CSV, a path or relative to the corpus root" + (f" (default {labels})" if labels else ""),
+    )
     parser.add_argument("--root", help="corpus root, the same as data.root=DIR (default: the checkpoint's)")
     if rates:
         parser.add_argument("--rates", nargs="+", metavar="A,V", help="rate combinations, e.g. 4,2 16,5 (default: all)")

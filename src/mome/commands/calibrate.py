@@ -19,8 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from mome.evaluation.cascade import DEFAULT_RELATIVE
 
     add_labelled_arguments(parser, labels="labels/val.csv", rates=False)
-    parser.add_argument("--relative", type=float, default=DEFAULT_RELATIVE,
-                        help=f"target WER as a multiple of the finest combination's (default {DEFAULT_RELATIVE})")  # fmt: skip
+    parser.add_argument(
+        "--relative",
+        type=float,
+        default=DEFAULT_RELATIVE,
+        help=f"target WER as a multiple of the finest combination's (default {DEFAULT_RELATIVE})",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,16 +44,28 @@ def _run(args: argparse.Namespace) -> int:
     split = open_labelled(args, ())
     model, cfg = model_from_payload(split.payload, args.overrides, device=args.device)
     out = default_out(split.checkpoint, split.labels)
-    results = evaluate(model, cfg, split.labels, split.root, split.combos, [None], out_dir=out, limit=args.limit,
-                       progress=not args.quiet, info={"checkpoint": str(split.checkpoint)})  # fmt: skip
+    results = evaluate(
+        model,
+        cfg,
+        split.labels,
+        split.root,
+        split.combos,
+        [None],
+        out_dir=out,
+        limit=args.limit,
+        progress=not args.quiet,
+        info={"checkpoint": str(split.checkpoint)},
+    )
     rows = [json.loads(line) for line in (out / "hypotheses.jsonl").read_text(encoding="utf-8").splitlines()]
     calibration = calibrate(rows, ladder(results.combinations), results.tokens_per_second(), args.relative)
     calibration["labels"] = str(split.labels)
     path = save_calibration(run_directory(split.checkpoint), calibration)
     finest, cascade = calibration["finest"], calibration["cascade"]
     print(f"finest {finest['key']}: WER {100 * finest['wer']:.2f}% at {finest['tokens_per_second']:.3g} tokens/s")
-    print(f"cascade {' > '.join(calibration['ladder'])}, threshold {calibration['threshold']:.4g}: WER "
-          f"{100 * cascade['wer']:.2f}% at {cascade['tokens_per_second']:.3g} tokens/s "
-          f"({100 * cascade['tokens_per_second'] / finest['tokens_per_second']:.0f}% of the finest's)")  # fmt: skip
+    print(
+        f"cascade {' > '.join(calibration['ladder'])}, threshold {calibration['threshold']:.4g}: WER "
+        f"{100 * cascade['wer']:.2f}% at {cascade['tokens_per_second']:.3g} tokens/s "
+        f"({100 * cascade['tokens_per_second'] / finest['tokens_per_second']:.0f}% of the finest's)"
+    )
     print(f"wrote {path}")
     return 0

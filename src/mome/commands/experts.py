@@ -17,8 +17,11 @@ from mome.commands import add_labelled_arguments, open_labelled, run_trusting
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_labelled_arguments(parser)
     parser.add_argument("--out", help="output directory (default: <run>/experts/<labels stem>[-step0])")
-    parser.add_argument("--untrained", action="store_true",
-                        help="step-0 control: analyse the checkpoint's config freshly initialised, not its weights")  # fmt: skip
+    parser.add_argument(
+        "--untrained",
+        action="store_true",
+        help="step-0 control: analyse the checkpoint's config freshly initialised, not its weights",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,7 +55,9 @@ def _run(args: argparse.Namespace) -> int:
     untrained = " untrained (step 0)" if args.untrained else ""
     write_outputs(result, out, f"{cfg.name}{untrained} on {split.labels.name}")
     for modality, v in result["consistency_mean"].items():
-        print(f"{modality}: consistency {v['score']:.3f} across granularities (chance {v['chance']:.3f} within "
-              f"utterances, p = {v['p_value']:.3g})")  # fmt: skip
+        print(
+            f"{modality}: consistency {v['score']:.3f} across granularities (chance {v['chance']:.3f} within "
+            f"utterances, p = {v['p_value']:.3g})"
+        )
     print(f"wrote {out}/experts.json, experts.md, layer_*.png")
     return 0

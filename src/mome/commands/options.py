@@ -32,10 +32,12 @@ def field_docs(cls: type) -> dict[str, str]:
         assert isinstance(body, ast.ClassDef)
         for node, after in zip(body.body, body.body[1:]):
             if (
-                isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-                and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant)
                 and isinstance(after.value.value, str)
-            ):  # fmt: skip
+            ):
                 docs[node.target.id] = " ".join(after.value.value.split())
     return docs
 
@@ -89,9 +91,12 @@ def _shown(value: Any, sep: str) -> str:
 
 
 def add_option_arguments(
-    parser: argparse.ArgumentParser, cls: type, skip: Collection[str] = (), positional: Collection[str] = (),
+    parser: argparse.ArgumentParser,
+    cls: type,
+    skip: Collection[str] = (),
+    positional: Collection[str] = (),
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
-) -> None:  # fmt: skip
+) -> None:
     """A flag per field of dataclass `cls` (`--name-with-dashes`) but those in `skip`; those in `positional` are
     positional (`nargs="*"`). `overrides`: `add_argument` keywords over the generated ones of a field; with a
     `type` or `action`, the field's syntax is its own (e.g. a comma-separated list) and they replace them. Flags default to None (switches to False), so

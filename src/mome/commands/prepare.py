@@ -60,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"speakers per split ({report['speaker_from']}): {speakers}")
     empty = [s for s, n in report["per_split"].items() if not n and splits.get(s, 0) > 0]
     if empty and not report["pending"]:
-        print(f"warning: no utterance in {' and '.join(empty)}: too few "
-              f"{'speakers' if speakers else 'clips'} to split them disjointly")  # fmt: skip
+        print(
+            f"warning: no utterance in {' and '.join(empty)}: too few "
+            f"{'speakers' if speakers else 'clips'} to split them disjointly"
+        )
     return 0

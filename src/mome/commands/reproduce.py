@@ -32,9 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     docs = field_docs(ReproduceOptions)
     quick = f"{docs['quick']} ({QUICK})"
     methods = f"{docs['methods']} Keys: {', '.join(METHOD_KEYS)}."
-    add_option_arguments(parser, ReproduceOptions, skip=NO_FLAG, positional=("overrides",),
-                         overrides={"seeds": {"type": _seeds}, "quick": {"help": quick},
-                                    "methods": {"type": _methods, "help": methods}})  # fmt: skip
+    add_option_arguments(
+        parser,
+        ReproduceOptions,
+        skip=NO_FLAG,
+        positional=("overrides",),
+        overrides={"seeds": {"type": _seeds}, "quick": {"help": quick}, "methods": {"type": _methods, "help": methods}},
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -39,10 +39,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)"
     )
     parser.add_argument("--port", type=port, default=7860, help="TCP port, 1-65535 (default 7860)")
-    parser.add_argument("--max-upload-mb", type=megabytes, default=DEFAULT_MAX_UPLOAD_MB, metavar="MB",
-                        help=f"refuse a request body over this size (413; default {DEFAULT_MAX_UPLOAD_MB:g})")  # fmt: skip
-    parser.add_argument("--queue", type=waiting, default=DEFAULT_QUEUE, metavar="N",
-                        help=f"requests that may wait while one clip decodes; more get 503 (default {DEFAULT_QUEUE})")  # fmt: skip
+    parser.add_argument(
+        "--max-upload-mb",
+        type=megabytes,
+        default=DEFAULT_MAX_UPLOAD_MB,
+        metavar="MB",
+        help=f"refuse a request body over this size (413; default {DEFAULT_MAX_UPLOAD_MB:g})",
+    )
+    parser.add_argument(
+        "--queue",
+        type=waiting,
+        default=DEFAULT_QUEUE,
+        metavar="N",
+        help=f"requests that may wait while one clip decodes; more get 503 (default {DEFAULT_QUEUE})",
+    )
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     add_base_model_check(parser)
 

@@ -22,8 +22,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grid-fraction", type=float, default=0.5, help="share of GRID sentences (rest: open grammar)")
     parser.add_argument("--engines", default="flite,espeak", help="comma-separated TTS engines: flite, espeak")
     parser.add_argument("--splits", default="train=0.8,val=0.1,test=0.1", help="share of utterances per split")
-    parser.add_argument("--train-speakers", type=int, default=None, help="distinct training speakers (default "
-                        f"{SYNTH_SPEAKERS['train']}; the val/test/babble speakers do not depend on it)")  # fmt: skip
+    parser.add_argument(
+        "--train-speakers",
+        type=int,
+        default=None,
+        help="distinct training speakers (default "
+        f"{SYNTH_SPEAKERS['train']}; the val/test/babble speakers do not depend on it)",
+    )
     parser.add_argument("--babble-seconds", type=float, default=60.0, help="length of noise/babble.wav (0: none)")
     parser.add_argument(
         "--fixed-voices",

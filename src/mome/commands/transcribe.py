@@ -36,9 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--audio", help="16 kHz wav (default: the audio track of --video)")
     parser.add_argument("--rates", help="rate combination, e.g. 16,5 (default: the smallest trained rates)")
-    parser.add_argument("--budget", help="auto: the calibrated cascade (`mome calibrate`); tokens=N: the finest "
-                        "rates whose LLM input tokens for this clip fit in N; ms=N: the finest whose decode time "
-                        "per utterance, measured by the run's last `mome eval`, fits in N ms")  # fmt: skip
+    parser.add_argument(
+        "--budget",
+        help="auto: the calibrated cascade (`mome calibrate`); tokens=N: the finest "
+        "rates whose LLM input tokens for this clip fit in N; ms=N: the finest whose decode time "
+        "per utterance, measured by the run's last `mome eval`, fits in N ms",
+    )
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     add_trusted_checkpoint(parser)
     add_base_model_check(parser)
@@ -74,7 +77,9 @@ def _run(args: argparse.Namespace) -> int:
     stages = ", ".join(f"{k} {times[k]:.2f} s" for k in ("load", "read", "face", "encode", "decode") if k in times)
     left_out = "".join(f" ({m} left out: {why})" for m, why in result.problems.items())
     tried = f" (tried {' > '.join(result.tried)})" if len(result.tried) > 1 else ""
-    print(f"used {' + '.join(result.modalities)}{left_out}; rates {result.rates}{tried}, {result.tokens:.0f} LLM "
-          f"input tokens; confidence {result.confidence:.3f}; clip {result.duration:.2f} s; {stages}; {recognizer.precision.describe()}",
-          file=sys.stderr)  # fmt: skip
+    print(
+        f"used {' + '.join(result.modalities)}{left_out}; rates {result.rates}{tried}, {result.tokens:.0f} LLM "
+        f"input tokens; confidence {result.confidence:.3f}; clip {result.duration:.2f} s; {stages}; {recognizer.precision.describe()}",
+        file=sys.stderr,
+    )
     return 0

@@ -46,8 +46,10 @@ class Samples:
 
     def __post_init__(self) -> None:
         if self.numerator.ndim != 2 or self.numerator.shape != self.denominator.shape or not self.numerator.size:
-            raise ValueError(f"{self.method}: numerator {self.numerator.shape} and denominator "
-                             f"{self.denominator.shape} must be the same non-empty [seeds, utterances]")  # fmt: skip
+            raise ValueError(
+                f"{self.method}: numerator {self.numerator.shape} and denominator "
+                f"{self.denominator.shape} must be the same non-empty [seeds, utterances]"
+            )
 
     @property
     def value(self) -> float:
@@ -153,8 +155,10 @@ def wer_samples(method: str, runs: list[Counts], combo: str, snr: str, utterance
             return None
         missing = [u for u in utterances if u not in cell]
         if missing:
-            raise ValueError(f"{method} (seed #{i}) at {combo} {snr}: no hypothesis for {missing[0]} "
-                             f"({len(missing)} utterances missing): every run must decode the same test set")  # fmt: skip
+            raise ValueError(
+                f"{method} (seed #{i}) at {combo} {snr}: no hypothesis for {missing[0]} "
+                f"({len(missing)} utterances missing): every run must decode the same test set"
+            )
         rows.append([cell[u] for u in utterances])
     counts = np.array(rows, dtype=float)  # [S, U, 2]
     return Samples(counts[..., 0], counts[..., 1], method)

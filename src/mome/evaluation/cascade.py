@@ -57,17 +57,24 @@ def _utterances(records: list[JsonObject], snr: str, rungs: list[str]) -> list[d
 
 
 def score(
-    records: list[JsonObject], snr: str, rungs: list[str], tokens: dict[str, float], threshold: float,
+    records: list[JsonObject],
+    snr: str,
+    rungs: list[str],
+    tokens: dict[str, float],
+    threshold: float,
     seconds: dict[str, float] | None = None,
-) -> CascadeScore:  # fmt: skip
+) -> CascadeScore:
     """The cascade at `threshold` over the hypotheses in `records` (hypotheses.jsonl rows) at one SNR."""
     return _score(_utterances(records, snr, rungs), rungs, tokens, threshold, seconds)
 
 
 def _score(
-    utterances: list[dict[str, JsonObject]], rungs: list[str], tokens: dict[str, float], threshold: float,
+    utterances: list[dict[str, JsonObject]],
+    rungs: list[str],
+    tokens: dict[str, float],
+    threshold: float,
     seconds: dict[str, float] | None = None,
-) -> CascadeScore:  # fmt: skip
+) -> CascadeScore:
     """`score` over utterances already grouped ({rung: record} each, with every rung of `rungs`)."""
     errors = words = 0
     cost = time = 0.0
@@ -82,15 +89,20 @@ def _score(
         stops[rungs[i]] += 1
     n = max(len(utterances), 1)
     return CascadeScore(
-        wer=errors / max(words, 1), tokens_per_second=cost / n, stops={k: v / n for k, v in stops.items()},
+        wer=errors / max(words, 1),
+        tokens_per_second=cost / n,
+        stops={k: v / n for k, v in stops.items()},
         seconds_per_utterance=time / n if seconds else None,
-    )  # fmt: skip
+    )
 
 
 def calibrate(
-    records: list[JsonObject], rungs: list[str], tokens: dict[str, float], relative: float = DEFAULT_RELATIVE,
+    records: list[JsonObject],
+    rungs: list[str],
+    tokens: dict[str, float],
+    relative: float = DEFAULT_RELATIVE,
     snr: str = "clean",
-) -> JsonObject:  # fmt: skip
+) -> JsonObject:
     """The cheapest cascade (fewest tokens) whose WER is at most `relative` x the finest rung's: a threshold
     and the coarser rungs worth trying before the finest (every subset of them, in order, is considered)."""
     utterances = _utterances(records, snr, rungs)  # grouped once: every ladder is scored on the same ones
@@ -138,9 +150,12 @@ def load_calibration(run_dir: Path) -> JsonObject:
 
 
 def policy_results(
-    records: list[JsonObject], combinations: Sequence[RateCombination], snrs: list[str],
-    calibration: JsonObject, seconds: dict[str, float],
-) -> tuple[PolicyScores, dict[str, float | None]]:  # fmt: skip
+    records: list[JsonObject],
+    combinations: Sequence[RateCombination],
+    snrs: list[str],
+    calibration: JsonObject,
+    seconds: dict[str, float],
+) -> tuple[PolicyScores, dict[str, float | None]]:
     """The calibrated cascade scored at every SNR, and its measured seconds per utterance at each SNR. The times
     stay apart: results.json holds no timings."""
     tokens = {c.key: c.tokens_per_second for c in combinations}

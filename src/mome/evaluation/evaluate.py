@@ -328,8 +328,10 @@ def evaluate(
     decode = decode or cfg.decode
     missing = set(cascade["ladder"]) - {combination_key(c) for c in combos} if cascade else set()
     if missing:
-        raise UserError(f"the cascade decodes {', '.join(cascade['ladder'])}; add {', '.join(sorted(missing))} "  # type: ignore[index]
-                        "to --rates (or leave --rates out)")  # fmt: skip
+        raise UserError(
+            f"the cascade decodes {', '.join(cascade['ladder'])}; add {', '.join(sorted(missing))} "  # type: ignore[index]
+            "to --rates (or leave --rates out)"
+        )
     precision = model.prepare_decoding(decode, _device(model))
     modalities = cfg.model.compression.modalities
     if "audio" not in modalities and any(s is not None for s in snrs):
@@ -351,8 +353,18 @@ def evaluate(
                 if stats.utterances:
                     print(f"features {labels.name} at {snr_label(snr)}: {stats.line()}")
             loader = _loader(dataset, cfg, decode, limit)
-            records += _decode_snr(model, loader, _heard(combos, snr, cascade), decode, precision, snr_label(snr),
-                                   skip_bad, skipped, progress, clock)  # fmt: skip
+            records += _decode_snr(
+                model,
+                loader,
+                _heard(combos, snr, cascade),
+                decode,
+                precision,
+                snr_label(snr),
+                skip_bad,
+                skipped,
+                progress,
+                clock,
+            )
     if not records:
         raise UserError(f"{labels}: none of the utterances could be read (first: {next(iter(skipped.items()), '')})")
     snr_labels = [snr_label(s) for s in snrs]
@@ -388,23 +400,43 @@ def evaluate(
 
 def _loader(dataset: AVDataset, cfg: Config, decode: DecodeConfig, limit: int | None) -> DataLoader:
     """Batches of `decode.batch_size` utterances in label order, failed items marked (`collate_tracked`)."""
-    return DataLoader(_Tracked(dataset, limit), batch_size=decode.batch_size, shuffle=False,
-                      num_workers=cfg.data.loader_workers, collate_fn=collate_tracked)  # fmt: skip
+    return DataLoader(
+        _Tracked(dataset, limit),
+        batch_size=decode.batch_size,
+        shuffle=False,
+        num_workers=cfg.data.loader_workers,
+        collate_fn=collate_tracked,
+    )
 
 
 @torch.no_grad()
 def dataset_errors(
-    model: AVSRModel, cfg: Config, dataset: AVDataset, combos: list[Combination], decode: DecodeConfig,
-    precision: Resolved, limit: int | None = None,
-) -> tuple[dict[str, ErrorCounts], dict[str, str]]:  # fmt: skip
+    model: AVSRModel,
+    cfg: Config,
+    dataset: AVDataset,
+    combos: list[Combination],
+    decode: DecodeConfig,
+    precision: Resolved,
+    limit: int | None = None,
+) -> tuple[dict[str, ErrorCounts], dict[str, str]]:
     """Corpus error counts per combination key of `dataset` decoded as `evaluate` decodes (batches in label
     order, encoders once per batch), but in `precision` as given, with the model's layout left as it is and
     nothing written: the training recipe's validation WER (`train.plateau`). Unreadable utterances are left
     out and returned as {id: reason}."""
     model.eval()
     skipped: dict[str, str] = {}
-    records = _decode_snr(model, _loader(dataset, cfg, decode, limit), combos, decode, precision, "clean", True,
-                          skipped, False, DecodeClock())  # fmt: skip
+    records = _decode_snr(
+        model,
+        _loader(dataset, cfg, decode, limit),
+        combos,
+        decode,
+        precision,
+        "clean",
+        True,
+        skipped,
+        False,
+        DecodeClock(),
+    )
     keys = [combination_key(c) for c in combos]
     return {k: total(r.counts for r in records if r.combo == k) for k in keys}, skipped
 
@@ -472,8 +504,12 @@ def markdown(results: EvaluationResult, groups: Sequence[str] | None = None) -> 
             lines.append(f"| {combo.key} | {combo.tokens_per_second:.3g} | " + " | ".join(wers) + " |")
         lines.append("")
     for name, policy in results.policies.items():
-        lines += [f"## policy: {name} (group all; threshold {policy.threshold}, ladder {' > '.join(policy.ladder)})",
-                  "", "| SNR | tokens/s | WER | stops |", "|---|---:|---:|---|"]  # fmt: skip
+        lines += [
+            f"## policy: {name} (group all; threshold {policy.threshold}, ladder {' > '.join(policy.ladder)})",
+            "",
+            "| SNR | tokens/s | WER | stops |",
+            "|---|---:|---:|---|",
+        ]
         for snr in snrs:
             p = policy.by_snr[snr]
             stops = ", ".join(f"{k} {100 * v:.0f}%" for k, v in p.stops.items())

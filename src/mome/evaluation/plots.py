@@ -77,8 +77,16 @@ def figure(
     for ax, panel in zip(axes, panels):
         for s in panel.series:
             xs, ys = zip(*s.points)
-            ax.plot(xs, ys, linestyle=s.style or "none", marker=s.marker, color=s.colour, label=s.label,
-                    linewidth=s.width, markersize=s.marker_size)  # fmt: skip
+            ax.plot(
+                xs,
+                ys,
+                linestyle=s.style or "none",
+                marker=s.marker,
+                color=s.colour,
+                label=s.label,
+                linewidth=s.width,
+                markersize=s.marker_size,
+            )
         for text, xy in panel.notes:
             ax.annotate(text, xy, textcoords="offset points", xytext=(3, 3), fontsize=7)
         ax.set_title(panel.title)

@@ -62,13 +62,21 @@ class WerCell:
         return round(100 * self.wer, 2) if self.utterances else None
 
     def to_json(self) -> dict[str, float | int]:
-        return {"wer": self.wer, "errors": self.errors, "ref_words": self.ref_words, "sub": self.substitutions,
-                "del": self.deletions, "ins": self.insertions, "utterances": self.utterances}  # fmt: skip
+        return {
+            "wer": self.wer,
+            "errors": self.errors,
+            "ref_words": self.ref_words,
+            "sub": self.substitutions,
+            "del": self.deletions,
+            "ins": self.insertions,
+            "utterances": self.utterances,
+        }
 
     @classmethod
     def from_json(cls, data: JsonObject) -> WerCell:
-        return cls(data["wer"], data["errors"], data["ref_words"], data["sub"], data["del"], data["ins"],
-                   data["utterances"])  # fmt: skip
+        return cls(
+            data["wer"], data["errors"], data["ref_words"], data["sub"], data["del"], data["ins"], data["utterances"]
+        )
 
 
 @dataclass(frozen=True)
@@ -85,8 +93,12 @@ class RateCombination:
         return self.audio_rate, self.video_rate
 
     def to_json(self) -> dict[str, str | int | float | None]:
-        return {"key": self.key, "audio_rate": self.audio_rate, "video_rate": self.video_rate,
-                "tokens_per_second": self.tokens_per_second}  # fmt: skip
+        return {
+            "key": self.key,
+            "audio_rate": self.audio_rate,
+            "video_rate": self.video_rate,
+            "tokens_per_second": self.tokens_per_second,
+        }
 
     @classmethod
     def from_json(cls, data: JsonObject) -> RateCombination:
@@ -106,14 +118,25 @@ class DecodeSettings:
     quantize: str = "none"
 
     def to_json(self) -> dict[str, str | int | float | None]:
-        return {"num_beams": self.num_beams, "max_new_tokens": self.max_new_tokens,
-                "length_penalty": self.length_penalty, "precision": self.precision,
-                "precision_reason": self.precision_reason, "quantize": self.quantize}  # fmt: skip
+        return {
+            "num_beams": self.num_beams,
+            "max_new_tokens": self.max_new_tokens,
+            "length_penalty": self.length_penalty,
+            "precision": self.precision,
+            "precision_reason": self.precision_reason,
+            "quantize": self.quantize,
+        }
 
     @classmethod
     def from_json(cls, data: JsonObject) -> DecodeSettings:
-        return cls(data["num_beams"], data["max_new_tokens"], data["length_penalty"], data.get("precision"),
-                   data.get("precision_reason"), data.get("quantize", "none"))  # fmt: skip
+        return cls(
+            data["num_beams"],
+            data["max_new_tokens"],
+            data["length_penalty"],
+            data.get("precision"),
+            data.get("precision_reason"),
+            data.get("quantize", "none"),
+        )
 
 
 @dataclass(frozen=True)
@@ -129,8 +152,11 @@ class CascadeScore:
     """Measured decode time of the rungs tried; kept out of results.json, whose bytes are reproducible."""
 
     def to_json(self) -> dict[str, float | dict[str, float]]:
-        return {"wer": round(self.wer, 6), "tokens_per_second": round(self.tokens_per_second, 4),
-                "stops": {k: round(v, 4) for k, v in self.stops.items()}}  # fmt: skip
+        return {
+            "wer": round(self.wer, 6),
+            "tokens_per_second": round(self.tokens_per_second, 4),
+            "stops": {k: round(v, 4) for k, v in self.stops.items()},
+        }
 
     @classmethod
     def from_json(cls, data: JsonObject) -> CascadeScore:
@@ -147,8 +173,11 @@ class PolicyScores:
     by_snr: Mapping[str, CascadeScore]
 
     def to_json(self) -> JsonObject:
-        return {"threshold": self.threshold, "ladder": list(self.ladder),
-                **{snr: s.to_json() for snr, s in self.by_snr.items()}}  # fmt: skip
+        return {
+            "threshold": self.threshold,
+            "ladder": list(self.ladder),
+            **{snr: s.to_json() for snr, s in self.by_snr.items()},
+        }
 
     @classmethod
     def from_json(cls, data: JsonObject) -> PolicyScores:
@@ -185,8 +214,22 @@ class DecodeTimes:
         return data
 
 
-_FIELDS = ("name", "task", "normaliser", "decode", "eval_noise_seed", "snrs", "combinations", "groups", "wer",
-           "skipped", "label_problems", "labels", "root", "policies")  # fmt: skip
+_FIELDS = (
+    "name",
+    "task",
+    "normaliser",
+    "decode",
+    "eval_noise_seed",
+    "snrs",
+    "combinations",
+    "groups",
+    "wer",
+    "skipped",
+    "label_problems",
+    "labels",
+    "root",
+    "policies",
+)
 """results.json's own keys, in their order; every other key is the caller's `info`, written first."""
 
 
@@ -293,9 +336,11 @@ def _map_cells(
 
 
 def wer_table(
-    cells: Mapping[tuple[str, str, str], Sequence[ErrorCounts]], groups: Iterable[str], keys: Sequence[str],
+    cells: Mapping[tuple[str, str, str], Sequence[ErrorCounts]],
+    groups: Iterable[str],
+    keys: Sequence[str],
     snrs: Sequence[str],
-) -> dict[str, dict[str, dict[str, WerCell]]]:  # fmt: skip
+) -> dict[str, dict[str, dict[str, WerCell]]]:
     """group -> key -> SNR -> the cell of the utterance counts under (group, key, SNR) in `cells` (an empty
     cell where there are none)."""
     return {g: {k: {s: WerCell.of(cells.get((g, k, s), [])) for s in snrs} for k in keys} for g in groups}

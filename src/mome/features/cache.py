@@ -131,8 +131,14 @@ class FeatureCache:
             pooled = self.pooled.get(modality)
             suffix = "-avg" + "-".join(map(str, pooled)) if pooled else ""
             store = FeatureStore(self.directory / f"{modality}-{identity}{suffix}", mode)
-            store.describe({"modality": modality, "encoder": type(encoder).__qualname__, "identity": identity,
-                            **({"pooled": pooled} if pooled else {})})  # fmt: skip
+            store.describe(
+                {
+                    "modality": modality,
+                    "encoder": type(encoder).__qualname__,
+                    "identity": identity,
+                    **({"pooled": pooled} if pooled else {}),
+                }
+            )
             self.stores[modality] = store
         self.frame_rates = {m: int(e.frame_rate) for m, e in encoders.items()}  # for feature-level time masks
         # audio without video to match is not checked here, as before; the dataset checks it when it reads it

@@ -176,7 +176,7 @@ def _fill_in_processes(cfg, files, snrs, shard, device, workers, progress, trust
                 event,
                 results,
             ),
-        )  # fmt: skip
+        )
         for w in range(workers)
     ]
     done: list[dict] = []

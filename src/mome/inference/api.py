@@ -98,16 +98,24 @@ class Recognizer:
         return [combination_key(c) for c in combinations(self.cfg.model.compression)]
 
     def transcribe(
-        self, video: str | Path | None = None, audio: str | Path | None = None,
-        rates: Combination | str | None = None, budget: str | None = None, input_kind: str = "auto",
-    ) -> Transcript:  # fmt: skip
+        self,
+        video: str | Path | None = None,
+        audio: str | Path | None = None,
+        rates: Combination | str | None = None,
+        budget: str | None = None,
+        input_kind: str = "auto",
+    ) -> Transcript:
         """The transcript of one clip at `rates` (default: the finest), or as `budget` decides."""
         return self.transcribe_many([video], [audio], rates, budget, input_kind)[0]
 
     def transcribe_many(
-        self, videos: Sequence[str | Path | None] | None = None, audios: Sequence[str | Path | None] | None = None,
-        rates: Combination | str | None = None, budget: str | None = None, input_kind: str = "auto",
-    ) -> list[Transcript]:  # fmt: skip
+        self,
+        videos: Sequence[str | Path | None] | None = None,
+        audios: Sequence[str | Path | None] | None = None,
+        rates: Combination | str | None = None,
+        budget: str | None = None,
+        input_kind: str = "auto",
+    ) -> list[Transcript]:
         """The transcripts of several clips (`videos[i]` with `audios[i]`; either list may be left out or hold
         None), as `transcribe` gives each, decoded `decode.batch_size` rows per generate call: a cascade
         decodes every clip at its first rung, then the clips still below the threshold together at the next."""
@@ -132,8 +140,10 @@ class Recognizer:
 
         comp = self.cfg.model.compression
         clip, seconds = self._read(video, audio, input_kind)
-        combos = sorted({combination_for(comp, clip.modalities, c) for c in self.model.combinations},
-                        key=lambda c: (-self.tokens_per_second[combination_key(c)], self.model.combinations.index(c)))  # fmt: skip
+        combos = sorted(
+            {combination_for(comp, clip.modalities, c) for c in self.model.combinations},
+            key=lambda c: (-self.tokens_per_second[combination_key(c)], self.model.combinations.index(c)),
+        )
         length = clip_seconds(clip.batch)
         with autocast(self.precision.precision, self.device):
             features = self._encode(clip, seconds)
@@ -141,11 +151,19 @@ class Recognizer:
         results = []
         for combo, (text, confidence, share) in zip(combos, decoded):
             key = combination_key(combo)
-            results.append(Transcript(
-                text=text, rates=key, modalities=clip.modalities, tokens=self.tokens_per_second[key] * length,
-                tried=[key], confidence=confidence, duration=length, problems=clip.problems,
-                seconds={**seconds, "decode": share},
-            ))  # fmt: skip
+            results.append(
+                Transcript(
+                    text=text,
+                    rates=key,
+                    modalities=clip.modalities,
+                    tokens=self.tokens_per_second[key] * length,
+                    tried=[key],
+                    confidence=confidence,
+                    duration=length,
+                    problems=clip.problems,
+                    seconds={**seconds, "decode": share},
+                )
+            )
         chosen = None
         if self.run_dir is not None and (self.run_dir / CALIBRATION_FILE).is_file():
             rungs, threshold = self._cascade(clip)
@@ -160,8 +178,15 @@ class Recognizer:
         """The clip as model inputs (`inputs.load_clip`), and the seconds of reading it (and its faces)."""
         seconds: dict[str, float] = {}
         start = time.perf_counter()
-        clip = load_clip(Path(video) if video else None, Path(audio) if audio else None, self.cfg.model.compression.task,
-                         self.cfg.data.crop_size, input_kind, seconds, self.cfg.data.av_tolerance_frames)  # fmt: skip
+        clip = load_clip(
+            Path(video) if video else None,
+            Path(audio) if audio else None,
+            self.cfg.model.compression.task,
+            self.cfg.data.crop_size,
+            input_kind,
+            seconds,
+            self.cfg.data.av_tolerance_frames,
+        )
         seconds["read"] = time.perf_counter() - start - seconds.get("face", 0.0)
         return clip, seconds
 
@@ -187,18 +212,25 @@ class Recognizer:
             if not fits:
                 cheapest = by_cost[0]
                 need = self.tokens_per_second[combination_key(cheapest)] * length
-                raise UserError(f"budget {budget!r}: even {combination_key(cheapest)} needs {need:.0f} tokens for "
-                                f"this {length:.1f} s clip")  # fmt: skip
+                raise UserError(
+                    f"budget {budget!r}: even {combination_key(cheapest)} needs {need:.0f} tokens for "
+                    f"this {length:.1f} s clip"
+                )
             return [fits[-1]], math.inf
         if kind == "ms":
             measured = measured_decode_ms(self.run_dir)
             if not measured:
-                raise UserError(f"budget {budget!r} needs decode times measured on this machine: run `mome eval "
-                                f"{self.run_dir} --labels ...` first (it writes eval/*/decode_times.json)")  # fmt: skip
+                raise UserError(
+                    f"budget {budget!r} needs decode times measured on this machine: run `mome eval "
+                    f"{self.run_dir} --labels ...` first (it writes eval/*/decode_times.json)"
+                )
             fits = [c for c in by_cost if measured.get(combination_key(c), math.inf) <= value]
             if not fits:
-                raise UserError(f"budget {budget!r}: no rate combination decodes that fast here (measured: "
-                                + ", ".join(f"{k} {v:.0f} ms" for k, v in measured.items()) + ")")  # fmt: skip
+                raise UserError(
+                    f"budget {budget!r}: no rate combination decodes that fast here (measured: "
+                    + ", ".join(f"{k} {v:.0f} ms" for k, v in measured.items())
+                    + ")"
+                )
             return [fits[-1]], math.inf
         if self.run_dir is None:
             raise UserError("budget 'auto' needs the run directory (its calibration.json)")
@@ -240,11 +272,19 @@ class Recognizer:
         results = []
         for (clip, seconds), (text, confidence), keys, spent in zip(clips, answers, tried, decode_s):
             length = clip_seconds(clip.batch)
-            results.append(Transcript(
-                text=text, rates=keys[-1], modalities=clip.modalities, confidence=confidence, tried=keys,
-                duration=length, tokens=sum(self.tokens_per_second[k] for k in keys) * length,
-                seconds={**seconds, "decode": spent}, problems=clip.problems,
-            ))  # fmt: skip
+            results.append(
+                Transcript(
+                    text=text,
+                    rates=keys[-1],
+                    modalities=clip.modalities,
+                    confidence=confidence,
+                    tried=keys,
+                    duration=length,
+                    tokens=sum(self.tokens_per_second[k] for k in keys) * length,
+                    seconds={**seconds, "decode": spent},
+                    problems=clip.problems,
+                )
+            )
         return results
 
     def _decode_rows(self, rows: list[tuple[Any, Combination]]) -> list[tuple[str, float, float]]:

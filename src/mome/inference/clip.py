@@ -145,6 +145,12 @@ def choose_modalities(task: str, media: ClipMedia, where: str) -> tuple[str, ...
     if not missing:
         return usable
     problems = "; ".join(f"{m}: {media.problems.get(m, 'absent')}" for m in missing)
-    hint = "" if task == "any" else (f" (this {task.upper()} model needs {' and '.join(needed)}; a unified "
-                                     "`task: any` model falls back to the modality that is there)")  # fmt: skip
+    hint = (
+        ""
+        if task == "any"
+        else (
+            f" (this {task.upper()} model needs {' and '.join(needed)}; a unified "
+            "`task: any` model falls back to the modality that is there)"
+        )
+    )
     raise MediaError(where, problems + hint)

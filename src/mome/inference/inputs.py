@@ -41,8 +41,10 @@ INPUT_KINDS = ("auto", "crop", "raw")
 
 def _check_duration(where: str, media: ClipMedia, used: tuple[str, ...]) -> None:
     """One rule for every modality: a clip longer than `MAX_CLIP_SECONDS` is refused (`ClipTooLong`)."""
-    seconds = max(len(media.frames) / FPS if "video" in used else 0.0,
-                  len(media.samples) / SAMPLE_RATE if "audio" in used else 0.0)  # fmt: skip
+    seconds = max(
+        len(media.frames) / FPS if "video" in used else 0.0,
+        len(media.samples) / SAMPLE_RATE if "audio" in used else 0.0,
+    )
     if seconds > MAX_CLIP_SECONDS:
         raise ClipTooLong(seconds, MAX_CLIP_SECONDS, where)
 

@@ -146,9 +146,11 @@ def app(recognizer: Recognizer, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, qu
     from starlette.responses import HTMLResponse, JSONResponse
     from starlette.routing import Route
 
-    page = (PAGE.replace("__NAME__", _escape(recognizer.cfg.name))
-            .replace("__TASK__", recognizer.cfg.model.compression.task)
-            .replace("__COMBOS__", ", ".join(recognizer.combinations)))  # fmt: skip
+    page = (
+        PAGE.replace("__NAME__", _escape(recognizer.cfg.name))
+        .replace("__TASK__", recognizer.cfg.model.compression.task)
+        .replace("__COMBOS__", ", ".join(recognizer.combinations))
+    )
     limit = int(max_upload_mb * 1e6)
     lock = asyncio.Lock()
     pending = 0  # requests being read, waiting or decoding
@@ -195,11 +197,26 @@ def app(recognizer: Recognizer, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, qu
                 except UserError as err:  # a clip the model cannot use: the one-line reason
                     return error(str(err).replace(folder + "/", ""), 422)
         first = results[0]
-        rows = [{"rates": r.rates, "tokens_per_second": recognizer.tokens_per_second[r.rates], "tokens": r.tokens,
-                 "decode_ms": 1000 * r.seconds["decode"], "confidence": r.confidence, "text": r.text}
-                for r in results]  # fmt: skip
-        return JSONResponse({"modalities": list(first.modalities), "problems": first.problems,
-                             "duration": first.duration, "rows": rows, "cascade": chosen})  # fmt: skip
+        rows = [
+            {
+                "rates": r.rates,
+                "tokens_per_second": recognizer.tokens_per_second[r.rates],
+                "tokens": r.tokens,
+                "decode_ms": 1000 * r.seconds["decode"],
+                "confidence": r.confidence,
+                "text": r.text,
+            }
+            for r in results
+        ]
+        return JSONResponse(
+            {
+                "modalities": list(first.modalities),
+                "problems": first.problems,
+                "duration": first.duration,
+                "rows": rows,
+                "cascade": chosen,
+            }
+        )
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:  # 400 bad multipart, 404, 405
         assert isinstance(exc, HTTPException)
@@ -208,8 +225,10 @@ def app(recognizer: Recognizer, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, qu
     async def server_error(request: Request, exc: Exception) -> JSONResponse:  # anything else: still JSON
         return error(f"{type(exc).__name__}: {exc}".splitlines()[0], 500)
 
-    return Starlette(routes=[Route("/", index), Route("/transcribe", transcribe, methods=["POST"])],
-                     exception_handlers={HTTPException: http_error, Exception: server_error})  # fmt: skip
+    return Starlette(
+        routes=[Route("/", index), Route("/transcribe", transcribe, methods=["POST"])],
+        exception_handlers={HTTPException: http_error, Exception: server_error},
+    )
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -233,8 +252,12 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(recognizer: Recognizer, sock: socket.socket, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
-          queue: int = DEFAULT_QUEUE) -> None:  # fmt: skip
+def serve(
+    recognizer: Recognizer,
+    sock: socket.socket,
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+    queue: int = DEFAULT_QUEUE,
+) -> None:
     """Serve the page on an already listening socket (see `listen`) until Ctrl-C."""
     import uvicorn
 

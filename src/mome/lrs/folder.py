@@ -97,8 +97,10 @@ def read_manifest(manifest: str | Path, src: Path) -> tuple[dict[Path, Entry], b
         missing = [c for c in ("path", "text") if c not in header]
         if missing or len(set(header)) < len(header):
             found = f"found {','.join(header)}" if any(header) else "the file is empty"
-            raise UserError(f"{manifest}: {'no column ' + ' or '.join(missing) if missing else 'a repeated column'}"
-                            f"; {expected} ({found})")  # fmt: skip
+            raise UserError(
+                f"{manifest}: {'no column ' + ' or '.join(missing) if missing else 'a repeated column'}"
+                f"; {expected} ({found})"
+            )
         path_at, text_at = header.index("path"), header.index("text")
         speaker_at = header.index("speaker") if "speaker" in header else None
         for row in reader:
@@ -149,8 +151,10 @@ def _check_name(rel: Path, src: Path, guard: RootGuard) -> str:
         raise UserError(f"{src / rel!r}: the file name holds a line break; rename it")
     clip_id = rel.with_suffix("").as_posix()
     if clip_id.endswith(MEDIA_SUFFIXES):
-        raise UserError(f"{src / rel}: a name ending in {rel.with_suffix('').suffix} before the suffix reads as "
-                        "a media file in label rows; rename it")  # fmt: skip
+        raise UserError(
+            f"{src / rel}: a name ending in {rel.with_suffix('').suffix} before the suffix reads as "
+            "a media file in label rows; rename it"
+        )
     reason = guard.problem(text) or guard.problem(rel.with_suffix(".txt").as_posix())
     if reason:
         raise UserError(f"{src / rel}: {reason}; only files inside SRC are read")

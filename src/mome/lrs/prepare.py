@@ -287,8 +287,10 @@ def _text(clip: SourceVideo) -> tuple[str, list[Word]]:
 
 
 def _too_long(seconds: float) -> _Skip:
-    return _Skip("too long", f"{seconds:.1f} s, longer than the {MAX_CLIP_SECONDS} s a model reads at once; "
-                 "cut it into shorter clips")  # fmt: skip
+    return _Skip(
+        "too long",
+        f"{seconds:.1f} s, longer than the {MAX_CLIP_SECONDS} s a model reads at once; cut it into shorter clips",
+    )
 
 
 def _read(

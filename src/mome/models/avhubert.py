@@ -28,9 +28,16 @@ from mome.errors import ConfigError
 
 # Fields that define tensor shapes; everything else in AVHubertArch is a run-time knob.
 STRUCTURAL_FIELDS = (
-    "embed_dim", "layers", "heads", "ffn_dim", "conv_pos", "conv_pos_groups",
-    "stem_channels", "resnet_channels", "resnet_blocks",
-)  # fmt: skip
+    "embed_dim",
+    "layers",
+    "heads",
+    "ffn_dim",
+    "conv_pos",
+    "conv_pos_groups",
+    "stem_channels",
+    "resnet_channels",
+    "resnet_blocks",
+)
 
 
 @dataclass
@@ -100,12 +107,30 @@ ARCHS: dict[str, AVHubertArch] = {
     "large": AVHubertArch(),
     "base": AVHubertArch(embed_dim=768, layers=12, heads=12, ffn_dim=3072),
     # Tests: every part present, a few thousand parameters.
-    "tiny": AVHubertArch(embed_dim=32, layers=2, heads=4, ffn_dim=64, conv_pos=8, conv_pos_groups=4,
-                         stem_channels=4, resnet_channels=[4, 8, 8, 16], resnet_blocks=[1, 1, 1, 1]),
+    "tiny": AVHubertArch(
+        embed_dim=32,
+        layers=2,
+        heads=4,
+        ffn_dim=64,
+        conv_pos=8,
+        conv_pos_groups=4,
+        stem_channels=4,
+        resnet_channels=[4, 8, 8, 16],
+        resnet_blocks=[1, 1, 1, 1],
+    ),
     # The CPU demo's lip encoder: AV-HuBERT's front end at 1/4 width, one block per stage, 4 layers of 256.
-    "compact": AVHubertArch(embed_dim=256, layers=4, heads=4, ffn_dim=1024, conv_pos=32, conv_pos_groups=16,
-                            stem_channels=16, resnet_channels=[16, 32, 64, 128], resnet_blocks=[1, 1, 1, 1]),
-}  # fmt: skip
+    "compact": AVHubertArch(
+        embed_dim=256,
+        layers=4,
+        heads=4,
+        ffn_dim=1024,
+        conv_pos=32,
+        conv_pos_groups=16,
+        stem_channels=16,
+        resnet_channels=[16, 32, 64, 128],
+        resnet_blocks=[1, 1, 1, 1],
+    ),
+}
 
 
 def padding_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:

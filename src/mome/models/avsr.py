@@ -219,8 +219,10 @@ class AVSRModel(nn.Module):
         resolved = decode_precision(decode, device)
         layout = (resolved.precision, decode.quantize)
         if self.decode_layout not in (None, layout):
-            raise ValueError(f"this model's LLM is laid out for decoding in {self.decode_layout}, not {layout}: "
-                             "build the model again")  # fmt: skip
+            raise ValueError(
+                f"this model's LLM is laid out for decoding in {self.decode_layout}, not {layout}: "
+                "build the model again"
+            )
         if self.decode_layout is None:
             self.store_frozen(resolved.precision)  # fp32 too: an LLM loaded in bf16 is widened
             if layout != ("fp32", "none"):  # fp32 weights as built: any layout may still follow
@@ -246,9 +248,12 @@ class AVSRModel(nn.Module):
                 if pooler is not None and not cached and not unified:
                     raise ValueError(f"this model needs {modality}: the cached batch has no {modality} features")
             return Features(
-                batch.get("audio_features"), batch.get("audio_features_lengths"),
-                batch.get("video_features"), batch.get("video_features_lengths"), pooled,
-            )  # fmt: skip
+                batch.get("audio_features"),
+                batch.get("audio_features_lengths"),
+                batch.get("video_features"),
+                batch.get("video_features_lengths"),
+                pooled,
+            )
         if self.audio_pooler is not None and not (unified and "audio" not in batch):
             if self.audio_encoder is None or "audio" not in batch:
                 raise ValueError("this model needs audio: the batch has none or the model has no audio encoder")
@@ -284,8 +289,10 @@ class AVSRModel(nn.Module):
             if modality in features.pooled:  # pooled in the feature cache
                 have = features.pooled[modality]
                 if not rates <= set(have):
-                    raise ValueError(f"rates {sorted(rates - set(have))} of {modality}: the batch's features are "
-                                     f"pooled at {sorted(have)} only")  # fmt: skip
+                    raise ValueError(
+                        f"rates {sorted(rates - set(have))} of {modality}: the batch's features are "
+                        f"pooled at {sorted(have)} only"
+                    )
                 for rate in sorted(rates):
                     tokens[modality][rate] = (projectors(rate, have[rate][0]), have[rate][1])
                 continue
@@ -296,23 +303,39 @@ class AVSRModel(nn.Module):
         return tokens["audio"], tokens["video"]
 
     def build_sequences(
-        self, features: Features, combos: list[Combination], texts: list[str] | None, padding_side: str,
+        self,
+        features: Features,
+        combos: list[Combination],
+        texts: list[str] | None,
+        padding_side: str,
         tasks: list[SingleTask] | None = None,
-    ) -> SequenceBatch:  # fmt: skip
+    ) -> SequenceBatch:
         """Rows ordered granularity-major: sample b at granularity combos[c] (`rows`)."""
         audio, video = self._project(features, combos)
         return self._sequences(audio, video, features.batch_size, combos, texts, padding_side, tasks)
 
     def _sequences(
-        self, audio: dict, video: dict, batch_size: int, combos: list[Combination], texts: list[str] | None,
-        padding_side: str, tasks: list[SingleTask] | None = None,
-    ) -> SequenceBatch:  # fmt: skip
+        self,
+        audio: dict,
+        video: dict,
+        batch_size: int,
+        combos: list[Combination],
+        texts: list[str] | None,
+        padding_side: str,
+        tasks: list[SingleTask] | None = None,
+    ) -> SequenceBatch:
         """`build_sequences` from projected tokens ({rate: (tokens [B,T',D], lengths)} per modality)."""
         rows = self.rows(combos, batch_size, tasks)
-        rows_a = [audio[combos[c][0]][0][b, : int(audio[combos[c][0]][1][b])] if combos[c][0] else None
-                  for c, b in rows] if audio else None  # fmt: skip
-        rows_v = [video[combos[c][1]][0][b, : int(video[combos[c][1]][1][b])] if combos[c][1] else None
-                  for c, b in rows] if video else None  # fmt: skip
+        rows_a = (
+            [audio[combos[c][0]][0][b, : int(audio[combos[c][0]][1][b])] if combos[c][0] else None for c, b in rows]
+            if audio
+            else None
+        )
+        rows_v = (
+            [video[combos[c][1]][0][b, : int(video[combos[c][1]][1][b])] if combos[c][1] else None for c, b in rows]
+            if video
+            else None
+        )
         targets = None
         if texts is not None:
             ids = self.builder.encode_targets(texts)
@@ -330,8 +353,9 @@ class AVSRModel(nn.Module):
         projected = {id(f): self._project(f, wanted[id(f)]) for f, _ in rows}  # {clip: ({rate: ...}, {rate: ...})}
         audio = [_clip_tokens(projected[id(f)][0], combo[0]) for f, combo in rows]
         video = [_clip_tokens(projected[id(f)][1], combo[1]) for f, combo in rows]
-        return self.builder.build(*(None if all(t is None for t in ts) else ts for ts in (audio, video)), None,
-                                  padding_side)  # fmt: skip
+        return self.builder.build(
+            *(None if all(t is None for t in ts) else ts for ts in (audio, video)), None, padding_side
+        )
 
     @staticmethod
     def rows(
@@ -339,14 +363,22 @@ class AVSRModel(nn.Module):
     ) -> list[tuple[int, int]]:
         """(granularity index into `combos`, sample) of each row, granularity-major; with `tasks`, sample b
         has only the granularities of tasks[b] (a unified model's training rows)."""
-        return [(c, b) for c, combo in enumerate(combos) for b in range(batch_size)
-                if tasks is None or combination_task(combo) == tasks[b]]  # fmt: skip
+        return [
+            (c, b)
+            for c, combo in enumerate(combos)
+            for b in range(batch_size)
+            if tasks is None or combination_task(combo) == tasks[b]
+        ]
 
     # ------------------------------------------------------------------------------------ training
     def forward(
-        self, features: Features, texts: list[str], combos: list[Combination] | None = None, packed: bool = True,
+        self,
+        features: Features,
+        texts: list[str],
+        combos: list[Combination] | None = None,
+        packed: bool = True,
         tasks: list[SingleTask] | None = None,
-    ) -> AVSROutput:  # fmt: skip
+    ) -> AVSROutput:
         """Matryoshka loss over `combos` (default: all configured granularities) in one LLM forward; the
         granularities no row has (`tasks`) are left out of the mean.
 
@@ -468,9 +500,11 @@ class AVSRModel(nn.Module):
         try:
             with adapter_context(ctx):
                 out = self.llm.generate(
-                    inputs_embeds=seq.embeds, attention_mask=seq.attention_mask, generation_config=gen,
+                    inputs_embeds=seq.embeds,
+                    attention_mask=seq.attention_mask,
+                    generation_config=gen,
                     logits_processor=LogitsProcessorList([chosen] if decode.num_beams == 1 else []),
-                )  # fmt: skip
+                )
                 if decode.num_beams == 1:
                     logprobs = torch.stack(chosen.steps, 1)  # [B, S]
                 else:
@@ -493,8 +527,9 @@ class AVSRModel(nn.Module):
         embeds = torch.cat([seq.embeds, self.llm.get_input_embeddings()(generated).to(seq.embeds.dtype)], 1)
         mask = torch.cat([seq.attention_mask, torch.ones_like(generated)], 1)
         positions = (mask.cumsum(1) - 1).clamp_min(0)  # as generation numbers left-padded rows
-        logits = self.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
-                          logits_to_keep=steps + 1).logits[:, :-1]  # fmt: skip
+        logits = self.llm(
+            inputs_embeds=embeds, attention_mask=mask, position_ids=positions, logits_to_keep=steps + 1
+        ).logits[:, :-1]
         return torch.log_softmax(logits.float(), -1).gather(-1, generated.unsqueeze(-1)).squeeze(-1)
 
 

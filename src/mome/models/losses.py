@@ -51,9 +51,12 @@ CTC_TEMPERATURE = 0.1
 
 
 def projector_ctc(
-    tokens: torch.Tensor, lengths: torch.Tensor, targets: list[list[int]], embeddings: torch.Tensor,
+    tokens: torch.Tensor,
+    lengths: torch.Tensor,
+    targets: list[list[int]],
+    embeddings: torch.Tensor,
     blank: torch.Tensor,
-) -> torch.Tensor:  # fmt: skip
+) -> torch.Tensor:
     """Mean CTC loss of one rate's projected tokens against the transcripts (EOS excluded).
 
     Each token is scored by its cosine with the LLM's input embedding of every token in the batch's transcripts
@@ -73,5 +76,12 @@ def projector_ctc(
     cosines = F.normalize(tokens.float(), dim=-1) @ F.normalize(classes.float(), dim=-1).T  # [B, T, K+1]
     log_probs = (cosines / CTC_TEMPERATURE).log_softmax(-1).transpose(0, 1)  # [T, B, K+1]
     target_lengths = torch.tensor([len(t) for t in targets], dtype=torch.long)
-    return F.ctc_loss(log_probs, torch.searchsorted(vocab, flat) + 1, lengths.long().cpu(), target_lengths,
-                      blank=0, reduction="mean", zero_infinity=True)  # fmt: skip
+    return F.ctc_loss(
+        log_probs,
+        torch.searchsorted(vocab, flat) + 1,
+        lengths.long().cpu(),
+        target_lengths,
+        blank=0,
+        reduction="mean",
+        zero_infinity=True,
+    )

@@ -96,8 +96,13 @@ def save_checkpoint(
     directory.mkdir(parents=True, exist_ok=True)
     remove_temporaries(directory)
     path = directory / f"step-{step:08d}.pt"
-    payload = {"format": FORMAT, "config": cfg.to_dict(), "model": model_state, "train_state": train_state,
-               "base_models": base_models or {}}  # fmt: skip
+    payload = {
+        "format": FORMAT,
+        "config": cfg.to_dict(),
+        "model": model_state,
+        "train_state": train_state,
+        "base_models": base_models or {},
+    }
     checksum_path(path).unlink(missing_ok=True)  # an old checksum must never vouch for the new file
     save_torch(path, payload)
     write_checksum(path)

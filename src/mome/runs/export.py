@@ -48,8 +48,10 @@ def read_export(path: Path) -> dict[str, Any]:
     file verified against its checksum."""
     if not (path / BASE_MODELS).is_file():
         if base_model_check():
-            raise UserError(f"{path}: {BASE_MODELS} is missing, so the base models these adapters need cannot be "
-                            f"checked; restore it (or export the run again), {MISSING_HINT}")  # fmt: skip
+            raise UserError(
+                f"{path}: {BASE_MODELS} is missing, so the base models these adapters need cannot be "
+                f"checked; restore it (or export the run again), {MISSING_HINT}"
+            )
         print(f"mome: warning: {path}: no {BASE_MODELS}; loading without the base-model check", file=sys.stderr)
     for name in CHECKED:
         if (path / name).is_file():
@@ -60,8 +62,14 @@ def read_export(path: Path) -> dict[str, Any]:
         base = json.loads((path / BASE_MODELS).read_text()) if (path / BASE_MODELS).is_file() else {}
     except (OSError, ValueError, yaml.YAMLError, SafetensorError) as err:
         raise UserError(f"{path}: not a readable mome export ({type(err).__name__}: {err})".splitlines()[0]) from None
-    return {"format": FORMAT, "config": config, "model": weights, "train_state": {}, "base_models": base,
-            "path": str(path / WEIGHTS)}  # fmt: skip
+    return {
+        "format": FORMAT,
+        "config": config,
+        "model": weights,
+        "train_state": {},
+        "base_models": base,
+        "path": str(path / WEIGHTS),
+    }
 
 
 def refuse_run_directory(out: Path, run: Path) -> None:
@@ -96,9 +104,13 @@ def write_export(out: Path, payload: dict[str, Any], run_dir: Path) -> Path:
 def model_card(cfg: Config, base: dict[str, Any], step: int | None, run: Path) -> str:
     """What the model is, what it needs and how well it did: the README of an export."""
     m = cfg.model
-    adapter = m.adapter.kind + (f" {m.adapter.mome.num_routed_experts}/{m.adapter.mome.top_k}, "
-                                f"{m.adapter.mome.num_shared_experts} shared, bottleneck {m.adapter.mome.bottleneck}, "
-                                f"{m.adapter.mome.placement}" if m.adapter.kind == "mome" else "")  # fmt: skip
+    adapter = m.adapter.kind + (
+        f" {m.adapter.mome.num_routed_experts}/{m.adapter.mome.top_k}, "
+        f"{m.adapter.mome.num_shared_experts} shared, bottleneck {m.adapter.mome.bottleneck}, "
+        f"{m.adapter.mome.placement}"
+        if m.adapter.kind == "mome"
+        else ""
+    )
     lines = [
         f"# {cfg.name}",
         "",

@@ -106,8 +106,9 @@ def config_changes(saved: dict[str, Any], new: Config, resumable: tuple[str, ...
 
 def batch_loader(ds: AVDataset, sampler: Sampler, workers: int) -> DataLoader:
     """Batches as {"batch": collated or None, "failed": {id: reason}} (`faults.Marked`)."""
-    return DataLoader(Marked(ds), batch_sampler=sampler, collate_fn=collate_marked, num_workers=workers,
-                      persistent_workers=False)  # fmt: skip
+    return DataLoader(
+        Marked(ds), batch_sampler=sampler, collate_fn=collate_marked, num_workers=workers, persistent_workers=False
+    )
 
 
 class Engine:
@@ -206,8 +207,10 @@ class Engine:
         """The config changes a resume applies (printed); a change it may not apply raises a UserError."""
         applied, refused = config_changes(payload["config"], self.cfg, self.resumable)
         if refused:
-            raise UserError(f"{payload['path']}: the config differs from the run's in {'; '.join(refused)}; these "
-                            f"cannot change on resume: {self._fresh_start()}")  # fmt: skip
+            raise UserError(
+                f"{payload['path']}: the config differs from the run's in {'; '.join(refused)}; these "
+                f"cannot change on resume: {self._fresh_start()}"
+            )
         return applied
 
     def _fresh_start(self) -> str:
@@ -246,8 +249,15 @@ class Engine:
                 "progress": self.state.to_dict(),
                 **self._extra_state(),
             }
-            path = save_checkpoint(self.ckpt_dir, self.state.step, weights, self.cfg, train_state,
-                                   keep=self.cfg.train.keep_checkpoints, base_models=self._base_models())  # fmt: skip
+            path = save_checkpoint(
+                self.ckpt_dir,
+                self.state.step,
+                weights,
+                self.cfg,
+                train_state,
+                keep=self.cfg.train.keep_checkpoints,
+                base_models=self._base_models(),
+            )
             self._saved()
         self.accel.wait_for_everyone()
         return path
@@ -337,8 +347,12 @@ class Engine:
 
     def _check_bad_rows(self) -> None:
         """Stop once the rows left out exceed `train.max_bad_fraction` (a recipe with ranks sums theirs)."""
-        error = self.skips.too_many(len(self.skips.failed), len(self.train_set), len(self.train_set.label_problems),
-                                    self.cfg.train.max_bad_fraction)  # fmt: skip
+        error = self.skips.too_many(
+            len(self.skips.failed),
+            len(self.train_set),
+            len(self.train_set.label_problems),
+            self.cfg.train.max_bad_fraction,
+        )
         if error is not None:
             raise error
 

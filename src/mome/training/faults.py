@@ -52,8 +52,9 @@ class NonFiniteGuard:
             return True
         self.in_a_row += 1
         self.total += 1
-        log.warning("%s: non-finite loss or gradient at step %d: step skipped (%d in a row)", self.what, step,
-                    self.in_a_row)  # fmt: skip
+        log.warning(
+            "%s: non-finite loss or gradient at step %d: step skipped (%d in a row)", self.what, step, self.in_a_row
+        )
         if self.in_a_row >= self.limit:
             raise UserError(
                 f"{self.what}: {self.in_a_row} steps in a row with a non-finite loss or gradient after step {step} "

@@ -45,8 +45,10 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     # one group pair at scale 1: the optimiser state of earlier checkpoints keeps its layout
     projector = {id(p) for p in projector_parameters(model)} if cfg.projector_lr_scale != 1 else set()
     groups = []
-    for scale, members in ((1.0, [p for p in params if id(p) not in projector]),
-                           (cfg.projector_lr_scale, [p for p in params if id(p) in projector])):  # fmt: skip
+    for scale, members in (
+        (1.0, [p for p in params if id(p) not in projector]),
+        (cfg.projector_lr_scale, [p for p in params if id(p) in projector]),
+    ):
         groups += [
             {
                 "params": [p for p in members if id(p) not in exempt],

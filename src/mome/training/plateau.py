@@ -42,8 +42,10 @@ def plateau_reached(
     before, since = min(history), min(recent)
     if before - since >= min_gain:
         return None
-    return (f"plateau at step {step}: best validation WER {since:.2f}% after step {math.floor(cut)}, "
-            f"{before:.2f}% up to it: less than {min_gain:g} point(s) better")  # fmt: skip
+    return (
+        f"plateau at step {step}: best validation WER {since:.2f}% after step {math.floor(cut)}, "
+        f"{before:.2f}% up to it: less than {min_gain:g} point(s) better"
+    )
 
 
 def curve_value(wers: dict[str, float]) -> float:
@@ -52,8 +54,14 @@ def curve_value(wers: dict[str, float]) -> float:
     return round(sum(wers.values()) / len(wers), 4)
 
 
-def write_curve(run_dir: Path, curve: list[dict[str, Any]], stop: dict[str, Any] | None, step: int, cap: int,
-                settings: dict[str, Any]) -> Path:  # fmt: skip
+def write_curve(
+    run_dir: Path,
+    curve: list[dict[str, Any]],
+    stop: dict[str, Any] | None,
+    step: int,
+    cap: int,
+    settings: dict[str, Any],
+) -> Path:
     """`<run>/curve.json`: the curve and stop of the checkpoint at `step`, with the rule's settings and the cap."""
     data = {"step": step, "cap": cap, "plateau": settings, "stop": stop, "curve": curve}
     return atomic_write_text(run_dir / CURVE_FILE, json.dumps(data, indent=2) + "\n")

@@ -62,11 +62,23 @@ RESUMABLE = ("data.num_workers", "train.num_threads", "train.output_dir", "lip.m
 
 
 def lip_config(
-    corpus_root: str | Path, steps: int = 200, seed: int = 0, out_path: str | Path | None = None, *,
-    arch: str = "compact", objective: str = "both", max_frames: int = 320, lr: float = 2e-3, warmup: float = 0.1,
-    weight_decay: float = 0.01, ctc_weight: float = 1.0, num_workers: int = 1, threads: int | None = None,
-    max_val: int | None = None, time_mask: bool = False,
-) -> Config:  # fmt: skip
+    corpus_root: str | Path,
+    steps: int = 200,
+    seed: int = 0,
+    out_path: str | Path | None = None,
+    *,
+    arch: str = "compact",
+    objective: str = "both",
+    max_frames: int = 320,
+    lr: float = 2e-3,
+    warmup: float = 0.1,
+    weight_decay: float = 0.01,
+    ctc_weight: float = 1.0,
+    num_workers: int = 1,
+    threads: int | None = None,
+    max_val: int | None = None,
+    time_mask: bool = False,
+) -> Config:
     """A pretraining run in the config tree; the defaults fit the demo's ~2 minute budget on 2 CPU cores.
 
     `steps` optimiser steps (the cosine schedule spans them; epochs repeat with fresh augmentation) in batches
@@ -81,9 +93,16 @@ def lip_config(
         raise UserError("--steps must be at least 1")
     data = DataConfig(root=str(corpus_root), time_mask=time_mask, max_frames=max_frames, num_workers=num_workers)
     train = TrainConfig(
-        seed=seed, lr=lr, weight_decay=weight_decay, betas=[0.9, 0.999], warmup_steps=max(1, int(warmup * steps)),
-        max_steps=steps, grad_clip=5.0, max_bad_fraction=1.0, num_threads=threads or None,
-    )  # fmt: skip
+        seed=seed,
+        lr=lr,
+        weight_decay=weight_decay,
+        betas=[0.9, 0.999],
+        warmup_steps=max(1, int(warmup * steps)),
+        max_steps=steps,
+        grad_clip=5.0,
+        max_bad_fraction=1.0,
+        num_threads=threads or None,
+    )
     if out_path is not None:
         train.output_dir = str(partial_path(out_path))
     lip = LipConfig(arch=arch, objective=objective, ctc_weight=ctc_weight, max_val=max_val)  # type: ignore[arg-type]
@@ -184,8 +203,9 @@ class LipPretrainer(Engine):
     def _setup_runtime(self) -> None:
         legacy = self.run_dir if self.resume and self.run_dir.is_file() else None
         if legacy is not None:
-            raise UserError(f"{legacy}: an interrupted run of an older mome (not a run directory); delete it to start "
-                            "over")  # fmt: skip
+            raise UserError(
+                f"{legacy}: an interrupted run of an older mome (not a run directory); delete it to start over"
+            )
         torch.manual_seed(self.cfg.train.seed)
 
     def _setup_model(self) -> None:
@@ -197,10 +217,12 @@ class LipPretrainer(Engine):
         data, seed = self.cfg.data, self.cfg.train.seed
         if not Path(data.train_labels).is_file():
             raise UserError(f"{data.train_labels}: no training labels (make a corpus with `mome synth`)")
-        self.train_set = AVDataset(data.train_labels, str(data.root), data, train=True, modalities=("video",),
-                                   augment_seed=seed)  # fmt: skip
-        self.sampler = FrameBudgetBatchSampler(self.train_set.lengths, data.max_frames, shuffle=True, seed=seed,
-                                               num_buckets=data.num_buckets)  # fmt: skip
+        self.train_set = AVDataset(
+            data.train_labels, str(data.root), data, train=True, modalities=("video",), augment_seed=seed
+        )
+        self.sampler = FrameBudgetBatchSampler(
+            self.train_set.lengths, data.max_frames, shuffle=True, seed=seed, num_buckets=data.num_buckets
+        )
         self.total_steps = self.cfg.train.max_steps or 1
 
     def _extra_state(self) -> dict[str, Any]:
@@ -235,8 +257,13 @@ class LipPretrainer(Engine):
         self.history.append(self.last["loss"])
 
     def _progress_bar(self) -> tqdm:
-        return tqdm(total=self.total_steps, initial=self.state.step, desc=self.what, disable=not self.progress,
-                    dynamic_ncols=True)  # fmt: skip
+        return tqdm(
+            total=self.total_steps,
+            initial=self.state.step,
+            desc=self.what,
+            disable=not self.progress,
+            dynamic_ncols=True,
+        )
 
     def _show(self, bar: tqdm, values: dict[str, float]) -> None:
         bar.set_postfix({k: f"{v:.3f}" for k, v in values.items() if k in LOSS_TERMS}, refresh=False)
@@ -290,17 +317,30 @@ def run_options(cfg: Config, progress: bool) -> dict[str, Any]:
     """A run's settings under the names of `lip_config`'s options, for its metrics."""
     lip, data, train = cfg.lip, cfg.data, cfg.train
     return {
-        "arch": lip.arch, "objective": lip.objective, "steps": train.max_steps, "max_frames": data.max_frames,
-        "lr": train.lr, "warmup_steps": train.warmup_steps, "weight_decay": train.weight_decay,
-        "ctc_weight": lip.ctc_weight, "num_workers": data.num_workers, "threads": train.num_threads,
-        "max_val": lip.max_val, "time_mask": data.time_mask, "progress": progress,
-    }  # fmt: skip
+        "arch": lip.arch,
+        "objective": lip.objective,
+        "steps": train.max_steps,
+        "max_frames": data.max_frames,
+        "lr": train.lr,
+        "warmup_steps": train.warmup_steps,
+        "weight_decay": train.weight_decay,
+        "ctc_weight": lip.ctc_weight,
+        "num_workers": data.num_workers,
+        "threads": train.num_threads,
+        "max_val": lip.max_val,
+        "time_mask": data.time_mask,
+        "progress": progress,
+    }
 
 
 def train_lip_encoder(
-    corpus_root: str | Path, steps: int = 200, seed: int = 0, partial: Path | None = None, progress: bool = True,
+    corpus_root: str | Path,
+    steps: int = 200,
+    seed: int = 0,
+    partial: Path | None = None,
+    progress: bool = True,
     **options: Any,
-) -> tuple[AVHubertEncoder, dict[str, Any]]:  # fmt: skip
+) -> tuple[AVHubertEncoder, dict[str, Any]]:
     """Train on the corpus's train split and score on its val split; returns the frozen encoder and metrics.
 
     Args: as `pretrain_video`; `partial`: the run directory where a stop signal saves the run (and where it

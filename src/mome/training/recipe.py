@@ -58,12 +58,24 @@ from mome.training.optim import build_optimizer, build_scheduler
 from mome.training.plateau import curve_value, plateau_reached, write_curve
 
 RESUMABLE = (
-    "train.max_steps", "train.epochs", "train.log_every_steps", "train.save_every_steps", "train.val_every_steps",
-    "train.val_max_batches", "train.keep_checkpoints", "train.max_nonfinite_steps", "train.max_bad_fraction",
+    "train.max_steps",
+    "train.epochs",
+    "train.log_every_steps",
+    "train.save_every_steps",
+    "train.val_every_steps",
+    "train.val_max_batches",
+    "train.keep_checkpoints",
+    "train.max_nonfinite_steps",
+    "train.max_bad_fraction",
     "train.output_dir",
-    "train.num_threads", "train.pack_sequences", "train.plateau.", "data.num_workers", "data.feature_cache",
-    "decode.", "lip.",
-)  # fmt: skip
+    "train.num_threads",
+    "train.pack_sequences",
+    "train.plateau.",
+    "data.num_workers",
+    "data.feature_cache",
+    "decode.",
+    "lip.",
+)
 """Config fields (or `section.` prefixes) that a resumed run may change: lengths, periods, places and speed,
 nothing that changes what a step computes (packing changes only the layout of the same rows; the plateau rule
 only where the run ends, as `max_steps` does; `lip.*` is `mome pretrain-video`'s). `train.precision`
@@ -123,8 +135,10 @@ def resume_precision(
     if trained is None or trained == now.precision:
         return applied + changed, [c for c in refused if c not in changed], ""
     if not changed:
-        note = (f"precision: the checkpoint's steps ran in {trained}, this run continues in {now.precision} "
-                f"({now.reason}); weights and optimiser state are fp32 in both")  # fmt: skip
+        note = (
+            f"precision: the checkpoint's steps ran in {trained}, this run continues in {now.precision} "
+            f"({now.reason}); weights and optimiser state are fp32 in both"
+        )
         return applied, refused, note
     hint = f" (resolves to {now.precision} here, but the run trained in {trained}: pass train.precision={trained})"
     return applied, [c + hint if c in changed else c for c in refused], ""
@@ -215,8 +229,10 @@ class Trainer(Engine):
         device = _train_device()
         self.precision = resolve_precision(cfg.train.precision, device)
         if self.precision.precision == "fp16" and device.type != "cuda":
-            raise UserError("train.precision: fp16 needs a CUDA GPU (Accelerate has no fp16 autocast on CPUs); "
-                            "use auto, bf16 or fp32")  # fmt: skip
+            raise UserError(
+                "train.precision: fp16 needs a CUDA GPU (Accelerate has no fp16 autocast on CPUs); "
+                "use auto, bf16 or fp32"
+            )
         mixed = ACCELERATE_MIXED[self.precision.precision]
         # a unified model's step may leave a projector unused (no sample drew its modality): DDP must not wait for it
         unused = (
@@ -241,9 +257,14 @@ class Trainer(Engine):
             self.cache = FeatureCache.for_model(cfg, self.model)
         self.train_set = _dataset(cfg, cfg.data.train_labels, train=True, cache=self.cache)
         self.sampler = FrameBudgetBatchSampler(
-            self.train_set.lengths, cfg.data.max_frames, shuffle=True, seed=cfg.train.seed,
-            num_buckets=cfg.data.num_buckets, rank=self.accel.process_index, world_size=self.accel.num_processes,
-        )  # fmt: skip
+            self.train_set.lengths,
+            cfg.data.max_frames,
+            shuffle=True,
+            seed=cfg.train.seed,
+            num_buckets=cfg.data.num_buckets,
+            rank=self.accel.process_index,
+            world_size=self.accel.num_processes,
+        )
         self.total_steps = cfg.train.max_steps or cfg.train.epochs * len(self.sampler)
         self.train_set.clean_epochs = cfg.data.clean_epochs_for(self.total_steps, len(self.sampler))
         labels = cfg.data.val_labels
@@ -305,8 +326,9 @@ class Trainer(Engine):
     def _check_config(self, payload: dict[str, Any]) -> list[str]:
         """`config_changes` and `resume_precision`; with `restart_optimizer` any change is applied."""
         applied, refused = config_changes(payload["config"], self.cfg)
-        applied, refused, self.resume_note = resume_precision(trained_precision(payload), self.precision, applied,
-                                                              refused)  # fmt: skip
+        applied, refused, self.resume_note = resume_precision(
+            trained_precision(payload), self.precision, applied, refused
+        )
         if refused and not self.restart_optimizer:
             raise UserError(
                 f"{payload['path']}: the config differs from the run's in {'; '.join(refused)}; these cannot change on "
@@ -334,8 +356,9 @@ class Trainer(Engine):
     def _saved(self) -> None:
         plateau = self.cfg.train.plateau
         if plateau.enabled:  # the curve of this checkpoint, for readers that do not load it
-            write_curve(self.run_dir, self.state.curve, self.state.stop, self.state.step, self.total_steps,
-                        asdict(plateau))  # fmt: skip
+            write_curve(
+                self.run_dir, self.state.curve, self.state.stop, self.state.step, self.total_steps, asdict(plateau)
+            )
 
     # -------------------------------------------------------------------------------------- steps
     def _backward(self, batch: dict) -> tuple[tuple[torch.Tensor, ...], Any]:
@@ -346,8 +369,12 @@ class Trainer(Engine):
         else:
             with self.accel.autocast():
                 features = self.model.encode(batch)
-                out: AVSROutput = self.ddp_model(features, batch["texts"], packed=self.cfg.train.pack_sequences,
-                                                 tasks=self._draw_tasks(len(batch["texts"])))  # fmt: skip
+                out: AVSROutput = self.ddp_model(
+                    features,
+                    batch["texts"],
+                    packed=self.cfg.train.pack_sequences,
+                    tasks=self._draw_tasks(len(batch["texts"])),
+                )
                 loss, lm_loss, ce = _distributed_lm_loss(out, world)
                 # MoME router terms (and CTC), weighted already (per rank, averaged by DDP)
                 aux_loss = out.loss - out.lm_loss
@@ -375,8 +402,12 @@ class Trainer(Engine):
             return None
         mix = self.cfg.task_mix
         seed = (self.cfg.train.seed * 1_000_003 + self.state.step) * 64 + self.accel.process_index
-        drawn = torch.multinomial(torch.tensor(list(mix.values())), batch_size, replacement=True,
-                                  generator=torch.Generator().manual_seed(seed))  # fmt: skip
+        drawn = torch.multinomial(
+            torch.tensor(list(mix.values())),
+            batch_size,
+            replacement=True,
+            generator=torch.Generator().manual_seed(seed),
+        )
         names = list(mix)
         return [names[i] for i in drawn.tolist()]  # type: ignore[misc]
 
@@ -427,8 +458,13 @@ class Trainer(Engine):
         if not cfg.data.val_labels:
             return {}
         ds = self._val_dataset()
-        sampler = FrameBudgetBatchSampler(ds.lengths, cfg.data.max_frames, shuffle=False,
-                                          rank=self.accel.process_index, world_size=self.accel.num_processes)  # fmt: skip
+        sampler = FrameBudgetBatchSampler(
+            ds.lengths,
+            cfg.data.max_frames,
+            shuffle=False,
+            rank=self.accel.process_index,
+            world_size=self.accel.num_processes,
+        )
         self.model.eval()
         sums: dict[str, float] = {}
         n = 0
@@ -464,12 +500,19 @@ class Trainer(Engine):
         combos = [c for c in self.model.combinations if plateau.rates is None or combination_key(c) in plateau.rates]
         values = torch.zeros(len(combos), dtype=torch.float64, device=self.accel.device)
         if self.main:
-            counts, failed = dataset_errors(self.model, cfg, self._val_dataset(), combos,
-                                            replace(cfg.decode, num_beams=1), self.precision,
-                                            plateau.max_utterances)  # fmt: skip
+            counts, failed = dataset_errors(
+                self.model,
+                cfg,
+                self._val_dataset(),
+                combos,
+                replace(cfg.decode, num_beams=1),
+                self.precision,
+                plateau.max_utterances,
+            )
             self.val_skips.add(failed)
-            values = torch.tensor([100 * counts[combination_key(c)].wer for c in combos], dtype=torch.float64,
-                                  device=self.accel.device)  # fmt: skip
+            values = torch.tensor(
+                [100 * counts[combination_key(c)].wer for c in combos], dtype=torch.float64, device=self.accel.device
+            )
         if self.accel.num_processes > 1:
             dist.broadcast(values, src=0)
         return {combination_key(c): round(v, 4) for c, v in zip(combos, values.tolist())}
@@ -480,8 +523,9 @@ class Trainer(Engine):
         wers = self.validation_wers()
         point = {"step": step, "wer": curve_value(wers), "rates": wers}
         self.state.curve = [p for p in self.state.curve if p["step"] < step] + [point]
-        reason = plateau_reached([(p["step"], p["wer"]) for p in self.state.curve], plateau.min_gain, plateau.window,
-                                 plateau.min_steps)  # fmt: skip
+        reason = plateau_reached(
+            [(p["step"], p["wer"]) for p in self.state.curve], plateau.min_gain, plateau.window, plateau.min_steps
+        )
         if reason is not None:
             self.state.stop = {"reason": "plateau", "step": step, "detail": reason}
             if self.main:
@@ -516,8 +560,11 @@ class Trainer(Engine):
         if self.main:
             if self.cfg.data.curriculum:  # here, not in setup: the demo's step-time probe sets up a run it never fits
                 epochs = self.train_set.clean_epochs
-                print(f"train: clean audio for the first {epochs} epochs (~{epochs * len(self.sampler)} of "
-                      f"{self.total_steps} steps), then data.train_snrs", flush=True)  # fmt: skip
+                print(
+                    f"train: clean audio for the first {epochs} epochs (~{epochs * len(self.sampler)} of "
+                    f"{self.total_steps} steps), then data.train_snrs",
+                    flush=True,
+                )
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.cfg, self.run_dir / "config.yaml")  # the request (`auto`); precision.json: the choice
             record_precision(self.run_dir / "precision.json", self.precision, self.state.step)
@@ -542,8 +589,9 @@ class Trainer(Engine):
             count = torch.tensor([failed], device=self.accel.device)
             dist.all_reduce(count)
             failed = int(count.item())
-        error = self.skips.too_many(failed, len(self.train_set), len(self.train_set.label_problems),
-                                    self.cfg.train.max_bad_fraction)  # fmt: skip
+        error = self.skips.too_many(
+            failed, len(self.train_set), len(self.train_set.label_problems), self.cfg.train.max_bad_fraction
+        )
         if error is not None:
             raise error
 

@@ -81,9 +81,14 @@ def plan_steps(opts: DemoOptions, stages: Stages, probe: Config) -> dict[str, An
         step_seconds, precision = stages.run("step time", lambda: pipeline.seconds_per_step(probe))
         spent = sum(stages.times.values())
         left = opts.budget_minutes * 60 - spent
-        plan = {"steps": budget_steps(left, step_seconds, precision), "chosen": "budget",
-                "budget_minutes": opts.budget_minutes, "seconds_before_training": round(spent, 1),
-                "step_seconds": round(step_seconds, 3), "precision": precision}  # fmt: skip
+        plan = {
+            "steps": budget_steps(left, step_seconds, precision),
+            "chosen": "budget",
+            "budget_minutes": opts.budget_minutes,
+            "seconds_before_training": round(spent, 1),
+            "step_seconds": round(step_seconds, 3),
+            "precision": precision,
+        }
     atomic_write_text(path, json.dumps(plan, indent=2) + "\n")
     return plan
 

@@ -119,8 +119,11 @@ def wer_table(summary: JsonObject, snrs: list[str]) -> list[str]:
             tps = summary["tokens_per_second"][task][key]
             ms = summary["decode_seconds_per_utterance"].get(task, {}).get(key)
             wers = ["-" if cells.get(s) is None else f"{cells[s]:.2f}" for s in snrs]
-            lines.append(f"| {task.upper()} | {key} | {tps:.3g} | {'-' if ms is None else f'{1000 * ms:.0f}'} | "
-                         + " | ".join(wers) + " |")  # fmt: skip
+            lines.append(
+                f"| {task.upper()} | {key} | {tps:.3g} | {'-' if ms is None else f'{1000 * ms:.0f}'} | "
+                + " | ".join(wers)
+                + " |"
+            )
     return lines
 
 
@@ -160,15 +163,22 @@ def plot(summary: JsonObject, snrs: list[str], path: Path) -> None:
 
 def _expert_lines(experts: JsonObject) -> list[str]:
     """The router's consistency across granularities, and the heatmap of the last layer."""
-    lines = [f"{experts['num_experts']} routed experts, top-{experts['top_k']}, one router for every granularity. "
-             "Consistency: how often tokens that cover the same speech at two granularities pick the same "
-             "experts (overlap-weighted Jaccard of the top-k sets; 1 = always the same), against chance (the sets "
-             "shuffled in time within each utterance; p: the share of shuffles scoring as high).", ""]  # fmt: skip
+    lines = [
+        f"{experts['num_experts']} routed experts, top-{experts['top_k']}, one router for every granularity. "
+        "Consistency: how often tokens that cover the same speech at two granularities pick the same "
+        "experts (overlap-weighted Jaccard of the top-k sets; 1 = always the same), against chance (the sets "
+        "shuffled in time within each utterance; p: the share of shuffles scoring as high).",
+        "",
+    ]
     for modality, v in experts["consistency_mean"].items():
         lines.append(f"- {modality}: {v['score']:.3f} (chance {v['chance']:.3f}, p = {v['p_value']:.3g})")
     last = experts["layers"][-1]["layer"]
-    lines += ["", f"![expert usage, layer {last}](experts/layer_{last}.png)", "",
-              "Every layer: `experts/experts.md` and `experts/layer_<i>.png`."]  # fmt: skip
+    lines += [
+        "",
+        f"![expert usage, layer {last}](experts/layer_{last}.png)",
+        "",
+        "Every layer: `experts/experts.md` and `experts/layer_<i>.png`.",
+    ]
     return lines
 
 
@@ -184,9 +194,14 @@ def step_plan_line(plan: JsonObject) -> str:
 
 
 def write_report(
-    opts: Workspace, run: str, plan: JsonObject, results: EvaluationResult, decode_times: DecodeTimes,
-    times: dict[str, float], experts: JsonObject | None = None,
-) -> Path:  # fmt: skip
+    opts: Workspace,
+    run: str,
+    plan: JsonObject,
+    results: EvaluationResult,
+    decode_times: DecodeTimes,
+    times: dict[str, float],
+    experts: JsonObject | None = None,
+) -> Path:
     """Write `<out>/results.json`, `<out>/wer_vs_tokens.png` and `<out>/README.md` for the demo's run `run`,
     trained for `plan["steps"]` (`demo.plan_steps`); returns the README path."""
     out = Path(opts.out)
@@ -236,14 +251,26 @@ def write_report(
     ]
     comparison = noise_comparison(summary, [s for s in snrs if s != "clean"])
     if len(comparison) > 2:
-        lines += ["## Babble noise: the same model with and without the video", "",
-                  "Each AVSR row against the same model's audio-only row at the same audio rate.", "",
-                  *comparison, ""]  # fmt: skip
+        lines += [
+            "## Babble noise: the same model with and without the video",
+            "",
+            "Each AVSR row against the same model's audio-only row at the same audio rate.",
+            "",
+            *comparison,
+            "",
+        ]
     if experts:
         lines += ["## Expert usage (MoME, test split, clean)", "", *_expert_lines(experts), ""]
     lines += ["## Examples (clean; ~~said~~ **heard**)", "", *examples(eval_dir / "hypotheses.jsonl")]
-    lines += ["## Time per stage (s)", "", "| stage | seconds |", "|---|---:|",
-              *[f"| {k} | {v:.0f} |" for k, v in times.items()], f"| **total** | **{sum(times.values()):.0f}** |", ""]  # fmt: skip
+    lines += [
+        "## Time per stage (s)",
+        "",
+        "| stage | seconds |",
+        "|---|---:|",
+        *[f"| {k} | {v:.0f} |" for k, v in times.items()],
+        f"| **total** | **{sum(times.values()):.0f}** |",
+        "",
+    ]
     lip = out / "lip_encoder.json"
     if lip.is_file():
         metrics = {k: v for k, v in json.loads(lip.read_text()).items() if k != "loss_history"}

@@ -115,8 +115,13 @@ def corpus(ws: Workspace) -> Path:
     if (root / "labels" / "test.csv").is_file():
         check_corpus(root, ws)
     else:
-        synthesize_corpus(root, ws.utterances, seed=ws.seed, grid_fraction=ws.grid_fraction,
-                          speakers_per_split={"train": ws.train_speakers})  # fmt: skip
+        synthesize_corpus(
+            root,
+            ws.utterances,
+            seed=ws.seed,
+            grid_fraction=ws.grid_fraction,
+            speakers_per_split={"train": ws.train_speakers},
+        )
     return root
 
 
@@ -130,16 +135,27 @@ def check_corpus(root: Path, ws: Workspace) -> None:
         return
     version = report.get("version", 1)
     if version != CORPUS_VERSION:
-        raise UserError(f"{root} was written by an older mome (corpus version {version}, now {CORPUS_VERSION}): "
-                        "delete it, or pass another --out for a new workspace")  # fmt: skip
-    built = {"--seed": report["seed"], "--utterances": report["requested"], "--grid-fraction": report["grid_fraction"],
-             "--train-speakers": report["speakers"]["train"]}  # fmt: skip
-    asked = {"--seed": ws.seed, "--utterances": ws.utterances, "--grid-fraction": ws.grid_fraction,
-             "--train-speakers": ws.train_speakers}  # fmt: skip
+        raise UserError(
+            f"{root} was written by an older mome (corpus version {version}, now {CORPUS_VERSION}): "
+            "delete it, or pass another --out for a new workspace"
+        )
+    built = {
+        "--seed": report["seed"],
+        "--utterances": report["requested"],
+        "--grid-fraction": report["grid_fraction"],
+        "--train-speakers": report["speakers"]["train"],
+    }
+    asked = {
+        "--seed": ws.seed,
+        "--utterances": ws.utterances,
+        "--grid-fraction": ws.grid_fraction,
+        "--train-speakers": ws.train_speakers,
+    }
     differ = [f"{k} {built[k]} (now {asked[k]})" for k in asked if built[k] != asked[k]]
     if differ:
-        raise UserError(f"{root} was built with {', '.join(differ)}: pass the same options, or another --out for a "
-                        "new workspace")  # fmt: skip
+        raise UserError(
+            f"{root} was built with {', '.join(differ)}: pass the same options, or another --out for a new workspace"
+        )
 
 
 def models(cfg: Config) -> None:
@@ -164,9 +180,14 @@ def lip_encoder(ws: Workspace, corpus_root: Path, preset: Config) -> Path:
 
 
 def run_config(
-    ws: Workspace, corpus_root: Path, lip: Path, task: str, steps: int, name: str | None = None,
+    ws: Workspace,
+    corpus_root: Path,
+    lip: Path,
+    task: str,
+    steps: int,
+    name: str | None = None,
     overrides: Sequence[Override] = (),
-) -> Config:  # fmt: skip
+) -> Config:
     """The config of run `name` (default: the task) in `<out>/runs/<name>`: the preset on the workspace's data,
     with the task's encoders, then the workspace's and this run's overrides."""
     name = name or task
@@ -246,8 +267,17 @@ def evaluate_run(ws: Workspace, name: str) -> EvaluationResult:
         return cached  # the same checkpoint, utterances and conditions
     model, cfg = model_from_checkpoint(source["checkpoint"])
     snrs = [None] if cfg.model.compression.task == "vsr" else ws.snrs
-    return evaluate_model(model, cfg, cfg.data.test_labels, cfg.data.root, model.combinations, snrs,
-                          out_dir=out_dir, limit=ws.eval_limit, info={"source": source, "limit": ws.eval_limit})  # fmt: skip
+    return evaluate_model(
+        model,
+        cfg,
+        cfg.data.test_labels,
+        cfg.data.root,
+        model.combinations,
+        snrs,
+        out_dir=out_dir,
+        limit=ws.eval_limit,
+        info={"source": source, "limit": ws.eval_limit},
+    )
 
 
 def _snr_labels(ws: Workspace, results: EvaluationResult) -> tuple[str, ...]:
@@ -273,8 +303,9 @@ def experts(ws: Workspace, name: str, out_dir: Path, title: str, untrained: bool
     if untrained:
         model = untrained_model(cfg)
     avsr = [c for c in model.combinations if all(c)]  # a unified model: its AVSR rates, as the paper analyses
-    result = expert_usage(model, cfg, Path(cfg.data.test_labels), Path(cfg.data.root), avsr or model.combinations,
-                          ws.eval_limit)  # fmt: skip
+    result = expert_usage(
+        model, cfg, Path(cfg.data.test_labels), Path(cfg.data.root), avsr or model.combinations, ws.eval_limit
+    )
     result["source"], result["untrained"] = source, untrained
     write_outputs(result, out_dir, title)
     return result

@@ -80,18 +80,22 @@ def curriculum_overrides(opts: ReproduceOptions, preset: Config) -> list[Overrid
 
 def plan(opts: ReproduceOptions, todo: list[Job], estimate: Estimate, prepare_seconds: float) -> str:
     """What will run and the estimated time, printed before anything starts."""
-    lines = [f"mome reproduce: {len(todo)} runs on preset {opts.preset!r}, each until its validation WER stops "
-             f"improving (checked every {opts.plateau_every} steps, from step {opts.min_steps}) or {opts.steps} steps, "
-             f"evaluated at SNR {', '.join('clean' if s is None else f'{s:g} dB' for s in opts.snrs)}; "
-             f"output {opts.out}"]  # fmt: skip
+    lines = [
+        f"mome reproduce: {len(todo)} runs on preset {opts.preset!r}, each until its validation WER stops "
+        f"improving (checked every {opts.plateau_every} steps, from step {opts.min_steps}) or {opts.steps} steps, "
+        f"evaluated at SNR {', '.join('clean' if s is None else f'{s:g} dB' for s in opts.snrs)}; "
+        f"output {opts.out}"
+    ]
     shortest = min(opts.min_steps, opts.steps)
     for job in todo:
         low, high = sum(estimate.job_seconds(job, shortest)), sum(estimate.job_seconds(job))
         lines.append(f"  {job.run:<24} {job.method.label:<42} ~{low / 60:4.1f}-{high / 60:.1f} min")
     low, high = (prepare_seconds + estimate.remaining(todo, s) for s in (shortest, None))
-    lines.append(f"estimated {low / 60:.0f}-{high / 60:.0f} min: every run stopping at step {shortest} or at the cap "
-                 f"(corpus, lip encoder and features ~{prepare_seconds / 60:.0f} min; the estimate is refined after "
-                 "each run)")  # fmt: skip
+    lines.append(
+        f"estimated {low / 60:.0f}-{high / 60:.0f} min: every run stopping at step {shortest} or at the cap "
+        f"(corpus, lip encoder and features ~{prepare_seconds / 60:.0f} min; the estimate is refined after "
+        "each run)"
+    )
     return "\n".join(lines)
 
 
@@ -135,8 +139,11 @@ def _run_stages(opts: ReproduceOptions) -> Path:
             estimate.record(job, _steps_done(opts, job)[0] - start_step, t1 - t0, time.perf_counter() - t1)
         rest = todo[i + 1 :]
         low, high = estimate.remaining(rest, min(opts.min_steps, opts.steps)), estimate.remaining(rest)
-        print(f"[{i + 1}/{len(todo)}] {job.run} done; {(time.perf_counter() - started) / 60:.1f} min so far, "
-              f"~{low / 60:.0f}-{high / 60:.0f} min left", flush=True)  # fmt: skip
+        print(
+            f"[{i + 1}/{len(todo)}] {job.run} done; {(time.perf_counter() - started) / 60:.1f} min so far, "
+            f"~{low / 60:.0f}-{high / 60:.0f} min left",
+            flush=True,
+        )
     experts, controls = {}, {}
     for job in todo:
         if job.method.key in ("mome-mhsa", "mome-mhsa-pergran"):

@@ -39,13 +39,20 @@ class Method:
 
 def _mome(routed: int, top_k: int, shared: int, bottleneck: int) -> tuple[Override, ...]:
     m = "model.adapter.mome"
-    return ((f"{m}.num_routed_experts", routed), (f"{m}.top_k", top_k), (f"{m}.num_shared_experts", shared),
-            (f"{m}.bottleneck", bottleneck))  # fmt: skip
+    return (
+        (f"{m}.num_routed_experts", routed),
+        (f"{m}.top_k", top_k),
+        (f"{m}.num_shared_experts", shared),
+        (f"{m}.bottleneck", bottleneck),
+    )
 
 
 def _single_rate(audio: int, video: int) -> tuple[Override, ...]:
-    return (("model.adapter.kind", "lora"), ("model.compression.audio_rates", [audio]),
-            ("model.compression.video_rates", [video]))  # fmt: skip
+    return (
+        ("model.adapter.kind", "lora"),
+        ("model.compression.audio_rates", [audio]),
+        ("model.compression.video_rates", [video]),
+    )
 
 
 # The preset (`demo`) is MoME-23/4 with 1 shared expert, bottleneck 12, parallel to attention. The ablation

@@ -139,17 +139,26 @@ def method_results(opts: ReproduceOptions, jobs: list[Job]) -> list[MethodResult
         steps = [s for job in group if (s := _seconds_per_step(opts.out / "runs" / job.run)) is not None]
         active, stored = _params(opts.preset, method)
         paper_active, paper_stored = _params(PAPER_PRESET, method)
-        methods.append(MethodResult(
-            key=method.key, name=method.label, family=method.family,
-            adapter_kind=load_config(opts.preset, list(method.overrides)).model.adapter.kind,
-            runs=[job.run for job in group], seeds=[job.seed for job in group],
-            active_params=active, stored_params=stored, paper_active_params=paper_active,
-            paper_stored_params=paper_stored, seconds_per_step=round(statistics.mean(steps), 3) if steps else None,
-            wer=_mean_over_seeds(tables), wer_by_seed={str(job.seed): table for job, table in zip(group, tables)},
-            decode_seconds_per_utterance={k: round(v, 4) for k, v in decode.items()},
-            tokens_per_second=evals[0].tokens_per_second(),
-            curves={job.run: _curve(opts.out / "runs" / job.run) for job in group},
-        ))  # fmt: skip
+        methods.append(
+            MethodResult(
+                key=method.key,
+                name=method.label,
+                family=method.family,
+                adapter_kind=load_config(opts.preset, list(method.overrides)).model.adapter.kind,
+                runs=[job.run for job in group],
+                seeds=[job.seed for job in group],
+                active_params=active,
+                stored_params=stored,
+                paper_active_params=paper_active,
+                paper_stored_params=paper_stored,
+                seconds_per_step=round(statistics.mean(steps), 3) if steps else None,
+                wer=_mean_over_seeds(tables),
+                wer_by_seed={str(job.seed): table for job, table in zip(group, tables)},
+                decode_seconds_per_utterance={k: round(v, 4) for k, v in decode.items()},
+                tokens_per_second=evals[0].tokens_per_second(),
+                curves={job.run: _curve(opts.out / "runs" / job.run) for job in group},
+            )
+        )
     return methods
 
 
@@ -192,8 +201,11 @@ def wer_cells(opts: ReproduceOptions, jobs: list[Job]) -> dict[Cell, Samples]:
 def consistency_cells(experts: dict[str, list[dict[str, Any]]], modality: str) -> dict[str, Samples]:
     """Router kind -> its runs' consistency above chance per utterance (`analysis.experts`) at `modality`: the
     numerator is score - chance, the denominator the overlap (utterances without one in a run count 0)."""
-    sums = {kind: [e["consistency_mean"].get(modality, {}).get("utterances") for e in runs]
-            for kind, runs in experts.items() if runs}  # fmt: skip
+    sums = {
+        kind: [e["consistency_mean"].get(modality, {}).get("utterances") for e in runs]
+        for kind, runs in experts.items()
+        if runs
+    }
     sums = {kind: runs for kind, runs in sums.items() if all(runs)}
     index = sorted({i for runs in sums.values() for u in runs for i in u["index"]})
     position = {i: n for n, i in enumerate(index)}
@@ -215,8 +227,9 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f}"
 
 
-def _difference(boot: Bootstrap | None, what: str, terms: dict[Any, float], side: Side,
-                scale: float = 100.0) -> dict[str, Any]:  # fmt: skip
+def _difference(
+    boot: Bootstrap | None, what: str, terms: dict[Any, float], side: Side, scale: float = 100.0
+) -> dict[str, Any]:
     """One difference a claim rests on (times `scale`: WER points by default): its estimate, 95% interval and
     verdict (`inconclusive` without the cells it needs)."""
     try:
@@ -225,8 +238,13 @@ def _difference(boot: Bootstrap | None, what: str, terms: dict[Any, float], side
         interval = None
     if interval is None:
         return {"what": what, "estimate": None, "low": None, "high": None, "verdict": "inconclusive"}
-    return {"what": what, "estimate": round(interval.estimate, 4), "low": round(interval.low, 4),
-            "high": round(interval.high, 4), "verdict": interval.verdict(side)}  # fmt: skip
+    return {
+        "what": what,
+        "estimate": round(interval.estimate, 4),
+        "low": round(interval.low, 4),
+        "high": round(interval.high, 4),
+        "verdict": interval.verdict(side),
+    }
 
 
 def _interval_text(d: dict[str, Any], digits: int = 1) -> str:
@@ -235,16 +253,16 @@ def _interval_text(d: dict[str, Any], digits: int = 1) -> str:
     return Interval(d["estimate"], d["low"], d["high"]).text(digits)
 
 
-def _claim(text: str, differences: list[dict[str, Any]], evidence: list[str],
-           premise: bool = True) -> dict[str, Any]:  # fmt: skip
+def _claim(text: str, differences: list[dict[str, Any]], evidence: list[str], premise: bool = True) -> dict[str, Any]:
     """A claim holds when every difference it rests on does (and its premise is true), does not hold when one
     goes the other way (or the premise is false), and is inconclusive otherwise."""
     verdict = combine(d["verdict"] for d in differences) if premise else "does not hold"
     return {"claim": text, "verdict": verdict, "evidence": "; ".join(evidence), "differences": differences}
 
 
-def _below_mtsk(mome: MethodResult, mtsk: list[MethodResult], boot: Bootstrap | None,
-                name: str) -> tuple[list[dict[str, Any]], list[str]]:  # fmt: skip
+def _below_mtsk(
+    mome: MethodResult, mtsk: list[MethodResult], boot: Bootstrap | None, name: str
+) -> tuple[list[dict[str, Any]], list[str]]:
     """`mome`'s clean WER minus each MTSK variant's at each of its rate combinations: the differences, and one
     evidence line per combination with `mome` called `name`."""
     differences, evidence = [], []
@@ -259,8 +277,9 @@ def _below_mtsk(mome: MethodResult, mtsk: list[MethodResult], boot: Bootstrap | 
     return differences, evidence
 
 
-def claim_fewer_params_lower_wer(mome: MethodResult, mtsk: list[MethodResult], boot: Bootstrap | None,
-                                 small: MethodResult | None = None) -> dict[str, Any]:  # fmt: skip
+def claim_fewer_params_lower_wer(
+    mome: MethodResult, mtsk: list[MethodResult], boot: Bootstrap | None, small: MethodResult | None = None
+) -> dict[str, Any]:
     """(1) MoME's WER is below every MTSK variant's at every rate combination (clean), with fewer active
     parameters: the preset's MoME has fewer at the paper's size, `small` (`mome-small`) has fewer at this width,
     so the claim is tested both where the paper states it and where this width lets it be true."""
@@ -269,8 +288,10 @@ def claim_fewer_params_lower_wer(mome: MethodResult, mtsk: list[MethodResult], b
     # the router (d x N_r) and the same bottleneck can make the preset's MoME the larger one.
     fewer = bool(mtsk) and all(mome.paper_active_params < m.paper_active_params for m in mtsk)
     for size, col in (("paper size", "paper_active_params"), ("this width", "active_params")):
-        evidence.append(f"active params at {size}: MoME {getattr(mome, col):,} vs "
-                        + ", ".join(f"{m.name} {getattr(m, col):,}" for m in mtsk))  # fmt: skip
+        evidence.append(
+            f"active params at {size}: MoME {getattr(mome, col):,} vs "
+            + ", ".join(f"{m.name} {getattr(m, col):,}" for m in mtsk)
+        )
     evidence.insert(0, f"the preset's MoME: {combine(d['verdict'] for d in differences) if fewer else 'does not hold'}")
     if small is None:
         differences.append(_difference(None, "WER clean: mome-small - Llama-MTSK (not run)", {}, "negative"))
@@ -281,12 +302,19 @@ def claim_fewer_params_lower_wer(mome: MethodResult, mtsk: list[MethodResult], b
         verdict = combine(d["verdict"] for d in more) if here else "does not hold"
         differences += more
         fewer = fewer and here
-        evidence.append(f"at this width {small.key} ({small.active_params:,} active params vs "
-                        + ", ".join(f"{m.name} {m.active_params:,}" for m in mtsk)
-                        + f"): {verdict}, " + "; ".join(lines))  # fmt: skip
-    return _claim("MoME's WER is below Llama-MTSK's at every rate combination (clean), with fewer active "
-                  "parameters (the preset's MoME at the paper's size, mome-small at this width)", differences, evidence,
-                  premise=fewer)  # fmt: skip
+        evidence.append(
+            f"at this width {small.key} ({small.active_params:,} active params vs "
+            + ", ".join(f"{m.name} {m.active_params:,}" for m in mtsk)
+            + f"): {verdict}, "
+            + "; ".join(lines)
+        )
+    return _claim(
+        "MoME's WER is below Llama-MTSK's at every rate combination (clean), with fewer active "
+        "parameters (the preset's MoME at the paper's size, mome-small at this width)",
+        differences,
+        evidence,
+        premise=fewer,
+    )
 
 
 def claim_degrades_less(mome: MethodResult, baselines: list[Baseline], boot: Bootstrap | None) -> dict[str, Any]:
@@ -301,8 +329,9 @@ def claim_degrades_less(mome: MethodResult, baselines: list[Baseline], boot: Boo
     return _claim(f"MoME degrades less than the baselines from {FIRST} to {LAST}", differences, evidence)
 
 
-def claim_avsr_beats_asr_in_noise(mome: MethodResult, asr: MethodResult | None,
-                                  boot: Bootstrap | None) -> dict[str, Any]:  # fmt: skip
+def claim_avsr_beats_asr_in_noise(
+    mome: MethodResult, asr: MethodResult | None, boot: Bootstrap | None
+) -> dict[str, Any]:
     """(3) At 0 dB, MoME AVSR's WER is below the audio-only model's at the same audio rate, at every combination."""
     differences, evidence = [], []
     for combo in mome.wer:
@@ -310,8 +339,10 @@ def claim_avsr_beats_asr_in_noise(mome: MethodResult, asr: MethodResult | None,
         terms = {(mome.key, combo, SNR_NOISY): 1.0, (asr.key if asr else "asr", audio, SNR_NOISY): -1.0}
         d = _difference(boot, f"WER {combo} at 0 dB: AVSR - ASR {audio}", terms, "negative")
         differences.append(d)
-        evidence.append(f"{combo}: AVSR {_fmt(mome.cell(combo, SNR_NOISY))} vs ASR "
-                        f"{_fmt(asr.cell(audio, SNR_NOISY) if asr else None)} ({_interval_text(d)})")  # fmt: skip
+        evidence.append(
+            f"{combo}: AVSR {_fmt(mome.cell(combo, SNR_NOISY))} vs ASR "
+            f"{_fmt(asr.cell(audio, SNR_NOISY) if asr else None)} ({_interval_text(d)})"
+        )
     return _claim("AVSR beats ASR in babble at 0 dB (same steps, same audio rate)", differences, evidence)
 
 
@@ -321,9 +352,13 @@ def _excess_text(experts: list[dict[str, Any]], modality: str) -> str:
     return ", ".join(f"{v['excess']:+.3f} (p {v['p_value']:.2g})" if v else "n/a" for v in values) or "n/a"
 
 
-def claim_shared_router_consistent(shared: list[dict[str, Any]], per_granularity: list[dict[str, Any]],
-                                   controls: list[dict[str, Any]] | None = None, draws: int = DRAWS,
-                                   seed: int = 0) -> dict[str, Any]:  # fmt: skip
+def claim_shared_router_consistent(
+    shared: list[dict[str, Any]],
+    per_granularity: list[dict[str, Any]],
+    controls: list[dict[str, Any]] | None = None,
+    draws: int = DRAWS,
+    seed: int = 0,
+) -> dict[str, Any]:
     """(4) Per modality, the shared router's consistency above (within-utterance) chance exceeds that of routers
     of their own per granularity: the difference's interval over seeds and utterances lies above zero."""
     differences, evidence = [], []
@@ -334,18 +369,30 @@ def claim_shared_router_consistent(shared: list[dict[str, Any]], per_granularity
         what = f"{modality}: consistency above chance, shared - per-granularity"
         d = _difference(boot, what, terms, "positive", scale=1.0)
         differences.append(d)
-        evidence.append(f"{modality}: shared {_excess_text(shared, modality)}; per-granularity "
-                        f"{_excess_text(per_granularity, modality)}; difference {_interval_text(d, 3)}")  # fmt: skip
+        evidence.append(
+            f"{modality}: shared {_excess_text(shared, modality)}; per-granularity "
+            f"{_excess_text(per_granularity, modality)}; difference {_interval_text(d, 3)}"
+        )
     if controls:
-        evidence.append("untrained routers (step 0): " + ", ".join(
-            f"{m} {_excess_text(controls, m)}" for m in ("audio", "video")))  # fmt: skip
-    return _claim("One shared router activates experts more consistently across granularities than "
-                  "per-granularity routers (above chance, per modality)", differences, evidence)  # fmt: skip
+        evidence.append(
+            "untrained routers (step 0): " + ", ".join(f"{m} {_excess_text(controls, m)}" for m in ("audio", "video"))
+        )
+    return _claim(
+        "One shared router activates experts more consistently across granularities than "
+        "per-granularity routers (above chance, per modality)",
+        differences,
+        evidence,
+    )
 
 
-def claims(methods: list[MethodResult], experts: dict[str, dict[str, Any] | None],
-           cells: dict[Cell, Samples] | None = None, controls: dict[str, dict[str, Any] | None] | None = None,
-           draws: int = DRAWS, seed: int = 0) -> list[dict[str, Any]]:  # fmt: skip
+def claims(
+    methods: list[MethodResult],
+    experts: dict[str, dict[str, Any] | None],
+    cells: dict[Cell, Samples] | None = None,
+    controls: dict[str, dict[str, Any] | None] | None = None,
+    draws: int = DRAWS,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
     """The paper's four claims, each with its verdict (holds / does not hold / inconclusive), the differences it
     rests on with their intervals, and the numbers. `cells`: per-utterance errors (`wer_cells`)."""
     by_key = {m.key: m for m in methods}
@@ -366,7 +413,7 @@ def claims(methods: list[MethodResult], experts: dict[str, dict[str, Any] | None
         claim_avsr_beats_asr_in_noise(mome, by_key.get("asr"), boot),
         claim_shared_router_consistent(
             shared, per_granularity, [e for e in (controls or {}).values() if e], draws, seed
-        ),  # fmt: skip
+        ),
     ]
 
 
@@ -391,15 +438,20 @@ def _spread(method: MethodResult, combo: str, snr: str) -> str:
 def wer_table(methods: list[MethodResult], combos: list[str], keep: Callable[[MethodResult], bool]) -> list[str]:
     snrs = [SNR_CLEAN, SNR_NOISY]
     head = " | ".join(f"{c} {'clean' if s == SNR_CLEAN else s + ' dB'}" for s in snrs for c in combos)
-    lines = [f"| method | active | stored | paper active | paper stored | s/step | {head} |",
-             "|---|---:|---:|---:|---:|---:|" + "---:|" * (len(snrs) * len(combos))]  # fmt: skip
+    lines = [
+        f"| method | active | stored | paper active | paper stored | s/step | {head} |",
+        "|---|---:|---:|---:|---:|---:|" + "---:|" * (len(snrs) * len(combos)),
+    ]
     for m in filter(keep, methods):
-        cells = [f"{_fmt(m.cell(c, s))}{_spread(m, c, s)}" if m.cell(c, s) is not None else "-"
-                 for s in snrs for c in combos]  # fmt: skip
+        cells = [
+            f"{_fmt(m.cell(c, s))}{_spread(m, c, s)}" if m.cell(c, s) is not None else "-" for s in snrs for c in combos
+        ]
         seeds = f" (seeds {', '.join(map(str, m.seeds))})" if len(m.seeds) > 1 else ""
-        lines.append(f"| {m.name}{seeds} | {_k(m.active_params)} | {_k(m.stored_params)} | "
-                     f"{_m(m.paper_active_params)} | {_m(m.paper_stored_params)} | "
-                     f"{m.seconds_per_step or '-'} | " + " | ".join(cells) + " |")  # fmt: skip
+        lines.append(
+            f"| {m.name}{seeds} | {_k(m.active_params)} | {_k(m.stored_params)} | "
+            f"{_m(m.paper_active_params)} | {_m(m.paper_stored_params)} | "
+            f"{m.seconds_per_step or '-'} | " + " | ".join(cells) + " |"
+        )
     return lines
 
 
@@ -416,8 +468,9 @@ def decode_table(methods: list[MethodResult], combos: list[str]) -> list[str]:
     for m in methods:
         times = m.decode_seconds_per_utterance
         if m.family in ("mome", "mtsk") and times:
-            lines.append(f"| {m.name} | " + " | ".join(f"{1000 * times[c]:.0f}" if c in times else "-"
-                                                         for c in combos) + " |")  # fmt: skip
+            lines.append(
+                f"| {m.name} | " + " | ".join(f"{1000 * times[c]:.0f}" if c in times else "-" for c in combos) + " |"
+            )
     return lines
 
 
@@ -428,14 +481,20 @@ def plot(methods: list[MethodResult], path: Path) -> None:
     for snr in (SNR_CLEAN, SNR_NOISY):
         series = []
         for i, m in enumerate(x for x in methods if x.family != "asr"):
-            points = sorted((m.tokens_per_second[c], w) for c, cells in m.wer.items()
-                            if (w := cells.get(snr)) is not None)  # fmt: skip
+            points = sorted(
+                (m.tokens_per_second[c], w) for c, cells in m.wer.items() if (w := cells.get(snr)) is not None
+            )
             if points:
                 width = 2.5 if m.key == "mome-mhsa" else 1
                 series.append(plots.Series(points, m.name, styles[m.family], plots.tab20(i), width=width))
         panels.append(plots.Panel(series, "clean" if snr == SNR_CLEAN else f"babble {snr} dB"))
-    plots.plot(panels, path, size=(11, 6), title="mome reproduce: WER against compression",
-               legend={"ncol": 3, "fontsize": 8, "frameon": False})  # fmt: skip
+    plots.plot(
+        panels,
+        path,
+        size=(11, 6),
+        title="mome reproduce: WER against compression",
+        legend={"ncol": 3, "fontsize": 8, "frameon": False},
+    )
 
 
 def _stopped(curve: dict[str, Any]) -> str:
@@ -464,11 +523,13 @@ def rule_text(methods: list[MethodResult]) -> str:
     if curve is None:
         return "No run recorded a validation curve."
     rule = curve["rule"]
-    return (f"Each run decodes the validation split greedily every {rule['every_steps']} steps (the mean WER of "
-            f"its rate combinations) and stops at the first check, from step {rule['min_steps']} on, where the best "
-            f"WER of the last {rule['window']:.0%} of its steps is not at least {rule['min_gain']:g} point(s) below "
-            f"the best before them, or at the cap of {curve['cap']} steps; the learning-rate schedule (cosine) spans "
-            "the cap. Each run is evaluated at the step it stopped at.")  # fmt: skip
+    return (
+        f"Each run decodes the validation split greedily every {rule['every_steps']} steps (the mean WER of "
+        f"its rate combinations) and stops at the first check, from step {rule['min_steps']} on, where the best "
+        f"WER of the last {rule['window']:.0%} of its steps is not at least {rule['min_gain']:g} point(s) below "
+        f"the best before them, or at the cap of {curve['cap']} steps; the learning-rate schedule (cosine) spans "
+        "the cap. Each run is evaluated at the step it stopped at."
+    )
 
 
 def curve_plot(methods: list[MethodResult], path: Path) -> None:
@@ -485,16 +546,25 @@ def curve_plot(methods: list[MethodResult], path: Path) -> None:
             if stop:
                 marker = "*" if stop["reason"] == "plateau" else "s"
                 series.append(plots.Series(points[-1:], None, "", plots.tab20(i), marker, marker_size=9))
-    panel = plots.Panel(series, "mome reproduce: validation curves (star: plateau, square: cap)",
-                        xlabel="training step")  # fmt: skip
-    plots.plot([panel], path, size=(10, 6), ylabel="validation WER (%), mean of the rate combinations",
-               legend={"fontsize": 7, "ncol": 2})  # fmt: skip
+    panel = plots.Panel(
+        series, "mome reproduce: validation curves (star: plateau, square: cap)", xlabel="training step"
+    )
+    plots.plot(
+        [panel],
+        path,
+        size=(10, 6),
+        ylabel="validation WER (%), mean of the rate combinations",
+        legend={"fontsize": 7, "ncol": 2},
+    )
 
 
 def _consistency(experts: dict[str, dict[str, Any] | None]) -> dict[str, dict[str, Any]]:
     """Per run and modality the consistency summary, without the per-utterance sums (in experts/<run>)."""
-    return {run: {m: {k: v for k, v in c.items() if k != "utterances"} for m, c in e["consistency_mean"].items()}
-            for run, e in experts.items() if e}  # fmt: skip
+    return {
+        run: {m: {k: v for k, v in c.items() if k != "utterances"} for m, c in e["consistency_mean"].items()}
+        for run, e in experts.items()
+        if e
+    }
 
 
 def command_line(opts: ReproduceOptions) -> str:
@@ -516,9 +586,12 @@ REPORT_STAGE = "report"
 
 
 def write_report(
-    opts: ReproduceOptions, jobs: list[Job], experts: dict[str, dict[str, Any] | None], times: dict[str, float],
+    opts: ReproduceOptions,
+    jobs: list[Job],
+    experts: dict[str, dict[str, Any] | None],
+    times: dict[str, float],
     controls: dict[str, dict[str, Any] | None] | None = None,
-) -> Path:  # fmt: skip
+) -> Path:
     """Write `<out>/results.json`, `<out>/wer_vs_tokens.png` and `<out>/README.md`; returns the README path.
     `controls`: the step-0 analyses of the routed runs (keyed by run). `times`: the stages' seconds, less the
     report's own (`REPORT_STAGE`: on a rerun, the earlier reports' time; this one's is not known yet)."""
@@ -526,15 +599,29 @@ def write_report(
     times = {stage: seconds for stage, seconds in times.items() if stage != REPORT_STAGE}
     methods = method_results(opts, jobs)
     claim_list = claims(methods, experts, wer_cells(opts, jobs), controls)
-    settings = {"preset": opts.preset, "steps": opts.steps, "plateau_every": opts.plateau_every,
-                "min_steps": opts.min_steps, "seeds": opts.seeds, "methods": opts.methods, "quick": opts.quick,
-                "utterances": opts.utterances, "lip_steps": opts.lip_steps, "eval_limit": opts.eval_limit,
-                "overrides": opts.overrides, "bootstrap": {"draws": DRAWS, "seed": 0, "level": 0.95}}  # fmt: skip
+    settings = {
+        "preset": opts.preset,
+        "steps": opts.steps,
+        "plateau_every": opts.plateau_every,
+        "min_steps": opts.min_steps,
+        "seeds": opts.seeds,
+        "methods": opts.methods,
+        "quick": opts.quick,
+        "utterances": opts.utterances,
+        "lip_steps": opts.lip_steps,
+        "eval_limit": opts.eval_limit,
+        "overrides": opts.overrides,
+        "bootstrap": {"draws": DRAWS, "seed": 0, "level": 0.95},
+    }
     summary = {
-        "methods": [asdict(m) for m in methods], "claims": claim_list,
-        "consistency": _consistency(experts), "consistency_step0": _consistency(controls or {}),
-        "settings": settings, "machine": machine(), "timings": dict(times),
-    }  # fmt: skip
+        "methods": [asdict(m) for m in methods],
+        "claims": claim_list,
+        "consistency": _consistency(experts),
+        "consistency_step0": _consistency(controls or {}),
+        "settings": settings,
+        "machine": machine(),
+        "timings": dict(times),
+    }
     atomic_write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")
     plot(methods, out / "wer_vs_tokens.png")
     curve_plot(methods, out / "val_curves.png")
@@ -555,11 +642,14 @@ def write_report(
         "## Claims",
         "",
     ]
-    lines += [f"Verdicts: **holds** when every difference the claim rests on has its 95% interval on the claimed "
-              f"side of zero, **does not hold** when one lies on the other side, **inconclusive** when an interval "
-              f"contains zero. Differences in WER points: estimate [interval], from {DRAWS} bootstrap draws over "
-              "seeds and test utterances (one utterance resample per draw, shared by every method and rate; each "
-              "method's seeds resampled; WER = total errors / total words per draw).", ""]  # fmt: skip
+    lines += [
+        f"Verdicts: **holds** when every difference the claim rests on has its 95% interval on the claimed "
+        f"side of zero, **does not hold** when one lies on the other side, **inconclusive** when an interval "
+        f"contains zero. Differences in WER points: estimate [interval], from {DRAWS} bootstrap draws over "
+        "seeds and test utterances (one utterance resample per draw, shared by every method and rate; each "
+        "method's seeds resampled; WER = total errors / total words per draw).",
+        "",
+    ]
     for i, c in enumerate(claim_list, 1):
         lines.append(f"{i}. **{c['verdict']}**: {c['claim']}. {c['evidence']}.")
     lines += [
@@ -592,20 +682,34 @@ def write_report(
         "",
     ]
     if summary["consistency"]:
-        lines += ["## Expert consistency across granularities", "",
-                  "Overlap-weighted Jaccard of the top-k sets of tokens that cover the same speech at two rates, every "
-                  "layer and pair pooled; chance: the sets shuffled in time within each utterance (p: the share of "
-                  "shuffles scoring as high); step 0: the run's config freshly initialised.", "",
-                  "| run | audio: score (chance, p) | video: score (chance, p) |", "|---|---|---|"]  # fmt: skip
+        lines += [
+            "## Expert consistency across granularities",
+            "",
+            "Overlap-weighted Jaccard of the top-k sets of tokens that cover the same speech at two rates, every "
+            "layer and pair pooled; chance: the sets shuffled in time within each utterance (p: the share of "
+            "shuffles scoring as high); step 0: the run's config freshly initialised.",
+            "",
+            "| run | audio: score (chance, p) | video: score (chance, p) |",
+            "|---|---|---|",
+        ]
         rows = [
             *summary["consistency"].items(),
             *((f"{r} (step 0)", c) for r, c in summary["consistency_step0"].items()),
         ]
         for run, c in rows:
-            cols = [f"{c[k]['score']:.3f} ({c[k]['chance']:.3f}, p {c[k]['p_value']:.2g})" if k in c else "-"
-                    for k in ("audio", "video")]  # fmt: skip
+            cols = [
+                f"{c[k]['score']:.3f} ({c[k]['chance']:.3f}, p {c[k]['p_value']:.2g})" if k in c else "-"
+                for k in ("audio", "video")
+            ]
             lines.append(f"| {run} | " + " | ".join(cols) + " |")
         lines += ["", "Heatmaps per layer: `experts/<run>/layer_<i>.png`.", ""]
-    lines += ["## Time per stage (s)", "", "| stage | seconds |", "|---|---:|",
-              *[f"| {k} | {v:.0f} |" for k, v in times.items()], f"| **total** | **{total:.0f}** |", ""]  # fmt: skip
+    lines += [
+        "## Time per stage (s)",
+        "",
+        "| stage | seconds |",
+        "|---|---:|",
+        *[f"| {k} | {v:.0f} |" for k, v in times.items()],
+        f"| **total** | **{total:.0f}** |",
+        "",
+    ]
     return atomic_write_text(out / "README.md", "\n".join(lines))
