@@ -17,7 +17,7 @@ from mome.workflows import reproduce_report
 from mome.workflows.pipeline import task_overrides
 from mome.workflows.reproduce import curriculum_overrides
 from mome.workflows.reproduce_plan import METHODS, ReproduceOptions, jobs
-from mome.workflows.reproduce_report import MethodResult, claims, command_line, wer_cells, write_report
+from mome.workflows.reproduce_report import Claim, MethodResult, claims, command_line, wer_cells, write_report
 
 COMBOS = ("a4_v2", "a4_v5", "a16_v2", "a16_v5")
 
@@ -105,7 +105,7 @@ def _methods(
     ]
 
 
-def _claims(methods: list[MethodResult], experts: dict, **kwargs) -> list[dict]:
+def _claims(methods: list[MethodResult], experts: dict, **kwargs) -> list[Claim]:
     return claims(methods, experts, _cells(methods, kwargs.pop("seeds", None)), draws=500, **kwargs)
 
 
@@ -114,13 +114,13 @@ SOUND = {"mome-mhsa-s0": _experts(0.5, 0.4), "mome-mhsa-pergran-s0": _experts(0.
 
 def test_every_claim_holds_when_the_numbers_say_so() -> None:
     result = _claims(_methods([18, 20, 21, 22], [30, 31, 45, 46]), SOUND)
-    assert [c["verdict"] for c in result] == ["holds"] * 4, result
-    assert "a16_v5: MoME 22.0 vs mtsk-ms 30.0 (-8.0 [" in result[0]["evidence"]
-    assert "MoME 4.0" in result[1]["evidence"]  # 22 - 18
-    first = result[0]["differences"][0]  # a4_v2: MoME 18 against MTSK MS 20, in WER points
-    assert first["estimate"] == pytest.approx(-2.0) and first["low"] < -2 < first["high"] < 0
-    assert all(d["verdict"] == "holds" for c in result for d in c["differences"])
-    assert "audio: shared +0.300 (p 0.001)" in result[3]["evidence"], result[3]["evidence"]
+    assert [c.verdict for c in result] == ["holds"] * 4, result
+    assert "a16_v5: MoME 22.0 vs mtsk-ms 30.0 (-8.0 [" in result[0].evidence
+    assert "MoME 4.0" in result[1].evidence  # 22 - 18
+    first = result[0].differences[0]  # a4_v2: MoME 18 against MTSK MS 20, in WER points
+    assert first.estimate == pytest.approx(-2.0) and first.low < -2 < first.high < 0
+    assert all(d.verdict == "holds" for c in result for d in c.differences)
+    assert "audio: shared +0.300 (p 0.001)" in result[3].evidence, result[3].evidence
 
 
 @pytest.mark.parametrize(
@@ -136,8 +136,8 @@ def test_every_claim_holds_when_the_numbers_say_so() -> None:
 )
 def test_a_claim_follows_its_intervals(clean, noisy, active, claim, verdict) -> None:
     result = _claims(_methods(clean, noisy, active), SOUND)
-    assert result[claim]["verdict"] == verdict, result[claim]
-    assert [c["verdict"] for i, c in enumerate(result) if i != claim] == ["holds"] * 3, result
+    assert result[claim].verdict == verdict, result[claim]
+    assert [c.verdict for i, c in enumerate(result) if i != claim] == ["holds"] * 3, result
 
 
 @pytest.mark.parametrize(
@@ -154,12 +154,12 @@ def test_claim_1_is_judged_on_the_small_mome_at_this_width(small_clean, small_ac
     for m in methods:  # the paper's size does not save the small MoME: only this width's count is its premise
         m.paper_active_params = {"mome-small": 1, "mome-mhsa": 5}.get(m.key, 8)
     claim = _claims(methods, SOUND)[0]
-    assert claim["verdict"] == verdict, claim
-    assert claim["evidence"].startswith("the preset's MoME: holds; a4_v2: MoME 18.0 vs mtsk-ms 20.0 (")
-    small = [d for d in claim["differences"] if d["what"].startswith("WER a4_v5 clean: mome-small - ")]
-    assert [d["what"][-7:] for d in small] == ["mtsk-ms", "mtsk-ss"]
-    assert small[0]["estimate"] == pytest.approx(small_clean[1] - 22)
-    evidence = claim["evidence"]
+    assert claim.verdict == verdict, claim
+    assert claim.evidence.startswith("the preset's MoME: holds; a4_v2: MoME 18.0 vs mtsk-ms 20.0 (")
+    small = [d for d in claim.differences if d.what.startswith("WER a4_v5 clean: mome-small - ")]
+    assert [d.what[-7:] for d in small] == ["mtsk-ms", "mtsk-ss"]
+    assert small[0].estimate == pytest.approx(small_clean[1] - 22)
+    evidence = claim.evidence
     assert f"at this width mome-small ({small_active:,} active params vs mtsk-ms 8, mtsk-ss 8): {verdict}, " in evidence
     assert f"a4_v5: mome-small {small_clean[1]:.1f} vs mtsk-ms 22.0 (" in evidence
 
@@ -167,8 +167,8 @@ def test_claim_1_is_judged_on_the_small_mome_at_this_width(small_clean, small_ac
 def test_claim_1_without_the_small_mome_is_inconclusive() -> None:
     methods = [m for m in _methods([18, 20, 21, 22], [30, 31, 45, 46]) if m.key != "mome-small"]
     claim = _claims(methods, SOUND)[0]
-    assert claim["verdict"] == "inconclusive", claim
-    assert "mome-small (fewer active params at this width): not run" in claim["evidence"]
+    assert claim.verdict == "inconclusive", claim
+    assert "mome-small (fewer active params at this width): not run" in claim.evidence
 
 
 def test_the_small_mome_has_fewer_active_params_than_every_mtsk_at_the_demo_width() -> None:
@@ -191,9 +191,9 @@ def test_seeds_that_disagree_make_a_claim_inconclusive() -> None:
         ]
     }
     result = _claims(methods, SOUND, seeds=seeds)
-    assert result[0]["verdict"] == "inconclusive", result[0]
-    interval = result[0]["differences"][0]
-    assert interval["low"] < 0 < interval["high"] and interval["estimate"] == pytest.approx(-2.0)
+    assert result[0].verdict == "inconclusive", result[0]
+    interval = result[0].differences[0]
+    assert interval.low < 0 < interval.high and interval.estimate == pytest.approx(-2.0)
 
 
 def test_the_router_claim_reads_consistency_above_chance_not_raw_scores() -> None:
@@ -203,25 +203,25 @@ def test_the_router_claim_reads_consistency_above_chance_not_raw_scores() -> Non
         "mome-mhsa-pergran-s0": _experts(0.35, 0.35, chance=0.30),
     }
     methods = _methods([18, 20, 21, 22], [30, 31, 45, 46])
-    assert _claims(methods, experts)[3]["verdict"] == "holds"
+    assert _claims(methods, experts)[3].verdict == "holds"
     experts["mome-mhsa-pergran-s0"] = _experts(0.45, 0.45, chance=0.30)
-    assert _claims(methods, experts)[3]["verdict"] == "does not hold"
+    assert _claims(methods, experts)[3].verdict == "does not hold"
 
 
 def test_the_router_claim_judges_audio_and_video_apart() -> None:
     # far above chance in video, below it in audio: the mean of the two would beat the per-granularity routers
     experts = {"mome-mhsa-s0": _experts(0.15, 0.6), "mome-mhsa-pergran-s0": _experts(0.2, 0.2)}
     claim = _claims(_methods([18, 20, 21, 22], [30, 31, 45, 46]), experts)[3]
-    assert [d["verdict"] for d in claim["differences"]] == ["does not hold", "holds"]
-    assert claim["verdict"] == "does not hold"
+    assert [d.verdict for d in claim.differences] == ["does not hold", "holds"]
+    assert claim.verdict == "does not hold"
     claim = _claims(_methods([18, 20, 21, 22], [30, 31, 45, 46]), {"mome-mhsa-s0": _experts(0.5, 0.5)})[3]
-    assert claim["verdict"] == "inconclusive"  # nothing to compare with
+    assert claim.verdict == "inconclusive"  # nothing to compare with
 
 
 def test_the_router_claim_shows_the_step0_control() -> None:
     controls = {"mome-mhsa-s0": _experts(0.26, 0.22)}
     claim = _claims(_methods([18, 20, 21, 22], [30, 31, 45, 46]), SOUND, controls=controls)[3]
-    assert "untrained routers (step 0): audio +0.060 (p 0.001)" in claim["evidence"], claim["evidence"]
+    assert "untrained routers (step 0): audio +0.060 (p 0.001)" in claim.evidence, claim.evidence
 
 
 def test_wer_cells_read_every_runs_per_utterance_errors(tmp_path) -> None:

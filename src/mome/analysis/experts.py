@@ -44,7 +44,7 @@ from typing import Any
 import torch
 
 from mome.adapters.context import AdapterContext, Segment, adapter_context
-from mome.config import Combination, combination_key
+from mome.config import Combination, Config, ModelConfig, combination_key
 from mome.io import atomic_write_text
 from mome.models.avsr import AVSRModel, Features
 
@@ -442,12 +442,12 @@ def write_outputs(result: dict[str, Any], out_dir: Path, title: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------ data
-def has_router(cfg: Any) -> bool:
+def has_router(cfg: ModelConfig) -> bool:
     """Whether a model config (`ModelConfig`) routes tokens: MoME with routed experts."""
     return cfg.adapter.kind == "mome" and cfg.adapter.mome.num_routed_experts > 0
 
 
-def untrained_model(cfg: Any, device: str | torch.device | None = None) -> AVSRModel:
+def untrained_model(cfg: Config, device: str | torch.device | None = None) -> AVSRModel:
     """The model of config `cfg` as its training starts (seeded with `train.seed`, no step taken): the same
     frozen encoders and LLM, fresh projectors and routers. Its `expert_usage` is the step-0 control."""
     from mome.models.avsr import build_model
@@ -458,7 +458,7 @@ def untrained_model(cfg: Any, device: str | torch.device | None = None) -> AVSRM
 
 def expert_usage(
     model: AVSRModel,
-    cfg: Any,
+    cfg: Config,
     labels: Path,
     root: Path,
     combos: list[Combination],
@@ -475,7 +475,7 @@ def expert_usage(
 
 
 def labelled_batches(
-    model: AVSRModel, cfg: Any, labels: Path, root: Path, limit: int | None, progress: bool = True
+    model: AVSRModel, cfg: Config, labels: Path, root: Path, limit: int | None, progress: bool = True
 ) -> Iterable[tuple[Features, list[str]]]:
     """(features, transcripts) of the clean utterances of `labels` in file order, as `mome eval` reads them
     (cached features when `data.feature_cache` is set); unreadable utterances are left out."""

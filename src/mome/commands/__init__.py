@@ -6,7 +6,10 @@ import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mome.config import Combination, Config
 
 TRUSTED_CHECKPOINT_HELP = (
     "execute the pickle of an official fairseq AV-HuBERT checkpoint (model.encoders.video.path) instead of "
@@ -79,8 +82,8 @@ class Labelled:
 
     checkpoint: Path
     payload: dict[str, Any]
-    cfg: Any
-    combos: list[Any]
+    cfg: Config
+    combos: list[Combination]
     root: Path
     labels: Path
 
@@ -103,7 +106,7 @@ def open_labelled(args: argparse.Namespace, multi: tuple[str, ...] = ("rates",))
     return Labelled(checkpoint, payload, cfg, *labelled_inputs(args, cfg))
 
 
-def labelled_inputs(args: argparse.Namespace, cfg: Any) -> tuple[list[Any], Path, Path]:
+def labelled_inputs(args: argparse.Namespace, cfg: Config) -> tuple[list[Combination], Path, Path]:
     """The rate combinations (`--rates`, else every trained one), the corpus root and the label file
     (`--labels`: a path as given, else relative to the root) of a command that reads a labelled split,
     checked before the slow model build."""

@@ -24,15 +24,26 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from mome.config import Combination, Config, Override, combination_key, combinations, parse_combination
+from mome.config import (
+    Combination,
+    CompressionConfig,
+    Config,
+    Override,
+    combination_key,
+    combinations,
+    parse_combination,
+)
 from mome.data.collate import to_device
 from mome.errors import UserError
 from mome.inference.inputs import Clip, clip_seconds, combination_for, load_clip, uses
 from mome.precision import autocast
+
+if TYPE_CHECKING:
+    from mome.models.avsr import AVSRModel, Features
 
 
 @dataclass
@@ -86,7 +97,7 @@ def measured_decode_ms(run_dir: Path | None) -> dict[str, float]:
 class Recognizer:
     """A loaded model with its config and run directory (where its calibration lives)."""
 
-    def __init__(self, model: Any, cfg: Config, run_dir: Path | None, device: str | torch.device = "cpu") -> None:
+    def __init__(self, model: AVSRModel, cfg: Config, run_dir: Path | None, device: str | torch.device = "cpu") -> None:
         from mome.evaluation.evaluate import tokens_per_second
 
         self.model, self.cfg, self.run_dir, self.device = model.eval(), cfg, run_dir, device
@@ -190,7 +201,7 @@ class Recognizer:
         seconds["read"] = time.perf_counter() - start - seconds.get("face", 0.0)
         return clip, seconds
 
-    def _encode(self, clip: Clip, seconds: dict[str, float]) -> Any:
+    def _encode(self, clip: Clip, seconds: dict[str, float]) -> Features:
         """The frozen encoders' features of the clip (under the caller's autocast), timed into `seconds`."""
         start = time.perf_counter()
         features = self.model.encode(to_device(clip.batch, self.device))
@@ -287,7 +298,7 @@ class Recognizer:
             )
         return results
 
-    def _decode_rows(self, rows: list[tuple[Any, Combination]]) -> list[tuple[str, float, float]]:
+    def _decode_rows(self, rows: list[tuple[Features, Combination]]) -> list[tuple[str, float, float]]:
         """(text, confidence, share of its generate call's seconds) of each (features, combination) row,
         `decode.batch_size` rows per call (`AVSRModel.generate_rows`)."""
         out: list[tuple[str, float, float]] = []
@@ -316,7 +327,7 @@ def _pairs(
     return list(zip(videos, audios))
 
 
-def _parse_rates(rates: Combination | str, comp: Any) -> Combination:
+def _parse_rates(rates: Combination | str, comp: CompressionConfig) -> Combination:
     text = rates if isinstance(rates, str) else ",".join(str(r) for r in rates if r is not None)
     if not isinstance(rates, str) and comp.task == "any" and None in rates:  # (16, None): audio only
         text = combination_key(rates)

@@ -39,6 +39,7 @@ from mome.runs.load import load_checkpoint
 from mome.stopping import StopSignals
 from mome.training.faults import Marked, NonFiniteGuard, SkipLog, check_finite, collate_marked, grad_norm, quiet_dataset
 from mome.training.optim import build_optimizer, build_scheduler
+from mome.training.plateau import CurvePoint, Stop
 
 
 @dataclass
@@ -46,14 +47,20 @@ class TrainState:
     step: int = 0  # optimiser steps done
     epoch: int = 0
     batch_in_epoch: int = 0  # batches of `epoch` already consumed
-    curve: list[dict[str, Any]] = field(default_factory=list)
-    """The validation-WER curve (`train.plateau`), one point per check: {"step", "wer" (the mean, %), "rates"
-    ({key: WER %})}."""
-    stop: dict[str, Any] | None = None
-    """Why the run ended: {"reason": "plateau" | "cap", "step", "detail"}; None while it goes on."""
+    curve: list[CurvePoint] = field(default_factory=list)
+    """The validation-WER curve (`train.plateau`), one point per check."""
+    stop: Stop | None = None
+    """Why the run ended; None while it goes on."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """The state a checkpoint's `progress` holds (`to_dict`)."""
+        curve = [CurvePoint(**p) for p in data.get("curve", [])]
+        stop = None if data.get("stop") is None else Stop(**data["stop"])
+        return cls(**{**data, "curve": curve, "stop": stop})
 
 
 class LocalRuntime:
@@ -199,7 +206,7 @@ class Engine:
                 f"{payload['path']}: weights do not fit the config ({err}); {self._fresh_start()}"
             ) from None
         ts = payload["train_state"]
-        self.state = TrainState(**ts["progress"])
+        self.state = TrainState.from_dict(ts["progress"])
         self._restore(ts)
         self._resumed(payload["path"], applied)
 

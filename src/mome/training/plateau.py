@@ -13,12 +13,31 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from mome.io import atomic_write_text, read_json
 
 CURVE_FILE = "curve.json"
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """One validation check: the mean WER (%) of the decoded rate combinations and each one's (`rates`)."""
+
+    step: int
+    wer: float
+    rates: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Why a run ended: a plateau of its curve or the cap of its steps, at `step`, in words (`detail`)."""
+
+    reason: Literal["plateau", "cap"]
+    step: int
+    detail: str
 
 
 def plateau_reached(
@@ -55,15 +74,11 @@ def curve_value(wers: dict[str, float]) -> float:
 
 
 def write_curve(
-    run_dir: Path,
-    curve: list[dict[str, Any]],
-    stop: dict[str, Any] | None,
-    step: int,
-    cap: int,
-    settings: dict[str, Any],
+    run_dir: Path, curve: list[CurvePoint], stop: Stop | None, step: int, cap: int, settings: dict[str, Any]
 ) -> Path:
     """`<run>/curve.json`: the curve and stop of the checkpoint at `step`, with the rule's settings and the cap."""
-    data = {"step": step, "cap": cap, "plateau": settings, "stop": stop, "curve": curve}
+    stopped = None if stop is None else asdict(stop)
+    data = {"step": step, "cap": cap, "plateau": settings, "stop": stopped, "curve": [asdict(p) for p in curve]}
     return atomic_write_text(run_dir / CURVE_FILE, json.dumps(data, indent=2) + "\n")
 
 

@@ -55,7 +55,7 @@ from mome.training.faults import SkipLog
 from mome.training.lock import run_lock
 from mome.training.metrics import MetricsLogger
 from mome.training.optim import build_optimizer, build_scheduler
-from mome.training.plateau import curve_value, plateau_reached, write_curve
+from mome.training.plateau import CurvePoint, Stop, curve_value, plateau_reached, write_curve
 
 RESUMABLE = (
     "train.max_steps",
@@ -167,9 +167,9 @@ def _train_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _logged(point: dict[str, Any]) -> dict[str, float]:
+def _logged(point: CurvePoint) -> dict[str, float]:
     """A curve point as metrics.csv logs it: the mean `val/wer` and one `val/wer/<rates>` per combination."""
-    return {"val/wer": point["wer"], **{f"val/wer/{k}": v for k, v in point["rates"].items()}}
+    return {"val/wer": point.wer, **{f"val/wer/{k}": v for k, v in point.rates.items()}}
 
 
 def _all_sum(x: torch.Tensor, world: int) -> torch.Tensor:
@@ -521,13 +521,13 @@ class Trainer(Engine):
         """Add this step's point to the curve and stop the run if the rule says so; returns the values to log."""
         plateau, step = self.cfg.train.plateau, self.state.step
         wers = self.validation_wers()
-        point = {"step": step, "wer": curve_value(wers), "rates": wers}
-        self.state.curve = [p for p in self.state.curve if p["step"] < step] + [point]
+        point = CurvePoint(step, curve_value(wers), wers)
+        self.state.curve = [p for p in self.state.curve if p.step < step] + [point]
         reason = plateau_reached(
-            [(p["step"], p["wer"]) for p in self.state.curve], plateau.min_gain, plateau.window, plateau.min_steps
+            [(p.step, p.wer) for p in self.state.curve], plateau.min_gain, plateau.window, plateau.min_steps
         )
         if reason is not None:
-            self.state.stop = {"reason": "plateau", "step": step, "detail": reason}
+            self.state.stop = Stop("plateau", step, reason)
             if self.main:
                 print(f"\ntrain: {reason}; stopping (cap {self.total_steps})", flush=True)
         return _logged(point)
@@ -535,25 +535,26 @@ class Trainer(Engine):
     def _curve_row(self) -> dict[str, float]:
         """The logged values of the curve's point at the current step, if it has one (a validation row logged
         again at that step replaces the earlier row, so it carries them too)."""
-        point = next((p for p in self.state.curve if p["step"] == self.state.step), None)
+        point = next((p for p in self.state.curve if p.step == self.state.step), None)
         return {} if point is None else _logged(point)
 
-    def _stop_after_resume(self, stop: dict[str, Any] | None) -> dict[str, Any] | None:
+    def _stop_after_resume(self, stop: Stop | None) -> Stop | None:
         """A checkpoint's stop, as the config of this start sees it: the cap only while `max_steps` is not
         raised, a plateau only while the rule (perhaps changed) still finds one on the same curve."""
         if stop is None:
             return None
-        if stop["reason"] == "cap":
+        if stop.reason == "cap":
             return stop if self.state.step >= self.total_steps else None
         plateau = self.cfg.train.plateau
-        curve = [(p["step"], p["wer"]) for p in self.state.curve if p["step"] <= stop["step"]]
+        curve = [(p.step, p.wer) for p in self.state.curve if p.step <= stop.step]
         found = plateau.enabled and plateau_reached(curve, plateau.min_gain, plateau.window, plateau.min_steps)
         return stop if found else None
 
     # -------------------------------------------------------------------------------------- loop
     def _already_finished(self) -> None:
         if self.main:
-            why = f" ({self.state.stop['detail']})" if (self.state.stop or {}).get("reason") == "plateau" else ""
+            stop = self.state.stop
+            why = f" ({stop.detail})" if stop is not None and stop.reason == "plateau" else ""
             print(f"{self.run_dir}: already trained for {self.state.step} steps{why}; nothing to do")
 
     def _begin(self) -> None:
@@ -572,7 +573,7 @@ class Trainer(Engine):
     def _finish(self) -> Path | None:
         """At the cap (or a plateau, or a stop signal): save, and check that the replicas agree."""
         if self.state.stop is None and self.state.step >= self.total_steps:
-            self.state.stop = {"reason": "cap", "step": self.state.step, "detail": f"cap of {self.total_steps} steps"}
+            self.state.stop = Stop("cap", self.state.step, f"cap of {self.total_steps} steps")
         saved = self.save()
         checksum = self.check_replicas()
         if self.accel.num_processes > 1:

@@ -35,7 +35,17 @@ import numpy as np
 
 from mome.config import load_config
 from mome.evaluation import plots
-from mome.evaluation.bootstrap import DRAWS, Bootstrap, Interval, Samples, Side, combine, read_counts, wer_samples
+from mome.evaluation.bootstrap import (
+    DRAWS,
+    Bootstrap,
+    Interval,
+    Samples,
+    Side,
+    Verdict,
+    combine,
+    read_counts,
+    wer_samples,
+)
 from mome.evaluation.results import DecodeTimes, EvaluationResult, WerPercent
 from mome.io import atomic_write_text, read_json
 from mome.training.plateau import read_curve
@@ -227,42 +237,57 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f}"
 
 
+@dataclass(frozen=True)
+class Difference:
+    """One difference a claim rests on (`results.json`'s `differences`): its estimate and 95% interval, None
+    without the cells it needs, and its verdict."""
+
+    what: str
+    estimate: float | None
+    low: float | None
+    high: float | None
+    verdict: Verdict
+
+    def interval_text(self, digits: int = 1) -> str:
+        if self.estimate is None or self.low is None or self.high is None:
+            return "no per-utterance counts"
+        return Interval(self.estimate, self.low, self.high).text(digits)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One of the paper's claims with its verdict, the evidence in words and the differences it rests on."""
+
+    claim: str
+    verdict: Verdict
+    evidence: str
+    differences: list[Difference]
+
+
 def _difference(
     boot: Bootstrap | None, what: str, terms: dict[Any, float], side: Side, scale: float = 100.0
-) -> dict[str, Any]:
-    """One difference a claim rests on (times `scale`: WER points by default): its estimate, 95% interval and
-    verdict (`inconclusive` without the cells it needs)."""
+) -> Difference:
+    """One difference (times `scale`: WER points by default), `inconclusive` without the cells it needs."""
     try:
         interval = boot.interval(terms).scaled(scale) if boot is not None else None
     except KeyError:
         interval = None
     if interval is None:
-        return {"what": what, "estimate": None, "low": None, "high": None, "verdict": "inconclusive"}
-    return {
-        "what": what,
-        "estimate": round(interval.estimate, 4),
-        "low": round(interval.low, 4),
-        "high": round(interval.high, 4),
-        "verdict": interval.verdict(side),
-    }
+        return Difference(what, None, None, None, "inconclusive")
+    estimate, low, high = (round(v, 4) for v in (interval.estimate, interval.low, interval.high))
+    return Difference(what, estimate, low, high, interval.verdict(side))
 
 
-def _interval_text(d: dict[str, Any], digits: int = 1) -> str:
-    if d["estimate"] is None:
-        return "no per-utterance counts"
-    return Interval(d["estimate"], d["low"], d["high"]).text(digits)
-
-
-def _claim(text: str, differences: list[dict[str, Any]], evidence: list[str], premise: bool = True) -> dict[str, Any]:
+def _claim(text: str, differences: list[Difference], evidence: list[str], premise: bool = True) -> Claim:
     """A claim holds when every difference it rests on does (and its premise is true), does not hold when one
     goes the other way (or the premise is false), and is inconclusive otherwise."""
-    verdict = combine(d["verdict"] for d in differences) if premise else "does not hold"
-    return {"claim": text, "verdict": verdict, "evidence": "; ".join(evidence), "differences": differences}
+    verdict = combine(d.verdict for d in differences) if premise else "does not hold"
+    return Claim(text, verdict, "; ".join(evidence), differences)
 
 
 def _below_mtsk(
     mome: MethodResult, mtsk: list[MethodResult], boot: Bootstrap | None, name: str
-) -> tuple[list[dict[str, Any]], list[str]]:
+) -> tuple[list[Difference], list[str]]:
     """`mome`'s clean WER minus each MTSK variant's at each of its rate combinations: the differences, and one
     evidence line per combination with `mome` called `name`."""
     differences, evidence = [], []
@@ -272,14 +297,14 @@ def _below_mtsk(
             terms = {(mome.key, combo, SNR_CLEAN): 1.0, (m.key, combo, SNR_CLEAN): -1.0}
             d = _difference(boot, f"WER {combo} clean: {name} - {m.name}", terms, "negative")
             differences.append(d)
-            parts.append(f"{m.name} {_fmt(m.cell(combo, SNR_CLEAN))} ({_interval_text(d)})")
+            parts.append(f"{m.name} {_fmt(m.cell(combo, SNR_CLEAN))} ({d.interval_text()})")
         evidence.append(f"{combo}: {name} {_fmt(mome.cell(combo, SNR_CLEAN))} vs " + ", ".join(parts))
     return differences, evidence
 
 
 def claim_fewer_params_lower_wer(
     mome: MethodResult, mtsk: list[MethodResult], boot: Bootstrap | None, small: MethodResult | None = None
-) -> dict[str, Any]:
+) -> Claim:
     """(1) MoME's WER is below every MTSK variant's at every rate combination (clean), with fewer active
     parameters: the preset's MoME has fewer at the paper's size, `small` (`mome-small`) has fewer at this width,
     so the claim is tested both where the paper states it and where this width lets it be true."""
@@ -292,14 +317,14 @@ def claim_fewer_params_lower_wer(
             f"active params at {size}: MoME {getattr(mome, col):,} vs "
             + ", ".join(f"{m.name} {getattr(m, col):,}" for m in mtsk)
         )
-    evidence.insert(0, f"the preset's MoME: {combine(d['verdict'] for d in differences) if fewer else 'does not hold'}")
+    evidence.insert(0, f"the preset's MoME: {combine(d.verdict for d in differences) if fewer else 'does not hold'}")
     if small is None:
         differences.append(_difference(None, "WER clean: mome-small - Llama-MTSK (not run)", {}, "negative"))
         evidence.append("mome-small (fewer active params at this width): not run")
     else:
         more, lines = _below_mtsk(small, mtsk, boot, small.key)
         here = bool(mtsk) and all(small.active_params < m.active_params for m in mtsk)
-        verdict = combine(d["verdict"] for d in more) if here else "does not hold"
+        verdict = combine(d.verdict for d in more) if here else "does not hold"
         differences += more
         fewer = fewer and here
         evidence.append(
@@ -317,7 +342,7 @@ def claim_fewer_params_lower_wer(
     )
 
 
-def claim_degrades_less(mome: MethodResult, baselines: list[Baseline], boot: Bootstrap | None) -> dict[str, Any]:
+def claim_degrades_less(mome: MethodResult, baselines: list[Baseline], boot: Bootstrap | None) -> Claim:
     """(2) MoME loses less WER than each baseline from (4,2) to (16,5), clean (Llama-AVSR: its two models)."""
     ours = {(mome.key, LAST, SNR_CLEAN): 1.0, (mome.key, FIRST, SNR_CLEAN): -1.0}
     differences, evidence = [], [f"WER({LAST}) - WER({FIRST}), clean: MoME {_fmt(Baseline.of(mome).degradation())}"]
@@ -325,13 +350,11 @@ def claim_degrades_less(mome: MethodResult, baselines: list[Baseline], boot: Boo
         terms = {**ours, (b.last.key, LAST, SNR_CLEAN): -1.0, (b.first.key, FIRST, SNR_CLEAN): 1.0}
         d = _difference(boot, f"degradation: MoME - {b.name}", terms, "negative")
         differences.append(d)
-        evidence.append(f"{b.name} {_fmt(b.degradation())} (MoME minus it: {_interval_text(d)})")
+        evidence.append(f"{b.name} {_fmt(b.degradation())} (MoME minus it: {d.interval_text()})")
     return _claim(f"MoME degrades less than the baselines from {FIRST} to {LAST}", differences, evidence)
 
 
-def claim_avsr_beats_asr_in_noise(
-    mome: MethodResult, asr: MethodResult | None, boot: Bootstrap | None
-) -> dict[str, Any]:
+def claim_avsr_beats_asr_in_noise(mome: MethodResult, asr: MethodResult | None, boot: Bootstrap | None) -> Claim:
     """(3) At 0 dB, MoME AVSR's WER is below the audio-only model's at the same audio rate, at every combination."""
     differences, evidence = [], []
     for combo in mome.wer:
@@ -341,7 +364,7 @@ def claim_avsr_beats_asr_in_noise(
         differences.append(d)
         evidence.append(
             f"{combo}: AVSR {_fmt(mome.cell(combo, SNR_NOISY))} vs ASR "
-            f"{_fmt(asr.cell(audio, SNR_NOISY) if asr else None)} ({_interval_text(d)})"
+            f"{_fmt(asr.cell(audio, SNR_NOISY) if asr else None)} ({d.interval_text()})"
         )
     return _claim("AVSR beats ASR in babble at 0 dB (same steps, same audio rate)", differences, evidence)
 
@@ -358,7 +381,7 @@ def claim_shared_router_consistent(
     controls: list[dict[str, Any]] | None = None,
     draws: int = DRAWS,
     seed: int = 0,
-) -> dict[str, Any]:
+) -> Claim:
     """(4) Per modality, the shared router's consistency above (within-utterance) chance exceeds that of routers
     of their own per granularity: the difference's interval over seeds and utterances lies above zero."""
     differences, evidence = [], []
@@ -371,7 +394,7 @@ def claim_shared_router_consistent(
         differences.append(d)
         evidence.append(
             f"{modality}: shared {_excess_text(shared, modality)}; per-granularity "
-            f"{_excess_text(per_granularity, modality)}; difference {_interval_text(d, 3)}"
+            f"{_excess_text(per_granularity, modality)}; difference {d.interval_text(3)}"
         )
     if controls:
         evidence.append(
@@ -392,7 +415,7 @@ def claims(
     controls: dict[str, dict[str, Any] | None] | None = None,
     draws: int = DRAWS,
     seed: int = 0,
-) -> list[dict[str, Any]]:
+) -> list[Claim]:
     """The paper's four claims, each with its verdict (holds / does not hold / inconclusive), the differences it
     rests on with their intervals, and the numbers. `cells`: per-utterance errors (`wer_cells`)."""
     by_key = {m.key: m for m in methods}
@@ -615,7 +638,7 @@ def write_report(
     }
     summary = {
         "methods": [asdict(m) for m in methods],
-        "claims": claim_list,
+        "claims": [asdict(c) for c in claim_list],
         "consistency": _consistency(experts),
         "consistency_step0": _consistency(controls or {}),
         "settings": settings,
@@ -651,7 +674,7 @@ def write_report(
         "",
     ]
     for i, c in enumerate(claim_list, 1):
-        lines.append(f"{i}. **{c['verdict']}**: {c['claim']}. {c['evidence']}.")
+        lines.append(f"{i}. **{c.verdict}**: {c.claim}. {c.evidence}.")
     lines += [
         "",
         "## WER, parameters and time",
