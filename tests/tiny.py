@@ -35,6 +35,17 @@ TINY_QWEN2 = dict(
     eos_token_id=1,
     initializer_range=0.5,
 )
+FAST_TRAIN = [
+    "data.max_frames=120",
+    "data.num_workers=0",
+    "train.num_threads=1",
+    "train.val_max_batches=1",
+    "train.log_every_steps=1",
+    "decode.num_beams=1",
+    "decode.max_new_tokens=3",
+]
+"""Overrides that make a tiny training run take seconds: small batches, one thread, one validation batch,
+short greedy decoding."""
 ADAPTER_KINDS = [kind for kind in config.ADAPTER_KINDS if kind != "none"]  # every kind that adds adapters
 # synthesize_corpus keyword arguments for the tiny corpus the data and synthetic tests share (about 2 s)
 TINY_CORPUS = dict(

@@ -27,16 +27,8 @@ from mome.errors import Interrupted, UserError
 from mome.runs.load import load_checkpoint, resolve_checkpoint
 from mome.training.pretrain_video import pretrain_video, train_lip_encoder
 from mome.training.recipe import Trainer, train
+from tiny import FAST_TRAIN
 
-FAST = [
-    "data.max_frames=120",
-    "data.num_workers=0",
-    "train.num_threads=1",
-    "train.val_max_batches=1",
-    "train.log_every_steps=1",
-    "decode.num_beams=1",
-    "decode.max_new_tokens=3",
-]
 LIP = dict(arch="tiny", max_frames=150, warmup=0.0, num_workers=0, threads=1, progress=False)
 
 
@@ -46,7 +38,7 @@ def _overrides(root: Path, out: Path, steps: int, *extra: str) -> list[str]:
         f"train.output_dir={out}",
         f"train.max_steps={steps}",
         "train.save_every_steps=2",
-        *FAST,
+        *FAST_TRAIN,
         *extra,
     ]
 

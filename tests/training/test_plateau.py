@@ -22,16 +22,7 @@ from mome.runs.load import load_checkpoint
 from mome.training.optim import warmup_cosine
 from mome.training.plateau import plateau_reached, read_curve
 from mome.training.recipe import Trainer, train
-
-FAST = [
-    "data.max_frames=120",
-    "data.num_workers=0",
-    "train.num_threads=1",
-    "train.val_max_batches=1",
-    "train.log_every_steps=1",
-    "decode.num_beams=1",
-    "decode.max_new_tokens=3",
-]
+from tiny import FAST_TRAIN
 
 
 def _overrides(root: Path, out: Path, steps: int, *extra: str) -> list[str]:
@@ -41,7 +32,7 @@ def _overrides(root: Path, out: Path, steps: int, *extra: str) -> list[str]:
         f"train.max_steps={steps}",
         "train.save_every_steps=2",
         "train.plateau.every_steps=2",
-        *FAST,
+        *FAST_TRAIN,
         *extra,
     ]
 

@@ -21,16 +21,8 @@ from mome.config import load_config
 from mome.training.lock import LOCK_FILE, RunLocked, run_lock
 from mome.training.metrics import MetricsLogger
 from mome.training.recipe import train
+from tiny import FAST_TRAIN
 
-FAST = [
-    "data.max_frames=120",
-    "data.num_workers=0",
-    "train.num_threads=1",
-    "train.val_max_batches=1",
-    "train.log_every_steps=1",
-    "decode.num_beams=1",
-    "decode.max_new_tokens=3",
-]
 HOLD = (
     "import sys, time; from pathlib import Path; from mome.training.lock import run_lock\n"
     "with run_lock(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(120)"
@@ -118,7 +110,7 @@ def test_a_resume_after_a_disk_full_save_logs_each_step_once(train_corpus: Path,
         f"train.output_dir={out}",
         "train.max_steps=6",
         "train.save_every_steps=2",
-        *FAST,
+        *FAST_TRAIN,
     ]
     real = engine.save_checkpoint
 
