@@ -22,30 +22,17 @@ TINY_LLAMA = dict(
     eos_token_id=1,
     initializer_range=0.5,  # a random LLM with the default 0.02 cannot make a confident prediction
 )
-TINY_QWEN2 = dict(
-    model_type="qwen2",
-    hidden_size=32,
-    intermediate_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    vocab_size=80,
-    max_position_embeddings=256,
-    bos_token_id=None,
-    eos_token_id=1,
-    initializer_range=0.5,
-)
-FAST_TRAIN = [
-    "data.max_frames=120",
+TINY_QWEN2 = {**TINY_LLAMA, "model_type": "qwen2", "bos_token_id": None}  # the same shapes, Qwen2's way
+FAST_RUN = [
     "data.num_workers=0",
+    "data.max_frames=120",
     "train.num_threads=1",
-    "train.val_max_batches=1",
-    "train.log_every_steps=1",
     "decode.num_beams=1",
     "decode.max_new_tokens=3",
 ]
-"""Overrides that make a tiny training run take seconds: small batches, one thread, one validation batch,
-short greedy decoding."""
+"""Overrides that make a tiny model's commands take seconds: small batches, one thread, short greedy decoding."""
+FAST_TRAIN = [*FAST_RUN, "train.val_max_batches=1", "train.log_every_steps=1"]
+"""FAST_RUN, and one validation batch and a metrics row per step for a tiny training run."""
 ADAPTER_KINDS = [kind for kind in config.ADAPTER_KINDS if kind != "none"]  # every kind that adds adapters
 # synthesize_corpus keyword arguments for the tiny corpus the data and synthetic tests share (about 2 s)
 TINY_CORPUS = dict(

@@ -10,16 +10,9 @@ from pathlib import Path
 import pytest
 
 from mome.cli import main
+from tiny import FAST_RUN
 
 pytestmark = pytest.mark.slow
-
-FAST = [
-    "data.num_workers=0",
-    "data.max_frames=120",
-    "train.num_threads=1",
-    "decode.num_beams=1",
-    "decode.max_new_tokens=3",
-]
 
 
 @pytest.fixture
@@ -59,7 +52,7 @@ def test_train_and_eval_on_cached_features(workdir: Path, capsys) -> None:
                 "data.feature_cache=features",
                 "train.output_dir=runs/c",
                 "train.max_steps=2",
-                *FAST,
+                *FAST_RUN,
             ]
         )
         == 0

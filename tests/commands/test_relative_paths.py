@@ -13,16 +13,10 @@ from pathlib import Path
 import pytest
 
 from mome.cli import main
+from tiny import FAST_RUN
 
 pytestmark = pytest.mark.slow
 
-FAST = [
-    "data.num_workers=0",
-    "data.max_frames=120",
-    "train.num_threads=1",
-    "decode.num_beams=1",
-    "decode.max_new_tokens=3",
-]
 SYNTH = [
     "--utterances",
     "16",
@@ -86,7 +80,7 @@ def test_pretrain_train_eval_transcribe_with_relative_paths(workdir: Path, monke
                 "train.output_dir=runs/tiny",
                 "train.max_steps=2",
                 "model.encoders.video.path=lip.pt",
-                *FAST,
+                *FAST_RUN,
             ]
         )
         == 0
@@ -95,25 +89,29 @@ def test_pretrain_train_eval_transcribe_with_relative_paths(workdir: Path, monke
     saved = Path("runs/tiny/config.yaml").read_text()
     assert f"root: {workdir / 'corpus'}" in saved  # the run records where its data is, wherever it is read from
 
-    assert main(["eval", "runs/tiny", "--labels", "labels/test.csv", "--limit", "2", "--quiet", *FAST]) == 0
+    assert main(["eval", "runs/tiny", "--labels", "labels/test.csv", "--limit", "2", "--quiet", *FAST_RUN]) == 0
     results = json.loads(Path("runs/tiny/eval/test/results.json").read_text())
     assert results["wer"]["all"]["a4_v2"]["clean"]["utterances"] == 2
 
     clip = _first_test_clip(Path("corpus"))
     capsys.readouterr()
-    assert main(["transcribe", "runs/tiny", "--video", f"{clip}.mp4", "--audio", f"{clip}.wav", *FAST]) == 0
+    assert main(["transcribe", "runs/tiny", "--video", f"{clip}.mp4", "--audio", f"{clip}.wav", *FAST_RUN]) == 0
     assert "rates a4_v2" in capsys.readouterr().err
 
 
 def test_run_moved_elsewhere_still_finds_its_data(workdir: Path, monkeypatch) -> None:
     """A run trained from one directory evaluates from another: the paths it saved do not depend on the cwd."""
     monkeypatch.chdir(workdir)
-    assert main(["train", "tiny", "data.root=corpus", "train.output_dir=runs/moved", "train.max_steps=1", *FAST]) == 0
+    assert (
+        main(["train", "tiny", "data.root=corpus", "train.output_dir=runs/moved", "train.max_steps=1", *FAST_RUN]) == 0
+    )
     elsewhere = workdir / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     assert (
-        main(["eval", "../runs/moved", "--labels", "labels/val.csv", "--limit", "1", "--quiet", "--out", "ev", *FAST])
+        main(
+            ["eval", "../runs/moved", "--labels", "labels/val.csv", "--limit", "1", "--quiet", "--out", "ev", *FAST_RUN]
+        )
         == 0
     )
     assert (elsewhere / "ev" / "results.json").is_file()
@@ -124,7 +122,7 @@ def test_demo_with_its_default_relative_out(workdir: Path, tmp_path: Path, monke
     monkeypatch.chdir(tmp_path)
     shutil.copytree(workdir / "corpus", tmp_path / "demo_out" / "corpus")  # a corpus in place is reused: fast
     built_as = ["--seed", "3", "--utterances", "16", "--train-speakers", "32"]  # SYNTH's (else refused)
-    args = ["demo", *built_as, "--preset", "tiny", "--lip-steps", "2", "--steps", "2", "--eval-limit", "1", *FAST]
+    args = ["demo", *built_as, "--preset", "tiny", "--lip-steps", "2", "--steps", "2", "--eval-limit", "1", *FAST_RUN]
     assert main(args) == 0
     assert Path("demo_out/README.md").is_file() and Path("demo_out/eval/mome/results.json").is_file()
 
@@ -159,9 +157,9 @@ def test_a_moved_corpus_is_found_through_root(workdir: Path, tmp_path: Path, mon
     """`--root` (= `data.root=`) on a run whose corpus moved takes the labels and the babble noise along."""
     monkeypatch.chdir(tmp_path)
     shutil.copytree(workdir / "corpus", "corpus")
-    assert main(["train", "tiny", "data.root=corpus", "train.output_dir=run", "train.max_steps=1", *FAST]) == 0
+    assert main(["train", "tiny", "data.root=corpus", "train.output_dir=run", "train.max_steps=1", *FAST_RUN]) == 0
     Path("corpus").rename("moved")
     args = ["eval", "run", "--root", "moved", "--labels", "labels/val.csv", "--snr", "0", "--limit", "1", "--quiet"]
-    assert main([*args, *FAST]) == 0
+    assert main([*args, *FAST_RUN]) == 0
     results = json.loads(Path("run/eval/val/results.json").read_text())
     assert results["root"] == str(tmp_path / "moved") and results["snrs"] == ["0"]

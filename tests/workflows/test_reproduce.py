@@ -18,6 +18,7 @@ from mome.workflows.pipeline import task_overrides
 from mome.workflows.reproduce import curriculum_overrides
 from mome.workflows.reproduce_plan import METHODS, ReproduceOptions, jobs
 from mome.workflows.reproduce_report import Claim, MethodResult, claims, command_line, wer_cells, write_report
+from tiny import FAST_RUN
 
 COMBOS = ("a4_v2", "a4_v5", "a16_v2", "a16_v5")
 
@@ -376,19 +377,10 @@ def test_the_report_names_the_command_that_gives_its_options() -> None:
     assert command_line(quick) == "mome reproduce --quick --eval-limit 2"
 
 
-FAST = [
-    "data.num_workers=0",
-    "data.max_frames=120",
-    "train.num_threads=1",
-    "decode.num_beams=1",
-    "decode.max_new_tokens=3",
-]
-
-
 @pytest.mark.slow
 def test_quick_reproduction_from_a_relative_out_writes_every_row_and_claim(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)  # the corpus is synthesised by the command, as a new user's would be
-    assert main(["reproduce", "--quick", "--out", "rep", "--preset", "tiny", "--eval-limit", "2", *FAST]) == 0
+    assert main(["reproduce", "--quick", "--out", "rep", "--preset", "tiny", "--eval-limit", "2", *FAST_RUN]) == 0
     results = json.loads(Path("rep/results.json").read_text())
     methods = {m["key"]: m for m in results["methods"]}
     assert set(methods) == {m.key for m in METHODS}
