@@ -37,6 +37,8 @@ UNIFIED = [
 ]
 # the demo's recipe as section 17 measured it (5 clean epochs: a fixed curriculum whatever the steps)
 DEMO_RECIPE = [*UNIFIED, "train.projector_lr_scale=5", "data.clean_epochs=5"]
+# the demo preset's recipe since section 18: 60% of the steps clean
+DEMO_NOW = [*UNIFIED, "train.projector_lr_scale=5", "data.clean_steps_share=0.6"]
 VARIANTS: dict[str, list[str]] = {
     "unified": UNIFIED,
     "three": [],  # three task-specific models, steps split as the earlier demo did
@@ -68,6 +70,11 @@ VARIANTS: dict[str, list[str]] = {
     "unified-proj-lr5x-clean-first5-tmask": [*DEMO_RECIPE, "data.time_mask=true"],
     "unified-proj-lr5x-clean-first5-stack": [*DEMO_RECIPE, "model.compression.mode=stack"],
     "unified-proj-lr5x-clean-first5-whisper-base": [*DEMO_RECIPE, "model.encoders.audio.path=embedded:whisper-base"],
+    # sixth round (section 21): regularisers for the letters' generalisation gap, on the demo's recipe now
+    "demo-now": DEMO_NOW,
+    "demo-now-pdrop0.1": [*DEMO_NOW, "model.projector.dropout=0.1"],
+    "demo-now-pdrop0.3": [*DEMO_NOW, "model.projector.dropout=0.3"],
+    "demo-now-ls0.1": [*DEMO_NOW, "model.label_smoothing=0.1"],
     "unified-proj-lr5x-lr2e-3": [*UNIFIED, "train.projector_lr_scale=5", "train.lr=2e-3"],
     "unified-proj-lr5x-half-clean": [
         *UNIFIED,

@@ -142,6 +142,8 @@ BAD_VALUES = {
     "train.lr": "0",
     "train.projector_lr_scale": "0",
     "model.projector.ctc_weight": "-1",
+    "model.projector.dropout": "1",
+    "model.label_smoothing": "-0.1",
     "train.weight_decay": "-0.1",
     "train.betas": "[2, 3]",
     "train.warmup_steps": "-5",

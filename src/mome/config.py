@@ -176,10 +176,14 @@ class ProjectorConfig:
     """Weight of an auxiliary CTC loss on each projector's output tokens, scored by their cosine with the LLM's
     own embeddings of the transcript tokens (`models/losses.py:projector_ctc`). 0: the paper's objective. Not
     in the paper: the CPU demo uses it so that its short runs learn to read (docs/experiments.md, section 14)."""
+    dropout: float = 0.0
+    """Dropout on the pooled encoder features entering each projector, in training only. 0: the paper's
+    projectors (none); a regulariser for small corpora (docs/experiments.md, section 21)."""
 
     def check(self, path: str) -> None:
         _at_least(self, path, "hidden_size", 1)
         _check(self.ctc_weight >= 0, f"{path}.ctc_weight", "must be >= 0")
+        _check(0 <= self.dropout < 1, f"{path}.dropout", f"must be in [0, 1), got {self.dropout}")
 
 
 @dataclass
@@ -287,6 +291,9 @@ class ModelConfig:
     """Instruction placed after the A/V blocks; `null` uses the reference prompt of the task."""
     combination_weights: dict[str, float] | None = None
     """c_ij of the Matryoshka loss, keyed like `a4_v2`; `null` is uniform (paper). Missing keys = 1."""
+    label_smoothing: float = 0.0
+    """Label smoothing of the training cross-entropy (validation losses stay plain CE). 0: the paper's loss;
+    a regulariser for small corpora (docs/experiments.md, section 21)."""
 
     @property
     def prompt_text(self) -> str | dict[str, str]:
@@ -303,6 +310,11 @@ class ModelConfig:
                 where = f"{path}.combination_weights.{key}"
                 _check(key in valid, where, f"not a rate combination; expected {sorted(valid)}")
                 _check(w >= 0, where, "weights must be >= 0")
+        _check(
+            0 <= self.label_smoothing < 1,
+            f"{path}.label_smoothing",
+            f"must be in [0, 1), got {self.label_smoothing}",
+        )
 
 
 # ---------------------------------------------------------------------------------------------- data

@@ -397,8 +397,9 @@ class AVSRModel(nn.Module):
         ctx = AdapterContext(combination, seq.attention_mask.bool(), seq.segments, collect=True)
         with adapter_context(ctx):
             hidden = self.last_hidden(seq)  # [R or P, L, D]
+        smoothing = self.cfg.label_smoothing if self.training else 0.0  # validation losses stay plain CE
         sums, counts = per_combination_ce(
-            hidden, seq.labels, self.llm.get_output_embeddings(), combination, len(self.combinations)
+            hidden, seq.labels, self.llm.get_output_embeddings(), combination, len(self.combinations), smoothing
         )
         index = index.to(sums.device)
         sums, counts = sums[index], counts[index]  # [len(combos)]

@@ -18,7 +18,12 @@ from mome.models.sequence import IGNORE_INDEX
 
 
 def per_combination_ce(
-    hidden: torch.Tensor, labels: torch.Tensor, lm_head: nn.Module, combination: torch.Tensor, num: int
+    hidden: torch.Tensor,
+    labels: torch.Tensor,
+    lm_head: nn.Module,
+    combination: torch.Tensor,
+    num: int,
+    label_smoothing: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed next-token CE and token count of each granularity; the LM head runs only where a label exists.
 
@@ -30,6 +35,7 @@ def per_combination_ce(
         combination: [R] granularity index of each row, or [R, L] of each position (packed rows, where a
             row holds several original rows; a label never crosses from one into the next).
         num: number of granularities C.
+        label_smoothing: the share of each target's probability spread over the vocabulary (0: plain CE).
 
     Returns:
         sums [C] (differentiable) and counts [C] (labelled tokens) per granularity.
@@ -37,7 +43,9 @@ def per_combination_ce(
     targets = labels[:, 1:]  # [R, L-1]
     where = targets != IGNORE_INDEX
     logits = lm_head(hidden[:, :-1][where])  # [N, V], N = labelled positions only
-    token_loss = F.cross_entropy(logits.float(), targets[where], reduction="none")  # [N]
+    token_loss = F.cross_entropy(
+        logits.float(), targets[where], reduction="none", label_smoothing=label_smoothing
+    )  # [N]
     if combination.dim() == 1:
         combination = combination.unsqueeze(1).expand_as(labels)  # [R, L]
     token_combination = combination[:, 1:][where]  # [N], the granularity of each target

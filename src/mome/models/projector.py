@@ -7,6 +7,7 @@ Stacked compression changes the input width with the rate, so it always needs on
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mome.config import ProjectorConfig
@@ -29,6 +30,7 @@ class ModalityProjectors(nn.Module):
     ) -> None:
         super().__init__()
         self.per_rate = cfg.per_rate
+        self.dropout = cfg.dropout
         if not cfg.per_rate and len(set(in_dims.values())) > 1:
             raise ConfigError("model.projector.per_rate: stacked compression needs one projector per rate")
         keys = {rate: (f"r{rate}" if cfg.per_rate else "shared") for rate in in_dims}
@@ -44,4 +46,5 @@ class ModalityProjectors(nn.Module):
 
     def forward(self, rate: int, x: torch.Tensor) -> torch.Tensor:
         """x: [B, T', D_in] pooled features at `rate` -> [B, T', D_llm]."""
+        x = F.dropout(x, self.dropout, self.training)  # a functional dropout: no module, the same state keys
         return self.layers[self.keys[rate]](x)
