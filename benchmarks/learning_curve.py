@@ -23,8 +23,10 @@ from pathlib import Path
 
 from mome.config import load_config
 from mome.evaluation.evaluate import evaluate, snr_label
+from mome.evaluation.wer import reference_hits
 from mome.io import atomic_write_text, read_json
 from mome.runs.load import model_from_checkpoint, resolve_checkpoint
+from mome.synthetic.grammar import grid_word_classes
 from mome.workflows import pipeline
 from mome.workflows.demo_report import word_class_errors
 
@@ -167,6 +169,30 @@ def word_table(points: list[dict], classes: tuple[str, ...] = ("letter", "digit"
     return "\n".join(lines)
 
 
+def misread_letters(out: Path, points: list[dict], combo: str = "a4_v2") -> str:
+    """The clean clips whose letter any point lost at `combo`, with each point's hypothesis ("-": read): whether
+    different models fail on the same clips (the clip's fault) or on different ones (the model's)."""
+    keys = [point_key(p["variant"], p["seed"], p["steps"]) for p in points]
+    hyps: dict[str, dict[str, str]] = {}  # clip id -> point key -> hypothesis, where the letter was lost
+    refs: dict[str, str] = {}
+    for key in keys:
+        path = out / "eval" / key / "hypotheses.jsonl"
+        for line in path.read_text(encoding="utf-8").splitlines() if path.is_file() else []:
+            rec = json.loads(line)
+            if rec["snr"] != "clean" or rec["rates"] != combo:
+                continue
+            hits = reference_hits(rec["ref"], rec["hyp"])
+            classes = grid_word_classes(" ".join(w for w, _ in hits)) or []
+            if any(cls == "letter" and not hit for (_, hit), cls in zip(hits, classes)):
+                hyps.setdefault(rec["id"], {})[key] = rec["hyp"]
+                refs[rec["id"]] = rec["ref"]
+    lines = ["| clip | reference | lost by | " + " | ".join(keys) + " |", "|---|---|---:|" + "---|" * len(keys)]
+    for clip in sorted(hyps, key=lambda c: (-len(hyps[c]), c)):
+        cells = " | ".join(hyps[clip].get(k, "-") for k in keys)
+        lines.append(f"| {clip} | {refs[clip]} | {len(hyps[clip])} | {cells} |")
+    return "\n".join(lines)
+
+
 def plot(points: list[dict], path: Path, combos: tuple[str, ...] = ("a4_v2", "a16_v5")) -> None:
     """Clean WER per variant against steps and training seconds: the mean over seeds, bars from min to max."""
     import matplotlib
@@ -207,6 +233,9 @@ def main() -> None:
     parser.add_argument("--lip-steps", type=int, default=pipeline.Workspace.lip_steps)
     parser.add_argument("--train-speakers", type=int, default=pipeline.Workspace.train_speakers)
     parser.add_argument("--utterances", type=int, default=pipeline.Workspace.utterances, help="corpus size")
+    parser.add_argument(
+        "--misread", action="store_true", help="also list the clips whose letter each point lost at a4_v2"
+    )
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE overrides for every run")
     args = parser.parse_args()
 
@@ -237,6 +266,8 @@ def main() -> None:
     print("\n% of the letters / digits lost (clean)\n" + word_table(chosen))
     for snr in args.snr:
         print(f"\nvalidation WER % ({snr:g} dB)\n" + table(chosen, snr_label(snr)))
+    if args.misread:
+        print("\nclips whose letter was lost at a4_v2 (clean)\n" + misread_letters(ws.out, chosen))
     plot(chosen, ws.out / "learning_curve.png")
     print(f"\n{results_path}, {ws.out / 'learning_curve.png'}")
 
