@@ -193,6 +193,34 @@ def misread_letters(out: Path, points: list[dict], combo: str = "a4_v2") -> str:
     return "\n".join(lines)
 
 
+VOWEL_LETTERS = frozenset("aefhilmnorsx")  # letters whose spoken name starts with a vowel ("ef", "aitch", ...)
+
+
+def letters_by_context(out: Path, points: list[dict], combos: tuple[str, ...] = ("a4_v2", "a4_v5", "a4")) -> str:
+    """% of the letters lost (clean, pooled over the points and `combos`) by the preposition before them and
+    whether the letter's name starts with a vowel: does a consonant at the end of "at" / "with" run into it?"""
+    counts: dict[tuple[str, str], list[int]] = {}
+    for p in points:
+        path = out / "eval" / point_key(p["variant"], p["seed"], p["steps"]) / "hypotheses.jsonl"
+        for line in path.read_text(encoding="utf-8").splitlines() if path.is_file() else []:
+            rec = json.loads(line)
+            if rec["snr"] != "clean" or rec["rates"] not in combos:
+                continue
+            hits = reference_hits(rec["ref"], rec["hyp"])
+            words = [w for w, _ in hits]
+            classes = grid_word_classes(" ".join(words)) or []
+            for i, ((word, hit), cls) in enumerate(zip(hits, classes)):
+                if cls == "letter":
+                    key = (words[i - 1], "vowel" if word in VOWEL_LETTERS else "consonant")
+                    counts.setdefault(key, [0, 0])
+                    counts[key][0] += not hit
+                    counts[key][1] += 1
+    lines = ["| preposition | letter starts with | letters | lost | % lost |", "|---|---|---:|---:|---:|"]
+    for (prep, start), (lost, n) in sorted(counts.items()):
+        lines.append(f"| {prep} | {start} | {n} | {lost} | {100 * lost / n:.1f} |")
+    return "\n".join(lines)
+
+
 def plot(points: list[dict], path: Path, combos: tuple[str, ...] = ("a4_v2", "a16_v5")) -> None:
     """Clean WER per variant against steps and training seconds: the mean over seeds, bars from min to max."""
     import matplotlib
@@ -234,7 +262,9 @@ def main() -> None:
     parser.add_argument("--train-speakers", type=int, default=pipeline.Workspace.train_speakers)
     parser.add_argument("--utterances", type=int, default=pipeline.Workspace.utterances, help="corpus size")
     parser.add_argument(
-        "--misread", action="store_true", help="also list the clips whose letter each point lost at a4_v2"
+        "--misread",
+        action="store_true",
+        help="also list the clips whose letter each point lost, and the letters lost by context",
     )
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE overrides for every run")
     args = parser.parse_args()
@@ -268,6 +298,7 @@ def main() -> None:
         print(f"\nvalidation WER % ({snr:g} dB)\n" + table(chosen, snr_label(snr)))
     if args.misread:
         print("\nclips whose letter was lost at a4_v2 (clean)\n" + misread_letters(ws.out, chosen))
+        print("\nletters lost by context, a4_v2 / a4_v5 / a4 pooled (clean)\n" + letters_by_context(ws.out, chosen))
     plot(chosen, ws.out / "learning_curve.png")
     print(f"\n{results_path}, {ws.out / 'learning_curve.png'}")
 

@@ -54,3 +54,6 @@ def test_the_table_counts_each_clip_over_the_points_that_lost_its_letter(tmp_pat
     assert "place white at d zero please" in lines[2] and "place white at v zero please" in lines[2]
     assert lines[3].split(" | ")[:3] == ["| q", ref_q, "1"]
     assert lines[3].endswith("| bin red by u four now | - |")
+    # the same hypotheses by context: "at" before e (a vowel-initial name), "by" before q (a consonant)
+    by_context = lc.letters_by_context(tmp_path, points, combos=("a4_v2",)).splitlines()
+    assert by_context[2:] == ["| at | vowel | 2 | 2 | 100.0 |", "| by | consonant | 2 | 1 | 50.0 |"]
