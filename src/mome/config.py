@@ -178,7 +178,8 @@ class ProjectorConfig:
     in the paper: the CPU demo uses it so that its short runs learn to read (docs/experiments.md, section 14)."""
     dropout: float = 0.0
     """Dropout on the pooled encoder features entering each projector, in training only. 0: the paper's
-    projectors (none); a regulariser for small corpora (docs/experiments.md, section 21)."""
+    projectors (none); a regulariser for small corpora (docs/experiments.md, section 21). Its masks draw from
+    torch's seeded global generator, so the random draws after it differ from a run without it."""
 
     def check(self, path: str) -> None:
         _at_least(self, path, "hidden_size", 1)
