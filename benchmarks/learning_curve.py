@@ -19,16 +19,15 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections import defaultdict
 from pathlib import Path
 
 from mome.config import load_config
 from mome.evaluation.evaluate import evaluate, snr_label
-from mome.evaluation.wer import reference_hits
 from mome.io import atomic_write_text, read_json
 from mome.runs.load import model_from_checkpoint, resolve_checkpoint
-from mome.synthetic.grammar import grid_word_classes
 from mome.workflows import pipeline
-from mome.workflows.demo_report import word_class_errors
+from mome.workflows.demo_report import grid_word_hits, word_class_errors
 
 # the paper's one learning rate, no clean-audio curriculum and plain CE, whatever the demo preset sets; variants
 # add theirs
@@ -77,7 +76,6 @@ VARIANTS: dict[str, list[str]] = {
     # sixth round (section 21): regularisers for the letters' generalisation gap, on the demo's recipe now
     "demo-now": DEMO_NOW,
     "demo-now-pdrop0.1": [*DEMO_NOW, "model.projector.dropout=0.1"],
-    "demo-now-pdrop0.3": [*DEMO_NOW, "model.projector.dropout=0.3"],
     "demo-now-ls0.1": [*DEMO_NOW, "model.label_smoothing=0.1"],
     "unified-proj-lr5x-lr2e-3": [*UNIFIED, "train.projector_lr_scale=5", "train.lr=2e-3"],
     "unified-proj-lr5x-half-clean": [
@@ -91,6 +89,11 @@ THREE_SPLIT = {"avsr": 250, "asr": 250, "vsr": 400}  # the demo's step shares be
 
 def point_key(variant: str, seed: int, steps: int) -> str:
     return f"{variant}-s{seed}-n{steps}"
+
+
+def hypotheses_path(out: Path, key: str) -> Path:
+    """Where `evaluate` writes a point's (or one of its runs') hypotheses."""
+    return out / "eval" / key / "hypotheses.jsonl"
 
 
 def train_and_score(
@@ -133,7 +136,7 @@ def train_and_score(
             progress=False,
         )
         wer.update(results.wer_percent())
-        classes.update(word_class_errors(ws.out / "eval" / name / "hypotheses.jsonl"))
+        classes.update(word_class_errors(hypotheses_path(ws.out, name)))
     return {
         "variant": variant,
         "seed": seed,
@@ -176,14 +179,8 @@ def misread_letters(out: Path, points: list[dict], combo: str = "a4_v2") -> str:
     hyps: dict[str, dict[str, str]] = {}  # clip id -> point key -> hypothesis, where the letter was lost
     refs: dict[str, str] = {}
     for key in keys:
-        path = out / "eval" / key / "hypotheses.jsonl"
-        for line in path.read_text(encoding="utf-8").splitlines() if path.is_file() else []:
-            rec = json.loads(line)
-            if rec["snr"] != "clean" or rec["rates"] != combo:
-                continue
-            hits = reference_hits(rec["ref"], rec["hyp"])
-            classes = grid_word_classes(" ".join(w for w, _ in hits)) or []
-            if any(cls == "letter" and not hit for (_, hit), cls in zip(hits, classes)):
+        for rec, hits, classes in grid_word_hits(hypotheses_path(out, key)):
+            if rec["rates"] == combo and any(cls == "letter" and not hit for (_, hit), cls in zip(hits, classes)):
                 hyps.setdefault(rec["id"], {})[key] = rec["hyp"]
                 refs[rec["id"]] = rec["ref"]
     lines = ["| clip | reference | lost by | " + " | ".join(keys) + " |", "|---|---|---:|" + "---|" * len(keys)]
@@ -199,22 +196,16 @@ VOWEL_LETTERS = frozenset("aefhilmnorsx")  # letters whose spoken name starts wi
 def letters_by_context(out: Path, points: list[dict], combos: tuple[str, ...] = ("a4_v2", "a4_v5", "a4")) -> str:
     """% of the letters lost (clean, pooled over the points and `combos`) by the preposition before them and
     whether the letter's name starts with a vowel: does a consonant at the end of "at" / "with" run into it?"""
-    counts: dict[tuple[str, str], list[int]] = {}
+    counts: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])  # (preposition, start) -> lost, all
     for p in points:
-        path = out / "eval" / point_key(p["variant"], p["seed"], p["steps"]) / "hypotheses.jsonl"
-        for line in path.read_text(encoding="utf-8").splitlines() if path.is_file() else []:
-            rec = json.loads(line)
-            if rec["snr"] != "clean" or rec["rates"] not in combos:
+        for rec, hits, classes in grid_word_hits(hypotheses_path(out, point_key(p["variant"], p["seed"], p["steps"]))):
+            if rec["rates"] not in combos:
                 continue
-            hits = reference_hits(rec["ref"], rec["hyp"])
-            words = [w for w, _ in hits]
-            classes = grid_word_classes(" ".join(words)) or []
             for i, ((word, hit), cls) in enumerate(zip(hits, classes)):
                 if cls == "letter":
-                    key = (words[i - 1], "vowel" if word in VOWEL_LETTERS else "consonant")
-                    counts.setdefault(key, [0, 0])
-                    counts[key][0] += not hit
-                    counts[key][1] += 1
+                    cell = counts[(hits[i - 1][0], "vowel" if word in VOWEL_LETTERS else "consonant")]
+                    cell[0] += not hit
+                    cell[1] += 1
     lines = ["| preposition | letter starts with | letters | lost | % lost |", "|---|---|---:|---:|---:|"]
     for (prep, start), (lost, n) in sorted(counts.items()):
         lines.append(f"| {prep} | {start} | {n} | {lost} | {100 * lost / n:.1f} |")

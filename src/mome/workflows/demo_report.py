@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -59,21 +59,29 @@ def _split(per_key: Mapping[str, V], tasks: Mapping[str, Mapping[str, object]]) 
     return {task: {k: v for k, v in per_key.items() if k in tasks[task]} for task in TASKS if task in tasks}
 
 
-def word_class_errors(hypotheses: Path, snr: str = "clean") -> dict[str, dict[str, float]]:
-    """% of the reference words of each GRID word class (command, colour, preposition, letter, digit, adverb)
-    that the hypothesis lost (substituted or deleted), per rate combination, on GRID sentences at `snr`: whether
-    the model reads the letters and digits or only knows the grammar. Insertions are in the WER, not here."""
-    wrong: dict[str, dict[str, list[int]]] = defaultdict(lambda: {c: [0, 0] for c in GRID_WORDS})
+def grid_word_hits(
+    hypotheses: Path, snr: str = "clean"
+) -> Iterator[tuple[JsonObject, list[tuple[str, bool]], list[str]]]:
+    """Each GRID sentence of a `hypotheses.jsonl` at `snr`: its record, its reference words each with whether the
+    hypothesis kept it, and their GRID word classes. Nothing when the file is absent."""
     if not hypotheses.is_file():
-        return {}
+        return
     for line in hypotheses.read_text(encoding="utf-8").splitlines():
         rec = json.loads(line)
         if rec["snr"] != snr:
             continue
         hits = reference_hits(rec["ref"], rec["hyp"])
         classes = grid_word_classes(" ".join(w for w, _ in hits))
-        if classes is None:
-            continue
+        if classes is not None:
+            yield rec, hits, classes
+
+
+def word_class_errors(hypotheses: Path, snr: str = "clean") -> dict[str, dict[str, float]]:
+    """% of the reference words of each GRID word class (command, colour, preposition, letter, digit, adverb)
+    that the hypothesis lost (substituted or deleted), per rate combination, on GRID sentences at `snr`: whether
+    the model reads the letters and digits or only knows the grammar. Insertions are in the WER, not here."""
+    wrong: dict[str, dict[str, list[int]]] = defaultdict(lambda: {c: [0, 0] for c in GRID_WORDS})
+    for rec, hits, classes in grid_word_hits(hypotheses, snr):
         for (_, hit), cls in zip(hits, classes):
             wrong[rec["rates"]][cls][0] += not hit
             wrong[rec["rates"]][cls][1] += 1
