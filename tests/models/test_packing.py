@@ -10,8 +10,17 @@ import torch
 
 from mome.adapters.context import Segment
 from mome.config import combination_key
+from mome.models import avsr
 from mome.models.avsr import AVSRModel, Features
-from mome.models.sequence import IGNORE_INDEX, PACK_CAPACITY, SequenceBatch, first_fit_decreasing, pack
+from mome.models.llm import training_attention
+from mome.models.sequence import (
+    IGNORE_INDEX,
+    PACK_CAPACITY,
+    SequenceBatch,
+    first_fit_decreasing,
+    pack,
+    packing_capacity,
+)
 from tiny import TINY_LLAMA, TINY_QWEN2, tiny_model_config
 
 TEXTS = ["place red at g nine", "bin blue", "set white with p one soon"]
@@ -113,6 +122,14 @@ def test_a_larger_capacity_leaves_no_padding_here() -> None:
     assert pack(_hand_made(), capacity=100.0).embeds.shape[:2] == (1, 10)  # never longer than all rows together
 
 
+def test_capacity_none_packs_every_row_into_one_row_without_padding() -> None:
+    """Flash attention's layout: longest first, all in one row of 4 + 3 + 2 + 1 positions."""
+    packed = pack(_hand_made(), capacity=None)
+    assert packed.source_rows.tolist() == [[0, 0, 0, 0, 2, 2, 2, 1, 1, 3]]
+    assert packed.position_ids.tolist() == [[0, 1, 2, 3, 0, 1, 2, 0, 1, 0]]
+    assert packed.attention_mask.all()
+
+
 def test_no_label_crosses_from_one_row_into_the_next() -> None:
     for arch in (TINY_LLAMA, TINY_QWEN2):  # with BOS and without (Qwen2 rows start with <audio>)
         _, packed = _padded_and_packed(_model("none", arch))
@@ -200,8 +217,57 @@ def test_packing_saves_positions_on_rows_of_different_lengths() -> None:
     assert (1 - packed.attention_mask).sum() < (1 - padded.attention_mask).sum()
 
 
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_one_packed_row_gives_the_padded_hidden_states(attention: str) -> None:
+    """The one-row layout flash attention reads (`capacity=None`), checked where it runs on a CPU: HF masks a
+    one-row batch block-diagonally from its position ids as flash attention's variable-length kernel does."""
+    model = _model("mome", shared_router=False)
+    model.llm.config._attn_implementation = attention
+    padded = _padded_and_packed(model)[0]
+    flat = pack(padded, capacity=None)
+    assert flat.embeds.shape[0] == 1
+    with torch.no_grad():
+        want = model.last_hidden(padded) * padded.attention_mask.unsqueeze(-1)
+        got = _unpack(model.last_hidden(flat), flat, padded.embeds.shape[1])
+    torch.testing.assert_close(got, want, **TOLERANCE)
+
+
+def test_one_row_losses_and_gradients_equal_padded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A step packed as flash attention packs it (one row) trains as the padded step does."""
+    model, features = _model("mome"), _features()
+    want_terms, want_grads = _step(model, [(model(features, TEXTS, packed=False), 1.0)])
+    monkeypatch.setattr(avsr, "packing_capacity", lambda attention: None)  # flash's layout, computed by sdpa
+    terms, grads = _step(model, [(model(features, TEXTS), 1.0)])
+    assert set(terms) == set(want_terms) and set(grads) == set(want_grads)
+    for key, value in want_terms.items():
+        torch.testing.assert_close(terms[key], value, **TOLERANCE)
+    for key, value in want_grads.items():
+        torch.testing.assert_close(grads[key], value, **TOLERANCE)
+
+
+def test_packing_capacity_by_attention() -> None:
+    assert packing_capacity("sdpa") == packing_capacity("eager") == PACK_CAPACITY
+    assert packing_capacity("flash_attention_2") is None and packing_capacity("kernels-community/flash-attn") is None
+    with pytest.raises(ValueError, match="pack_sequences=false"):
+        packing_capacity("flex_attention")
+
+
 def test_packed_rows_refuse_an_attention_that_would_ignore_the_packing() -> None:
     model = _model("none")
-    model.llm.config._attn_implementation = "flash_attention_2"  # packing read from position ids of 1 row only
+    model.llm.config._attn_implementation = "flex_attention"
     with pytest.raises(ValueError, match="pack_sequences=false"):
         model(_features(), TEXTS)
+    model.llm.config._attn_implementation = "flash_attention_2"  # reads packing from a one-row batch only
+    with pytest.raises(ValueError, match="one-row batch"):
+        model.last_hidden(_padded_and_packed(model)[1])
+
+
+def test_training_attention_by_precision_and_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mome.models import llm
+
+    assert training_attention("bf16", "cpu") == "eager" and training_attention("fp32", "cpu") is None
+    monkeypatch.setattr(llm, "is_flash_attn_2_available", lambda: True)
+    assert training_attention("bf16", "cuda") == training_attention("fp16", "cuda") == "flash_attention_2"
+    assert training_attention("fp32", "cuda") is None  # flash attention computes in half precision only
+    monkeypatch.setattr(llm, "is_flash_attn_2_available", lambda: False)
+    assert training_attention("bf16", "cuda") is None

@@ -41,13 +41,8 @@ from mome.models.llm import LoadedLLM, contiguous_lm_head_input, load_llm, train
 from mome.models.losses import per_combination_ce, projector_ctc
 from mome.models.pooling import MatryoshkaPooler, pooled_key
 from mome.models.projector import ModalityProjectors
-from mome.models.sequence import SequenceBatch, SequenceBuilder, pack
+from mome.models.sequence import SequenceBatch, SequenceBuilder, pack, packing_capacity
 from mome.precision import TORCH_DTYPES, Resolved, decode_precision
-
-PACKING_ATTENTION = ("sdpa", "eager")
-"""HF attention implementations that build the block-diagonal mask of packed rows from their position ids
-(`masking_utils.find_packed_sequence_indices`). Flash attention reads packing from position ids only for a
-batch of one row, so packed rows of a larger batch would attend across their original rows."""
 
 
 @dataclass
@@ -391,8 +386,8 @@ class AVSRModel(nn.Module):
         seq = self._sequences(audio, video, features.batch_size, combos, texts, "right", tasks)
         rows = self.rows(combos, features.batch_size, tasks)
         combination = index[[c for c, _ in rows]].to(seq.embeds.device)  # [R], R = C x B without the rows left out
-        if packed:
-            seq = pack(seq)
+        if packed:  # rows of up to twice the longest (sdpa, eager), or one row (flash attention)
+            seq = pack(seq, packing_capacity(self.llm.config._attn_implementation))
             combination = combination[seq.source_rows.clamp_min(0)]  # [P, L]; padding's is never used
         ctx = AdapterContext(combination, seq.attention_mask.bool(), seq.segments, collect=True)
         with adapter_context(ctx):
@@ -433,17 +428,14 @@ class AVSRModel(nn.Module):
         """The frozen base model's last hidden states [R, L, D] (the loss runs the LM head where labels are).
 
         Packed rows go in with `attention_mask=None` and their restarting position ids: HF then detects the
-        packing and masks attention block-diagonally, so that no token sees another original row.
+        packing and masks attention block-diagonally (sdpa, eager) or runs flash attention's variable-length
+        kernel over the one packed row, so that no token sees another original row.
         """
         base = getattr(self.llm, self.llm.base_model_prefix)
         if seq.position_ids is None:  # right-padded rows
             return base(inputs_embeds=seq.embeds, attention_mask=seq.attention_mask, use_cache=False).last_hidden_state
-        attention = self.llm.config._attn_implementation
-        if attention not in PACKING_ATTENTION:
-            raise ValueError(
-                f"packed rows need attention {' or '.join(PACKING_ATTENTION)}, not {attention!r}; "
-                "set train.pack_sequences=false"
-            )
+        if packing_capacity(self.llm.config._attn_implementation) is None and seq.embeds.shape[0] > 1:
+            raise ValueError("flash attention reads packed rows from a one-row batch only: pack(capacity=None)")
         return base(
             inputs_embeds=seq.embeds, position_ids=seq.position_ids, attention_mask=None, use_cache=False
         ).last_hidden_state

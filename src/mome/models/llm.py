@@ -20,6 +20,7 @@ from transformers import (
     PretrainedConfig,
     PreTrainedTokenizerBase,
 )
+from transformers.utils import is_flash_attn_2_available
 
 from mome.config import LLMConfig
 from mome.errors import ConfigError, UserError
@@ -137,10 +138,16 @@ def load_llm(cfg: LLMConfig, device: str | torch.device | None = None) -> Loaded
 
 
 def training_attention(precision: str, device_type: str) -> str | None:
-    """The attention implementation a training step should use, or None to keep the model's own: eager for bf16
-    on a CPU, where PyTorch's fused SDPA kernel is fast forward but its backward in bf16 is not; sdpa
-    everywhere else (decoding, which has no backward, keeps sdpa on every device)."""
-    return "eager" if precision == "bf16" and device_type == "cpu" else None
+    """The attention implementation a training step should use, or None to keep the model's own (sdpa):
+    - bf16 on a CPU: eager, since PyTorch's fused SDPA kernel is fast forward but its backward in bf16 is not;
+    - bf16 or fp16 on a GPU with the `flash-attn` package installed: flash attention, whose variable-length
+      kernel computes packed rows (then one row, `sequence.packing_capacity`) without mask or padding;
+    - else sdpa. Decoding, which has no backward, keeps the model's own everywhere."""
+    if precision == "bf16" and device_type == "cpu":
+        return "eager"
+    if precision in ("bf16", "fp16") and device_type == "cuda" and is_flash_attn_2_available():
+        return "flash_attention_2"
+    return None
 
 
 def dense_strides(shape: Sequence[int]) -> tuple[int, ...]:

@@ -80,9 +80,30 @@ PACK_CAPACITY = 2.0
 fills a packed row alone (the demo's a4_v2 rows), leaving ~20% padding; at 2 almost none is left, and the
 attention of the longer packed rows costs less than the padding it removes (docs/benchmarks.md)."""
 
+PACKED_ROWS_ATTENTION = ("sdpa", "eager")
+"""HF attention implementations that build the block-diagonal mask of packed rows from their position ids
+(`masking_utils.find_packed_sequence_indices`), for any number of rows."""
 
-def pack(seq: SequenceBatch, capacity: float = PACK_CAPACITY) -> SequenceBatch:
-    """Pack right-padded training rows [R, L] into P <= R rows of `capacity` x L positions (first-fit decreasing).
+
+def packing_capacity(attention: str) -> float | None:
+    """The `pack` capacity for an attention implementation: PACK_CAPACITY for sdpa and eager; None (one row
+    without padding) for flash attention, which reads packing from the position ids of a one-row batch only
+    (its variable-length kernel: no mask and no padding computed). Others are refused: they would let packed
+    rows attend across their original rows."""
+    if attention in PACKED_ROWS_ATTENTION:
+        return PACK_CAPACITY
+    if "flash" in attention:  # flash_attention_2 / _3 and the kernels hub's flash-attn builds
+        return None
+    raise ValueError(
+        f"packed rows need attention {', '.join(PACKED_ROWS_ATTENTION)} or flash attention, not {attention!r}; "
+        "set train.pack_sequences=false"
+    )
+
+
+def pack(seq: SequenceBatch, capacity: float | None = PACK_CAPACITY) -> SequenceBatch:
+    """Pack right-padded training rows [R, L] into P <= R rows of `capacity` x L positions (first-fit decreasing);
+    `capacity=None`: every row into one row without padding [1, sum of lengths], the layout that flash
+    attention's variable-length path reads from the position ids (`packing_capacity`).
 
     Each packed row holds whole original rows one after the other, then padding. `position_ids` restart at 0
     for every original row and for the padding, so that the RoPE positions are those of the unpacked row and
@@ -97,7 +118,8 @@ def pack(seq: SequenceBatch, capacity: float = PACK_CAPACITY) -> SequenceBatch:
     if bool((seq.labels[:, 0] != IGNORE_INDEX).any()):
         raise ValueError("a row starts with a labelled token: packing would let the previous row learn it")
     longest = max(lengths)
-    room = max(longest, min(int(capacity * longest), sum(lengths)))  # never longer than everything in one row
+    total = sum(lengths)
+    room = total if capacity is None else max(longest, min(int(capacity * longest), total))  # <= all in one row
     bins = first_fit_decreasing(lengths, room)
     room = max(sum(lengths[r] for r in members) for members in bins)  # no all-padding tail
     layout = _packed_layout(lengths, bins, width, room).to(seq.embeds.device)
