@@ -27,13 +27,13 @@ CORPORA = {"LRS3": 433.0, "LRS3+VoxCeleb2": 1759.0}
 """Hours of training speech (the corpus sizes the paper and its neighbours quote)."""
 
 
-def storages(default_noisy: int, noisy: list[int]) -> list[Storage]:
+def storages(default_store: str, default_noisy: int, noisy: list[int]) -> list[Storage]:
     options = []
     for store in ("full", "pooled"):
         for k in dict.fromkeys([default_noisy, *noisy]):
             options.append(
                 Storage(
-                    f"{store}, K={k}" + (" (default)" if store == "full" and k == default_noisy else ""),
+                    f"{store}, K={k}" + (" (default)" if store == default_store and k == default_noisy else ""),
                     store,
                     store,
                     k,
@@ -60,7 +60,7 @@ def main() -> None:
     cfg = load_config(args.preset, args.override)
     corpora = {f"{h:g} h": h for h in args.hours} if args.hours else {f"{k} {h:,.0f} h": h for k, h in CORPORA.items()}
     rows = []
-    for storage in storages(cfg.data.feature_noisy_versions, args.noisy):
+    for storage in storages(cfg.data.feature_cache_store, cfg.data.feature_noisy_versions, args.noisy):
         per_second = bytes_per_second(cfg, storage)
         total = sum(per_second.values())
         versions = audio_versions(cfg.data, storage.noisy_versions) if storage.audio != "none" else 0

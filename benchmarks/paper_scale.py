@@ -289,8 +289,8 @@ def phase_train(cfg: Any, args: argparse.Namespace, cached: bool, pooled: bool =
 
     if not cached:
         cfg.data.feature_cache = None
-    elif pooled:
-        cfg.data.feature_cache_store = "pooled"
+    else:  # both stores side by side, whatever the preset keeps
+        cfg.data.feature_cache_store = "pooled" if pooled else "full"
     fill: dict[str, Any] = {}
 
     class TimedTrainer(Trainer):
