@@ -198,12 +198,18 @@ class AVSRModel(nn.Module):
 
     def prepare_training(self, precision: Precision, device: str | torch.device) -> None:
         """Lay the frozen LLM out for training steps computed in `precision` on `device`: bf16 weights where
-        the step is bf16 (`store_frozen`), and eager attention for bf16 steps on a CPU, whose fused SDPA
-        backward in bf16 is several times slower than eager attention's (docs/benchmarks.md, train_speed)."""
+        the step is bf16 (`store_frozen`), and the attention `llm.training_attention` picks: eager for bf16
+        steps on a CPU, whose fused SDPA backward in bf16 is several times slower (docs/benchmarks.md,
+        train_speed), flash attention for half-precision steps on a GPU where flash-attn is installed."""
         self.store_frozen(precision)
         attention = training_attention(precision, torch.device(device).type)
-        if attention is not None and self.llm.config._attn_implementation != attention:
+        if attention is not None and self.attention != attention:
             self.llm.set_attn_implementation(attention)
+
+    @property
+    def attention(self) -> str:
+        """The frozen LLM's attention implementation (`sdpa`, `eager`, `flash_attention_2`, ...)."""
+        return str(self.llm.config._attn_implementation)
 
     def prepare_decoding(self, decode: DecodeConfig, device: str | torch.device) -> Resolved:
         """What decoding runs in (`mome.precision.decode_precision`), with the frozen LLM laid out for it: bf16
@@ -387,7 +393,7 @@ class AVSRModel(nn.Module):
         rows = self.rows(combos, features.batch_size, tasks)
         combination = index[[c for c, _ in rows]].to(seq.embeds.device)  # [R], R = C x B without the rows left out
         if packed:  # rows of up to twice the longest (sdpa, eager), or one row (flash attention)
-            seq = pack(seq, packing_capacity(self.llm.config._attn_implementation))
+            seq = pack(seq, packing_capacity(self.attention))
             combination = combination[seq.source_rows.clamp_min(0)]  # [P, L]; padding's is never used
         ctx = AdapterContext(combination, seq.attention_mask.bool(), seq.segments, collect=True)
         with adapter_context(ctx):
@@ -434,7 +440,7 @@ class AVSRModel(nn.Module):
         base = getattr(self.llm, self.llm.base_model_prefix)
         if seq.position_ids is None:  # right-padded rows
             return base(inputs_embeds=seq.embeds, attention_mask=seq.attention_mask, use_cache=False).last_hidden_state
-        if packing_capacity(self.llm.config._attn_implementation) is None and seq.embeds.shape[0] > 1:
+        if packing_capacity(self.attention) is None and seq.embeds.shape[0] > 1:
             raise ValueError("flash attention reads packed rows from a one-row batch only: pack(capacity=None)")
         return base(
             inputs_embeds=seq.embeds, position_ids=seq.position_ids, attention_mask=None, use_cache=False
