@@ -80,18 +80,21 @@ def test_demo_runs_every_stage_and_resumes(tmp_path: Path) -> None:
 
 
 def test_budget_steps_fit_the_seconds_left_in_multiples_of_50() -> None:
-    from mome.workflows.demo import AFTER_TRAINING_STEPS, STEP_RANGE, STEP_TIME_MARGIN, budget_steps
+    from mome.workflows.demo import AFTER_TRAINING_STEPS_PER_TEST_UTTERANCE, STEP_RANGE, STEP_TIME_MARGIN, budget_steps
 
     for precision, margin in STEP_TIME_MARGIN.items():
-        for left, step in [(300.0, 0.4), (600.0, 0.64), (640.0, 0.41), (900.0, 0.9)]:
-            steps = budget_steps(left, step, precision)
+        for left, step, tests in [(300.0, 0.4, 80), (600.0, 0.64, 80), (640.0, 0.41, 20), (900.0, 0.9, 240)]:
+            steps = budget_steps(left, step, precision, tests)
+            after = round(AFTER_TRAINING_STEPS_PER_TEST_UTTERANCE * tests)
             assert steps % 50 == 0 and STEP_RANGE[0] <= steps <= STEP_RANGE[1]
             if steps > STEP_RANGE[0]:  # training and the stages after it, at the margin's step time, fit the budget
-                assert (steps + AFTER_TRAINING_STEPS) * step * margin <= left
-                assert (steps + 50 + AFTER_TRAINING_STEPS) * step * margin > left  # and no 50 more would
-    assert budget_steps(600.0, 0.3, "fp32") > budget_steps(600.0, 0.6, "fp32")  # a faster machine trains longer
-    assert budget_steps(900.0, 0.3, "fp32") > budget_steps(900.0, 0.3, "bf16")  # a bf16 run's steps drift more
-    assert budget_steps(10.0, 1.0, "fp32") == STEP_RANGE[0] and budget_steps(1e6, 0.01, "bf16") == STEP_RANGE[1]
+                assert (steps + after) * step * margin <= left
+                assert (steps + 50 + after) * step * margin > left  # and no 50 more would
+    assert budget_steps(600.0, 0.3, "fp32", 80) > budget_steps(600.0, 0.6, "fp32", 80)  # a faster machine trains longer
+    assert budget_steps(900.0, 0.3, "fp32", 80) > budget_steps(900.0, 0.3, "bf16", 80)  # a bf16 run's steps drift more
+    assert budget_steps(900.0, 0.3, "bf16", 240) < budget_steps(900.0, 0.3, "bf16", 80)  # a larger test split
+    low, high = STEP_RANGE
+    assert budget_steps(10.0, 1.0, "fp32", 80) == low and budget_steps(1e6, 0.01, "bf16", 80) == high
 
 
 def test_the_step_plan_is_measured_once_and_kept(tmp_path: Path, monkeypatch) -> None:
@@ -102,15 +105,15 @@ def test_the_step_plan_is_measured_once_and_kept(tmp_path: Path, monkeypatch) ->
     stages = pipeline.Stages(tmp_path / "timings.json", "demo")
     stages.times.update({"corpus": 100.0, "lip encoder": 200.0})
     opts = DemoOptions(out=tmp_path, budget_minutes=15)
-    plan = demo.plan_steps(opts, stages, "probe-config")  # type: ignore[arg-type]
+    plan = demo.plan_steps(opts, stages, "probe-config", 80)  # type: ignore[arg-type]
     assert probes == ["probe-config"] and plan["chosen"] == "budget" and plan["step_seconds"] == 0.5
     spent = plan["seconds_before_training"]
     assert spent >= 300.0 and "step time" in stages.times
-    assert plan["steps"] == demo.budget_steps(900 - spent, 0.5, "bf16") and plan["precision"] == "bf16"
+    assert plan["steps"] == demo.budget_steps(900 - spent, 0.5, "bf16", 80) and plan["precision"] == "bf16"
     # A rerun (a stopped demo continuing) trains the same run: the stored plan, no new measurement.
-    assert demo.plan_steps(DemoOptions(out=tmp_path), stages, "again") == plan and probes == ["probe-config"]
+    assert demo.plan_steps(DemoOptions(out=tmp_path), stages, "again", 80) == plan and probes == ["probe-config"]
     # --steps wins over the budget, and is what the report will say.
-    assert demo.plan_steps(DemoOptions(out=tmp_path, steps=30), stages, "x") == {"steps": 30, "chosen": "--steps"}
+    assert demo.plan_steps(DemoOptions(out=tmp_path, steps=30), stages, "x", 80) == {"steps": 30, "chosen": "--steps"}
 
 
 def test_seconds_per_step_times_real_steps_in_a_throwaway_folder(tmp_path: Path, monkeypatch) -> None:

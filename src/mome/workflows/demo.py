@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from mome.config import Config, Precision, load_config
+from mome.data.labels import read_labels
 from mome.evaluation.results import DecodeTimes
 from mome.io import atomic_write_text, read_json
 from mome.stopping import stoppable
@@ -37,9 +38,10 @@ RUN = "mome"
 
 BUDGET_MINUTES = 15.0
 """The demo's promise: every stage within this on a 2-core CPU (package installation aside)."""
-AFTER_TRAINING_STEPS = 110
-"""The evaluation and expert stages after training take about as long as this many training steps (the same
-model decodes them: docs/experiments.md, section 1.0.7)."""
+AFTER_TRAINING_STEPS_PER_TEST_UTTERANCE = 1.375
+"""The evaluation and expert stages after training take about as long as this many training steps per test
+utterance (110 for the 80 of the default corpus; the same model decodes them: docs/experiments.md, 1.0.7 and
+1.0.14)."""
 STEP_TIME_MARGIN: dict[Precision, float] = {"fp32": 1.25, "bf16": 1.35, "fp16": 1.35}
 """A whole run's seconds per step against the probe's, by the precision it trains in: the probe's few batches
 are a sample of the run's lengths, and validation and checkpoints add to every step; above the largest ratio
@@ -49,10 +51,11 @@ STEP_RANGE = (200, 4000)
 machine would spend its budget past the plateau."""
 
 
-def budget_steps(seconds_left: float, step_seconds: float, precision: Precision) -> int:
-    """Training steps in `precision` that fit `seconds_left` with the stages after training, in multiples of 50,
-    in STEP_RANGE."""
-    steps = int(seconds_left / (step_seconds * STEP_TIME_MARGIN[precision])) - AFTER_TRAINING_STEPS
+def budget_steps(seconds_left: float, step_seconds: float, precision: Precision, test_utterances: int) -> int:
+    """Training steps in `precision` that fit `seconds_left` with the stages after training (which decode the
+    `test_utterances`), in multiples of 50, in STEP_RANGE."""
+    after_training = round(AFTER_TRAINING_STEPS_PER_TEST_UTTERANCE * test_utterances)
+    steps = int(seconds_left / (step_seconds * STEP_TIME_MARGIN[precision])) - after_training
     low, high = STEP_RANGE
     return max(low, min(high, steps // 50 * 50))
 
@@ -69,9 +72,10 @@ class DemoOptions(Workspace):
     """Minutes for every stage; they set the training steps unless `steps` does."""
 
 
-def plan_steps(opts: DemoOptions, stages: Stages, probe: Config) -> dict[str, Any]:
-    """The training steps and why: `opts.steps`, else the budget's share measured on `probe` (the run's config).
-    Kept in `<out>/steps.json`, so a stopped demo resumes the same run, whatever the machine does meanwhile."""
+def plan_steps(opts: DemoOptions, stages: Stages, probe: Config, test_utterances: int) -> dict[str, Any]:
+    """The training steps and why: `opts.steps`, else the budget's share measured on `probe` (the run's config)
+    with the evaluation of `test_utterances` after it. Kept in `<out>/steps.json`, so a stopped demo resumes the
+    same run, whatever the machine does meanwhile."""
     path = opts.out / "steps.json"
     if opts.steps is not None:
         plan: dict[str, Any] = {"steps": opts.steps, "chosen": "--steps"}
@@ -82,15 +86,22 @@ def plan_steps(opts: DemoOptions, stages: Stages, probe: Config) -> dict[str, An
         spent = sum(stages.times.values())
         left = opts.budget_minutes * 60 - spent
         plan = {
-            "steps": budget_steps(left, step_seconds, precision),
+            "steps": budget_steps(left, step_seconds, precision, test_utterances),
             "chosen": "budget",
             "budget_minutes": opts.budget_minutes,
             "seconds_before_training": round(spent, 1),
             "step_seconds": round(step_seconds, 3),
             "precision": precision,
+            "test_utterances": test_utterances,
         }
     atomic_write_text(path, json.dumps(plan, indent=2) + "\n")
     return plan
+
+
+def eval_utterances(opts: DemoOptions, cfg: Config) -> int:
+    """How many utterances the evaluation stage decodes: the test split's, or `eval_limit` of them."""
+    rows, _ = read_labels(cfg.data.test_labels)
+    return len(rows) if opts.eval_limit is None else min(len(rows), opts.eval_limit)
 
 
 def run_demo(opts: DemoOptions) -> Path:
@@ -105,7 +116,8 @@ def _run_stages(opts: DemoOptions) -> Path:
     stages = Stages(opts.out / "timings.json", "demo")
     preset = load_config(opts.preset)
     corpus, lip = pipeline.prepare(opts, stages, preset)
-    plan = plan_steps(opts, stages, pipeline.run_config(opts, corpus, lip, "any", STEP_RANGE[1], RUN))
+    probe = pipeline.run_config(opts, corpus, lip, "any", STEP_RANGE[1], RUN)
+    plan = plan_steps(opts, stages, probe, eval_utterances(opts, probe))
     steps = plan["steps"]
     cfg = pipeline.run_config(opts, corpus, lip, "any", steps, RUN)
     stages.run("train", lambda: pipeline.train(cfg))
