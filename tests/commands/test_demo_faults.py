@@ -36,6 +36,7 @@ def _stub_stages(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setattr(pipeline, "run_config", lambda *args: None)
     monkeypatch.setattr(pipeline, "features", lambda cfg, snrs: None)
     monkeypatch.setattr(pipeline, "seconds_per_step", lambda cfg: (0.5, "fp32"))  # the budget's probe
+    monkeypatch.setattr(demo, "eval_utterances", lambda opts, cfg: 80)  # the stubbed corpus has no test split
 
 
 def test_an_interrupted_training_stage_stops_the_demo_with_its_code(monkeypatch, tmp_path, capsys) -> None:
